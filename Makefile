@@ -1,0 +1,40 @@
+# The commands a new user needs: `make run` and `make test`. See README.md.
+SHELL := /bin/bash
+CARGO ?= cargo
+BIN := target/debug/currency-conversion
+COMPOSE ?= $(shell command -v podman >/dev/null 2>&1 && echo "podman compose" || echo "docker compose")
+
+.PHONY: run test up down fmt lint bench check-services build
+
+build:
+	$(CARGO) build --locked
+
+## Build, check PostgreSQL and Redis, migrate, seed demo data, serve on http://127.0.0.1:8080
+run: build check-services
+	$(BIN) migrate
+	$(BIN) serve --role all
+
+## Unit and integration tests against the real PostgreSQL and Redis
+test: check-services
+	$(CARGO) test --locked --all-targets --no-fail-fast
+
+## Fail fast, naming what is missing and how to start it.
+check-services:
+	@pg_isready -h $${PGHOST:-127.0.0.1} -p $${PGPORT:-5432} -q 2>/dev/null || \
+	  { echo "PostgreSQL is not answering on 127.0.0.1:5432. Start it: 'make up' (containers) or 'pg_ctlcluster 15 main start'."; exit 1; }
+	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || \
+	  { echo "Redis is not answering on 127.0.0.1:6379. Start it: 'make up' (containers) or 'redis-server --daemonize yes'."; exit 1; }
+
+## Whole stack in containers: PostgreSQL, Redis and the service (compose.yaml)
+up:
+	$(COMPOSE) up -d --build
+
+down:
+	$(COMPOSE) down
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets --locked -- -D warnings

@@ -1,0 +1,77 @@
+//! PostgreSQL: the pool, database creation and the embedded migrations.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+
+use crate::settings::DatabaseSettings;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+pub fn connect_options(settings: &DatabaseSettings) -> anyhow::Result<PgConnectOptions> {
+    let options: PgConnectOptions = settings
+        .url
+        .expose_secret()
+        .parse()
+        .context("database.url: not a valid PostgreSQL URL")?;
+    Ok(options
+        .log_statements(tracing::log::LevelFilter::Debug)
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500)))
+}
+
+/// A pool that connects on first use, so that the API can start (and answer `/health`) while
+/// PostgreSQL is briefly away.
+pub fn pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
+        .connect_lazy_with(connect_options(settings)?))
+}
+
+/// Creates the configured database when it does not exist (connecting to the `postgres`
+/// maintenance database), then applies pending migrations. Errors say how to start PostgreSQL.
+pub async fn create_and_migrate(settings: &DatabaseSettings) -> anyhow::Result<()> {
+    let options = connect_options(settings)?;
+    let name = options.get_database().unwrap_or("postgres").to_owned();
+    let mut admin = PgConnection::connect_with(&options.clone().database("postgres"))
+        .await
+        .with_context(|| {
+            format!(
+                "PostgreSQL is not reachable at {}:{} (database.url / DATABASE_URL). Start it, e.g. `make up` or `pg_ctlcluster 15 main start`",
+                options.get_host(),
+                options.get_port()
+            )
+        })?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await?;
+    if !exists {
+        let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+        match sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut admin)
+            .await
+        {
+            Ok(_) => tracing::info!(database = %name, "created database"),
+            // Another instance created it between our check and our CREATE.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+            Err(e) => return Err(e).context("creating the database"),
+        }
+    }
+    admin.close().await.ok();
+    let mut conn = PgConnection::connect_with(&options)
+        .await
+        .context("connecting to the service database")?;
+    MIGRATOR
+        .run(&mut conn)
+        .await
+        .context("applying database migrations")?;
+    conn.close().await.ok();
+    Ok(())
+}
+
+use sqlx::PgConnection;

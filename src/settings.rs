@@ -1,0 +1,468 @@
+//! Typed configuration, layered: `settings/base.toml`, then `settings/{APP_ENV}.toml`, then
+//! environment variables (`CCS__SECTION__KEY`, plus the conventional `DATABASE_URL`, `REDIS_URL`
+//! and `JWT_SECRET`). Everything that needs configuration receives a `Settings` (or a part of it);
+//! nothing else reads the environment.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The secret shipped in `settings/local.toml` so that `make run` works out of the box.
+/// Refused in production so that nobody deploys it by accident.
+pub const LOCAL_DEV_JWT_SECRET: &str = "local-development-secret-do-not-use-in-production!";
+
+/// Where the service runs; selects `settings/{environment}.toml` and a few defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Local,
+    Test,
+    Production,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Local => "local",
+            Environment::Test => "test",
+            Environment::Production => "production",
+        }
+    }
+}
+
+impl std::str::FromStr for Environment {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "local" => Ok(Environment::Local),
+            "test" => Ok(Environment::Test),
+            "production" | "prod" => Ok(Environment::Production),
+            other => anyhow::bail!(
+                "APP_ENV: unknown environment `{other}` (expected local, test or production)"
+            ),
+        }
+    }
+}
+
+#[derive(Clone, Deserialize)]
+pub struct Settings {
+    /// Filled in from `APP_ENV`, not from the files.
+    #[serde(skip, default = "default_env")]
+    pub environment: Environment,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub auth: AuthSettings,
+    pub log: LogSettings,
+    pub rates: RatesSettings,
+    pub conversions: ConversionSettings,
+    pub tasks: TaskSettings,
+}
+
+fn default_env() -> Environment {
+    Environment::Local
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    /// Interface to bind; `127.0.0.1` locally, `0.0.0.0` in containers.
+    pub host: String,
+    /// TCP port; 0 picks a free one (tests).
+    pub port: u16,
+    /// Largest accepted request body, in bytes.
+    pub body_limit_bytes: usize,
+    /// Number of actix worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Seconds granted to in-flight requests and jobs on shutdown.
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// PostgreSQL URL; the database is created on start if it does not exist.
+    pub url: SecretString,
+    /// Upper bound of pooled connections per process.
+    pub max_connections: u32,
+    /// How long a request waits for a pooled connection before failing, in milliseconds.
+    pub acquire_timeout_ms: u64,
+}
+
+#[derive(Clone, Deserialize)]
+pub struct RedisSettings {
+    /// Redis URL (`redis://host:port/db`).
+    pub url: SecretString,
+    /// Prepended to every key the service writes, so that several deployments (or tests) share
+    /// one Redis without colliding.
+    pub key_prefix: String,
+    /// Upper bound of pooled connections per process.
+    pub pool_size: usize,
+    /// Timeout for one Redis command, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+#[derive(Clone, Deserialize)]
+pub struct AuthSettings {
+    /// HS256 key for access tokens; at least 32 bytes. Set it with `JWT_SECRET`.
+    pub jwt_secret: SecretString,
+    /// `iss` claim written and required.
+    pub issuer: String,
+    /// `aud` claim written and required.
+    pub audience: String,
+    /// Access-token lifetime in seconds.
+    pub access_token_ttl_secs: u64,
+    /// Refresh-token lifetime in seconds.
+    pub refresh_token_ttl_secs: u64,
+    /// Clock skew tolerated on `exp`/`nbf`, in seconds.
+    pub leeway_secs: u64,
+    /// Whether `POST /api/v1/auth/register` is open.
+    pub registration_enabled: bool,
+    /// Failed logins allowed per account (and per client IP, times four) within the window.
+    pub max_failed_logins: u32,
+    /// Window of the login throttle, in seconds.
+    pub login_window_secs: u64,
+    /// How long a user's enabled/disabled state is cached before it is re-read, in seconds.
+    pub user_status_cache_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    /// `pretty` for people, `json` (one object per line) for log shippers.
+    pub format: LogFormat,
+    /// `tracing` filter directive, e.g. `info,sqlx=warn`; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+#[derive(Clone, Deserialize)]
+pub struct RatesSettings {
+    /// Primary provider: `frankfurter`, `ecb`, `openexchangerates` or `exchangerate_api`.
+    pub provider: String,
+    /// Base URL of the primary provider (tests and mirrors point it elsewhere).
+    pub provider_url: String,
+    /// API key of the primary provider, when it needs one.
+    pub api_key: Option<SecretString>,
+    /// Providers tried in order when the primary fails, as `kind` or `kind=url`.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
+    /// Age in seconds after which the latest stored rates count as stale.
+    pub max_age_secs: u64,
+    /// Currency the provider is asked to quote against (its pivot).
+    pub base: String,
+    /// How long a cached read of the latest rates lives in Redis, in seconds.
+    pub cache_ttl_secs: u64,
+    /// Connect timeout for provider requests, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Total timeout of one provider request, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Attempts per provider before failing over.
+    pub max_attempts: u32,
+    /// First backoff delay in milliseconds; doubles per attempt with full jitter.
+    pub backoff_base_ms: u64,
+    /// Consecutive failures that open a provider's circuit breaker.
+    pub breaker_threshold: u32,
+    /// Seconds a tripped breaker stays open before one trial request.
+    pub breaker_cooldown_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StaleRatePolicy {
+    /// Refuse conversions on stale rates (422).
+    Refuse,
+    /// Convert, and flag the conversion as made on a stale rate.
+    Allow,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConversionSettings {
+    /// Seconds a conversion stays `temporary` before it may become `permanent`.
+    pub holding_period_secs: u64,
+    /// Largest amount accepted in one conversion, in units of the source currency.
+    pub max_amount: String,
+    /// What to do when the newest rate is older than `rates.max_age_secs`.
+    pub stale_rates: StaleRatePolicy,
+    /// How long an `Idempotency-Key` is remembered, in seconds.
+    pub idempotency_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ScheduleSettings {
+    /// Cron expression with seconds for the rates fetch.
+    pub fetch_rates: String,
+    /// Cron expression with seconds for finalizing conversions.
+    pub finalize_conversions: String,
+    /// Cron expression with seconds for the retention job.
+    pub prune: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TaskSettings {
+    pub schedule: ScheduleSettings,
+    /// Worker tasks per process.
+    pub workers: usize,
+    /// Seconds after which an unacknowledged message is handed to another worker.
+    pub visibility_timeout_secs: u64,
+    /// Attempts before a run is declared dead.
+    pub max_attempts: u32,
+    /// First retry delay in seconds; doubles per attempt with full jitter.
+    pub retry_base_secs: u64,
+    /// Days of finished run records kept by `prune`.
+    pub retention_days: u32,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Secrets are SecretStrings, whose Debug prints a placeholder; list the parts that matter.
+        f.debug_struct("Settings")
+            .field("environment", &self.environment)
+            .field("server", &self.server)
+            .field("log", &self.log)
+            .field("rates.provider", &self.rates.provider)
+            .field("rates.provider_url", &self.rates.provider_url)
+            .field("tasks", &self.tasks)
+            .field("conversions", &self.conversions)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads the layered settings from `dir` for `environment`, with the process environment on
+/// top. `env` is injected so that tests can layer without touching the real environment.
+pub fn load_from(
+    dir: &Path,
+    environment: Environment,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> anyhow::Result<Settings> {
+    let env: std::collections::HashMap<String, String> = env.into_iter().collect();
+    let mut builder = config::Config::builder()
+        .add_source(config::File::from(dir.join("base.toml")).required(true))
+        .add_source(
+            config::File::from(dir.join(format!("{}.toml", environment.as_str()))).required(false),
+        )
+        .add_source(
+            config::Environment::with_prefix("CCS")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("rates.fallbacks")
+                .source(Some(
+                    env.iter()
+                        .filter(|(k, _)| k.starts_with("CCS__"))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                )),
+        );
+    for (var, key) in [
+        ("DATABASE_URL", "database.url"),
+        ("REDIS_URL", "redis.url"),
+        ("JWT_SECRET", "auth.jwt_secret"),
+    ] {
+        if let Some(value) = env.get(var).filter(|v| !v.is_empty()) {
+            builder = builder.set_override(key, value.clone())?;
+        }
+    }
+    let mut settings: Settings = builder
+        .build()
+        .and_then(|c| c.try_deserialize())
+        .map_err(|e| anyhow::anyhow!("invalid settings: {e}"))?;
+    settings.environment = environment;
+    settings.validate()?;
+    Ok(settings)
+}
+
+/// Reads the settings for the running process: `APP_ENV` (default `local`), files from
+/// `CCS_SETTINGS_DIR` (default `./settings`), and the process environment.
+pub fn load() -> anyhow::Result<Settings> {
+    let environment: Environment = std::env::var("APP_ENV")
+        .unwrap_or_else(|_| "local".into())
+        .parse()?;
+    let dir = std::env::var("CCS_SETTINGS_DIR").unwrap_or_else(|_| "settings".into());
+    load_from(Path::new(&dir), environment, std::env::vars())
+}
+
+impl Settings {
+    /// Checks what serde cannot: ranges, secrets, cron syntax. Each message names the key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let secret = self.auth.jwt_secret.expose_secret();
+        if secret.len() < 32 {
+            anyhow::bail!(
+                "auth.jwt_secret: must be at least 32 bytes (set JWT_SECRET or CCS__AUTH__JWT_SECRET)"
+            );
+        }
+        if self.environment == Environment::Production {
+            if secret == LOCAL_DEV_JWT_SECRET {
+                anyhow::bail!(
+                    "auth.jwt_secret: the local development secret is refused in production; set JWT_SECRET to a random string of at least 32 bytes"
+                );
+            }
+            let distinct: std::collections::HashSet<char> = secret.chars().collect();
+            if distinct.len() < 10 {
+                anyhow::bail!(
+                    "auth.jwt_secret: too weak for production (fewer than 10 distinct characters); use a random string"
+                );
+            }
+        }
+        if self.server.body_limit_bytes < 1024 {
+            anyhow::bail!("server.body_limit_bytes: must be at least 1024");
+        }
+        if self.database.max_connections == 0 {
+            anyhow::bail!("database.max_connections: must be at least 1");
+        }
+        if self.redis.pool_size == 0 {
+            anyhow::bail!("redis.pool_size: must be at least 1");
+        }
+        if self.auth.access_token_ttl_secs == 0 || self.auth.refresh_token_ttl_secs == 0 {
+            anyhow::bail!(
+                "auth.access_token_ttl_secs / auth.refresh_token_ttl_secs: must be positive"
+            );
+        }
+        if self
+            .conversions
+            .max_amount
+            .parse::<bigdecimal::BigDecimal>()
+            .is_err()
+        {
+            anyhow::bail!("conversions.max_amount: not a decimal number");
+        }
+        if self.tasks.max_attempts == 0 {
+            anyhow::bail!("tasks.max_attempts: must be at least 1");
+        }
+        for (key, expr) in [
+            (
+                "tasks.schedule.fetch_rates",
+                &self.tasks.schedule.fetch_rates,
+            ),
+            (
+                "tasks.schedule.finalize_conversions",
+                &self.tasks.schedule.finalize_conversions,
+            ),
+            ("tasks.schedule.prune", &self.tasks.schedule.prune),
+        ] {
+            if expr.split_whitespace().count() < 6 {
+                anyhow::bail!(
+                    "{key}: `{expr}` is not a cron expression with seconds (6 or 7 fields)"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.server.shutdown_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn dir() -> &'static Path {
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/settings"))
+    }
+
+    #[test]
+    fn environment_file_overrides_base() {
+        let local = load_from(dir(), Environment::Local, env(&[])).unwrap();
+        assert!(local.auth.registration_enabled);
+        assert_eq!(local.server.port, 8080);
+        let test = load_from(dir(), Environment::Test, env(&[])).unwrap();
+        assert_eq!(test.server.port, 0);
+    }
+
+    #[test]
+    fn environment_variables_override_files() {
+        let s = load_from(
+            dir(),
+            Environment::Local,
+            env(&[
+                ("CCS__SERVER__PORT", "9123"),
+                ("CCS__RATES__FALLBACKS", "ecb,openexchangerates"),
+                ("CCS__TASKS__SCHEDULE__FETCH_RATES", "*/5 * * * * *"),
+                ("DATABASE_URL", "postgres://postgres@db:5432/other"),
+                ("JWT_SECRET", "an-environment-secret-of-enough-length-123"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.server.port, 9123);
+        assert_eq!(s.rates.fallbacks, vec!["ecb", "openexchangerates"]);
+        assert_eq!(s.tasks.schedule.fetch_rates, "*/5 * * * * *");
+        assert_eq!(
+            s.database.url.expose_secret(),
+            "postgres://postgres@db:5432/other"
+        );
+        assert_eq!(
+            s.auth.jwt_secret.expose_secret(),
+            "an-environment-secret-of-enough-length-123"
+        );
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let err = load_from(
+            dir(),
+            Environment::Local,
+            env(&[("CCS__SERVER__PORT", "eighty")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("server.port"), "{err}");
+        let err = load_from(
+            dir(),
+            Environment::Local,
+            env(&[("CCS__TASKS__SCHEDULE__PRUNE", "daily")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("tasks.schedule.prune"), "{err}");
+    }
+
+    #[test]
+    fn production_refuses_missing_dev_or_weak_secrets() {
+        let missing = load_from(dir(), Environment::Production, env(&[])).unwrap_err();
+        assert!(missing.to_string().contains("auth.jwt_secret"));
+        let dev = load_from(
+            dir(),
+            Environment::Production,
+            env(&[("JWT_SECRET", LOCAL_DEV_JWT_SECRET)]),
+        )
+        .unwrap_err();
+        assert!(dev.to_string().contains("refused in production"));
+        let weak = load_from(
+            dir(),
+            Environment::Production,
+            env(&[("JWT_SECRET", &"ab".repeat(20))]),
+        )
+        .unwrap_err();
+        assert!(weak.to_string().contains("too weak"));
+        let ok = load_from(
+            dir(),
+            Environment::Production,
+            env(&[("JWT_SECRET", "Zq8#rT2!mW9pLx4&vN7sKb1@dF6hJc3^")]),
+        )
+        .unwrap();
+        assert!(!ok.auth.registration_enabled);
+        assert_eq!(ok.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let s = load_from(dir(), Environment::Local, env(&[])).unwrap();
+        assert!(!format!("{s:?}").contains(LOCAL_DEV_JWT_SECRET));
+    }
+}

@@ -1,0 +1,150 @@
+use secrecy::SecretString;
+
+use crate::helpers::{assert_problem, spawn_app, spawn_app_with};
+use crate::proxy::TcpProxy;
+
+#[tokio::test]
+async fn liveness_answers_ok_with_a_generated_request_id() {
+    let app = spawn_app().await;
+    let res = app.get("/health/live").await;
+    assert_eq!(res.status(), 200);
+    let id = res.headers().get("x-request-id").unwrap().to_str().unwrap();
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "generated id {id}");
+}
+
+#[tokio::test]
+async fn a_client_request_id_is_echoed_and_an_unsafe_one_replaced() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .get(app.url("/health/live"))
+        .header("X-Request-Id", "partner-abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "partner-abc-123");
+    let res = app
+        .client
+        .get(app.url("/health/live"))
+        .header("X-Request-Id", "bad id with spaces")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(res.headers()["x-request-id"], "bad id with spaces");
+}
+
+#[tokio::test]
+async fn readiness_is_ok_when_postgres_and_redis_answer() {
+    let app = spawn_app().await;
+    let res = app.get("/health/ready").await;
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["checks"]["postgres"], "up");
+    assert_eq!(body["checks"]["redis"], "up");
+}
+
+#[tokio::test]
+async fn readiness_is_503_naming_redis_when_redis_is_cut() {
+    let redis_proxy = TcpProxy::start("127.0.0.1:6379".into()).await;
+    let port = redis_proxy.port;
+    let app = spawn_app_with(|s| {
+        s.redis.url = SecretString::from(format!("redis://127.0.0.1:{port}"));
+    })
+    .await;
+    assert_eq!(app.get("/health/ready").await.status(), 200);
+    redis_proxy.cut();
+    let body = assert_problem(
+        app.get("/health/ready").await,
+        503,
+        "/problems/service-unavailable",
+    )
+    .await;
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("redis") && !detail.contains("postgres"),
+        "{detail}"
+    );
+    redis_proxy.restore();
+    // A pooled connection that died with the cut is discarded on its next use; poll briefly.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let status = app.get("/health/ready").await.status();
+        if status == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "readiness did not recover: {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn readiness_is_503_naming_postgres_when_postgres_is_cut() {
+    let pg_proxy = TcpProxy::start("127.0.0.1:5432".into()).await;
+    let port = pg_proxy.port;
+    let app = spawn_app_with(|s| {
+        let url = secrecy::ExposeSecret::expose_secret(&s.database.url).to_owned();
+        let db = url.rsplit_once('/').unwrap().1.to_owned();
+        s.database.url = SecretString::from(format!("postgres://postgres@127.0.0.1:{port}/{db}"));
+        s.database.acquire_timeout_ms = 500;
+    })
+    .await;
+    assert_eq!(app.get("/health/ready").await.status(), 200);
+    pg_proxy.cut();
+    let body = assert_problem(
+        app.get("/health/ready").await,
+        503,
+        "/problems/service-unavailable",
+    )
+    .await;
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("postgres") && !detail.contains("redis"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_and_wrong_methods_are_problem_json() {
+    let app = spawn_app().await;
+    assert_problem(app.get("/no/such/route").await, 404, "/problems/not-found").await;
+    let res = app
+        .client
+        .delete(app.url("/health/live"))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 405, "/problems/method-not-allowed").await;
+}
+
+#[tokio::test]
+async fn metrics_count_requests_per_route_and_status() {
+    let app = spawn_app().await;
+    app.get("/health/live").await;
+    app.get("/health/live").await;
+    let res = app.get("/metrics").await;
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    assert!(
+        text.contains(
+            "http_requests_total{method=\"GET\",route=\"/health/live\",status=\"200\"} 2"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("db_pool_max_connections"));
+}
+
+#[tokio::test]
+async fn openapi_document_and_swagger_ui_are_served() {
+    let app = spawn_app().await;
+    let res = app.get("/api-docs/openapi.json").await;
+    assert_eq!(res.status(), 200);
+    let doc: serde_json::Value = res.json().await.unwrap();
+    assert!(doc["paths"]["/health/ready"].is_object());
+    let res = app.get("/docs/").await;
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("swagger"));
+    assert!(app.get("/docs").await.status().is_redirection());
+}

@@ -1,0 +1,315 @@
+#![allow(dead_code)] // Each test uses the part of the harness it needs.
+
+//! The harness: each test gets the real app on a random port, its own PostgreSQL database
+//! (copied from a migrated template) and its own Redis key prefix, so tests run in parallel.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use currency_conversion::clock::Clock;
+use currency_conversion::settings::{self, Environment, Settings};
+use currency_conversion::startup::Application;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub client: reqwest::Client,
+    pub db: PgPool,
+    pub db_name: String,
+    pub settings: Settings,
+    pub clock: Clock,
+    admin_url: String,
+}
+
+/// The settings every test starts from: `settings/test.toml` plus DATABASE_URL/REDIS_URL from
+/// the environment when set (other machines), never the other CCS__ overrides.
+pub fn base_settings() -> Settings {
+    let env = std::env::vars().filter(|(k, _)| k == "DATABASE_URL" || k == "REDIS_URL");
+    settings::load_from(Path::new("settings"), Environment::Test, env).expect("test settings load")
+}
+
+fn maintenance_options(settings: &Settings) -> PgConnectOptions {
+    let options: PgConnectOptions = settings.database.url.expose_secret().parse().unwrap();
+    options.database("postgres")
+}
+
+/// Name of the template database: derived from the migrations, so a changed migration gets a
+/// fresh template and an unchanged one is reused across runs.
+fn template_name() -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut entries: Vec<_> = std::fs::read_dir("migrations")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        path.file_name().hash(&mut hasher);
+        std::fs::read(&path).unwrap().hash(&mut hasher);
+    }
+    format!("ccs_test_template_{:016x}", hasher.finish())
+}
+
+static TEMPLATE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+
+async fn template(settings: &Settings) -> String {
+    TEMPLATE
+        .get_or_init(|| async {
+            let name = template_name();
+            let mut admin = PgConnection::connect_with(&maintenance_options(settings))
+                .await
+                .expect("PostgreSQL must be running for the tests (see README)");
+            // Several test processes may race to build it; one builds, the others wait.
+            admin
+                .execute("SELECT pg_advisory_lock(72217001)")
+                .await
+                .unwrap();
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                    .bind(&name)
+                    .fetch_one(&mut admin)
+                    .await
+                    .unwrap();
+            if !exists {
+                let building = format!("{name}_building");
+                admin
+                    .execute(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS \"{building}\""
+                    )))
+                    .await
+                    .unwrap();
+                admin
+                    .execute(sqlx::AssertSqlSafe(format!(
+                        "CREATE DATABASE \"{building}\""
+                    )))
+                    .await
+                    .unwrap();
+                let mut conn =
+                    PgConnection::connect_with(&maintenance_options(settings).database(&building))
+                        .await
+                        .unwrap();
+                currency_conversion::db::MIGRATOR
+                    .run(&mut conn)
+                    .await
+                    .expect("migrations apply");
+                conn.close().await.unwrap();
+                admin
+                    .execute(sqlx::AssertSqlSafe(format!(
+                        "ALTER DATABASE \"{building}\" RENAME TO \"{name}\""
+                    )))
+                    .await
+                    .unwrap();
+            }
+            admin
+                .execute("SELECT pg_advisory_unlock(72217001)")
+                .await
+                .unwrap();
+            admin.close().await.ok();
+            name
+        })
+        .await
+        .clone()
+}
+
+/// Creates a fresh database from the template and returns its URL and name.
+pub async fn fresh_database(settings: &Settings) -> (String, String) {
+    let template = template(settings).await;
+    let name = format!("ccs_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect_with(&maintenance_options(settings))
+        .await
+        .unwrap();
+    admin
+        .execute(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
+        )))
+        .await
+        .unwrap();
+    admin.close().await.ok();
+    let url = format!(
+        "{}/{}",
+        settings
+            .database
+            .url
+            .expose_secret()
+            .rsplit_once('/')
+            .unwrap()
+            .0,
+        name
+    );
+    (url, name)
+}
+
+pub fn test_settings_with(db_url: &str, customise: impl FnOnce(&mut Settings)) -> Settings {
+    let mut s = base_settings();
+    s.database.url = SecretString::from(db_url.to_owned());
+    s.redis.key_prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    customise(&mut s);
+    s
+}
+
+static TELEMETRY: OnceLock<()> = OnceLock::new();
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Spawns the real application with settings adjusted by `customise`.
+pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
+    TELEMETRY.get_or_init(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        if std::env::var("TEST_LOG").is_ok() {
+            currency_conversion::telemetry::init(&base_settings().log);
+        }
+    });
+    let base = base_settings();
+    let (db_url, db_name) = fresh_database(&base).await;
+    let settings = test_settings_with(&db_url, customise);
+    let clock = Clock::manual(chrono::Utc::now());
+    let app = Application::build(settings.clone(), clock.clone())
+        .await
+        .expect("app builds");
+    let port = app.port();
+    let db = app.state().db.clone();
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        client,
+        db,
+        db_name,
+        settings,
+        clock,
+        admin_url: base.database.url.expose_secret().to_owned(),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn get_with_token(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        token: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self.client.post(self.url(path)).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap()
+    }
+
+    pub async fn patch_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        token: &str,
+    ) -> reqwest::Response {
+        self.client
+            .patch(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Dropping the database needs async I/O; do it on a throwaway runtime in a thread so
+        // that Drop works from inside the test's own runtime.
+        let db_name = self.db_name.clone();
+        let admin_url = self.admin_url.clone();
+        let prefix = self.settings.redis.key_prefix.clone();
+        let redis_url = self.settings.redis.url.expose_secret().to_owned();
+        let pool = self.db.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                pool.close().await;
+                let options: PgConnectOptions = admin_url.parse().unwrap();
+                if let Ok(mut admin) =
+                    PgConnection::connect_with(&options.database("postgres")).await
+                {
+                    let _ = admin
+                        .execute(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"
+                        )))
+                        .await;
+                }
+                if let Ok(client) = redis::Client::open(redis_url) {
+                    if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                        let keys: Vec<String> = redis::cmd("KEYS")
+                            .arg(format!("{prefix}*"))
+                            .query_async(&mut conn)
+                            .await
+                            .unwrap_or_default();
+                        if !keys.is_empty() {
+                            let _: Result<(), _> =
+                                redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+                        }
+                    }
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Asserts a response is problem+json with the given status and `type`, and returns the body.
+pub async fn assert_problem(
+    res: reqwest::Response,
+    status: u16,
+    problem_type: &str,
+) -> serde_json::Value {
+    assert_eq!(res.status().as_u16(), status, "unexpected status");
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert!(
+        content_type.starts_with("application/problem+json"),
+        "content type was {content_type}"
+    );
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["type"], problem_type, "body: {body}");
+    assert_eq!(body["status"], status);
+    assert!(body["title"].is_string() && body["detail"].is_string());
+    body
+}
