@@ -303,3 +303,26 @@ pub fn unique_violation(err: &sqlx::Error) -> Option<&str> {
         _ => None,
     }
 }
+
+// ---- Each module's errors, mapped to HTTP in one place. ----
+
+impl From<crate::auth::AuthError> for ApiError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        use crate::auth::AuthError as A;
+        match e {
+            A::InvalidCredentials => ApiError::Unauthorized("invalid email or password".into()),
+            A::InvalidToken(d) => ApiError::Unauthorized(d),
+            A::WrongRole(role) => {
+                ApiError::Forbidden(format!("this endpoint requires the {role} role"))
+            }
+            A::Throttled { retry_after_secs } => ApiError::TooManyRequests { retry_after_secs },
+            A::EmailTaken => ApiError::Conflict("an account with this email already exists".into()),
+            A::RegistrationClosed => {
+                ApiError::Forbidden("self-registration is disabled on this service".into())
+            }
+            A::PartnerNotFound => ApiError::NotFound("no such partner".into()),
+            A::Invalid { field, message } => ApiError::validation(field, message),
+            A::Unexpected(e) => ApiError::Internal(e),
+        }
+    }
+}

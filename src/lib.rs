@@ -1,5 +1,6 @@
 //! Currency conversion service: one crate, modules by capability. See README.md for the tour.
 
+pub mod auth;
 pub mod clock;
 pub mod currencies;
 pub mod db;
@@ -9,7 +10,9 @@ pub mod metrics;
 pub mod middleware;
 pub mod money;
 pub mod openapi;
+pub mod pagination;
 pub mod redis_client;
+pub mod seed;
 pub mod settings;
 pub mod startup;
 pub mod telemetry;

@@ -4,9 +4,10 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use currency_conversion::auth::{self, Role};
 use currency_conversion::clock::Clock;
 use currency_conversion::settings;
-use currency_conversion::startup::{Application, Role};
+use currency_conversion::startup::{AppState, Application, Role as ProcessRole};
 
 #[derive(Parser)]
 #[command(name = "currency-conversion", version, about)]
@@ -20,13 +21,36 @@ enum Command {
     /// Create and migrate the database, then serve (the default command).
     Serve {
         /// Which pieces this process runs.
-        #[arg(long, value_enum, default_value_t = Role::All)]
-        role: Role,
+        #[arg(long, value_enum, default_value_t = ProcessRole::All)]
+        role: ProcessRole,
     },
     /// Create the database if needed and apply pending migrations, then exit.
     Migrate,
+    /// Create demo data for trying the service: in `local`, a demo admin and partner (printed
+    /// once). Idempotent.
+    Seed,
+    /// Manage users from scripts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Exit 0 when the local server answers `/health/live` (container HEALTHCHECK).
     Healthcheck,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user. The password is read from `CCS_PASSWORD`, or else from the first line of
+    /// standard input.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_parser = ["admin", "partner"])]
+        role: String,
+        /// Display name (defaults to the email).
+        #[arg(long)]
+        name: Option<String>,
+    },
 }
 
 #[tokio::main]
@@ -46,7 +70,9 @@ async fn run() -> anyhow::Result<()> {
     currency_conversion::telemetry::init(&settings.log);
     // reqwest and sqlx are built without a default TLS provider; pick ring once for the process.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    match cli.command.unwrap_or(Command::Serve { role: Role::All }) {
+    match cli.command.unwrap_or(Command::Serve {
+        role: ProcessRole::All,
+    }) {
         Command::Serve { role } => {
             tracing::info!(
                 environment = settings.environment.as_str(),
@@ -74,6 +100,43 @@ async fn run() -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("{url} did not answer"))?;
             anyhow::ensure!(res.status().is_success(), "{url} answered {}", res.status());
+        }
+        Command::Seed => {
+            currency_conversion::db::create_and_migrate(&settings.database).await?;
+            let state = AppState::new(settings, Clock::system())?;
+            currency_conversion::seed::run(&state).await?;
+        }
+        Command::User {
+            command: UserCommand::Create { email, role, name },
+        } => {
+            let password = match std::env::var("CCS_PASSWORD") {
+                Ok(p) => p,
+                Err(_) => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .context("reading the password from standard input")?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            currency_conversion::db::create_and_migrate(&settings.database).await?;
+            let state = AppState::new(settings, Clock::system())?;
+            let role = Role::parse(&role).context("--role must be admin or partner")?;
+            let user = auth::service::create_user(
+                &state,
+                &email,
+                &password,
+                role,
+                name.as_deref().unwrap_or(&email),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "created {} {} ({})",
+                user.role.as_str(),
+                user.email,
+                user.id
+            );
         }
         Command::Migrate => {
             currency_conversion::db::create_and_migrate(&settings.database).await?;

@@ -14,11 +14,23 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         crate::health::live,
         crate::health::ready,
         crate::health::metrics,
+        crate::auth::routes::token,
+        crate::auth::routes::refresh,
+        crate::auth::routes::logout,
+        crate::auth::routes::register,
+        crate::auth::routes::me,
+        crate::auth::routes::list_partners,
+        crate::auth::routes::create_partner,
+        crate::auth::routes::get_partner,
+        crate::auth::routes::update_partner,
+        crate::auth::routes::reset_password,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),
     modifiers(&BearerAuth),
     tags(
         (name = "health", description = "Liveness, readiness, metrics"),
+        (name = "auth", description = "Tokens, refresh, logout, registration"),
+        (name = "partners", description = "Partner accounts (admin)"),
     )
 )]
 pub struct ApiDoc;

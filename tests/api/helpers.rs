@@ -6,9 +6,10 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
+use currency_conversion::auth::Role;
 use currency_conversion::clock::Clock;
 use currency_conversion::settings::{self, Environment, Settings};
-use currency_conversion::startup::Application;
+use currency_conversion::startup::{AppState, Application};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
@@ -21,6 +22,7 @@ pub struct TestApp {
     pub db_name: String,
     pub settings: Settings,
     pub clock: Clock,
+    pub state: AppState,
     admin_url: String,
 }
 
@@ -173,6 +175,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         .expect("app builds");
     let port = app.port();
     let db = app.state().db.clone();
+    let state = app.state().clone();
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -186,11 +189,67 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         db_name,
         settings,
         clock,
+        state,
         admin_url: base.database.url.expose_secret().to_owned(),
     }
 }
 
+pub const TEST_PASSWORD: &str = "correct horse battery staple";
+
+/// A user created for a test, with a valid access token.
+pub struct TestUser {
+    pub id: uuid::Uuid,
+    pub email: String,
+    pub token: String,
+    pub refresh_token: String,
+}
+
 impl TestApp {
+    /// Creates a user directly (as the CLI would) and logs it in over HTTP.
+    pub async fn create_user(&self, role: Role) -> TestUser {
+        let email = format!(
+            "{}-{}@example.com",
+            role.as_str(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let user = currency_conversion::auth::service::create_user(
+            &self.state,
+            &email,
+            TEST_PASSWORD,
+            role,
+            "Test user",
+        )
+        .await
+        .unwrap();
+        let tokens = self.login(&email, TEST_PASSWORD).await;
+        TestUser {
+            id: user.id,
+            email,
+            token: tokens["access_token"].as_str().unwrap().to_owned(),
+            refresh_token: tokens["refresh_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    pub async fn admin(&self) -> TestUser {
+        self.create_user(Role::Admin).await
+    }
+
+    pub async fn partner(&self) -> TestUser {
+        self.create_user(Role::Partner).await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> serde_json::Value {
+        let res = self
+            .post_json(
+                "/api/v1/auth/token",
+                &serde_json::json!({"email": email, "password": password}),
+                None,
+            )
+            .await;
+        assert_eq!(res.status(), 200, "login failed");
+        res.json().await.unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
@@ -254,14 +313,14 @@ impl Drop for TestApp {
         let admin_url = self.admin_url.clone();
         let prefix = self.settings.redis.key_prefix.clone();
         let redis_url = self.settings.redis.url.expose_secret().to_owned();
-        let pool = self.db.clone();
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                pool.close().await;
+                // Not `pool.close()`: connections opened on the test's runtime could only be
+                // closed by that runtime, which is blocked here. FORCE ends them server-side.
                 let options: PgConnectOptions = admin_url.parse().unwrap();
                 if let Ok(mut admin) =
                     PgConnection::connect_with(&options.database("postgres")).await

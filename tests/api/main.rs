@@ -1,5 +1,6 @@
 //! One integration-test binary (faster to link than one per file); modules by capability.
 
+mod auth;
 mod foundation;
 mod helpers;
 mod proxy;

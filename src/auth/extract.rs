@@ -1,0 +1,91 @@
+//! Extractors that enforce authentication and roles in one place. A handler that takes an
+//! [`AdminUser`] cannot run for a partner; one that takes an [`AuthenticatedUser`] cannot run
+//! without a valid token of an enabled user.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, web};
+use actix_web_httpauth::extractors::bearer::BearerAuth;
+
+use super::domain::{Role, UserId};
+use super::service::{self, AuthError, Caller};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Any caller with a valid access token.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedUser(pub Caller);
+
+impl AuthenticatedUser {
+    pub fn id(&self) -> UserId {
+        self.0.id
+    }
+    pub fn role(&self) -> Role {
+        self.0.role
+    }
+    pub fn is_admin(&self) -> bool {
+        self.0.role == Role::Admin
+    }
+}
+
+/// A caller with the `admin` role; partners get 403.
+#[derive(Debug, Clone)]
+pub struct AdminUser(pub Caller);
+
+/// A caller with the `partner` role; admins get 403.
+#[derive(Debug, Clone)]
+pub struct PartnerUser(pub Caller);
+
+async fn caller(req: HttpRequest) -> Result<Caller, ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("AppState is not registered")))?;
+    let bearer = BearerAuth::extract(&req)
+        .await
+        .map_err(|_| AuthError::InvalidToken("a bearer token is required".into()))?;
+    Ok(service::authenticate(&state, bearer.token()).await?)
+}
+
+type Fut<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
+
+impl FromRequest for AuthenticatedUser {
+    type Error = ApiError;
+    type Future = Fut<Self>;
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move { caller(req).await.map(AuthenticatedUser) })
+    }
+}
+
+impl FromRequest for AdminUser {
+    type Error = ApiError;
+    type Future = Fut<Self>;
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let caller = caller(req).await?;
+            if caller.role != Role::Admin {
+                return Err(AuthError::WrongRole("admin").into());
+            }
+            Ok(AdminUser(caller))
+        })
+    }
+}
+
+impl FromRequest for PartnerUser {
+    type Error = ApiError;
+    type Future = Fut<Self>;
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let caller = caller(req).await?;
+            if caller.role != Role::Partner {
+                return Err(AuthError::WrongRole("partner").into());
+            }
+            Ok(PartnerUser(caller))
+        })
+    }
+}

@@ -1,0 +1,234 @@
+//! HTTP routes of `auth`: thin handlers that parse, call `service`, and answer.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::domain::{Role, UserId};
+use super::extract::{AdminUser, AuthenticatedUser};
+use super::service::{self, TokenResponse, UserView};
+use crate::error::{ApiError, Problem};
+use crate::pagination::{Page, PageParams};
+use crate::startup::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/auth/token").route(web::post().to(token)))
+        .service(web::resource("/auth/refresh").route(web::post().to(refresh)))
+        .service(web::resource("/auth/logout").route(web::post().to(logout)))
+        .service(web::resource("/auth/register").route(web::post().to(register)))
+        .service(web::resource("/me").route(web::get().to(me)))
+        .service(
+            web::resource("/partners")
+                .route(web::get().to(list_partners))
+                .route(web::post().to(create_partner)),
+        )
+        .service(
+            web::resource("/partners/{id}")
+                .route(web::get().to(get_partner))
+                .route(web::patch().to(update_partner)),
+        )
+        .service(web::resource("/partners/{id}/password").route(web::post().to(reset_password)));
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct TokenRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+pub struct LogoutRequest {
+    /// The refresh token of this session; its whole family is revoked.
+    pub refresh_token: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct RegisterRequest {
+    pub email: String,
+    /// 12 to 128 characters.
+    pub password: String,
+    pub display_name: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct UpdatePartnerRequest {
+    pub display_name: Option<String>,
+    /// `true` disables the partner at once (its tokens stop working); `false` enables it.
+    pub disabled: Option<bool>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct PasswordRequest {
+    pub password: String,
+}
+
+fn client_ip(req: &HttpRequest) -> String {
+    // The socket peer, not X-Forwarded-For: a header any client can forge must not decide
+    // which throttle bucket it lands in.
+    req.peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Exchange email and password for an access and a refresh token.
+#[utoipa::path(post, path = "/api/v1/auth/token", tag = "auth", request_body = TokenRequest,
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 401, description = "Wrong email or password (the same answer for both)", body = Problem),
+        (status = 422, body = Problem),
+        (status = 429, description = "Too many failed logins; see Retry-After", body = Problem),
+    ))]
+pub async fn token(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<TokenRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let pair = service::login(&state, &body.email, body.password, &client_ip(&req)).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(pair))
+}
+
+/// Rotate a refresh token: the old one stops working; reusing it revokes the whole family.
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses((status = 200, body = TokenResponse), (status = 401, body = Problem)))]
+pub async fn refresh(
+    state: web::Data<AppState>,
+    body: web::Json<RefreshRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let pair = service::refresh(&state, &body.refresh_token).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(pair))
+}
+
+/// Revoke this session: the access token and the refresh-token family.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = LogoutRequest,
+    security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem)))]
+pub async fn logout(
+    state: web::Data<AppState>,
+    user: AuthenticatedUser,
+    body: Option<web::Json<LogoutRequest>>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.map(|b| b.into_inner()).unwrap_or_default();
+    service::logout(&state, &user.0, body.refresh_token.as_deref()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Self-registration of a partner (enabled by `auth.registration_enabled`).
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses(
+        (status = 201, body = UserView),
+        (status = 403, description = "Registration is disabled", body = Problem),
+        (status = 409, body = Problem),
+        (status = 422, body = Problem),
+    ))]
+pub async fn register(
+    state: web::Data<AppState>,
+    body: web::Json<RegisterRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let user = service::register(&state, &body.email, &body.password, &body.display_name).await?;
+    Ok(HttpResponse::Created().json(user))
+}
+
+/// Who the caller is.
+#[utoipa::path(get, path = "/api/v1/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = UserView), (status = 401, body = Problem)))]
+pub async fn me(
+    state: web::Data<AppState>,
+    user: AuthenticatedUser,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(service::me(&state, &user.0).await?))
+}
+
+/// List partners, newest first (admin).
+#[utoipa::path(get, path = "/api/v1/partners", tag = "partners", params(PageParams),
+    security(("bearer" = [])),
+    responses((status = 200, body = Page<UserView>), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn list_partners(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    page: web::Query<PageParams>,
+) -> Result<HttpResponse, ApiError> {
+    let (limit, cursor) = page.parse()?;
+    Ok(HttpResponse::Ok().json(service::list_partners(&state, limit, cursor).await?))
+}
+
+/// Create a partner account (admin).
+#[utoipa::path(post, path = "/api/v1/partners", tag = "partners", request_body = RegisterRequest,
+    security(("bearer" = [])),
+    responses((status = 201, body = UserView), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_partner(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    body: web::Json<RegisterRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let user = service::create_user(
+        &state,
+        &body.email,
+        &body.password,
+        Role::Partner,
+        &body.display_name,
+    )
+    .await?;
+    Ok(HttpResponse::Created().json(user))
+}
+
+fn partner_id(raw: &str) -> Result<UserId, ApiError> {
+    uuid::Uuid::parse_str(raw)
+        .map(UserId)
+        .map_err(|_| ApiError::NotFound("no such partner".into()))
+}
+
+/// One partner (admin).
+#[utoipa::path(get, path = "/api/v1/partners/{id}", tag = "partners", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = UserView), (status = 404, body = Problem)))]
+pub async fn get_partner(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(service::get_partner(&state, partner_id(&id)?).await?))
+}
+
+/// Rename, disable or enable a partner (admin). Disabling takes effect at once.
+#[utoipa::path(patch, path = "/api/v1/partners/{id}", tag = "partners", request_body = UpdatePartnerRequest,
+    security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = UserView), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn update_partner(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    id: web::Path<String>,
+    body: web::Json<UpdatePartnerRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let user = service::update_partner(
+        &state,
+        partner_id(&id)?,
+        body.display_name.as_deref(),
+        body.disabled,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(user))
+}
+
+/// Set a partner's password (admin); ends the partner's sessions.
+#[utoipa::path(post, path = "/api/v1/partners/{id}/password", tag = "partners", request_body = PasswordRequest,
+    security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
+    responses((status = 204), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn reset_password(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    id: web::Path<String>,
+    body: web::Json<PasswordRequest>,
+) -> Result<HttpResponse, ApiError> {
+    service::reset_password(&state, partner_id(&id)?, &body.password).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,437 @@
+//! Auth use cases: login, refresh rotation, logout, registration, partner management, and the
+//! per-request check behind every access token. Handlers call these; these call `store`.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::domain::{Email, NewPassword, Role, UserId, parse_display_name};
+use super::store::{self, UserRow};
+use super::throttle::LoginThrottle;
+use super::tokens::{self, TokenError, TokenKeys};
+use crate::error::unique_violation;
+use crate::pagination::{Cursor, Page};
+use crate::startup::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Same answer for an unknown email, a wrong password and a disabled account.
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
+    #[error("this endpoint requires the {0} role")]
+    WrongRole(&'static str),
+    #[error("too many failed logins")]
+    Throttled { retry_after_secs: u64 },
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error("self-registration is disabled on this service")]
+    RegistrationClosed,
+    #[error("no such partner")]
+    PartnerNotFound,
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for AuthError {
+    fn from(e: sqlx::Error) -> Self {
+        AuthError::Unexpected(e.into())
+    }
+}
+
+fn invalid(field: &'static str, message: &str) -> AuthError {
+    AuthError::Invalid {
+        field,
+        message: message.to_owned(),
+    }
+}
+
+/// A user as the API shows it (never the password hash).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UserView {
+    pub id: Uuid,
+    pub email: String,
+    pub role: Role,
+    pub display_name: String,
+    pub disabled: bool,
+    pub disabled_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<UserRow> for UserView {
+    fn from(u: UserRow) -> Self {
+        Self {
+            id: u.id,
+            role: u.role(),
+            email: u.email,
+            display_name: u.display_name,
+            disabled: u.disabled_at.is_some(),
+            disabled_at: u.disabled_at,
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+        }
+    }
+}
+
+/// OAuth 2.0 token response field names (RFC 6749 §5.1).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    pub refresh_token: String,
+    /// Seconds until the refresh token expires.
+    pub refresh_expires_in: i64,
+}
+
+/// The caller, as established from a valid access token of an existing, enabled user.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub id: UserId,
+    pub role: Role,
+    pub jti: Uuid,
+    pub expires_at: i64,
+}
+
+fn keys(state: &AppState) -> TokenKeys {
+    TokenKeys::new(&state.settings.auth)
+}
+
+async fn issue_pair(
+    state: &AppState,
+    conn: &mut sqlx::PgConnection,
+    user: UserId,
+    role: Role,
+    family: Uuid,
+    now: DateTime<Utc>,
+) -> Result<TokenResponse, AuthError> {
+    let keys = keys(state);
+    let (access, _) = keys.issue(user, role, now)?;
+    let refresh = tokens::new_refresh_token();
+    let ttl = i64::try_from(state.settings.auth.refresh_token_ttl_secs).unwrap_or(i64::MAX / 2);
+    store::insert_refresh(
+        conn,
+        user,
+        family,
+        &tokens::hash_refresh_token(&refresh),
+        now,
+        now + Duration::seconds(ttl),
+    )
+    .await?;
+    Ok(TokenResponse {
+        access_token: access,
+        token_type: "Bearer",
+        expires_in: keys.access_ttl_secs(),
+        refresh_token: refresh,
+        refresh_expires_in: ttl,
+    })
+}
+
+#[tracing::instrument(skip(state, password), fields(ip = %ip))]
+pub async fn login(
+    state: &AppState,
+    email: &str,
+    password: String,
+    ip: &str,
+) -> Result<TokenResponse, AuthError> {
+    if email.trim().is_empty() {
+        return Err(invalid("email", "is required"));
+    }
+    if password.is_empty() {
+        return Err(invalid("password", "is required"));
+    }
+    if password.len() > 1024 {
+        return Err(AuthError::InvalidCredentials);
+    }
+    let throttle = LoginThrottle::new(&state.redis, &state.settings.auth, email, ip);
+    if let Some(retry_after_secs) = throttle.blocked_for().await {
+        return Err(AuthError::Throttled { retry_after_secs });
+    }
+    let user = match Email::parse(email) {
+        Ok(e) => store::find_by_email(&state.db, &e).await?,
+        Err(_) => None,
+    };
+    // Verify against a dummy hash for unknown emails so both cost the same time.
+    let hash = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| super::password::DUMMY_HASH.to_owned());
+    let password_ok = super::password::verify(password, hash).await?;
+    let user = match user {
+        Some(u) if password_ok && u.disabled_at.is_none() => u,
+        _ => {
+            throttle.record_failure().await;
+            return Err(AuthError::InvalidCredentials);
+        }
+    };
+    throttle.reset_account().await;
+    let now = state.clock.now();
+    let mut tx = state.db.begin().await?;
+    let pair = issue_pair(
+        state,
+        &mut tx,
+        UserId(user.id),
+        user.role(),
+        Uuid::new_v4(),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(user_id = %user.id, "login succeeded");
+    Ok(pair)
+}
+
+/// Rotates a refresh token. Presenting a token that was already used (a replay, likely a theft)
+/// revokes its whole family, so both the thief and the victim must log in again.
+#[tracing::instrument(skip_all)]
+pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<TokenResponse, AuthError> {
+    if refresh_token.is_empty() || refresh_token.len() > 256 {
+        return Err(AuthError::InvalidToken("unknown refresh token".into()));
+    }
+    let now = state.clock.now();
+    let mut tx = state.db.begin().await?;
+    let Some(row) =
+        store::lock_refresh(&mut tx, &tokens::hash_refresh_token(refresh_token)).await?
+    else {
+        return Err(AuthError::InvalidToken("unknown refresh token".into()));
+    };
+    if row.revoked_at.is_some() {
+        return Err(AuthError::InvalidToken("refresh token revoked".into()));
+    }
+    if row.used_at.is_some() {
+        let n = store::revoke_family(&mut tx, row.family_id, now).await?;
+        tx.commit().await?;
+        tracing::warn!(user_id = %row.user_id, family = %row.family_id, revoked = n,
+            "refresh token reuse detected; token family revoked");
+        return Err(AuthError::InvalidToken("refresh token already used".into()));
+    }
+    if row.expires_at <= now {
+        return Err(AuthError::InvalidToken("refresh token expired".into()));
+    }
+    let user = store::find_by_id(&state.db, UserId(row.user_id)).await?;
+    let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
+        return Err(AuthError::InvalidToken("account is disabled".into()));
+    };
+    store::mark_used(&mut tx, row.id, now).await?;
+    let pair = issue_pair(
+        state,
+        &mut tx,
+        UserId(user.id),
+        user.role(),
+        row.family_id,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(pair)
+}
+
+/// Revokes the refresh-token family of `refresh_token` (when given and owned by the caller)
+/// and deny-lists the caller's access token until it would have expired.
+pub async fn logout(
+    state: &AppState,
+    caller: &Caller,
+    refresh_token: Option<&str>,
+) -> Result<(), AuthError> {
+    let now = state.clock.now();
+    if let Some(token) = refresh_token {
+        let mut tx = state.db.begin().await?;
+        if let Some(row) = store::lock_refresh(&mut tx, &tokens::hash_refresh_token(token)).await?
+            && row.user_id == caller.id.0
+        {
+            store::revoke_family(&mut tx, row.family_id, now).await?;
+        }
+        tx.commit().await?;
+    }
+    let ttl = (caller.expires_at - now.timestamp()).max(1)
+        + i64::try_from(state.settings.auth.leeway_secs).unwrap_or(0);
+    let key = state.redis.key(&format!("auth:revoked_jti:{}", caller.jti));
+    state
+        .redis
+        .run::<()>(redis::cmd("SET").arg(&key).arg(1).arg("EX").arg(ttl))
+        .await?;
+    Ok(())
+}
+
+/// Verifies an access token and checks that its user still exists and is enabled, and that the
+/// token was not logged out. The status is cached in Redis for `auth.user_status_cache_secs` and
+/// the cache entry is deleted whenever an admin disables or enables the user, so the change takes
+/// effect at once on every instance.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, AuthError> {
+    let claims = keys(state)
+        .verify(token, state.clock.now())
+        .map_err(|e| match e {
+            TokenError::Expired => AuthError::InvalidToken("token has expired".into()),
+            TokenError::NotYetValid => AuthError::InvalidToken("token is not valid yet".into()),
+            TokenError::TooLarge => AuthError::InvalidToken("token is too large".into()),
+            TokenError::Invalid(_) => {
+                AuthError::InvalidToken("token is malformed or its signature is invalid".into())
+            }
+        })?;
+    let user = UserId(claims.sub);
+    let status_key = state.redis.key(&format!("auth:user_active:{}", user.0));
+    let revoked_key = state.redis.key(&format!("auth:revoked_jti:{}", claims.jti));
+    let cached: anyhow::Result<(Option<String>, Option<String>)> = state
+        .redis
+        .run(redis::cmd("MGET").arg(&status_key).arg(&revoked_key))
+        .await;
+    let active = match cached {
+        Ok((_, Some(_))) => return Err(AuthError::InvalidToken("token was logged out".into())),
+        Ok((Some(v), None)) => v == "1",
+        Ok((None, None)) => {
+            let active = store::is_active(&state.db, user).await?;
+            let ttl = state.settings.auth.user_status_cache_secs.max(1);
+            let _ = state
+                .redis
+                .run::<()>(
+                    redis::cmd("SET")
+                        .arg(&status_key)
+                        .arg(if active { "1" } else { "0" })
+                        .arg("EX")
+                        .arg(ttl),
+                )
+                .await;
+            active
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "user status cache unavailable; asking PostgreSQL");
+            store::is_active(&state.db, user).await?
+        }
+    };
+    if !active {
+        return Err(AuthError::InvalidToken(
+            "account is disabled or deleted".into(),
+        ));
+    }
+    Ok(Caller {
+        id: user,
+        role: claims.role,
+        jti: claims.jti,
+        expires_at: claims.exp,
+    })
+}
+
+async fn forget_status(state: &AppState, user: UserId) {
+    let key = state.redis.key(&format!("auth:user_active:{}", user.0));
+    if let Err(e) = state.redis.run::<()>(redis::cmd("DEL").arg(&key)).await {
+        // The entry expires within user_status_cache_secs anyway.
+        tracing::warn!(error = %e, "could not drop the cached user status");
+    }
+}
+
+/// Creates a user (CLI, seed, admin API, registration).
+pub async fn create_user(
+    state: &AppState,
+    email: &str,
+    password: &str,
+    role: Role,
+    display_name: &str,
+) -> Result<UserView, AuthError> {
+    let email = Email::parse(email).map_err(|m| invalid("email", m))?;
+    let password = NewPassword::parse(password).map_err(|m| invalid("password", m))?;
+    let display_name = parse_display_name(display_name).map_err(|m| invalid("display_name", m))?;
+    let hash = super::password::hash(password.expose().to_owned()).await?;
+    match store::insert_user(
+        &state.db,
+        &email,
+        &hash,
+        role,
+        &display_name,
+        state.clock.now(),
+    )
+    .await
+    {
+        Ok(row) => Ok(row.into()),
+        Err(e) if unique_violation(&e) == Some("users_email_key") => Err(AuthError::EmailTaken),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn register(
+    state: &AppState,
+    email: &str,
+    password: &str,
+    display_name: &str,
+) -> Result<UserView, AuthError> {
+    if !state.settings.auth.registration_enabled {
+        return Err(AuthError::RegistrationClosed);
+    }
+    create_user(state, email, password, Role::Partner, display_name).await
+}
+
+pub async fn me(state: &AppState, caller: &Caller) -> Result<UserView, AuthError> {
+    store::find_by_id(&state.db, caller.id)
+        .await?
+        .map(UserView::from)
+        .ok_or_else(|| AuthError::InvalidToken("account no longer exists".into()))
+}
+
+pub async fn list_partners(
+    state: &AppState,
+    limit: i64,
+    cursor: Option<Cursor>,
+) -> Result<Page<UserView>, AuthError> {
+    let rows = store::list_partners(&state.db, limit, cursor).await?;
+    let views: Vec<UserView> = rows.into_iter().map(UserView::from).collect();
+    Ok(Page::from_rows(views, limit, |u| Cursor {
+        at: u.created_at,
+        id: u.id,
+    }))
+}
+
+pub async fn get_partner(state: &AppState, id: UserId) -> Result<UserView, AuthError> {
+    store::find_by_id(&state.db, id)
+        .await?
+        .filter(|u| u.role() == Role::Partner)
+        .map(UserView::from)
+        .ok_or(AuthError::PartnerNotFound)
+}
+
+pub async fn update_partner(
+    state: &AppState,
+    id: UserId,
+    display_name: Option<&str>,
+    disabled: Option<bool>,
+) -> Result<UserView, AuthError> {
+    let display_name = display_name
+        .map(parse_display_name)
+        .transpose()
+        .map_err(|m| invalid("display_name", m))?;
+    let row = store::update_partner(
+        &state.db,
+        id,
+        display_name.as_deref(),
+        disabled,
+        state.clock.now(),
+    )
+    .await?
+    .ok_or(AuthError::PartnerNotFound)?;
+    if disabled.is_some() {
+        forget_status(state, id).await;
+    }
+    Ok(row.into())
+}
+
+/// Sets a new password and revokes every refresh token of the partner (sessions end).
+pub async fn reset_password(state: &AppState, id: UserId, password: &str) -> Result<(), AuthError> {
+    let password = NewPassword::parse(password).map_err(|m| invalid("password", m))?;
+    let hash = super::password::hash(password.expose().to_owned()).await?;
+    let now = state.clock.now();
+    let mut tx = state.db.begin().await?;
+    if !store::set_password(&mut tx, id, &hash, now).await? {
+        return Err(AuthError::PartnerNotFound);
+    }
+    store::revoke_all_for_user(&mut tx, id, now).await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,234 @@
+//! Access tokens (JWT, HS256 pinned) and refresh tokens (opaque random strings, stored hashed).
+//!
+//! `exp`/`nbf` are checked here against the injected clock (with the configured leeway) rather
+//! than by `jsonwebtoken`'s system-clock check, so that expiry is tested by moving time.
+
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::domain::{Role, UserId};
+use crate::settings::AuthSettings;
+
+/// Longest bearer token we look at; anything larger is refused before parsing.
+pub const MAX_TOKEN_BYTES: usize = 4096;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: Uuid,
+    pub role: Role,
+    pub jti: Uuid,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("token is too large")]
+    TooLarge,
+    #[error("token is invalid: {0}")]
+    Invalid(String),
+    #[error("token has expired")]
+    Expired,
+    #[error("token is not valid yet")]
+    NotYetValid,
+}
+
+#[derive(Clone)]
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    issuer: String,
+    audience: String,
+    access_ttl: i64,
+    leeway: i64,
+}
+
+impl TokenKeys {
+    pub fn new(settings: &AuthSettings) -> Self {
+        let secret = settings.jwt_secret.expose_secret().as_bytes();
+        // Only HS256: a token whose header names another algorithm (including `none`) fails.
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[&settings.issuer]);
+        validation.set_audience(&[&settings.audience]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub", "jti"]);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            issuer: settings.issuer.clone(),
+            audience: settings.audience.clone(),
+            access_ttl: i64::try_from(settings.access_token_ttl_secs).unwrap_or(900),
+            leeway: i64::try_from(settings.leeway_secs).unwrap_or(30),
+        }
+    }
+
+    pub fn access_ttl_secs(&self) -> i64 {
+        self.access_ttl
+    }
+
+    pub fn issue(
+        &self,
+        user: UserId,
+        role: Role,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<(String, Claims)> {
+        let iat = now.timestamp();
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: user.0,
+            role,
+            jti: Uuid::new_v4(),
+            iat,
+            nbf: iat,
+            exp: iat + self.access_ttl,
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
+        Ok((token, claims))
+    }
+
+    pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Claims, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::TooLarge);
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| TokenError::Invalid(e.to_string()))?;
+        let claims = data.claims;
+        let now = now.timestamp();
+        if claims.exp + self.leeway < now {
+            return Err(TokenError::Expired);
+        }
+        if claims.nbf - self.leeway > now {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(claims)
+    }
+}
+
+/// A new opaque refresh token: 32 random bytes, hex-encoded.
+pub fn new_refresh_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::fill(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// What is stored: SHA-256 of the token. A database leak does not yield usable tokens, and a
+/// fast hash is enough because the token has 256 bits of entropy.
+pub fn hash_refresh_token(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::SecretString;
+
+    fn settings(secret: &str) -> AuthSettings {
+        AuthSettings {
+            jwt_secret: SecretString::from(secret.to_owned()),
+            issuer: "iss".into(),
+            audience: "aud".into(),
+            access_token_ttl_secs: 900,
+            refresh_token_ttl_secs: 3600,
+            leeway_secs: 30,
+            registration_enabled: false,
+            max_failed_logins: 5,
+            login_window_secs: 60,
+            user_status_cache_secs: 5,
+        }
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef-secret";
+
+    #[test]
+    fn a_token_verifies_until_it_expires_with_leeway() {
+        let keys = TokenKeys::new(&settings(SECRET));
+        let now = Utc::now();
+        let (token, claims) = keys
+            .issue(UserId(Uuid::new_v4()), Role::Partner, now)
+            .unwrap();
+        assert_eq!(keys.verify(&token, now).unwrap().jti, claims.jti);
+        let just_after = now + chrono::Duration::seconds(900 + 29);
+        assert!(keys.verify(&token, just_after).is_ok());
+        let later = now + chrono::Duration::seconds(900 + 31);
+        assert!(matches!(
+            keys.verify(&token, later),
+            Err(TokenError::Expired)
+        ));
+        let before = now - chrono::Duration::seconds(31);
+        assert!(matches!(
+            keys.verify(&token, before),
+            Err(TokenError::NotYetValid)
+        ));
+    }
+
+    #[test]
+    fn tokens_from_another_key_or_algorithm_or_none_are_refused() {
+        let keys = TokenKeys::new(&settings(SECRET));
+        let other = TokenKeys::new(&settings("another-secret-another-secret-another"));
+        let now = Utc::now();
+        let (foreign, _) = other
+            .issue(UserId(Uuid::new_v4()), Role::Admin, now)
+            .unwrap();
+        assert!(matches!(
+            keys.verify(&foreign, now),
+            Err(TokenError::Invalid(_))
+        ));
+
+        let (good, claims) = keys
+            .issue(UserId(Uuid::new_v4()), Role::Admin, now)
+            .unwrap();
+        let payload = good.split('.').nth(1).unwrap();
+        // alg: none with the same claims and no signature.
+        let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
+        assert!(keys.verify(&none, now).is_err());
+        // HS512 signed with the right secret is still refused: the algorithm is pinned.
+        let hs512 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS512),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
+        assert!(keys.verify(&hs512, now).is_err());
+        assert!(matches!(
+            keys.verify(&"a".repeat(5000), now),
+            Err(TokenError::TooLarge)
+        ));
+    }
+
+    #[test]
+    fn wrong_audience_or_issuer_is_refused() {
+        let keys = TokenKeys::new(&settings(SECRET));
+        let mut s = settings(SECRET);
+        s.audience = "someone-else".into();
+        let (token, _) = TokenKeys::new(&s)
+            .issue(UserId(Uuid::new_v4()), Role::Admin, Utc::now())
+            .unwrap();
+        assert!(keys.verify(&token, Utc::now()).is_err());
+        let mut s = settings(SECRET);
+        s.issuer = "someone-else".into();
+        let (token, _) = TokenKeys::new(&s)
+            .issue(UserId(Uuid::new_v4()), Role::Admin, Utc::now())
+            .unwrap();
+        assert!(keys.verify(&token, Utc::now()).is_err());
+    }
+
+    #[test]
+    fn refresh_tokens_are_random_and_hashed() {
+        let a = new_refresh_token();
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, new_refresh_token());
+        assert_eq!(hash_refresh_token(&a), hash_refresh_token(&a));
+        assert_eq!(hash_refresh_token(&a).len(), 32);
+    }
+}
