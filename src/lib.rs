@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod money;
 pub mod openapi;
+pub mod rates;
 pub mod redis_client;
 pub mod settings;
 pub mod startup;
