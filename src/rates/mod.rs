@@ -3,6 +3,9 @@
 //! fetched with retries, circuit breakers and failover) and the ECB CSV files used to load
 //! history. Storing rates and serving them over HTTP live elsewhere and call this API.
 
+// Everything public here is called from other modules; keep it documented.
+#![warn(missing_docs)]
+
 pub mod client;
 pub mod ecb_csv;
 pub mod provider;

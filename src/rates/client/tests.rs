@@ -553,3 +553,30 @@ fn backoff_is_full_jitter_under_a_doubling_cap() {
         assert!(cfg.backoff(40) <= Duration::from_millis(100));
     }
 }
+
+#[test]
+fn half_open_breaker_lets_exactly_one_trial_through() {
+    let mut breaker = Breaker::new(1, Duration::from_secs(10));
+    breaker.record_failure(now());
+    let end = now() + chrono::TimeDelta::seconds(10);
+    assert_eq!(breaker.try_acquire(now()), Err(Duration::from_secs(10)));
+    assert_eq!(breaker.try_acquire(end), Ok(()));
+    // A concurrent caller during the trial is refused.
+    assert!(breaker.try_acquire(end).is_err());
+    // An abandoned trial does not block the provider forever.
+    assert_eq!(
+        breaker.try_acquire(end + chrono::TimeDelta::seconds(10)),
+        Ok(())
+    );
+    breaker.record_success();
+    assert_eq!(breaker.try_acquire(end), Ok(()));
+}
+
+#[test]
+fn zero_threshold_disables_the_breaker() {
+    let mut breaker = Breaker::new(0, Duration::from_secs(10));
+    for _ in 0..10 {
+        breaker.record_failure(now());
+    }
+    assert_eq!(breaker.try_acquire(now()), Ok(()));
+}
