@@ -11,6 +11,7 @@ pub mod middleware;
 pub mod money;
 pub mod openapi;
 pub mod pagination;
+pub mod rates;
 pub mod redis_client;
 pub mod seed;
 pub mod settings;

@@ -1,0 +1,619 @@
+//! The resilient fetcher: calls the configured providers over HTTP and returns the first valid
+//! [`Snapshot`]. It owns timeouts, retries (exponential backoff with full jitter, `Retry-After`
+//! honoured), one circuit breaker per provider and failover along the chain primary →
+//! fallbacks. It does not store anything: the caller decides what to do with the snapshot and
+//! with the report of what failed.
+//!
+//! API keys never leave this module in clear: URLs are redacted before they reach an error or a
+//! log line, and provider messages are scrubbed of the key.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::provider::{ProviderError, ProviderKind, Query, Snapshot, redact};
+use crate::currencies::code::CurrencyCode;
+use crate::settings::RatesSettings;
+
+/// Longest `Retry-After` we wait for; a provider asking for more is failed over instead, since
+/// calling it earlier than asked would only fail again.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Upper bound of one backoff delay, whatever the attempt number.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Largest response body read from a provider; a full OXR payload is about 5 KiB.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// One provider in the chain: which kind, where, and its key if it needs one.
+#[derive(Clone)]
+pub struct Endpoint {
+    kind: ProviderKind,
+    base_url: String,
+    api_key: Option<SecretString>,
+}
+
+impl Endpoint {
+    /// An endpoint at `base_url`, or at the provider's public URL when `None`.
+    pub fn new(kind: ProviderKind, base_url: Option<&str>, api_key: Option<SecretString>) -> Self {
+        let base_url = base_url
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .unwrap_or(kind.default_base_url())
+            .to_owned();
+        Self {
+            kind,
+            base_url,
+            api_key: api_key.filter(|k| !k.expose_secret().is_empty()),
+        }
+    }
+
+    /// Parses a fallback as written in settings: `kind` or `kind=url`.
+    pub fn parse_spec(spec: &str) -> anyhow::Result<(ProviderKind, Option<String>)> {
+        let (kind, url) = match spec.split_once('=') {
+            Some((kind, url)) => (kind, Some(url.trim().to_owned())),
+            None => (spec, None),
+        };
+        let kind: ProviderKind = kind.parse()?;
+        if let Some(url) = &url {
+            check_url(url)?;
+        }
+        Ok((kind, url))
+    }
+
+    /// The provider kind.
+    pub fn kind(&self) -> ProviderKind {
+        self.kind
+    }
+
+    /// The base URL (never contains the key).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    fn key(&self) -> Option<&str> {
+        self.api_key.as_ref().map(|k| k.expose_secret())
+    }
+
+    fn latest_url(&self, base: CurrencyCode, symbols: &[CurrencyCode]) -> String {
+        self.kind
+            .latest_url(&self.base_url, self.key(), base, symbols)
+    }
+
+    /// `text` with this endpoint's key replaced.
+    fn redact(&self, text: &str) -> String {
+        redact(text, self.key())
+    }
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("kind", &self.kind)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "[REDACTED]"))
+            .finish()
+    }
+}
+
+fn check_url(url: &str) -> anyhow::Result<()> {
+    let parsed = reqwest::Url::parse(url).with_context(|| format!("`{url}` is not a URL"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        anyhow::bail!("`{url}` is not an http(s) URL");
+    }
+    Ok(())
+}
+
+/// Timeouts, retry and breaker parameters.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Time allowed to establish a connection.
+    pub connect_timeout: Duration,
+    /// Time allowed for a whole request, body included.
+    pub request_timeout: Duration,
+    /// Attempts per provider before failing over (at least 1).
+    pub max_attempts: u32,
+    /// Ceiling of the first backoff delay; doubles per attempt, full jitter below it.
+    pub backoff_base: Duration,
+    /// Ceiling of any backoff delay.
+    pub backoff_max: Duration,
+    /// Longest `Retry-After` honoured by waiting; longer ones fail over.
+    pub max_retry_after: Duration,
+    /// Consecutive failures that open a provider's breaker; 0 disables breakers.
+    pub breaker_threshold: u32,
+    /// How long an open breaker refuses calls before one trial.
+    pub breaker_cooldown: Duration,
+    /// Largest body read from a provider.
+    pub max_body_bytes: usize,
+}
+
+impl ClientConfig {
+    /// The configuration described by `rates.*` settings, with the module's caps.
+    pub fn from_settings(settings: &RatesSettings) -> Self {
+        Self {
+            connect_timeout: Duration::from_millis(settings.connect_timeout_ms),
+            request_timeout: Duration::from_millis(settings.request_timeout_ms),
+            max_attempts: settings.max_attempts.max(1),
+            backoff_base: Duration::from_millis(settings.backoff_base_ms),
+            backoff_max: MAX_BACKOFF,
+            max_retry_after: MAX_RETRY_AFTER,
+            breaker_threshold: settings.breaker_threshold,
+            breaker_cooldown: Duration::from_secs(settings.breaker_cooldown_secs),
+            max_body_bytes: MAX_BODY_BYTES,
+        }
+    }
+
+    /// The full-jitter delay after the `failed_attempt`-th failure (1-based):
+    /// uniform in `[0, min(backoff_max, backoff_base · 2^(failed_attempt-1))]`.
+    pub fn backoff(&self, failed_attempt: u32) -> Duration {
+        let doublings = failed_attempt.saturating_sub(1).min(32);
+        let ceiling = self
+            .backoff_base
+            .saturating_mul(1u32 << doublings.min(31))
+            .min(self.backoff_max);
+        let ceiling_ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(rand::random_range(0..=ceiling_ms))
+    }
+}
+
+/// Waits between attempts. Injected so that tests can record delays instead of sleeping.
+pub trait Sleeper: Send + Sync {
+    /// A future that completes after `duration`.
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+/// Real waiting, with tokio's timer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioSleeper;
+
+impl Sleeper for TokioSleeper {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(tokio::time::sleep(duration))
+    }
+}
+
+/// Where a provider's circuit breaker stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    /// Calls go through; `consecutive_failures` counts towards the threshold.
+    Closed {
+        /// Failures since the last success.
+        consecutive_failures: u32,
+    },
+    /// Calls are refused until `until`.
+    Open {
+        /// End of the cooldown.
+        until: DateTime<Utc>,
+    },
+    /// One trial call is in flight since `since`; others are refused until it ends (or until a
+    /// cooldown has passed, in case the trial was abandoned).
+    HalfOpen {
+        /// When the trial started.
+        since: DateTime<Utc>,
+    },
+}
+
+#[derive(Debug)]
+struct Breaker {
+    state: BreakerState,
+    threshold: u32,
+    cooldown: chrono::TimeDelta,
+}
+
+impl Breaker {
+    fn new(threshold: u32, cooldown: Duration) -> Self {
+        Self {
+            state: BreakerState::Closed {
+                consecutive_failures: 0,
+            },
+            threshold,
+            cooldown: chrono::TimeDelta::from_std(cooldown).unwrap_or(chrono::TimeDelta::MAX),
+        }
+    }
+
+    /// Permission to call at `now`, or how long to wait.
+    fn try_acquire(&mut self, now: DateTime<Utc>) -> Result<(), Duration> {
+        match self.state {
+            BreakerState::Closed { .. } => Ok(()),
+            BreakerState::Open { until } if now >= until => {
+                self.state = BreakerState::HalfOpen { since: now };
+                Ok(())
+            }
+            BreakerState::Open { until } => Err((until - now).to_std().unwrap_or_default()),
+            BreakerState::HalfOpen { since } if now >= since + self.cooldown => {
+                self.state = BreakerState::HalfOpen { since: now };
+                Ok(())
+            }
+            BreakerState::HalfOpen { since } => {
+                Err((since + self.cooldown - now).to_std().unwrap_or_default())
+            }
+        }
+    }
+
+    fn record_success(&mut self) {
+        self.state = BreakerState::Closed {
+            consecutive_failures: 0,
+        };
+    }
+
+    fn record_failure(&mut self, now: DateTime<Utc>) {
+        if self.threshold == 0 {
+            return;
+        }
+        let open = BreakerState::Open {
+            until: now + self.cooldown,
+        };
+        self.state = match self.state {
+            BreakerState::Closed {
+                consecutive_failures,
+            } if consecutive_failures + 1 < self.threshold => BreakerState::Closed {
+                consecutive_failures: consecutive_failures + 1,
+            },
+            _ => open,
+        };
+    }
+}
+
+struct Link {
+    endpoint: Endpoint,
+    breaker: Mutex<Breaker>,
+}
+
+impl Link {
+    fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        // A panic while holding this lock cannot leave the state half-written (plain copies).
+        self.breaker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A snapshot and what failed before it was obtained.
+#[derive(Debug, Clone)]
+pub struct FetchOutcome {
+    /// The first valid snapshot along the chain. Its base is the provider's
+    /// ([`ProviderKind::base_for`]); when that differs from the requested base, the requested
+    /// base is among the quotes so that [`Snapshot::rebased`] can derive it.
+    pub snapshot: Snapshot,
+    /// Failed attempts before it, in order, with redacted messages.
+    pub failures: Vec<(ProviderKind, String)>,
+}
+
+/// Every provider in the chain failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("all rates providers failed: {}", describe(.failures))]
+pub struct FetchFailure {
+    /// Every failed attempt, in order, with redacted messages.
+    pub failures: Vec<(ProviderKind, String)>,
+}
+
+fn describe(failures: &[(ProviderKind, String)]) -> String {
+    failures
+        .iter()
+        .map(|(k, m)| format!("{k}: {m}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Fetches the latest rates along a chain of providers. Cheap to share behind an `Arc`; the
+/// breakers are per client, so build one client per process.
+pub struct RatesClient {
+    http: reqwest::Client,
+    chain: Vec<Link>,
+    config: ClientConfig,
+    sleeper: Arc<dyn Sleeper>,
+}
+
+impl fmt::Debug for RatesClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RatesClient")
+            .field(
+                "chain",
+                &self.chain.iter().map(|l| &l.endpoint).collect::<Vec<_>>(),
+            )
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Makes ring rustls' process-wide crypto provider, which reqwest (built without one) needs.
+/// Installing twice is harmless: the second attempt reports an error we ignore.
+fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl RatesClient {
+    /// The chain `rates.provider` (at `rates.provider_url`, with `rates.api_key`) followed by
+    /// `rates.fallbacks`. A fallback of the same kind as the primary shares its key; another
+    /// fallback that needs a key is refused, since settings hold only one.
+    pub fn from_settings(settings: &RatesSettings) -> anyhow::Result<RatesClient> {
+        let primary: ProviderKind = settings.provider.parse().context("rates.provider")?;
+        let key = settings
+            .api_key
+            .clone()
+            .filter(|k| !k.expose_secret().trim().is_empty());
+        if primary.needs_api_key() && key.is_none() {
+            anyhow::bail!("rates.api_key: {primary} needs an API key");
+        }
+        if !settings.provider_url.trim().is_empty() {
+            check_url(settings.provider_url.trim()).context("rates.provider_url")?;
+        }
+        let mut chain = vec![Endpoint::new(
+            primary,
+            Some(&settings.provider_url),
+            key.clone().filter(|_| primary.needs_api_key()),
+        )];
+        for (i, spec) in settings.fallbacks.iter().enumerate() {
+            let (kind, url) =
+                Endpoint::parse_spec(spec).with_context(|| format!("rates.fallbacks[{i}]"))?;
+            let fallback_key = if kind == primary { key.clone() } else { None };
+            if kind.needs_api_key() && fallback_key.is_none() {
+                anyhow::bail!(
+                    "rates.fallbacks[{i}]: {kind} needs an API key, and rates.api_key belongs to the primary provider ({primary})"
+                );
+            }
+            chain.push(Endpoint::new(kind, url.as_deref(), fallback_key));
+        }
+        if settings.max_attempts == 0 {
+            anyhow::bail!("rates.max_attempts: must be at least 1");
+        }
+        RatesClient::new(chain, ClientConfig::from_settings(settings))
+    }
+
+    /// A client over an explicit chain (first is the primary). Sleeps with tokio.
+    pub fn new(chain: Vec<Endpoint>, config: ClientConfig) -> anyhow::Result<RatesClient> {
+        if chain.is_empty() {
+            anyhow::bail!("rates: at least one provider is needed");
+        }
+        install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .user_agent(concat!(
+                env!("CARGO_PKG_NAME"),
+                "/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .build()
+            .context("building the rates HTTP client")?;
+        let chain = chain
+            .into_iter()
+            .map(|endpoint| Link {
+                endpoint,
+                breaker: Mutex::new(Breaker::new(
+                    config.breaker_threshold,
+                    config.breaker_cooldown,
+                )),
+            })
+            .collect();
+        Ok(RatesClient {
+            http,
+            chain,
+            config,
+            sleeper: Arc::new(TokioSleeper),
+        })
+    }
+
+    /// Replaces how the client waits between attempts (tests record instead of sleeping).
+    pub fn with_sleeper(mut self, sleeper: Arc<dyn Sleeper>) -> Self {
+        self.sleeper = sleeper;
+        self
+    }
+
+    /// The chain, primary first.
+    pub fn endpoints(&self) -> impl Iterator<Item = &Endpoint> {
+        self.chain.iter().map(|l| &l.endpoint)
+    }
+
+    /// Each provider's breaker, in chain order.
+    pub fn breaker_states(&self) -> Vec<(ProviderKind, BreakerState)> {
+        self.chain
+            .iter()
+            .map(|l| (l.endpoint.kind, l.breaker().state))
+            .collect()
+    }
+
+    /// The latest rates of `symbols` (all if empty) against `base`, from the first provider
+    /// of the chain that gives a valid snapshot. `now` drives validation and the breakers.
+    #[tracing::instrument(name = "rates.fetch", skip(self, symbols), fields(%base, symbols = symbols.len()))]
+    pub async fn fetch(
+        &self,
+        base: CurrencyCode,
+        symbols: &[CurrencyCode],
+        now: DateTime<Utc>,
+    ) -> Result<FetchOutcome, FetchFailure> {
+        let mut failures = Vec::new();
+        for link in &self.chain {
+            match self
+                .fetch_from(link, base, symbols, now, &mut failures)
+                .await
+            {
+                Some(snapshot) => {
+                    if !failures.is_empty() {
+                        tracing::warn!(
+                            provider = %snapshot.provider,
+                            failed = failures.len(),
+                            "rates obtained after failures: {}",
+                            describe(&failures)
+                        );
+                    }
+                    return Ok(FetchOutcome { snapshot, failures });
+                }
+                None => continue,
+            }
+        }
+        tracing::error!("all rates providers failed: {}", describe(&failures));
+        Err(FetchFailure { failures })
+    }
+
+    /// Up to `max_attempts` calls to one provider; failures are appended to `failures`.
+    async fn fetch_from(
+        &self,
+        link: &Link,
+        base: CurrencyCode,
+        symbols: &[CurrencyCode],
+        now: DateTime<Utc>,
+        failures: &mut Vec<(ProviderKind, String)>,
+    ) -> Option<Snapshot> {
+        let kind = link.endpoint.kind;
+        let provider_base = kind.base_for(base);
+        // Ask a fixed-base provider for the requested base too, so the caller can rebase.
+        let mut wanted: Vec<CurrencyCode> = symbols
+            .iter()
+            .copied()
+            .filter(|c| *c != provider_base)
+            .collect();
+        if provider_base != base && !wanted.is_empty() && !wanted.contains(&base) {
+            wanted.push(base);
+        }
+        let max_attempts = self.config.max_attempts.max(1);
+        for attempt in 1..=max_attempts {
+            let acquired = link.breaker().try_acquire(now);
+            if let Err(wait) = acquired {
+                failures.push((kind, ProviderError::CircuitOpen(wait).to_string()));
+                return None;
+            }
+            let result = self.attempt(link, provider_base, &wanted, now).await;
+            let error = match result {
+                Ok(snapshot) => {
+                    link.breaker().record_success();
+                    return Some(snapshot);
+                }
+                Err(error) => error,
+            };
+            link.breaker().record_failure(now);
+            let message = format!("attempt {attempt}/{max_attempts}: {error}");
+            tracing::warn!(provider = %kind, "rates fetch failed, {message}");
+            failures.push((kind, message));
+            if !error.is_retryable() || attempt == max_attempts {
+                return None;
+            }
+            let delay = match error.retry_after() {
+                Some(asked) if asked > self.config.max_retry_after => {
+                    failures.push((
+                        kind,
+                        format!(
+                            "Retry-After of {}s exceeds {}s; failing over",
+                            asked.as_secs(),
+                            self.config.max_retry_after.as_secs()
+                        ),
+                    ));
+                    return None;
+                }
+                Some(asked) => asked,
+                None => self.config.backoff(attempt),
+            };
+            self.sleeper.sleep(delay).await;
+        }
+        None
+    }
+
+    /// One HTTP call and the parse of its body.
+    async fn attempt(
+        &self,
+        link: &Link,
+        base: CurrencyCode,
+        symbols: &[CurrencyCode],
+        now: DateTime<Utc>,
+    ) -> Result<Snapshot, ProviderError> {
+        let endpoint = &link.endpoint;
+        let url = endpoint.latest_url(base, symbols);
+        let shown_url = endpoint.redact(&url);
+        tracing::debug!(provider = %endpoint.kind, url = %shown_url, "fetching rates");
+        let mut response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| transport_error(e, &shown_url, endpoint))?;
+        let status = response.status();
+        let retry_after = if status.as_u16() == 429 || status.as_u16() == 503 {
+            parse_retry_after(response.headers(), now)
+        } else {
+            None
+        };
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| transport_error(e, &shown_url, endpoint))?
+        {
+            if body.len() + chunk.len() > self.config.max_body_bytes {
+                return Err(ProviderError::Malformed(format!(
+                    "body larger than {} bytes",
+                    self.config.max_body_bytes
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if !status.is_success() {
+            return Err(ProviderError::Status {
+                status: status.as_u16(),
+                retry_after,
+                message: endpoint
+                    .kind
+                    .error_message(&body)
+                    .map(|m| endpoint.redact(&m)),
+            });
+        }
+        let query = Query { base, symbols, now };
+        endpoint
+            .kind
+            .parse(&body, &query)
+            .map_err(|e| scrub(e, endpoint))
+    }
+}
+
+/// Describes a reqwest failure without its URL (which may hold the key), through its causes.
+fn transport_error(error: reqwest::Error, shown_url: &str, endpoint: &Endpoint) -> ProviderError {
+    let timeout = error.is_timeout();
+    let error = error.without_url();
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    let message = endpoint.redact(&format!("GET {shown_url}: {message}"));
+    if timeout {
+        ProviderError::Timeout(message)
+    } else {
+        ProviderError::Transport(message)
+    }
+}
+
+/// Removes the key from any text a provider or parser put into an error.
+fn scrub(error: ProviderError, endpoint: &Endpoint) -> ProviderError {
+    match error {
+        ProviderError::Reported(m) => ProviderError::Reported(endpoint.redact(&m)),
+        ProviderError::Malformed(m) => ProviderError::Malformed(endpoint.redact(&m)),
+        other => other,
+    }
+}
+
+/// `Retry-After` as delta-seconds or an HTTP date (relative to `now`); past dates mean 0.
+pub fn parse_retry_after(
+    headers: &reqwest::header::HeaderMap,
+    now: DateTime<Utc>,
+) -> Option<Duration> {
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return value.parse::<u64>().ok().map(Duration::from_secs);
+    }
+    let at = DateTime::parse_from_rfc2822(value)
+        .ok()?
+        .with_timezone(&Utc);
+    Some((at - now).to_std().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,11 @@
+//! Exchange rates: where they come from and how they are read. This module owns the provider
+//! side (which providers exist, how their payloads are parsed and validated, how they are
+//! fetched with retries, circuit breakers and failover) and the ECB CSV files used to load
+//! history. Storing rates and serving them over HTTP live elsewhere and call this API.
+
+// Everything public here is called from other modules; keep it documented.
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod ecb_csv;
+pub mod provider;
