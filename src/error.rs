@@ -326,3 +326,31 @@ impl From<crate::auth::AuthError> for ApiError {
         }
     }
 }
+
+impl From<crate::currencies::CurrencyError> for ApiError {
+    fn from(e: crate::currencies::CurrencyError) -> Self {
+        use crate::currencies::CurrencyError as C;
+        match e {
+            C::Invalid { field, message } => ApiError::validation(field, message),
+            C::NotFound(code) => ApiError::NotFound(format!("currency {code} is not supported")),
+            C::AlreadyExists(code, retired) => ApiError::Conflict(if retired {
+                format!(
+                    "currency {code} exists but is retired; PATCH it with \"enabled\": true to bring it back"
+                )
+            } else {
+                format!("currency {code} already exists")
+            }),
+            C::Disabled(code) => ApiError::Unprocessable {
+                slug: "currency-disabled",
+                detail: format!("currency {code} is disabled"),
+            },
+            C::Retired(code) => ApiError::Unprocessable {
+                slug: "currency-retired",
+                detail: format!(
+                    "currency {code} is retired and cannot be used for new conversions"
+                ),
+            },
+            C::Unexpected(e) => ApiError::Internal(e),
+        }
+    }
+}

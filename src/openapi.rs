@@ -24,6 +24,11 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         crate::auth::routes::get_partner,
         crate::auth::routes::update_partner,
         crate::auth::routes::reset_password,
+        crate::currencies::routes::list,
+        crate::currencies::routes::get,
+        crate::currencies::routes::create,
+        crate::currencies::routes::update,
+        crate::currencies::routes::delete,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),
     modifiers(&BearerAuth),
@@ -31,6 +36,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         (name = "health", description = "Liveness, readiness, metrics"),
         (name = "auth", description = "Tokens, refresh, logout, registration"),
         (name = "partners", description = "Partner accounts (admin)"),
+        (name = "currencies", description = "Supported currencies (ISO 4217 and explicit others)"),
     )
 )]
 pub struct ApiDoc;

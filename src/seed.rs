@@ -11,6 +11,10 @@ pub const DEMO_ADMIN_EMAIL: &str = "admin@example.com";
 pub const DEMO_PARTNER_EMAIL: &str = "partner@example.com";
 
 pub async fn run(state: &AppState) -> anyhow::Result<()> {
+    let added = crate::currencies::service::seed_defaults(&state.db, state.clock.now())
+        .await
+        .map_err(|e| anyhow::anyhow!("seeding currencies: {e}"))?;
+    println!("seed: {added} default currencies added");
     if state.settings.environment == Environment::Local {
         for (email, role, name) in [
             (DEMO_ADMIN_EMAIL, Role::Admin, "Demo admin"),

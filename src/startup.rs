@@ -104,7 +104,11 @@ impl Application {
 /// Registers every capability's routes; used by the server and by the OpenAPI test.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     crate::health::configure(cfg);
-    cfg.service(web::scope("/api/v1").configure(crate::auth::routes::configure));
+    cfg.service(
+        web::scope("/api/v1")
+            .configure(crate::auth::routes::configure)
+            .configure(crate::currencies::routes::configure),
+    );
 }
 
 fn http_server(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {

@@ -1,6 +1,12 @@
 //! Currencies: the set the service supports (ISO 4217 plus explicit non-ISO ones), managed by
-//! admins. Owns the `currencies` table; retiring keeps history readable.
+//! admins. Owns the `currencies` table; other modules ask through [`service`]. Deleting a
+//! currency that history references retires it instead, so nothing history needs is lost.
 
+pub mod catalogue;
 pub mod code;
+pub mod routes;
+pub mod service;
+pub mod store;
 
 pub use code::{CurrencyCode, InvalidCurrencyCode};
+pub use service::{Currency, CurrencyError};

@@ -9,3 +9,11 @@
 pub mod client;
 pub mod ecb_csv;
 pub mod provider;
+
+/// Asks for a fresh fetch soon (a currency was added or enabled) instead of waiting for the
+/// next scheduled run.
+pub async fn request_refresh(state: &crate::startup::AppState, reason: &str) {
+    // Wired to the task queue's `fetch_rates` job when the tasks capability lands.
+    let _ = state;
+    tracing::info!(reason, "fresh rates requested");
+}

@@ -1,0 +1,174 @@
+//! HTTP routes of `currencies`.
+
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::service::{self, AddCurrency, Currency, DeleteOutcome};
+use crate::auth::{AdminUser, AuthenticatedUser};
+use crate::error::{ApiError, Problem};
+use crate::startup::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/currencies")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .service(
+        web::resource("/currencies/{code}")
+            .route(web::get().to(get))
+            .route(web::patch().to(update))
+            .route(web::delete().to(delete)),
+    );
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct ListParams {
+    /// Admins only: include disabled and retired currencies.
+    #[serde(default)]
+    pub include_inactive: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CurrencyList {
+    pub data: Vec<Currency>,
+    /// Always `null`: the list is short enough to come in one page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateCurrency {
+    /// Three letters, case-insensitive.
+    pub code: String,
+    /// Defaults to the ISO 4217 English name.
+    pub name: Option<String>,
+    /// Defaults to the ISO 4217 minor units; required for non-ISO codes.
+    pub minor_units: Option<i16>,
+    /// Send `false` to add a code that is not in ISO 4217 (e.g. a crypto asset).
+    pub iso: Option<bool>,
+    /// Default `true`.
+    pub enabled: Option<bool>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct UpdateCurrency {
+    pub name: Option<String>,
+    /// `false` disables (hidden, refused for new conversions); `true` enables, also bringing a
+    /// retired currency back.
+    pub enabled: Option<bool>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeleteResult {
+    pub code: crate::currencies::CurrencyCode,
+    pub outcome: DeleteOutcome,
+}
+
+fn code(raw: &str) -> Result<crate::currencies::CurrencyCode, ApiError> {
+    Ok(service::parse_code("code", raw)?)
+}
+
+/// Supported currencies (enabled ones; admins may include inactive ones).
+#[utoipa::path(get, path = "/api/v1/currencies", tag = "currencies", params(ListParams),
+    security(("bearer" = [])),
+    responses((status = 200, body = CurrencyList), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn list(
+    state: web::Data<AppState>,
+    user: AuthenticatedUser,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    if params.include_inactive && !user.is_admin() {
+        return Err(ApiError::Forbidden(
+            "only admins may list inactive currencies".into(),
+        ));
+    }
+    let data = service::list(&state.db, params.include_inactive).await?;
+    Ok(HttpResponse::Ok().json(CurrencyList {
+        data,
+        next_cursor: None,
+    }))
+}
+
+/// One currency. Partners see only supported ones; admins see any.
+#[utoipa::path(get, path = "/api/v1/currencies/{code}", tag = "currencies",
+    params(("code" = String, Path, description = "Three letters, case-insensitive")),
+    security(("bearer" = [])),
+    responses((status = 200, body = Currency), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn get(
+    state: web::Data<AppState>,
+    user: AuthenticatedUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let currency = service::get(&state.db, code(&path)?, user.is_admin()).await?;
+    Ok(HttpResponse::Ok().json(currency))
+}
+
+/// Add a currency (admin). ISO 4217 codes get their name and minor units from the catalogue.
+#[utoipa::path(post, path = "/api/v1/currencies", tag = "currencies", request_body = CreateCurrency,
+    security(("bearer" = [])),
+    responses((status = 201, body = Currency), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn create(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    body: web::Json<CreateCurrency>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let currency = service::add(
+        &state.db,
+        AddCurrency {
+            code: body.code,
+            name: body.name,
+            minor_units: body.minor_units,
+            iso: body.iso,
+            enabled: body.enabled,
+        },
+        state.clock.now(),
+    )
+    .await?;
+    if currency.usable() {
+        crate::rates::request_refresh(&state, "currency added").await;
+    }
+    Ok(HttpResponse::Created().json(currency))
+}
+
+/// Rename, disable or enable a currency (admin).
+#[utoipa::path(patch, path = "/api/v1/currencies/{code}", tag = "currencies", request_body = UpdateCurrency,
+    params(("code" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Currency), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn update(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    path: web::Path<String>,
+    body: web::Json<UpdateCurrency>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let currency = service::update(
+        &state.db,
+        code(&path)?,
+        body.name,
+        body.enabled,
+        state.clock.now(),
+    )
+    .await?;
+    if body.enabled == Some(true) {
+        crate::rates::request_refresh(&state, "currency enabled").await;
+    }
+    Ok(HttpResponse::Ok().json(currency))
+}
+
+/// Delete a currency (admin). If stored rates or conversions reference it, it is **retired**
+/// instead: kept, hidden from the supported list and refused for new conversions, while the
+/// history that mentions it stays readable. The response says which happened.
+#[utoipa::path(delete, path = "/api/v1/currencies/{code}", tag = "currencies",
+    params(("code" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = DeleteResult), (status = 404, body = Problem)))]
+pub async fn delete(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let code = code(&path)?;
+    let outcome = service::delete(&state.db, code, state.clock.now()).await?;
+    Ok(HttpResponse::Ok().json(DeleteResult { code, outcome }))
+}
