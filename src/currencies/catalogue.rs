@@ -26,11 +26,7 @@ pub fn lookup(code: CurrencyCode) -> Option<CatalogueEntry> {
 }
 
 pub fn all() -> impl Iterator<Item = CatalogueEntry> {
-    Currency::iter().filter_map(|c| {
-        CurrencyCode::parse(&c.code().to_string())
-            .ok()
-            .and_then(lookup)
-    })
+    Currency::iter().filter_map(|c| CurrencyCode::parse(c.code()).ok().and_then(lookup))
 }
 
 #[cfg(test)]
