@@ -97,7 +97,9 @@ pub struct Series {
     pub interval: Interval,
     /// Provider whose rates are used.
     pub provider: String,
-    /// Candles per currency, oldest first. Intervals without any rate are left out.
+    /// Candles per currency, oldest first: the interval of `from` (the rate then in force), then
+    /// each interval in which the rate changed; intervals without a change are left out (the
+    /// previous close carries over).
     #[schema(value_type = BTreeMap<String, Vec<Candle>>)]
     pub rates: BTreeMap<CurrencyCode, Vec<Candle>>,
     /// When the range had too many changes for one answer: ask again with `from` set to this.
@@ -182,11 +184,18 @@ pub async fn series(
     }
     let mut rates: BTreeMap<CurrencyCode, Vec<Candle>> =
         symbols.iter().map(|c| (*c, Vec::new())).collect();
-    let mut record = |t: DateTime<Utc>, current: &BTreeMap<CurrencyCode, Rate>| {
+    // `changed`: the currencies that changed at `t` (`None` for the opening point, which records
+    // every symbol). A symbol gets a point only when its cross rate may have moved.
+    let mut record = |t: DateTime<Utc>,
+                      current: &BTreeMap<CurrencyCode, Rate>,
+                      changed: Option<&[CurrencyCode]>| {
         let Some(base_rate) = current.get(&base) else {
             return;
         };
         for symbol in symbols {
+            if changed.is_some_and(|c| !c.contains(symbol) && !c.contains(&base)) {
+                continue;
+            }
             let Some(side) = current.get(symbol) else {
                 continue;
             };
@@ -213,15 +222,18 @@ pub async fn series(
             }
         }
     };
-    record(from, &current);
+    record(from, &current, None);
     let mut i = 0;
+    let mut changed = Vec::new();
     while i < changes.len() {
         let t = changes[i].as_of;
+        changed.clear();
         while i < changes.len() && changes[i].as_of == t {
             current.insert(changes[i].quote, changes[i].rate.clone());
+            changed.push(changes[i].quote);
             i += 1;
         }
-        record(t, &current);
+        record(t, &current, Some(&changed));
     }
     Ok(Series {
         base,
