@@ -65,6 +65,9 @@ pub enum ApiError {
     Forbidden(String),
     #[error("not found: {0}")]
     NotFound(String),
+    /// A 404 with its own problem type (e.g. `/problems/no-rates`).
+    #[error("not found ({slug}): {detail}")]
+    NotFoundAs { slug: &'static str, detail: String },
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("conflict: {0}")]
@@ -102,6 +105,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => ("unauthorized", "Authentication required"),
             ApiError::Forbidden(_) => ("forbidden", "Forbidden"),
             ApiError::NotFound(_) => ("not-found", "Not found"),
+            ApiError::NotFoundAs { slug, .. } => (slug, "Not found"),
             ApiError::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
             ApiError::Conflict(_) => ("conflict", "Conflict"),
             ApiError::PayloadTooLarge(_) => ("payload-too-large", "Payload too large"),
@@ -129,7 +133,9 @@ impl ApiError {
             | ApiError::UnsupportedMediaType(d)
             | ApiError::NotAcceptable(d)
             | ApiError::Unavailable(d) => d.clone(),
-            ApiError::Unprocessable { detail, .. } => detail.clone(),
+            ApiError::Unprocessable { detail, .. } | ApiError::NotFoundAs { detail, .. } => {
+                detail.clone()
+            }
             ApiError::MethodNotAllowed => "this resource does not support that method".into(),
             ApiError::TooManyRequests { retry_after_secs } => {
                 format!("too many attempts; retry after {retry_after_secs} seconds")
@@ -159,7 +165,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::NotFoundAs { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -351,6 +357,37 @@ impl From<crate::currencies::CurrencyError> for ApiError {
                 ),
             },
             C::Unexpected(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+impl From<crate::rates::RatesError> for ApiError {
+    fn from(e: crate::rates::RatesError) -> Self {
+        use crate::rates::RatesError as R;
+        match e {
+            R::Invalid { field, message } => ApiError::validation(field, message),
+            R::CurrencyNotSupported(code) => ApiError::Unprocessable {
+                slug: "currency-not-supported",
+                detail: format!("currency {code} is not supported by this service"),
+            },
+            R::CurrencyDisabled(code) => ApiError::Unprocessable {
+                slug: "currency-disabled",
+                detail: format!("currency {code} is disabled"),
+            },
+            R::CurrencyRetired(code) => ApiError::Unprocessable {
+                slug: "currency-retired",
+                detail: format!("currency {code} is retired; only its history can be read"),
+            },
+            R::NoRates(detail) => ApiError::NotFoundAs {
+                slug: "no-rates",
+                detail,
+            },
+            R::NotQuoted(code) => ApiError::NotFoundAs {
+                slug: "no-rates",
+                detail: format!("no rate is stored for {code}"),
+            },
+            R::Amount(e) => ApiError::validation("amount", e.to_string()),
+            R::Unexpected(e) => ApiError::Internal(e),
         }
     }
 }

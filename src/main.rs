@@ -34,6 +34,11 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Exchange rates: fetch now, import history.
+    Rates {
+        #[command(subcommand)]
+        command: RatesCommand,
+    },
     /// Exit 0 when the local server answers `/health/live` (container HEALTHCHECK).
     Healthcheck,
 }
@@ -50,6 +55,17 @@ enum UserCommand {
         /// Display name (defaults to the email).
         #[arg(long)]
         name: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RatesCommand {
+    /// Fetch the latest rates now, with the server's settings, store them and print the report.
+    Fetch,
+    /// Import the ECB history CSV (`eurofxref-hist.csv`) as provider `ecb`. Idempotent.
+    ImportEcb {
+        /// Path of the CSV file.
+        file: std::path::PathBuf,
     },
 }
 
@@ -137,6 +153,32 @@ async fn run() -> anyhow::Result<()> {
                 user.email,
                 user.id
             );
+        }
+        Command::Rates { command } => {
+            currency_conversion::db::create_and_migrate(&settings.database).await?;
+            let state = AppState::new(settings, Clock::system())?;
+            match command {
+                RatesCommand::Fetch => {
+                    let report = currency_conversion::rates::fetch_and_store(&state).await?;
+                    print!("{report}");
+                }
+                RatesCommand::ImportEcb { file } => {
+                    let input = std::fs::File::open(&file)
+                        .with_context(|| format!("opening {}", file.display()))?;
+                    let report = currency_conversion::rates::import::import_ecb(
+                        &state,
+                        std::io::BufReader::new(input),
+                    )
+                    .await?;
+                    println!(
+                        "imported {} days: {} new day snapshots, {} new quotes; currencies added as historic: {:?}",
+                        report.days,
+                        report.snapshots_inserted,
+                        report.quotes_inserted,
+                        report.currencies_added
+                    );
+                }
+            }
         }
         Command::Migrate => {
             currency_conversion::db::create_and_migrate(&settings.database).await?;

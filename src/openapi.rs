@@ -29,6 +29,10 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         crate::currencies::routes::create,
         crate::currencies::routes::update,
         crate::currencies::routes::delete,
+        crate::rates::routes::latest,
+        crate::rates::routes::at,
+        crate::rates::routes::series_handler,
+        crate::rates::routes::convert,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),
     modifiers(&BearerAuth),
@@ -37,6 +41,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         (name = "auth", description = "Tokens, refresh, logout, registration"),
         (name = "partners", description = "Partner accounts (admin)"),
         (name = "currencies", description = "Supported currencies (ISO 4217 and explicit others)"),
+        (name = "rates", description = "Exchange rates: latest, as of an instant, series, conversion quotes"),
     )
 )]
 pub struct ApiDoc;

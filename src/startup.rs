@@ -46,6 +46,8 @@ pub struct AppState {
     pub redis: Redis,
     pub settings: Arc<Settings>,
     pub clock: Clock,
+    /// Latest-rates cache and provider client of this process.
+    pub rates: Arc<crate::rates::RatesRuntime>,
 }
 
 impl AppState {
@@ -55,6 +57,7 @@ impl AppState {
             redis: Redis::new(&settings.redis)?,
             settings: Arc::new(settings),
             clock,
+            rates: Arc::default(),
         })
     }
 }
@@ -107,7 +110,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1")
             .configure(crate::auth::routes::configure)
-            .configure(crate::currencies::routes::configure),
+            .configure(crate::currencies::routes::configure)
+            .configure(crate::rates::routes::configure),
     );
 }
 

@@ -1,19 +1,58 @@
 //! Exchange rates: where they come from and how they are read. This module owns the provider
 //! side (which providers exist, how their payloads are parsed and validated, how they are
 //! fetched with retries, circuit breakers and failover) and the ECB CSV files used to load
-//! history. Storing rates and serving them over HTTP live elsewhere and call this API.
+//! history; storing snapshots change-only ([`store`], [`service::fetch_and_store`],
+//! [`import`]) and reading them back (latest from memory through [`cache`], as of an instant,
+//! series, conversion quotes) over HTTP ([`routes`]).
 
 // Everything public here is called from other modules; keep it documented.
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod client;
 pub mod ecb_csv;
+pub mod import;
 pub mod provider;
+pub mod routes;
+pub mod series;
+pub mod service;
+pub mod store;
+pub mod view;
+
+use std::sync::Arc;
+
+pub use service::{FetchReport, RateQuote, RatesError, fetch_and_store, quote};
+
+/// Per-process rates machinery kept in [`crate::startup::AppState`]: the latest-rates cache and
+/// the provider client (built once from settings, so its circuit breakers persist across
+/// fetches).
+#[derive(Debug, Default)]
+pub struct RatesRuntime {
+    /// The in-memory latest rates.
+    pub cache: cache::LatestRatesCache,
+    client: tokio::sync::OnceCell<Arc<client::RatesClient>>,
+}
+
+impl RatesRuntime {
+    /// The provider client, built from `rates.*` settings on first use.
+    pub async fn client(
+        &self,
+        state: &crate::startup::AppState,
+    ) -> anyhow::Result<Arc<client::RatesClient>> {
+        self.client
+            .get_or_try_init(|| async {
+                client::RatesClient::from_settings(&state.settings.rates).map(Arc::new)
+            })
+            .await
+            .cloned()
+    }
+}
 
 /// Asks for a fresh fetch soon (a currency was added or enabled) instead of waiting for the
 /// next scheduled run.
 pub async fn request_refresh(state: &crate::startup::AppState, reason: &str) {
-    // Wired to the task queue's `fetch_rates` job when the tasks capability lands.
-    let _ = state;
+    // Wired to the task queue's `fetch_rates` job when the tasks capability lands. Meanwhile the
+    // cached currency list is refreshed so that the change is visible at once.
+    cache::announce_new_rates(state).await;
     tracing::info!(reason, "fresh rates requested");
 }

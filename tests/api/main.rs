@@ -5,3 +5,4 @@ mod currencies;
 mod foundation;
 mod helpers;
 mod proxy;
+mod rates;

@@ -1,0 +1,307 @@
+//! SQL for `rate_snapshots` and `rate_quotes`. Rates go in and out as text and `NUMERIC`, never
+//! as floats. This module knows tables, not policy: validation and change detection are done by
+//! the callers in [`super::service`] and [`super::import`].
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use anyhow::Context;
+use bigdecimal::BigDecimal;
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool, Row};
+
+use crate::currencies::CurrencyCode;
+use crate::money::Rate;
+
+/// One stored publication of a provider.
+#[derive(Debug, Clone)]
+pub struct SnapshotRow {
+    /// Row id.
+    pub id: i64,
+    /// Provider name (`ProviderKind::as_str`).
+    pub provider: String,
+    /// Base every quote of the snapshot is against.
+    pub base: CurrencyCode,
+    /// Provider timestamp.
+    pub as_of: DateTime<Utc>,
+    /// Our first fetch of this publication.
+    pub fetched_at: DateTime<Utc>,
+    /// Our last fetch that returned this publication.
+    pub last_seen_at: DateTime<Utc>,
+    /// Currencies quoted in it (never the base).
+    pub currencies: Vec<CurrencyCode>,
+}
+
+/// The rate of one currency in force at some instant, with the row it comes from.
+#[derive(Debug, Clone)]
+pub struct StoredQuote {
+    /// `rate_quotes.id`.
+    pub id: i64,
+    /// Units per one base.
+    pub rate: Rate,
+    /// When this value was first published.
+    pub as_of: DateTime<Utc>,
+}
+
+fn snapshot_from_row(row: &sqlx::postgres::PgRow) -> anyhow::Result<SnapshotRow> {
+    let currencies: Vec<String> = row.try_get("currencies")?;
+    Ok(SnapshotRow {
+        id: row.try_get("id")?,
+        provider: row.try_get("provider")?,
+        base: row.try_get("base")?,
+        as_of: row.try_get("as_of")?,
+        fetched_at: row.try_get("fetched_at")?,
+        last_seen_at: row.try_get("last_seen_at")?,
+        currencies: currencies
+            .iter()
+            .filter_map(|c| CurrencyCode::parse(c).ok())
+            .collect(),
+    })
+}
+
+const SNAPSHOT_COLUMNS: &str = "id, provider, base, as_of, fetched_at, last_seen_at, currencies";
+
+/// The newest snapshot at or before `at` (any provider), or the newest of all when `at` is
+/// `None`. Ties on `as_of` go to the most recently confirmed one.
+pub async fn snapshot_at(
+    db: &PgPool,
+    at: Option<DateTime<Utc>>,
+) -> anyhow::Result<Option<SnapshotRow>> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {SNAPSHOT_COLUMNS} FROM rate_snapshots
+         WHERE $1::timestamptz IS NULL OR as_of <= $1
+         ORDER BY as_of DESC, last_seen_at DESC LIMIT 1"
+    )))
+    .bind(at)
+    .fetch_optional(db)
+    .await
+    .context("reading the rate snapshot")?;
+    row.as_ref().map(snapshot_from_row).transpose()
+}
+
+/// The newest stored publication time for a provider and base, if any.
+pub async fn newest_as_of(
+    conn: &mut PgConnection,
+    provider: &str,
+    base: CurrencyCode,
+) -> anyhow::Result<Option<DateTime<Utc>>> {
+    Ok(sqlx::query_scalar(
+        "SELECT max(as_of) FROM rate_snapshots WHERE provider = $1 AND base = $2",
+    )
+    .bind(provider)
+    .bind(base)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// For each of `quotes`, the newest stored row of `(provider, base, quote)` at or before `at`.
+/// One index probe per currency.
+pub async fn quotes_at(
+    conn: &mut PgConnection,
+    provider: &str,
+    base: CurrencyCode,
+    quotes: &[CurrencyCode],
+    at: DateTime<Utc>,
+) -> anyhow::Result<BTreeMap<CurrencyCode, StoredQuote>> {
+    let codes: Vec<String> = quotes.iter().map(|c| c.to_string()).collect();
+    let rows = sqlx::query(
+        "SELECT c.code AS quote, q.id, q.rate::text AS rate, q.as_of
+         FROM unnest($3::text[]) AS c(code)
+         CROSS JOIN LATERAL (
+             SELECT id, rate, as_of FROM rate_quotes
+             WHERE provider = $1 AND base = $2 AND quote = c.code AND as_of <= $4
+             ORDER BY as_of DESC LIMIT 1
+         ) q",
+    )
+    .bind(provider)
+    .bind(base)
+    .bind(&codes)
+    .bind(at)
+    .fetch_all(conn)
+    .await
+    .context("reading stored quotes")?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let code: CurrencyCode = row.try_get("quote")?;
+        let rate: String = row.try_get("rate")?;
+        out.insert(
+            code,
+            StoredQuote {
+                id: row.try_get("id")?,
+                rate: Rate::parse(&rate).with_context(|| format!("stored rate `{rate}`"))?,
+                as_of: row.try_get("as_of")?,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// A snapshot row to write.
+pub struct NewSnapshot<'a> {
+    /// Provider name.
+    pub provider: &'a str,
+    /// Its base.
+    pub base: CurrencyCode,
+    /// Provider timestamp.
+    pub as_of: DateTime<Utc>,
+    /// Our fetch time.
+    pub fetched_at: DateTime<Utc>,
+    /// Currencies quoted.
+    pub currencies: &'a [CurrencyCode],
+    /// Rows written to `rate_quotes` for it.
+    pub changed_count: usize,
+}
+
+/// Inserts the snapshot, or, when the same publication is stored already, only moves its
+/// `last_seen_at`. Returns whether a new row was inserted.
+pub async fn upsert_snapshot(conn: &mut PgConnection, s: &NewSnapshot<'_>) -> anyhow::Result<bool> {
+    let codes: Vec<String> = s.currencies.iter().map(|c| c.to_string()).collect();
+    let inserted: bool = sqlx::query_scalar(
+        "INSERT INTO rate_snapshots
+             (provider, base, as_of, fetched_at, last_seen_at, currencies, quote_count, changed_count)
+         VALUES ($1, $2, $3, $4, $4, $5, $6, $7)
+         ON CONFLICT (provider, base, as_of)
+         DO UPDATE SET last_seen_at = GREATEST(rate_snapshots.last_seen_at, EXCLUDED.last_seen_at)
+         RETURNING (xmax = 0)",
+    )
+    .bind(s.provider)
+    .bind(s.base)
+    .bind(s.as_of)
+    .bind(s.fetched_at)
+    .bind(&codes)
+    .bind(i32::try_from(codes.len()).unwrap_or(i32::MAX))
+    .bind(i32::try_from(s.changed_count).unwrap_or(i32::MAX))
+    .fetch_one(conn)
+    .await
+    .context("storing the rate snapshot")?;
+    Ok(inserted)
+}
+
+/// Quote rows to insert in one statement (parallel columns).
+#[derive(Debug, Default)]
+pub struct QuoteBatch {
+    /// Quote currency of each row.
+    pub quotes: Vec<String>,
+    /// Publication time of each row.
+    pub as_of: Vec<DateTime<Utc>>,
+    /// Rate of each row.
+    pub rates: Vec<BigDecimal>,
+}
+
+impl QuoteBatch {
+    /// Adds one row.
+    pub fn push(&mut self, quote: CurrencyCode, as_of: DateTime<Utc>, rate: &Rate) {
+        self.quotes.push(quote.to_string());
+        self.as_of.push(as_of);
+        self.rates.push(rate.value().clone());
+    }
+
+    /// Rows held.
+    pub fn len(&self) -> usize {
+        self.quotes.len()
+    }
+
+    /// Whether it holds no row.
+    pub fn is_empty(&self) -> bool {
+        self.quotes.is_empty()
+    }
+}
+
+/// Inserts the batch (one statement, arrays unnested); rows already stored are skipped.
+/// Returns how many rows were inserted.
+pub async fn insert_quotes(
+    conn: &mut PgConnection,
+    provider: &str,
+    base: CurrencyCode,
+    fetched_at: DateTime<Utc>,
+    batch: &QuoteBatch,
+) -> anyhow::Result<u64> {
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    let done = sqlx::query(
+        "INSERT INTO rate_quotes (provider, base, quote, as_of, rate, fetched_at)
+         SELECT $1, $2, q, t, r, $6
+         FROM unnest($3::text[], $4::timestamptz[], $5::numeric[]) AS u(q, t, r)
+         ON CONFLICT (provider, base, quote, as_of) DO NOTHING",
+    )
+    .bind(provider)
+    .bind(base)
+    .bind(&batch.quotes)
+    .bind(&batch.as_of)
+    .bind(&batch.rates)
+    .bind(fetched_at)
+    .execute(conn)
+    .await
+    .context("storing rate quotes")?;
+    Ok(done.rows_affected())
+}
+
+/// Takes a transaction-scoped lock on one provider and base, so that two instances storing the
+/// same feed do not both decide a quote "changed".
+pub async fn lock_feed(
+    conn: &mut PgConnection,
+    provider: &str,
+    base: CurrencyCode,
+) -> anyhow::Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('rates:' || $1 || ':' || $2))")
+        .bind(provider)
+        .bind(base)
+        .execute(conn)
+        .await
+        .context("locking the rates feed")?;
+    Ok(())
+}
+
+/// One stored change of a currency, for series.
+#[derive(Debug, Clone)]
+pub struct QuoteChange {
+    /// Currency.
+    pub quote: CurrencyCode,
+    /// Publication time.
+    pub as_of: DateTime<Utc>,
+    /// New rate.
+    pub rate: Rate,
+}
+
+/// Changes of `quotes` for a provider and base in `(from, to]`, oldest first, at most `limit`.
+pub async fn changes_between(
+    db: &PgPool,
+    provider: &str,
+    base: CurrencyCode,
+    quotes: &[CurrencyCode],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    limit: i64,
+) -> anyhow::Result<Vec<QuoteChange>> {
+    let codes: Vec<String> = quotes.iter().map(|c| c.to_string()).collect();
+    let rows = sqlx::query(
+        "SELECT quote, as_of, rate::text AS rate FROM rate_quotes
+         WHERE provider = $1 AND base = $2 AND quote = ANY($3) AND as_of > $4 AND as_of <= $5
+         ORDER BY as_of, quote LIMIT $6",
+    )
+    .bind(provider)
+    .bind(base)
+    .bind(&codes)
+    .bind(from)
+    .bind(to)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+    .context("reading rate changes")?;
+    rows.iter()
+        .map(|row| {
+            let rate: String = row.try_get("rate")?;
+            Ok(QuoteChange {
+                quote: row.try_get("quote")?,
+                as_of: row.try_get("as_of")?,
+                rate: Rate::parse(&rate).with_context(|| format!("stored rate `{rate}`"))?,
+            })
+        })
+        .collect()
+}
+
+/// Parses a `NUMERIC` read as text (used by tests and tools).
+pub fn numeric(text: &str) -> anyhow::Result<BigDecimal> {
+    BigDecimal::from_str(text).with_context(|| format!("`{text}` is not a decimal"))
+}
