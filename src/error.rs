@@ -391,3 +391,28 @@ impl From<crate::rates::RatesError> for ApiError {
         }
     }
 }
+
+impl From<crate::conversions::ConversionError> for ApiError {
+    fn from(e: crate::conversions::ConversionError) -> Self {
+        use crate::conversions::ConversionError as C;
+        match e {
+            C::Invalid { field, message } => ApiError::validation(field, message),
+            C::Currency(e) => e.into(),
+            C::Rates(e) => e.into(),
+            e @ C::StaleRate { .. } => ApiError::Unprocessable {
+                slug: "stale-rate",
+                detail: e.to_string(),
+            },
+            C::IdempotencyMismatch => ApiError::Unprocessable {
+                slug: "idempotency-key-reused",
+                detail: "this Idempotency-Key was already used with a different request body"
+                    .into(),
+            },
+            C::NotFound => ApiError::NotFound("no such conversion".into()),
+            C::NotCancellable(status) => {
+                ApiError::Conflict(format!("a {status} conversion cannot be cancelled"))
+            }
+            C::Unexpected(e) => ApiError::Internal(e),
+        }
+    }
+}

@@ -2,10 +2,12 @@
 
 pub mod auth;
 pub mod clock;
+pub mod conversions;
 pub mod currencies;
 pub mod db;
 pub mod error;
 pub mod health;
+pub mod history;
 pub mod metrics;
 pub mod middleware;
 pub mod money;

@@ -33,6 +33,11 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         crate::rates::routes::at,
         crate::rates::routes::series_handler,
         crate::rates::routes::convert,
+        crate::conversions::routes::create,
+        crate::conversions::routes::get,
+        crate::conversions::routes::cancel,
+        crate::history::routes::list,
+        crate::history::routes::summary,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),
     modifiers(&BearerAuth),
@@ -42,6 +47,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         (name = "partners", description = "Partner accounts (admin)"),
         (name = "currencies", description = "Supported currencies (ISO 4217 and explicit others)"),
         (name = "rates", description = "Exchange rates: latest, as of an instant, series, conversion quotes"),
+        (name = "conversions", description = "Convert amounts; temporary during the holding period, then permanent"),
+        (name = "history", description = "A partner's own conversions: list, CSV export, summary"),
     )
 )]
 pub struct ApiDoc;

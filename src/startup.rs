@@ -111,7 +111,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::scope("/api/v1")
             .configure(crate::auth::routes::configure)
             .configure(crate::currencies::routes::configure)
-            .configure(crate::rates::routes::configure),
+            .configure(crate::rates::routes::configure)
+            .configure(crate::conversions::routes::configure),
     );
 }
 

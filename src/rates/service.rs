@@ -194,20 +194,24 @@ impl fmt::Display for FetchReport {
     }
 }
 
+/// Every currency in the table, usable or not, by code.
+pub async fn known_currencies(state: &AppState) -> anyhow::Result<HashMap<CurrencyCode, Currency>> {
+    Ok(crate::currencies::service::list(&state.db, true)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?
+        .into_iter()
+        .map(|c| (c.code, c))
+        .collect())
+}
+
 /// Fetches the latest rates against `rates.base` for every enabled currency, along the
 /// provider chain, and stores them (change-only, one transaction). Fails when every provider
 /// failed (the error lists each failure) or when the database does.
 #[tracing::instrument(name = "rates.fetch_and_store", skip(state))]
 pub async fn fetch_and_store(state: &AppState) -> anyhow::Result<FetchReport> {
     let now = state.clock.now();
+    let currencies = known_currencies(state).await?;
     let pivot = CurrencyCode::parse(&state.settings.rates.base).context("rates.base")?;
-    let currencies: HashMap<CurrencyCode, Currency> =
-        crate::currencies::service::list(&state.db, true)
-            .await
-            .map_err(|e| anyhow::anyhow!(e))?
-            .into_iter()
-            .map(|c| (c.code, c))
-            .collect();
     let mut symbols: Vec<CurrencyCode> = currencies
         .values()
         .filter(|c| c.usable() && c.code != pivot)
@@ -219,7 +223,25 @@ pub async fn fetch_and_store(state: &AppState) -> anyhow::Result<FetchReport> {
         .fetch(pivot, &symbols, now)
         .await
         .context("fetching rates")?;
-    let snapshot = outcome.snapshot;
+    let failures = outcome
+        .failures
+        .iter()
+        .map(|(k, m)| (k.to_string(), m.clone()))
+        .collect();
+    store_snapshot(state, outcome.snapshot, &currencies, &symbols, failures).await
+}
+
+/// Stores one validated snapshot (change-only, one transaction) and announces new rates to
+/// every instance. `fetch_and_store` calls it after a fetch; fixtures call it with a snapshot
+/// read from a file.
+pub async fn store_snapshot(
+    state: &AppState,
+    snapshot: crate::rates::provider::Snapshot,
+    currencies: &HashMap<CurrencyCode, Currency>,
+    symbols: &[CurrencyCode],
+    failures: Vec<(String, String)>,
+) -> anyhow::Result<FetchReport> {
+    let now = state.clock.now();
     let provider = snapshot.provider.as_str();
     if !currencies.contains_key(&snapshot.base) {
         anyhow::bail!(
@@ -252,11 +274,7 @@ pub async fn fetch_and_store(state: &AppState) -> anyhow::Result<FetchReport> {
         unchanged: 0,
         ignored_codes,
         missing,
-        failures: outcome
-            .failures
-            .iter()
-            .map(|(k, m)| (k.to_string(), m.clone()))
-            .collect(),
+        failures,
     };
     if !report.ignored_codes.is_empty() {
         tracing::info!(ignored = ?report.ignored_codes, "quotes of unknown currencies ignored");

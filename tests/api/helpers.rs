@@ -280,6 +280,57 @@ impl TestApp {
         req.send().await.unwrap()
     }
 
+    /// POSTs `{}` with a token and returns the status; owns its inputs so many can race.
+    pub fn post_json_owned(
+        &self,
+        path: String,
+        token: String,
+    ) -> impl std::future::Future<Output = u16> + 'static {
+        let req = self
+            .client
+            .post(self.url(&path))
+            .bearer_auth(token)
+            .json(&serde_json::json!({}));
+        async move { req.send().await.unwrap().status().as_u16() }
+    }
+
+    /// The default currency set (ECB's currencies plus EGP), as `seed` creates it.
+    pub async fn seed_currencies(&self) {
+        currency_conversion::currencies::service::seed_defaults(&self.db, self.clock.now())
+            .await
+            .unwrap();
+    }
+
+    /// Stores EUR-based rates as a Frankfurter publication at the current (test) time.
+    pub async fn store_rates(&self, rates: &[(&str, &str)]) {
+        use currency_conversion::currencies::CurrencyCode;
+        use currency_conversion::money::Rate;
+        use currency_conversion::rates::provider::{ProviderKind, Snapshot};
+        let snapshot = Snapshot {
+            provider: ProviderKind::Frankfurter,
+            base: CurrencyCode::parse("EUR").unwrap(),
+            as_of: self.clock.now(),
+            quotes: rates
+                .iter()
+                .map(|(c, r)| (CurrencyCode::parse(c).unwrap(), Rate::parse(r).unwrap()))
+                .collect(),
+            ignored_codes: 0,
+            missing: Vec::new(),
+        };
+        let known = currency_conversion::rates::service::known_currencies(&self.state)
+            .await
+            .unwrap();
+        currency_conversion::rates::service::store_snapshot(
+            &self.state,
+            snapshot,
+            &known,
+            &[],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    }
+
     pub async fn patch_json(
         &self,
         path: &str,

@@ -1,0 +1,118 @@
+//! HTTP routes of `conversions`. The list, export and summary (`GET /conversions`,
+//! `/conversions/summary`) belong to `history`; they share the `/conversions` resource here so
+//! that an unsupported method answers 405.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::service::{self, ConversionRequest, ConversionView};
+use crate::auth::{AuthenticatedUser, PartnerUser};
+use crate::error::{ApiError, Problem};
+use crate::startup::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/conversions")
+            .route(web::post().to(create))
+            .route(web::get().to(crate::history::routes::list)),
+    )
+    .service(
+        web::resource("/conversions/summary").route(web::get().to(crate::history::routes::summary)),
+    )
+    .service(web::resource("/conversions/{id}").route(web::get().to(get)))
+    .service(web::resource("/conversions/{id}/cancel").route(web::post().to(cancel)));
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateConversion {
+    /// Source currency code.
+    #[schema(example = "EGP")]
+    pub from: String,
+    /// Target currency code.
+    #[schema(example = "USD")]
+    pub to: String,
+    /// Decimal string, positive, with at most the source currency's minor units.
+    #[schema(example = "100.00")]
+    pub amount: String,
+}
+
+fn conversion_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(raw).map_err(|_| ApiError::NotFound("no such conversion".into()))
+}
+
+/// Convert an amount (partner). The result is `temporary` for the holding period, then
+/// `permanent`. Send `Idempotency-Key` to make retries safe: the same key and body return the
+/// original conversion (200); the same key with another body is refused (422).
+#[utoipa::path(post, path = "/api/v1/conversions", tag = "conversions", request_body = CreateConversion,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request return the original conversion")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = ConversionView),
+        (status = 200, description = "Replay of an Idempotency-Key: the original conversion", body = ConversionView),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, description = "No rates for this pair", body = Problem),
+        (status = 422, description = "Invalid amount or currency, disabled/retired currency, stale rate, reused key", body = Problem),
+    ))]
+pub async fn create(
+    state: web::Data<AppState>,
+    partner: PartnerUser,
+    req: HttpRequest,
+    body: web::Json<CreateConversion>,
+) -> Result<HttpResponse, ApiError> {
+    let key = match req.headers().get("Idempotency-Key") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::validation("Idempotency-Key", "must be printable ASCII"))?
+                .to_owned(),
+        ),
+    };
+    let (view, created) = service::create(
+        &state,
+        partner.0.id.0,
+        ConversionRequest {
+            from: &body.from,
+            to: &body.to,
+            amount: &body.amount,
+        },
+        key.as_deref(),
+    )
+    .await?;
+    let mut res = if created {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    };
+    Ok(res
+        .insert_header(("Location", format!("/api/v1/conversions/{}", view.id)))
+        .json(view))
+}
+
+/// One conversion. A partner sees only its own; another partner's is 404.
+#[utoipa::path(get, path = "/api/v1/conversions/{id}", tag = "conversions",
+    params(("id" = uuid::Uuid, Path)), security(("bearer" = [])),
+    responses((status = 200, body = ConversionView), (status = 404, body = Problem)))]
+pub async fn get(
+    state: web::Data<AppState>,
+    user: AuthenticatedUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let partner = (!user.is_admin()).then(|| user.id().0);
+    let view = service::get(&state, conversion_id(&path)?, partner).await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Cancel one's own `temporary` conversion within its holding period (partner). A
+/// `permanent` conversion is immutable (409).
+#[utoipa::path(post, path = "/api/v1/conversions/{id}/cancel", tag = "conversions",
+    params(("id" = uuid::Uuid, Path)), security(("bearer" = [])),
+    responses((status = 200, body = ConversionView), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn cancel(
+    state: web::Data<AppState>,
+    partner: PartnerUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let view = service::cancel(&state, conversion_id(&path)?, partner.0.id.0).await?;
+    Ok(HttpResponse::Ok().json(view))
+}

@@ -1,0 +1,310 @@
+//! HTTP routes of `history`: `GET /conversions` (JSON or CSV) and `GET /conversions/summary`.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use bigdecimal::BigDecimal;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::auth::AuthenticatedUser;
+use crate::conversions::store::{self, HistoryFilter};
+use crate::conversions::{ConversionView, Status};
+use crate::currencies::CurrencyCode;
+use crate::error::{ApiError, Problem};
+use crate::money;
+use crate::pagination::{Cursor, Page, PageParams};
+use crate::startup::AppState;
+
+/// Rows per database round trip while streaming a CSV export.
+const EXPORT_CHUNK: i64 = 1000;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// `temporary`, `permanent` or `cancelled`.
+    pub status: Option<String>,
+    /// Conversions from or to this currency.
+    pub currency: Option<String>,
+    /// Created at or after (RFC 3339).
+    pub from: Option<DateTime<Utc>>,
+    /// Created before (RFC 3339).
+    pub to: Option<DateTime<Utc>>,
+    /// Admins only: one partner's conversions.
+    pub partner_id: Option<Uuid>,
+    /// `csv` for a CSV export (same as `Accept: text/csv`).
+    pub format: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+fn filter(user: &AuthenticatedUser, p: &HistoryParams) -> Result<HistoryFilter, ApiError> {
+    let partner = if user.is_admin() {
+        p.partner_id
+    } else {
+        if p.partner_id.is_some_and(|id| id != user.id().0) {
+            return Err(ApiError::Forbidden(
+                "only admins may filter by partner".into(),
+            ));
+        }
+        Some(user.id().0)
+    };
+    let status = match p.status.as_deref() {
+        None => None,
+        Some(s) => Some(
+            Status::parse(s)
+                .ok_or_else(|| {
+                    ApiError::validation("status", "must be temporary, permanent or cancelled")
+                })?
+                .as_str()
+                .to_owned(),
+        ),
+    };
+    let currency = p
+        .currency
+        .as_deref()
+        .map(CurrencyCode::parse)
+        .transpose()
+        .map_err(|e| ApiError::validation("currency", e.to_string()))?;
+    if let (Some(from), Some(to)) = (p.from, p.to)
+        && from > to
+    {
+        return Err(ApiError::validation("from", "must not be after `to`"));
+    }
+    Ok(HistoryFilter {
+        partner,
+        status,
+        currency,
+        from: p.from,
+        to: p.to,
+    })
+}
+
+fn wants_csv(req: &HttpRequest, p: &HistoryParams) -> Result<bool, ApiError> {
+    match p.format.as_deref() {
+        Some("csv") => return Ok(true),
+        Some("json") => return Ok(false),
+        Some(other) => {
+            return Err(ApiError::validation(
+                "format",
+                format!("`{other}` is not csv or json"),
+            ));
+        }
+        None => {}
+    }
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    Ok(accept.contains("text/csv"))
+}
+
+/// A partner's conversions (admins: everyone's), newest first, filtered and paginated; or a
+/// CSV export of every matching conversion with `Accept: text/csv` or `format=csv`.
+#[utoipa::path(get, path = "/api/v1/conversions", tag = "history", params(HistoryParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = Page<ConversionView>),
+        (status = 200, description = "CSV export", content_type = "text/csv"),
+        (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem),
+    ))]
+pub async fn list(
+    state: web::Data<AppState>,
+    user: AuthenticatedUser,
+    req: HttpRequest,
+    params: web::Query<HistoryParams>,
+) -> Result<HttpResponse, ApiError> {
+    let f = filter(&user, &params)?;
+    if wants_csv(&req, &params)? {
+        return Ok(csv_export(state.into_inner(), f));
+    }
+    let (limit, cursor) = PageParams {
+        limit: params.limit,
+        cursor: params.cursor.clone(),
+    }
+    .parse()?;
+    let rows = store::list(&state.db, &f, limit, cursor)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let views: Vec<ConversionView> = rows.into_iter().map(ConversionView::from).collect();
+    Ok(
+        HttpResponse::Ok().json(Page::from_rows(views, limit, |c| Cursor {
+            at: c.created_at,
+            id: c.id,
+        })),
+    )
+}
+
+const CSV_HEADER: &str = "id,partner_id,status,from,to,amount,rate,result,rate_as_of,rate_provider,stale_rate,created_at,finalizes_at,finalized_at,cancelled_at\n";
+
+fn csv_line(c: &ConversionView) -> String {
+    let ts = |t: &Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
+    format!(
+        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+        c.id,
+        c.partner_id,
+        c.status.as_str(),
+        c.from,
+        c.to,
+        c.amount.to_plain_string(),
+        c.rate.to_plain_string(),
+        c.result.to_plain_string(),
+        c.rate_as_of.to_rfc3339(),
+        c.rate_provider.replace([',', '"', '\n'], " "),
+        c.stale_rate,
+        c.created_at.to_rfc3339(),
+        c.finalizes_at.to_rfc3339(),
+        ts(&c.finalized_at),
+        ts(&c.cancelled_at),
+    )
+}
+
+/// Streams the export page by page (keyset), so memory stays flat however long the history.
+fn csv_export(state: std::sync::Arc<AppState>, f: HistoryFilter) -> HttpResponse {
+    enum Next {
+        Header,
+        After(Option<Cursor>),
+        Done,
+    }
+    let stream = futures_util::stream::unfold(Next::Header, move |next| {
+        let state = state.clone();
+        let f = f.clone();
+        async move {
+            match next {
+                Next::Header => Some((
+                    Ok::<_, actix_web::Error>(web::Bytes::from_static(CSV_HEADER.as_bytes())),
+                    Next::After(None),
+                )),
+                Next::Done => None,
+                Next::After(cursor) => {
+                    let rows = match store::list(&state.db, &f, EXPORT_CHUNK, cursor).await {
+                        Ok(rows) => rows,
+                        Err(e) => {
+                            tracing::error!(error = %e, "CSV export failed mid-stream");
+                            return Some((Err(ApiError::Internal(e.into()).into()), Next::Done));
+                        }
+                    };
+                    let more = rows.len() as i64 > EXPORT_CHUNK;
+                    let views: Vec<ConversionView> = rows
+                        .into_iter()
+                        .take(EXPORT_CHUNK as usize)
+                        .map(ConversionView::from)
+                        .collect();
+                    let next = match (more, views.last()) {
+                        (true, Some(last)) => Next::After(Some(Cursor {
+                            at: last.created_at,
+                            id: last.id,
+                        })),
+                        _ => Next::Done,
+                    };
+                    if views.is_empty() {
+                        return None;
+                    }
+                    let chunk: String = views.iter().map(csv_line).collect();
+                    Some((Ok(web::Bytes::from(chunk)), next))
+                }
+            }
+        }
+    });
+    HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            "attachment; filename=\"conversions.csv\"",
+        ))
+        .streaming(stream)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SummaryParams {
+    /// `day` (per UTC day and source currency) or `currency_pair`.
+    pub group_by: Option<String>,
+    /// Created at or after (RFC 3339).
+    pub from: Option<DateTime<Utc>>,
+    /// Created before (RFC 3339).
+    pub to: Option<DateTime<Utc>>,
+    /// Admins only: one partner.
+    pub partner_id: Option<Uuid>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SummaryItem {
+    /// Set when grouped by day.
+    pub day: Option<NaiveDate>,
+    pub from: CurrencyCode,
+    /// Set when grouped by currency pair.
+    pub to: Option<CurrencyCode>,
+    pub count: i64,
+    /// Sum of amounts in the source currency.
+    #[schema(value_type = String)]
+    #[serde(serialize_with = "money::serialize_decimal")]
+    pub total_amount: BigDecimal,
+    /// Sum of results in the target currency (currency-pair grouping only).
+    #[schema(value_type = Option<String>)]
+    #[serde(serialize_with = "money::serialize_opt_decimal")]
+    pub total_result: Option<BigDecimal>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Summary {
+    pub group_by: String,
+    pub data: Vec<SummaryItem>,
+}
+
+/// Counts and totals per source currency, by day or by currency pair (cancelled conversions are
+/// not counted).
+#[utoipa::path(get, path = "/api/v1/conversions/summary", tag = "history", params(SummaryParams),
+    security(("bearer" = [])),
+    responses((status = 200, body = Summary), (status = 422, body = Problem)))]
+pub async fn summary(
+    state: web::Data<AppState>,
+    user: AuthenticatedUser,
+    params: web::Query<SummaryParams>,
+) -> Result<HttpResponse, ApiError> {
+    let by_pair = match params.group_by.as_deref().unwrap_or("day") {
+        "day" => false,
+        "currency_pair" => true,
+        _ => {
+            return Err(ApiError::validation(
+                "group_by",
+                "must be day or currency_pair",
+            ));
+        }
+    };
+    let f = filter(
+        &user,
+        &HistoryParams {
+            status: None,
+            currency: None,
+            from: params.from,
+            to: params.to,
+            partner_id: params.partner_id,
+            format: None,
+            limit: None,
+            cursor: None,
+        },
+    )?;
+    let rows = store::summary(&state.db, f.partner, by_pair, f.from, f.to)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let data = rows
+        .into_iter()
+        .map(|r| SummaryItem {
+            day: r.day,
+            from: r.from_currency,
+            to: r.to_currency,
+            count: r.count,
+            total_amount: money::round_to_minor_units(&r.total_amount, r.from_minor_units),
+            total_result: r
+                .total_result
+                .map(|t| money::round_to_minor_units(&t, r.to_minor_units.unwrap_or(0))),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(Summary {
+        group_by: if by_pair { "currency_pair" } else { "day" }.into(),
+        data,
+    }))
+}

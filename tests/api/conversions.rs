@@ -1,0 +1,586 @@
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_problem, spawn_app_with};
+
+/// EUR-pivot rates as a provider would publish them (units per 1 EUR).
+const RATES: &[(&str, &str)] = &[
+    ("USD", "1.1"),
+    ("EGP", "53.65"),
+    ("JPY", "163.5"),
+    ("KWD", "0.3372"),
+    ("GBP", "0.85"),
+];
+
+async fn app_with_rates(
+    customise: impl FnOnce(&mut currency_conversion::settings::Settings),
+) -> TestApp {
+    let app = spawn_app_with(customise).await;
+    app.seed_currencies().await;
+    currency_conversion::currencies::service::add(
+        &app.db,
+        currency_conversion::currencies::service::AddCurrency {
+            code: "KWD".into(),
+            name: None,
+            minor_units: None,
+            iso: None,
+            enabled: None,
+        },
+        app.clock.now(),
+    )
+    .await
+    .unwrap();
+    app.store_rates(RATES).await;
+    app
+}
+
+async fn convert(
+    app: &TestApp,
+    token: &str,
+    from: &str,
+    to: &str,
+    amount: &str,
+) -> reqwest::Response {
+    app.post_json(
+        "/api/v1/conversions",
+        &json!({"from": from, "to": to, "amount": amount}),
+        Some(token),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_partner_converts_and_gets_a_temporary_reproducible_result() {
+    let app = app_with_rates(|_| {}).await;
+    let partner = app.partner().await;
+    let res = convert(&app, &partner.token, "eur", "usd", "100.00").await;
+    assert_eq!(res.status(), 201);
+    assert!(
+        res.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/api/v1/conversions/")
+    );
+    let c: Value = res.json().await.unwrap();
+    assert_eq!(c["from"], "EUR");
+    assert_eq!(c["to"], "USD");
+    assert_eq!(c["amount"], "100.00");
+    assert_eq!(c["rate"], "1.1");
+    assert_eq!(c["result"], "110.00");
+    assert_eq!(c["status"], "temporary");
+    let created = chrono::DateTime::parse_from_rfc3339(c["created_at"].as_str().unwrap()).unwrap();
+    let finalizes =
+        chrono::DateTime::parse_from_rfc3339(c["finalizes_at"].as_str().unwrap()).unwrap();
+    assert_eq!((finalizes - created).num_hours(), 48);
+
+    // Cross rate through the EUR pivot: EGP→USD = 1.1 / 53.65.
+    let res = convert(&app, &partner.token, "EGP", "USD", "100.00").await;
+    let c: Value = res.json().await.unwrap();
+    assert_eq!(c["rate"], "0.0205032618825722274");
+    assert_eq!(c["result"], "2.05");
+    // Stored with references to the exact quote rows used.
+    let (from_quote, to_quote): (Option<i64>, Option<i64>) =
+        sqlx::query_as("SELECT from_quote_id, to_quote_id FROM conversions WHERE id = $1::uuid")
+            .bind(c["id"].as_str().unwrap())
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert!(from_quote.is_some() && to_quote.is_some());
+}
+
+#[tokio::test]
+async fn results_round_half_even_to_the_target_minor_units() {
+    let app = app_with_rates(|_| {}).await;
+    let partner = app.partner().await;
+    // JPY has 0 decimals: 10.01 EUR × 163.5 = 1636.635 → 1637
+    let c: Value = convert(&app, &partner.token, "EUR", "JPY", "10.01")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(c["result"], "1637");
+    // KWD has 3 decimals: 12.34 EUR × 0.3372 = 4.161048 → 4.161
+    let c: Value = convert(&app, &partner.token, "EUR", "KWD", "12.34")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(c["result"], "4.161");
+    // JPY source: whole yen only.
+    let res = convert(&app, &partner.token, "JPY", "EUR", "100.5").await;
+    assert_problem(res, 422, "/problems/validation-failed").await;
+    // KWD accepts three decimals.
+    assert_eq!(
+        convert(&app, &partner.token, "KWD", "EUR", "1.234")
+            .await
+            .status(),
+        201
+    );
+}
+
+#[tokio::test]
+async fn bad_conversion_requests_get_clear_problems_and_store_nothing() {
+    let app = app_with_rates(|s| s.conversions.max_amount = "1000000".into()).await;
+    let partner = app.partner().await;
+    for (from, to, amount) in [
+        ("EUR", "USD", "0"),
+        ("EUR", "USD", "-5"),
+        ("EUR", "USD", "abc"),
+        ("EUR", "USD", "1e5"),
+        ("EUR", "USD", "1.001"),
+        ("EUR", "USD", "1000000.01"),
+        ("EUR", "US", "1"),
+        ("EUR", "EUR", "1"),
+    ] {
+        let res = convert(&app, &partner.token, from, to, amount).await;
+        assert_problem(res, 422, "/problems/validation-failed").await;
+    }
+    let res = convert(&app, &partner.token, "EUR", "CHF", "1").await;
+    assert_eq!(res.status(), 404, "a currency that is not supported");
+    let res = app
+        .post_json(
+            "/api/v1/conversions",
+            &json!({"from": "EUR", "to": "USD", "amount": 100.0}),
+            Some(&partner.token),
+        )
+        .await;
+    assert_problem(res, 422, "/problems/validation-failed").await;
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM conversions")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(count, 0);
+}
+
+#[tokio::test]
+async fn disabled_and_retired_currencies_are_refused_for_new_conversions_but_history_stays() {
+    let app = app_with_rates(|_| {}).await;
+    let admin = app.admin().await;
+    let partner = app.partner().await;
+    let c: Value = convert(&app, &partner.token, "EUR", "GBP", "10.00")
+        .await
+        .json()
+        .await
+        .unwrap();
+    // GBP is referenced by rates and a conversion: delete retires it.
+    let res = app.delete("/api/v1/currencies/GBP", &admin.token).await;
+    let outcome: Value = res.json().await.unwrap();
+    assert_eq!(outcome["outcome"], "retired");
+    let res = convert(&app, &partner.token, "EUR", "GBP", "10.00").await;
+    assert_problem(res, 422, "/problems/currency-retired").await;
+    let old = app
+        .get_with_token(
+            &format!("/api/v1/conversions/{}", c["id"].as_str().unwrap()),
+            &partner.token,
+        )
+        .await;
+    assert_eq!(old.status(), 200);
+    app.patch_json(
+        "/api/v1/currencies/JPY",
+        &json!({"enabled": false}),
+        &admin.token,
+    )
+    .await;
+    let res = convert(&app, &partner.token, "EUR", "JPY", "10.00").await;
+    assert_problem(res, 422, "/problems/currency-disabled").await;
+}
+
+#[tokio::test]
+async fn stale_rates_are_refused_or_flagged_per_settings() {
+    let app = app_with_rates(|s| s.rates.max_age_secs = 3600).await;
+    app.clock.advance(chrono::Duration::hours(2));
+    let partner = app.partner().await;
+    let res = convert(&app, &partner.token, "EUR", "USD", "1.00").await;
+    assert_problem(res, 422, "/problems/stale-rate").await;
+
+    let lenient = app_with_rates(|s| {
+        s.rates.max_age_secs = 3600;
+        s.conversions.stale_rates = currency_conversion::settings::StaleRatePolicy::Allow;
+    })
+    .await;
+    lenient.clock.advance(chrono::Duration::hours(2));
+    let partner = lenient.partner().await;
+    let c: Value = convert(&lenient, &partner.token, "EUR", "USD", "1.00")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(c["stale_rate"], true);
+}
+
+#[tokio::test]
+async fn idempotency_keys_return_the_original_and_refuse_a_different_body() {
+    let app = app_with_rates(|_| {}).await;
+    let partner = app.partner().await;
+    let body = json!({"from": "EUR", "to": "USD", "amount": "5.00"});
+    let send = |b: Value| {
+        app.client
+            .post(app.url("/api/v1/conversions"))
+            .bearer_auth(&partner.token)
+            .header("Idempotency-Key", "order-42")
+            .json(&b)
+            .send()
+    };
+    let first = send(body.clone()).await.unwrap();
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    let again = send(body.clone()).await.unwrap();
+    assert_eq!(again.status(), 200);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(first["id"], again["id"]);
+    let other = send(json!({"from": "EUR", "to": "USD", "amount": "6.00"}))
+        .await
+        .unwrap();
+    assert_problem(other, 422, "/problems/idempotency-key-reused").await;
+    // Another partner's identical key is its own.
+    let someone = app.partner().await;
+    let res = app
+        .client
+        .post(app.url("/api/v1/conversions"))
+        .bearer_auth(&someone.token)
+        .header("Idempotency-Key", "order-42")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+}
+
+#[tokio::test]
+async fn concurrent_requests_with_one_idempotency_key_store_one_row() {
+    let app = app_with_rates(|_| {}).await;
+    let partner = app.partner().await;
+    let body = json!({"from": "EUR", "to": "USD", "amount": "7.00"});
+    let requests: Vec<_> = (0..10)
+        .map(|_| {
+            app.client
+                .post(app.url("/api/v1/conversions"))
+                .bearer_auth(&partner.token)
+                .header("Idempotency-Key", "same-key")
+                .json(&body)
+                .send()
+        })
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    for res in join_all(requests).await {
+        let res = res.unwrap();
+        assert!(
+            res.status() == 201 || res.status() == 200,
+            "{}",
+            res.status()
+        );
+        let c: Value = res.json().await.unwrap();
+        ids.insert(c["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids.len(), 1);
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM conversions")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+}
+
+async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let handles: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    futures_util::future::join_all(handles).await
+}
+
+#[tokio::test]
+async fn partners_cannot_see_list_cancel_or_export_each_others_conversions() {
+    let app = app_with_rates(|_| {}).await;
+    let alice = app.partner().await;
+    let bob = app.partner().await;
+    let c: Value = convert(&app, &alice.token, "EUR", "USD", "1.00")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = c["id"].as_str().unwrap();
+    assert_problem(
+        app.get_with_token(&format!("/api/v1/conversions/{id}"), &bob.token)
+            .await,
+        404,
+        "/problems/not-found",
+    )
+    .await;
+    let res = app
+        .post_json(
+            &format!("/api/v1/conversions/{id}/cancel"),
+            &json!({}),
+            Some(&bob.token),
+        )
+        .await;
+    assert_problem(res, 404, "/problems/not-found").await;
+    let list: Value = app
+        .get_with_token("/api/v1/conversions", &bob.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(list["data"].as_array().unwrap().is_empty());
+    let csv = app
+        .get_with_token("/api/v1/conversions?format=csv", &bob.token)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(csv.lines().count(), 1, "header only: {csv}");
+    let res = app
+        .get_with_token(
+            &format!("/api/v1/conversions?partner_id={}", alice.id),
+            &bob.token,
+        )
+        .await;
+    assert_problem(res, 403, "/problems/forbidden").await;
+    // Alice sees hers; an admin sees everyone's and can filter.
+    let list: Value = app
+        .get_with_token("/api/v1/conversions", &alice.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    let admin = app.admin().await;
+    let list: Value = app
+        .get_with_token(
+            &format!("/api/v1/conversions?partner_id={}", alice.id),
+            &admin.token,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["data"][0]["id"], id);
+    // Admins do not convert: conversions belong to partners.
+    assert_eq!(
+        convert(&app, &admin.token, "EUR", "USD", "1.00")
+            .await
+            .status(),
+        403
+    );
+}
+
+#[tokio::test]
+async fn history_filters_paginates_newest_first_and_exports_csv() {
+    let app = app_with_rates(|_| {}).await;
+    let partner = app.partner().await;
+    for (i, to) in ["USD", "GBP", "USD", "JPY", "USD"].iter().enumerate() {
+        app.clock.advance(chrono::Duration::seconds(1));
+        let res = convert(&app, &partner.token, "EUR", to, &format!("{}.00", i + 1)).await;
+        assert_eq!(res.status(), 201);
+    }
+    let page1: Value = app
+        .get_with_token("/api/v1/conversions?limit=2", &partner.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page1["data"][0]["amount"], "5.00");
+    assert_eq!(page1["data"][1]["amount"], "4.00");
+    let cursor = page1["next_cursor"].as_str().unwrap();
+    let page2: Value = app
+        .get_with_token(
+            &format!("/api/v1/conversions?limit=2&cursor={cursor}"),
+            &partner.token,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page2["data"][0]["amount"], "3.00");
+    let usd: Value = app
+        .get_with_token("/api/v1/conversions?currency=usd", &partner.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(usd["data"].as_array().unwrap().len(), 3);
+    let res = app
+        .client
+        .get(app.url("/api/v1/conversions"))
+        .bearer_auth(&partner.token)
+        .header("Accept", "text/csv")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let csv = res.text().await.unwrap();
+    assert_eq!(csv.lines().count(), 6);
+    assert!(
+        csv.lines()
+            .nth(1)
+            .unwrap()
+            .contains(",EUR,USD,5.00,1.1,5.50,")
+    );
+    for bad in [
+        "status=done",
+        "currency=US",
+        "limit=1000",
+        "cursor=xyz",
+        "from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z",
+        "from=yesterday",
+    ] {
+        let res = app
+            .get_with_token(&format!("/api/v1/conversions?{bad}"), &partner.token)
+            .await;
+        assert_problem(res, 422, "/problems/validation-failed").await;
+    }
+    let summary: Value = app
+        .get_with_token(
+            "/api/v1/conversions/summary?group_by=currency_pair",
+            &partner.token,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let usd_row = summary["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["to"] == "USD")
+        .unwrap();
+    assert_eq!(usd_row["count"], 3);
+    assert_eq!(usd_row["total_amount"], "9.00");
+    assert_eq!(usd_row["total_result"], "9.90");
+    let by_day: Value = app
+        .get_with_token("/api/v1/conversions/summary?group_by=day", &partner.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_day["data"][0]["count"], 5);
+    assert_eq!(by_day["data"][0]["total_amount"], "15.00");
+}
+
+#[tokio::test]
+async fn finalization_after_the_holding_period_runs_twice_without_double_effect() {
+    let app = app_with_rates(|s| s.conversions.holding_period_secs = 60).await;
+    let partner = app.partner().await;
+    let c: Value = convert(&app, &partner.token, "EUR", "USD", "1.00")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = c["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        currency_conversion::conversions::service::finalize_due(&app.state)
+            .await
+            .unwrap(),
+        0
+    );
+    app.clock.advance(chrono::Duration::seconds(61));
+    assert_eq!(
+        currency_conversion::conversions::service::finalize_due(&app.state)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        currency_conversion::conversions::service::finalize_due(&app.state)
+            .await
+            .unwrap(),
+        0
+    );
+    let c: Value = app
+        .get_with_token(&format!("/api/v1/conversions/{id}"), &partner.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(c["status"], "permanent");
+    assert!(c["finalized_at"].is_string());
+    let res = app
+        .post_json(
+            &format!("/api/v1/conversions/{id}/cancel"),
+            &json!({}),
+            Some(&partner.token),
+        )
+        .await;
+    assert_problem(res, 409, "/problems/conflict").await;
+}
+
+#[tokio::test]
+async fn a_partner_cancels_a_temporary_conversion_once() {
+    let app = app_with_rates(|_| {}).await;
+    let partner = app.partner().await;
+    let c: Value = convert(&app, &partner.token, "EUR", "USD", "1.00")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = c["id"].as_str().unwrap();
+    let res = app
+        .post_json(
+            &format!("/api/v1/conversions/{id}/cancel"),
+            &json!({}),
+            Some(&partner.token),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let c: Value = res.json().await.unwrap();
+    assert_eq!(c["status"], "cancelled");
+    assert!(c["cancelled_at"].is_string());
+    // Cancelling again is harmless; finalizing later leaves it cancelled.
+    let res = app
+        .post_json(
+            &format!("/api/v1/conversions/{id}/cancel"),
+            &json!({}),
+            Some(&partner.token),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    app.clock.advance(chrono::Duration::hours(49));
+    assert_eq!(
+        currency_conversion::conversions::service::finalize_due(&app.state)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn cancel_racing_finalize_has_exactly_one_winner() {
+    let app = app_with_rates(|s| s.conversions.holding_period_secs = 60).await;
+    let partner = app.partner().await;
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let c: Value = convert(&app, &partner.token, "EUR", "USD", "1.00")
+            .await
+            .json()
+            .await
+            .unwrap();
+        ids.push(c["id"].as_str().unwrap().to_owned());
+    }
+    // Past the holding period both a cancel and the finalize job may claim each row.
+    app.clock.advance(chrono::Duration::seconds(60));
+    let cancels: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            app.post_json_owned(
+                format!("/api/v1/conversions/{id}/cancel"),
+                partner.token.clone(),
+            )
+        })
+        .collect();
+    let finalize = currency_conversion::conversions::service::finalize_due(&app.state);
+    let (results, finalized) = tokio::join!(join_all(cancels), finalize);
+    let finalized = finalized.unwrap();
+    let cancelled = results.iter().filter(|s| **s == 200).count() as u64;
+    let refused = results.iter().filter(|s| **s == 409).count() as u64;
+    assert_eq!(cancelled + refused, 20);
+    let (temporary, permanent, cancelled_rows): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE status = 'temporary'), count(*) FILTER (WHERE status = 'permanent'),
+                count(*) FILTER (WHERE status = 'cancelled') FROM conversions",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(temporary, 0);
+    assert_eq!(permanent as u64, finalized);
+    assert_eq!(cancelled_rows as u64, cancelled);
+}
