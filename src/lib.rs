@@ -12,4 +12,5 @@ pub mod openapi;
 pub mod redis_client;
 pub mod settings;
 pub mod startup;
+pub mod tasks;
 pub mod telemetry;

@@ -14,11 +14,18 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         crate::health::live,
         crate::health::ready,
         crate::health::metrics,
+        crate::tasks::routes::list_runs,
+        crate::tasks::routes::get_run,
+        crate::tasks::routes::run_now,
+        crate::tasks::routes::retry_run,
+        crate::tasks::routes::stats,
+        crate::tasks::routes::schedules,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),
     modifiers(&BearerAuth),
     tags(
         (name = "health", description = "Liveness, readiness, metrics"),
+        (name = "tasks", description = "Background task runs, queue and schedules (admin)"),
     )
 )]
 pub struct ApiDoc;
