@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -74,12 +74,17 @@ impl Schedule {
 
     /// The first fire time strictly after `after`.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.cron.find_next_occurrence(&after, false).ok()
+        // Fire times are whole seconds; croner would keep the fraction of its starting point.
+        self.cron
+            .find_next_occurrence(&after.trunc_subsecs(0), false)
+            .ok()
     }
 
     /// The last fire time at or before `at`.
     pub fn previous_at_or_before(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.cron.find_previous_occurrence(&at, true).ok()
+        self.cron
+            .find_previous_occurrence(&at.trunc_subsecs(0), true)
+            .ok()
     }
 
     /// Fire times in `(after, until]`, at most `limit` of them, oldest first.
@@ -209,6 +214,14 @@ mod tests {
             s.previous_at_or_before(at("2026-01-01T10:59:59Z")),
             Some(at("2026-01-01T10:00:00Z"))
         );
+    }
+
+    #[test]
+    fn fire_times_are_whole_seconds() {
+        let s = Schedule::parse("t", "* * * * * *").unwrap();
+        let t = at("2026-01-01T10:00:00.750Z");
+        assert_eq!(s.next_after(t), Some(at("2026-01-01T10:00:01Z")));
+        assert_eq!(s.previous_at_or_before(t), Some(at("2026-01-01T10:00:00Z")));
     }
 
     #[test]
