@@ -18,4 +18,5 @@ pub mod redis_client;
 pub mod seed;
 pub mod settings;
 pub mod startup;
+pub mod tasks;
 pub mod telemetry;

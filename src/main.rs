@@ -95,12 +95,13 @@ async fn run() -> anyhow::Result<()> {
                 ?role,
                 "starting"
             );
-            let app = Application::build(settings, Clock::system()).await?;
-            tracing::info!(port = app.port(), "listening");
             if role.serves_http() {
-                app.run_until_stopped()
-                    .await
-                    .context("HTTP server failed")?;
+                let app = Application::build(settings, Clock::system()).await?;
+                tracing::info!(port = app.port(), "listening");
+                app.run(role).await?;
+            } else {
+                currency_conversion::startup::run_background_only(settings, Clock::system(), role)
+                    .await?;
             }
         }
         Command::Healthcheck => {

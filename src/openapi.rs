@@ -38,6 +38,12 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         crate::conversions::routes::cancel,
         crate::history::routes::list,
         crate::history::routes::summary,
+        crate::tasks::routes::list_runs,
+        crate::tasks::routes::get_run,
+        crate::tasks::routes::run_now,
+        crate::tasks::routes::retry_run,
+        crate::tasks::routes::stats,
+        crate::tasks::routes::schedules,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),
     modifiers(&BearerAuth),
@@ -49,6 +55,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         (name = "rates", description = "Exchange rates: latest, as of an instant, series, conversion quotes"),
         (name = "conversions", description = "Convert amounts; temporary during the holding period, then permanent"),
         (name = "history", description = "A partner's own conversions: list, CSV export, summary"),
+        (name = "tasks", description = "Background task runs, queue and schedules (admin)"),
     )
 )]
 pub struct ApiDoc;

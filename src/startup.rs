@@ -19,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::openapi::ApiDoc;
 use crate::redis_client::Redis;
 use crate::settings::Settings;
+use crate::tasks::TaskRegistry;
 
 /// Which pieces a process runs, so one binary can scale out as separate processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -66,13 +67,25 @@ pub struct Application {
     port: u16,
     server: Server,
     state: AppState,
+    tasks: Arc<TaskRegistry>,
 }
 
 impl Application {
     /// Migrates the database and binds the HTTP listener. Does not start serving until
     /// [`Application::run_until_stopped`].
     pub async fn build(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
+        let tasks = crate::tasks::registry(&settings)?;
+        Self::build_with_tasks(settings, clock, tasks).await
+    }
+
+    /// [`Application::build`] with a given task registry (tests register their own jobs).
+    pub async fn build_with_tasks(
+        settings: Settings,
+        clock: Clock,
+        tasks: TaskRegistry,
+    ) -> anyhow::Result<Self> {
         crate::db::create_and_migrate(&settings.database).await?;
+        let tasks = Arc::new(tasks);
         let state = AppState::new(settings, clock)?;
         let address = format!(
             "{}:{}",
@@ -81,11 +94,12 @@ impl Application {
         let listener = TcpListener::bind(&address)
             .with_context(|| format!("server.host/server.port: cannot bind {address}"))?;
         let port = listener.local_addr()?.port();
-        let server = http_server(listener, state.clone())?;
+        let server = http_server(listener, state.clone(), tasks.clone())?;
         Ok(Self {
             port,
             server,
             state,
+            tasks,
         })
     }
 
@@ -97,11 +111,76 @@ impl Application {
         &self.state
     }
 
-    /// Serves until SIGTERM/SIGINT (actix handles both): stops accepting, lets in-flight requests
-    /// finish within `server.shutdown_timeout_secs`.
+    /// The task registry the app was built with.
+    pub fn tasks(&self) -> &Arc<TaskRegistry> {
+        &self.tasks
+    }
+
+    /// Serves HTTP only (no workers, no scheduler) until SIGTERM/SIGINT (actix handles both):
+    /// stops accepting, lets in-flight requests finish within `server.shutdown_timeout_secs`.
+    /// Tests use this for a quiet app.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+
+    /// Serves HTTP and runs the background tasks of `role` until SIGTERM/SIGINT, then stops the
+    /// background tasks, giving a running job `server.shutdown_timeout_secs` to finish.
+    pub async fn run(self, role: Role) -> anyhow::Result<()> {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let background =
+            crate::tasks::start_background(self.state.clone(), self.tasks, role, shutdown.clone());
+        let served = self.server.await;
+        stop_background(&self.state, shutdown, background).await;
+        served.context("HTTP server failed")
+    }
+}
+
+/// Runs the background tasks of a role without HTTP (`serve --role worker|scheduler`) until
+/// SIGTERM/SIGINT.
+pub async fn run_background_only(
+    settings: Settings,
+    clock: Clock,
+    role: Role,
+) -> anyhow::Result<()> {
+    crate::db::create_and_migrate(&settings.database).await?;
+    let tasks = Arc::new(crate::tasks::registry(&settings)?);
+    let state = AppState::new(settings, clock)?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let background = crate::tasks::start_background(state.clone(), tasks, role, shutdown.clone());
+    wait_for_signal().await;
+    stop_background(&state, shutdown, background).await;
+    Ok(())
+}
+
+async fn stop_background(
+    state: &AppState,
+    shutdown: tokio_util::sync::CancellationToken,
+    handles: Vec<tokio::task::JoinHandle<()>>,
+) {
+    shutdown.cancel();
+    // Workers give their job the shutdown timeout; a little more for recording the outcome.
+    let limit = state.settings.shutdown_timeout() + std::time::Duration::from_secs(5);
+    if tokio::time::timeout(limit, futures_util::future::join_all(handles))
+        .await
+        .is_err()
+    {
+        tracing::warn!("background tasks did not stop in time");
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Registers every capability's routes; used by the server and by the OpenAPI test.
@@ -112,11 +191,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(crate::auth::routes::configure)
             .configure(crate::currencies::routes::configure)
             .configure(crate::rates::routes::configure)
-            .configure(crate::conversions::routes::configure),
+            .configure(crate::conversions::routes::configure)
+            .configure(crate::tasks::routes::configure),
     );
 }
 
-fn http_server(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
+fn http_server(
+    listener: TcpListener,
+    state: AppState,
+    tasks: Arc<TaskRegistry>,
+) -> anyhow::Result<Server> {
+    let tasks = web::Data::from(tasks);
     let settings = state.settings.clone();
     let metrics = web::Data::new(Metrics::default());
     let data = web::Data::new(state);
@@ -132,6 +217,7 @@ fn http_server(listener: TcpListener, state: AppState) -> anyhow::Result<Server>
             )
             .wrap(from_fn(crate::middleware::request_context))
             .app_data(data.clone())
+            .app_data(tasks.clone())
             .app_data(metrics.clone())
             .app_data(
                 web::JsonConfig::default()

@@ -7,3 +7,4 @@ mod foundation;
 mod helpers;
 mod proxy;
 mod rates;
+mod tasks;

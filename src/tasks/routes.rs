@@ -1,0 +1,209 @@
+//! Admin API over task runs: list, inspect, run now, retry, stats, schedules. Thin handlers: the
+//! work is in [`crate::tasks`].
+
+use actix_web::{HttpResponse, get, post, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::registry::TaskRegistry;
+use super::store::{self, TaskRun, TaskState};
+use super::{TaskError, TaskStats};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Largest page of runs.
+const MAX_LIMIT: i64 = 200;
+const DEFAULT_LIMIT: i64 = 50;
+
+/// Registers the admin task routes under the caller's scope (`/api/v1`). Needs the
+/// [`TaskRegistry`] as `web::Data`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    // AUTH: wrap with admin guard
+    cfg.service(
+        web::scope("/tasks")
+            .service(list_runs)
+            .service(get_run)
+            .service(retry_run)
+            .service(stats)
+            .service(schedules)
+            .service(run_now),
+    );
+}
+
+/// Filters and cursor of the run list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunListQuery {
+    /// Only runs of this task.
+    pub task: Option<String>,
+    /// Only runs in this state.
+    pub state: Option<TaskState>,
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<Uuid>,
+}
+
+/// One page of runs, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunPage {
+    pub data: Vec<TaskRun>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<Uuid>,
+}
+
+/// Optional body of "run now".
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct RunNowRequest {
+    /// The job's arguments; `{}` when omitted.
+    #[schema(value_type = Object)]
+    pub args: Option<serde_json::Value>,
+}
+
+/// A periodic task.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScheduleView {
+    pub task_name: String,
+    /// Cron expression with seconds.
+    pub cron: String,
+    pub next_fire_at: Option<DateTime<Utc>>,
+}
+
+/// List task runs, newest first.
+#[utoipa::path(
+    get, path = "/api/v1/tasks/runs", tag = "tasks", params(RunListQuery),
+    responses(
+        (status = 200, body = RunPage),
+        (status = 422, body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/runs")]
+#[tracing::instrument(skip(state))]
+pub async fn list_runs(
+    state: web::Data<AppState>,
+    query: web::Query<RunListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::validation(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    let mut data = store::list(&state.db, q.task.as_deref(), q.state, q.cursor, limit + 1)
+        .await
+        .map_err(TaskError::from)?;
+    let next_cursor = if data.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
+        data.pop();
+        data.last().map(|r| r.id)
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(RunPage { data, next_cursor }))
+}
+
+/// One task run.
+#[utoipa::path(
+    get, path = "/api/v1/tasks/runs/{id}", tag = "tasks",
+    params(("id" = Uuid, Path, description = "Run id")),
+    responses(
+        (status = 200, body = TaskRun),
+        (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/runs/{id}")]
+#[tracing::instrument(skip(state))]
+pub async fn get_run(
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let run = store::get(&state.db, id)
+        .await
+        .map_err(TaskError::from)?
+        .ok_or(TaskError::RunNotFound(id))?;
+    Ok(HttpResponse::Ok().json(run))
+}
+
+/// Run a task now.
+#[utoipa::path(
+    post, path = "/api/v1/tasks/{name}/run", tag = "tasks",
+    params(("name" = String, Path, description = "Task name")),
+    request_body(content = Option<RunNowRequest>),
+    responses(
+        (status = 202, body = TaskRun, description = "Recorded and enqueued"),
+        (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/{name}/run")]
+#[tracing::instrument(skip(state, registry, body))]
+pub async fn run_now(
+    state: web::Data<AppState>,
+    registry: web::Data<TaskRegistry>,
+    name: web::Path<String>,
+    body: Option<web::Json<RunNowRequest>>,
+) -> Result<HttpResponse, ApiError> {
+    let args = body
+        .and_then(|b| b.into_inner().args)
+        .unwrap_or_else(|| serde_json::json!({}));
+    let run = super::enqueue(&state, &registry, &name, args).await?;
+    Ok(HttpResponse::Accepted().json(run))
+}
+
+/// Retry a dead or failed run.
+#[utoipa::path(
+    post, path = "/api/v1/tasks/runs/{id}/retry", tag = "tasks",
+    params(("id" = Uuid, Path, description = "Run id")),
+    responses(
+        (status = 202, body = TaskRun, description = "Queued again with fresh attempts"),
+        (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, body = crate::error::Problem, content_type = "application/problem+json",
+         description = "The run is not dead or failed"),
+    )
+)]
+#[post("/runs/{id}/retry")]
+#[tracing::instrument(skip(state))]
+pub async fn retry_run(
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let run = super::retry(&state, id.into_inner()).await?;
+    Ok(HttpResponse::Accepted().json(run))
+}
+
+/// Queue depth and run counts.
+#[utoipa::path(
+    get, path = "/api/v1/tasks/stats", tag = "tasks",
+    responses((status = 200, body = TaskStats))
+)]
+#[get("/stats")]
+#[tracing::instrument(skip(state))]
+pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(super::stats(&state).await?))
+}
+
+/// Periodic tasks with their next fire time.
+#[utoipa::path(
+    get, path = "/api/v1/tasks/schedules", tag = "tasks",
+    responses((status = 200, body = Vec<ScheduleView>))
+)]
+#[get("/schedules")]
+#[tracing::instrument(skip(state, registry))]
+pub async fn schedules(
+    state: web::Data<AppState>,
+    registry: web::Data<TaskRegistry>,
+) -> Result<HttpResponse, ApiError> {
+    let now = state.clock.now();
+    let views: Vec<ScheduleView> = registry
+        .schedules()
+        .map(|s| ScheduleView {
+            task_name: s.task_name.clone(),
+            cron: s.expression.clone(),
+            next_fire_at: s.next_after(now),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(views))
+}

@@ -1,0 +1,177 @@
+//! The scheduler records a run for every cron tick of every scheduled task, exactly once however
+//! many scheduler instances run, and the reconciler re-enqueues runs that PostgreSQL says are
+//! pending but Redis has lost.
+//!
+//! Exactly once: each tick is an `INSERT ... ON CONFLICT DO NOTHING` against the unique
+//! `(task_name, scheduled_for)` constraint. The decision lives in PostgreSQL rather than in a
+//! Redis lock because PostgreSQL is the record: it survives a Redis restart or flush, so a tick
+//! recorded while Redis is down is neither lost (the reconciler enqueues it later) nor recorded
+//! twice (a lock that vanished with Redis would let a second instance in).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use tokio::sync::Mutex;
+use tokio_cron_scheduler::{Job as CronJob, JobScheduler};
+use tokio_util::sync::CancellationToken;
+
+use super::queue::Queue;
+use super::registry::{Schedule, TaskRegistry};
+use super::store;
+use crate::startup::AppState;
+
+/// Most ticks one wake-up records; more are only possible after the process stalled.
+const MAX_TICKS_PER_WAKE: usize = 100;
+
+/// How long a pending run must be overdue before the reconciler checks Redis for it; covers the
+/// moment between recording a run and enqueueing it.
+const RECONCILE_GRACE_SECS: f64 = 2.0;
+
+/// Records the run of one tick and enqueues it. Returns whether this call recorded it.
+pub async fn record_tick(
+    state: &AppState,
+    queue: &Queue,
+    schedule: &Schedule,
+    tick: DateTime<Utc>,
+) -> anyhow::Result<bool> {
+    let max_attempts = i32::try_from(state.settings.tasks.max_attempts).unwrap_or(i32::MAX);
+    let inserted = store::insert(
+        &state.db,
+        store::NewRun {
+            task_name: &schedule.task_name,
+            args: &schedule.args,
+            max_attempts,
+            scheduled_for: Some(tick),
+        },
+    )
+    .await
+    .context("recording a scheduled run")?;
+    let Some(run) = inserted else {
+        return Ok(false);
+    };
+    tracing::info!(run_id = %run.id, task = %run.task_name, scheduled_for = %tick, "scheduled run recorded");
+    if let Err(e) = queue.push(run.id).await {
+        // The run is recorded as queued; the reconciler enqueues it when Redis is back.
+        tracing::warn!(run_id = %run.id, error = format!("{e:#}"), "enqueueing a scheduled run failed");
+    }
+    Ok(true)
+}
+
+/// On start: when ticks were missed while no scheduler ran (the latest recorded tick is older
+/// than the cron's previous fire time), records ONE run for the previous fire time, standing for
+/// all of them. A task never run before has missed nothing. Returns the tick it recorded from.
+pub async fn catch_up(
+    state: &AppState,
+    queue: &Queue,
+    schedule: &Schedule,
+    now: DateTime<Utc>,
+) -> anyhow::Result<DateTime<Utc>> {
+    let Some(previous) = schedule.previous_at_or_before(now) else {
+        return Ok(now);
+    };
+    let last = store::last_scheduled_for(&state.db, &schedule.task_name).await?;
+    if let Some(last) = last {
+        if last < previous {
+            tracing::info!(task = %schedule.task_name, %last, %previous, "catching up on missed ticks with one run");
+            record_tick(state, queue, schedule, previous).await?;
+        }
+    }
+    Ok(previous)
+}
+
+/// Runs the cron scheduler until `shutdown`.
+pub(super) async fn run_scheduler(
+    state: AppState,
+    registry: Arc<TaskRegistry>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let queue = Queue::new(state.redis.clone());
+    let mut scheduler = JobScheduler::new()
+        .await
+        .context("starting the cron scheduler")?;
+    for schedule in registry.schedules() {
+        // Ticks at or before this cursor are recorded (by this instance or another). Each wake
+        // records every tick since, so a late or skipped wake-up loses nothing.
+        let cursor = loop {
+            match catch_up(&state, &queue, schedule, Utc::now()).await {
+                Ok(cursor) => break cursor,
+                Err(e) => {
+                    tracing::warn!(task = %schedule.task_name, error = format!("{e:#}"), "catch-up failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.cancelled() => return Ok(()),
+                    }
+                }
+            }
+        };
+        let cursor = Arc::new(Mutex::new(cursor));
+        let task_name = schedule.task_name.clone();
+        let expression = schedule.expression.clone();
+        let (state, queue, schedule) = (state.clone(), queue.clone(), schedule.clone());
+        let job = CronJob::new_async(expression.as_str(), move |_, _| {
+            let (state, queue, schedule, cursor) =
+                (state.clone(), queue.clone(), schedule.clone(), cursor.clone());
+            Box::pin(async move {
+                let mut cursor = cursor.lock().await;
+                let ticks = schedule.ticks_between(*cursor, Utc::now(), MAX_TICKS_PER_WAKE);
+                for tick in ticks {
+                    match record_tick(&state, &queue, &schedule, tick).await {
+                        Ok(_) => *cursor = tick,
+                        Err(e) => {
+                            // PostgreSQL is away: try this tick again on the next wake-up.
+                            tracing::error!(task = %schedule.task_name, %tick, error = format!("{e:#}"), "recording a tick failed");
+                            break;
+                        }
+                    }
+                }
+            })
+        })
+        .with_context(|| format!("scheduling task `{task_name}`"))?;
+        scheduler.add(job).await?;
+    }
+    scheduler.start().await?;
+    shutdown.cancelled().await;
+    scheduler.shutdown().await?;
+    Ok(())
+}
+
+/// Re-enqueues overdue runs whose message Redis no longer has. Returns how many.
+pub async fn reconcile_once(state: &AppState, queue: &Queue) -> anyhow::Result<usize> {
+    let overdue = store::overdue(&state.db, RECONCILE_GRACE_SECS, 500).await?;
+    if overdue.is_empty() {
+        return Ok(0);
+    }
+    let present = queue.present(&overdue).await?;
+    let mut pushed = 0;
+    for (run_id, present) in overdue.into_iter().zip(present) {
+        if !present {
+            queue.push(run_id).await?;
+            pushed += 1;
+        }
+    }
+    if pushed > 0 {
+        tracing::warn!(pushed, "re-enqueued runs that Redis had lost");
+    }
+    Ok(pushed)
+}
+
+/// Runs [`reconcile_once`] every `every` until `shutdown`.
+pub(super) async fn reconcile_loop(state: AppState, every: Duration, shutdown: CancellationToken) {
+    let queue = Queue::new(state.redis.clone());
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        if let Err(e) = reconcile_once(&state, &queue).await {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "reconciling the task queue failed"
+            );
+        }
+    }
+}

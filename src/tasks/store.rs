@@ -1,0 +1,420 @@
+//! The `task_runs` table: the durable record of every run. State changes that race (claiming,
+//! finishing, retrying) are single conditional UPDATEs, so PostgreSQL decides who wins; a worker
+//! finishing a run fences on its worker id and attempt number, so a worker that lost its lease
+//! cannot overwrite the outcome of the attempt that replaced it.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Where a run is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    /// Waiting for a worker.
+    Queued,
+    /// Claimed by a worker holding a live lease.
+    Running,
+    /// Finished without error.
+    Succeeded,
+    /// Failed; waits for `next_attempt_at` to be tried again.
+    Retrying,
+    /// Failed for good without retrying: the job panicked or cannot run at all.
+    Failed,
+    /// Failed on every one of its `max_attempts`.
+    Dead,
+}
+
+impl TaskState {
+    /// The value stored in `task_runs.state`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Queued => "queued",
+            TaskState::Running => "running",
+            TaskState::Succeeded => "succeeded",
+            TaskState::Retrying => "retrying",
+            TaskState::Failed => "failed",
+            TaskState::Dead => "dead",
+        }
+    }
+}
+
+impl TryFrom<String> for TaskState {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Ok(match s.as_str() {
+            "queued" => TaskState::Queued,
+            "running" => TaskState::Running,
+            "succeeded" => TaskState::Succeeded,
+            "retrying" => TaskState::Retrying,
+            "failed" => TaskState::Failed,
+            "dead" => TaskState::Dead,
+            _ => return Err(format!("unknown task state `{s}`")),
+        })
+    }
+}
+
+/// One run of a task, as stored.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TaskRun {
+    pub id: Uuid,
+    pub task_name: String,
+    /// The job's arguments.
+    #[schema(value_type = Object)]
+    pub args: serde_json::Value,
+    pub state: TaskState,
+    /// Attempts started so far.
+    pub attempts: i32,
+    pub max_attempts: i32,
+    /// The cron tick this run was created for, if scheduled.
+    pub scheduled_for: Option<DateTime<Utc>>,
+    pub queued_at: DateTime<Utc>,
+    /// Start of the latest attempt.
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Duration of the latest finished attempt.
+    pub duration_ms: Option<i64>,
+    /// The worker of the latest attempt.
+    pub worker_id: Option<String>,
+    /// Error (or panic message) of the latest failed attempt.
+    pub last_error: Option<String>,
+    /// When a queued or retrying run is due.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// While running: until when the worker's lease holds.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    task_name: String,
+    args: String,
+    #[sqlx(try_from = "String")]
+    state: TaskState,
+    attempts: i32,
+    max_attempts: i32,
+    scheduled_for: Option<DateTime<Utc>>,
+    queued_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    duration_ms: Option<i64>,
+    worker_id: Option<String>,
+    last_error: Option<String>,
+    next_attempt_at: Option<DateTime<Utc>>,
+    lease_expires_at: Option<DateTime<Utc>>,
+}
+
+impl From<Row> for TaskRun {
+    fn from(r: Row) -> Self {
+        TaskRun {
+            id: r.id,
+            task_name: r.task_name,
+            // Written by us from a serde_json::Value, so it parses; keep the text if it ever does not.
+            args: serde_json::from_str(&r.args).unwrap_or(serde_json::Value::String(r.args)),
+            state: r.state,
+            attempts: r.attempts,
+            max_attempts: r.max_attempts,
+            scheduled_for: r.scheduled_for,
+            queued_at: r.queued_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            duration_ms: r.duration_ms,
+            worker_id: r.worker_id,
+            last_error: r.last_error,
+            next_attempt_at: r.next_attempt_at,
+            lease_expires_at: r.lease_expires_at,
+        }
+    }
+}
+
+// `args` travels as text so that the pool needs no JSON codec.
+const COLUMNS: &str = "id, task_name, args::text AS args, state, attempts, max_attempts, \
+    scheduled_for, queued_at, started_at, finished_at, duration_ms, worker_id, last_error, \
+    next_attempt_at, lease_expires_at";
+
+/// A new run to record.
+pub struct NewRun<'a> {
+    pub task_name: &'a str,
+    pub args: &'a serde_json::Value,
+    pub max_attempts: i32,
+    pub scheduled_for: Option<DateTime<Utc>>,
+}
+
+/// Records a queued run, due now. A scheduled run whose tick is already recorded (another
+/// scheduler was first) returns `None`.
+pub async fn insert(db: &PgPool, run: NewRun<'_>) -> sqlx::Result<Option<TaskRun>> {
+    let sql = format!(
+        "INSERT INTO task_runs (id, task_name, args, max_attempts, scheduled_for, next_attempt_at)
+         VALUES ($1, $2, $3::jsonb, $4, $5, now())
+         ON CONFLICT ON CONSTRAINT task_runs_schedule_tick_key DO NOTHING
+         RETURNING {COLUMNS}"
+    );
+    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(Uuid::now_v7())
+        .bind(run.task_name)
+        .bind(run.args.to_string())
+        .bind(run.max_attempts)
+        .bind(run.scheduled_for)
+        .fetch_optional(db)
+        .await?;
+    Ok(row.map(Into::into))
+}
+
+/// One run by id.
+pub async fn get(db: &PgPool, id: Uuid) -> sqlx::Result<Option<TaskRun>> {
+    let sql = format!("SELECT {COLUMNS} FROM task_runs WHERE id = $1");
+    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(db)
+        .await?;
+    Ok(row.map(Into::into))
+}
+
+/// Runs newest first, optionally of one task and/or in one state, strictly older than `before`.
+pub async fn list(
+    db: &PgPool,
+    task_name: Option<&str>,
+    state: Option<TaskState>,
+    before: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<TaskRun>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM task_runs
+         WHERE ($1::text IS NULL OR task_name = $1)
+           AND ($2::text IS NULL OR state = $2)
+           AND ($3::uuid IS NULL OR id < $3)
+         ORDER BY id DESC
+         LIMIT $4"
+    );
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(task_name)
+        .bind(state.map(TaskState::as_str))
+        .bind(before)
+        .bind(limit)
+        .fetch_all(db)
+        .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+/// What a worker may do with a delivered run.
+#[derive(Debug)]
+pub enum Claim {
+    /// It is ours now: run it.
+    Claimed(Box<TaskRun>),
+    /// Another worker holds a live lease on it: leave the message for redelivery.
+    Busy,
+    /// Another run of the same task is running: try later.
+    Overlap,
+    /// Its worker died on the last allowed attempt: it is dead now.
+    Exhausted,
+    /// Finished, not yet due, or unknown: the message is stale.
+    Stale,
+}
+
+/// Atomically makes a run `running` for `worker_id`, if it is queued or retrying and due, or
+/// running under an expired lease (its worker died). The attempt counter goes up with the claim,
+/// so an attempt that crashed the worker still counts.
+pub async fn claim(db: &PgPool, id: Uuid, worker_id: &str, lease_secs: f64) -> sqlx::Result<Claim> {
+    let sql = format!(
+        "UPDATE task_runs
+         SET state = 'running', attempts = attempts + 1, started_at = now(), worker_id = $2,
+             lease_expires_at = now() + make_interval(secs => $3), next_attempt_at = NULL,
+             finished_at = NULL, duration_ms = NULL
+         WHERE id = $1
+           AND attempts < max_attempts
+           AND ((state IN ('queued', 'retrying') AND next_attempt_at <= now() + interval '1 second')
+                OR (state = 'running' AND lease_expires_at < now()))
+         RETURNING {COLUMNS}"
+    );
+    let claimed = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(worker_id)
+        .bind(lease_secs)
+        .fetch_optional(db)
+        .await;
+    match claimed {
+        Ok(Some(row)) => return Ok(Claim::Claimed(Box::new(row.into()))),
+        Ok(None) => {}
+        Err(e) if crate::error::unique_violation(&e) == Some("task_runs_one_running_per_task") => {
+            return Ok(Claim::Overlap);
+        }
+        Err(e) => return Err(e),
+    }
+    let current: Option<(String, bool)> = sqlx::query_as(
+        "SELECT state, coalesce(lease_expires_at < now(), false) FROM task_runs WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?;
+    Ok(match current {
+        Some((state, false)) if state == "running" => Claim::Busy,
+        Some((state, true)) if state == "running" => {
+            // Attempts are used up and the last worker is gone: nothing is left to try.
+            let dead = sqlx::query(
+                "UPDATE task_runs
+                 SET state = 'dead', finished_at = now(), lease_expires_at = NULL,
+                     last_error = coalesce(last_error || '; ', '') || 'worker lost during the last attempt'
+                 WHERE id = $1 AND state = 'running' AND lease_expires_at < now()",
+            )
+            .bind(id)
+            .execute(db)
+            .await?;
+            if dead.rows_affected() == 1 {
+                Claim::Exhausted
+            } else {
+                Claim::Stale
+            }
+        }
+        _ => Claim::Stale,
+    })
+}
+
+/// Extends the lease of a run this worker is executing. False when the run is no longer ours.
+pub async fn extend_lease(
+    db: &PgPool,
+    id: Uuid,
+    worker_id: &str,
+    attempt: i32,
+    lease_secs: f64,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE task_runs SET lease_expires_at = now() + make_interval(secs => $4)
+         WHERE id = $1 AND worker_id = $2 AND attempts = $3 AND state = 'running'",
+    )
+    .bind(id)
+    .bind(worker_id)
+    .bind(attempt)
+    .bind(lease_secs)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Identifies one attempt: the fence for recording its outcome.
+pub struct Attempt<'a> {
+    pub id: Uuid,
+    pub worker_id: &'a str,
+    pub attempt: i32,
+    pub duration_ms: i64,
+}
+
+/// Records the outcome of an attempt: `succeeded`, `failed` or `dead` (with an error), or
+/// `retrying` due at `next_attempt_at`. False when the attempt was no longer the current one.
+pub async fn finish(
+    db: &PgPool,
+    attempt: &Attempt<'_>,
+    state: TaskState,
+    error: Option<&str>,
+    next_attempt_at: Option<DateTime<Utc>>,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE task_runs
+         SET state = $4, last_error = $5, next_attempt_at = $6, duration_ms = $7,
+             lease_expires_at = NULL,
+             finished_at = CASE WHEN $4 = 'retrying' THEN NULL ELSE now() END
+         WHERE id = $1 AND worker_id = $2 AND attempts = $3 AND state = 'running'",
+    )
+    .bind(attempt.id)
+    .bind(attempt.worker_id)
+    .bind(attempt.attempt)
+    .bind(state.as_str())
+    .bind(error)
+    .bind(next_attempt_at)
+    .bind(attempt.duration_ms)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Postpones a queued or retrying run (another run of its task is running).
+pub async fn defer(db: &PgPool, id: Uuid, until: DateTime<Utc>) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE task_runs SET next_attempt_at = $2
+         WHERE id = $1 AND state IN ('queued', 'retrying')",
+    )
+    .bind(id)
+    .bind(until)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Puts a `dead` or `failed` run back in the queue with fresh attempts. `Err` carries the state
+/// of a run that may not be retried; `Ok(None)` means no such run.
+pub async fn requeue_finished(
+    db: &PgPool,
+    id: Uuid,
+) -> sqlx::Result<Result<Option<TaskRun>, TaskState>> {
+    let sql = format!(
+        "UPDATE task_runs
+         SET state = 'queued', attempts = 0, next_attempt_at = now(), queued_at = now(),
+             started_at = NULL, finished_at = NULL, duration_ms = NULL, worker_id = NULL
+         WHERE id = $1 AND state IN ('dead', 'failed')
+         RETURNING {COLUMNS}"
+    );
+    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(db)
+        .await?;
+    if let Some(row) = row {
+        return Ok(Ok(Some(row.into())));
+    }
+    Ok(match get(db, id).await? {
+        Some(run) => Err(run.state),
+        None => Ok(None),
+    })
+}
+
+/// Runs that should be in Redis by now: queued or retrying and due for `grace_secs`, or running
+/// under a lease expired for `grace_secs`.
+pub async fn overdue(db: &PgPool, grace_secs: f64, limit: i64) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT id FROM task_runs
+         WHERE (state IN ('queued', 'retrying')
+                AND next_attempt_at <= now() - make_interval(secs => $1))
+            OR (state = 'running' AND lease_expires_at <= now() - make_interval(secs => $1))
+         ORDER BY id
+         LIMIT $2",
+    )
+    .bind(grace_secs)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// The latest cron tick recorded for a task.
+pub async fn last_scheduled_for(
+    db: &PgPool,
+    task_name: &str,
+) -> sqlx::Result<Option<DateTime<Utc>>> {
+    sqlx::query_scalar("SELECT max(scheduled_for) FROM task_runs WHERE task_name = $1")
+        .bind(task_name)
+        .fetch_one(db)
+        .await
+}
+
+/// Number of runs per state.
+pub async fn count_by_state(db: &PgPool) -> sqlx::Result<Vec<(TaskState, i64)>> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT state, count(*) FROM task_runs GROUP BY state")
+            .fetch_all(db)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(s, n)| TaskState::try_from(s).ok().map(|s| (s, n)))
+        .collect())
+}
+
+/// Deletes finished runs (succeeded, failed, dead) that finished before `before`.
+pub async fn delete_finished_before(db: &PgPool, before: DateTime<Utc>) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "DELETE FROM task_runs
+         WHERE state IN ('succeeded', 'failed', 'dead') AND finished_at < $1",
+    )
+    .bind(before)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}

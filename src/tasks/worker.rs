@@ -1,0 +1,304 @@
+//! Workers: read a run id from the stream, claim the run in PostgreSQL, execute it with a lease
+//! kept alive by a heartbeat, record the outcome, acknowledge. Also the promoter that moves due
+//! retries from the delayed set to the stream.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures_util::FutureExt;
+use tokio_util::sync::CancellationToken;
+
+use super::queue::{Message, Queue};
+use super::registry::{JobContext, TaskRegistry};
+use super::store::{self, Attempt, Claim, TaskState};
+use crate::startup::AppState;
+
+/// Longest retry delay, whatever the attempt number.
+const MAX_BACKOFF_MS: u64 = 6 * 3600 * 1000;
+
+/// How long a run waits when another run of its task is running.
+const OVERLAP_DEFER: Duration = Duration::from_secs(1);
+
+/// The delay before retrying after failed attempt number `attempt` (1-based): exponential with
+/// full jitter, uniformly drawn from `[0, min(cap, base * 2^(attempt-1))]`, so that many runs
+/// failing together do not retry together.
+pub fn retry_delay(base: Duration, attempt: i32) -> Duration {
+    let exp = u32::try_from(attempt.saturating_sub(1))
+        .unwrap_or(0)
+        .min(30);
+    let base_ms = u64::try_from(base.as_millis()).unwrap_or(u64::MAX);
+    let ceiling = base_ms.saturating_mul(1u64 << exp).min(MAX_BACKOFF_MS);
+    Duration::from_millis(rand::random_range(0..=ceiling))
+}
+
+/// One worker's fixed parts.
+pub(super) struct Worker {
+    pub state: AppState,
+    pub registry: Arc<TaskRegistry>,
+    pub queue: Queue,
+    pub id: String,
+}
+
+impl Worker {
+    fn lease(&self) -> Duration {
+        Duration::from_secs(self.state.settings.tasks.visibility_timeout_secs.max(1))
+    }
+
+    /// Reads and executes runs until `shutdown`; a run in progress then gets the shutdown grace
+    /// period to finish, after which it is abandoned to redelivery.
+    pub async fn run(self, shutdown: CancellationToken) {
+        tracing::info!(worker = %self.id, "task worker started");
+        let visibility_ms = u64::try_from(self.lease().as_millis()).unwrap_or(u64::MAX);
+        let mut group_ready = false;
+        while !shutdown.is_cancelled() {
+            if !group_ready {
+                group_ready = self.queue.ensure_group().await.is_ok();
+            }
+            let next = tokio::select! {
+                next = self.queue.next(&self.id, visibility_ms) => next,
+                _ = shutdown.cancelled() => break,
+            };
+            match next {
+                Ok(Some(message)) => self.handle(message, &shutdown).await,
+                Ok(None) => {}
+                Err(e) => {
+                    // Redis away, or its data (and the group) gone: retry after a pause.
+                    tracing::warn!(worker = %self.id, error = format!("{e:#}"), "reading the task queue failed");
+                    group_ready = false;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        _ = shutdown.cancelled() => break,
+                    }
+                }
+            }
+        }
+        tracing::info!(worker = %self.id, "task worker stopped");
+    }
+
+    async fn handle(&self, message: Message, shutdown: &CancellationToken) {
+        let Some(run_id) = message.run_id else {
+            tracing::warn!(entry = %message.id, "dropping a task message without a run id");
+            self.ack(&message).await;
+            return;
+        };
+        let lease_secs = self.lease().as_secs_f64();
+        match store::claim(&self.state.db, run_id, &self.id, lease_secs).await {
+            Ok(Claim::Claimed(run)) => self.execute(*run, &message, shutdown).await,
+            // Whoever holds it acknowledges it; if they die, the message comes back to someone.
+            Ok(Claim::Busy) => {}
+            Ok(Claim::Overlap) => {
+                let due = Utc::now() + OVERLAP_DEFER;
+                if let Err(e) = store::defer(&self.state.db, run_id, due).await {
+                    tracing::warn!(%run_id, error = %e, "deferring an overlapping run failed");
+                    return;
+                }
+                if self.queue.delay(run_id, due).await.is_ok() {
+                    self.ack(&message).await;
+                }
+            }
+            Ok(Claim::Exhausted) => {
+                tracing::warn!(%run_id, "run is dead: its worker was lost on the last attempt");
+                self.ack(&message).await;
+            }
+            Ok(Claim::Stale) => self.ack(&message).await,
+            // Left unacknowledged: redelivered after the visibility timeout.
+            Err(e) => tracing::warn!(%run_id, error = %e, "claiming a run failed"),
+        }
+    }
+
+    #[tracing::instrument(name = "task_run", skip_all, fields(run_id = %run.id, task = %run.task_name, attempt = run.attempts))]
+    async fn execute(&self, run: store::TaskRun, message: &Message, shutdown: &CancellationToken) {
+        let started = Instant::now();
+        let Some(handler) = self.registry.handler(&run.task_name) else {
+            let error = format!("no job is registered under the name `{}`", run.task_name);
+            self.record(&run, started, TaskState::Failed, Some(&error), message)
+                .await;
+            return;
+        };
+        let ctx = JobContext {
+            state: self.state.clone(),
+            run_id: run.id,
+            attempt: run.attempts,
+            scheduled_for: run.scheduled_for,
+        };
+        // A panicking job must not take the worker down: catch it and record it as a failure.
+        let job = AssertUnwindSafe(handler(ctx, run.args.clone())).catch_unwind();
+        tokio::pin!(job);
+        let lease = self.lease();
+        let mut heartbeat = tokio::time::interval(lease / 3);
+        heartbeat.tick().await;
+        let grace = self.state.settings.shutdown_timeout();
+        let give_up = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::pin!(give_up);
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut job => break Some(outcome),
+                _ = heartbeat.tick() => {
+                    let kept = store::extend_lease(&self.state.db, run.id, &self.id, run.attempts, lease.as_secs_f64()).await;
+                    if !matches!(kept, Ok(true)) {
+                        tracing::warn!("could not extend the lease of a running job");
+                    }
+                }
+                _ = &mut give_up => break None,
+            }
+        };
+        match outcome {
+            None => {
+                tracing::warn!(
+                    "shutting down with the job still running; it will be redelivered after its lease"
+                );
+            }
+            Some(Ok(Ok(()))) => {
+                self.record(&run, started, TaskState::Succeeded, None, message)
+                    .await;
+            }
+            Some(Ok(Err(e))) => {
+                let error = format!("{e:#}");
+                if run.attempts >= run.max_attempts {
+                    tracing::error!(error, "job failed on its last attempt");
+                    self.record(&run, started, TaskState::Dead, Some(&error), message)
+                        .await;
+                } else {
+                    tracing::warn!(error, "job failed; will retry");
+                    self.retry(&run, started, &error, message).await;
+                }
+            }
+            Some(Err(panic)) => {
+                let error = format!("job panicked: {}", panic_message(panic.as_ref()));
+                tracing::error!(error, "job panicked");
+                self.record(&run, started, TaskState::Failed, Some(&error), message)
+                    .await;
+            }
+        }
+    }
+
+    fn attempt<'a>(&'a self, run: &store::TaskRun, started: Instant) -> Attempt<'a> {
+        Attempt {
+            id: run.id,
+            worker_id: &self.id,
+            attempt: run.attempts,
+            duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+        }
+    }
+
+    async fn record(
+        &self,
+        run: &store::TaskRun,
+        started: Instant,
+        state: TaskState,
+        error: Option<&str>,
+        message: &Message,
+    ) {
+        let attempt = self.attempt(run, started);
+        match store::finish(&self.state.db, &attempt, state, error, None).await {
+            Ok(recorded) => {
+                if !recorded {
+                    tracing::warn!("the run was taken over before this attempt finished");
+                }
+                self.ack(message).await;
+            }
+            // Not acknowledged: the run is redelivered once the lease expires and tried again.
+            Err(e) => tracing::error!(error = %e, "recording the outcome of a run failed"),
+        }
+    }
+
+    async fn retry(&self, run: &store::TaskRun, started: Instant, error: &str, message: &Message) {
+        let base = Duration::from_secs(self.state.settings.tasks.retry_base_secs);
+        let delay = retry_delay(base, run.attempts);
+        let due = Utc::now() + delay;
+        let attempt = self.attempt(run, started);
+        match store::finish(
+            &self.state.db,
+            &attempt,
+            TaskState::Retrying,
+            Some(error),
+            Some(due),
+        )
+        .await
+        {
+            Ok(true) => {
+                // If Redis fails here, the run is `retrying` in PostgreSQL and the reconciler
+                // enqueues it once it is due.
+                if let Err(e) = self.queue.delay(run.id, due).await {
+                    tracing::warn!(error = format!("{e:#}"), "parking a retry in Redis failed");
+                }
+                self.ack(message).await;
+            }
+            Ok(false) => self.ack(message).await,
+            Err(e) => tracing::error!(error = %e, "recording a failed attempt failed"),
+        }
+    }
+
+    async fn ack(&self, message: &Message) {
+        if let Err(e) = self.queue.ack(message).await {
+            // Harmless: a redelivered message finds the run finished and is dropped then.
+            tracing::warn!(entry = %message.id, error = format!("{e:#}"), "acknowledging a task message failed");
+        }
+    }
+}
+
+/// Moves due delayed runs to the stream, every `every`, until `shutdown`.
+pub(super) async fn promote_loop(queue: Queue, every: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        if let Err(e) = queue.promote_due(Utc::now()).await {
+            tracing::debug!(error = format!("{e:#}"), "promoting due task runs failed");
+        }
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_stays_within_the_doubling_ceiling() {
+        let base = Duration::from_secs(10);
+        for attempt in 1..=5 {
+            let ceiling = Duration::from_secs(10 * (1 << (attempt - 1)));
+            for _ in 0..200 {
+                assert!(retry_delay(base, attempt) <= ceiling);
+            }
+        }
+    }
+
+    #[test]
+    fn retry_delay_is_capped_for_large_attempt_numbers() {
+        let d = retry_delay(Duration::from_secs(10), 1000);
+        assert!(d <= Duration::from_millis(MAX_BACKOFF_MS));
+    }
+
+    #[test]
+    fn retry_delay_is_jittered() {
+        let draws: std::collections::HashSet<_> = (0..50)
+            .map(|_| retry_delay(Duration::from_secs(10), 3))
+            .collect();
+        assert!(draws.len() > 1);
+    }
+
+    #[test]
+    fn panic_messages_are_read_from_str_and_string_payloads() {
+        assert_eq!(panic_message(&"boom"), "boom");
+        assert_eq!(panic_message(&String::from("bang")), "bang");
+    }
+}
