@@ -8,6 +8,7 @@ pub mod db;
 pub mod error;
 pub mod health;
 pub mod history;
+pub mod jobs;
 pub mod metrics;
 pub mod middleware;
 pub mod money;

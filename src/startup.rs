@@ -74,7 +74,7 @@ impl Application {
     /// Migrates the database and binds the HTTP listener. Does not start serving until
     /// [`Application::run_until_stopped`].
     pub async fn build(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
-        let tasks = crate::tasks::registry(&settings)?;
+        let tasks = crate::jobs::registry(&settings)?;
         Self::build_with_tasks(settings, clock, tasks).await
     }
 
@@ -143,7 +143,7 @@ pub async fn run_background_only(
     role: Role,
 ) -> anyhow::Result<()> {
     crate::db::create_and_migrate(&settings.database).await?;
-    let tasks = Arc::new(crate::tasks::registry(&settings)?);
+    let tasks = Arc::new(crate::jobs::registry(&settings)?);
     let state = AppState::new(settings, clock)?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let background = crate::tasks::start_background(state.clone(), tasks, role, shutdown.clone());

@@ -3,6 +3,7 @@
 //! `permanent`; a partner may cancel its own temporary conversion. Owns the `conversions` and
 //! `conversion_idempotency_keys` tables; `history` reads them through [`store`].
 
+pub mod jobs;
 pub mod routes;
 pub mod service;
 pub mod store;

@@ -8,6 +8,7 @@ use super::service::{self, AddCurrency, Currency, DeleteOutcome};
 use crate::auth::{AdminUser, AuthenticatedUser};
 use crate::error::{ApiError, Problem};
 use crate::startup::AppState;
+use crate::tasks::TaskRegistry;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -110,6 +111,7 @@ pub async fn get(
     responses((status = 201, body = Currency), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create(
     state: web::Data<AppState>,
+    tasks: web::Data<TaskRegistry>,
     _admin: AdminUser,
     body: web::Json<CreateCurrency>,
 ) -> Result<HttpResponse, ApiError> {
@@ -127,7 +129,7 @@ pub async fn create(
     )
     .await?;
     if currency.usable() {
-        crate::rates::request_refresh(&state, "currency added").await;
+        crate::rates::request_refresh(&state, &tasks, "currency added").await;
     }
     Ok(HttpResponse::Created().json(currency))
 }
@@ -138,6 +140,7 @@ pub async fn create(
     responses((status = 200, body = Currency), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn update(
     state: web::Data<AppState>,
+    tasks: web::Data<TaskRegistry>,
     _admin: AdminUser,
     path: web::Path<String>,
     body: web::Json<UpdateCurrency>,
@@ -152,7 +155,9 @@ pub async fn update(
     )
     .await?;
     if body.enabled == Some(true) {
-        crate::rates::request_refresh(&state, "currency enabled").await;
+        crate::rates::request_refresh(&state, &tasks, "currency enabled").await;
+    } else {
+        crate::rates::currencies_changed(&state).await;
     }
     Ok(HttpResponse::Ok().json(currency))
 }
@@ -170,5 +175,6 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let code = code(&path)?;
     let outcome = service::delete(&state.db, code, state.clock.now()).await?;
+    crate::rates::currencies_changed(&state).await;
     Ok(HttpResponse::Ok().json(DeleteResult { code, outcome }))
 }

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod client;
 pub mod ecb_csv;
 pub mod import;
+pub mod jobs;
 pub mod provider;
 pub mod routes;
 pub mod series;
@@ -48,11 +49,23 @@ impl RatesRuntime {
     }
 }
 
-/// Asks for a fresh fetch soon (a currency was added or enabled) instead of waiting for the
-/// next scheduled run.
-pub async fn request_refresh(state: &crate::startup::AppState, reason: &str) {
-    // Wired to the task queue's `fetch_rates` job when the tasks capability lands. Meanwhile the
-    // cached currency list is refreshed so that the change is visible at once.
+/// A currency was disabled, retired or renamed: every instance drops its cached view of the
+/// supported currencies and latest rates.
+pub async fn currencies_changed(state: &crate::startup::AppState) {
     cache::announce_new_rates(state).await;
-    tracing::info!(reason, "fresh rates requested");
+}
+
+/// Asks for a fresh fetch soon (a currency was added or enabled) instead of waiting for the
+/// next scheduled run: records a `fetch_rates` run in the queue. If the queue cannot take it,
+/// the next scheduled fetch brings the rates; the request itself never fails for it.
+pub async fn request_refresh(
+    state: &crate::startup::AppState,
+    registry: &crate::tasks::TaskRegistry,
+    reason: &str,
+) {
+    cache::announce_new_rates(state).await;
+    match crate::tasks::enqueue_job(state, registry, &jobs::FetchRates::default()).await {
+        Ok(run) => tracing::info!(reason, run_id = %run.id, "fresh rates requested"),
+        Err(e) => tracing::warn!(reason, error = %e, "could not request fresh rates"),
+    }
 }

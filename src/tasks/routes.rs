@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::registry::TaskRegistry;
 use super::store::{self, TaskRun, TaskState};
 use super::{TaskError, TaskStats};
+use crate::auth::AdminUser;
 use crate::error::ApiError;
 use crate::startup::AppState;
 
@@ -20,7 +21,7 @@ const DEFAULT_LIMIT: i64 = 50;
 /// Registers the admin task routes under the caller's scope (`/api/v1`). Needs the
 /// [`TaskRegistry`] as `web::Data`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    // AUTH: wrap with admin guard
+    // Every handler takes an `AdminUser`: partners get 403, anonymous callers 401.
     cfg.service(
         web::scope("/tasks")
             .service(list_runs)
@@ -83,6 +84,7 @@ pub struct ScheduleView {
 #[tracing::instrument(skip(state))]
 pub async fn list_runs(
     state: web::Data<AppState>,
+    _admin: AdminUser,
     query: web::Query<RunListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
@@ -118,6 +120,7 @@ pub async fn list_runs(
 #[tracing::instrument(skip(state))]
 pub async fn get_run(
     state: web::Data<AppState>,
+    _admin: AdminUser,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
@@ -142,6 +145,7 @@ pub async fn get_run(
 #[tracing::instrument(skip(state, registry, body))]
 pub async fn run_now(
     state: web::Data<AppState>,
+    _admin: AdminUser,
     registry: web::Data<TaskRegistry>,
     name: web::Path<String>,
     body: Option<web::Json<RunNowRequest>>,
@@ -168,6 +172,7 @@ pub async fn run_now(
 #[tracing::instrument(skip(state))]
 pub async fn retry_run(
     state: web::Data<AppState>,
+    _admin: AdminUser,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let run = super::retry(&state, id.into_inner()).await?;
@@ -181,7 +186,10 @@ pub async fn retry_run(
 )]
 #[get("/stats")]
 #[tracing::instrument(skip(state))]
-pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn stats(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(super::stats(&state).await?))
 }
 
@@ -194,6 +202,7 @@ pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
 #[tracing::instrument(skip(state, registry))]
 pub async fn schedules(
     state: web::Data<AppState>,
+    _admin: AdminUser,
     registry: web::Data<TaskRegistry>,
 ) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now();

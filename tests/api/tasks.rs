@@ -409,9 +409,24 @@ async fn ticks_recorded_while_redis_is_unreachable_run_when_it_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_api_runs_lists_retries_and_reports() {
     let app = spawn_app().await;
+    let admin = app.admin().await;
+    let partner = app.partner().await;
+    assert_problem(
+        app.get("/api/v1/tasks/stats").await,
+        401,
+        "/problems/unauthorized",
+    )
+    .await;
+    assert_problem(
+        app.get_with_token("/api/v1/tasks/stats", &partner.token)
+            .await,
+        403,
+        "/problems/forbidden",
+    )
+    .await;
 
     let res = app
-        .post_json("/api/v1/tasks/prune/run", &json!({}), None)
+        .post_json("/api/v1/tasks/prune/run", &json!({}), Some(&admin.token))
         .await;
     assert_eq!(res.status(), 202);
     let run: serde_json::Value = res.json().await.unwrap();
@@ -419,26 +434,39 @@ async fn admin_api_runs_lists_retries_and_reports() {
     assert_eq!(run["task_name"], "prune");
     let id = run["id"].as_str().unwrap().to_owned();
 
-    let res = app.get(&format!("/api/v1/tasks/runs/{id}")).await;
+    let res = app
+        .get_with_token(&format!("/api/v1/tasks/runs/{id}"), &admin.token)
+        .await;
     assert_eq!(res.status(), 200);
 
     assert_problem(
-        app.post_json("/api/v1/tasks/no_such_task/run", &json!({}), None)
-            .await,
+        app.post_json(
+            "/api/v1/tasks/no_such_task/run",
+            &json!({}),
+            Some(&admin.token),
+        )
+        .await,
         404,
         "/problems/not-found",
     )
     .await;
     assert_problem(
-        app.post_json(&format!("/api/v1/tasks/runs/{id}/retry"), &json!({}), None)
-            .await,
+        app.post_json(
+            &format!("/api/v1/tasks/runs/{id}/retry"),
+            &json!({}),
+            Some(&admin.token),
+        )
+        .await,
         409,
         "/problems/conflict",
     )
     .await;
     assert_problem(
-        app.get(&format!("/api/v1/tasks/runs/{}", Uuid::now_v7()))
-            .await,
+        app.get_with_token(
+            &format!("/api/v1/tasks/runs/{}", Uuid::now_v7()),
+            &admin.token,
+        )
+        .await,
         404,
         "/problems/not-found",
     )
@@ -447,12 +475,15 @@ async fn admin_api_runs_lists_retries_and_reports() {
     // Pagination: three runs, pages of two.
     for _ in 0..2 {
         let res = app
-            .post_json("/api/v1/tasks/prune/run", &json!({}), None)
+            .post_json("/api/v1/tasks/prune/run", &json!({}), Some(&admin.token))
             .await;
         assert_eq!(res.status(), 202);
     }
     let page: serde_json::Value = app
-        .get("/api/v1/tasks/runs?task=prune&state=queued&limit=2")
+        .get_with_token(
+            "/api/v1/tasks/runs?task=prune&state=queued&limit=2",
+            &admin.token,
+        )
         .await
         .json()
         .await
@@ -460,9 +491,10 @@ async fn admin_api_runs_lists_retries_and_reports() {
     assert_eq!(page["data"].as_array().unwrap().len(), 2);
     let cursor = page["next_cursor"].as_str().unwrap();
     let page: serde_json::Value = app
-        .get(&format!(
-            "/api/v1/tasks/runs?task=prune&limit=2&cursor={cursor}"
-        ))
+        .get_with_token(
+            &format!("/api/v1/tasks/runs?task=prune&limit=2&cursor={cursor}"),
+            &admin.token,
+        )
         .await
         .json()
         .await
@@ -471,13 +503,15 @@ async fn admin_api_runs_lists_retries_and_reports() {
     assert_eq!(page["data"][0]["id"], id.as_str());
     assert!(page["next_cursor"].is_null());
     assert_problem(
-        app.get("/api/v1/tasks/runs?limit=0").await,
+        app.get_with_token("/api/v1/tasks/runs?limit=0", &admin.token)
+            .await,
         422,
         "/problems/validation-failed",
     )
     .await;
     assert_problem(
-        app.get("/api/v1/tasks/runs?state=sleeping").await,
+        app.get_with_token("/api/v1/tasks/runs?state=sleeping", &admin.token)
+            .await,
         422,
         "/problems/validation-failed",
     )
@@ -493,20 +527,29 @@ async fn admin_api_runs_lists_retries_and_reports() {
     .await
     .unwrap();
     let res = app
-        .post_json(&format!("/api/v1/tasks/runs/{id}/retry"), &json!({}), None)
+        .post_json(
+            &format!("/api/v1/tasks/runs/{id}/retry"),
+            &json!({}),
+            Some(&admin.token),
+        )
         .await;
     assert_eq!(res.status(), 202);
     let retried: serde_json::Value = res.json().await.unwrap();
     assert_eq!(retried["state"], "queued");
     assert_eq!(retried["attempts"], 0);
 
-    let stats: serde_json::Value = app.get("/api/v1/tasks/stats").await.json().await.unwrap();
+    let stats: serde_json::Value = app
+        .get_with_token("/api/v1/tasks/stats", &admin.token)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(stats["queued"], 3);
     assert_eq!(stats["dead"], 0);
     assert!(stats["queue_depth"].as_u64().unwrap() >= 3, "{stats}");
 
     let schedules: serde_json::Value = app
-        .get("/api/v1/tasks/schedules")
+        .get_with_token("/api/v1/tasks/schedules", &admin.token)
         .await
         .json()
         .await
