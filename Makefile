@@ -12,6 +12,7 @@ build:
 ## Build, check PostgreSQL and Redis, migrate, seed demo data, serve on http://127.0.0.1:8080
 run: build check-services
 	$(BIN) migrate
+	$(BIN) seed
 	$(BIN) serve --role all
 
 ## Unit and integration tests against the real PostgreSQL and Redis

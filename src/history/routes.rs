@@ -139,8 +139,13 @@ pub async fn list(
 
 const CSV_HEADER: &str = "id,partner_id,status,from,to,amount,rate,result,rate_as_of,rate_provider,stale_rate,created_at,finalizes_at,finalized_at,cancelled_at\n";
 
+/// The same timestamp format as the JSON API (UTC with `Z`).
+fn rfc3339(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
 fn csv_line(c: &ConversionView) -> String {
-    let ts = |t: &Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
+    let ts = |t: &Option<DateTime<Utc>>| t.map(|t| rfc3339(&t)).unwrap_or_default();
     format!(
         "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
         c.id,
@@ -151,11 +156,11 @@ fn csv_line(c: &ConversionView) -> String {
         c.amount.to_plain_string(),
         c.rate.to_plain_string(),
         c.result.to_plain_string(),
-        c.rate_as_of.to_rfc3339(),
+        rfc3339(&c.rate_as_of),
         c.rate_provider.replace([',', '"', '\n'], " "),
         c.stale_rate,
-        c.created_at.to_rfc3339(),
-        c.finalizes_at.to_rfc3339(),
+        rfc3339(&c.created_at),
+        rfc3339(&c.finalizes_at),
         ts(&c.finalized_at),
         ts(&c.cancelled_at),
     )

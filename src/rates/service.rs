@@ -194,6 +194,15 @@ impl fmt::Display for FetchReport {
     }
 }
 
+/// Whether any rate has been stored yet (by a fetch, an import or the seed).
+pub async fn any_rates_stored(state: &AppState) -> anyhow::Result<bool> {
+    Ok(
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM rate_snapshots)")
+            .fetch_one(&state.db)
+            .await?,
+    )
+}
+
 /// Every currency in the table, usable or not, by code.
 pub async fn known_currencies(state: &AppState) -> anyhow::Result<HashMap<CurrencyCode, Currency>> {
     Ok(crate::currencies::service::list(&state.db, true)

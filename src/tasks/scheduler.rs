@@ -72,11 +72,11 @@ pub async fn catch_up(
         return Ok(now);
     };
     let last = store::last_scheduled_for(&state.db, &schedule.task_name).await?;
-    if let Some(last) = last {
-        if last < previous {
-            tracing::info!(task = %schedule.task_name, %last, %previous, "catching up on missed ticks with one run");
-            record_tick(state, queue, schedule, previous).await?;
-        }
+    // A task that never ran counts as behind too: a fresh installation fetches rates at once
+    // instead of waiting up to a whole interval.
+    if last.is_none_or(|last| last < previous) {
+        tracing::info!(task = %schedule.task_name, ?last, %previous, "catching up on missed ticks with one run");
+        record_tick(state, queue, schedule, previous).await?;
     }
     Ok(previous)
 }
