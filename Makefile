@@ -4,7 +4,7 @@ CARGO ?= cargo
 BIN := target/debug/currency-conversion
 COMPOSE ?= $(shell command -v podman >/dev/null 2>&1 && echo "podman compose" || echo "docker compose")
 
-.PHONY: run test up down fmt lint bench check-services build
+.PHONY: run test up down fmt lint bench e2e check-services build
 
 build:
 	$(CARGO) build --locked
@@ -32,6 +32,22 @@ up:
 
 down:
 	$(COMPOSE) down
+
+## Load benchmark: a release server on a scratch database, then benches/load.rs against it.
+## Results go to docs/benchmarks.md by hand (with the machine they ran on).
+BENCH_PORT ?= 18080
+BENCH_DB ?= postgres://postgres@127.0.0.1:5432/ccs_bench
+bench: check-services
+	$(CARGO) build --release --locked
+	DATABASE_URL=$(BENCH_DB) target/release/currency-conversion migrate
+	DATABASE_URL=$(BENCH_DB) target/release/currency-conversion seed >/dev/null
+	DATABASE_URL=$(BENCH_DB) CCS_PASSWORD="bench admin password" \
+	  target/release/currency-conversion user create --email bench-admin@example.com --role admin || true
+	DATABASE_URL=$(BENCH_DB) CCS__SERVER__PORT=$(BENCH_PORT) CCS__REDIS__KEY_PREFIX=bench: RUST_LOG=warn \
+	  target/release/currency-conversion serve --role api & echo $$! > target/bench-server.pid; \
+	for i in $$(seq 1 50); do curl -sf localhost:$(BENCH_PORT)/health/live >/dev/null && break; sleep 0.2; done; \
+	BENCH_URL=http://127.0.0.1:$(BENCH_PORT) $(CARGO) bench --locked --bench load; status=$$?; \
+	kill $$(cat target/bench-server.pid); exit $$status
 
 fmt:
 	$(CARGO) fmt --all

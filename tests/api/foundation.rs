@@ -148,3 +148,59 @@ async fn openapi_document_and_swagger_ui_are_served() {
     assert!(res.text().await.unwrap().contains("swagger"));
     assert!(app.get("/docs").await.status().is_redirection());
 }
+
+/// No container engine runs here, so check what can be checked: compose.yaml is well-formed
+/// enough to hold the three services with health checks and a named volume, and the image
+/// builds in stages and runs as a non-root user with a HEALTHCHECK.
+#[test]
+fn compose_and_containerfile_describe_the_whole_stack() {
+    let compose = std::fs::read_to_string("compose.yaml").unwrap();
+    assert!(!compose.contains('\t'), "YAML must not contain tabs");
+    for needle in [
+        "services:",
+        "  postgres:",
+        "  redis:",
+        "  app:",
+        "healthcheck:",
+        "volumes:",
+        "pgdata:",
+        "service_healthy",
+        "dockerfile: Containerfile",
+    ] {
+        assert!(compose.contains(needle), "compose.yaml lacks {needle}");
+    }
+    let containerfile = std::fs::read_to_string("Containerfile").unwrap();
+    assert!(
+        containerfile.matches("FROM ").count() >= 2,
+        "multi-stage build"
+    );
+    for needle in ["USER app", "HEALTHCHECK", "--release", "COPY settings"] {
+        assert!(
+            containerfile.contains(needle),
+            "Containerfile lacks {needle}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn problem_json_for_malformed_bodies_and_wrong_content_type() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .post(app.url("/api/v1/auth/token"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 400, "/problems/malformed-request").await;
+    let res = app
+        .client
+        .post(app.url("/api/v1/auth/token"))
+        .header("content-type", "application/xml")
+        .body("<a/>")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 415, "/problems/unsupported-media-type").await;
+}
