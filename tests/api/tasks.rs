@@ -563,3 +563,75 @@ async fn admin_api_runs_lists_retries_and_reports() {
     assert_eq!(prune["cron"], app.settings.tasks.schedule.prune);
     assert!(prune["next_fire_at"].is_string());
 }
+
+/// Scenario 5: the provider fails every attempt → the fetch retries with backoff, then ends
+/// `dead` with the error visible, and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_failing_every_attempt_ends_dead_with_its_error() {
+    // A port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut h = Harness::new(None, |s| {
+        s.tasks.max_attempts = 2;
+        s.rates.provider_url = format!("http://127.0.0.1:{closed}");
+        s.rates.fallbacks = Vec::new();
+        s.rates.max_attempts = 2;
+        s.rates.backoff_base_ms = 1;
+    })
+    .await;
+    h.registry = Arc::new(currency_conversion::jobs::registry(&h.app.settings).unwrap());
+    currency_conversion::currencies::service::seed_defaults(&h.db, Utc::now())
+        .await
+        .unwrap();
+    h.start_kept(Role::Worker);
+    let run = tasks::enqueue(&h.instance(), &h.registry, "fetch_rates", json!({}))
+        .await
+        .unwrap();
+    let dead = h.wait_for_state(run.id, TaskState::Dead, 30).await;
+    assert_eq!(dead.attempts, 2);
+    let error = dead.last_error.unwrap_or_default();
+    assert!(error.contains("fetching rates"), "{error}");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM rate_quotes")
+        .fetch_one(&h.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+    h.stop().await;
+}
+
+/// Scenario 4: PostgreSQL goes away and comes back (connections cut through a proxy) → the
+/// workers recover on their own and run what was queued meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_recover_when_postgres_comes_back() {
+    let mut h = Harness::new(None, |_| {}).await;
+    let pg = TcpProxy::start("127.0.0.1:5432".into()).await;
+    let mut settings = h.app.settings.clone();
+    let db_name = h.app.db_name.clone();
+    settings.database.url = SecretString::from(format!(
+        "postgres://postgres@127.0.0.1:{}/{db_name}",
+        pg.port
+    ));
+    settings.database.acquire_timeout_ms = 500;
+    let through_proxy = AppState::new(settings, Clock::system()).unwrap();
+    let handles = tasks::start_background(
+        through_proxy,
+        h.registry.clone(),
+        Role::Worker,
+        h.shutdown.child_token(),
+    );
+    h.handles.extend(handles);
+    let before = h.enqueue("ok").await;
+    h.wait_for_state(before.id, TaskState::Succeeded, 20).await;
+
+    pg.cut();
+    let during = h.enqueue("ok").await;
+    tokio::time::sleep(Duration::from_secs(2)).await; // the outage itself, not a wait for an outcome
+    assert_ne!(h.run(during.id).await.state, TaskState::Succeeded);
+    pg.restore();
+    h.wait_for_state(during.id, TaskState::Succeeded, 30).await;
+    assert_eq!(h.logged(during.id).await, vec![1]);
+    h.stop().await;
+}
