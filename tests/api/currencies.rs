@@ -102,7 +102,7 @@ async fn duplicates_conflict_and_concurrent_creates_have_one_winner() {
     let admin = app.admin().await;
     let body = json!({"code": "CHF"});
     let attempts = (0..8).map(|_| app.post_json("/api/v1/currencies", &body, Some(&admin.token)));
-    let statuses: Vec<u16> = futures_join_all(attempts)
+    let statuses: Vec<u16> = futures_util::future::join_all(attempts.map(Box::pin))
         .await
         .iter()
         .map(|r| r.status().as_u16())
@@ -125,37 +125,6 @@ async fn duplicates_conflict_and_concurrent_creates_have_one_winner() {
         )
         .await;
     assert_problem(res, 409, "/problems/conflict").await;
-}
-
-async fn futures_join_all<F: std::future::Future>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<F::Output> {
-    let handles: Vec<_> = futures.collect();
-    let mut out = Vec::new();
-    // Poll them together so the requests really race.
-    let mut pinned: Vec<_> = handles.into_iter().map(Box::pin).collect();
-    let mut results: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in pinned.iter_mut().enumerate() {
-            if results[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => results[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    for r in results {
-        out.extend(r);
-    }
-    out
 }
 
 #[tokio::test]

@@ -181,26 +181,3 @@ fn compose_and_containerfile_describe_the_whole_stack() {
         );
     }
 }
-
-#[tokio::test]
-async fn problem_json_for_malformed_bodies_and_wrong_content_type() {
-    let app = spawn_app().await;
-    let res = app
-        .client
-        .post(app.url("/api/v1/auth/token"))
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
-    assert_problem(res, 400, "/problems/malformed-request").await;
-    let res = app
-        .client
-        .post(app.url("/api/v1/auth/token"))
-        .header("content-type", "application/xml")
-        .body("<a/>")
-        .send()
-        .await
-        .unwrap();
-    assert_problem(res, 415, "/problems/unsupported-media-type").await;
-}
