@@ -188,7 +188,11 @@ mod tests {
     use super::*;
 
     fn data(name: &str) -> String {
-        let path = format!("{}/../shared/data/{name}", env!("CARGO_MANIFEST_DIR"));
+        // `../shared/data` beside the repository, or wherever CCS_SHARED_DATA says (.ci/run
+        // sets it when the checkout lives elsewhere).
+        let dir = std::env::var("CCS_SHARED_DATA")
+            .unwrap_or_else(|_| format!("{}/../shared/data", env!("CARGO_MANIFEST_DIR")));
+        let path = format!("{dir}/{name}");
         // Deliberately a hard failure: these files are part of the test fixture.
         std::fs::metadata(&path).unwrap_or_else(|e| panic!("ECB fixture {path} is missing: {e}"));
         path

@@ -538,9 +538,13 @@ async fn provider_failures_are_retried_reported_and_store_nothing_bad() {
 #[tokio::test]
 async fn ecb_history_imports_change_only_and_idempotently() {
     let f = fixture().await;
-    let path = format!(
-        "{}/../shared/data/ecb-eurofxref-hist.csv",
-        env!("CARGO_MANIFEST_DIR")
+    // `../shared/data` beside the repository, or CCS_SHARED_DATA (set by .ci/run).
+    let dir = std::env::var("CCS_SHARED_DATA")
+        .unwrap_or_else(|_| format!("{}/../shared/data", env!("CARGO_MANIFEST_DIR")));
+    let path = format!("{dir}/ecb-eurofxref-hist.csv");
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "ECB history {path} is missing"
     );
     let open = || std::io::BufReader::new(std::fs::File::open(&path).unwrap());
     let started = std::time::Instant::now();
