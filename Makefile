@@ -4,7 +4,7 @@ CARGO ?= cargo
 BIN := target/debug/currency-conversion
 COMPOSE ?= $(shell command -v podman >/dev/null 2>&1 && echo "podman compose" || echo "docker compose")
 
-.PHONY: run test up down fmt lint bench check-services build
+.PHONY: run test up down fmt lint bench check-services build e2e
 
 build:
 	$(CARGO) build --locked
@@ -38,3 +38,10 @@ fmt:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --locked -- -D warnings
+
+## Browser test of the admin monitor: Debian's chromium via playwright-core (deps: .ci/e2e-deps).
+## Starts the debug binary against a fresh database; screenshot in target/e2e-monitor.png.
+e2e: check-services
+	bash .ci/e2e-deps
+	$(CARGO) build --locked --bin currency-conversion
+	node tests/e2e/monitor.mjs
