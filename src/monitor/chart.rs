@@ -97,7 +97,8 @@ pub fn duration_chart(title: &str, bars: &[Bar]) -> Markup {
     }
     let max = bars.iter().map(|b| b.value_ms).max().unwrap_or(1).max(1);
     let slot = plot_width() / bars.len() as f64;
-    let width = (slot * 0.8).max(1.0);
+    // Thin bars even when there are few runs, so one run does not look like a wall.
+    let width = (slot * 0.8).clamp(1.0, 24.0);
     html! {
         svg.chart viewBox=(format!("0 0 {WIDTH} {HEIGHT}")) role="img" aria-label=(title) {
             title { (title) }

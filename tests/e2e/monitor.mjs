@@ -7,7 +7,7 @@
 // screenshot of the overview to target/e2e-monitor.png.
 
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, rmSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -98,6 +98,19 @@ async function main() {
     stdio: ['ignore', 'inherit', 'inherit'],
   });
 
+  // Some history so that the rates page has rows and a chart: currencies from `seed`, then 30
+  // days of made-up ECB rates (the test has no internet) through the CSV importer.
+  execFileSync(bin, ['seed'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+  const csv = join(userDataDir, 'eurofxref-hist.csv');
+  const lines = ['Date,USD,GBP,JPY,CHF,'];
+  for (let d = 1; d <= 30; d++) { // newest first, as the ECB publishes it
+    const day = new Date(Date.now() - d * 86_400_000).toISOString().slice(0, 10);
+    const wave = Math.sin(d / 4);
+    lines.push(`${day},${(1.08 + 0.02 * wave).toFixed(4)},${(0.85 + 0.01 * wave).toFixed(4)},${(160 + 3 * wave).toFixed(2)},${(0.94 - 0.01 * wave).toFixed(4)},`);
+  }
+  writeFileSync(csv, lines.join('\n') + '\n');
+  execFileSync(bin, ['rates', 'import-ecb', csv], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+
   log(`starting ${bin} serve --role all on port ${port}`);
   server = spawn(bin, ['serve', '--role', 'all'], { env, stdio: ['ignore', 'inherit', 'inherit'] });
   server.once('exit', (code) => { if (code) log(`server exited with ${code}`); });
@@ -151,6 +164,12 @@ async function main() {
   mkdirSync(join(root, 'target'), { recursive: true });
   await page.screenshot({ path: screenshot, fullPage: true });
   log(`screenshot saved to ${screenshot}`);
+
+  log('rates page with a chart');
+  await page.goto(`${base}/monitor/rates?currency=USD&days=30`);
+  await page.locator('svg.chart path.line').waitFor();
+  await page.getByRole('cell', { name: 'GBP', exact: true }).waitFor();
+  await page.screenshot({ path: join(root, 'target', 'e2e-monitor-rates.png'), fullPage: true });
 
   // Phone-sized viewport: the page still renders without a horizontal scrollbar on the body.
   await page.setViewportSize({ width: 390, height: 844 });
