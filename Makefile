@@ -55,3 +55,10 @@ fmt:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --locked -- -D warnings
+
+## Browser test of the admin monitor: Debian's chromium via playwright-core (deps: .ci/e2e-deps).
+## Starts the debug binary against a fresh database; screenshot in target/e2e-monitor.png.
+e2e: check-services
+	bash .ci/e2e-deps
+	$(CARGO) build --locked --bin currency-conversion
+	node tests/e2e/monitor.mjs

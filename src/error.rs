@@ -258,7 +258,13 @@ where
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_CONTENT_TYPE.as_bytes()));
-    if is_problem || !res.status().is_client_error() && !res.status().is_server_error() {
+    // HTML error pages are rendered on purpose by the monitor for people, not API clients.
+    let is_page = res
+        .response()
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if is_problem || is_page || !res.status().is_client_error() && !res.status().is_server_error() {
         return Ok(actix_web::middleware::ErrorHandlerResponse::Response(
             res.map_into_left_body(),
         ));

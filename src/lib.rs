@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod middleware;
 pub mod money;
+pub mod monitor;
 pub mod openapi;
 pub mod pagination;
 pub mod rates;

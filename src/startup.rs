@@ -194,6 +194,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(crate::conversions::routes::configure)
             .configure(crate::tasks::routes::configure),
     );
+    crate::monitor::configure(cfg);
 }
 
 fn http_server(

@@ -531,6 +531,40 @@ pub async fn rates_table(
     })
 }
 
+/// The newest publication stored from one provider, for health pages.
+#[derive(Debug, Clone)]
+pub struct ProviderFetch {
+    /// Provider name.
+    pub provider: String,
+    /// Base of its quotes.
+    pub base: CurrencyCode,
+    /// Provider timestamp of the publication.
+    pub as_of: DateTime<Utc>,
+    /// When we last fetched that publication.
+    pub last_seen_at: DateTime<Utc>,
+    /// Number of currencies it quotes.
+    pub currencies: usize,
+    /// Older than `rates.max_age_secs` now.
+    pub stale: bool,
+}
+
+/// The newest stored publication of each provider, with its staleness by `rates.max_age_secs`.
+pub async fn latest_per_provider(state: &AppState) -> Result<Vec<ProviderFetch>, RatesError> {
+    let now = state.clock.now();
+    Ok(store::newest_per_provider(&state.db)
+        .await?
+        .into_iter()
+        .map(|s| ProviderFetch {
+            stale: is_stale(state, s.as_of, now),
+            provider: s.provider,
+            base: s.base,
+            as_of: s.as_of,
+            last_seen_at: s.last_seen_at,
+            currencies: s.currencies.len(),
+        })
+        .collect())
+}
+
 /// A conversion priced but not recorded.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ConversionQuote {

@@ -79,6 +79,18 @@ pub async fn snapshot_at(
     row.as_ref().map(snapshot_from_row).transpose()
 }
 
+/// The newest snapshot of each provider (by publication time, then last confirmation).
+pub async fn newest_per_provider(db: &PgPool) -> anyhow::Result<Vec<SnapshotRow>> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT DISTINCT ON (provider) {SNAPSHOT_COLUMNS} FROM rate_snapshots
+         ORDER BY provider, as_of DESC, last_seen_at DESC"
+    )))
+    .fetch_all(db)
+    .await
+    .context("reading the newest snapshot of each provider")?;
+    rows.iter().map(snapshot_from_row).collect()
+}
+
 /// The newest stored publication time for a provider and base, if any.
 pub async fn newest_as_of(
     conn: &mut PgConnection,

@@ -5,6 +5,7 @@ mod conversions;
 mod currencies;
 mod foundation;
 mod helpers;
+mod monitor;
 mod proxy;
 mod rates;
 mod tasks;

@@ -1,0 +1,443 @@
+//! The admin monitor over HTTP, as a browser would use it: a session cookie from the login form,
+//! CSRF tokens scraped from the pages, redirects not followed so that each step is visible.
+
+use currency_conversion::auth::Role;
+use currency_conversion::tasks::{self, TaskState};
+use uuid::Uuid;
+
+use crate::helpers::{TEST_PASSWORD, TestApp, spawn_app};
+
+/// A browser signed in to the monitor.
+struct MonitorClient<'a> {
+    app: &'a TestApp,
+    cookie: String,
+}
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// Encodes fields as a browser encodes a form.
+fn form_body(fields: &[(&str, &str)]) -> String {
+    let encode = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                    char::from(b).to_string()
+                }
+                b' ' => "+".to_owned(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// POSTs the login form; returns the response.
+async fn post_login(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/monitor/login"))
+        .header("content-type", FORM)
+        .body(form_body(&[("email", email), ("password", password)]))
+        .send()
+        .await
+        .unwrap()
+}
+
+fn session_cookie(res: &reqwest::Response) -> Option<String> {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("ccs_monitor="))
+        .map(str::to_owned)
+}
+
+async fn sign_in(app: &TestApp) -> MonitorClient<'_> {
+    let admin = app.admin().await;
+    let res = post_login(app, &admin.email, TEST_PASSWORD).await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/monitor");
+    let set_cookie = session_cookie(&res).expect("a session cookie");
+    let pair = set_cookie.split(';').next().unwrap().to_owned();
+    MonitorClient { app, cookie: pair }
+}
+
+impl MonitorClient<'_> {
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.app
+            .client
+            .get(self.app.url(path))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn page(&self, path: &str) -> String {
+        let res = self.get(path).await;
+        assert_eq!(res.status(), 200, "GET {path}");
+        assert!(
+            res.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        res.text().await.unwrap()
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.app
+            .client
+            .post(self.app.url(path))
+            .header("cookie", &self.cookie)
+            .header("content-type", FORM)
+            .body(form_body(form))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The CSRF token the overview's forms carry.
+    async fn csrf(&self) -> String {
+        let page = self.page("/monitor").await;
+        let marker = r#"name="csrf" value=""#;
+        let start = page.find(marker).expect("a CSRF field") + marker.len();
+        page[start..start + 64].to_owned()
+    }
+}
+
+fn run_id_from(res: &reqwest::Response) -> Uuid {
+    let location = res.headers()["location"].to_str().unwrap();
+    location
+        .strip_prefix("/monitor/runs/")
+        .expect("redirect to the run")
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn monitor_pages_redirect_anonymous_visitors_to_the_login_page() {
+    let app = spawn_app().await;
+    for path in [
+        "/monitor",
+        "/monitor/runs?task=prune",
+        "/monitor/rates",
+        "/monitor/runs/00000000-0000-0000-0000-000000000000",
+    ] {
+        let res = app.get(path).await;
+        assert_eq!(res.status(), 303, "{path}");
+        assert_eq!(res.headers()["location"], "/monitor/login", "{path}");
+    }
+    let res = app
+        .client
+        .post(app.url("/monitor/tasks/prune/run"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    // An API bearer token is not a monitor session, nor is a forged cookie.
+    let admin = app.admin().await;
+    let res = app.get_with_token("/monitor", &admin.token).await;
+    assert_eq!(res.status(), 303);
+    let res = app
+        .client
+        .get(app.url("/monitor"))
+        .header("cookie", "ccs_monitor=not-a-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+
+    let login = app.get("/monitor/login").await;
+    assert_eq!(login.status(), 200);
+    let body = login.text().await.unwrap();
+    assert!(body.contains("<form") && body.contains(r#"name="password""#));
+    let css = app.get("/monitor/static/monitor.css").await;
+    assert_eq!(css.status(), 200);
+    assert!(
+        css.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+}
+
+#[tokio::test]
+async fn an_admin_logs_in_with_a_strict_http_only_cookie_and_sees_the_overview() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let res = post_login(&app, &admin.email, TEST_PASSWORD).await;
+    assert_eq!(res.status(), 303);
+    let cookie = session_cookie(&res).unwrap();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/monitor", "Max-Age="] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    // `test` is plain HTTP; production sets Secure (unit-tested in session.rs).
+    assert!(!cookie.contains("Secure"), "{cookie}");
+
+    let monitor = sign_in(&app).await;
+    let page = monitor.page("/monitor").await;
+    for expected in [
+        "Overview",
+        "Queue depth",
+        "Dead",
+        "fetch_rates",
+        "finalize_conversions",
+        "prune",
+        "0 30 3 * * *",
+        "Run now",
+        r#"http-equiv="refresh" content="10""#,
+        "No rates have been fetched yet.",
+    ] {
+        assert!(page.contains(expected), "missing {expected:?}");
+    }
+    assert!(
+        !page.contains(
+            cookie
+                .split(';')
+                .next()
+                .unwrap()
+                .trim_start_matches("ccs_monitor=")
+        )
+    );
+}
+
+#[tokio::test]
+async fn partners_and_wrong_passwords_are_refused_with_the_same_message() {
+    let app = spawn_app().await;
+    let partner = app.create_user(Role::Partner).await;
+    let admin = app.admin().await;
+
+    let as_partner = post_login(&app, &partner.email, TEST_PASSWORD).await;
+    assert_eq!(as_partner.status(), 403);
+    assert!(session_cookie(&as_partner).is_none());
+    let partner_page = as_partner.text().await.unwrap();
+
+    let wrong = post_login(&app, &admin.email, "not the password at all").await;
+    assert_eq!(wrong.status(), 401);
+    assert!(session_cookie(&wrong).is_none());
+    let wrong_page = wrong.text().await.unwrap();
+
+    let message = "Those credentials do not open the monitor.";
+    assert!(partner_page.contains(message) && wrong_page.contains(message));
+    // The email is echoed back into the form, escaped.
+    let res = post_login(&app, "<b>x</b>@example.com", "whatever-password").await;
+    let body = res.text().await.unwrap();
+    assert!(body.contains("&lt;b&gt;x&lt;/b&gt;@example.com") && !body.contains("<b>x</b>"));
+}
+
+#[tokio::test]
+async fn the_monitor_login_is_throttled_like_the_api_login() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let attempts = app.settings.auth.max_failed_logins;
+    for _ in 0..attempts {
+        let res = post_login(&app, &admin.email, "not the password at all").await;
+        assert_eq!(res.status(), 401);
+    }
+    let res = post_login(&app, &admin.email, TEST_PASSWORD).await;
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn posts_without_a_valid_csrf_token_are_forbidden() {
+    let app = spawn_app().await;
+    let monitor = sign_in(&app).await;
+    let csrf = monitor.csrf().await;
+
+    let missing = monitor.post("/monitor/tasks/prune/run", &[]).await;
+    assert_eq!(missing.status(), 403);
+    assert!(
+        missing.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let wrong = monitor
+        .post("/monitor/tasks/prune/run", &[("csrf", &"0".repeat(64))])
+        .await;
+    assert_eq!(wrong.status(), 403);
+    // Another session's token does not work either.
+    let other = sign_in(&app).await;
+    let foreign = monitor
+        .post("/monitor/tasks/prune/run", &[("csrf", &other.csrf().await)])
+        .await;
+    assert_eq!(foreign.status(), 403);
+    let logout = monitor.post("/monitor/logout", &[("csrf", "nope")]).await;
+    assert_eq!(logout.status(), 403);
+
+    let none: i64 = sqlx::query_scalar("SELECT count(*) FROM task_runs")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(none, 0, "a refused form must not enqueue anything");
+
+    let ok = monitor
+        .post("/monitor/tasks/prune/run", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(ok.status(), 303);
+}
+
+#[tokio::test]
+async fn run_now_enqueues_a_run_and_shows_its_page() {
+    let app = spawn_app().await;
+    let monitor = sign_in(&app).await;
+    let csrf = monitor.csrf().await;
+
+    let res = monitor
+        .post("/monitor/tasks/prune/run", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(res.status(), 303);
+    let id = run_id_from(&res);
+    let run = tasks::store::get(&app.db, id).await.unwrap().unwrap();
+    assert_eq!(run.task_name, "prune");
+    assert_eq!(run.state, TaskState::Queued);
+
+    let page = monitor.page(&format!("/monitor/runs/{id}")).await;
+    assert!(page.contains("Run of prune") && page.contains("queued"));
+    assert!(page.contains(&id.to_string()));
+
+    let unknown = monitor
+        .post("/monitor/tasks/no_such_task/run", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(unknown.status(), 404);
+}
+
+#[tokio::test]
+async fn a_dead_run_is_retried_from_the_monitor() {
+    let app = spawn_app().await;
+    let monitor = sign_in(&app).await;
+    let csrf = monitor.csrf().await;
+    let registry = currency_conversion::jobs::registry(&app.settings).unwrap();
+    let run = tasks::enqueue(&app.state, &registry, "prune", serde_json::json!({}))
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE task_runs SET state = 'dead', attempts = max_attempts, finished_at = now(),
+             last_error = 'provider <timeout> after 3 attempts' WHERE id = $1",
+    )
+    .bind(run.id)
+    .execute(&app.db)
+    .await
+    .unwrap();
+
+    let overview = monitor.page("/monitor").await;
+    assert!(overview.contains("Recent failures"));
+    assert!(overview.contains("provider &lt;timeout&gt; after 3 attempts"));
+    let dead = monitor.page("/monitor/runs?state=dead").await;
+    assert!(dead.contains(&format!("/monitor/runs/{}/retry", run.id)));
+
+    let res = monitor
+        .post(
+            &format!("/monitor/runs/{}/retry", run.id),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(run_id_from(&res), run.id);
+    let again = tasks::store::get(&app.db, run.id).await.unwrap().unwrap();
+    assert_eq!(again.state, TaskState::Queued);
+    assert_eq!(again.attempts, 0);
+
+    // A queued run is not retryable: a conflict page, not a crash.
+    let res = monitor
+        .post(
+            &format!("/monitor/runs/{}/retry", run.id),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(res.status(), 409);
+}
+
+#[tokio::test]
+async fn the_runs_list_filters_and_pages() {
+    let app = spawn_app().await;
+    let monitor = sign_in(&app).await;
+    let registry = currency_conversion::jobs::registry(&app.settings).unwrap();
+    for _ in 0..27 {
+        tasks::enqueue(&app.state, &registry, "prune", serde_json::json!({}))
+            .await
+            .unwrap();
+    }
+    tasks::enqueue(&app.state, &registry, "fetch_rates", serde_json::json!({}))
+        .await
+        .unwrap();
+
+    let page = monitor.page("/monitor/runs?task=prune&state=queued").await;
+    assert_eq!(page.matches(">prune</a>").count(), 25);
+    assert!(!page.contains(">fetch_rates</a></td>"));
+    assert!(page.contains(r#"<option value="prune" selected>"#));
+    let older = page
+        .split("href=\"")
+        .find(|s| s.contains("before="))
+        .and_then(|s| s.split('"').next())
+        .expect("a link to older runs")
+        .replace("&amp;", "&");
+    assert!(older.contains("task=prune") && older.contains("state=queued"));
+    let second = monitor.page(&older).await;
+    assert_eq!(second.matches(">prune</a>").count(), 2);
+
+    let any = monitor.page("/monitor/runs?task=&state=").await;
+    assert!(any.contains(">fetch_rates</a>"));
+    assert_eq!(monitor.get("/monitor/runs?state=bogus").await.status(), 400);
+}
+
+#[tokio::test]
+async fn the_rates_page_lists_currencies_and_draws_charts() {
+    let app = spawn_app().await;
+    app.seed_currencies().await;
+    app.clock.advance(chrono::TimeDelta::days(-3));
+    app.store_rates(&[("USD", "1.08"), ("GBP", "0.85")]).await;
+    app.clock.advance(chrono::TimeDelta::days(2));
+    app.store_rates(&[("USD", "1.10"), ("GBP", "0.85")]).await;
+    app.clock.advance(chrono::TimeDelta::days(1));
+    let monitor = sign_in(&app).await;
+
+    let page = monitor.page("/monitor/rates?currency=USD&days=30").await;
+    for expected in [
+        "USD",
+        "GBP",
+        ">1.1</td>",
+        ">0.85</td>",
+        ">1.08</text>",
+        "frankfurter",
+        "<svg",
+        "USD per EUR over 30 days",
+        "Run durations",
+    ] {
+        assert!(page.contains(expected), "missing {expected:?}");
+    }
+    assert!(page.contains(r#"<option value="USD" selected>"#));
+    assert!(page.contains("<path class=\"line\""));
+
+    // Older than rates.max_age_secs: the overview and the rates page say so.
+    app.clock.advance(chrono::TimeDelta::seconds(
+        i64::try_from(app.settings.rates.max_age_secs).unwrap() + 60,
+    ));
+    // The session's short-lived token has expired meanwhile.
+    assert_eq!(monitor.get("/monitor").await.status(), 303);
+    let monitor = sign_in(&app).await;
+    let overview = monitor.page("/monitor").await;
+    assert!(overview.contains("Stale rates"), "no stale warning");
+    assert!(overview.contains("frankfurter"));
+    let rates = monitor.page("/monitor/rates").await;
+    assert!(rates.contains("Stale rates"));
+}
+
+#[tokio::test]
+async fn logout_ends_the_session() {
+    let app = spawn_app().await;
+    let monitor = sign_in(&app).await;
+    let csrf = monitor.csrf().await;
+    let res = monitor.post("/monitor/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/monitor/login");
+    let cleared = session_cookie(&res).unwrap();
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    // The old cookie no longer opens anything, even if a browser kept it.
+    assert_eq!(monitor.get("/monitor").await.status(), 303);
+}
