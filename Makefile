@@ -62,3 +62,11 @@ e2e: check-services
 	bash .ci/e2e-deps
 	$(CARGO) build --locked --bin currency-conversion
 	node tests/e2e/monitor.mjs
+
+## Rates storage and read benchmarks: ECB import, snapshot ingest, as-of/series latency on 10M
+## generated quotes, storage per update. Scratch database ccs_bench_rates (dropped at the end;
+## KEEP_DB=1 keeps it). Figures: docs/benchmarks.md, "Rates storage and reads".
+.PHONY: bench-rates
+bench-rates: check-services
+	$(CARGO) build --release --locked
+	benches/rates/run.sh
