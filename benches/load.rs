@@ -103,6 +103,8 @@ async fn main() {
         eprintln!("load: set BENCH_URL (see `make bench`); skipping");
         return;
     };
+    // reqwest is built without a default TLS provider (see main.rs).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let seconds: u64 = env("BENCH_SECONDS", "10").parse().expect("BENCH_SECONDS");
     let concurrency: usize = env("BENCH_CONCURRENCY", "64")
         .parse()

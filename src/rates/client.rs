@@ -347,7 +347,13 @@ impl RatesClient {
             Some(&settings.provider_url),
             key.clone().filter(|_| primary.needs_api_key()),
         )];
-        for (i, spec) in settings.fallbacks.iter().enumerate() {
+        // `CCS__RATES__FALLBACKS=` (empty) means no fallbacks.
+        for (i, spec) in settings
+            .fallbacks
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+            .enumerate()
+        {
             let (kind, url) =
                 Endpoint::parse_spec(spec).with_context(|| format!("rates.fallbacks[{i}]"))?;
             let fallback_key = if kind == primary { key.clone() } else { None };

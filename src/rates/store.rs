@@ -69,7 +69,9 @@ pub async fn snapshot_at(
 ) -> anyhow::Result<Option<SnapshotRow>> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {SNAPSHOT_COLUMNS} FROM rate_snapshots
-         WHERE $1::timestamptz IS NULL OR as_of <= $1
+         -- Not `$1 IS NULL OR as_of <= $1`: after five executions PostgreSQL may pick a generic
+         -- plan for that which scans the whole index (35 ms instead of 0.1 ms on 10M quotes).
+         WHERE as_of <= COALESCE($1::timestamptz, 'infinity')
          ORDER BY as_of DESC, last_seen_at DESC LIMIT 1"
     )))
     .bind(at)
