@@ -32,6 +32,23 @@ pub struct LatestEntry {
     pub currencies: HashMap<CurrencyCode, Currency>,
     /// Value of the Redis counter the entry was loaded at (0 when Redis was unavailable).
     pub version: i64,
+    /// Cross rates already derived from `view`, by (from, to). Decimal division at 18
+    /// significant digits dominates a `latest` request otherwise; the memo lives and dies with
+    /// the entry, so new rates never meet old cross rates.
+    pub cross: std::sync::Mutex<HashMap<(CurrencyCode, CurrencyCode), crate::money::Rate>>,
+}
+
+impl LatestEntry {
+    /// The memoised cross rate `from → to`, computing it with `derive` the first time.
+    pub fn cross_rate(
+        &self,
+        from: CurrencyCode,
+        to: CurrencyCode,
+        derive: impl FnOnce() -> crate::money::Rate,
+    ) -> crate::money::Rate {
+        let mut memo = self.cross.lock().unwrap_or_else(|p| p.into_inner());
+        memo.entry((from, to)).or_insert_with(derive).clone()
+    }
 }
 
 struct Slot {
@@ -123,6 +140,7 @@ async fn load(state: &AppState, version: i64) -> anyhow::Result<LatestEntry> {
         view,
         currencies,
         version,
+        cross: Default::default(),
     })
 }
 

@@ -517,7 +517,12 @@ pub async fn rates_table(
     let mut rates = BTreeMap::new();
     for code in wanted {
         let side = view.pivot_rate(code).ok_or(RatesError::NotQuoted(code))?;
-        rates.insert(code, Rate::cross(&base_rate.rate, &side.rate));
+        let rate = if at.is_none() {
+            entry.cross_rate(base, code, || Rate::cross(&base_rate.rate, &side.rate))
+        } else {
+            Rate::cross(&base_rate.rate, &side.rate)
+        };
+        rates.insert(code, rate);
     }
     let s = &view.snapshot;
     Ok(RatesTable {
