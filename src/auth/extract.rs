@@ -60,18 +60,21 @@ impl FromRequest for AuthenticatedUser {
     }
 }
 
+/// The caller, if it has `role` (403 otherwise).
+async fn caller_with_role(req: HttpRequest, role: Role) -> Result<Caller, ApiError> {
+    let caller = caller(req).await?;
+    if caller.role != role {
+        return Err(AuthError::WrongRole(role.as_str()).into());
+    }
+    Ok(caller)
+}
+
 impl FromRequest for AdminUser {
     type Error = ApiError;
     type Future = Fut<Self>;
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
-        Box::pin(async move {
-            let caller = caller(req).await?;
-            if caller.role != Role::Admin {
-                return Err(AuthError::WrongRole("admin").into());
-            }
-            Ok(AdminUser(caller))
-        })
+        Box::pin(async move { caller_with_role(req, Role::Admin).await.map(AdminUser) })
     }
 }
 
@@ -80,12 +83,6 @@ impl FromRequest for PartnerUser {
     type Future = Fut<Self>;
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
-        Box::pin(async move {
-            let caller = caller(req).await?;
-            if caller.role != Role::Partner {
-                return Err(AuthError::WrongRole("partner").into());
-            }
-            Ok(PartnerUser(caller))
-        })
+        Box::pin(async move { caller_with_role(req, Role::Partner).await.map(PartnerUser) })
     }
 }
