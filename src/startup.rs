@@ -49,6 +49,8 @@ pub struct AppState {
     pub clock: Clock,
     /// Latest-rates cache and provider client of this process.
     pub rates: Arc<crate::rates::RatesRuntime>,
+    /// Recently checked access tokens of this process (see `auth::status_cache`).
+    pub token_memo: Arc<crate::auth::status_cache::StatusMemo>,
 }
 
 impl AppState {
@@ -59,6 +61,7 @@ impl AppState {
             settings: Arc::new(settings),
             clock,
             rates: Arc::default(),
+            token_memo: Arc::default(),
         })
     }
 }

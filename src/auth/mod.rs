@@ -8,6 +8,7 @@ pub mod extract;
 pub mod password;
 pub mod routes;
 pub mod service;
+pub mod status_cache;
 pub mod store;
 pub mod throttle;
 pub mod tokens;

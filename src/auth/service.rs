@@ -255,6 +255,7 @@ pub async fn logout(
     }
     let ttl = (caller.expires_at - now.timestamp()).max(1)
         + i64::try_from(state.settings.auth.leeway_secs).unwrap_or(0);
+    state.token_memo.forget_user(caller.id.0);
     let key = state.redis.key(&format!("auth:revoked_jti:{}", caller.jti));
     state
         .redis
@@ -279,6 +280,14 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, AuthE
             }
         })?;
     let user = UserId(claims.sub);
+    if state.token_memo.is_fresh(user.0, claims.jti) {
+        return Ok(Caller {
+            id: user,
+            role: claims.role,
+            jti: claims.jti,
+            expires_at: claims.exp,
+        });
+    }
     let status_key = state.redis.key(&format!("auth:user_active:{}", user.0));
     let revoked_key = state.redis.key(&format!("auth:revoked_jti:{}", claims.jti));
     let cached: anyhow::Result<(Option<String>, Option<String>)> = state
@@ -313,6 +322,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, AuthE
             "account is disabled or deleted".into(),
         ));
     }
+    state.token_memo.remember(user.0, claims.jti);
     Ok(Caller {
         id: user,
         role: claims.role,
@@ -322,6 +332,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, AuthE
 }
 
 async fn forget_status(state: &AppState, user: UserId) {
+    state.token_memo.forget_user(user.0);
     let key = state.redis.key(&format!("auth:user_active:{}", user.0));
     if let Err(e) = state.redis.run::<()>(redis::cmd("DEL").arg(&key)).await {
         // The entry expires within user_status_cache_secs anyway.
