@@ -5,6 +5,7 @@ mod conversions;
 mod currencies;
 mod foundation;
 mod helpers;
+mod login_throttle;
 mod monitor;
 mod proxy;
 mod rates;
