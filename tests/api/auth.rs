@@ -439,7 +439,7 @@ async fn a_deleted_users_token_stops_working() {
     let key = app
         .state
         .redis
-        .key(&format!("auth:user_active:{}", partner.id));
+        .key(&format!("auth:user_status:{}", partner.id));
     app.state
         .redis
         .run::<()>(redis::cmd("DEL").arg(&key))
