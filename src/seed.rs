@@ -11,7 +11,7 @@
 use crate::auth::Role;
 use crate::auth::service::{AuthError, create_user};
 use crate::settings::Environment;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub const DEMO_ADMIN_EMAIL: &str = "admin@example.com";
 pub const DEMO_PARTNER_EMAIL: &str = "partner@example.com";
@@ -51,6 +51,7 @@ const FIXTURE_RATES: &str = include_str!("fixtures/ecb-eurofxref-daily.csv");
 
 async fn seed_fixture_rates(state: &AppState) -> anyhow::Result<()> {
     use crate::rates::ecb_csv::EcbCsvReader;
+    let state = &crate::rates::Rates::new(state);
     use crate::rates::provider::{ProviderKind, Snapshot};
 
     if crate::rates::service::any_rates_stored(state).await? {

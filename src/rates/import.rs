@@ -15,11 +15,11 @@ use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
 use serde::Serialize;
 use sqlx::PgConnection;
 
+use super::Rates;
 use super::ecb_csv::EcbCsvReader;
 use super::store::{self, QuoteBatch};
 use crate::currencies::CurrencyCode;
 use crate::money::Rate;
-use crate::startup::AppState;
 
 /// Provider name of imported history.
 pub const PROVIDER: &str = "ecb";
@@ -93,7 +93,7 @@ impl Writer {
 /// Imports an ECB history file. Currencies of the file not yet known are added as historic
 /// (retired) ones first, so that the foreign keys hold.
 #[tracing::instrument(name = "rates.import_ecb", skip_all)]
-pub async fn import_ecb<R: BufRead>(state: &AppState, input: R) -> anyhow::Result<ImportReport> {
+pub async fn import_ecb<R: BufRead>(state: &Rates, input: R) -> anyhow::Result<ImportReport> {
     let now = state.clock.now();
     let base = CurrencyCode::parse("EUR").context("EUR")?;
     let reader = EcbCsvReader::new(input).context("reading the ECB CSV header")?;
