@@ -122,7 +122,8 @@ async fn run() -> anyhow::Result<()> {
         Command::Seed => {
             currency_conversion::db::create_and_migrate(&settings.database).await?;
             let state = AppState::new(settings, Clock::system())?;
-            currency_conversion::seed::run(&state).await?;
+            let rates = currency_conversion::rates::Rates::new(&state);
+            currency_conversion::seed::run(&state, &rates).await?;
         }
         Command::User {
             command: UserCommand::Create { email, role, name },
