@@ -1,6 +1,7 @@
 //! Currency conversion service: one crate, modules by capability. See README.md for the tour.
 
 pub mod auth;
+pub mod client_ip;
 pub mod clock;
 pub mod conversions;
 pub mod currencies;

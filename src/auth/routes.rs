@@ -68,11 +68,11 @@ pub struct PasswordRequest {
     pub password: String,
 }
 
-fn client_ip(req: &HttpRequest) -> String {
-    // The socket peer, not X-Forwarded-For: a header any client can forge must not decide
-    // which throttle bucket it lands in.
-    req.peer_addr()
-        .map(|a| a.ip().to_string())
+/// The throttle bucket of the caller: the socket peer, or the forwarded client when the peer is
+/// one of `server.trusted_proxies` (see [`crate::client_ip`]).
+pub fn client_ip(state: &AppState, req: &HttpRequest) -> String {
+    crate::client_ip::client_ip(req, &state.settings.server.trusted_proxies)
+        .map(|ip| ip.to_string())
         .unwrap_or_else(|| "unknown".into())
 }
 
@@ -90,7 +90,7 @@ pub async fn token(
     body: web::Json<TokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let pair = service::login(&state, &body.email, body.password, &client_ip(&req)).await?;
+    let pair = service::login(&state, &body.email, body.password, &client_ip(&state, &req)).await?;
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(pair))

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::domain::{Email, NewPassword, Role, UserId, parse_display_name};
 use super::status_cache::StatusMemo;
 use super::store::{self, UserRow};
-use super::throttle::LoginThrottle;
+use super::throttle::{Attempt, LoginThrottle};
 use super::tokens::{self, TokenError, TokenKeys};
 use crate::error::ApiError;
 use crate::error::unique_violation;
@@ -156,7 +156,9 @@ pub async fn login(
         return Err(AuthError::InvalidCredentials);
     }
     let throttle = LoginThrottle::new(&state.redis, &state.settings.auth, email, ip);
-    if let Some(retry_after_secs) = throttle.blocked_for().await {
+    // The attempt is counted before the (slow) password check, so concurrent guesses cannot
+    // all pass a check that none of them has counted yet.
+    if let Attempt::Blocked { retry_after_secs } = throttle.reserve().await {
         return Err(AuthError::Throttled { retry_after_secs });
     }
     let user = match Email::parse(email) {
@@ -171,12 +173,9 @@ pub async fn login(
     let password_ok = super::password::verify(password, hash).await?;
     let user = match user {
         Some(u) if password_ok && u.disabled_at.is_none() => u,
-        _ => {
-            throttle.record_failure().await;
-            return Err(AuthError::InvalidCredentials);
-        }
+        _ => return Err(AuthError::InvalidCredentials),
     };
-    throttle.reset_account().await;
+    throttle.release().await;
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
     let pair = issue_pair(

@@ -106,10 +106,7 @@ async fn login(
     form: web::Form<LoginForm>,
 ) -> Result<HttpResponse, MonitorError> {
     let LoginForm { email, password } = form.into_inner();
-    let ip = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "unknown".into());
+    let ip = crate::auth::routes::client_ip(&state, &req);
     let refused =
         |status: StatusCode, message: &str| html(status, views::login_page(Some(message), &email));
     let tokens = match crate::auth::service::login(&state, &email, password, &ip).await {
