@@ -21,5 +21,6 @@ pub mod redis_client;
 pub mod seed;
 pub mod settings;
 pub mod startup;
+pub mod state;
 pub mod tasks;
 pub mod telemetry;

@@ -7,9 +7,10 @@ use utoipa::ToSchema;
 use super::domain::{Role, UserId};
 use super::extract::{AdminUser, AuthenticatedUser};
 use super::service::{self, TokenResponse, UserView};
+use super::status_cache::StatusMemo;
 use crate::error::{ApiError, Problem};
 use crate::pagination::{Page, PageParams};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/auth/token").route(web::post().to(token)))
@@ -114,11 +115,12 @@ pub async fn refresh(
     responses((status = 204), (status = 401, body = Problem)))]
 pub async fn logout(
     state: web::Data<AppState>,
+    memo: web::Data<StatusMemo>,
     user: AuthenticatedUser,
     body: Option<web::Json<LogoutRequest>>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.map(|b| b.into_inner()).unwrap_or_default();
-    service::logout(&state, &user.0, body.refresh_token.as_deref()).await?;
+    service::logout(&state, &memo, &user.0, body.refresh_token.as_deref()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -205,12 +207,14 @@ pub async fn get_partner(
     responses((status = 200, body = UserView), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn update_partner(
     state: web::Data<AppState>,
+    memo: web::Data<StatusMemo>,
     _admin: AdminUser,
     id: web::Path<String>,
     body: web::Json<UpdatePartnerRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let user = service::update_partner(
         &state,
+        &memo,
         partner_id(&id)?,
         body.display_name.as_deref(),
         body.disabled,
@@ -225,10 +229,11 @@ pub async fn update_partner(
     responses((status = 204), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn reset_password(
     state: web::Data<AppState>,
+    memo: web::Data<StatusMemo>,
     _admin: AdminUser,
     id: web::Path<String>,
     body: web::Json<PasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    service::reset_password(&state, partner_id(&id)?, &body.password).await?;
+    service::reset_password(&state, &memo, partner_id(&id)?, &body.password).await?;
     Ok(HttpResponse::NoContent().finish())
 }

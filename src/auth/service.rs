@@ -7,12 +7,14 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::domain::{Email, NewPassword, Role, UserId, parse_display_name};
+use super::status_cache::StatusMemo;
 use super::store::{self, UserRow};
 use super::throttle::{Attempt, LoginThrottle};
 use super::tokens::{self, TokenError, TokenKeys};
+use crate::error::ApiError;
 use crate::error::unique_violation;
 use crate::pagination::{Cursor, Page};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -247,6 +249,7 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<TokenRespo
 /// and deny-lists the caller's access token until it would have expired.
 pub async fn logout(
     state: &AppState,
+    memo: &StatusMemo,
     caller: &Caller,
     refresh_token: Option<&str>,
 ) -> Result<(), AuthError> {
@@ -262,7 +265,7 @@ pub async fn logout(
     }
     let ttl = (caller.expires_at - now.timestamp()).max(1)
         + i64::try_from(state.settings.auth.leeway_secs).unwrap_or(0);
-    state.token_memo.forget_user(caller.id.0);
+    memo.forget_user(caller.id.0);
     let key = state.redis.key(&format!("auth:revoked_jti:{}", caller.jti));
     state
         .redis
@@ -280,7 +283,11 @@ pub async fn logout(
 /// [`super::status_cache::STATUS_MEMO_TTL`]. Every change this service makes overwrites the Redis
 /// entry with the new status, so it takes effect at once on every instance (within the memo's
 /// second on the others).
-pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, AuthError> {
+pub async fn authenticate(
+    state: &AppState,
+    memo: &StatusMemo,
+    token: &str,
+) -> Result<Caller, AuthError> {
     let claims = keys(state)
         .verify(token, state.clock.now())
         .map_err(|e| match e {
@@ -298,7 +305,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, AuthE
         jti: claims.jti,
         expires_at: claims.exp,
     };
-    if state.token_memo.is_fresh(user.0, claims.jti) {
+    if memo.is_fresh(user.0, claims.jti) {
         return Ok(caller);
     }
     let status_key = status_key(state, user);
@@ -344,7 +351,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, AuthE
             ));
         }
     }
-    state.token_memo.remember(user.0, claims.jti);
+    memo.remember(user.0, claims.jti);
     Ok(caller)
 }
 
@@ -390,8 +397,8 @@ fn status_key(state: &AppState, user: UserId) -> String {
 /// Publishes a user's new status after a change (disable, enable, new password): this process
 /// forgets the tokens it vouched for, and the Redis entry is overwritten (not deleted) so that a
 /// concurrent check that read the old row cannot put the old status back.
-async fn publish_status(state: &AppState, user: UserId, status: UserStatus) {
-    state.token_memo.forget_user(user.0);
+async fn publish_status(state: &AppState, memo: &StatusMemo, user: UserId, status: UserStatus) {
+    memo.forget_user(user.0);
     let result = state
         .redis
         .run::<()>(
@@ -478,6 +485,7 @@ pub async fn get_partner(state: &AppState, id: UserId) -> Result<UserView, AuthE
 
 pub async fn update_partner(
     state: &AppState,
+    memo: &StatusMemo,
     id: UserId,
     display_name: Option<&str>,
     disabled: Option<bool>,
@@ -502,14 +510,19 @@ pub async fn update_partner(
                 token_epoch: row.token_epoch,
             },
         };
-        publish_status(state, id, status).await;
+        publish_status(state, memo, id, status).await;
     }
     Ok(row.into())
 }
 
 /// Sets a new password; every access and refresh token of the partner stops working (the token
 /// epoch moves on, and the refresh tokens are marked revoked too).
-pub async fn reset_password(state: &AppState, id: UserId, password: &str) -> Result<(), AuthError> {
+pub async fn reset_password(
+    state: &AppState,
+    memo: &StatusMemo,
+    id: UserId,
+    password: &str,
+) -> Result<(), AuthError> {
     let password = NewPassword::parse(password).map_err(|m| invalid("password", m))?;
     let hash = super::password::hash(password.expose().to_owned()).await?;
     let now = state.clock.now();
@@ -523,6 +536,27 @@ pub async fn reset_password(state: &AppState, id: UserId, password: &str) -> Res
         Some(user) if user.disabled_at.is_none() => UserStatus::Active { token_epoch },
         _ => UserStatus::Inactive,
     };
-    publish_status(state, id, status).await;
+    publish_status(state, memo, id, status).await;
     Ok(())
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        use AuthError as A;
+        match e {
+            A::InvalidCredentials => ApiError::Unauthorized("invalid email or password".into()),
+            A::InvalidToken(d) => ApiError::Unauthorized(d),
+            A::WrongRole(role) => {
+                ApiError::Forbidden(format!("this endpoint requires the {role} role"))
+            }
+            A::Throttled { retry_after_secs } => ApiError::TooManyRequests { retry_after_secs },
+            A::EmailTaken => ApiError::Conflict("an account with this email already exists".into()),
+            A::RegistrationClosed => {
+                ApiError::Forbidden("self-registration is disabled on this service".into())
+            }
+            A::PartnerNotFound => ApiError::NotFound("no such partner".into()),
+            A::Invalid { field, message } => ApiError::validation(field, message),
+            A::Unexpected(e) => ApiError::Internal(e),
+        }
+    }
 }
