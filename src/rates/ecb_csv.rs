@@ -187,8 +187,8 @@ mod tests {
 
     use super::*;
 
-    /// The ECB files committed with the repository: the whole history under `data/` and the
-    /// daily file the seed embeds. A fresh clone has them; nothing outside the repo is read.
+    /// The ECB files committed under `data/` (the whole history and one daily file). A fresh
+    /// clone has them; nothing outside the repository is read.
     fn open(path: &str) -> EcbCsvReader<BufReader<std::fs::File>> {
         let path = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
         let file = std::fs::File::open(&path)
@@ -235,7 +235,7 @@ mod tests {
 
     #[test]
     fn daily_file_reads_long_dates_and_spaced_cells() {
-        let days: Vec<EcbDay> = open("src/fixtures/ecb-eurofxref-daily.csv")
+        let days: Vec<EcbDay> = open("data/ecb-eurofxref-daily.csv")
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(days.len(), 1);
