@@ -424,8 +424,9 @@ pub async fn create_user(
     display_name: &str,
 ) -> Result<UserView, AuthError> {
     let email = Email::parse(email).map_err(|m| invalid("email", m))?;
-    let password = NewPassword::parse(password).map_err(|m| invalid("password", m))?;
     let display_name = parse_display_name(display_name).map_err(|m| invalid("display_name", m))?;
+    let password = NewPassword::parse(password, &[email.as_str(), &display_name])
+        .map_err(|m| invalid("password", &m))?;
     let hash = super::password::hash(password.expose().to_owned()).await?;
     match store::insert_user(
         &state.db,
@@ -523,7 +524,12 @@ pub async fn reset_password(
     id: UserId,
     password: &str,
 ) -> Result<(), AuthError> {
-    let password = NewPassword::parse(password).map_err(|m| invalid("password", m))?;
+    let user = store::find_by_id(&state.db, id)
+        .await?
+        .filter(|u| u.role() == Role::Partner)
+        .ok_or(AuthError::PartnerNotFound)?;
+    let password = NewPassword::parse(password, &[&user.email, &user.display_name])
+        .map_err(|m| invalid("password", &m))?;
     let hash = super::password::hash(password.expose().to_owned()).await?;
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
