@@ -444,16 +444,29 @@ pub async fn create_user(
     }
 }
 
+/// Self-registration of a partner. A taken email gets the same answer as a new one (and costs
+/// the same: the password is hashed either way), so registration does not tell a stranger which
+/// addresses have accounts; the existing account is left untouched.
 pub async fn register(
     state: &AppState,
     email: &str,
     password: &str,
     display_name: &str,
-) -> Result<UserView, AuthError> {
+) -> Result<(), AuthError> {
     if !state.settings.auth.registration_enabled {
         return Err(AuthError::RegistrationClosed);
     }
-    create_user(state, email, password, Role::Partner, display_name).await
+    match create_user(state, email, password, Role::Partner, display_name).await {
+        Ok(user) => {
+            tracing::info!(user_id = %user.id, "partner registered");
+            Ok(())
+        }
+        Err(AuthError::EmailTaken) => {
+            tracing::info!("registration for an existing email; answered as if new");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 pub async fn me(state: &AppState, caller: &Caller) -> Result<UserView, AuthError> {

@@ -11,5 +11,6 @@ mod monitor;
 mod password_policy;
 mod proxy;
 mod rates;
+mod registration;
 mod sessions;
 mod tasks;
