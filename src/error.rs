@@ -72,6 +72,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A 409 with its own problem type (e.g. `/problems/quote-expired`).
+    #[error("conflict ({slug}): {detail}")]
+    ConflictAs { slug: &'static str, detail: String },
     #[error("payload too large: {0}")]
     PayloadTooLarge(String),
     #[error("unsupported media type: {0}")]
@@ -108,6 +111,7 @@ impl ApiError {
             ApiError::NotFoundAs { slug, .. } => (slug, "Not found"),
             ApiError::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
             ApiError::Conflict(_) => ("conflict", "Conflict"),
+            ApiError::ConflictAs { slug, .. } => (slug, "Conflict"),
             ApiError::PayloadTooLarge(_) => ("payload-too-large", "Payload too large"),
             ApiError::UnsupportedMediaType(_) => {
                 ("unsupported-media-type", "Unsupported media type")
@@ -133,9 +137,9 @@ impl ApiError {
             | ApiError::UnsupportedMediaType(d)
             | ApiError::NotAcceptable(d)
             | ApiError::Unavailable(d) => d.clone(),
-            ApiError::Unprocessable { detail, .. } | ApiError::NotFoundAs { detail, .. } => {
-                detail.clone()
-            }
+            ApiError::Unprocessable { detail, .. }
+            | ApiError::NotFoundAs { detail, .. }
+            | ApiError::ConflictAs { detail, .. } => detail.clone(),
             ApiError::MethodNotAllowed => "this resource does not support that method".into(),
             ApiError::TooManyRequests { retry_after_secs } => {
                 format!("too many attempts; retry after {retry_after_secs} seconds")
@@ -167,7 +171,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) | ApiError::NotFoundAs { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::ConflictAs { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
@@ -413,6 +417,14 @@ impl From<crate::conversions::ConversionError> for ApiError {
                 slug: "idempotency-key-reused",
                 detail: "this Idempotency-Key was already used with a different request body"
                     .into(),
+            },
+            e @ C::QuoteExpired { .. } => ApiError::ConflictAs {
+                slug: "quote-expired",
+                detail: e.to_string(),
+            },
+            e @ C::QuoteUsed(_) => ApiError::ConflictAs {
+                slug: "quote-used",
+                detail: e.to_string(),
             },
             C::NotFound => ApiError::NotFound("no such conversion".into()),
             C::NotCancellable(status) => {

@@ -7,5 +7,6 @@ mod foundation;
 mod helpers;
 mod monitor;
 mod proxy;
+mod quotes;
 mod rates;
 mod tasks;
