@@ -9,10 +9,11 @@ use uuid::Uuid;
 
 use super::store::{self, ConversionRow};
 use crate::currencies::{CurrencyCode, CurrencyError, service as currencies};
+use crate::error::ApiError;
 use crate::money::{self, Amount, Rate};
 use crate::quotes::service::{self as quotes, LockedRate, QuoteUseError};
 use crate::settings::StaleRatePolicy;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Conversions finalized per statement; small batches keep row locks short.
 pub const FINALIZE_BATCH: i64 = 500;
@@ -209,12 +210,13 @@ async fn usable_pair(
 /// Validates both currencies (usable for new business, distinct) and finds their rate.
 pub async fn price_pair(
     state: &AppState,
+    rates: &crate::rates::Rates,
     from: &str,
     to: &str,
     at: Option<DateTime<Utc>>,
 ) -> Result<PricedPair, ConversionError> {
     let pair = usable_pair(state, from, to).await?;
-    let quote = crate::rates::service::quote(state, pair.from, pair.to, at).await?;
+    let quote = crate::rates::service::quote(rates, pair.from, pair.to, at).await?;
     Ok(PricedPair {
         from: pair.from,
         to: pair.to,
@@ -245,12 +247,13 @@ pub fn parse_amount(
 /// Validates the request and prices it at the rate in force (or at `at`).
 pub async fn price(
     state: &AppState,
+    rates: &crate::rates::Rates,
     req: &ConversionRequest<'_>,
     at: Option<DateTime<Utc>>,
 ) -> Result<Priced, ConversionError> {
     let pair = usable_pair(state, req.from, req.to).await?;
     let amount = parse_amount(state, req.amount, pair.from, pair.from_minor_units)?;
-    let quote = crate::rates::service::quote(state, pair.from, pair.to, at).await?;
+    let quote = crate::rates::service::quote(rates, pair.from, pair.to, at).await?;
     let result = money::convert(amount.value(), &quote.rate, pair.to_minor_units);
     Ok(Priced {
         from: pair.from,
@@ -397,9 +400,10 @@ fn new_row(
 /// return the original conversion (`created = false`); the same key with another body fails.
 /// With a `quote_id`, the quote's locked rate is used; the quote is read under a row lock in
 /// the same transaction, so a single-use quote converts once however many requests race.
-#[tracing::instrument(skip(state, req), fields(partner_id = %partner, quote_id = ?req.quote_id))]
+#[tracing::instrument(skip(state, rates, req), fields(partner_id = %partner, quote_id = ?req.quote_id))]
 pub async fn create(
     state: &AppState,
+    rates: &crate::rates::Rates,
     partner: Uuid,
     req: ConversionRequest<'_>,
     idempotency_key: Option<&str>,
@@ -409,7 +413,7 @@ pub async fn create(
     let amount = parse_amount(state, req.amount, pair.from, pair.from_minor_units)?;
     let live = match req.quote_id {
         None => {
-            let quote = crate::rates::service::quote(state, pair.from, pair.to, None).await?;
+            let quote = crate::rates::service::quote(rates, pair.from, pair.to, None).await?;
             refuse_stale(state, &quote)?;
             Some(quote)
         }
@@ -537,4 +541,37 @@ pub async fn finalize_due(state: &AppState) -> anyhow::Result<u64> {
         tracing::info!(finalized = total, "conversions finalized");
     }
     Ok(total)
+}
+
+impl From<ConversionError> for ApiError {
+    fn from(e: ConversionError) -> Self {
+        use ConversionError as C;
+        match e {
+            C::Invalid { field, message } => ApiError::validation(field, message),
+            C::Currency(e) => e.into(),
+            C::Rates(e) => e.into(),
+            e @ C::StaleRate { .. } => ApiError::Unprocessable {
+                slug: "stale-rate",
+                detail: e.to_string(),
+            },
+            e @ C::QuoteExpired { .. } => ApiError::ConflictAs {
+                slug: "quote-expired",
+                detail: e.to_string(),
+            },
+            e @ C::QuoteUsed(_) => ApiError::ConflictAs {
+                slug: "quote-used",
+                detail: e.to_string(),
+            },
+            C::IdempotencyMismatch => ApiError::Unprocessable {
+                slug: "idempotency-key-reused",
+                detail: "this Idempotency-Key was already used with a different request body"
+                    .into(),
+            },
+            C::NotFound => ApiError::NotFound("no such conversion".into()),
+            C::NotCancellable(status) => {
+                ApiError::Conflict(format!("a {status} conversion cannot be cancelled"))
+            }
+            C::Unexpected(e) => ApiError::Internal(e),
+        }
+    }
 }

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use super::service::{self, QuoteRequest, QuoteView};
 use crate::auth::PartnerUser;
 use crate::error::{ApiError, Problem};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/quotes").route(web::post().to(create)))
@@ -45,11 +45,13 @@ pub struct CreateQuote {
     ))]
 pub async fn create(
     state: web::Data<AppState>,
+    rates: web::Data<crate::rates::Rates>,
     partner: PartnerUser,
     body: web::Json<CreateQuote>,
 ) -> Result<HttpResponse, ApiError> {
     let view = service::create(
         &state,
+        &rates,
         partner.0.id.0,
         QuoteRequest {
             from: &body.from,

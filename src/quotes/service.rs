@@ -16,7 +16,7 @@ use crate::conversions::service::{self as conversions, ConversionError};
 use crate::currencies::CurrencyCode;
 use crate::error::ApiError;
 use crate::money::{self, Rate};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QuoteError {
@@ -138,9 +138,10 @@ pub struct QuoteRequest<'a> {
 
 /// Prices the pair at the rate in force, takes the lock's spread off it and stores the quote.
 /// A stale reference rate is refused where stale conversions are.
-#[tracing::instrument(skip(state, req), fields(partner_id = %partner, from = req.from, to = req.to, lock = req.lock))]
+#[tracing::instrument(skip(state, rates, req), fields(partner_id = %partner, from = req.from, to = req.to, lock = req.lock))]
 pub async fn create(
     state: &AppState,
+    rates: &crate::rates::Rates,
     partner: Uuid,
     req: QuoteRequest<'_>,
 ) -> Result<QuoteView, QuoteError> {
@@ -148,7 +149,7 @@ pub async fn create(
         field: "lock",
         message: format!("must be one of {}", Lock::ALL.map(Lock::as_str).join(", ")),
     })?;
-    let pair = conversions::price_pair(state, req.from, req.to, None).await?;
+    let pair = conversions::price_pair(state, rates, req.from, req.to, None).await?;
     let amount = req
         .amount
         .map(|raw| conversions::parse_amount(state, raw, pair.from, pair.from_minor_units))

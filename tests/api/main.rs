@@ -3,8 +3,10 @@
 mod auth;
 mod conversions;
 mod currencies;
+mod first_start;
 mod foundation;
 mod helpers;
+mod login_throttle;
 mod monitor;
 mod proxy;
 mod quotes;
