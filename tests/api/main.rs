@@ -11,4 +11,5 @@ mod monitor;
 mod proxy;
 mod quotes;
 mod rates;
+mod sessions;
 mod tasks;
