@@ -11,6 +11,7 @@ mod monitor;
 mod outages;
 mod password_policy;
 mod proxy;
+mod quotes;
 mod rates;
 mod registration;
 mod sessions;
