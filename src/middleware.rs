@@ -1,11 +1,12 @@
 //! Request-scoped plumbing: the request id (accepted from `X-Request-Id` or generated), the
-//! tracing span that carries it into every log line, and request metrics.
+//! tracing span that carries it into every log line, request metrics, and the security headers
+//! every response carries.
 
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, web};
 use tracing::Instrument;
@@ -72,6 +73,33 @@ pub async fn request_context(
         }
         Err(e) => Err(e),
     }
+}
+
+/// Headers every response carries: `X-Content-Type-Options: nosniff` (a browser must not guess
+/// a JSON or CSV body into HTML), and for JSON bodies `Cache-Control: no-store` unless the route
+/// chose its own caching (rates with an `ETag`, say): API answers are per caller and must not
+/// sit in shared or browser caches.
+pub async fn security_headers(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let mut res = next.call(req).await?;
+    let headers = res.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            let essence = ct.split(';').next().unwrap_or("").trim();
+            essence == "application/json" || essence.ends_with("+json")
+        });
+    if is_json && !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    Ok(res)
 }
 
 #[cfg(test)]

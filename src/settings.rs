@@ -133,6 +133,15 @@ pub struct ServerSettings {
     /// or every client shares the proxy's per-IP login limit.
     #[serde(default)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Serve Swagger UI at `/docs`. On in local and test; off in production (an interactive
+    /// console on the public bind invites probing; use it locally instead).
+    #[serde(default)]
+    pub swagger_ui: bool,
+    /// Serve the OpenAPI document at `/api-docs/openapi.json` (Swagger UI needs it). On in local
+    /// and test; off in production unless partners fetch the contract from the service — it
+    /// describes only the public API, but every route it lists is one more thing to probe.
+    #[serde(default)]
+    pub openapi_document: bool,
 }
 
 #[derive(Clone, Deserialize)]
@@ -410,6 +419,11 @@ impl Settings {
                 );
             }
         }
+        if self.server.swagger_ui && !self.server.openapi_document {
+            anyhow::bail!(
+                "server.swagger_ui: Swagger UI loads the OpenAPI document; set server.openapi_document = true too"
+            );
+        }
         if self.server.body_limit_bytes < 1024 {
             anyhow::bail!("server.body_limit_bytes: must be at least 1024");
         }
@@ -568,6 +582,23 @@ mod tests {
         .unwrap();
         assert!(!ok.auth.registration_enabled);
         assert_eq!(ok.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn api_docs_are_on_locally_and_a_deliberate_choice_in_production() {
+        let local = load_from(dir(), Environment::Local, env(&[])).unwrap();
+        assert!(local.server.swagger_ui && local.server.openapi_document);
+        let secret = ("JWT_SECRET", "Zq8#rT2!mW9pLx4&vN7sKb1@dF6hJc3^");
+        let production = load_from(dir(), Environment::Production, env(&[secret])).unwrap();
+        assert!(!production.server.swagger_ui && !production.server.openapi_document);
+        let err = load_from(
+            dir(),
+            Environment::Local,
+            env(&[("CCS__SERVER__OPENAPI_DOCUMENT", "false")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("server.swagger_ui"), "{err}");
     }
 
     #[test]

@@ -224,6 +224,32 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     crate::monitor::configure(cfg);
 }
 
+/// Swagger UI and the OpenAPI document, each only when its setting says so
+/// (`server.swagger_ui`, `server.openapi_document`); otherwise they are plain 404s.
+fn api_docs(
+    cfg: &mut web::ServiceConfig,
+    server: &crate::settings::ServerSettings,
+    openapi: &utoipa::openapi::OpenApi,
+) {
+    if server.swagger_ui {
+        // Settings validation makes sure the document is served too: the UI loads it.
+        cfg.service(web::redirect("/docs", "/docs/"))
+            .service(SwaggerUi::new("/docs/{_:.*}").url(OPENAPI_DOCUMENT_PATH, openapi.clone()));
+    } else if server.openapi_document {
+        let document = openapi.clone();
+        cfg.route(
+            OPENAPI_DOCUMENT_PATH,
+            web::get().to(move || {
+                let document = document.clone();
+                async move { actix_web::HttpResponse::Ok().json(document) }
+            }),
+        );
+    }
+}
+
+/// Where the OpenAPI document is served when `server.openapi_document` is on.
+pub const OPENAPI_DOCUMENT_PATH: &str = "/api-docs/openapi.json";
+
 fn http_server(
     listener: TcpListener,
     parts: Parts,
@@ -238,6 +264,7 @@ fn http_server(
     let token_memo = web::Data::from(parts.token_memo);
     let events = web::Data::new(parts.events);
     let openapi = ApiDoc::openapi();
+    let server_settings = settings.server.clone();
     let body_limit = settings.server.body_limit_bytes;
     let mut server = HttpServer::new(move || {
         App::new()
@@ -248,6 +275,7 @@ fn http_server(
                     .handler(StatusCode::NOT_FOUND, error::ensure_problem_json),
             )
             .wrap(from_fn(crate::middleware::request_context))
+            .wrap(from_fn(crate::middleware::security_headers))
             .app_data(data.clone())
             .app_data(rates.clone())
             .app_data(token_memo.clone())
@@ -268,8 +296,7 @@ fn http_server(
                     crate::health::configure_metrics(cfg);
                 }
             })
-            .service(web::redirect("/docs", "/docs/"))
-            .service(SwaggerUi::new("/docs/{_:.*}").url("/api-docs/openapi.json", openapi.clone()))
+            .configure(|cfg| api_docs(cfg, &server_settings, &openapi))
             .default_service(web::to(error::not_found))
     })
     .listen(listener)?

@@ -14,5 +14,6 @@ mod proxy;
 mod quotes;
 mod rates;
 mod registration;
+mod security_headers;
 mod sessions;
 mod tasks;
