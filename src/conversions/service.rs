@@ -10,7 +10,8 @@ use uuid::Uuid;
 use super::store::{self, ConversionRow};
 use crate::currencies::{CurrencyCode, CurrencyError, service as currencies};
 use crate::error::ApiError;
-use crate::money::{self, Amount};
+use crate::money::{self};
+use crate::rates::pricing::{self, PriceRequest, Priced, Purpose};
 use crate::settings::StaleRatePolicy;
 use crate::state::AppState;
 
@@ -145,51 +146,22 @@ pub struct ConversionRequest<'a> {
     pub amount: &'a str,
 }
 
-/// A priced conversion that is not stored (the `convert` quote endpoint and the first half of
-/// `create`).
-pub struct Priced {
-    pub from: CurrencyCode,
-    pub to: CurrencyCode,
-    pub amount: Amount,
-    pub quote: crate::rates::RateQuote,
-    pub result: BigDecimal,
-    pub from_minor_units: i16,
-    pub to_minor_units: i16,
-}
-
-/// Validates the request and prices it at the rate in force (or at `at`).
-pub async fn price(
-    state: &AppState,
+/// Parses the request's currencies and prices it through the one pricing path
+/// ([`crate::rates::pricing::price`]), reading the currencies from PostgreSQL since the result is
+/// recorded.
+async fn price(
     rates: &crate::rates::Rates,
     req: &ConversionRequest<'_>,
-    at: Option<DateTime<Utc>>,
 ) -> Result<Priced, ConversionError> {
     let from = currencies::parse_code("from", req.from)?;
     let to = currencies::parse_code("to", req.to)?;
-    if from == to {
-        return Err(invalid("to", "must differ from `from`"));
-    }
-    let from_currency = currencies::require_usable(&state.db, from).await?;
-    let to_currency = currencies::require_usable(&state.db, to).await?;
-    let max: BigDecimal = state
-        .settings
-        .conversions
-        .max_amount
-        .parse()
-        .map_err(|_| anyhow::anyhow!("conversions.max_amount is not a decimal"))?;
-    let amount = Amount::parse(req.amount, from.as_str(), from_currency.minor_units, &max)
-        .map_err(|e| invalid("amount", e.to_string()))?;
-    let quote = crate::rates::service::quote(rates, from, to, at).await?;
-    let result = money::convert(amount.value(), &quote.rate, to_currency.minor_units);
-    Ok(Priced {
+    let request = PriceRequest {
         from,
         to,
-        amount,
-        quote,
-        result,
-        from_minor_units: from_currency.minor_units,
-        to_minor_units: to_currency.minor_units,
-    })
+        amount: req.amount,
+        at: None,
+    };
+    Ok(pricing::price(rates, request, Purpose::Record).await?)
 }
 
 fn request_hash(priced: &Priced) -> Vec<u8> {
@@ -214,7 +186,7 @@ pub async fn create(
             "must be 1 to 255 printable characters",
         ));
     }
-    let priced = price(state, rates, &req, None).await?;
+    let priced = price(rates, &req).await?;
     if priced.quote.stale && state.settings.conversions.stale_rates == StaleRatePolicy::Refuse {
         return Err(ConversionError::StaleRate {
             from: priced.from,
