@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::store::{self, ConversionRow};
 use crate::currencies::{CurrencyCode, CurrencyError, service as currencies};
 use crate::error::ApiError;
-use crate::money::{self};
+use crate::money;
 use crate::rates::pricing::{self, PriceRequest, Priced, Purpose};
 use crate::settings::StaleRatePolicy;
 use crate::state::AppState;
@@ -67,6 +67,12 @@ pub enum ConversionError {
     NotFound,
     #[error("a {0} conversion cannot be cancelled")]
     NotCancellable(&'static str),
+    /// The holding period is over: the conversion is about to become permanent, even though
+    /// the finalize job may not have run yet.
+    #[error(
+        "the holding period ended at {finalizes_at}; the conversion is being finalized and can no longer be cancelled"
+    )]
+    Finalizing { finalizes_at: DateTime<Utc> },
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -280,7 +286,9 @@ pub async fn cancel(
     match current.status {
         Status::Cancelled => Ok(current),
         Status::Permanent => Err(ConversionError::NotCancellable("permanent")),
-        Status::Temporary => Err(ConversionError::NotCancellable("finalizing")),
+        Status::Temporary => Err(ConversionError::Finalizing {
+            finalizes_at: current.finalizes_at,
+        }),
     }
 }
 
@@ -322,6 +330,10 @@ impl From<ConversionError> for ApiError {
             C::NotCancellable(status) => {
                 ApiError::Conflict(format!("a {status} conversion cannot be cancelled"))
             }
+            e @ C::Finalizing { .. } => ApiError::ConflictAs {
+                slug: "conversion-finalizing",
+                detail: e.to_string(),
+            },
             C::Unexpected(e) => ApiError::Internal(e),
         }
     }

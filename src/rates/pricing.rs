@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::Rates;
 use super::service::{self, RateQuote, RatesError, Use, check_currency};
-use crate::currencies::{Currency, CurrencyCode};
+use crate::currencies::{Currency, CurrencyCode, CurrencyError};
 use crate::money::{self, Amount, Rate};
 
 /// What is asked: `amount` of `from` in `to`, now (`at = None`) or at a past instant.
@@ -67,7 +67,11 @@ fn usable(currency: Option<Currency>, code: CurrencyCode) -> Result<Currency, Ra
 async fn from_database(rates: &Rates, code: CurrencyCode) -> Result<Currency, RatesError> {
     let found = crate::currencies::service::find(&rates.db, code)
         .await
-        .map_err(|e| anyhow::anyhow!(e))?;
+        .map_err(|e| match e {
+            // Kept whole, so that an unavailable database still reads as one (503).
+            CurrencyError::Unexpected(e) => RatesError::Unexpected(e),
+            other => RatesError::Unexpected(anyhow::Error::new(other)),
+        })?;
     usable(found, code)
 }
 
