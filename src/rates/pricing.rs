@@ -75,22 +75,22 @@ async fn from_database(rates: &Rates, code: CurrencyCode) -> Result<Currency, Ra
     usable(found, code)
 }
 
-/// Validates and prices `req`: the currencies differ and may be used (any known one for a past
-/// instant), the amount is positive, within `conversions.max_amount` and has at most the source
-/// currency's minor units; then the rate in force (or at `at`) is applied.
-pub async fn price(
+/// The two currencies of a request, checked: distinct, and usable (any known one for a past
+/// instant when `purpose` is a quote). The first step of [`price`]; rate locks use it alone.
+pub async fn usable_pair(
     rates: &Rates,
-    req: PriceRequest<'_>,
+    from: CurrencyCode,
+    to: CurrencyCode,
+    at: Option<DateTime<Utc>>,
     purpose: Purpose,
-) -> Result<Priced, RatesError> {
-    let PriceRequest { from, to, at, .. } = req;
+) -> Result<(Currency, Currency), RatesError> {
     if from == to {
         return Err(RatesError::Invalid {
             field: "to",
             message: "must differ from `from`".into(),
         });
     }
-    let (source, target) = match purpose {
+    Ok(match purpose {
         Purpose::Record => (
             from_database(rates, from).await?,
             from_database(rates, to).await?,
@@ -107,9 +107,36 @@ pub async fn price(
                 check_currency(&entry, to, usage)?.clone(),
             )
         }
-    };
-    let max = &rates.settings.conversions.max_amount;
-    let amount = Amount::parse(req.amount, from.as_str(), source.minor_units, max)?;
+    })
+}
+
+/// An amount of `currency` as sent: positive, within `conversions.max_amount`, with at most the
+/// currency's minor units. The second step of [`price`].
+pub fn parse_amount(
+    settings: &crate::settings::Settings,
+    raw: &str,
+    currency: &Currency,
+) -> Result<Amount, RatesError> {
+    let max = &settings.conversions.max_amount;
+    Ok(Amount::parse(
+        raw,
+        currency.code.as_str(),
+        currency.minor_units,
+        max,
+    )?)
+}
+
+/// Validates and prices `req`: the currencies differ and may be used (any known one for a past
+/// instant), the amount is positive, within `conversions.max_amount` and has at most the source
+/// currency's minor units; then the rate in force (or at `at`) is applied.
+pub async fn price(
+    rates: &Rates,
+    req: PriceRequest<'_>,
+    purpose: Purpose,
+) -> Result<Priced, RatesError> {
+    let PriceRequest { from, to, at, .. } = req;
+    let (source, target) = usable_pair(rates, from, to, at, purpose).await?;
+    let amount = parse_amount(&rates.settings, req.amount, &source)?;
     let quote = service::quote(rates, from, to, at).await?;
     let result = money::convert(amount.value(), &quote.rate, target.minor_units);
     Ok(Priced {
