@@ -36,6 +36,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         crate::conversions::routes::create,
         crate::conversions::routes::get,
         crate::conversions::routes::cancel,
+        crate::conversions::routes::create_batch,
         crate::quotes::routes::create,
         crate::quotes::routes::get,
         crate::history::routes::list,

@@ -6,6 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::batch::{self, BatchItem, BatchView, MAX_BATCH_ITEMS};
 use super::service::{self, ConversionRequest, ConversionView};
 use crate::auth::{AuthenticatedUser, PartnerUser};
 use crate::error::{ApiError, Problem};
@@ -16,6 +17,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/conversions")
             .route(web::post().to(create))
             .route(web::get().to(crate::history::routes::list)),
+    )
+    // Before `/conversions/{id}`, which would otherwise take `batch` for an id.
+    .service(
+        web::resource("/conversions/batch")
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(BATCH_BODY_LIMIT_BYTES)
+                    .error_handler(crate::error::json_error),
+            )
+            .route(web::post().to(create_batch)),
     )
     .service(
         web::resource("/conversions/summary").route(web::get().to(crate::history::routes::summary)),
@@ -38,6 +49,83 @@ pub struct CreateConversion {
     /// Convert at this quote's locked rate (see `POST /quotes`): same pair, same amount when
     /// the quote fixed one, before it expires.
     pub quote_id: Option<String>,
+}
+
+/// Body limit of a batch: room for [`MAX_BATCH_ITEMS`] items of up to 512 bytes each (an item
+/// with a quote id is about 120), above the server-wide `server.body_limit_bytes`.
+pub const BATCH_BODY_LIMIT_BYTES: usize = MAX_BATCH_ITEMS * 512;
+
+/// One conversion of a batch. Every field is checked and reported per item.
+#[derive(Deserialize, ToSchema)]
+pub struct BatchItemBody {
+    #[schema(example = "EUR")]
+    pub from: Option<String>,
+    #[schema(example = "USD")]
+    pub to: Option<String>,
+    #[schema(example = "100.00")]
+    pub amount: Option<String>,
+    /// Convert this item at a quote's locked rate.
+    pub quote_id: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateBatch {
+    /// 1 to 1,000 conversions, made all or nothing, answered in this order.
+    pub items: Vec<BatchItemBody>,
+}
+
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    req.headers()
+        .get("Idempotency-Key")
+        .map(|v| {
+            v.to_str()
+                .map(str::to_owned)
+                .map_err(|_| ApiError::validation("Idempotency-Key", "must be printable ASCII"))
+        })
+        .transpose()
+}
+
+/// Convert up to 1,000 amounts at once, all or nothing (partner). If any item is invalid the
+/// answer is 422 listing every bad item as `items[<index>].<field>` and nothing is stored;
+/// otherwise 201 with the conversions in request order. `Idempotency-Key` covers the whole
+/// batch: the same key and items return the original batch (200).
+#[utoipa::path(post, path = "/api/v1/conversions/batch", tag = "conversions", operation_id = "createConversionBatch",
+    request_body = CreateBatch,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried batch return the original batch")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Every conversion created, in request order", body = BatchView),
+        (status = 200, description = "Replay of an Idempotency-Key: the original batch", body = BatchView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the batch limit", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid items (each listed by index and field), no or too many items, reused key; nothing stored", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create_batch(
+    state: web::Data<AppState>,
+    rates: web::Data<crate::rates::Rates>,
+    partner: PartnerUser,
+    req: HttpRequest,
+    body: web::Json<CreateBatch>,
+) -> Result<HttpResponse, ApiError> {
+    let key = idempotency_key(&req)?;
+    let items: Vec<BatchItem<'_>> = body
+        .items
+        .iter()
+        .map(|i| BatchItem {
+            from: i.from.as_deref(),
+            to: i.to.as_deref(),
+            amount: i.amount.as_deref(),
+            quote_id: i.quote_id.as_deref(),
+        })
+        .collect();
+    let (view, created) =
+        batch::create(&state, &rates, partner.0.id.0, &items, key.as_deref()).await?;
+    Ok(if created {
+        HttpResponse::Created().json(view)
+    } else {
+        HttpResponse::Ok().json(view)
+    })
 }
 
 fn conversion_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
@@ -65,14 +153,7 @@ pub async fn create(
     req: HttpRequest,
     body: web::Json<CreateConversion>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = match req.headers().get("Idempotency-Key") {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .map_err(|_| ApiError::validation("Idempotency-Key", "must be printable ASCII"))?
-                .to_owned(),
-        ),
-    };
+    let key = idempotency_key(&req)?;
     let quote_id = body
         .quote_id
         .as_deref()

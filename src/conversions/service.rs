@@ -67,6 +67,12 @@ pub enum ConversionError {
     /// A fixed-amount quote was already converted on.
     #[error("quote {0} was already converted on")]
     QuoteUsed(Uuid),
+    /// Items of a batch that cannot be converted (the batch stores nothing).
+    #[error("{} of {count} items are invalid; nothing was converted", errors.len())]
+    InvalidItems {
+        count: usize,
+        errors: Vec<super::batch::ItemError>,
+    },
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyMismatch,
     #[error("no such conversion")]
@@ -147,7 +153,7 @@ impl From<ConversionRow> for ConversionView {
     }
 }
 
-fn invalid(field: &'static str, message: impl Into<String>) -> ConversionError {
+pub(super) fn invalid(field: &'static str, message: impl Into<String>) -> ConversionError {
     ConversionError::Invalid {
         field,
         message: message.into(),
@@ -303,7 +309,7 @@ fn request_hash(
 }
 
 /// Where a conversion's rate comes from: the rate in force, or a quote's locked rate.
-struct RateSource {
+pub(super) struct RateSource {
     rate: Rate,
     as_of: DateTime<Utc>,
     provider: String,
@@ -342,7 +348,7 @@ impl From<LockedRate> for RateSource {
 }
 
 /// A quote the partner cannot use. A missing and another partner's quote read the same.
-fn quote_use_error(id: Uuid, e: QuoteUseError) -> ConversionError {
+pub(super) fn quote_use_error(id: Uuid, e: QuoteUseError) -> ConversionError {
     match e {
         QuoteUseError::NotFound => invalid("quote_id", "no such quote"),
         QuoteUseError::Expired { expires_at } => ConversionError::QuoteExpired { id, expires_at },
@@ -351,7 +357,7 @@ fn quote_use_error(id: Uuid, e: QuoteUseError) -> ConversionError {
     }
 }
 
-fn validate_idempotency_key(key: Option<&str>) -> Result<(), ConversionError> {
+pub(super) fn validate_idempotency_key(key: Option<&str>) -> Result<(), ConversionError> {
     if let Some(key) = key
         && (key.is_empty() || key.len() > 255 || key.chars().any(|c| c.is_control()))
     {
@@ -365,7 +371,7 @@ fn validate_idempotency_key(key: Option<&str>) -> Result<(), ConversionError> {
 
 /// A conversion row priced from `source`, created now.
 #[allow(clippy::too_many_arguments)]
-fn new_row(
+pub(super) fn new_row(
     state: &AppState,
     id: Uuid,
     partner: Uuid,
@@ -569,6 +575,21 @@ impl From<ConversionError> for ApiError {
             e @ C::QuoteUsed(_) => ApiError::ConflictAs {
                 slug: "quote-used",
                 detail: e.to_string(),
+            },
+            C::InvalidItems { count, errors } => ApiError::Validation {
+                detail: format!(
+                    "{} of {count} items are invalid; nothing was converted",
+                    errors.len()
+                ),
+                errors: errors
+                    .into_iter()
+                    .map(|e| {
+                        crate::error::FieldError::new(
+                            format!("items[{}].{}", e.index, e.field),
+                            e.message,
+                        )
+                    })
+                    .collect(),
             },
             C::IdempotencyMismatch => ApiError::Unprocessable {
                 slug: "idempotency-key-reused",

@@ -112,6 +112,118 @@ pub async fn claim_idempotency_key(
     Ok(existing)
 }
 
+/// Claims an idempotency key for a new batch; like [`claim_idempotency_key`], `None` when the
+/// key was free, else the existing `(request_hash, batch_id)`.
+pub async fn claim_batch_idempotency_key(
+    conn: &mut PgConnection,
+    partner: Uuid,
+    key: &str,
+    request_hash: &[u8],
+    batch_id: Uuid,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> Result<Option<(Vec<u8>, Uuid)>, sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM conversion_batch_idempotency_keys WHERE partner_id = $1 AND key = $2 AND expires_at <= $3",
+    )
+    .bind(partner)
+    .bind(key)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    let inserted = sqlx::query(
+        "INSERT INTO conversion_batch_idempotency_keys (partner_id, key, request_hash, batch_id, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (partner_id, key) DO NOTHING",
+    )
+    .bind(partner)
+    .bind(key)
+    .bind(request_hash)
+    .bind(batch_id)
+    .bind(now)
+    .bind(expires_at)
+    .execute(&mut *conn)
+    .await?;
+    if inserted.rows_affected() == 1 {
+        return Ok(None);
+    }
+    sqlx::query_as(
+        "SELECT request_hash, batch_id FROM conversion_batch_idempotency_keys WHERE partner_id = $1 AND key = $2",
+    )
+    .bind(partner)
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await
+}
+
+/// Stores a batch and its conversions (all of one partner, created at one instant, in request
+/// order) with two statements, however many conversions there are: the conversions travel as
+/// one array per column and are unnested by PostgreSQL.
+pub async fn insert_batch(
+    conn: &mut PgConnection,
+    batch_id: Uuid,
+    partner: Uuid,
+    created_at: DateTime<Utc>,
+    finalizes_at: DateTime<Utc>,
+    rows: &[ConversionRow],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO conversion_batches (id, partner_id, item_count, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(batch_id)
+    .bind(partner)
+    .bind(i32::try_from(rows.len()).unwrap_or(i32::MAX))
+    .bind(created_at)
+    .execute(&mut *conn)
+    .await?;
+    let column = |f: fn(&ConversionRow) -> String| rows.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(
+        "INSERT INTO conversions (id, partner_id, from_currency, to_currency, amount, rate, result,
+             rate_as_of, rate_provider, from_quote_id, to_quote_id, stale_rate, status, created_at,
+             finalizes_at, from_minor_units, to_minor_units, quote_id, batch_id, batch_position)
+         SELECT t.id, $2, t.from_currency, t.to_currency, t.amount, t.rate, t.result, t.rate_as_of,
+                t.rate_provider, t.from_quote_id, t.to_quote_id, t.stale_rate, 'temporary', $3, $4,
+                t.from_minor_units, t.to_minor_units, t.quote_id, $5, (t.position - 1)::integer
+         FROM UNNEST($1::uuid[], $6::text[], $7::text[], $8::numeric[], $9::numeric[], $10::numeric[],
+                     $11::timestamptz[], $12::text[], $13::int8[], $14::int8[], $15::bool[],
+                     $16::int2[], $17::int2[], $18::uuid[])
+              WITH ORDINALITY AS t(id, from_currency, to_currency, amount, rate, result, rate_as_of,
+                                   rate_provider, from_quote_id, to_quote_id, stale_rate,
+                                   from_minor_units, to_minor_units, quote_id, position)",
+    )
+    .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+    .bind(partner)
+    .bind(created_at)
+    .bind(finalizes_at)
+    .bind(batch_id)
+    .bind(column(|r| r.from_currency.to_string()))
+    .bind(column(|r| r.to_currency.to_string()))
+    .bind(rows.iter().map(|r| r.amount.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.rate.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.result.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.rate_as_of).collect::<Vec<_>>())
+    .bind(column(|r| r.rate_provider.clone()))
+    .bind(rows.iter().map(|r| r.from_quote_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.to_quote_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.stale_rate).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.from_minor_units).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.to_minor_units).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.quote_id).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// A batch's conversions in request order (empty for an unknown batch).
+pub async fn find_batch(db: &PgPool, batch_id: Uuid) -> Result<Vec<ConversionRow>, sqlx::Error> {
+    sqlx::query_as::<_, ConversionRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM conversions WHERE batch_id = $1 ORDER BY batch_position"
+    )))
+    .bind(batch_id)
+    .fetch_all(db)
+    .await
+}
+
 pub async fn find(db: &PgPool, id: Uuid) -> Result<Option<ConversionRow>, sqlx::Error> {
     sqlx::query_as::<_, ConversionRow>(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM conversions WHERE id = $1"
@@ -168,11 +280,16 @@ pub async fn delete_expired_idempotency_keys(
     db: &PgPool,
     now: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM conversion_idempotency_keys WHERE expires_at <= $1")
+    let single = sqlx::query("DELETE FROM conversion_idempotency_keys WHERE expires_at <= $1")
         .bind(now)
         .execute(db)
         .await?;
-    Ok(done.rows_affected())
+    let batches =
+        sqlx::query("DELETE FROM conversion_batch_idempotency_keys WHERE expires_at <= $1")
+            .bind(now)
+            .execute(db)
+            .await?;
+    Ok(single.rows_affected() + batches.rows_affected())
 }
 
 /// Filters of the history list; `partner` is `None` only for admins listing everyone.
