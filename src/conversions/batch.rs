@@ -126,19 +126,19 @@ async fn check_item(
         Some(_) => None,
         None => {
             let key = (from.code, to.code);
-            if !priced.contains_key(&key) {
-                let quote = crate::rates::service::quote(rates, from.code, to.code, None)
-                    .await
-                    .map_err(ConversionError::from)
-                    .and_then(|q| refuse_stale(state, &q).map(|()| q))
-                    .map_err(|e| rate_error(from.code, e));
-                priced.insert(key, quote);
-            }
-            match priced.get(&key) {
-                Some(Ok(q)) => Some(q.clone()),
-                Some(Err(e)) => return Err(e.clone()),
-                None => return Err(("to", "no rate".into())),
-            }
+            let quote = match priced.get(&key) {
+                Some(known) => known.clone(),
+                None => {
+                    let quote = crate::rates::service::quote(rates, from.code, to.code, None)
+                        .await
+                        .map_err(ConversionError::from)
+                        .and_then(|q| refuse_stale(state, &q).map(|()| q))
+                        .map_err(|e| rate_error(from.code, e));
+                    priced.insert(key, quote.clone());
+                    quote
+                }
+            };
+            Some(quote?)
         }
     };
     Ok(CheckedItem {
