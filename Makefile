@@ -9,9 +9,9 @@ COMPOSE ?= $(shell command -v podman >/dev/null 2>&1 && echo "podman compose" ||
 build:
 	$(CARGO) build --locked
 
-## Build, check PostgreSQL and Redis, migrate, seed demo data, serve on http://127.0.0.1:8080
+## Build, check PostgreSQL and Redis, seed demo data, serve on http://127.0.0.1:8080
+## (seed and serve create and migrate the database themselves).
 run: build check-services
-	$(BIN) migrate
 	$(BIN) seed
 	$(BIN) serve --role all
 

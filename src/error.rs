@@ -333,6 +333,7 @@ impl From<crate::auth::AuthError> for ApiError {
                 ApiError::Forbidden("self-registration is disabled on this service".into())
             }
             A::PartnerNotFound => ApiError::NotFound("no such partner".into()),
+            A::UserNotFound => ApiError::NotFound("no such user".into()),
             A::Invalid { field, message } => ApiError::validation(field, message),
             A::Unexpected(e) => ApiError::Internal(e),
         }

@@ -94,8 +94,7 @@ impl Application {
             "{}:{}",
             state.settings.server.host, state.settings.server.port
         );
-        let listener = TcpListener::bind(&address)
-            .with_context(|| format!("server.host/server.port: cannot bind {address}"))?;
+        let listener = TcpListener::bind(&address).map_err(|e| bind_error(&address, e))?;
         let port = listener.local_addr()?.port();
         let server = http_server(listener, state.clone(), tasks.clone())?;
         Ok(Self {
@@ -242,4 +241,23 @@ fn http_server(
         server = server.workers(settings.server.workers);
     }
     Ok(server.run())
+}
+
+/// Why the listener could not be bound, with what to do about it: a port in use is the usual
+/// first-run surprise (another instance, or another service on 8080).
+fn bind_error(address: &str, error: std::io::Error) -> anyhow::Error {
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
+            "cannot bind {address}: the address is already in use (another instance or another \
+             program listens there). Stop it, or choose another port: \
+             CCS__SERVER__PORT=9000 make run (or server.port in settings/local.toml)"
+        ),
+        std::io::ErrorKind::PermissionDenied => anyhow::anyhow!(
+            "cannot bind {address}: permission denied (ports below 1024 need privileges). \
+             Choose another port with CCS__SERVER__PORT"
+        ),
+        _ => anyhow::Error::new(error).context(format!(
+            "server.host/server.port: cannot bind {address} (set CCS__SERVER__HOST / CCS__SERVER__PORT)"
+        )),
+    }
 }

@@ -31,6 +31,8 @@ pub enum AuthError {
     RegistrationClosed,
     #[error("no such partner")]
     PartnerNotFound,
+    #[error("no user has this email")]
+    UserNotFound,
     #[error("{field}: {message}")]
     Invalid {
         field: &'static str,
@@ -431,6 +433,27 @@ pub async fn update_partner(
         forget_status(state, id).await;
     }
     Ok(row.into())
+}
+
+/// Sets a new password for any user, admin or partner, found by email (the CLI's
+/// `user set-password`), and revokes their refresh tokens so that other sessions end.
+pub async fn set_password_by_email(
+    state: &AppState,
+    email: &str,
+    password: &str,
+) -> Result<UserView, AuthError> {
+    let email = Email::parse(email).map_err(|m| invalid("email", m))?;
+    let password = NewPassword::parse(password).map_err(|m| invalid("password", m))?;
+    let hash = super::password::hash(password.expose().to_owned()).await?;
+    let now = state.clock.now();
+    let mut tx = state.db.begin().await?;
+    let row = store::set_password_of_email(&mut tx, &email, &hash, now)
+        .await?
+        .ok_or(AuthError::UserNotFound)?;
+    let user: UserView = row.into();
+    store::revoke_all_for_user(&mut tx, UserId(user.id), now).await?;
+    tx.commit().await?;
+    Ok(user)
 }
 
 /// Sets a new password and revokes every refresh token of the partner (sessions end).

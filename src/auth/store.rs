@@ -133,6 +133,24 @@ pub async fn set_password(
     Ok(done.rows_affected() == 1)
 }
 
+/// Sets any user's password (admins included): the operator's way back from a lost password.
+pub async fn set_password_of_email(
+    conn: &mut PgConnection,
+    email: &Email,
+    password_hash: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<UserRow>, sqlx::Error> {
+    sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(format!(
+        "UPDATE users SET password_hash = $2, updated_at = $3 WHERE lower(email) = $1
+         RETURNING {USER_COLUMNS}"
+    )))
+    .bind(email.as_str())
+    .bind(password_hash)
+    .bind(now)
+    .fetch_optional(conn)
+    .await
+}
+
 /// Whether the user exists and is enabled (the per-request check behind every token).
 pub async fn is_active(db: &PgPool, id: UserId) -> Result<bool, sqlx::Error> {
     let active: Option<bool> =
