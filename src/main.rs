@@ -7,7 +7,8 @@ use clap::{Parser, Subcommand};
 use currency_conversion::auth::{self, Role};
 use currency_conversion::clock::Clock;
 use currency_conversion::settings;
-use currency_conversion::startup::{AppState, Application, Role as ProcessRole};
+use currency_conversion::startup::Application;
+use currency_conversion::state::{AppState, ProcessRole};
 
 /// Shown under every `--help`: where settings come from.
 const SETTINGS_HELP: &str = "\
@@ -180,7 +181,8 @@ async fn run() -> anyhow::Result<()> {
         Command::Seed => {
             currency_conversion::db::create_and_migrate(&settings.database).await?;
             let state = AppState::new(settings, Clock::system())?;
-            currency_conversion::seed::run(&state).await?;
+            let rates = currency_conversion::rates::Rates::new(&state);
+            currency_conversion::seed::run(&state, &rates).await?;
         }
         Command::User {
             command: UserCommand::SetPassword { email },
@@ -224,16 +226,17 @@ async fn run() -> anyhow::Result<()> {
         Command::Rates { command } => {
             currency_conversion::db::create_and_migrate(&settings.database).await?;
             let state = AppState::new(settings, Clock::system())?;
+            let rates = currency_conversion::rates::Rates::new(&state);
             match command {
                 RatesCommand::Fetch => {
-                    let report = currency_conversion::rates::fetch_and_store(&state).await?;
+                    let report = currency_conversion::rates::fetch_and_store(&rates).await?;
                     print!("{report}");
                 }
                 RatesCommand::ImportEcb { file } => {
                     let input = std::fs::File::open(&file)
                         .with_context(|| format!("opening {}", file.display()))?;
                     let report = currency_conversion::rates::import::import_ecb(
-                        &state,
+                        &rates,
                         std::io::BufReader::new(input),
                     )
                     .await?;
@@ -260,7 +263,7 @@ async fn run() -> anyhow::Result<()> {
 async fn start_up_summary(state: &AppState) {
     use currency_conversion::rates::service::{describe_providers, describe_served_rates};
     let providers = describe_providers(&state.settings.rates);
-    match describe_served_rates(state).await {
+    match describe_served_rates(&currency_conversion::rates::Rates::new(state)).await {
         Ok(served) => tracing::info!("rates provider {providers}; {served} until a fetch succeeds"),
         Err(e) => tracing::warn!(error = format!("{e:#}"), "reading the stored rates failed"),
     }

@@ -12,11 +12,12 @@ pub struct FetchRates {}
 
 impl Job for FetchRates {
     const NAME: &'static str = "fetch_rates";
+    type Context = super::Rates;
 
     #[tracing::instrument(name = "fetch_rates", skip_all, fields(run_id = %ctx.run_id, attempt = ctx.attempt))]
-    async fn run(&self, ctx: &JobContext) -> anyhow::Result<()> {
+    async fn run(&self, ctx: &JobContext<super::Rates>) -> anyhow::Result<()> {
         let result = super::service::fetch_and_store(&ctx.state).await;
-        if ctx.state.rates.first_fetch() {
+        if ctx.state.runtime.first_fetch() {
             first_fetch_summary(ctx, result.as_ref().err()).await;
         }
         let report = result?;
@@ -35,7 +36,7 @@ impl Job for FetchRates {
 /// The start-up summary's second half: whether the configured provider answered the first fetch
 /// of this process, and what the service serves meanwhile. One line, instead of leaving a new
 /// user to piece it together from retry warnings.
-async fn first_fetch_summary(ctx: &JobContext, error: Option<&anyhow::Error>) {
+async fn first_fetch_summary(ctx: &JobContext<super::Rates>, error: Option<&anyhow::Error>) {
     let state = &ctx.state;
     let providers = super::service::describe_providers(&state.settings.rates);
     let served = super::service::describe_served_rates(state)
