@@ -224,13 +224,65 @@ pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &HttpRequest) -
 
 pub fn query_error(
     err: actix_web::error::QueryPayloadError,
-    _req: &HttpRequest,
+    req: &HttpRequest,
 ) -> actix_web::Error {
-    ApiError::Validation {
-        detail: format!("invalid query string: {err}"),
-        errors: vec![FieldError::new("query", err.to_string())],
+    // serde_urlencoded's errors name neither the parameter nor the format ("input contains
+    // invalid characters"); the query string does, so look for the typed parameter whose value
+    // does not parse.
+    let pairs = actix_web::web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .map(|q| q.into_inner())
+        .unwrap_or_default();
+    let culprit = pairs.iter().find_map(|(k, v)| {
+        QUERY_FORMATS
+            .iter()
+            .find(|(name, valid, _)| name == k && !valid(v))
+            .map(|(name, _, format)| (*name, format!("expected {format}, got {v:?}")))
+    });
+    match culprit {
+        Some((field, message)) => ApiError::Validation {
+            detail: format!("{field}: {message}"),
+            errors: vec![FieldError::new(field, message)],
+        },
+        None => ApiError::Validation {
+            detail: format!("invalid query string: {err}; see each parameter's format at /docs"),
+            errors: vec![FieldError::new("query", err.to_string())],
+        },
     }
     .into()
+}
+
+/// Query parameters that are typed (parsed by the extractor rather than by the handler), with
+/// a check and the format to ask for.
+const QUERY_FORMATS: [(&str, fn(&str) -> bool, &str); 5] = [
+    (
+        "from",
+        is_instant,
+        "an RFC 3339 instant such as 2026-10-30T15:00:00Z",
+    ),
+    (
+        "to",
+        is_instant,
+        "an RFC 3339 instant such as 2026-10-30T15:00:00Z",
+    ),
+    ("partner_id", is_uuid, "a partner id (UUID)"),
+    ("limit", is_count, "a whole number such as 50"),
+    ("include_inactive", is_bool, "true or false"),
+];
+
+fn is_instant(v: &str) -> bool {
+    chrono::DateTime::parse_from_rfc3339(v).is_ok()
+}
+
+fn is_uuid(v: &str) -> bool {
+    uuid::Uuid::parse_str(v).is_ok()
+}
+
+fn is_count(v: &str) -> bool {
+    v.parse::<u32>().is_ok()
+}
+
+fn is_bool(v: &str) -> bool {
+    matches!(v, "true" | "false")
 }
 
 pub fn path_error(err: actix_web::error::PathError, _req: &HttpRequest) -> actix_web::Error {
