@@ -212,14 +212,49 @@ pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &HttpRequest) -
         J::ContentType => {
             ApiError::UnsupportedMediaType("expected Content-Type: application/json".into())
         }
-        J::Deserialize(e) if e.is_data() => ApiError::Validation {
-            detail: format!("the JSON body does not have the expected shape: {e}"),
-            errors: vec![FieldError::new("body", e.to_string())],
-        },
+        J::Deserialize(e) if e.is_data() => {
+            let (field, message) = json_field(e);
+            ApiError::Validation {
+                detail: format!("{field}: {message}"),
+                errors: vec![FieldError::new(field, message)],
+            }
+        }
         J::Deserialize(e) => ApiError::BadRequest(format!("malformed JSON: {e}")),
         other => ApiError::BadRequest(format!("unreadable body: {other}")),
     };
     api.into()
+}
+
+/// The field a JSON data error is about, when the error says: serde names a missing or
+/// unknown field in backquotes, and our field deserialisers (e.g. `money::amount_as_text`)
+/// start their message with the field's name. Otherwise the whole body.
+fn json_field(e: &serde_json::Error) -> (String, String) {
+    let text = e.to_string();
+    // serde_json appends the position; the field name says more to a client.
+    let text = match text.rfind(" at line ") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    };
+    let is_name = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    if let Some((name, message)) = text.split_once(": ")
+        && is_name(name)
+    {
+        return (name.to_owned(), message.to_owned());
+    }
+    for (prefix, message) in [
+        ("missing field `", "is required"),
+        ("unknown field `", "is not a field of this request"),
+    ] {
+        if let Some(rest) = text.strip_prefix(prefix)
+            && let Some((name, _)) = rest.split_once('`')
+        {
+            return (name.to_owned(), message.to_owned());
+        }
+    }
+    (
+        "body".to_owned(),
+        format!("does not have the expected shape: {text}"),
+    )
 }
 
 pub fn query_error(

@@ -34,6 +34,7 @@ pub struct CreateConversion {
     pub to: String,
     /// Decimal string, positive, with at most the source currency's minor units.
     #[schema(example = "100.00")]
+    #[serde(deserialize_with = "crate::money::amount_as_text")]
     pub amount: String,
 }
 

@@ -514,11 +514,15 @@ pub fn rates_page(session: &MonitorSession, page: &RatesPage) -> Markup {
         .iter()
         .map(|r| Bar {
             label: format!(
-                "{} {} {}",
+                "{} {} at {}, took {}",
                 r.task_name,
                 r.state.as_str(),
+                r.finished_at
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                    .unwrap_or_else(|| "?".into()),
                 format_ms(r.duration_ms.unwrap_or(0))
             ),
+            at: r.finished_at,
             value_ms: r.duration_ms.unwrap_or(0),
             ok: r.state == TaskState::Succeeded,
         })
@@ -562,6 +566,7 @@ pub fn rates_page(session: &MonitorSession, page: &RatesPage) -> Markup {
             }
             section.card {
                 h2 { "Run durations" }
+                p.muted.small { "Recent finished runs, oldest on the left; green succeeded, red failed. Hover a bar for its task, time and duration." }
                 (chart::duration_chart("Duration of recent finished runs, oldest first", &bars))
             }
             section.card {
