@@ -286,9 +286,12 @@ pub fn query_error(
     .into()
 }
 
+/// A parameter's name, a check of its value, and the format to ask for.
+type QueryFormat = (&'static str, fn(&str) -> bool, &'static str);
+
 /// Query parameters that are typed (parsed by the extractor rather than by the handler), with
 /// a check and the format to ask for.
-const QUERY_FORMATS: [(&str, fn(&str) -> bool, &str); 5] = [
+const QUERY_FORMATS: [QueryFormat; 5] = [
     (
         "from",
         is_instant,

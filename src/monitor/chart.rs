@@ -182,7 +182,6 @@ mod tests {
     #[test]
     fn a_rate_that_barely_moves_gets_distinct_ticks_and_a_near_flat_line() {
         let from = at("2026-01-01T00:00:00Z");
-        let to = at("2026-01-03T00:00:00Z");
         let points = [(from, 1.1172), (at("2026-01-02T00:00:00Z"), 1.1173)];
         let (min, max) = value_range(&points).unwrap();
         let [low, mid, high] = tick_labels(min, max);
