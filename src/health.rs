@@ -18,6 +18,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/metrics").route(web::get().to(metrics)));
 }
 
+/// Liveness: the process answers; says nothing about its dependencies.
+#[derive(Serialize, ToSchema)]
+pub struct Liveness {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct HealthStatus {
     /// `ok` when every dependency answered.
@@ -33,16 +41,16 @@ pub struct Checks {
 }
 
 /// The process is up and serving HTTP.
-#[utoipa::path(get, path = "/health/live", tag = "health",
-    responses((status = 200, description = "Alive", body = HealthStatus)))]
+#[utoipa::path(get, path = "/health/live", tag = "health", operation_id = "getLiveness",
+    responses((status = 200, description = "The process is up and serving HTTP", body = Liveness)))]
 pub async fn live() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+    HttpResponse::Ok().json(Liveness { status: "ok" })
 }
 
 /// PostgreSQL and Redis both answer within a short timeout.
-#[utoipa::path(get, path = "/health/ready", tag = "health",
+#[utoipa::path(get, path = "/health/ready", tag = "health", operation_id = "getReadiness",
     responses(
-        (status = 200, description = "Ready", body = HealthStatus),
+        (status = 200, description = "PostgreSQL and Redis both answer", body = HealthStatus),
         (status = 503, description = "A dependency is down; the detail names it", body = crate::error::Problem),
     ))]
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -87,8 +95,8 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
 }
 
 /// Prometheus text format.
-#[utoipa::path(get, path = "/metrics", tag = "health",
-    responses((status = 200, description = "Prometheus metrics", content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", tag = "health", operation_id = "getMetrics",
+    responses((status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain")))]
 pub async fn metrics(state: web::Data<AppState>, metrics: web::Data<Metrics>) -> HttpResponse {
     let redis = state.redis.status();
     let gauges = PoolGauges {

@@ -10,13 +10,11 @@ use actix_web::middleware::{ErrorHandlers, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use sqlx::PgPool;
-use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::clock::Clock;
 use crate::error;
 use crate::metrics::Metrics;
-use crate::openapi::ApiDoc;
 use crate::redis_client::Redis;
 use crate::settings::Settings;
 use crate::tasks::TaskRegistry;
@@ -209,7 +207,7 @@ fn http_server(
     let settings = state.settings.clone();
     let metrics = web::Data::new(Metrics::default());
     let data = web::Data::new(state);
-    let openapi = ApiDoc::openapi();
+    let openapi = crate::openapi::document();
     let body_limit = settings.server.body_limit_bytes;
     let mut server = HttpServer::new(move || {
         App::new()
@@ -233,7 +231,7 @@ fn http_server(
             .app_data(web::PathConfig::default().error_handler(error::path_error))
             .configure(routes)
             .service(web::redirect("/docs", "/docs/"))
-            .service(SwaggerUi::new("/docs/{_:.*}").url("/api-docs/openapi.json", openapi.clone()))
+            .service(SwaggerUi::new("/docs/{_:.*}").external_url_unchecked("/api-docs/openapi.json", openapi.clone()))
             .default_service(web::to(error::not_found))
     })
     .listen(listener)?
