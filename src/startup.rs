@@ -217,6 +217,7 @@ fn http_server(
                     .default_handler_server(error::ensure_problem_json)
                     .handler(StatusCode::NOT_FOUND, error::ensure_problem_json),
             )
+            .wrap(from_fn(crate::middleware::json_objects_only))
             .wrap(from_fn(crate::middleware::request_context))
             .app_data(data.clone())
             .app_data(tasks.clone())

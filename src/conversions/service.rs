@@ -167,8 +167,8 @@ pub async fn price(
     if from == to {
         return Err(invalid("to", "must differ from `from`"));
     }
-    let from_currency = currencies::require_usable(&state.db, from).await?;
-    let to_currency = currencies::require_usable(&state.db, to).await?;
+    let from_currency = usable(state, "from", from).await?;
+    let to_currency = usable(state, "to", to).await?;
     let max: BigDecimal = state
         .settings
         .conversions
@@ -188,6 +188,24 @@ pub async fn price(
         from_minor_units: from_currency.minor_units,
         to_minor_units: to_currency.minor_units,
     })
+}
+
+/// The currency named in `field`, if conversions may use it. A well-formed code this service
+/// does not support is a mistake in that field (422), not a missing resource: the resource
+/// asked for is the conversion.
+async fn usable(
+    state: &AppState,
+    field: &'static str,
+    code: CurrencyCode,
+) -> Result<crate::currencies::Currency, ConversionError> {
+    currencies::require_usable(&state.db, code)
+        .await
+        .map_err(|e| match e {
+            CurrencyError::NotFound(code) => {
+                invalid(field, format!("currency {code} is not supported"))
+            }
+            other => other.into(),
+        })
 }
 
 fn request_hash(priced: &Priced) -> Vec<u8> {

@@ -590,10 +590,11 @@ pub struct ConversionQuote {
     pub result: BigDecimal,
     /// Provider timestamp of the rate.
     pub rate_as_of: DateTime<Utc>,
-    /// Provider name.
-    pub provider: String,
+    /// Provider name. The same field names as a conversion's (`rate_*`): a quote is a
+    /// conversion not yet recorded.
+    pub rate_provider: String,
     /// Whether the rate is older than `rates.max_age_secs`.
-    pub stale: bool,
+    pub stale_rate: bool,
 }
 
 /// Prices `amount` of `from` in `to`, now or at `at`. Records nothing.
@@ -628,7 +629,7 @@ pub async fn convert(
         rate: q.rate,
         result,
         rate_as_of: q.as_of,
-        provider: q.provider,
-        stale: q.stale,
+        rate_provider: q.provider,
+        stale_rate: q.stale,
     })
 }

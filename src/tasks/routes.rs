@@ -31,15 +31,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/tasks/{name}/run").route(web::post().to(run_now)));
 }
 
+fn is_task_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+}
+
 /// Filters and cursor of the run list.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RunListQuery {
     /// Only runs of this task.
+    #[param(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
     pub task: Option<String>,
     /// Only runs in this state.
     pub state: Option<TaskState>,
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<Uuid>,
@@ -81,6 +90,16 @@ pub async fn list_runs(
     query: web::Query<RunListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
+    // Task names are identifiers; anything else (a NUL byte, say) names no task and would only
+    // reach PostgreSQL to be refused there.
+    if let Some(task) = &q.task
+        && !is_task_name(task)
+    {
+        return Err(ApiError::validation(
+            "task",
+            "must be 1 to 64 letters, digits, `_`, `.`, `:` or `-`",
+        ));
+    }
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::validation(

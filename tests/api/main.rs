@@ -1,6 +1,7 @@
 //! One integration-test binary (faster to link than one per file); modules by capability.
 
 mod auth;
+mod contract;
 mod conversions;
 mod currencies;
 mod foundation;
