@@ -97,7 +97,9 @@ impl utoipa::PartialSchema for Decimal {
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
             .pattern(Some(r"^-?[0-9]+(\.[0-9]+)?$"))
-            .description(Some("Decimal number as a string, e.g. `100.00` or `0.0205`"))
+            .description(Some(
+                "Decimal number as a string, e.g. `100.00` or `0.0205`",
+            ))
             .examples([json!("100.00")])
             .into()
     }

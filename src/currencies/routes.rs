@@ -4,11 +4,11 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::events::{CurrencyChange, CurrencyEvents};
 use super::service::{self, AddCurrency, Currency, DeleteOutcome};
 use crate::auth::{AdminUser, AuthenticatedUser};
 use crate::error::{ApiError, Problem};
-use crate::startup::AppState;
-use crate::tasks::TaskRegistry;
+use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -120,7 +120,7 @@ pub async fn get(
     ))]
 pub async fn create(
     state: web::Data<AppState>,
-    tasks: web::Data<TaskRegistry>,
+    events: web::Data<CurrencyEvents>,
     _admin: AdminUser,
     body: web::Json<CreateCurrency>,
 ) -> Result<HttpResponse, ApiError> {
@@ -138,7 +138,7 @@ pub async fn create(
     )
     .await?;
     if currency.usable() {
-        crate::rates::request_refresh(&state, &tasks, "currency added").await;
+        events.announce(CurrencyChange::Added(currency.code)).await;
     }
     Ok(HttpResponse::Created().json(currency))
 }
@@ -152,7 +152,7 @@ pub async fn create(
     ))]
 pub async fn update(
     state: web::Data<AppState>,
-    tasks: web::Data<TaskRegistry>,
+    events: web::Data<CurrencyEvents>,
     _admin: AdminUser,
     path: web::Path<String>,
     body: web::Json<UpdateCurrency>,
@@ -166,11 +166,13 @@ pub async fn update(
         state.clock.now(),
     )
     .await?;
-    if body.enabled == Some(true) {
-        crate::rates::request_refresh(&state, &tasks, "currency enabled").await;
-    } else {
-        crate::rates::currencies_changed(&state).await;
-    }
+    events
+        .announce(if body.enabled == Some(true) {
+            CurrencyChange::Enabled(currency.code)
+        } else {
+            CurrencyChange::Changed(currency.code)
+        })
+        .await;
     Ok(HttpResponse::Ok().json(currency))
 }
 
@@ -186,11 +188,12 @@ pub async fn update(
     ))]
 pub async fn delete(
     state: web::Data<AppState>,
+    events: web::Data<CurrencyEvents>,
     _admin: AdminUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let code = code(&path)?;
     let outcome = service::delete(&state.db, code, state.clock.now()).await?;
-    crate::rates::currencies_changed(&state).await;
+    events.announce(CurrencyChange::Removed(code)).await;
     Ok(HttpResponse::Ok().json(DeleteResult { code, outcome }))
 }

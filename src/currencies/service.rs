@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use super::CurrencyCode;
 use super::catalogue;
 use super::store::{self, CurrencyRow, NewCurrency};
+use crate::error::ApiError;
 use crate::error::unique_violation;
 use crate::money::MAX_MINOR_UNITS;
 
@@ -292,15 +293,25 @@ pub async fn ensure_historic(
     Ok(())
 }
 
-/// The currencies seeded for a new installation: every currency of the ECB reference feed, plus
-/// EGP (the original system's home currency).
-pub const DEFAULT_CODES: [&str; 31] = [
-    "EUR", "USD", "JPY", "BGN", "CZK", "DKK", "GBP", "HUF", "PLN", "RON", "SEK", "CHF", "ISK",
-    "NOK", "TRY", "AUD", "BRL", "CAD", "CNY", "HKD", "IDR", "ILS", "INR", "KRW", "MXN", "MYR",
-    "NZD", "PHP", "SGD", "THB", "ZAR",
+/// The currencies seeded for a new installation: every currency the ECB quotes today, plus EGP
+/// (the original system's home currency).
+pub const DEFAULT_CODES: [&str; 30] = [
+    "EUR", "USD", "JPY", "CZK", "DKK", "GBP", "HUF", "PLN", "RON", "SEK", "CHF", "ISK", "NOK",
+    "TRY", "AUD", "BRL", "CAD", "CNY", "HKD", "IDR", "ILS", "INR", "KRW", "MXN", "MYR", "NZD",
+    "PHP", "SGD", "THB", "ZAR",
 ];
 
-/// Adds the default set (and EGP) as enabled ISO currencies; running it again changes nothing.
+/// Currencies that have been replaced (a country adopting the euro) with the day the
+/// replacement took effect: history keeps them, nothing offers them. Earlier releases seeded
+/// some of them as active, so `seed` retires them where they are still enabled.
+pub const REPLACED_CODES: [(&str, &str); 1] = [
+    // Bulgaria adopted the euro; the ECB stopped quoting the lev on 2026-01-01.
+    ("BGN", "2026-01-01"),
+];
+
+/// Adds the default set (and EGP) as enabled ISO currencies and makes sure every replaced
+/// currency is historic (retired); running it again changes nothing. Returns how many
+/// currencies were added.
 pub async fn seed_defaults(db: &PgPool, now: DateTime<Utc>) -> Result<usize, CurrencyError> {
     let mut added = 0;
     for raw in DEFAULT_CODES.iter().chain(["EGP"].iter()) {
@@ -321,5 +332,43 @@ pub async fn seed_defaults(db: &PgPool, now: DateTime<Utc>) -> Result<usize, Cur
             added += 1;
         }
     }
+    for (raw, _since) in REPLACED_CODES {
+        let code = parse_code("code", raw)?;
+        match store::find(db, code).await? {
+            Some(row) if row.retired_at.is_none() => {
+                store::retire(db, code, now).await?;
+            }
+            Some(_) => {}
+            None => ensure_historic(db, code, now).await?,
+        }
+    }
     Ok(added)
+}
+
+impl From<CurrencyError> for ApiError {
+    fn from(e: CurrencyError) -> Self {
+        use CurrencyError as C;
+        match e {
+            C::Invalid { field, message } => ApiError::validation(field, message),
+            C::NotFound(code) => ApiError::NotFound(format!("currency {code} is not supported")),
+            C::AlreadyExists(code, retired) => ApiError::Conflict(if retired {
+                format!(
+                    "currency {code} exists but is retired; PATCH it with \"enabled\": true to bring it back"
+                )
+            } else {
+                format!("currency {code} already exists")
+            }),
+            C::Disabled(code) => ApiError::Unprocessable {
+                slug: "currency-disabled",
+                detail: format!("currency {code} is disabled"),
+            },
+            C::Retired(code) => ApiError::Unprocessable {
+                slug: "currency-retired",
+                detail: format!(
+                    "currency {code} is retired and cannot be used for new conversions"
+                ),
+            },
+            C::Unexpected(e) => ApiError::Internal(e),
+        }
+    }
 }

@@ -61,7 +61,14 @@ fn registered_in_source() -> BTreeSet<String> {
         }
         let text = std::fs::read_to_string(&file).unwrap();
         // A route registered any other way would escape this list (and `cfg.route` has no 405).
-        for forbidden in ["cfg.route(", "#[get(", "#[post(", "#[patch(", "#[delete(", "#[put("] {
+        for forbidden in [
+            "cfg.route(",
+            "#[get(",
+            "#[post(",
+            "#[patch(",
+            "#[delete(",
+            "#[put(",
+        ] {
             assert!(
                 !text.contains(forbidden),
                 "{}: register routes as web::resource(…) so that this test sees them",
@@ -139,7 +146,10 @@ async fn every_operation_has_a_unique_id_a_described_response_and_problem_json_e
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             let id = op["operationId"].as_str().unwrap_or_default();
-            assert!(ids.insert(id.to_owned()), "{method} {path}: operationId {id} is not unique");
+            assert!(
+                ids.insert(id.to_owned()),
+                "{method} {path}: operationId {id} is not unique"
+            );
             // A verb and what it acts on (`listConversions`), not a bare handler name.
             assert!(
                 id.chars().next().is_some_and(|c| c.is_ascii_lowercase())
@@ -148,7 +158,9 @@ async fn every_operation_has_a_unique_id_a_described_response_and_problem_json_e
             );
             for (status, response) in op["responses"].as_object().unwrap() {
                 assert!(
-                    response["description"].as_str().is_some_and(|d| !d.is_empty()),
+                    response["description"]
+                        .as_str()
+                        .is_some_and(|d| !d.is_empty()),
                     "{method} {path} {status}: no description"
                 );
                 if status.starts_with('4') || status.starts_with('5') {
@@ -161,7 +173,10 @@ async fn every_operation_has_a_unique_id_a_described_response_and_problem_json_e
                 }
             }
             if op.get("security").is_some() {
-                assert!(op["responses"].get("401").is_some(), "{method} {path}: no 401");
+                assert!(
+                    op["responses"].get("401").is_some(),
+                    "{method} {path}: no 401"
+                );
             }
         }
     }

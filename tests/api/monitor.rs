@@ -312,7 +312,7 @@ async fn a_dead_run_is_retried_from_the_monitor() {
     let app = spawn_app().await;
     let monitor = sign_in(&app).await;
     let csrf = monitor.csrf().await;
-    let registry = currency_conversion::jobs::registry(&app.settings).unwrap();
+    let registry = app.tasks.clone();
     let run = tasks::enqueue(&app.state, &registry, "prune", serde_json::json!({}))
         .await
         .unwrap();
@@ -357,7 +357,7 @@ async fn a_dead_run_is_retried_from_the_monitor() {
 async fn the_runs_list_filters_and_pages() {
     let app = spawn_app().await;
     let monitor = sign_in(&app).await;
-    let registry = currency_conversion::jobs::registry(&app.settings).unwrap();
+    let registry = app.tasks.clone();
     for _ in 0..27 {
         tasks::enqueue(&app.state, &registry, "prune", serde_json::json!({}))
             .await
@@ -440,4 +440,26 @@ async fn logout_ends_the_session() {
     assert!(cleared.contains("Max-Age=0"), "{cleared}");
     // The old cookie no longer opens anything, even if a browser kept it.
     assert_eq!(monitor.get("/monitor").await.status(), 303);
+}
+
+#[tokio::test]
+async fn seeded_rates_show_as_never_fetched_with_a_year_of_chart() {
+    let app = spawn_app().await;
+    currency_conversion::seed::run(&app.state, &app.rates)
+        .await
+        .unwrap();
+    let monitor = sign_in(&app).await;
+
+    let overview = monitor.page("/monitor").await;
+    assert!(overview.contains(">seed</td>"), "no seed provider row");
+    assert!(
+        overview.contains("never fetched (embedded ECB history"),
+        "seed rates shown as fetched"
+    );
+    assert!(!overview.contains("last fetched"));
+
+    let rates = monitor.page("/monitor/rates?currency=USD&days=365").await;
+    assert!(rates.contains("from seed"), "provider not named");
+    assert!(rates.contains("never fetched"));
+    assert!(rates.contains("<path class=\"line\""), "no chart line");
 }
