@@ -78,20 +78,6 @@ pub async fn request_context(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::acceptable;
-
-    #[test]
-    fn request_ids_with_unsafe_characters_are_replaced() {
-        assert!(acceptable("abc-123_x.y:z"));
-        assert!(!acceptable(""));
-        assert!(!acceptable("a b"));
-        assert!(!acceptable("line\nbreak"));
-        assert!(!acceptable(&"x".repeat(129)));
-    }
-}
-
 /// Every JSON body this API takes is an object. serde would otherwise fill a struct from an
 /// array by position (`["USD","JPY","1.00"]` as a conversion), so anything else is refused
 /// here, once, with 422 — before any handler sees it. Bodies are small (`server.body_limit_bytes`),
@@ -130,4 +116,18 @@ pub async fn json_objects_only(
         req.set_payload(actix_web::dev::Payload::from(body));
     }
     next.call(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::acceptable;
+
+    #[test]
+    fn request_ids_with_unsafe_characters_are_replaced() {
+        assert!(acceptable("abc-123_x.y:z"));
+        assert!(!acceptable(""));
+        assert!(!acceptable("a b"));
+        assert!(!acceptable("line\nbreak"));
+        assert!(!acceptable(&"x".repeat(129)));
+    }
 }
