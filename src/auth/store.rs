@@ -17,6 +17,8 @@ pub struct UserRow {
     pub disabled_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Tokens issued in another epoch are refused (see the `token_epoch_ends_sessions` migration).
+    pub token_epoch: i32,
 }
 
 impl UserRow {
@@ -26,8 +28,7 @@ impl UserRow {
     }
 }
 
-const USER_COLUMNS: &str =
-    "id, email, password_hash, role, display_name, disabled_at, created_at, updated_at";
+const USER_COLUMNS: &str = "id, email, password_hash, role, display_name, disabled_at, created_at, updated_at, token_epoch";
 
 pub async fn insert_user(
     db: &PgPool,
@@ -40,7 +41,7 @@ pub async fn insert_user(
     sqlx::query_as::<_, UserRow>(
         "INSERT INTO users (id, email, password_hash, role, display_name, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $6)
-         RETURNING id, email, password_hash, role, display_name, disabled_at, created_at, updated_at",
+         RETURNING id, email, password_hash, role, display_name, disabled_at, created_at, updated_at, token_epoch",
     )
     .bind(Uuid::now_v7())
     .bind(email.as_str())
@@ -106,7 +107,7 @@ pub async fn update_partner(
                  ELSE NULL END,
              updated_at = $4
          WHERE id = $1 AND role = 'partner'
-         RETURNING id, email, password_hash, role, display_name, disabled_at, created_at, updated_at",
+         RETURNING id, email, password_hash, role, display_name, disabled_at, created_at, updated_at, token_epoch",
     )
     .bind(id.0)
     .bind(display_name)
@@ -116,31 +117,32 @@ pub async fn update_partner(
     .await
 }
 
+/// Sets a partner's password; returns the partner's new token epoch (the trigger moved it on),
+/// or `None` when there is no such partner.
 pub async fn set_password(
     conn: &mut PgConnection,
     id: UserId,
     password_hash: &str,
     now: DateTime<Utc>,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 AND role = 'partner'",
+) -> Result<Option<i32>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 AND role = 'partner'
+         RETURNING token_epoch",
     )
     .bind(id.0)
     .bind(password_hash)
     .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .fetch_optional(conn)
+    .await
 }
 
-/// Whether the user exists and is enabled (the per-request check behind every token).
-pub async fn is_active(db: &PgPool, id: UserId) -> Result<bool, sqlx::Error> {
-    let active: Option<bool> =
-        sqlx::query_scalar("SELECT disabled_at IS NULL FROM users WHERE id = $1")
-            .bind(id.0)
-            .fetch_optional(db)
-            .await?;
-    Ok(active.unwrap_or(false))
+/// The token epoch of an existing, enabled user; `None` when the user is disabled or gone (the
+/// per-request check behind every token).
+pub async fn active_token_epoch(db: &PgPool, id: UserId) -> Result<Option<i32>, sqlx::Error> {
+    sqlx::query_scalar("SELECT token_epoch FROM users WHERE id = $1 AND disabled_at IS NULL")
+        .bind(id.0)
+        .fetch_optional(db)
+        .await
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -151,19 +153,23 @@ pub struct RefreshRow {
     pub expires_at: DateTime<Utc>,
     pub used_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The user's token epoch when this token was issued.
+    pub token_epoch: i32,
 }
 
 pub async fn insert_refresh(
     conn: &mut PgConnection,
     user: UserId,
+    token_epoch: i32,
     family: Uuid,
     token_hash: &[u8],
     now: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO refresh_tokens
+             (id, user_id, family_id, token_hash, created_at, expires_at, token_epoch)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(Uuid::now_v7())
     .bind(user.0)
@@ -171,6 +177,7 @@ pub async fn insert_refresh(
     .bind(token_hash)
     .bind(now)
     .bind(expires_at)
+    .bind(token_epoch)
     .execute(conn)
     .await?;
     Ok(())
@@ -182,7 +189,7 @@ pub async fn lock_refresh(
     token_hash: &[u8],
 ) -> Result<Option<RefreshRow>, sqlx::Error> {
     sqlx::query_as::<_, RefreshRow>(
-        "SELECT id, user_id, family_id, expires_at, used_at, revoked_at
+        "SELECT id, user_id, family_id, expires_at, used_at, revoked_at, token_epoch
          FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
     )
     .bind(token_hash)

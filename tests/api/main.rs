@@ -11,4 +11,5 @@ mod login_throttle;
 mod monitor;
 mod proxy;
 mod rates;
+mod sessions;
 mod tasks;
