@@ -110,13 +110,15 @@ pub async fn get(
 }
 
 /// Cancel one's own `temporary` conversion within its holding period (partner). A
-/// `permanent` conversion is immutable (409).
+/// `permanent` conversion is immutable (409 `/problems/conflict`); once `finalizes_at` has
+/// passed, a conversion not yet marked permanent is being finalized and cannot be cancelled
+/// either (409 `/problems/conversion-finalizing`).
 #[utoipa::path(post, path = "/api/v1/conversions/{id}/cancel", tag = "conversions", operation_id = "cancelConversion",
     params(("id" = uuid::Uuid, Path, description = "Conversion id")), security(("bearer" = ["partner"])),
     responses(
         (status = 200, description = "The conversion, now `cancelled`", body = ConversionView),
         (status = 404, description = "No such conversion (or another partner's)", body = Problem),
-        (status = 409, description = "The conversion is not `temporary` any more (permanent or cancelled)", body = Problem),
+        (status = 409, description = "The conversion is not `temporary` any more, or its holding period is over and it is being finalized", body = Problem),
     ))]
 pub async fn cancel(
     state: web::Data<AppState>,

@@ -118,8 +118,10 @@ pub async fn find(db: &PgPool, id: Uuid) -> Result<Option<ConversionRow>, sqlx::
     .await
 }
 
-/// Cancels a temporary conversion of `partner`. A conversion stays cancellable until the
-/// finalize job has made it permanent; the condition on `status` makes cancel and finalize
+/// Cancels a temporary conversion of `partner` whose holding period has not ended at `now`.
+/// The holding period is checked in the same statement as the status, so a late finalize job
+/// does not stretch the window: once `finalizes_at` has passed the conversion belongs to
+/// finalize, even before the job has run. The condition on `status` makes cancel and finalize
 /// mutually exclusive under the row lock, so exactly one of them wins.
 pub async fn cancel(
     db: &PgPool,
@@ -129,7 +131,7 @@ pub async fn cancel(
 ) -> Result<Option<ConversionRow>, sqlx::Error> {
     sqlx::query_as::<_, ConversionRow>(sqlx::AssertSqlSafe(format!(
         "UPDATE conversions SET status = 'cancelled', cancelled_at = $3
-         WHERE id = $1 AND partner_id = $2 AND status = 'temporary'
+         WHERE id = $1 AND partner_id = $2 AND status = 'temporary' AND finalizes_at > $3
          RETURNING {COLUMNS}"
     )))
     .bind(id)
