@@ -29,17 +29,19 @@ pub struct ConversionRow {
     pub finalizes_at: DateTime<Utc>,
     pub finalized_at: Option<DateTime<Utc>>,
     pub cancelled_at: Option<DateTime<Utc>>,
+    /// The rate lock converted on, if any.
+    pub quote_id: Option<Uuid>,
 }
 
 pub const COLUMNS: &str = "id, partner_id, from_currency, to_currency, amount, from_minor_units, to_minor_units, rate, result, rate_as_of, rate_provider, \
-     from_quote_id, to_quote_id, stale_rate, status, created_at, finalizes_at, finalized_at, cancelled_at";
+     from_quote_id, to_quote_id, stale_rate, status, created_at, finalizes_at, finalized_at, cancelled_at, quote_id";
 
 pub async fn insert(conn: &mut PgConnection, c: &ConversionRow) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO conversions (id, partner_id, from_currency, to_currency, amount, rate, result,
              rate_as_of, rate_provider, from_quote_id, to_quote_id, stale_rate, status, created_at, finalizes_at,
-             from_minor_units, to_minor_units)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'temporary', $13, $14, $15, $16)",
+             from_minor_units, to_minor_units, quote_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'temporary', $13, $14, $15, $16, $17)",
     )
     .bind(c.id)
     .bind(c.partner_id)
@@ -57,6 +59,7 @@ pub async fn insert(conn: &mut PgConnection, c: &ConversionRow) -> Result<(), sq
     .bind(c.finalizes_at)
     .bind(c.from_minor_units)
     .bind(c.to_minor_units)
+    .bind(c.quote_id)
     .execute(conn)
     .await?;
     Ok(())
