@@ -2,8 +2,11 @@
 
 use std::time::Duration;
 
-use actix_web::{HttpResponse, web};
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use secrecy::ExposeSecret;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
@@ -14,8 +17,13 @@ const CHECK_TIMEOUT: Duration = Duration::from_millis(1500);
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/health/live").route(web::get().to(live)))
-        .service(web::resource("/health/ready").route(web::get().to(ready)))
-        .service(web::resource("/metrics").route(web::get().to(metrics)));
+        .service(web::resource("/health/ready").route(web::get().to(ready)));
+}
+
+/// `/metrics`, registered on the API listener or on a listener of its own as
+/// `settings.metrics.expose` says (`startup.rs`).
+pub fn configure_metrics(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/metrics").route(web::get().to(metrics)));
 }
 
 /// Liveness: the process answers; says nothing about its dependencies.
@@ -95,10 +103,31 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     }))
 }
 
-/// Prometheus text format.
+/// Prometheus text format. With `metrics.bearer_token` set, only for that bearer token.
 #[utoipa::path(get, path = "/metrics", tag = "health", operation_id = "getMetrics",
-    responses((status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain")))]
-pub async fn metrics(state: web::Data<AppState>, metrics: web::Data<Metrics>) -> HttpResponse {
+    responses(
+        (status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain"),
+        (status = 401, description = "`metrics.bearer_token` is set and the request does not carry it", body = crate::error::Problem),
+    ))]
+pub async fn metrics(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    metrics: web::Data<Metrics>,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(expected) = &state.settings.metrics.bearer_token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        // Digests of equal length: the comparison's timing says nothing about the token.
+        if Sha256::digest(given.as_bytes()) != Sha256::digest(expected.expose_secret().as_bytes()) {
+            return Err(ApiError::Unauthorized(
+                "/metrics needs the metrics bearer token".into(),
+            ));
+        }
+    }
     let redis = state.redis.status();
     let gauges = PoolGauges {
         pg_size: state.db.size(),
@@ -108,7 +137,7 @@ pub async fn metrics(state: web::Data<AppState>, metrics: web::Data<Metrics>) ->
         redis_available: redis.available,
         redis_max: redis.max_size,
     };
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(metrics.render(&gauges))
+        .body(metrics.render(&gauges)))
 }
