@@ -6,13 +6,13 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 
 use super::queue::{Message, Queue};
 use super::registry::{JobContext, TaskRegistry};
 use super::store::{self, Attempt, Claim, TaskState};
+use crate::clock::Clock;
 use crate::state::AppState;
 
 /// Longest retry delay, whatever the attempt number.
@@ -89,7 +89,7 @@ impl Worker {
             // Whoever holds it acknowledges it; if they die, the message comes back to someone.
             Ok(Claim::Busy) => {}
             Ok(Claim::Overlap) => {
-                let due = Utc::now() + OVERLAP_DEFER;
+                let due = self.state.clock.now() + OVERLAP_DEFER;
                 if let Err(e) = store::defer(&self.state.db, run_id, due).await {
                     tracing::warn!(%run_id, error = %e, "deferring an overlapping run failed");
                     return;
@@ -210,7 +210,7 @@ impl Worker {
     async fn retry(&self, run: &store::TaskRun, started: Instant, error: &str, message: &Message) {
         let base = Duration::from_secs(self.state.settings.tasks.retry_base_secs);
         let delay = retry_delay(base, run.attempts);
-        let due = Utc::now() + delay;
+        let due = self.state.clock.now() + delay;
         let attempt = self.attempt(run, started);
         match store::finish(
             &self.state.db,
@@ -243,7 +243,12 @@ impl Worker {
 }
 
 /// Moves due delayed runs to the stream, every `every`, until `shutdown`.
-pub(super) async fn promote_loop(queue: Queue, every: Duration, shutdown: CancellationToken) {
+pub(super) async fn promote_loop(
+    queue: Queue,
+    clock: Clock,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -251,7 +256,7 @@ pub(super) async fn promote_loop(queue: Queue, every: Duration, shutdown: Cancel
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => return,
         }
-        if let Err(e) = queue.promote_due(Utc::now()).await {
+        if let Err(e) = queue.promote_due(clock.now()).await {
             tracing::debug!(error = format!("{e:#}"), "promoting due task runs failed");
         }
     }

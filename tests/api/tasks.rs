@@ -319,8 +319,10 @@ async fn three_schedulers_run_each_tick_exactly_once() {
     .expect("four ticks ran");
     h.stop().await;
     let ticks: Vec<DateTime<Utc>> = runs.iter().filter_map(|r| r.scheduled_for).collect();
+    // Each tick at most once. A wake-up late by a whole period on a loaded machine collapses the
+    // tick it missed into the next one, so ticks may skip a second but never repeat.
     for pair in ticks.windows(2) {
-        assert_eq!(pair[1] - pair[0], TimeDelta::seconds(1), "ticks {ticks:?}");
+        assert!(pair[1] > pair[0], "ticks {ticks:?}");
     }
     for run in runs.iter().filter(|r| r.state == TaskState::Succeeded) {
         assert_eq!(
@@ -635,5 +637,44 @@ async fn workers_recover_when_postgres_comes_back() {
     pg.restore();
     h.wait_for_state(during.id, TaskState::Succeeded, 30).await;
     assert_eq!(h.logged(during.id).await, vec![1]);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_reads_the_injected_clock_and_collapses_missed_ticks_into_one_run() {
+    let mut h = Harness::new(Some("* * * * * *"), |_| {}).await;
+    let start: DateTime<Utc> = "2020-01-01T12:00:00.500Z".parse().unwrap();
+    let clock = Clock::manual(start);
+    let scheduler = tasks::start_background(
+        AppState::new(h.app.settings.clone(), clock.clone()).unwrap(),
+        h.registry.clone(),
+        ProcessRole::Scheduler,
+        h.shutdown.child_token(),
+    );
+    h.handles.extend(scheduler);
+    let tick = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+    // The first run stands for "now" on the injected clock, not on the system's.
+    let first = poll(10, || async {
+        let runs = h.scheduled_runs().await;
+        (!runs.is_empty()).then_some(runs)
+    })
+    .await
+    .expect("a catch-up run is recorded at start");
+    assert_eq!(first[0].scheduled_for, Some(tick("2020-01-01T12:00:00Z")));
+    // Ten ticks fall due at once, as after a PostgreSQL outage: one run stands for them all.
+    clock.advance(TimeDelta::seconds(10));
+    let runs = poll(10, || async {
+        let runs = h.scheduled_runs().await;
+        runs.iter()
+            .any(|r| r.scheduled_for == Some(tick("2020-01-01T12:00:10Z")))
+            .then_some(runs)
+    })
+    .await
+    .expect("the latest tick is recorded");
+    let ticks: Vec<_> = runs.iter().filter_map(|r| r.scheduled_for).collect();
+    assert_eq!(
+        ticks,
+        vec![tick("2020-01-01T12:00:00Z"), tick("2020-01-01T12:00:10Z")]
+    );
     h.stop().await;
 }
