@@ -292,6 +292,24 @@ pub async fn extend_lease(
     Ok(done.rows_affected() == 1)
 }
 
+/// Gives back a run this worker holds (it is shutting down): queued again, due now, so another
+/// worker takes it without waiting for the lease to expire. False when the run is no longer
+/// ours, or when this was its last attempt (then it expires and is declared dead as usual).
+pub async fn release(db: &PgPool, id: Uuid, worker_id: &str, attempt: i32) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE task_runs
+         SET state = 'queued', lease_expires_at = NULL, next_attempt_at = now()
+         WHERE id = $1 AND worker_id = $2 AND attempts = $3 AND state = 'running'
+           AND attempts < max_attempts",
+    )
+    .bind(id)
+    .bind(worker_id)
+    .bind(attempt)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Identifies one attempt: the fence for recording its outcome.
 pub struct Attempt<'a> {
     pub id: Uuid,

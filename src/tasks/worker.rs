@@ -1,6 +1,8 @@
 //! Workers: read a run id from the stream, claim the run in PostgreSQL, execute it with a lease
-//! kept alive by a heartbeat, record the outcome, acknowledge. Also the promoter that moves due
-//! retries from the delayed set to the stream.
+//! kept alive by a heartbeat, record the outcome, acknowledge. A worker that loses its lease
+//! (taken over, or not extended before it expired) stops the job, since another worker may be
+//! running it; one shutting down hands its run back to the queue at once. Also the promoter that
+//! moves due retries from the delayed set to the stream.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -47,7 +49,7 @@ impl Worker {
     }
 
     /// Reads and executes runs until `shutdown`; a run in progress then gets the shutdown grace
-    /// period to finish, after which it is abandoned to redelivery.
+    /// period to finish, after which it is stopped and queued again for another worker.
     pub async fn run(self, shutdown: CancellationToken) {
         tracing::info!(worker = %self.id, "task worker started");
         let visibility_ms = u64::try_from(self.lease().as_millis()).unwrap_or(u64::MAX);
@@ -124,11 +126,14 @@ impl Worker {
             scheduled_for: run.scheduled_for,
         };
         // A panicking job must not take the worker down: catch it and record it as a failure.
-        let job = AssertUnwindSafe(handler(ctx, run.args.clone())).catch_unwind();
-        tokio::pin!(job);
+        // Boxed so that it can be dropped (stopped) before the lease is handed back.
+        let mut job = Box::pin(AssertUnwindSafe(handler(ctx, run.args.clone())).catch_unwind());
         let lease = self.lease();
         let mut heartbeat = tokio::time::interval(lease / 3);
         heartbeat.tick().await;
+        // Until when our lease surely holds: the last extension asked for `lease` from before it
+        // was sent. Past it, with the heartbeat failing, another worker may own the run.
+        let mut lease_holds_until = Instant::now() + lease;
         let grace = self.state.settings.shutdown_timeout();
         let give_up = async {
             shutdown.cancelled().await;
@@ -139,9 +144,18 @@ impl Worker {
             tokio::select! {
                 outcome = &mut job => break Some(outcome),
                 _ = heartbeat.tick() => {
-                    let kept = store::extend_lease(&self.state.db, run.id, &self.id, run.attempts, lease.as_secs_f64()).await;
-                    if !matches!(kept, Ok(true)) {
-                        tracing::warn!("could not extend the lease of a running job");
+                    let asked = Instant::now();
+                    match store::extend_lease(&self.state.db, run.id, &self.id, run.attempts, lease.as_secs_f64()).await {
+                        Ok(true) => lease_holds_until = asked + lease,
+                        Ok(false) => {
+                            tracing::warn!("the run was taken over; stopping the job");
+                            return;
+                        }
+                        Err(e) if Instant::now() >= lease_holds_until => {
+                            tracing::warn!(error = %e, "the lease could not be extended before it expired; stopping the job");
+                            return;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "could not extend the lease of a running job"),
                     }
                 }
                 _ = &mut give_up => break None,
@@ -149,9 +163,9 @@ impl Worker {
         };
         match outcome {
             None => {
-                tracing::warn!(
-                    "shutting down with the job still running; it will be redelivered after its lease"
-                );
+                // Stop the job before handing the run back, so two attempts never overlap.
+                drop(job);
+                self.release(&run, message).await;
             }
             Some(Ok(Ok(()))) => {
                 self.record(&run, started, TaskState::Succeeded, None, message)
@@ -231,6 +245,32 @@ impl Worker {
             }
             Ok(false) => self.ack(message).await,
             Err(e) => tracing::error!(error = %e, "recording a failed attempt failed"),
+        }
+    }
+
+    /// Hands a run interrupted by shutdown back to the queue at once, instead of leaving it to
+    /// wait out its lease. The attempt still counts; on the last one the run is left to expire
+    /// and be declared dead, as when a worker dies.
+    async fn release(&self, run: &store::TaskRun, message: &Message) {
+        match store::release(&self.state.db, run.id, &self.id, run.attempts).await {
+            Ok(true) => {
+                tracing::warn!("shutting down with the job still running; its run is queued again");
+                // If Redis fails here, the run is `queued` in PostgreSQL and the reconciler
+                // enqueues it.
+                if let Err(e) = self.queue.push(run.id).await {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "re-enqueueing a released run failed"
+                    );
+                }
+                self.ack(message).await;
+            }
+            Ok(false) => tracing::warn!(
+                "shutting down with the job still running; it will be redelivered after its lease"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "releasing the lease failed; the run will be redelivered after it")
+            }
         }
     }
 

@@ -678,3 +678,81 @@ async fn the_scheduler_reads_the_injected_clock_and_collapses_missed_ticks_into_
     );
     h.stop().await;
 }
+
+/// Sets its flag when dropped: tells a test that a job's future was stopped.
+struct SetOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_shutting_down_releases_its_lease_so_the_run_is_redelivered_at_once() {
+    // A visibility timeout far longer than the test may take: only a released lease helps.
+    let mut h = Harness::new(None, |s| s.tasks.visibility_timeout_secs = 120).await;
+    let first_shutdown = CancellationToken::new();
+    let first = tasks::start_background(
+        h.instance(),
+        h.registry.clone(),
+        ProcessRole::Worker,
+        first_shutdown.clone(),
+    );
+    let run = h.enqueue("hang_first").await;
+    let running = h.wait_for_state(run.id, TaskState::Running, 10).await;
+    first_shutdown.cancel();
+    for handle in first {
+        tokio::time::timeout(Duration::from_secs(10), handle)
+            .await
+            .expect("the worker stops within its shutdown grace")
+            .unwrap();
+    }
+    h.start_kept(ProcessRole::Worker);
+    let done = h.wait_for_state(run.id, TaskState::Succeeded, 15).await;
+    assert_ne!(done.worker_id, running.worker_id);
+    assert_eq!(h.logged(run.id).await, vec![2]);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_loses_its_lease_stops_the_job() {
+    let mut h = Harness::new(None, |_| {}).await;
+    let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut registry = TaskRegistry::new();
+    let flag = stopped.clone();
+    registry.register_fn("hold", move |_, _| {
+        let guard = SetOnDrop(flag.clone());
+        async move {
+            let _guard = guard;
+            std::future::pending::<()>().await;
+            Ok(())
+        }
+    });
+    let registry = Arc::new(registry);
+    let instance = h.instance();
+    h.handles.extend(tasks::start_background(
+        instance.clone(),
+        registry.clone(),
+        ProcessRole::Worker,
+        h.shutdown.child_token(),
+    ));
+    let run = tasks::enqueue(&instance, &registry, "hold", json!({}))
+        .await
+        .unwrap();
+    h.wait_for_state(run.id, TaskState::Running, 10).await;
+    // Another worker took the run over (as after a lease that expired during a stall).
+    sqlx::query("UPDATE task_runs SET worker_id = 'another-worker' WHERE id = $1")
+        .bind(run.id)
+        .execute(&h.db)
+        .await
+        .unwrap();
+    let halted = poll(10, || async {
+        stopped
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .then_some(())
+    })
+    .await;
+    assert!(halted.is_some(), "the job kept running without its lease");
+    h.stop().await;
+}
