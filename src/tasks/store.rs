@@ -203,8 +203,8 @@ pub async fn list(
 pub enum Claim {
     /// It is ours now: run it.
     Claimed(Box<TaskRun>),
-    /// Another worker holds a live lease on it: leave the message for redelivery.
-    Busy,
+    /// Another worker holds a live lease on it, until the time given (if known).
+    Busy(Option<DateTime<Utc>>),
     /// Another run of the same task is running: try later.
     Overlap,
     /// Its worker died on the last allowed attempt: it is dead now.
@@ -242,15 +242,16 @@ pub async fn claim(db: &PgPool, id: Uuid, worker_id: &str, lease_secs: f64) -> s
         }
         Err(e) => return Err(e),
     }
-    let current: Option<(String, bool)> = sqlx::query_as(
-        "SELECT state, coalesce(lease_expires_at < now(), false) FROM task_runs WHERE id = $1",
+    let current: Option<(String, bool, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "SELECT state, coalesce(lease_expires_at < now(), false), lease_expires_at
+         FROM task_runs WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(db)
     .await?;
     Ok(match current {
-        Some((state, false)) if state == "running" => Claim::Busy,
-        Some((state, true)) if state == "running" => {
+        Some((state, false, until)) if state == "running" => Claim::Busy(until),
+        Some((state, true, _)) if state == "running" => {
             // Attempts are used up and the last worker is gone: nothing is left to try.
             let dead = sqlx::query(
                 "UPDATE task_runs

@@ -20,6 +20,10 @@ use crate::state::AppState;
 /// Longest retry delay, whatever the attempt number.
 const MAX_BACKOFF_MS: u64 = 6 * 3600 * 1000;
 
+/// Slack after a lease's expiry before a parked run is tried again, for clock skew between this
+/// process and PostgreSQL.
+const LEASE_EXPIRY_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
+
 /// How long a run waits when another run of its task is running.
 const OVERLAP_DEFER: Duration = Duration::from_secs(1);
 
@@ -88,8 +92,16 @@ impl Worker {
         let lease_secs = self.lease().as_secs_f64();
         match store::claim(&self.state.db, run_id, &self.id, lease_secs).await {
             Ok(Claim::Claimed(run)) => self.execute(*run, &message, shutdown).await,
-            // Whoever holds it acknowledges it; if they die, the message comes back to someone.
-            Ok(Claim::Busy) => {}
+            // Someone holds a live lease. Leaving the message pending would wait a whole
+            // visibility timeout from now (this delivery resets its idle time), on top of the
+            // lease: park the run until the lease ends instead. If its holder finishes first,
+            // the parked message finds the run finished and is dropped.
+            Ok(Claim::Busy(until)) => {
+                let due = until.unwrap_or_else(|| self.state.clock.now()) + LEASE_EXPIRY_MARGIN;
+                if self.queue.delay(run_id, due).await.is_ok() {
+                    self.ack(&message).await;
+                }
+            }
             Ok(Claim::Overlap) => {
                 let due = self.state.clock.now() + OVERLAP_DEFER;
                 if let Err(e) = store::defer(&self.state.db, run_id, due).await {

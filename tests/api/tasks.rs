@@ -756,3 +756,27 @@ async fn a_worker_that_loses_its_lease_stops_the_job() {
     assert!(halted.is_some(), "the job kept running without its lease");
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_found_under_a_live_lease_is_redelivered_when_the_lease_ends_not_a_timeout_later() {
+    // The visibility timeout is far longer than the lease left: only waiting for the lease helps.
+    let mut h = Harness::new(None, |s| s.tasks.visibility_timeout_secs = 60).await;
+    let id = Uuid::now_v7();
+    // Another worker holds it for 2 more seconds (it stalled or died after its last heartbeat).
+    sqlx::query(
+        "INSERT INTO task_runs (id, task_name, state, attempts, max_attempts, worker_id,
+                                started_at, lease_expires_at)
+         VALUES ($1, $2, 'running', 1, 3, 'stalled-worker', now(), now() + interval '2 seconds')",
+    )
+    .bind(id)
+    .bind(TEST_JOB)
+    .execute(&h.db)
+    .await
+    .unwrap();
+    Queue::new(h.instance().redis).push(id).await.unwrap();
+    h.start_kept(ProcessRole::Worker);
+    let done = h.wait_for_state(id, TaskState::Succeeded, 15).await;
+    assert_eq!(done.attempts, 2);
+    assert_eq!(h.logged(id).await, vec![2]);
+    h.stop().await;
+}
