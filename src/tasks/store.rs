@@ -203,8 +203,8 @@ pub async fn list(
 pub enum Claim {
     /// It is ours now: run it.
     Claimed(Box<TaskRun>),
-    /// Another worker holds a live lease on it: leave the message for redelivery.
-    Busy,
+    /// Another worker holds a live lease on it, until the time given (if known).
+    Busy(Option<DateTime<Utc>>),
     /// Another run of the same task is running: try later.
     Overlap,
     /// Its worker died on the last allowed attempt: it is dead now.
@@ -242,15 +242,16 @@ pub async fn claim(db: &PgPool, id: Uuid, worker_id: &str, lease_secs: f64) -> s
         }
         Err(e) => return Err(e),
     }
-    let current: Option<(String, bool)> = sqlx::query_as(
-        "SELECT state, coalesce(lease_expires_at < now(), false) FROM task_runs WHERE id = $1",
+    let current: Option<(String, bool, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "SELECT state, coalesce(lease_expires_at < now(), false), lease_expires_at
+         FROM task_runs WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(db)
     .await?;
     Ok(match current {
-        Some((state, false)) if state == "running" => Claim::Busy,
-        Some((state, true)) if state == "running" => {
+        Some((state, false, until)) if state == "running" => Claim::Busy(until),
+        Some((state, true, _)) if state == "running" => {
             // Attempts are used up and the last worker is gone: nothing is left to try.
             let dead = sqlx::query(
                 "UPDATE task_runs
@@ -287,6 +288,24 @@ pub async fn extend_lease(
     .bind(worker_id)
     .bind(attempt)
     .bind(lease_secs)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Gives back a run this worker holds (it is shutting down): queued again, due now, so another
+/// worker takes it without waiting for the lease to expire. False when the run is no longer
+/// ours, or when this was its last attempt (then it expires and is declared dead as usual).
+pub async fn release(db: &PgPool, id: Uuid, worker_id: &str, attempt: i32) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE task_runs
+         SET state = 'queued', lease_expires_at = NULL, next_attempt_at = now()
+         WHERE id = $1 AND worker_id = $2 AND attempts = $3 AND state = 'running'
+           AND attempts < max_attempts",
+    )
+    .bind(id)
+    .bind(worker_id)
+    .bind(attempt)
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)

@@ -1,6 +1,7 @@
 //! One integration-test binary (faster to link than one per file); modules by capability.
 
 mod auth;
+mod contract;
 mod conversions;
 mod currencies;
 mod first_start;
@@ -9,8 +10,10 @@ mod helpers;
 mod login_throttle;
 mod monitor;
 mod outages;
+mod password_policy;
 mod proxy;
 mod quotes;
 mod rates;
+mod registration;
 mod sessions;
 mod tasks;
