@@ -4,7 +4,7 @@ CARGO ?= cargo
 BIN := target/debug/currency-conversion
 COMPOSE ?= $(shell command -v podman >/dev/null 2>&1 && echo "podman compose" || echo "docker compose")
 
-.PHONY: run test up down fmt lint bench e2e check-services build
+.PHONY: run test up down fmt lint bench e2e check-services build sqlx-prepare sqlx-check
 
 build:
 	$(CARGO) build --locked
@@ -51,6 +51,15 @@ bench: check-services
 
 fmt:
 	$(CARGO) fmt --all
+
+## Regenerate the committed .sqlx query data after changing a query or a migration (README,
+## "Changing SQL"). Migrates a private scratch database, which it drops afterwards.
+sqlx-prepare: check-services
+	.ci/sqlx-prepare
+
+## Fail when .sqlx does not match the queries in the code (CI runs this).
+sqlx-check: check-services
+	.ci/sqlx-prepare --check
 
 lint:
 	$(CARGO) fmt --all -- --check
