@@ -1,12 +1,16 @@
 //! Fixtures so that a new user can try the service at once, even offline. Idempotent: running
 //! it twice changes nothing.
 //!
-//! - The default currencies (every currency of the ECB reference feed, plus EGP).
-//! - When no rates are stored yet: one real ECB daily publication (embedded in the binary), so
-//!   that rates and conversions work before the first fetch succeeds. They are old, so they are
-//!   flagged `stale`; the scheduled fetch replaces them when a provider is reachable.
+//! - The default currencies (every currency the ECB quotes today, plus EGP); currencies that
+//!   have been replaced (BGN since 2026-01-01) are kept as historic, never offered.
+//! - When no rates are stored yet: a year of real ECB publications (embedded in the binary),
+//!   stored as provider `seed`, so that rates, conversions, charts, `rates/at` and
+//!   `rates/series` work before the first fetch succeeds. They are old, so they are flagged
+//!   `stale`; the scheduled fetch supersedes them when a provider is reachable.
 //! - In `local` only: a demo admin and a demo partner, with passwords printed once. Elsewhere
 //!   create users with `currency-conversion user create`.
+
+use anyhow::Context;
 
 use crate::auth::Role;
 use crate::auth::service::{AuthError, create_user};
@@ -46,35 +50,63 @@ pub async fn run(state: &AppState) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The ECB's daily reference rates of one day, in the ECB's daily CSV layout.
-const FIXTURE_RATES: &str = include_str!("fixtures/ecb-eurofxref-daily.csv");
+/// A year of the ECB's euro reference rates (2025-10-31 to 2026-10-30, every publication day),
+/// cut from the ECB's `eurofxref-hist.csv` in its own layout, keeping the currencies quoted in
+/// that year. A year lets charts, `rates/at` and `rates/series` work on a machine that has never
+/// reached a provider.
+const SEED_HISTORY: &str = include_str!("fixtures/ecb-eurofxref-hist-last-year.csv");
 
 async fn seed_fixture_rates(state: &AppState) -> anyhow::Result<()> {
-    use crate::rates::ecb_csv::EcbCsvReader;
-    use crate::rates::provider::{ProviderKind, Snapshot};
+    use crate::rates::import::{SEED_PROVIDER, import_ecb_as};
 
     if crate::rates::service::any_rates_stored(state).await? {
-        println!("seed: rates already stored; fixture rates not needed");
+        println!("seed: rates already stored; the embedded history is not needed");
         return Ok(());
     }
-    let mut reader = EcbCsvReader::new(FIXTURE_RATES.as_bytes())?;
-    let (date, quotes) = reader
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("the embedded rates fixture is empty"))??;
-    let snapshot = Snapshot {
-        provider: ProviderKind::Ecb,
-        base: crate::currencies::CurrencyCode::parse("EUR")?,
-        as_of: crate::rates::import::publication_instant(date),
-        quotes: quotes.into_iter().collect(),
-        ignored_codes: 0,
-        missing: Vec::new(),
-    };
-    let known = crate::rates::service::known_currencies(state).await?;
-    let report =
-        crate::rates::service::store_snapshot(state, snapshot, &known, &[], Vec::new()).await?;
+    let report = import_ecb_as(state, SEED_PROVIDER, SEED_HISTORY.as_bytes())
+        .await
+        .context("storing the embedded ECB history")?;
     println!(
-        "seed: stored {} ECB reference rates of {date} (stale until the first fetch)",
-        report.changed
+        "seed: stored {} days of ECB reference rates (embedded, provider `seed`, newest {}); \
+         they count as stale until a provider answers",
+        report.days,
+        seed_history_newest().map_or_else(|| "unknown".to_owned(), |d| d.to_string()),
     );
     Ok(())
+}
+
+/// The newest publication day of the embedded history.
+pub fn seed_history_newest() -> Option<chrono::NaiveDate> {
+    let line = SEED_HISTORY.lines().nth(1)?;
+    chrono::NaiveDate::parse_from_str(line.split(',').next()?, "%Y-%m-%d").ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_history_is_a_year_of_ecb_publications_newest_first() {
+        let reader = crate::rates::ecb_csv::EcbCsvReader::new(SEED_HISTORY.as_bytes()).unwrap();
+        let days: Vec<chrono::NaiveDate> = reader.map(|d| d.unwrap().0).collect();
+        assert!(days.len() > 250, "{} days", days.len());
+        assert!(days.windows(2).all(|w| w[0] > w[1]));
+        assert_eq!(seed_history_newest(), Some(days[0]));
+        assert!((days[0] - days[days.len() - 1]).num_days() >= 360);
+    }
+
+    #[test]
+    fn embedded_history_stops_quoting_bgn_when_bulgaria_adopted_the_euro() {
+        let euro_day = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+        let bgn = crate::currencies::CurrencyCode::parse("BGN").unwrap();
+        let reader = crate::rates::ecb_csv::EcbCsvReader::new(SEED_HISTORY.as_bytes()).unwrap();
+        for day in reader {
+            let (date, quotes) = day.unwrap();
+            assert_eq!(
+                quotes.iter().any(|(c, _)| *c == bgn),
+                date < euro_day,
+                "{date}"
+            );
+        }
+    }
 }

@@ -292,15 +292,25 @@ pub async fn ensure_historic(
     Ok(())
 }
 
-/// The currencies seeded for a new installation: every currency of the ECB reference feed, plus
-/// EGP (the original system's home currency).
-pub const DEFAULT_CODES: [&str; 31] = [
-    "EUR", "USD", "JPY", "BGN", "CZK", "DKK", "GBP", "HUF", "PLN", "RON", "SEK", "CHF", "ISK",
-    "NOK", "TRY", "AUD", "BRL", "CAD", "CNY", "HKD", "IDR", "ILS", "INR", "KRW", "MXN", "MYR",
-    "NZD", "PHP", "SGD", "THB", "ZAR",
+/// The currencies seeded for a new installation: every currency the ECB quotes today, plus EGP
+/// (the original system's home currency).
+pub const DEFAULT_CODES: [&str; 30] = [
+    "EUR", "USD", "JPY", "CZK", "DKK", "GBP", "HUF", "PLN", "RON", "SEK", "CHF", "ISK", "NOK",
+    "TRY", "AUD", "BRL", "CAD", "CNY", "HKD", "IDR", "ILS", "INR", "KRW", "MXN", "MYR", "NZD",
+    "PHP", "SGD", "THB", "ZAR",
 ];
 
-/// Adds the default set (and EGP) as enabled ISO currencies; running it again changes nothing.
+/// Currencies that have been replaced (a country adopting the euro) with the day the
+/// replacement took effect: history keeps them, nothing offers them. Earlier releases seeded
+/// some of them as active, so `seed` retires them where they are still enabled.
+pub const REPLACED_CODES: [(&str, &str); 1] = [
+    // Bulgaria adopted the euro; the ECB stopped quoting the lev on 2026-01-01.
+    ("BGN", "2026-01-01"),
+];
+
+/// Adds the default set (and EGP) as enabled ISO currencies and makes sure every replaced
+/// currency is historic (retired); running it again changes nothing. Returns how many
+/// currencies were added.
 pub async fn seed_defaults(db: &PgPool, now: DateTime<Utc>) -> Result<usize, CurrencyError> {
     let mut added = 0;
     for raw in DEFAULT_CODES.iter().chain(["EGP"].iter()) {
@@ -319,6 +329,16 @@ pub async fn seed_defaults(db: &PgPool, now: DateTime<Utc>) -> Result<usize, Cur
         };
         if store::insert_if_absent(db, &new, now).await? {
             added += 1;
+        }
+    }
+    for (raw, _since) in REPLACED_CODES {
+        let code = parse_code("code", raw)?;
+        match store::find(db, code).await? {
+            Some(row) if row.retired_at.is_none() => {
+                store::retire(db, code, now).await?;
+            }
+            Some(_) => {}
+            None => ensure_historic(db, code, now).await?,
         }
     }
     Ok(added)

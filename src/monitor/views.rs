@@ -232,6 +232,20 @@ fn retry_form(session: &MonitorSession, run: &TaskRun) -> Markup {
     }
 }
 
+/// When a provider's newest publication was last seen; rates from the `seed` were never
+/// fetched, and saying "fetched 1 min ago" would hide that no provider has answered yet.
+fn fetched_cell(now: DateTime<Utc>, provider: &str, last_seen_at: DateTime<Utc>) -> Markup {
+    html! {
+        @if provider == crate::rates::import::SEED_PROVIDER {
+            span title="Embedded in the binary and stored by `currency-conversion seed`; no provider has been reached." {
+                "never fetched (embedded ECB history, stored " (when(now, Some(last_seen_at))) ")"
+            }
+        } @else {
+            "last fetched " (when(now, Some(last_seen_at)))
+        }
+    }
+}
+
 /// `/monitor`: is the service healthy, at a glance.
 pub fn overview_page(session: &MonitorSession, o: &Overview) -> Markup {
     let s = &o.stats;
@@ -296,13 +310,13 @@ pub fn overview_page(session: &MonitorSession, o: &Overview) -> Markup {
                 } @else {
                     div.scroll {
                         table {
-                            thead { tr { th { "Provider" } th { "Published" } th { "Last fetched" } th { "Currencies" } th { "Status" } } }
+                            thead { tr { th { "Provider" } th { "Published" } th { "Fetched" } th { "Currencies" } th { "Status" } } }
                             tbody {
                                 @for p in &o.providers {
                                     tr {
                                         td { (p.provider) }
                                         td { (when(o.now, Some(p.as_of))) }
-                                        td { (when(o.now, Some(p.last_seen_at))) }
+                                        td { (fetched_cell(o.now, &p.provider, p.last_seen_at)) }
                                         td { (p.currencies) " vs " (p.base) }
                                         td { @if p.stale { span.badge.bad { "stale" } } @else { span.badge.ok { "fresh" } } }
                                     }
@@ -501,7 +515,7 @@ pub fn rates_page(session: &MonitorSession, page: &RatesPage) -> Markup {
                     }
                     p.muted {
                         "Rates per 1 " (page.pivot) " from " (l.provider) ", published " (when(page.now, Some(l.as_of)))
-                        ", last fetched " (when(page.now, Some(l.last_seen_at))) "."
+                        ", " (fetched_cell(page.now, &l.provider, l.last_seen_at)) "."
                     }
                 }
                 None => p.alert.warn role="alert" { "No rates have been fetched yet." },

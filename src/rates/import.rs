@@ -24,6 +24,10 @@ use crate::startup::AppState;
 /// Provider name of imported history.
 pub const PROVIDER: &str = "ecb";
 
+/// Provider name of the history embedded in the binary and stored by `seed`: it was not fetched
+/// from anyone, and the API and the monitor say so.
+pub const SEED_PROVIDER: &str = "seed";
+
 /// Quote rows per INSERT statement.
 pub const BATCH_ROWS: usize = 5_000;
 
@@ -47,6 +51,7 @@ pub fn publication_instant(date: NaiveDate) -> DateTime<Utc> {
 }
 
 struct Writer {
+    provider: &'static str,
     base: CurrencyCode,
     fetched_at: DateTime<Utc>,
     quotes: QuoteBatch,
@@ -58,9 +63,14 @@ struct Writer {
 impl Writer {
     async fn flush(&mut self, conn: &mut PgConnection, force: bool) -> anyhow::Result<()> {
         if force || self.quotes.len() >= BATCH_ROWS {
-            self.report.quotes_inserted +=
-                store::insert_quotes(conn, PROVIDER, self.base, self.fetched_at, &self.quotes)
-                    .await?;
+            self.report.quotes_inserted += store::insert_quotes(
+                conn,
+                self.provider,
+                self.base,
+                self.fetched_at,
+                &self.quotes,
+            )
+            .await?;
             self.quotes = QuoteBatch::default();
         }
         if force || self.snapshot_as_of.len() >= BATCH_ROWS {
@@ -73,7 +83,7 @@ impl Writer {
                           LATERAL (SELECT string_to_array(codes, ',') AS c) a
                      ON CONFLICT (provider, base, as_of) DO NOTHING",
                 )
-                .bind(PROVIDER)
+                .bind(self.provider)
                 .bind(self.base)
                 .bind(&self.snapshot_as_of)
                 .bind(&self.snapshot_codes)
@@ -90,10 +100,20 @@ impl Writer {
     }
 }
 
-/// Imports an ECB history file. Currencies of the file not yet known are added as historic
-/// (retired) ones first, so that the foreign keys hold.
-#[tracing::instrument(name = "rates.import_ecb", skip_all)]
+/// Imports an ECB history file as provider `ecb`. Currencies of the file not yet known are
+/// added as historic (retired) ones first, so that the foreign keys hold.
 pub async fn import_ecb<R: BufRead>(state: &AppState, input: R) -> anyhow::Result<ImportReport> {
+    import_ecb_as(state, PROVIDER, input).await
+}
+
+/// Imports an ECB history file under the given provider name ([`PROVIDER`] for a file the
+/// operator downloaded, [`SEED_PROVIDER`] for the embedded one).
+#[tracing::instrument(name = "rates.import_ecb", skip(state, input))]
+pub async fn import_ecb_as<R: BufRead>(
+    state: &AppState,
+    provider: &'static str,
+    input: R,
+) -> anyhow::Result<ImportReport> {
     let now = state.clock.now();
     let base = CurrencyCode::parse("EUR").context("EUR")?;
     let reader = EcbCsvReader::new(input).context("reading the ECB CSV header")?;
@@ -110,8 +130,9 @@ pub async fn import_ecb<R: BufRead>(state: &AppState, input: R) -> anyhow::Resul
         }
     }
     let mut tx = state.db.begin().await?;
-    store::lock_feed(&mut tx, PROVIDER, base).await?;
+    store::lock_feed(&mut tx, provider, base).await?;
     let mut writer = Writer {
+        provider,
         base,
         fetched_at: now,
         quotes: QuoteBatch::default(),
@@ -158,7 +179,7 @@ pub async fn import_ecb<R: BufRead>(state: &AppState, input: R) -> anyhow::Resul
     for (code, (start, value)) in firsts {
         let before = store::quotes_at(
             &mut tx,
-            PROVIDER,
+            provider,
             base,
             &[code],
             start - TimeDelta::microseconds(1),
@@ -176,7 +197,7 @@ pub async fn import_ecb<R: BufRead>(state: &AppState, input: R) -> anyhow::Resul
          WHERE s.provider = $1 AND s.base = $2 AND s.as_of = c.as_of
            AND s.changed_count IS DISTINCT FROM c.n",
     )
-    .bind(PROVIDER)
+    .bind(provider)
     .bind(base)
     .execute(&mut *tx)
     .await

@@ -3,6 +3,7 @@
 mod auth;
 mod conversions;
 mod currencies;
+mod first_start;
 mod foundation;
 mod helpers;
 mod monitor;

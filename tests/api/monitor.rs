@@ -441,3 +441,23 @@ async fn logout_ends_the_session() {
     // The old cookie no longer opens anything, even if a browser kept it.
     assert_eq!(monitor.get("/monitor").await.status(), 303);
 }
+
+#[tokio::test]
+async fn seeded_rates_show_as_never_fetched_with_a_year_of_chart() {
+    let app = spawn_app().await;
+    currency_conversion::seed::run(&app.state).await.unwrap();
+    let monitor = sign_in(&app).await;
+
+    let overview = monitor.page("/monitor").await;
+    assert!(overview.contains(">seed</td>"), "no seed provider row");
+    assert!(
+        overview.contains("never fetched (embedded ECB history"),
+        "seed rates shown as fetched"
+    );
+    assert!(!overview.contains("last fetched"));
+
+    let rates = monitor.page("/monitor/rates?currency=USD&days=365").await;
+    assert!(rates.contains("from seed"), "provider not named");
+    assert!(rates.contains("never fetched"));
+    assert!(rates.contains("<path class=\"line\""), "no chart line");
+}
