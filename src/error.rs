@@ -1,7 +1,8 @@
 //! The one place where failures become HTTP responses: RFC 9457 `application/problem+json`.
 //!
-//! Policy: every module has its own error enum; `From` impls for them live at the bottom of this
-//! file, so the status and problem `type` of every failure can be read in one screen. A problem
+//! Policy: every module has its own error enum and maps it to an [`ApiError`] with a
+//! `From<ModuleError> for ApiError` beside that enum, so this file imports no capability and a
+//! reader finds a module's failures and their HTTP answers in one place. A problem
 //! `type` is a stable identifier clients may branch on (`/problems/<slug>`). Anything unexpected
 //! becomes a 500 whose body says nothing internal; its whole cause chain goes to the log with the
 //! request id. Unknown errors are never mapped to 4xx.
@@ -313,112 +314,5 @@ pub fn unique_violation(err: &sqlx::Error) -> Option<&str> {
     match err {
         sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => db.constraint(),
         _ => None,
-    }
-}
-
-// ---- Each module's errors, mapped to HTTP in one place. ----
-
-impl From<crate::auth::AuthError> for ApiError {
-    fn from(e: crate::auth::AuthError) -> Self {
-        use crate::auth::AuthError as A;
-        match e {
-            A::InvalidCredentials => ApiError::Unauthorized("invalid email or password".into()),
-            A::InvalidToken(d) => ApiError::Unauthorized(d),
-            A::WrongRole(role) => {
-                ApiError::Forbidden(format!("this endpoint requires the {role} role"))
-            }
-            A::Throttled { retry_after_secs } => ApiError::TooManyRequests { retry_after_secs },
-            A::EmailTaken => ApiError::Conflict("an account with this email already exists".into()),
-            A::RegistrationClosed => {
-                ApiError::Forbidden("self-registration is disabled on this service".into())
-            }
-            A::PartnerNotFound => ApiError::NotFound("no such partner".into()),
-            A::Invalid { field, message } => ApiError::validation(field, message),
-            A::Unexpected(e) => ApiError::Internal(e),
-        }
-    }
-}
-
-impl From<crate::currencies::CurrencyError> for ApiError {
-    fn from(e: crate::currencies::CurrencyError) -> Self {
-        use crate::currencies::CurrencyError as C;
-        match e {
-            C::Invalid { field, message } => ApiError::validation(field, message),
-            C::NotFound(code) => ApiError::NotFound(format!("currency {code} is not supported")),
-            C::AlreadyExists(code, retired) => ApiError::Conflict(if retired {
-                format!(
-                    "currency {code} exists but is retired; PATCH it with \"enabled\": true to bring it back"
-                )
-            } else {
-                format!("currency {code} already exists")
-            }),
-            C::Disabled(code) => ApiError::Unprocessable {
-                slug: "currency-disabled",
-                detail: format!("currency {code} is disabled"),
-            },
-            C::Retired(code) => ApiError::Unprocessable {
-                slug: "currency-retired",
-                detail: format!(
-                    "currency {code} is retired and cannot be used for new conversions"
-                ),
-            },
-            C::Unexpected(e) => ApiError::Internal(e),
-        }
-    }
-}
-
-impl From<crate::rates::RatesError> for ApiError {
-    fn from(e: crate::rates::RatesError) -> Self {
-        use crate::rates::RatesError as R;
-        match e {
-            R::Invalid { field, message } => ApiError::validation(field, message),
-            R::CurrencyNotSupported(code) => ApiError::Unprocessable {
-                slug: "currency-not-supported",
-                detail: format!("currency {code} is not supported by this service"),
-            },
-            R::CurrencyDisabled(code) => ApiError::Unprocessable {
-                slug: "currency-disabled",
-                detail: format!("currency {code} is disabled"),
-            },
-            R::CurrencyRetired(code) => ApiError::Unprocessable {
-                slug: "currency-retired",
-                detail: format!("currency {code} is retired; only its history can be read"),
-            },
-            R::NoRates(detail) => ApiError::NotFoundAs {
-                slug: "no-rates",
-                detail,
-            },
-            R::NotQuoted(code) => ApiError::NotFoundAs {
-                slug: "no-rates",
-                detail: format!("no rate is stored for {code}"),
-            },
-            R::Amount(e) => ApiError::validation("amount", e.to_string()),
-            R::Unexpected(e) => ApiError::Internal(e),
-        }
-    }
-}
-
-impl From<crate::conversions::ConversionError> for ApiError {
-    fn from(e: crate::conversions::ConversionError) -> Self {
-        use crate::conversions::ConversionError as C;
-        match e {
-            C::Invalid { field, message } => ApiError::validation(field, message),
-            C::Currency(e) => e.into(),
-            C::Rates(e) => e.into(),
-            e @ C::StaleRate { .. } => ApiError::Unprocessable {
-                slug: "stale-rate",
-                detail: e.to_string(),
-            },
-            C::IdempotencyMismatch => ApiError::Unprocessable {
-                slug: "idempotency-key-reused",
-                detail: "this Idempotency-Key was already used with a different request body"
-                    .into(),
-            },
-            C::NotFound => ApiError::NotFound("no such conversion".into()),
-            C::NotCancellable(status) => {
-                ApiError::Conflict(format!("a {status} conversion cannot be cancelled"))
-            }
-            C::Unexpected(e) => ApiError::Internal(e),
-        }
     }
 }

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::metrics::{Metrics, PoolGauges};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 const CHECK_TIMEOUT: Duration = Duration::from_millis(1500);
 

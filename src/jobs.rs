@@ -1,20 +1,24 @@
 //! The service's task registry: the queue machinery's own job (`prune`) plus each capability's
-//! jobs, with their schedules from `tasks.schedule.*`.
+//! jobs, each registered with the context it runs with, and their schedules from
+//! `tasks.schedule.*`.
 
 use crate::conversions::jobs::FinalizeConversions;
+use crate::rates::Rates;
 use crate::rates::jobs::FetchRates;
-use crate::settings::Settings;
+use crate::state::AppState;
 use crate::tasks::{Job, TaskRegistry};
 
-pub fn registry(settings: &Settings) -> anyhow::Result<TaskRegistry> {
-    let mut registry = crate::tasks::registry(settings)?;
-    registry.register::<FetchRates>();
+/// Builds the registry for a process whose rates handle is `rates`.
+pub fn registry(state: &AppState, rates: &Rates) -> anyhow::Result<TaskRegistry> {
+    let settings = &state.settings;
+    let mut registry = crate::tasks::registry(state)?;
+    registry.register::<FetchRates>(rates.clone());
     registry.schedule(
         FetchRates::NAME,
         &settings.tasks.schedule.fetch_rates,
         "tasks.schedule.fetch_rates",
     )?;
-    registry.register::<FinalizeConversions>();
+    registry.register::<FinalizeConversions>(state.clone());
     registry.schedule(
         FinalizeConversions::NAME,
         &settings.tasks.schedule.finalize_conversions,

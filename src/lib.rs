@@ -1,6 +1,7 @@
 //! Currency conversion service: one crate, modules by capability. See README.md for the tour.
 
 pub mod auth;
+pub mod client_ip;
 pub mod clock;
 pub mod conversions;
 pub mod currencies;
@@ -20,5 +21,6 @@ pub mod redis_client;
 pub mod seed;
 pub mod settings;
 pub mod startup;
+pub mod state;
 pub mod tasks;
 pub mod telemetry;

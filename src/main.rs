@@ -7,7 +7,8 @@ use clap::{Parser, Subcommand};
 use currency_conversion::auth::{self, Role};
 use currency_conversion::clock::Clock;
 use currency_conversion::settings;
-use currency_conversion::startup::{AppState, Application, Role as ProcessRole};
+use currency_conversion::startup::Application;
+use currency_conversion::state::{AppState, ProcessRole};
 
 #[derive(Parser)]
 #[command(name = "currency-conversion", version, about)]
@@ -121,7 +122,8 @@ async fn run() -> anyhow::Result<()> {
         Command::Seed => {
             currency_conversion::db::create_and_migrate(&settings.database).await?;
             let state = AppState::new(settings, Clock::system())?;
-            currency_conversion::seed::run(&state).await?;
+            let rates = currency_conversion::rates::Rates::new(&state);
+            currency_conversion::seed::run(&state, &rates).await?;
         }
         Command::User {
             command: UserCommand::Create { email, role, name },
@@ -158,16 +160,17 @@ async fn run() -> anyhow::Result<()> {
         Command::Rates { command } => {
             currency_conversion::db::create_and_migrate(&settings.database).await?;
             let state = AppState::new(settings, Clock::system())?;
+            let rates = currency_conversion::rates::Rates::new(&state);
             match command {
                 RatesCommand::Fetch => {
-                    let report = currency_conversion::rates::fetch_and_store(&state).await?;
+                    let report = currency_conversion::rates::fetch_and_store(&rates).await?;
                     print!("{report}");
                 }
                 RatesCommand::ImportEcb { file } => {
                     let input = std::fs::File::open(&file)
                         .with_context(|| format!("opening {}", file.display()))?;
                     let report = currency_conversion::rates::import::import_ecb(
-                        &state,
+                        &rates,
                         std::io::BufReader::new(input),
                     )
                     .await?;

@@ -14,18 +14,19 @@ use anyhow::Context;
 
 use crate::auth::Role;
 use crate::auth::service::{AuthError, create_user};
+use crate::rates::Rates;
 use crate::settings::Environment;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub const DEMO_ADMIN_EMAIL: &str = "admin@example.com";
 pub const DEMO_PARTNER_EMAIL: &str = "partner@example.com";
 
-pub async fn run(state: &AppState) -> anyhow::Result<()> {
+pub async fn run(state: &AppState, rates: &Rates) -> anyhow::Result<()> {
     let added = crate::currencies::service::seed_defaults(&state.db, state.clock.now())
         .await
         .map_err(|e| anyhow::anyhow!("seeding currencies: {e}"))?;
     println!("seed: {added} default currencies added");
-    seed_fixture_rates(state).await?;
+    seed_fixture_rates(rates).await?;
     if state.settings.environment == Environment::Local {
         for (email, role, name) in [
             (DEMO_ADMIN_EMAIL, Role::Admin, "Demo admin"),
@@ -56,7 +57,7 @@ pub async fn run(state: &AppState) -> anyhow::Result<()> {
 /// reached a provider.
 const SEED_HISTORY: &str = include_str!("fixtures/ecb-eurofxref-hist-last-year.csv");
 
-async fn seed_fixture_rates(state: &AppState) -> anyhow::Result<()> {
+async fn seed_fixture_rates(state: &Rates) -> anyhow::Result<()> {
     use crate::rates::import::{SEED_PROVIDER, import_ecb_as};
 
     if crate::rates::service::any_rates_stored(state).await? {

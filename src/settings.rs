@@ -78,6 +78,12 @@ pub struct ServerSettings {
     pub workers: usize,
     /// Seconds granted to in-flight requests and jobs on shutdown.
     pub shutdown_timeout_secs: u64,
+    /// Reverse proxies (CIDRs, e.g. `10.0.0.0/8`) whose `X-Forwarded-For` names the client.
+    /// Empty (the default): the socket peer is the client and the header is ignored, because
+    /// any client can write it. Set it to the proxy's range when the service sits behind one,
+    /// or every client shares the proxy's per-IP login limit.
+    #[serde(default)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Clone, Deserialize)]
@@ -254,6 +260,7 @@ pub fn load_from(
                 .try_parsing(true)
                 .list_separator(",")
                 .with_list_parse_key("rates.fallbacks")
+                .with_list_parse_key("server.trusted_proxies")
                 .source(Some(
                     env.iter()
                         .filter(|(k, _)| k.starts_with("CCS__"))

@@ -9,67 +9,51 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::{ErrorHandlers, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use sqlx::PgPool;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::auth::status_cache::StatusMemo;
 use crate::clock::Clock;
+use crate::currencies::CurrencyEvents;
 use crate::error;
 use crate::metrics::Metrics;
 use crate::openapi::ApiDoc;
-use crate::redis_client::Redis;
+use crate::rates::{CurrencyWatcher, Rates};
 use crate::settings::Settings;
+pub use crate::state::{AppState, ProcessRole};
 use crate::tasks::TaskRegistry;
 
-/// Which pieces a process runs, so one binary can scale out as separate processes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Role {
-    /// HTTP API, scheduler and workers in one process.
-    All,
-    /// HTTP API only.
-    Api,
-    /// Queue workers only.
-    Worker,
-    /// Cron scheduler (and the queue reconciler) only.
-    Scheduler,
-}
-
-impl Role {
-    pub fn serves_http(self) -> bool {
-        matches!(self, Role::All | Role::Api)
-    }
-}
-
-/// Everything a handler or job needs, cheap to clone.
+/// The per-process pieces built once and handed to routes and jobs: the core state, the rates
+/// handle (with its cache), the token status memo and the currency listeners.
 #[derive(Clone)]
-pub struct AppState {
-    pub db: PgPool,
-    pub redis: Redis,
-    pub settings: Arc<Settings>,
-    pub clock: Clock,
-    /// Latest-rates cache and provider client of this process.
-    pub rates: Arc<crate::rates::RatesRuntime>,
-    /// Recently checked access tokens of this process (see `auth::status_cache`).
-    pub token_memo: Arc<crate::auth::status_cache::StatusMemo>,
+struct Parts {
+    state: AppState,
+    rates: Rates,
+    token_memo: Arc<StatusMemo>,
+    events: CurrencyEvents,
 }
 
-impl AppState {
-    pub fn new(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
-        Ok(Self {
-            db: crate::db::pool(&settings.database)?,
-            redis: Redis::new(&settings.redis)?,
-            settings: Arc::new(settings),
-            clock,
-            rates: Arc::default(),
+impl Parts {
+    fn with(state: AppState, rates: Rates, tasks: &Arc<TaskRegistry>) -> Self {
+        let mut events = CurrencyEvents::new();
+        events.subscribe(Arc::new(CurrencyWatcher {
+            rates: rates.clone(),
+            state: state.clone(),
+            registry: tasks.clone(),
+        }));
+        Self {
+            state,
+            rates,
             token_memo: Arc::default(),
-        })
+            events,
+        }
     }
 }
 
 pub struct Application {
     port: u16,
     server: Server,
-    state: AppState,
+    parts: Parts,
     tasks: Arc<TaskRegistry>,
 }
 
@@ -77,19 +61,12 @@ impl Application {
     /// Migrates the database and binds the HTTP listener. Does not start serving until
     /// [`Application::run_until_stopped`].
     pub async fn build(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
-        let tasks = crate::jobs::registry(&settings)?;
-        Self::build_with_tasks(settings, clock, tasks).await
-    }
-
-    /// [`Application::build`] with a given task registry (tests register their own jobs).
-    pub async fn build_with_tasks(
-        settings: Settings,
-        clock: Clock,
-        tasks: TaskRegistry,
-    ) -> anyhow::Result<Self> {
         crate::db::create_and_migrate(&settings.database).await?;
-        let tasks = Arc::new(tasks);
         let state = AppState::new(settings, clock)?;
+        let rates = Rates::new(&state);
+        let tasks = Arc::new(crate::jobs::registry(&state, &rates)?);
+        let parts = Parts::with(state, rates, &tasks);
+        let state = &parts.state;
         let address = format!(
             "{}:{}",
             state.settings.server.host, state.settings.server.port
@@ -97,11 +74,11 @@ impl Application {
         let listener = TcpListener::bind(&address)
             .with_context(|| format!("server.host/server.port: cannot bind {address}"))?;
         let port = listener.local_addr()?.port();
-        let server = http_server(listener, state.clone(), tasks.clone())?;
+        let server = http_server(listener, parts.clone(), tasks.clone())?;
         Ok(Self {
             port,
             server,
-            state,
+            parts,
             tasks,
         })
     }
@@ -111,7 +88,12 @@ impl Application {
     }
 
     pub fn state(&self) -> &AppState {
-        &self.state
+        &self.parts.state
+    }
+
+    /// The rates handle (cache and provider client) the app serves from.
+    pub fn rates(&self) -> &Rates {
+        &self.parts.rates
     }
 
     /// The task registry the app was built with.
@@ -128,12 +110,16 @@ impl Application {
 
     /// Serves HTTP and runs the background tasks of `role` until SIGTERM/SIGINT, then stops the
     /// background tasks, giving a running job `server.shutdown_timeout_secs` to finish.
-    pub async fn run(self, role: Role) -> anyhow::Result<()> {
+    pub async fn run(self, role: ProcessRole) -> anyhow::Result<()> {
         let shutdown = tokio_util::sync::CancellationToken::new();
-        let background =
-            crate::tasks::start_background(self.state.clone(), self.tasks, role, shutdown.clone());
+        let background = crate::tasks::start_background(
+            self.parts.state.clone(),
+            self.tasks,
+            role,
+            shutdown.clone(),
+        );
         let served = self.server.await;
-        stop_background(&self.state, shutdown, background).await;
+        stop_background(&self.parts.state, shutdown, background).await;
         served.context("HTTP server failed")
     }
 }
@@ -143,11 +129,11 @@ impl Application {
 pub async fn run_background_only(
     settings: Settings,
     clock: Clock,
-    role: Role,
+    role: ProcessRole,
 ) -> anyhow::Result<()> {
     crate::db::create_and_migrate(&settings.database).await?;
-    let tasks = Arc::new(crate::jobs::registry(&settings)?);
     let state = AppState::new(settings, clock)?;
+    let tasks = Arc::new(crate::jobs::registry(&state, &Rates::new(&state))?);
     let shutdown = tokio_util::sync::CancellationToken::new();
     let background = crate::tasks::start_background(state.clone(), tasks, role, shutdown.clone());
     wait_for_signal().await;
@@ -202,13 +188,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 fn http_server(
     listener: TcpListener,
-    state: AppState,
+    parts: Parts,
     tasks: Arc<TaskRegistry>,
 ) -> anyhow::Result<Server> {
     let tasks = web::Data::from(tasks);
-    let settings = state.settings.clone();
+    let settings = parts.state.settings.clone();
     let metrics = web::Data::new(Metrics::default());
-    let data = web::Data::new(state);
+    let data = web::Data::new(parts.state);
+    let rates = web::Data::new(parts.rates);
+    let token_memo = web::Data::from(parts.token_memo);
+    let events = web::Data::new(parts.events);
     let openapi = ApiDoc::openapi();
     let body_limit = settings.server.body_limit_bytes;
     let mut server = HttpServer::new(move || {
@@ -221,6 +210,9 @@ fn http_server(
             )
             .wrap(from_fn(crate::middleware::request_context))
             .app_data(data.clone())
+            .app_data(rates.clone())
+            .app_data(token_memo.clone())
+            .app_data(events.clone())
             .app_data(tasks.clone())
             .app_data(metrics.clone())
             .app_data(

@@ -11,8 +11,9 @@ use actix_web_httpauth::extractors::bearer::BearerAuth;
 
 use super::domain::{Role, UserId};
 use super::service::{self, AuthError, Caller};
+use super::status_cache::StatusMemo;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Any caller with a valid access token.
 #[derive(Debug, Clone)]
@@ -43,10 +44,14 @@ async fn caller(req: HttpRequest) -> Result<Caller, ApiError> {
         .app_data::<web::Data<AppState>>()
         .cloned()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("AppState is not registered")))?;
+    let memo = req
+        .app_data::<web::Data<StatusMemo>>()
+        .cloned()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("StatusMemo is not registered")))?;
     let bearer = BearerAuth::extract(&req)
         .await
         .map_err(|_| AuthError::InvalidToken("a bearer token is required".into()))?;
-    Ok(service::authenticate(&state, bearer.token()).await?)
+    Ok(service::authenticate(&state, &memo, bearer.token()).await?)
 }
 
 type Fut<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;

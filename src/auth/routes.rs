@@ -7,9 +7,10 @@ use utoipa::ToSchema;
 use super::domain::{Role, UserId};
 use super::extract::{AdminUser, AuthenticatedUser};
 use super::service::{self, TokenResponse, UserView};
+use super::status_cache::StatusMemo;
 use crate::error::{ApiError, Problem};
 use crate::pagination::{Page, PageParams};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/auth/token").route(web::post().to(token)))
@@ -67,11 +68,11 @@ pub struct PasswordRequest {
     pub password: String,
 }
 
-fn client_ip(req: &HttpRequest) -> String {
-    // The socket peer, not X-Forwarded-For: a header any client can forge must not decide
-    // which throttle bucket it lands in.
-    req.peer_addr()
-        .map(|a| a.ip().to_string())
+/// The throttle bucket of the caller: the socket peer, or the forwarded client when the peer is
+/// one of `server.trusted_proxies` (see [`crate::client_ip`]).
+pub fn client_ip(state: &AppState, req: &HttpRequest) -> String {
+    crate::client_ip::client_ip(req, &state.settings.server.trusted_proxies)
+        .map(|ip| ip.to_string())
         .unwrap_or_else(|| "unknown".into())
 }
 
@@ -89,7 +90,7 @@ pub async fn token(
     body: web::Json<TokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let pair = service::login(&state, &body.email, body.password, &client_ip(&req)).await?;
+    let pair = service::login(&state, &body.email, body.password, &client_ip(&state, &req)).await?;
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(pair))
@@ -114,11 +115,12 @@ pub async fn refresh(
     responses((status = 204), (status = 401, body = Problem)))]
 pub async fn logout(
     state: web::Data<AppState>,
+    memo: web::Data<StatusMemo>,
     user: AuthenticatedUser,
     body: Option<web::Json<LogoutRequest>>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.map(|b| b.into_inner()).unwrap_or_default();
-    service::logout(&state, &user.0, body.refresh_token.as_deref()).await?;
+    service::logout(&state, &memo, &user.0, body.refresh_token.as_deref()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -205,12 +207,14 @@ pub async fn get_partner(
     responses((status = 200, body = UserView), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn update_partner(
     state: web::Data<AppState>,
+    memo: web::Data<StatusMemo>,
     _admin: AdminUser,
     id: web::Path<String>,
     body: web::Json<UpdatePartnerRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let user = service::update_partner(
         &state,
+        &memo,
         partner_id(&id)?,
         body.display_name.as_deref(),
         body.disabled,

@@ -7,12 +7,14 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::domain::{Email, NewPassword, Role, UserId, parse_display_name};
+use super::status_cache::StatusMemo;
 use super::store::{self, UserRow};
-use super::throttle::LoginThrottle;
+use super::throttle::{Attempt, LoginThrottle};
 use super::tokens::{self, TokenError, TokenKeys};
+use crate::error::ApiError;
 use crate::error::unique_violation;
 use crate::pagination::{Cursor, Page};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -154,7 +156,9 @@ pub async fn login(
         return Err(AuthError::InvalidCredentials);
     }
     let throttle = LoginThrottle::new(&state.redis, &state.settings.auth, email, ip);
-    if let Some(retry_after_secs) = throttle.blocked_for().await {
+    // The attempt is counted before the (slow) password check, so concurrent guesses cannot
+    // all pass a check that none of them has counted yet.
+    if let Attempt::Blocked { retry_after_secs } = throttle.reserve().await {
         return Err(AuthError::Throttled { retry_after_secs });
     }
     let user = match Email::parse(email) {
@@ -169,12 +173,9 @@ pub async fn login(
     let password_ok = super::password::verify(password, hash).await?;
     let user = match user {
         Some(u) if password_ok && u.disabled_at.is_none() => u,
-        _ => {
-            throttle.record_failure().await;
-            return Err(AuthError::InvalidCredentials);
-        }
+        _ => return Err(AuthError::InvalidCredentials),
     };
-    throttle.reset_account().await;
+    throttle.release().await;
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
     let pair = issue_pair(
@@ -240,6 +241,7 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<TokenRespo
 /// and deny-lists the caller's access token until it would have expired.
 pub async fn logout(
     state: &AppState,
+    memo: &StatusMemo,
     caller: &Caller,
     refresh_token: Option<&str>,
 ) -> Result<(), AuthError> {
@@ -255,7 +257,7 @@ pub async fn logout(
     }
     let ttl = (caller.expires_at - now.timestamp()).max(1)
         + i64::try_from(state.settings.auth.leeway_secs).unwrap_or(0);
-    state.token_memo.forget_user(caller.id.0);
+    memo.forget_user(caller.id.0);
     let key = state.redis.key(&format!("auth:revoked_jti:{}", caller.jti));
     state
         .redis
@@ -268,7 +270,11 @@ pub async fn logout(
 /// token was not logged out. The status is cached in Redis for `auth.user_status_cache_secs` and
 /// the cache entry is deleted whenever an admin disables or enables the user, so the change takes
 /// effect at once on every instance.
-pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, AuthError> {
+pub async fn authenticate(
+    state: &AppState,
+    memo: &StatusMemo,
+    token: &str,
+) -> Result<Caller, AuthError> {
     let claims = keys(state)
         .verify(token, state.clock.now())
         .map_err(|e| match e {
@@ -280,7 +286,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, AuthE
             }
         })?;
     let user = UserId(claims.sub);
-    if state.token_memo.is_fresh(user.0, claims.jti) {
+    if memo.is_fresh(user.0, claims.jti) {
         return Ok(Caller {
             id: user,
             role: claims.role,
@@ -322,7 +328,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, AuthE
             "account is disabled or deleted".into(),
         ));
     }
-    state.token_memo.remember(user.0, claims.jti);
+    memo.remember(user.0, claims.jti);
     Ok(Caller {
         id: user,
         role: claims.role,
@@ -331,8 +337,8 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, AuthE
     })
 }
 
-async fn forget_status(state: &AppState, user: UserId) {
-    state.token_memo.forget_user(user.0);
+async fn forget_status(state: &AppState, memo: &StatusMemo, user: UserId) {
+    memo.forget_user(user.0);
     let key = state.redis.key(&format!("auth:user_active:{}", user.0));
     if let Err(e) = state.redis.run::<()>(redis::cmd("DEL").arg(&key)).await {
         // The entry expires within user_status_cache_secs anyway.
@@ -410,6 +416,7 @@ pub async fn get_partner(state: &AppState, id: UserId) -> Result<UserView, AuthE
 
 pub async fn update_partner(
     state: &AppState,
+    memo: &StatusMemo,
     id: UserId,
     display_name: Option<&str>,
     disabled: Option<bool>,
@@ -428,7 +435,7 @@ pub async fn update_partner(
     .await?
     .ok_or(AuthError::PartnerNotFound)?;
     if disabled.is_some() {
-        forget_status(state, id).await;
+        forget_status(state, memo, id).await;
     }
     Ok(row.into())
 }
@@ -445,4 +452,25 @@ pub async fn reset_password(state: &AppState, id: UserId, password: &str) -> Res
     store::revoke_all_for_user(&mut tx, id, now).await?;
     tx.commit().await?;
     Ok(())
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        use AuthError as A;
+        match e {
+            A::InvalidCredentials => ApiError::Unauthorized("invalid email or password".into()),
+            A::InvalidToken(d) => ApiError::Unauthorized(d),
+            A::WrongRole(role) => {
+                ApiError::Forbidden(format!("this endpoint requires the {role} role"))
+            }
+            A::Throttled { retry_after_secs } => ApiError::TooManyRequests { retry_after_secs },
+            A::EmailTaken => ApiError::Conflict("an account with this email already exists".into()),
+            A::RegistrationClosed => {
+                ApiError::Forbidden("self-registration is disabled on this service".into())
+            }
+            A::PartnerNotFound => ApiError::NotFound("no such partner".into()),
+            A::Invalid { field, message } => ApiError::validation(field, message),
+            A::Unexpected(e) => ApiError::Internal(e),
+        }
+    }
 }

@@ -1,17 +1,70 @@
 //! Login throttling in Redis, per account and per client IP, shared by every instance.
 //!
-//! A counter per key counts failed logins in a fixed window (`auth.login_window_secs`); at
-//! `auth.max_failed_logins` for an account (four times that for an IP, which may be a NAT shared
-//! by many people) further attempts get 429 with `Retry-After` until the window ends. A
-//! successful login resets the account counter. If Redis is unreachable the throttle fails open
-//! (logins still work, a warning is logged): locking everyone out is worse than a short window
-//! without throttling. Account keys hold a hash of the email, never the address itself.
+//! Every login attempt first *reserves* a slot: one Lua script checks both counters and, when
+//! neither is at its limit, increments both, all in one atomic step before the password is
+//! verified. A burst of concurrent attempts therefore gets exactly as many guesses as the same
+//! attempts one after another (`auth.max_failed_logins` per account, four times that per IP,
+//! which may be a NAT shared by many people, within `auth.login_window_secs`); the rest get 429
+//! with `Retry-After` until the window ends. A successful login gives its slot back: the account
+//! counter is cleared and the IP counter decremented, so only failures accumulate.
+//!
+//! If Redis is unreachable the throttle fails open (logins still work, a warning is logged):
+//! locking everyone out is worse than a short window without throttling. Account keys hold a
+//! hash of the email, never the address itself.
+
+use std::sync::LazyLock;
 
 use sha2::{Digest, Sha256};
 
 use super::domain::Email;
 use crate::redis_client::Redis;
 use crate::settings::AuthSettings;
+
+/// KEYS: account counter, IP counter. ARGV: account limit, IP limit, window in seconds.
+/// Returns 0 when the attempt was counted, or the seconds to wait when a limit is reached.
+static RESERVE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+        local wait = 0
+        for i, key in ipairs(KEYS) do
+            if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[i]) then
+                wait = math.max(wait, redis.call('TTL', key), 1)
+            end
+        end
+        if wait > 0 then return wait end
+        for _, key in ipairs(KEYS) do
+            redis.call('INCR', key)
+            redis.call('EXPIRE', key, ARGV[3], 'NX')
+        end
+        return 0
+        ",
+    )
+});
+
+/// KEYS: account counter, IP counter. Clears the account, gives one IP slot back; never creates
+/// a key (an expired counter stays gone rather than reappearing without a TTL).
+static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+        redis.call('DEL', KEYS[1])
+        if tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then
+            redis.call('DECR', KEYS[2])
+        end
+        return 0
+        ",
+    )
+});
+
+/// What the throttle says about one login attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// Counted against both limits; verify the password.
+    Reserved,
+    /// A limit is reached: wait this many seconds.
+    Blocked { retry_after_secs: u64 },
+    /// Redis did not answer: the attempt goes ahead uncounted.
+    Unthrottled,
+}
 
 pub struct LoginThrottle<'a> {
     redis: &'a Redis,
@@ -40,74 +93,42 @@ impl<'a> LoginThrottle<'a> {
         }
     }
 
-    /// `Some(seconds)` to wait when either counter is at its limit.
-    pub async fn blocked_for(&self) -> Option<u64> {
-        let result: anyhow::Result<(Option<u32>, Option<u32>, i64, i64)> = async {
+    /// Counts this attempt against both limits, or says how long to wait, in one round trip.
+    pub async fn reserve(&self) -> Attempt {
+        let result: anyhow::Result<i64> = async {
             let mut conn = self.redis.conn().await?;
-            let (a, i, ta, ti) = redis::pipe()
-                .get(&self.account_key)
-                .get(&self.ip_key)
-                .ttl(&self.account_key)
-                .ttl(&self.ip_key)
-                .query_async(&mut conn)
-                .await?;
-            Ok((a, i, ta, ti))
+            let mut call = RESERVE.prepare_invoke();
+            call.key(&self.account_key)
+                .key(&self.ip_key)
+                .arg(self.max_account)
+                .arg(self.max_ip)
+                .arg(self.window_secs.max(1));
+            Ok(call.invoke_async(&mut conn).await?)
         }
         .await;
         match result {
-            Ok((account, ip, account_ttl, ip_ttl)) => {
-                let mut wait = 0i64;
-                if account.unwrap_or(0) >= self.max_account {
-                    wait = wait.max(account_ttl.max(1));
-                }
-                if ip.unwrap_or(0) >= self.max_ip {
-                    wait = wait.max(ip_ttl.max(1));
-                }
-                (wait > 0).then(|| u64::try_from(wait).unwrap_or(1))
-            }
+            Ok(0) => Attempt::Reserved,
+            Ok(wait) => Attempt::Blocked {
+                retry_after_secs: u64::try_from(wait).unwrap_or(1).max(1),
+            },
             Err(e) => {
                 tracing::warn!(error = %e, "login throttle unavailable (Redis); allowing the attempt");
-                None
+                Attempt::Unthrottled
             }
         }
     }
 
-    pub async fn record_failure(&self) {
+    /// The attempt succeeded: it was not a failed guess, so its slot is given back.
+    pub async fn release(&self) {
         let result: anyhow::Result<()> = async {
             let mut conn = self.redis.conn().await?;
-            let window = self.window_secs.max(1);
-            let _: () = redis::pipe()
-                .atomic()
-                .incr(&self.account_key, 1)
-                .ignore()
-                .cmd("EXPIRE")
-                .arg(&self.account_key)
-                .arg(window)
-                .arg("NX")
-                .ignore()
-                .incr(&self.ip_key, 1)
-                .ignore()
-                .cmd("EXPIRE")
-                .arg(&self.ip_key)
-                .arg(window)
-                .arg("NX")
-                .ignore()
-                .query_async(&mut conn)
-                .await?;
+            let mut call = RELEASE.prepare_invoke();
+            call.key(&self.account_key).key(&self.ip_key);
+            let _: i64 = call.invoke_async(&mut conn).await?;
             Ok(())
         }
         .await;
         if let Err(e) = result {
-            tracing::warn!(error = %e, "could not record a failed login (Redis)");
-        }
-    }
-
-    pub async fn reset_account(&self) {
-        if let Err(e) = self
-            .redis
-            .run::<()>(redis::cmd("DEL").arg(&self.account_key))
-            .await
-        {
             tracing::warn!(error = %e, "could not reset the login throttle (Redis)");
         }
     }

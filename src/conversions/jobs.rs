@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::state::AppState;
 use crate::tasks::{Job, JobContext};
 
 /// Makes due `temporary` conversions `permanent` and forgets expired idempotency keys.
@@ -11,6 +12,7 @@ pub struct FinalizeConversions {}
 
 impl Job for FinalizeConversions {
     const NAME: &'static str = "finalize_conversions";
+    type Context = AppState;
 
     #[tracing::instrument(name = "finalize_conversions", skip_all, fields(run_id = %ctx.run_id))]
     async fn run(&self, ctx: &JobContext) -> anyhow::Result<()> {

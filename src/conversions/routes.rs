@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use super::service::{self, ConversionRequest, ConversionView};
 use crate::auth::{AuthenticatedUser, PartnerUser};
 use crate::error::{ApiError, Problem};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -56,6 +56,7 @@ fn conversion_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
     ))]
 pub async fn create(
     state: web::Data<AppState>,
+    rates: web::Data<crate::rates::Rates>,
     partner: PartnerUser,
     req: HttpRequest,
     body: web::Json<CreateConversion>,
@@ -70,6 +71,7 @@ pub async fn create(
     };
     let (view, created) = service::create(
         &state,
+        &rates,
         partner.0.id.0,
         ConversionRequest {
             from: &body.from,

@@ -9,9 +9,10 @@ use uuid::Uuid;
 
 use super::store::{self, ConversionRow};
 use crate::currencies::{CurrencyCode, CurrencyError, service as currencies};
+use crate::error::ApiError;
 use crate::money::{self, Amount};
 use crate::settings::StaleRatePolicy;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Conversions finalized per statement; small batches keep row locks short.
 pub const FINALIZE_BATCH: i64 = 500;
@@ -159,6 +160,7 @@ pub struct Priced {
 /// Validates the request and prices it at the rate in force (or at `at`).
 pub async fn price(
     state: &AppState,
+    rates: &crate::rates::Rates,
     req: &ConversionRequest<'_>,
     at: Option<DateTime<Utc>>,
 ) -> Result<Priced, ConversionError> {
@@ -177,7 +179,7 @@ pub async fn price(
         .map_err(|_| anyhow::anyhow!("conversions.max_amount is not a decimal"))?;
     let amount = Amount::parse(req.amount, from.as_str(), from_currency.minor_units, &max)
         .map_err(|e| invalid("amount", e.to_string()))?;
-    let quote = crate::rates::service::quote(state, from, to, at).await?;
+    let quote = crate::rates::service::quote(rates, from, to, at).await?;
     let result = money::convert(amount.value(), &quote.rate, to_currency.minor_units);
     Ok(Priced {
         from,
@@ -196,9 +198,10 @@ fn request_hash(priced: &Priced) -> Vec<u8> {
 
 /// Converts and stores in one transaction. With an `Idempotency-Key`, the same key and body
 /// return the original conversion (`created = false`); the same key with another body fails.
-#[tracing::instrument(skip(state, req), fields(partner_id = %partner))]
+#[tracing::instrument(skip(state, rates, req), fields(partner_id = %partner))]
 pub async fn create(
     state: &AppState,
+    rates: &crate::rates::Rates,
     partner: Uuid,
     req: ConversionRequest<'_>,
     idempotency_key: Option<&str>,
@@ -211,7 +214,7 @@ pub async fn create(
             "must be 1 to 255 printable characters",
         ));
     }
-    let priced = price(state, &req, None).await?;
+    let priced = price(state, rates, &req, None).await?;
     if priced.quote.stale && state.settings.conversions.stale_rates == StaleRatePolicy::Refuse {
         return Err(ConversionError::StaleRate {
             from: priced.from,
@@ -325,4 +328,29 @@ pub async fn finalize_due(state: &AppState) -> anyhow::Result<u64> {
         tracing::info!(finalized = total, "conversions finalized");
     }
     Ok(total)
+}
+
+impl From<ConversionError> for ApiError {
+    fn from(e: ConversionError) -> Self {
+        use ConversionError as C;
+        match e {
+            C::Invalid { field, message } => ApiError::validation(field, message),
+            C::Currency(e) => e.into(),
+            C::Rates(e) => e.into(),
+            e @ C::StaleRate { .. } => ApiError::Unprocessable {
+                slug: "stale-rate",
+                detail: e.to_string(),
+            },
+            C::IdempotencyMismatch => ApiError::Unprocessable {
+                slug: "idempotency-key-reused",
+                detail: "this Idempotency-Key was already used with a different request body"
+                    .into(),
+            },
+            C::NotFound => ApiError::NotFound("no such conversion".into()),
+            C::NotCancellable(status) => {
+                ApiError::Conflict(format!("a {status} conversion cannot be cancelled"))
+            }
+            C::Unexpected(e) => ApiError::Internal(e),
+        }
+    }
 }

@@ -4,9 +4,11 @@
 
 pub mod catalogue;
 pub mod code;
+pub mod events;
 pub mod routes;
 pub mod service;
 pub mod store;
 
 pub use code::{CurrencyCode, InvalidCurrencyCode};
+pub use events::{CurrencyChange, CurrencyEvents};
 pub use service::{Currency, CurrencyError};

@@ -4,11 +4,11 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::events::{CurrencyChange, CurrencyEvents};
 use super::service::{self, AddCurrency, Currency, DeleteOutcome};
 use crate::auth::{AdminUser, AuthenticatedUser};
 use crate::error::{ApiError, Problem};
-use crate::startup::AppState;
-use crate::tasks::TaskRegistry;
+use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -111,7 +111,7 @@ pub async fn get(
     responses((status = 201, body = Currency), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create(
     state: web::Data<AppState>,
-    tasks: web::Data<TaskRegistry>,
+    events: web::Data<CurrencyEvents>,
     _admin: AdminUser,
     body: web::Json<CreateCurrency>,
 ) -> Result<HttpResponse, ApiError> {
@@ -129,7 +129,7 @@ pub async fn create(
     )
     .await?;
     if currency.usable() {
-        crate::rates::request_refresh(&state, &tasks, "currency added").await;
+        events.announce(CurrencyChange::Added(currency.code)).await;
     }
     Ok(HttpResponse::Created().json(currency))
 }
@@ -140,7 +140,7 @@ pub async fn create(
     responses((status = 200, body = Currency), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn update(
     state: web::Data<AppState>,
-    tasks: web::Data<TaskRegistry>,
+    events: web::Data<CurrencyEvents>,
     _admin: AdminUser,
     path: web::Path<String>,
     body: web::Json<UpdateCurrency>,
@@ -154,11 +154,13 @@ pub async fn update(
         state.clock.now(),
     )
     .await?;
-    if body.enabled == Some(true) {
-        crate::rates::request_refresh(&state, &tasks, "currency enabled").await;
-    } else {
-        crate::rates::currencies_changed(&state).await;
-    }
+    events
+        .announce(if body.enabled == Some(true) {
+            CurrencyChange::Enabled(currency.code)
+        } else {
+            CurrencyChange::Changed(currency.code)
+        })
+        .await;
     Ok(HttpResponse::Ok().json(currency))
 }
 
@@ -170,11 +172,12 @@ pub async fn update(
     responses((status = 200, body = DeleteResult), (status = 404, body = Problem)))]
 pub async fn delete(
     state: web::Data<AppState>,
+    events: web::Data<CurrencyEvents>,
     _admin: AdminUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let code = code(&path)?;
     let outcome = service::delete(&state.db, code, state.clock.now()).await?;
-    crate::rates::currencies_changed(&state).await;
+    events.announce(CurrencyChange::Removed(code)).await;
     Ok(HttpResponse::Ok().json(DeleteResult { code, outcome }))
 }

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use super::CurrencyCode;
 use super::catalogue;
 use super::store::{self, CurrencyRow, NewCurrency};
+use crate::error::ApiError;
 use crate::error::unique_violation;
 use crate::money::MAX_MINOR_UNITS;
 
@@ -342,4 +343,32 @@ pub async fn seed_defaults(db: &PgPool, now: DateTime<Utc>) -> Result<usize, Cur
         }
     }
     Ok(added)
+}
+
+impl From<CurrencyError> for ApiError {
+    fn from(e: CurrencyError) -> Self {
+        use CurrencyError as C;
+        match e {
+            C::Invalid { field, message } => ApiError::validation(field, message),
+            C::NotFound(code) => ApiError::NotFound(format!("currency {code} is not supported")),
+            C::AlreadyExists(code, retired) => ApiError::Conflict(if retired {
+                format!(
+                    "currency {code} exists but is retired; PATCH it with \"enabled\": true to bring it back"
+                )
+            } else {
+                format!("currency {code} already exists")
+            }),
+            C::Disabled(code) => ApiError::Unprocessable {
+                slug: "currency-disabled",
+                detail: format!("currency {code} is disabled"),
+            },
+            C::Retired(code) => ApiError::Unprocessable {
+                slug: "currency-retired",
+                detail: format!(
+                    "currency {code} is retired and cannot be used for new conversions"
+                ),
+            },
+            C::Unexpected(e) => ApiError::Internal(e),
+        }
+    }
 }

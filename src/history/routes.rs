@@ -15,7 +15,7 @@ use crate::currencies::CurrencyCode;
 use crate::error::{ApiError, Problem};
 use crate::money;
 use crate::pagination::{Cursor, Page, PageParams};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Rows per database round trip while streaming a CSV export.
 const EXPORT_CHUNK: i64 = 1000;

@@ -9,9 +9,10 @@ use uuid::Uuid;
 use super::MonitorError;
 use crate::currencies::CurrencyCode;
 use crate::money::Rate;
+use crate::rates::Rates;
 use crate::rates::series::{self, Interval};
 use crate::rates::service::ProviderFetch;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::tasks::store as runs;
 use crate::tasks::{TaskRegistry, TaskRun, TaskState, TaskStats};
 
@@ -43,7 +44,11 @@ pub struct Overview {
     pub failures: Vec<TaskRun>,
 }
 
-pub async fn overview(state: &AppState, registry: &TaskRegistry) -> Result<Overview, MonitorError> {
+pub async fn overview(
+    state: &AppState,
+    rates: &Rates,
+    registry: &TaskRegistry,
+) -> Result<Overview, MonitorError> {
     let now = state.clock.now();
     let schedules: BTreeMap<&str, _> = registry
         .schedules()
@@ -75,7 +80,7 @@ pub async fn overview(state: &AppState, registry: &TaskRegistry) -> Result<Overv
         now,
         jobs,
         stats: crate::tasks::stats(state).await?,
-        providers: crate::rates::service::latest_per_provider(state).await?,
+        providers: crate::rates::service::latest_per_provider(rates).await?,
         max_age_secs: state.settings.rates.max_age_secs,
         failures,
     })
@@ -180,14 +185,14 @@ pub struct RatesPage {
 pub const MAX_DAYS: u32 = 365;
 
 pub async fn rates_page(
-    state: &AppState,
+    state: &Rates,
     currency: Option<CurrencyCode>,
     days: u32,
 ) -> Result<RatesPage, MonitorError> {
     let now = state.clock.now();
     let pivot = CurrencyCode::parse(&state.settings.rates.base)
         .map_err(|e| anyhow::anyhow!("rates.base: {e}"))?;
-    let entry = state.rates.cache.get(state).await?;
+    let entry = state.runtime.cache.get(state).await?;
     let mut usable: Vec<_> = entry.currencies.values().filter(|c| c.usable()).collect();
     usable.sort_by_key(|c| c.code);
     let view = entry.view.as_deref();

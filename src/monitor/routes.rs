@@ -12,8 +12,10 @@ use uuid::Uuid;
 use super::session::{self, MonitorSession};
 use super::{MonitorError, data, views};
 use crate::auth::AuthError;
+use crate::auth::status_cache::StatusMemo;
 use crate::currencies::CurrencyCode;
-use crate::startup::AppState;
+use crate::rates::Rates;
+use crate::state::AppState;
 use crate::tasks::{TaskRegistry, TaskState};
 
 pub const LOGIN_PATH: &str = "/monitor/login";
@@ -72,10 +74,14 @@ async fn stylesheet() -> HttpResponse {
         .body(CSS)
 }
 
-async fn login_form(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+async fn login_form(
+    state: web::Data<AppState>,
+    memo: web::Data<StatusMemo>,
+    req: HttpRequest,
+) -> HttpResponse {
     // Already signed in: straight to the overview.
     if let Some(cookie) = req.cookie(session::COOKIE)
-        && session::admin_from_token(&state, cookie.value())
+        && session::admin_from_token(&state, &memo, cookie.value())
             .await
             .is_ok()
     {
@@ -95,14 +101,12 @@ pub struct LoginForm {
 #[tracing::instrument(name = "monitor.login", skip_all)]
 async fn login(
     state: web::Data<AppState>,
+    memo: web::Data<StatusMemo>,
     req: HttpRequest,
     form: web::Form<LoginForm>,
 ) -> Result<HttpResponse, MonitorError> {
     let LoginForm { email, password } = form.into_inner();
-    let ip = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "unknown".into());
+    let ip = crate::auth::routes::client_ip(&state, &req);
     let refused =
         |status: StatusCode, message: &str| html(status, views::login_page(Some(message), &email));
     let tokens = match crate::auth::service::login(&state, &email, password, &ip).await {
@@ -124,12 +128,12 @@ async fn login(
         }
         Err(e) => return Err(MonitorError::Internal(anyhow::Error::new(e))),
     };
-    let caller = crate::auth::service::authenticate(&state, &tokens.access_token)
+    let caller = crate::auth::service::authenticate(&state, &memo, &tokens.access_token)
         .await
         .map_err(|e| MonitorError::Internal(anyhow::Error::new(e)))?;
     if caller.role != crate::auth::Role::Admin {
         // A partner's credentials are right but open nothing here: revoke what login issued.
-        crate::auth::service::logout(&state, &caller, Some(&tokens.refresh_token))
+        crate::auth::service::logout(&state, &memo, &caller, Some(&tokens.refresh_token))
             .await
             .map_err(|e| MonitorError::Internal(anyhow::Error::new(e)))?;
         tracing::info!(user_id = %caller.id, "partner refused at the monitor login");
@@ -162,11 +166,12 @@ fn sent_csrf(form: &Option<web::Form<CsrfForm>>) -> Option<&str> {
 #[tracing::instrument(name = "monitor.logout", skip_all, fields(user_id = %session.caller.id))]
 async fn logout(
     state: web::Data<AppState>,
+    memo: web::Data<StatusMemo>,
     session: MonitorSession,
     form: Option<web::Form<CsrfForm>>,
 ) -> Result<HttpResponse, MonitorError> {
     session.verify_csrf(&state, sent_csrf(&form))?;
-    crate::auth::service::logout(&state, &session.caller, None)
+    crate::auth::service::logout(&state, &memo, &session.caller, None)
         .await
         .map_err(|e| MonitorError::Internal(anyhow::Error::new(e)))?;
     Ok(HttpResponse::SeeOther()
@@ -178,10 +183,11 @@ async fn logout(
 #[tracing::instrument(name = "monitor.overview", skip_all)]
 async fn overview(
     state: web::Data<AppState>,
+    rates: web::Data<Rates>,
     registry: web::Data<TaskRegistry>,
     session: MonitorSession,
 ) -> Result<HttpResponse, MonitorError> {
-    let overview = data::overview(&state, &registry).await?;
+    let overview = data::overview(&state, &rates, &registry).await?;
     Ok(html(
         StatusCode::OK,
         views::overview_page(&session, &overview),
@@ -279,7 +285,7 @@ pub struct RatesQuery {
 
 #[tracing::instrument(name = "monitor.rates", skip_all)]
 async fn rates(
-    state: web::Data<AppState>,
+    rates: web::Data<Rates>,
     session: MonitorSession,
     query: web::Query<RatesQuery>,
 ) -> Result<HttpResponse, MonitorError> {
@@ -290,6 +296,6 @@ async fn rates(
                 .map_err(|e| MonitorError::BadRequest(format!("currency: {e}")))
         })
         .transpose()?;
-    let page = data::rates_page(&state, currency, q.days.unwrap_or(30)).await?;
+    let page = data::rates_page(&rates, currency, q.days.unwrap_or(30)).await?;
     Ok(html(StatusCode::OK, views::rates_page(&session, &page)))
 }

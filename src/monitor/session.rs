@@ -24,8 +24,9 @@ use sha2::Sha256;
 use super::MonitorError;
 use crate::auth::Role;
 use crate::auth::service::{self, Caller};
+use crate::auth::status_cache::StatusMemo;
 use crate::settings::{Environment, Settings};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Name of the session cookie.
 pub const COOKIE: &str = "ccs_monitor";
@@ -92,8 +93,12 @@ pub fn cleared_cookie(settings: &Settings) -> Cookie<'static> {
 }
 
 /// Checks an access token for the monitor: valid, not logged out, of an enabled admin.
-pub async fn admin_from_token(state: &AppState, token: &str) -> Result<Caller, MonitorError> {
-    let caller = service::authenticate(state, token)
+pub async fn admin_from_token(
+    state: &AppState,
+    memo: &StatusMemo,
+    token: &str,
+) -> Result<Caller, MonitorError> {
+    let caller = service::authenticate(state, memo, token)
         .await
         .map_err(|_| MonitorError::LoginRequired)?;
     if caller.role != Role::Admin {
@@ -108,15 +113,19 @@ impl FromRequest for MonitorSession {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
+        let memo = req.app_data::<web::Data<StatusMemo>>().cloned();
         let token = req.cookie(COOKIE).map(|c| c.value().to_owned());
         Box::pin(async move {
             let state = state.ok_or_else(|| {
                 MonitorError::Internal(anyhow::anyhow!("AppState is not registered"))
             })?;
+            let memo = memo.ok_or_else(|| {
+                MonitorError::Internal(anyhow::anyhow!("StatusMemo is not registered"))
+            })?;
             let token = token
                 .filter(|t| !t.is_empty())
                 .ok_or(MonitorError::LoginRequired)?;
-            let caller = admin_from_token(&state, &token).await?;
+            let caller = admin_from_token(&state, &memo, &token).await?;
             let csrf = csrf_token(&state.settings, &caller);
             Ok(MonitorSession { caller, csrf })
         })

@@ -12,10 +12,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use super::Rates;
 use super::store;
 use super::view::RatesView;
 use crate::currencies::{Currency, CurrencyCode};
-use crate::startup::AppState;
 
 /// How often, at most, a process asks Redis whether another process stored new rates.
 pub const VERSION_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -87,7 +87,7 @@ impl LatestRatesCache {
 
     /// The current entry, reloaded from the database when it is missing, too old, or another
     /// process stored newer rates.
-    pub async fn get(&self, state: &AppState) -> anyhow::Result<Arc<LatestEntry>> {
+    pub async fn get(&self, state: &Rates) -> anyhow::Result<Arc<LatestEntry>> {
         let ttl = Duration::from_secs(state.settings.rates.cache_ttl_secs.max(1));
         if let Some(entry) = self.fresh(ttl) {
             return Ok(entry);
@@ -125,7 +125,7 @@ impl LatestRatesCache {
     }
 }
 
-async fn load(state: &AppState, version: i64) -> anyhow::Result<LatestEntry> {
+async fn load(state: &Rates, version: i64) -> anyhow::Result<LatestEntry> {
     let currencies = crate::currencies::service::list(&state.db, true)
         .await
         .map_err(|e| anyhow::anyhow!(e))?
@@ -144,7 +144,7 @@ async fn load(state: &AppState, version: i64) -> anyhow::Result<LatestEntry> {
     })
 }
 
-async fn read_version(state: &AppState) -> anyhow::Result<i64> {
+async fn read_version(state: &Rates) -> anyhow::Result<i64> {
     let value: Option<i64> = state
         .redis
         .run(redis::cmd("GET").arg(state.redis.key(VERSION_KEY)))
@@ -154,8 +154,8 @@ async fn read_version(state: &AppState) -> anyhow::Result<i64> {
 
 /// Tells every process that new rates are stored: drops this process's copy and increments the
 /// Redis counter. A Redis failure is logged; other processes then catch up at their TTL.
-pub async fn announce_new_rates(state: &AppState) {
-    state.rates.cache.invalidate();
+pub async fn announce_new_rates(state: &Rates) {
+    state.runtime.cache.invalidate();
     let bumped: anyhow::Result<i64> = state
         .redis
         .run(redis::cmd("INCR").arg(state.redis.key(VERSION_KEY)))

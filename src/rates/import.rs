@@ -15,11 +15,11 @@ use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
 use serde::Serialize;
 use sqlx::PgConnection;
 
+use super::Rates;
 use super::ecb_csv::EcbCsvReader;
 use super::store::{self, QuoteBatch};
 use crate::currencies::CurrencyCode;
 use crate::money::Rate;
-use crate::startup::AppState;
 
 /// Provider name of imported history.
 pub const PROVIDER: &str = "ecb";
@@ -102,7 +102,7 @@ impl Writer {
 
 /// Imports an ECB history file as provider `ecb`. Currencies of the file not yet known are
 /// added as historic (retired) ones first, so that the foreign keys hold.
-pub async fn import_ecb<R: BufRead>(state: &AppState, input: R) -> anyhow::Result<ImportReport> {
+pub async fn import_ecb<R: BufRead>(state: &Rates, input: R) -> anyhow::Result<ImportReport> {
     import_ecb_as(state, PROVIDER, input).await
 }
 
@@ -110,7 +110,7 @@ pub async fn import_ecb<R: BufRead>(state: &AppState, input: R) -> anyhow::Resul
 /// operator downloaded, [`SEED_PROVIDER`] for the embedded one).
 #[tracing::instrument(name = "rates.import_ecb", skip(state, input))]
 pub async fn import_ecb_as<R: BufRead>(
-    state: &AppState,
+    state: &Rates,
     provider: &'static str,
     input: R,
 ) -> anyhow::Result<ImportReport> {

@@ -12,9 +12,10 @@ pub struct FetchRates {}
 
 impl Job for FetchRates {
     const NAME: &'static str = "fetch_rates";
+    type Context = super::Rates;
 
     #[tracing::instrument(name = "fetch_rates", skip_all, fields(run_id = %ctx.run_id, attempt = ctx.attempt))]
-    async fn run(&self, ctx: &JobContext) -> anyhow::Result<()> {
+    async fn run(&self, ctx: &JobContext<super::Rates>) -> anyhow::Result<()> {
         let report = super::service::fetch_and_store(&ctx.state).await?;
         tracing::info!(
             provider = %report.provider,

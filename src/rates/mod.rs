@@ -22,11 +22,50 @@ pub mod view;
 
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
+use sqlx::PgPool;
+
+use crate::clock::Clock;
+use crate::currencies::events::{CurrencyChange, CurrencyListener};
+use crate::redis_client::Redis;
+use crate::settings::Settings;
+use crate::state::AppState;
+use crate::tasks::TaskRegistry;
+
 pub use service::{FetchReport, RateQuote, RatesError, fetch_and_store, quote};
 
-/// Per-process rates machinery kept in [`crate::startup::AppState`]: the latest-rates cache and
-/// the provider client (built once from settings, so its circuit breakers persist across
-/// fetches).
+/// What the rates use cases run with: the pool, Redis (to announce new rates to other
+/// instances), the settings, the clock, and this process's cache and provider client. Cheap to
+/// clone; routes get it as `web::Data<Rates>`, the `fetch_rates` job as its context.
+#[derive(Clone)]
+pub struct Rates {
+    /// PostgreSQL, where snapshots are stored.
+    pub db: PgPool,
+    /// Redis, for the `rates:version` counter.
+    pub redis: Redis,
+    /// `rates.*` and `conversions.max_amount` are read.
+    pub settings: Arc<Settings>,
+    /// Now, for staleness and fetch times.
+    pub clock: Clock,
+    /// The latest-rates cache and provider client of this process.
+    pub runtime: Arc<RatesRuntime>,
+}
+
+impl Rates {
+    /// The rates handle of a process, with a fresh (empty) cache.
+    pub fn new(state: &AppState) -> Self {
+        Self {
+            db: state.db.clone(),
+            redis: state.redis.clone(),
+            settings: state.settings.clone(),
+            clock: state.clock.clone(),
+            runtime: Arc::default(),
+        }
+    }
+}
+
+/// Per-process rates machinery: the latest-rates cache and the provider client (built once from
+/// settings, so its circuit breakers persist across fetches).
 #[derive(Debug, Default)]
 pub struct RatesRuntime {
     /// The in-memory latest rates.
@@ -36,13 +75,10 @@ pub struct RatesRuntime {
 
 impl RatesRuntime {
     /// The provider client, built from `rates.*` settings on first use.
-    pub async fn client(
-        &self,
-        state: &crate::startup::AppState,
-    ) -> anyhow::Result<Arc<client::RatesClient>> {
+    pub async fn client(&self, settings: &Settings) -> anyhow::Result<Arc<client::RatesClient>> {
         self.client
             .get_or_try_init(|| async {
-                client::RatesClient::from_settings(&state.settings.rates).map(Arc::new)
+                client::RatesClient::from_settings(&settings.rates).map(Arc::new)
             })
             .await
             .cloned()
@@ -51,21 +87,53 @@ impl RatesRuntime {
 
 /// A currency was disabled, retired or renamed: every instance drops its cached view of the
 /// supported currencies and latest rates.
-pub async fn currencies_changed(state: &crate::startup::AppState) {
-    cache::announce_new_rates(state).await;
+pub async fn currencies_changed(rates: &Rates) {
+    cache::announce_new_rates(rates).await;
 }
 
 /// Asks for a fresh fetch soon (a currency was added or enabled) instead of waiting for the
 /// next scheduled run: records a `fetch_rates` run in the queue. If the queue cannot take it,
 /// the next scheduled fetch brings the rates; the request itself never fails for it.
 pub async fn request_refresh(
-    state: &crate::startup::AppState,
-    registry: &crate::tasks::TaskRegistry,
+    rates: &Rates,
+    state: &AppState,
+    registry: &TaskRegistry,
     reason: &str,
 ) {
-    cache::announce_new_rates(state).await;
+    cache::announce_new_rates(rates).await;
     match crate::tasks::enqueue_job(state, registry, &jobs::FetchRates::default()).await {
         Ok(run) => tracing::info!(reason, run_id = %run.id, "fresh rates requested"),
         Err(e) => tracing::warn!(reason, error = %e, "could not request fresh rates"),
+    }
+}
+
+/// Listens to the currencies module's announcements: a currency that became usable asks for a
+/// fresh fetch, any other change drops the cached currencies and rates everywhere.
+pub struct CurrencyWatcher {
+    /// The rates of this process.
+    pub rates: Rates,
+    /// Where the fetch run is recorded.
+    pub state: AppState,
+    /// The task registry (to enqueue `fetch_rates`).
+    pub registry: Arc<TaskRegistry>,
+}
+
+impl CurrencyListener for CurrencyWatcher {
+    fn currency_changed<'a>(&'a self, change: &'a CurrencyChange) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            match change {
+                CurrencyChange::Added(_) => {
+                    request_refresh(&self.rates, &self.state, &self.registry, "currency added")
+                        .await
+                }
+                CurrencyChange::Enabled(_) => {
+                    request_refresh(&self.rates, &self.state, &self.registry, "currency enabled")
+                        .await
+                }
+                CurrencyChange::Changed(_) | CurrencyChange::Removed(_) => {
+                    currencies_changed(&self.rates).await
+                }
+            }
+        })
     }
 }

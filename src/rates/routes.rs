@@ -8,12 +8,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::IntoParams;
 
+use super::Rates;
 use super::series::{self, Interval, Series};
 use super::service::{self, ConversionQuote, RatesTable, parse_code, parse_symbols};
 use crate::auth::AuthenticatedUser;
 use crate::currencies::CurrencyCode;
 use crate::error::{ApiError, Problem};
-use crate::startup::AppState;
 
 /// Registers the rates routes (inside `/api/v1`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -77,7 +77,7 @@ pub struct ConvertParams {
     pub at: Option<String>,
 }
 
-fn base_or_default(state: &AppState, raw: Option<&str>) -> Result<CurrencyCode, ApiError> {
+fn base_or_default(state: &Rates, raw: Option<&str>) -> Result<CurrencyCode, ApiError> {
     Ok(parse_code(
         "base",
         raw.unwrap_or(state.settings.rates.base.as_str()),
@@ -157,7 +157,7 @@ fn cached_json<T: Serialize>(
 #[tracing::instrument(name = "rates.latest", skip_all, fields(base = ?params.base))]
 pub async fn latest(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: web::Data<Rates>,
     _user: AuthenticatedUser,
     params: web::Query<LatestParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -174,7 +174,7 @@ pub async fn latest(
 #[tracing::instrument(name = "rates.at", skip_all, fields(base = ?params.base))]
 pub async fn at(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: web::Data<Rates>,
     _user: AuthenticatedUser,
     params: web::Query<AtParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -201,7 +201,7 @@ pub async fn at(
     responses((status = 200, body = Series), (status = 404, body = Problem), (status = 422, body = Problem)))]
 #[tracing::instrument(name = "rates.series", skip_all, fields(base = ?params.base))]
 pub async fn series_handler(
-    state: web::Data<AppState>,
+    state: web::Data<Rates>,
     _user: AuthenticatedUser,
     params: web::Query<SeriesParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -221,7 +221,7 @@ pub async fn series_handler(
     responses((status = 200, body = ConversionQuote), (status = 404, body = Problem), (status = 422, body = Problem)))]
 #[tracing::instrument(name = "rates.convert", skip_all, fields(from = %params.from, to = %params.to))]
 pub async fn convert(
-    state: web::Data<AppState>,
+    state: web::Data<Rates>,
     _user: AuthenticatedUser,
     params: web::Query<ConvertParams>,
 ) -> Result<HttpResponse, ApiError> {

@@ -10,11 +10,11 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::Rates;
 use super::service::RatesError;
 use super::store;
 use crate::currencies::CurrencyCode;
 use crate::money::Rate;
-use crate::startup::AppState;
 
 /// Stored changes read per page.
 pub const MAX_CHANGES: usize = 20_000;
@@ -108,7 +108,7 @@ pub struct Series {
 
 /// Candles of `symbols` against `base` between `from` and `to`.
 pub async fn series(
-    state: &AppState,
+    state: &Rates,
     base: CurrencyCode,
     symbols: &[CurrencyCode],
     from: DateTime<Utc>,
@@ -131,7 +131,7 @@ pub async fn series(
             ),
         });
     }
-    let entry = state.rates.cache.get(state).await?;
+    let entry = state.runtime.cache.get(state).await?;
     for code in symbols.iter().chain([&base]) {
         if !entry.currencies.contains_key(code) {
             return Err(RatesError::CurrencyNotSupported(*code));

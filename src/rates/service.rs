@@ -13,12 +13,13 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::Rates;
 use super::cache::{self, LatestEntry};
 use super::store::{self, NewSnapshot, QuoteBatch};
 use super::view::RatesView;
 use crate::currencies::{Currency, CurrencyCode};
+use crate::error::ApiError;
 use crate::money::{self, Amount, MoneyError, Rate};
-use crate::startup::AppState;
 
 /// Why a rates request cannot be answered.
 #[derive(Debug, thiserror::Error)]
@@ -195,7 +196,7 @@ impl fmt::Display for FetchReport {
 }
 
 /// Whether any rate has been stored yet (by a fetch, an import or the seed).
-pub async fn any_rates_stored(state: &AppState) -> anyhow::Result<bool> {
+pub async fn any_rates_stored(state: &Rates) -> anyhow::Result<bool> {
     Ok(
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM rate_snapshots)")
             .fetch_one(&state.db)
@@ -204,7 +205,7 @@ pub async fn any_rates_stored(state: &AppState) -> anyhow::Result<bool> {
 }
 
 /// Every currency in the table, usable or not, by code.
-pub async fn known_currencies(state: &AppState) -> anyhow::Result<HashMap<CurrencyCode, Currency>> {
+pub async fn known_currencies(state: &Rates) -> anyhow::Result<HashMap<CurrencyCode, Currency>> {
     Ok(crate::currencies::service::list(&state.db, true)
         .await
         .map_err(|e| anyhow::anyhow!(e))?
@@ -217,7 +218,7 @@ pub async fn known_currencies(state: &AppState) -> anyhow::Result<HashMap<Curren
 /// provider chain, and stores them (change-only, one transaction). Fails when every provider
 /// failed (the error lists each failure) or when the database does.
 #[tracing::instrument(name = "rates.fetch_and_store", skip(state))]
-pub async fn fetch_and_store(state: &AppState) -> anyhow::Result<FetchReport> {
+pub async fn fetch_and_store(state: &Rates) -> anyhow::Result<FetchReport> {
     let now = state.clock.now();
     let currencies = known_currencies(state).await?;
     let pivot = CurrencyCode::parse(&state.settings.rates.base).context("rates.base")?;
@@ -227,7 +228,7 @@ pub async fn fetch_and_store(state: &AppState) -> anyhow::Result<FetchReport> {
         .map(|c| c.code)
         .collect();
     symbols.sort();
-    let client = state.rates.client(state).await?;
+    let client = state.runtime.client(&state.settings).await?;
     let outcome = client
         .fetch(pivot, &symbols, now)
         .await
@@ -244,7 +245,7 @@ pub async fn fetch_and_store(state: &AppState) -> anyhow::Result<FetchReport> {
 /// every instance. `fetch_and_store` calls it after a fetch; fixtures call it with a snapshot
 /// read from a file.
 pub async fn store_snapshot(
-    state: &AppState,
+    state: &Rates,
     snapshot: crate::rates::provider::Snapshot,
     currencies: &HashMap<CurrencyCode, Currency>,
     symbols: &[CurrencyCode],
@@ -392,7 +393,7 @@ fn check_currency(
     Ok(currency)
 }
 
-fn is_stale(state: &AppState, as_of: DateTime<Utc>, at: DateTime<Utc>) -> bool {
+fn is_stale(state: &Rates, as_of: DateTime<Utc>, at: DateTime<Utc>) -> bool {
     let max_age = TimeDelta::seconds(
         i64::try_from(state.settings.rates.max_age_secs).unwrap_or(i64::MAX / 1000),
     );
@@ -401,7 +402,7 @@ fn is_stale(state: &AppState, as_of: DateTime<Utc>, at: DateTime<Utc>) -> bool {
 
 /// The view for `at` (the cached latest when `None`).
 async fn view_at(
-    state: &AppState,
+    state: &Rates,
     entry: &LatestEntry,
     at: Option<DateTime<Utc>>,
 ) -> Result<Arc<RatesView>, RatesError> {
@@ -427,12 +428,12 @@ async fn view_at(
 /// The rate from → to in force now (`at = None`, served from memory) or at `at`. `from` and
 /// `to` must be usable for the latest rates; any known currency is accepted for a past instant.
 pub async fn quote(
-    state: &AppState,
+    state: &Rates,
     from: CurrencyCode,
     to: CurrencyCode,
     at: Option<DateTime<Utc>>,
 ) -> Result<RateQuote, RatesError> {
-    let entry = state.rates.cache.get(state).await?;
+    let entry = state.runtime.cache.get(state).await?;
     let usage = if at.is_some() {
         Use::History
     } else {
@@ -482,12 +483,12 @@ pub struct RatesTable {
 /// Rates of `symbols` (default: every enabled currency that is quoted) against `base`, now or at
 /// `at`.
 pub async fn rates_table(
-    state: &AppState,
+    state: &Rates,
     base: CurrencyCode,
     symbols: Option<Vec<CurrencyCode>>,
     at: Option<DateTime<Utc>>,
 ) -> Result<RatesTable, RatesError> {
-    let entry = state.rates.cache.get(state).await?;
+    let entry = state.runtime.cache.get(state).await?;
     let usage = if at.is_some() {
         Use::History
     } else {
@@ -554,7 +555,7 @@ pub struct ProviderFetch {
 }
 
 /// The newest stored publication of each provider, with its staleness by `rates.max_age_secs`.
-pub async fn latest_per_provider(state: &AppState) -> Result<Vec<ProviderFetch>, RatesError> {
+pub async fn latest_per_provider(state: &Rates) -> Result<Vec<ProviderFetch>, RatesError> {
     let now = state.clock.now();
     Ok(store::newest_per_provider(&state.db)
         .await?
@@ -598,13 +599,13 @@ pub struct ConversionQuote {
 
 /// Prices `amount` of `from` in `to`, now or at `at`. Records nothing.
 pub async fn convert(
-    state: &AppState,
+    state: &Rates,
     from: CurrencyCode,
     to: CurrencyCode,
     amount: &str,
     at: Option<DateTime<Utc>>,
 ) -> Result<ConversionQuote, RatesError> {
-    let entry = state.rates.cache.get(state).await?;
+    let entry = state.runtime.cache.get(state).await?;
     let usage = if at.is_some() {
         Use::History
     } else {
@@ -631,4 +632,35 @@ pub async fn convert(
         provider: q.provider,
         stale: q.stale,
     })
+}
+
+impl From<RatesError> for ApiError {
+    fn from(e: RatesError) -> Self {
+        use RatesError as R;
+        match e {
+            R::Invalid { field, message } => ApiError::validation(field, message),
+            R::CurrencyNotSupported(code) => ApiError::Unprocessable {
+                slug: "currency-not-supported",
+                detail: format!("currency {code} is not supported by this service"),
+            },
+            R::CurrencyDisabled(code) => ApiError::Unprocessable {
+                slug: "currency-disabled",
+                detail: format!("currency {code} is disabled"),
+            },
+            R::CurrencyRetired(code) => ApiError::Unprocessable {
+                slug: "currency-retired",
+                detail: format!("currency {code} is retired; only its history can be read"),
+            },
+            R::NoRates(detail) => ApiError::NotFoundAs {
+                slug: "no-rates",
+                detail,
+            },
+            R::NotQuoted(code) => ApiError::NotFoundAs {
+                slug: "no-rates",
+                detail: format!("no rate is stored for {code}"),
+            },
+            R::Amount(e) => ApiError::validation("amount", e.to_string()),
+            R::Unexpected(e) => ApiError::Internal(e),
+        }
+    }
 }

@@ -31,8 +31,7 @@ pub use queue::Queue;
 pub use registry::{Job, JobContext, Schedule, TaskRegistry};
 pub use store::{TaskRun, TaskState};
 
-use crate::settings::Settings;
-use crate::startup::{AppState, Role};
+use crate::state::{AppState, ProcessRole};
 
 /// What can go wrong with a task request.
 #[derive(Debug, thiserror::Error)]
@@ -68,9 +67,14 @@ impl From<TaskError> for crate::error::ApiError {
 
 /// The registry of the jobs this module owns (`prune`), with their schedules from `settings`.
 /// Other capabilities add theirs to it at startup.
-pub fn registry(settings: &Settings) -> anyhow::Result<TaskRegistry> {
+pub fn registry(state: &AppState) -> anyhow::Result<TaskRegistry> {
+    let settings = &state.settings;
     let mut registry = TaskRegistry::new();
-    registry.register::<Prune>();
+    registry.register::<Prune>(prune::PruneContext {
+        db: state.db.clone(),
+        clock: state.clock.clone(),
+        retention_days: settings.tasks.retention_days,
+    });
     registry.schedule(
         Prune::NAME,
         &settings.tasks.schedule.prune,
@@ -140,13 +144,13 @@ async fn push_or_leave_to_reconciler(state: &AppState, run_id: Uuid) {
 pub fn start_background(
     state: AppState,
     registry: Arc<TaskRegistry>,
-    role: Role,
+    role: ProcessRole,
     shutdown: CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     let mut handles = Vec::new();
     let tasks = &state.settings.tasks;
     let visibility = Duration::from_secs(tasks.visibility_timeout_secs.max(1));
-    if matches!(role, Role::All | Role::Worker) {
+    if role.runs_workers() {
         let instance = Uuid::new_v4().simple().to_string();
         for n in 0..tasks.workers.max(1) {
             let worker = worker::Worker {
@@ -163,7 +167,7 @@ pub fn start_background(
             shutdown.clone(),
         )));
     }
-    if matches!(role, Role::All | Role::Scheduler) {
+    if role.runs_scheduler() {
         let (s, r, token) = (state.clone(), registry.clone(), shutdown.clone());
         handles.push(tokio::spawn(async move {
             if let Err(e) = scheduler::run_scheduler(s, r, token).await {

@@ -3,8 +3,22 @@
 use chrono::TimeDelta;
 use serde::{Deserialize, Serialize};
 
+use sqlx::PgPool;
+
 use super::registry::{Job, JobContext};
 use super::store;
+use crate::clock::Clock;
+
+/// What [`Prune`] runs with.
+#[derive(Clone)]
+pub struct PruneContext {
+    /// Where the runs are recorded.
+    pub db: PgPool,
+    /// Now, for the cut-off.
+    pub clock: Clock,
+    /// `tasks.retention_days`.
+    pub retention_days: u32,
+}
 
 /// Deletes `succeeded`, `failed` and `dead` runs that finished more than
 /// `tasks.retention_days` ago. Pending and running runs are never touched.
@@ -13,10 +27,11 @@ pub struct Prune {}
 
 impl Job for Prune {
     const NAME: &'static str = "prune";
+    type Context = PruneContext;
 
     #[tracing::instrument(name = "prune", skip_all, fields(run_id = %ctx.run_id))]
-    async fn run(&self, ctx: &JobContext) -> anyhow::Result<()> {
-        let days = i64::from(ctx.state.settings.tasks.retention_days);
+    async fn run(&self, ctx: &JobContext<PruneContext>) -> anyhow::Result<()> {
+        let days = i64::from(ctx.state.retention_days);
         let before = ctx.state.clock.now() - TimeDelta::days(days);
         let deleted = store::delete_finished_before(&ctx.state.db, before).await?;
         tracing::info!(deleted, %before, "pruned finished task runs");

@@ -13,13 +13,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
-/// What a running job may know about itself and use.
+/// What a running job may know about itself and use: `state` is what the job was registered
+/// with (its [`Job::Context`]; the core [`AppState`] for jobs registered as plain functions).
 #[derive(Clone)]
-pub struct JobContext {
-    /// Database, Redis, settings and clock.
-    pub state: AppState,
+pub struct JobContext<C = AppState> {
+    /// What the job runs with.
+    pub state: C,
     /// The run being executed; stable across retries, so jobs can use it for idempotency.
     pub run_id: Uuid,
     /// 1 on the first attempt.
@@ -34,8 +35,15 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The task name, unique in the registry and stored in `task_runs.task_name`.
     const NAME: &'static str;
 
+    /// What the job needs to run (a pool, a cache, a setting), given at registration, as in
+    /// crates.io's worker: the queue machinery never learns what is inside.
+    type Context: Clone + Send + Sync + 'static;
+
     /// Does the work. An `Err` is retried with backoff until `tasks.max_attempts`.
-    fn run(&self, ctx: &JobContext) -> impl Future<Output = anyhow::Result<()>> + Send;
+    fn run(
+        &self,
+        ctx: &JobContext<Self::Context>,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
 /// Type-erased job code: arguments arrive as the JSON stored in the run.
@@ -122,12 +130,20 @@ impl TaskRegistry {
         Self::default()
     }
 
-    /// Registers a [`Job`] type under [`Job::NAME`].
-    pub fn register<J: Job>(&mut self) -> &mut Self {
-        self.register_fn(J::NAME, |ctx, args| async move {
-            let job: J = serde_json::from_value(args)
-                .with_context(|| format!("arguments of {} do not parse", J::NAME))?;
-            job.run(&ctx).await
+    /// Registers a [`Job`] type under [`Job::NAME`], to run with `context`.
+    pub fn register<J: Job>(&mut self, context: J::Context) -> &mut Self {
+        self.register_fn(J::NAME, move |run, args| {
+            let ctx = JobContext {
+                state: context.clone(),
+                run_id: run.run_id,
+                attempt: run.attempt,
+                scheduled_for: run.scheduled_for,
+            };
+            async move {
+                let job: J = serde_json::from_value(args)
+                    .with_context(|| format!("arguments of {} do not parse", J::NAME))?;
+                job.run(&ctx).await
+            }
         })
     }
 

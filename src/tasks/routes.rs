@@ -12,7 +12,7 @@ use super::store::{self, TaskRun, TaskState};
 use super::{TaskError, TaskStats};
 use crate::auth::AdminUser;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Largest page of runs.
 const MAX_LIMIT: i64 = 200;

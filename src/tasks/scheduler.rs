@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::queue::Queue;
 use super::registry::{Schedule, TaskRegistry};
 use super::store;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Most ticks one wake-up records; more are only possible after the process stalled.
 const MAX_TICKS_PER_WAKE: usize = 100;

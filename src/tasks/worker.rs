@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::queue::{Message, Queue};
 use super::registry::{JobContext, TaskRegistry};
 use super::store::{self, Attempt, Claim, TaskState};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Longest retry delay, whatever the attempt number.
 const MAX_BACKOFF_MS: u64 = 6 * 3600 * 1000;

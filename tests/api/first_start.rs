@@ -6,7 +6,9 @@ use crate::helpers::spawn_app;
 #[tokio::test]
 async fn seeded_rates_say_they_come_from_the_seed_not_from_a_provider() {
     let app = spawn_app().await;
-    currency_conversion::seed::run(&app.state).await.unwrap();
+    currency_conversion::seed::run(&app.state, &app.rates)
+        .await
+        .unwrap();
     let token = app.partner().await.token;
 
     let res = app
@@ -23,7 +25,9 @@ async fn seeded_rates_say_they_come_from_the_seed_not_from_a_provider() {
 #[tokio::test]
 async fn seeded_history_gives_a_year_of_series_and_past_rates_offline() {
     let app = spawn_app().await;
-    currency_conversion::seed::run(&app.state).await.unwrap();
+    currency_conversion::seed::run(&app.state, &app.rates)
+        .await
+        .unwrap();
     let token = app.partner().await.token;
 
     let res = app
@@ -69,7 +73,9 @@ async fn bgn_is_historic_after_seeding_not_offered() {
     )
     .await
     .unwrap();
-    currency_conversion::seed::run(&app.state).await.unwrap();
+    currency_conversion::seed::run(&app.state, &app.rates)
+        .await
+        .unwrap();
     let partner = app.partner().await.token;
     let admin = app.admin().await.token;
 

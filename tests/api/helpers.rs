@@ -8,8 +8,11 @@ use std::sync::OnceLock;
 
 use currency_conversion::auth::Role;
 use currency_conversion::clock::Clock;
+use currency_conversion::rates::Rates;
 use currency_conversion::settings::{self, Environment, Settings};
-use currency_conversion::startup::{AppState, Application};
+use currency_conversion::startup::Application;
+use currency_conversion::state::AppState;
+use currency_conversion::tasks::TaskRegistry;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
@@ -23,6 +26,10 @@ pub struct TestApp {
     pub settings: Settings,
     pub clock: Clock,
     pub state: AppState,
+    /// The app's own rates handle: storing through it refreshes the app's cache at once.
+    pub rates: Rates,
+    /// The app's task registry (every job of the service, with its context).
+    pub tasks: std::sync::Arc<TaskRegistry>,
     admin_url: String,
 }
 
@@ -176,6 +183,8 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
     let port = app.port();
     let db = app.state().db.clone();
     let state = app.state().clone();
+    let rates = app.rates().clone();
+    let tasks = app.tasks().clone();
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -190,6 +199,8 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         settings,
         clock,
         state,
+        rates,
+        tasks,
         admin_url: base.database.url.expose_secret().to_owned(),
     }
 }
@@ -317,11 +328,11 @@ impl TestApp {
             ignored_codes: 0,
             missing: Vec::new(),
         };
-        let known = currency_conversion::rates::service::known_currencies(&self.state)
+        let known = currency_conversion::rates::service::known_currencies(&self.rates)
             .await
             .unwrap();
         currency_conversion::rates::service::store_snapshot(
-            &self.state,
+            &self.rates,
             snapshot,
             &known,
             &[],

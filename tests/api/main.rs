@@ -6,6 +6,7 @@ mod currencies;
 mod first_start;
 mod foundation;
 mod helpers;
+mod login_throttle;
 mod monitor;
 mod proxy;
 mod rates;

@@ -312,7 +312,7 @@ async fn a_dead_run_is_retried_from_the_monitor() {
     let app = spawn_app().await;
     let monitor = sign_in(&app).await;
     let csrf = monitor.csrf().await;
-    let registry = currency_conversion::jobs::registry(&app.settings).unwrap();
+    let registry = app.tasks.clone();
     let run = tasks::enqueue(&app.state, &registry, "prune", serde_json::json!({}))
         .await
         .unwrap();
@@ -357,7 +357,7 @@ async fn a_dead_run_is_retried_from_the_monitor() {
 async fn the_runs_list_filters_and_pages() {
     let app = spawn_app().await;
     let monitor = sign_in(&app).await;
-    let registry = currency_conversion::jobs::registry(&app.settings).unwrap();
+    let registry = app.tasks.clone();
     for _ in 0..27 {
         tasks::enqueue(&app.state, &registry, "prune", serde_json::json!({}))
             .await
@@ -445,7 +445,9 @@ async fn logout_ends_the_session() {
 #[tokio::test]
 async fn seeded_rates_show_as_never_fetched_with_a_year_of_chart() {
     let app = spawn_app().await;
-    currency_conversion::seed::run(&app.state).await.unwrap();
+    currency_conversion::seed::run(&app.state, &app.rates)
+        .await
+        .unwrap();
     let monitor = sign_in(&app).await;
 
     let overview = monitor.page("/monitor").await;

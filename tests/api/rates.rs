@@ -164,7 +164,7 @@ async fn fetch_stores_each_change_once_and_serves_cross_rates() {
     let f = fixture().await;
     f.provider.answer(200, frankfurter(f.day1, &DAY1));
 
-    let report = rates::fetch_and_store(&f.app.state).await.unwrap();
+    let report = rates::fetch_and_store(&f.app.rates).await.unwrap();
     assert_eq!(report.provider, "frankfurter");
     assert_eq!(report.outcome, StoreOutcome::Stored);
     assert_eq!(report.as_of, at_15(f.day1));
@@ -178,7 +178,7 @@ async fn fetch_stores_each_change_once_and_serves_cross_rates() {
     assert_eq!(f.quote_rows().await, 5);
 
     // The same publication again stores nothing.
-    let again = rates::fetch_and_store(&f.app.state).await.unwrap();
+    let again = rates::fetch_and_store(&f.app.rates).await.unwrap();
     assert_eq!(again.outcome, StoreOutcome::SamePublication);
     assert_eq!((again.changed, again.unchanged), (0, 5));
     assert_eq!(f.quote_rows().await, 5);
@@ -230,7 +230,7 @@ async fn fetch_stores_each_change_once_and_serves_cross_rates() {
 
     // The next day: only GBP changed.
     f.provider.answer(200, frankfurter(f.day2, &DAY2));
-    let report = rates::fetch_and_store(&f.app.state).await.unwrap();
+    let report = rates::fetch_and_store(&f.app.rates).await.unwrap();
     assert_eq!((report.changed, report.unchanged), (1, 4));
     assert_eq!(f.quote_rows().await, 6);
     let body = f.json("/api/v1/rates/latest?base=USD&symbols=GBP").await;
@@ -272,11 +272,11 @@ async fn fetch_stores_each_change_once_and_serves_cross_rates() {
     let usd = CurrencyCode::parse("USD").unwrap();
     let eur = CurrencyCode::parse("EUR").unwrap();
     let gbp = CurrencyCode::parse("GBP").unwrap();
-    let q = rates::quote(&f.app.state, usd, gbp, None).await.unwrap();
+    let q = rates::quote(&f.app.rates, usd, gbp, None).await.unwrap();
     assert_eq!(q.rate.to_string(), "0.745454545454545455");
     assert!(q.from_quote_id.is_some() && q.to_quote_id.is_some());
     assert_ne!(q.from_quote_id, q.to_quote_id);
-    let q = rates::quote(&f.app.state, eur, gbp, None).await.unwrap();
+    let q = rates::quote(&f.app.rates, eur, gbp, None).await.unwrap();
     assert_eq!(q.from_quote_id, None);
     assert_eq!(q.rate.to_string(), "0.82");
 
@@ -326,7 +326,7 @@ async fn fetch_stores_each_change_once_and_serves_cross_rates() {
     assert_eq!(res.status(), 200);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["stale"], true);
-    let q = rates::quote(&f.app.state, usd, gbp, None).await.unwrap();
+    let q = rates::quote(&f.app.rates, usd, gbp, None).await.unwrap();
     assert!(q.stale);
 }
 
@@ -338,7 +338,7 @@ fn urlencode(s: &str) -> String {
 async fn bad_input_is_refused_with_a_problem() {
     let f = fixture().await;
     f.provider.answer(200, frankfurter(f.day1, &DAY1));
-    rates::fetch_and_store(&f.app.state).await.unwrap();
+    rates::fetch_and_store(&f.app.rates).await.unwrap();
     currencies::update(
         &f.app.state.db,
         CurrencyCode::parse("CHF").unwrap(),
@@ -505,27 +505,27 @@ async fn provider_failures_are_retried_reported_and_store_nothing_bad() {
     let f = fixture().await;
     // Garbage: nothing stored, the error says why.
     f.provider.answer(200, "<html>maintenance</html>".into());
-    let err = rates::fetch_and_store(&f.app.state).await.unwrap_err();
+    let err = rates::fetch_and_store(&f.app.rates).await.unwrap_err();
     assert!(format!("{err:#}").contains("frankfurter"), "{err:#}");
     f.provider
         .answer(200, "{\"amount\":1.0,\"base\":\"EUR\",\"da".into());
-    assert!(rates::fetch_and_store(&f.app.state).await.is_err());
+    assert!(rates::fetch_and_store(&f.app.rates).await.is_err());
     f.provider
         .answer(200, frankfurter(f.day1, &[("USD", "-1.1")]));
-    assert!(rates::fetch_and_store(&f.app.state).await.is_err());
+    assert!(rates::fetch_and_store(&f.app.rates).await.is_err());
     assert_eq!(f.quote_rows().await, 0);
 
     // 500, then success: the retry succeeds and the failure is reported.
     f.provider.then(500, "{\"message\":\"internal\"}");
     f.provider.answer(200, frankfurter(f.day2, &DAY2));
-    let report = rates::fetch_and_store(&f.app.state).await.unwrap();
+    let report = rates::fetch_and_store(&f.app.rates).await.unwrap();
     assert_eq!(report.changed, 5);
     assert_eq!(report.failures.len(), 1, "{report:?}");
     assert!(report.failures[0].1.contains("500"), "{report:?}");
 
     // An older publication than the stored one is rejected.
     f.provider.answer(200, frankfurter(f.day1, &DAY1));
-    let report = rates::fetch_and_store(&f.app.state).await.unwrap();
+    let report = rates::fetch_and_store(&f.app.rates).await.unwrap();
     assert_eq!(
         report.outcome,
         StoreOutcome::RejectedOlder {
@@ -548,7 +548,7 @@ async fn ecb_history_imports_change_only_and_idempotently() {
     );
     let open = || std::io::BufReader::new(std::fs::File::open(&path).unwrap());
     let started = std::time::Instant::now();
-    let report = import::import_ecb(&f.app.state, open()).await.unwrap();
+    let report = import::import_ecb(&f.app.rates, open()).await.unwrap();
     assert_eq!(report.days, 7126);
     assert_eq!(report.snapshots_inserted, 7126);
     assert!(
@@ -598,7 +598,7 @@ async fn ecb_history_imports_change_only_and_idempotently() {
     assert_problem(res, 404, "/problems/no-rates").await;
 
     // A re-run stores nothing new.
-    let again = import::import_ecb(&f.app.state, open()).await.unwrap();
+    let again = import::import_ecb(&f.app.rates, open()).await.unwrap();
     assert_eq!(again.days, 7126);
     assert_eq!((again.snapshots_inserted, again.quotes_inserted), (0, 0));
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use currency_conversion::clock::Clock;
 use currency_conversion::settings::Settings;
-use currency_conversion::startup::{AppState, Role};
+use currency_conversion::state::{AppState, ProcessRole};
 use currency_conversion::tasks::{self, Queue, TaskRegistry, TaskRun, TaskState};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -102,7 +102,7 @@ impl Harness {
         AppState::new(self.app.settings.clone(), Clock::system()).unwrap()
     }
 
-    fn start(&mut self, role: Role) -> Vec<JoinHandle<()>> {
+    fn start(&mut self, role: ProcessRole) -> Vec<JoinHandle<()>> {
         tasks::start_background(
             self.instance(),
             self.registry.clone(),
@@ -111,7 +111,7 @@ impl Harness {
         )
     }
 
-    fn start_kept(&mut self, role: Role) {
+    fn start_kept(&mut self, role: ProcessRole) {
         let handles = self.start(role);
         self.handles.extend(handles);
     }
@@ -209,7 +209,7 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_succeeds_once_and_is_acknowledged() {
     let mut h = Harness::new(None, |_| {}).await;
-    h.start_kept(Role::Worker);
+    h.start_kept(ProcessRole::Worker);
     let run = h.enqueue("ok").await;
     assert_eq!(run.state, TaskState::Queued);
     let done = h.wait_for_state(run.id, TaskState::Succeeded, 10).await;
@@ -224,7 +224,7 @@ async fn a_run_succeeds_once_and_is_acknowledged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_mid_job_is_redelivered_after_the_visibility_timeout() {
     let mut h = Harness::new(None, |_| {}).await;
-    let first = h.start(Role::Worker);
+    let first = h.start(ProcessRole::Worker);
     let run = h.enqueue("hang_first").await;
     let running = h.wait_for_state(run.id, TaskState::Running, 10).await;
     assert_eq!(running.attempts, 1);
@@ -232,7 +232,7 @@ async fn a_killed_worker_mid_job_is_redelivered_after_the_visibility_timeout() {
     for handle in &first {
         handle.abort();
     }
-    h.start_kept(Role::Worker);
+    h.start_kept(ProcessRole::Worker);
     let done = h.wait_for_state(run.id, TaskState::Succeeded, 15).await;
     assert_eq!(done.attempts, 2);
     assert_ne!(done.worker_id, running.worker_id);
@@ -248,7 +248,7 @@ async fn runs_lost_by_redis_are_reenqueued_by_the_reconciler() {
         ids.push(h.enqueue("ok").await.id);
     }
     h.delete_redis_keys().await;
-    h.start_kept(Role::All);
+    h.start_kept(ProcessRole::All);
     for id in &ids {
         h.wait_for_state(*id, TaskState::Succeeded, 20).await;
         assert_eq!(h.logged(*id).await, vec![1]);
@@ -259,7 +259,7 @@ async fn runs_lost_by_redis_are_reenqueued_by_the_reconciler() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_job_is_retried_with_backoff_then_dead_with_its_error() {
     let mut h = Harness::new(None, |_| {}).await;
-    h.start_kept(Role::Worker);
+    h.start_kept(ProcessRole::Worker);
     let run = h.enqueue("fail").await;
     let retrying = h.wait_for_state(run.id, TaskState::Retrying, 10).await;
     assert!(retrying.next_attempt_at.is_some());
@@ -281,7 +281,7 @@ async fn a_failing_job_is_retried_with_backoff_then_dead_with_its_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_job_is_recorded_as_failed_and_the_worker_survives() {
     let mut h = Harness::new(None, |_| {}).await;
-    h.start_kept(Role::Worker);
+    h.start_kept(ProcessRole::Worker);
     let panicking = h.enqueue("panic").await;
     let failed = h.wait_for_state(panicking.id, TaskState::Failed, 10).await;
     assert!(
@@ -304,9 +304,9 @@ async fn a_panicking_job_is_recorded_as_failed_and_the_worker_survives() {
 async fn three_schedulers_run_each_tick_exactly_once() {
     let mut h = Harness::new(Some("* * * * * *"), |_| {}).await;
     for _ in 0..3 {
-        h.start_kept(Role::Scheduler);
+        h.start_kept(ProcessRole::Scheduler);
     }
-    h.start_kept(Role::Worker);
+    h.start_kept(ProcessRole::Worker);
     let runs = poll(20, || async {
         let runs = h.scheduled_runs().await;
         let done = runs
@@ -348,9 +348,9 @@ async fn missed_ticks_collapse_into_one_catch_up_run() {
     .execute(&h.db)
     .await
     .unwrap();
-    h.start_kept(Role::Scheduler);
-    h.start_kept(Role::Scheduler);
-    h.start_kept(Role::Worker);
+    h.start_kept(ProcessRole::Scheduler);
+    h.start_kept(ProcessRole::Scheduler);
+    h.start_kept(ProcessRole::Worker);
     let catch_up = poll(15, || async {
         h.scheduled_runs()
             .await
@@ -390,7 +390,7 @@ async fn ticks_recorded_while_redis_is_unreachable_run_when_it_returns() {
     })
     .await;
     proxy.cut();
-    h.start_kept(Role::All);
+    h.start_kept(ProcessRole::All);
     let during_outage = poll(15, || async {
         let runs = h.scheduled_runs().await;
         (runs.len() >= 2).then_some(runs)
@@ -582,11 +582,13 @@ async fn a_provider_failing_every_attempt_ends_dead_with_its_error() {
         s.rates.backoff_base_ms = 1;
     })
     .await;
-    h.registry = Arc::new(currency_conversion::jobs::registry(&h.app.settings).unwrap());
+    let instance = h.instance();
+    let rates = currency_conversion::rates::Rates::new(&instance);
+    h.registry = Arc::new(currency_conversion::jobs::registry(&instance, &rates).unwrap());
     currency_conversion::currencies::service::seed_defaults(&h.db, Utc::now())
         .await
         .unwrap();
-    h.start_kept(Role::Worker);
+    h.start_kept(ProcessRole::Worker);
     let run = tasks::enqueue(&h.instance(), &h.registry, "fetch_rates", json!({}))
         .await
         .unwrap();
@@ -619,7 +621,7 @@ async fn workers_recover_when_postgres_comes_back() {
     let handles = tasks::start_background(
         through_proxy,
         h.registry.clone(),
-        Role::Worker,
+        ProcessRole::Worker,
         h.shutdown.child_token(),
     );
     h.handles.extend(handles);

@@ -1,0 +1,108 @@
+//! The login throttle under bursts and behind a reverse proxy.
+
+use futures_util::future::join_all;
+use serde_json::json;
+
+use crate::helpers::{TEST_PASSWORD, TestApp, spawn_app_with};
+
+/// Sends all `bodies` to `POST /auth/token` at once (each with its `X-Forwarded-For`, if any)
+/// and returns the statuses in order.
+async fn burst(app: &TestApp, bodies: Vec<(serde_json::Value, Option<&str>)>) -> Vec<u16> {
+    let requests = bodies.into_iter().map(|(body, forwarded_for)| {
+        let mut req = app.client.post(app.url("/api/v1/auth/token")).json(&body);
+        if let Some(xff) = forwarded_for {
+            req = req.header("X-Forwarded-For", xff);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    });
+    join_all(requests).await
+}
+
+fn count(statuses: &[u16], status: u16) -> usize {
+    statuses.iter().filter(|s| **s == status).count()
+}
+
+#[tokio::test]
+async fn a_concurrent_burst_gets_no_more_guesses_than_a_sequence_per_account() {
+    let app = spawn_app_with(|s| s.auth.max_failed_logins = 5).await;
+    let partner = app.partner().await;
+    let mut bodies: Vec<_> = (0..29)
+        .map(|i| {
+            (
+                json!({"email": partner.email, "password": format!("wrong guess {i}")}),
+                None,
+            )
+        })
+        .collect();
+    bodies.push((
+        json!({"email": partner.email, "password": TEST_PASSWORD}),
+        None,
+    ));
+    let statuses = burst(&app, bodies).await;
+    // Exactly five attempts reached the password check; whichever they were, the rest waited.
+    assert_eq!(
+        count(&statuses, 401) + count(&statuses, 200),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(count(&statuses, 429), 25, "{statuses:?}");
+}
+
+#[tokio::test]
+async fn a_concurrent_burst_gets_no_more_guesses_than_a_sequence_per_ip() {
+    // 5 per account, 20 per IP: thirty different accounts from one address.
+    let app = spawn_app_with(|s| s.auth.max_failed_logins = 5).await;
+    let bodies = (0..30)
+        .map(|i| {
+            let body =
+                json!({"email": format!("guess{i}@example.com"), "password": "wrong password!"});
+            (body, None)
+        })
+        .collect();
+    let statuses = burst(&app, bodies).await;
+    assert_eq!(count(&statuses, 401), 20, "{statuses:?}");
+    assert_eq!(count(&statuses, 429), 10, "{statuses:?}");
+}
+
+/// Failed logins for `n` different accounts, all forwarded for `client`.
+fn failures_from(client: &'static str, n: usize) -> Vec<(serde_json::Value, Option<&'static str>)> {
+    (0..n)
+        .map(|_| {
+            let email = format!("{}@example.com", uuid::Uuid::new_v4().simple());
+            (
+                json!({"email": email, "password": "wrong password!"}),
+                Some(client),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_ip_limit() {
+    // One failure per account, four per IP.
+    let app = spawn_app_with(|s| {
+        s.auth.max_failed_logins = 1;
+        s.server.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let statuses = burst(&app, failures_from("203.0.113.1", 4)).await;
+    assert_eq!(statuses, [401; 4]);
+    let statuses = burst(&app, failures_from("203.0.113.1", 1)).await;
+    assert_eq!(statuses, [429], "the noisy client is throttled");
+    // Another client behind the same proxy is not locked out with it; a forged left-hand
+    // entry does not move the noisy client into another bucket either.
+    let statuses = burst(&app, failures_from("203.0.113.2", 1)).await;
+    assert_eq!(statuses, [401]);
+    let statuses = burst(&app, failures_from("198.51.100.9, 203.0.113.1", 1)).await;
+    assert_eq!(statuses, [429]);
+}
+
+#[tokio::test]
+async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
+    let app = spawn_app_with(|s| s.auth.max_failed_logins = 1).await;
+    let statuses = burst(&app, failures_from("203.0.113.1", 4)).await;
+    assert_eq!(statuses, [401; 4]);
+    // The socket peer is the bucket: a made-up X-Forwarded-For does not escape it.
+    let statuses = burst(&app, failures_from("203.0.113.2", 1)).await;
+    assert_eq!(statuses, [429]);
+}
