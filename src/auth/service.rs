@@ -72,7 +72,7 @@ impl From<UserRow> for UserView {
     fn from(u: UserRow) -> Self {
         Self {
             id: u.id,
-            role: u.role(),
+            role: u.role,
             email: u.email,
             display_name: u.display_name,
             disabled: u.disabled_at.is_some(),
@@ -182,7 +182,7 @@ pub async fn login(
         state,
         &mut tx,
         UserId(user.id),
-        user.role(),
+        user.role,
         Uuid::new_v4(),
         now,
     )
@@ -228,7 +228,7 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<TokenRespo
         state,
         &mut tx,
         UserId(user.id),
-        user.role(),
+        user.role,
         row.family_id,
         now,
     )
@@ -409,7 +409,7 @@ pub async fn list_partners(
 pub async fn get_partner(state: &AppState, id: UserId) -> Result<UserView, AuthError> {
     store::find_by_id(&state.db, id)
         .await?
-        .filter(|u| u.role() == Role::Partner)
+        .filter(|u| u.role == Role::Partner)
         .map(UserView::from)
         .ok_or(AuthError::PartnerNotFound)
 }

@@ -7,27 +7,17 @@ use uuid::Uuid;
 use super::domain::{Email, Role, UserId};
 use crate::pagination::Cursor;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct UserRow {
     pub id: Uuid,
     pub email: String,
     pub password_hash: String,
-    pub role: String,
+    pub role: Role,
     pub display_name: String,
     pub disabled_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
-
-impl UserRow {
-    pub fn role(&self) -> Role {
-        // The CHECK constraint allows only these two values.
-        Role::parse(&self.role).unwrap_or(Role::Partner)
-    }
-}
-
-const USER_COLUMNS: &str =
-    "id, email, password_hash, role, display_name, disabled_at, created_at, updated_at";
 
 pub async fn insert_user(
     db: &PgPool,
@@ -37,35 +27,40 @@ pub async fn insert_user(
     display_name: &str,
     now: DateTime<Utc>,
 ) -> Result<UserRow, sqlx::Error> {
-    sqlx::query_as::<_, UserRow>(
-        "INSERT INTO users (id, email, password_hash, role, display_name, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $6)
-         RETURNING id, email, password_hash, role, display_name, disabled_at, created_at, updated_at",
+    sqlx::query_as!(
+        UserRow,
+        r#"INSERT INTO users (id, email, password_hash, role, display_name, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $6)
+           RETURNING id, email, password_hash, role AS "role: Role", display_name, disabled_at, created_at, updated_at"#,
+        Uuid::now_v7(),
+        email.as_str(),
+        password_hash,
+        role.as_str(),
+        display_name,
+        now,
     )
-    .bind(Uuid::now_v7())
-    .bind(email.as_str())
-    .bind(password_hash)
-    .bind(role.as_str())
-    .bind(display_name)
-    .bind(now)
     .fetch_one(db)
     .await
 }
 
 pub async fn find_by_email(db: &PgPool, email: &Email) -> Result<Option<UserRow>, sqlx::Error> {
-    sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE lower(email) = $1"
-    )))
-    .bind(email.as_str())
+    sqlx::query_as!(
+        UserRow,
+        r#"SELECT id, email, password_hash, role AS "role: Role", display_name, disabled_at, created_at, updated_at
+           FROM users WHERE lower(email) = $1"#,
+        email.as_str(),
+    )
     .fetch_optional(db)
     .await
 }
 
 pub async fn find_by_id(db: &PgPool, id: UserId) -> Result<Option<UserRow>, sqlx::Error> {
-    sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE id = $1"
-    )))
-    .bind(id.0)
+    sqlx::query_as!(
+        UserRow,
+        r#"SELECT id, email, password_hash, role AS "role: Role", display_name, disabled_at, created_at, updated_at
+           FROM users WHERE id = $1"#,
+        id.0,
+    )
     .fetch_optional(db)
     .await
 }
@@ -76,16 +71,21 @@ pub async fn list_partners(
     limit: i64,
     after: Option<Cursor>,
 ) -> Result<Vec<UserRow>, sqlx::Error> {
-    sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {USER_COLUMNS} FROM users
-         WHERE role = 'partner'
-           AND ($1::timestamptz IS NULL OR (created_at, id) < ($1, $2))
-         ORDER BY created_at DESC, id DESC
-         LIMIT $3"
-    )))
-    .bind(after.map(|c| c.at))
-    .bind(after.map(|c| c.id))
-    .bind(limit + 1)
+    // The first page starts below the greatest possible key, so one statement whose plan (even
+    // a generic one) compares the key serves every page.
+    sqlx::query_as!(
+        UserRow,
+        r#"SELECT id, email, password_hash, role AS "role: Role", display_name, disabled_at, created_at, updated_at
+           FROM users
+           WHERE role = 'partner'
+             AND (created_at, id) < (COALESCE($1, 'infinity'::timestamptz),
+                                     COALESCE($2, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
+           ORDER BY created_at DESC, id DESC
+           LIMIT $3"#,
+        after.map(|c| c.at),
+        after.map(|c| c.id),
+        limit + 1,
+    )
     .fetch_all(db)
     .await
 }
@@ -97,21 +97,22 @@ pub async fn update_partner(
     disabled: Option<bool>,
     now: DateTime<Utc>,
 ) -> Result<Option<UserRow>, sqlx::Error> {
-    sqlx::query_as::<_, UserRow>(
-        "UPDATE users SET
-             display_name = COALESCE($2, display_name),
-             disabled_at = CASE
-                 WHEN $3::boolean IS NULL THEN disabled_at
-                 WHEN $3 THEN COALESCE(disabled_at, $4)
-                 ELSE NULL END,
-             updated_at = $4
-         WHERE id = $1 AND role = 'partner'
-         RETURNING id, email, password_hash, role, display_name, disabled_at, created_at, updated_at",
+    sqlx::query_as!(
+        UserRow,
+        r#"UPDATE users SET
+               display_name = COALESCE($2, display_name),
+               disabled_at = CASE
+                   WHEN $3::boolean IS NULL THEN disabled_at
+                   WHEN $3 THEN COALESCE(disabled_at, $4)
+                   ELSE NULL END,
+               updated_at = $4
+           WHERE id = $1 AND role = 'partner'
+           RETURNING id, email, password_hash, role AS "role: Role", display_name, disabled_at, created_at, updated_at"#,
+        id.0,
+        display_name,
+        disabled,
+        now,
     )
-    .bind(id.0)
-    .bind(display_name)
-    .bind(disabled)
-    .bind(now)
     .fetch_optional(db)
     .await
 }
@@ -122,12 +123,12 @@ pub async fn set_password(
     password_hash: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 AND role = 'partner'",
+        id.0,
+        password_hash,
+        now,
     )
-    .bind(id.0)
-    .bind(password_hash)
-    .bind(now)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -135,15 +136,16 @@ pub async fn set_password(
 
 /// Whether the user exists and is enabled (the per-request check behind every token).
 pub async fn is_active(db: &PgPool, id: UserId) -> Result<bool, sqlx::Error> {
-    let active: Option<bool> =
-        sqlx::query_scalar("SELECT disabled_at IS NULL FROM users WHERE id = $1")
-            .bind(id.0)
-            .fetch_optional(db)
-            .await?;
+    let active = sqlx::query_scalar!(
+        r#"SELECT disabled_at IS NULL AS "active!" FROM users WHERE id = $1"#,
+        id.0,
+    )
+    .fetch_optional(db)
+    .await?;
     Ok(active.unwrap_or(false))
 }
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct RefreshRow {
     pub id: Uuid,
     pub user_id: Uuid,
@@ -161,16 +163,16 @@ pub async fn insert_refresh(
     now: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, created_at, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6)",
+        Uuid::now_v7(),
+        user.0,
+        family,
+        token_hash,
+        now,
+        expires_at,
     )
-    .bind(Uuid::now_v7())
-    .bind(user.0)
-    .bind(family)
-    .bind(token_hash)
-    .bind(now)
-    .bind(expires_at)
     .execute(conn)
     .await?;
     Ok(())
@@ -181,11 +183,12 @@ pub async fn lock_refresh(
     conn: &mut PgConnection,
     token_hash: &[u8],
 ) -> Result<Option<RefreshRow>, sqlx::Error> {
-    sqlx::query_as::<_, RefreshRow>(
+    sqlx::query_as!(
+        RefreshRow,
         "SELECT id, user_id, family_id, expires_at, used_at, revoked_at
          FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
+        token_hash,
     )
-    .bind(token_hash)
     .fetch_optional(conn)
     .await
 }
@@ -195,11 +198,13 @@ pub async fn mark_used(
     id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE refresh_tokens SET used_at = $2 WHERE id = $1")
-        .bind(id)
-        .bind(now)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "UPDATE refresh_tokens SET used_at = $2 WHERE id = $1",
+        id,
+        now
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -208,11 +213,11 @@ pub async fn revoke_family(
     family: Uuid,
     now: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
+        family,
+        now,
     )
-    .bind(family)
-    .bind(now)
     .execute(conn)
     .await?;
     Ok(done.rows_affected())
@@ -223,11 +228,11 @@ pub async fn revoke_all_for_user(
     user: UserId,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+        user.0,
+        now,
     )
-    .bind(user.0)
-    .bind(now)
     .execute(conn)
     .await?;
     Ok(())

@@ -17,8 +17,11 @@ use crate::state::AppState;
 /// Conversions finalized per statement; small batches keep row locks short.
 pub const FINALIZE_BATCH: i64 = 500;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+/// Stored as text in `conversions.status` (a CHECK constraint lists the values); a value this
+/// enum does not know fails to decode instead of being read as some default status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum Status {
     Temporary,
     Permanent,
@@ -122,7 +125,7 @@ impl From<ConversionRow> for ConversionView {
             rate_as_of: r.rate_as_of,
             rate_provider: r.rate_provider,
             stale_rate: r.stale_rate,
-            status: Status::parse(&r.status).unwrap_or(Status::Temporary),
+            status: r.status,
             created_at: r.created_at,
             finalizes_at: r.finalizes_at,
             finalized_at: r.finalized_at,
@@ -240,7 +243,7 @@ pub async fn create(
         from_quote_id: priced.quote.from_quote_id,
         to_quote_id: priced.quote.to_quote_id,
         stale_rate: priced.quote.stale,
-        status: "temporary".into(),
+        status: Status::Temporary,
         created_at: now,
         finalizes_at: now + Duration::seconds(holding),
         finalized_at: None,
