@@ -1,7 +1,9 @@
 # The commands a new user needs: `make run` and `make test`. See README.md.
 SHELL := /bin/bash
 CARGO ?= cargo
-BIN := target/debug/currency-conversion
+# The same dev profile and feature set as `make test`, so `make run` after `make test` compiles
+# nothing again (.ci/run checks it). Honours CARGO_TARGET_DIR like cargo does.
+BIN := $(or $(CARGO_TARGET_DIR),target)/debug/currency-conversion
 COMPOSE ?= $(shell command -v podman >/dev/null 2>&1 && echo "podman compose" || echo "docker compose")
 
 .PHONY: run test up down fmt lint bench e2e check-services build sqlx-prepare sqlx-check
@@ -16,15 +18,14 @@ run: build check-services
 	$(BIN) serve --role all
 
 ## Unit and integration tests against the real PostgreSQL and Redis
-test: check-services
+test:
+	@scripts/check-services test
 	$(CARGO) test --locked --all-targets --no-fail-fast
 
-## Fail fast, naming what is missing and how to start it.
+## Fail fast when the PostgreSQL or Redis the service will use (DATABASE_URL, REDIS_URL,
+## CCS__DATABASE__URL, settings/*.toml; see scripts/check-services) is not answering, naming it.
 check-services:
-	@pg_isready -h $${PGHOST:-127.0.0.1} -p $${PGPORT:-5432} -q 2>/dev/null || \
-	  { echo "PostgreSQL is not answering on 127.0.0.1:5432. Start it: 'make up' (containers) or 'pg_ctlcluster 15 main start'."; exit 1; }
-	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || \
-	  { echo "Redis is not answering on 127.0.0.1:6379. Start it: 'make up' (containers) or 'redis-server --daemonize yes'."; exit 1; }
+	@scripts/check-services run
 
 ## Whole stack in containers: PostgreSQL, Redis and the service (compose.yaml)
 up:

@@ -17,7 +17,7 @@ PGUSER=${PGUSER:-postgres}
 export PGHOST PGPORT PGUSER
 BENCH_DB=${BENCH_DB:-ccs_bench_rates}
 BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release/currency-conversion}
-ECB_CSV=${ECB_CSV:-../shared/data/ecb-eurofxref-hist.csv}
+ECB_CSV=${ECB_CSV:-data/ecb-eurofxref-hist.csv}
 N_OBS=${N_OBS:-60000}               # generated publications (x 169 currencies)
 PAIR_OBS=${PAIR_OBS:-50}            # publications stored as every pair, for the comparison
 INGEST_RUNS=${INGEST_RUNS:-20}      # timed `rates fetch` runs per case

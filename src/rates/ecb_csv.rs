@@ -187,19 +187,12 @@ mod tests {
 
     use super::*;
 
-    fn data(name: &str) -> String {
-        // `../shared/data` beside the repository, or wherever CCS_SHARED_DATA says (.ci/run
-        // sets it when the checkout lives elsewhere).
-        let dir = std::env::var("CCS_SHARED_DATA")
-            .unwrap_or_else(|_| format!("{}/../shared/data", env!("CARGO_MANIFEST_DIR")));
-        let path = format!("{dir}/{name}");
-        // Deliberately a hard failure: these files are part of the test fixture.
-        std::fs::metadata(&path).unwrap_or_else(|e| panic!("ECB fixture {path} is missing: {e}"));
-        path
-    }
-
-    fn open(name: &str) -> EcbCsvReader<BufReader<std::fs::File>> {
-        let file = std::fs::File::open(data(name)).unwrap();
+    /// The ECB files committed under `data/` (the whole history and one daily file). A fresh
+    /// clone has them; nothing outside the repository is read.
+    fn open(path: &str) -> EcbCsvReader<BufReader<std::fs::File>> {
+        let path = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
+        let file = std::fs::File::open(&path)
+            .unwrap_or_else(|e| panic!("committed ECB fixture {path} cannot be read: {e}"));
         EcbCsvReader::new(BufReader::new(file)).unwrap()
     }
 
@@ -221,7 +214,7 @@ mod tests {
 
     #[test]
     fn history_file_reads_every_day_newest_first() {
-        let reader = open("ecb-eurofxref-hist.csv");
+        let reader = open("data/ecb-eurofxref-hist.csv");
         assert_eq!(reader.currencies().count(), 41);
         assert_eq!(reader.currencies().nth(3), Some(c("CYP")));
         let days: Vec<EcbDay> = reader.collect::<Result<_, _>>().unwrap();
@@ -242,7 +235,7 @@ mod tests {
 
     #[test]
     fn daily_file_reads_long_dates_and_spaced_cells() {
-        let days: Vec<EcbDay> = open("ecb-eurofxref-daily.csv")
+        let days: Vec<EcbDay> = open("data/ecb-eurofxref-daily.csv")
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(days.len(), 1);

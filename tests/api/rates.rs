@@ -538,10 +538,8 @@ async fn provider_failures_are_retried_reported_and_store_nothing_bad() {
 #[tokio::test]
 async fn ecb_history_imports_change_only_and_idempotently() {
     let f = fixture().await;
-    // `../shared/data` beside the repository, or CCS_SHARED_DATA (set by .ci/run).
-    let dir = std::env::var("CCS_SHARED_DATA")
-        .unwrap_or_else(|_| format!("{}/../shared/data", env!("CARGO_MANIFEST_DIR")));
-    let path = format!("{dir}/ecb-eurofxref-hist.csv");
+    // The whole ECB history, committed with the repository (public data, see data/README.md).
+    let path = format!("{}/data/ecb-eurofxref-hist.csv", env!("CARGO_MANIFEST_DIR"));
     assert!(
         std::path::Path::new(&path).exists(),
         "ECB history {path} is missing"
