@@ -229,10 +229,11 @@ pub async fn update_partner(
     responses((status = 204), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn reset_password(
     state: web::Data<AppState>,
+    memo: web::Data<StatusMemo>,
     _admin: AdminUser,
     id: web::Path<String>,
     body: web::Json<PasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    service::reset_password(&state, partner_id(&id)?, &body.password).await?;
+    service::reset_password(&state, &memo, partner_id(&id)?, &body.password).await?;
     Ok(HttpResponse::NoContent().finish())
 }

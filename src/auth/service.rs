@@ -114,16 +114,18 @@ async fn issue_pair(
     conn: &mut sqlx::PgConnection,
     user: UserId,
     role: Role,
+    token_epoch: i32,
     family: Uuid,
     now: DateTime<Utc>,
 ) -> Result<TokenResponse, AuthError> {
     let keys = keys(state);
-    let (access, _) = keys.issue(user, role, now)?;
+    let (access, _) = keys.issue(user, role, token_epoch, now)?;
     let refresh = tokens::new_refresh_token();
     let ttl = i64::try_from(state.settings.auth.refresh_token_ttl_secs).unwrap_or(i64::MAX / 2);
     store::insert_refresh(
         conn,
         user,
+        token_epoch,
         family,
         &tokens::hash_refresh_token(&refresh),
         now,
@@ -183,6 +185,7 @@ pub async fn login(
         &mut tx,
         UserId(user.id),
         user.role,
+        user.token_epoch,
         Uuid::new_v4(),
         now,
     )
@@ -223,12 +226,17 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<TokenRespo
     let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
         return Err(AuthError::InvalidToken("account is disabled".into()));
     };
+    // The account's sessions ended (new password, role change, disabled) after this one began.
+    if row.token_epoch != user.token_epoch {
+        return Err(AuthError::InvalidToken("refresh token revoked".into()));
+    }
     store::mark_used(&mut tx, row.id, now).await?;
     let pair = issue_pair(
         state,
         &mut tx,
         UserId(user.id),
         user.role,
+        user.token_epoch,
         row.family_id,
         now,
     )
@@ -266,10 +274,15 @@ pub async fn logout(
     Ok(())
 }
 
-/// Verifies an access token and checks that its user still exists and is enabled, and that the
-/// token was not logged out. The status is cached in Redis for `auth.user_status_cache_secs` and
-/// the cache entry is deleted whenever an admin disables or enables the user, so the change takes
-/// effect at once on every instance.
+/// Verifies an access token and checks that its user still exists, is enabled and is still in
+/// the token's epoch (no password reset, role change or disable since it was issued), and that
+/// the token was not logged out.
+///
+/// The user's status (current epoch, or disabled) is cached in Redis for
+/// `auth.user_status_cache_secs` and a positive answer in process for
+/// [`super::status_cache::STATUS_MEMO_TTL`]. Every change this service makes overwrites the Redis
+/// entry with the new status, so it takes effect at once on every instance (within the memo's
+/// second on the others).
 pub async fn authenticate(
     state: &AppState,
     memo: &StatusMemo,
@@ -286,63 +299,119 @@ pub async fn authenticate(
             }
         })?;
     let user = UserId(claims.sub);
+    let caller = Caller {
+        id: user,
+        role: claims.role,
+        jti: claims.jti,
+        expires_at: claims.exp,
+    };
     if memo.is_fresh(user.0, claims.jti) {
-        return Ok(Caller {
-            id: user,
-            role: claims.role,
-            jti: claims.jti,
-            expires_at: claims.exp,
-        });
+        return Ok(caller);
     }
-    let status_key = state.redis.key(&format!("auth:user_active:{}", user.0));
+    let status_key = status_key(state, user);
     let revoked_key = state.redis.key(&format!("auth:revoked_jti:{}", claims.jti));
     let cached: anyhow::Result<(Option<String>, Option<String>)> = state
         .redis
         .run(redis::cmd("MGET").arg(&status_key).arg(&revoked_key))
         .await;
-    let active = match cached {
+    let status = match cached {
         Ok((_, Some(_))) => return Err(AuthError::InvalidToken("token was logged out".into())),
-        Ok((Some(v), None)) => v == "1",
+        Ok((Some(cached), None)) => UserStatus::decode(&cached),
         Ok((None, None)) => {
-            let active = store::is_active(&state.db, user).await?;
-            let ttl = state.settings.auth.user_status_cache_secs.max(1);
+            let status = UserStatus::from(store::active_token_epoch(&state.db, user).await?);
+            // NX: a status written by a change since our read must not be overwritten by it.
             let _ = state
                 .redis
-                .run::<()>(
+                .run::<Option<String>>(
                     redis::cmd("SET")
                         .arg(&status_key)
-                        .arg(if active { "1" } else { "0" })
+                        .arg(status.encode())
+                        .arg("NX")
                         .arg("EX")
-                        .arg(ttl),
+                        .arg(state.settings.auth.user_status_cache_secs.max(1)),
                 )
                 .await;
-            active
+            status
         }
         Err(e) => {
             tracing::warn!(error = %e, "user status cache unavailable; asking PostgreSQL");
-            store::is_active(&state.db, user).await?
+            UserStatus::from(store::active_token_epoch(&state.db, user).await?)
         }
     };
-    if !active {
-        return Err(AuthError::InvalidToken(
-            "account is disabled or deleted".into(),
-        ));
+    match status {
+        UserStatus::Active { token_epoch } if token_epoch == claims.epoch => {}
+        UserStatus::Active { .. } => {
+            return Err(AuthError::InvalidToken(
+                "token was revoked: the account's sessions ended".into(),
+            ));
+        }
+        UserStatus::Inactive => {
+            return Err(AuthError::InvalidToken(
+                "account is disabled or deleted".into(),
+            ));
+        }
     }
     memo.remember(user.0, claims.jti);
-    Ok(Caller {
-        id: user,
-        role: claims.role,
-        jti: claims.jti,
-        expires_at: claims.exp,
-    })
+    Ok(caller)
 }
 
-async fn forget_status(state: &AppState, memo: &StatusMemo, user: UserId) {
+/// What the per-request check needs to know about a user, as cached in Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UserStatus {
+    /// Enabled; tokens of this epoch are valid.
+    Active { token_epoch: i32 },
+    /// Disabled or deleted.
+    Inactive,
+}
+
+impl From<Option<i32>> for UserStatus {
+    fn from(token_epoch: Option<i32>) -> Self {
+        token_epoch.map_or(UserStatus::Inactive, |token_epoch| UserStatus::Active {
+            token_epoch,
+        })
+    }
+}
+
+impl UserStatus {
+    fn encode(self) -> String {
+        match self {
+            UserStatus::Active { token_epoch } => token_epoch.to_string(),
+            UserStatus::Inactive => "inactive".to_owned(),
+        }
+    }
+
+    /// Anything unreadable counts as inactive: refusing a token is the safe side.
+    fn decode(cached: &str) -> Self {
+        cached
+            .parse()
+            .map_or(UserStatus::Inactive, |token_epoch| UserStatus::Active {
+                token_epoch,
+            })
+    }
+}
+
+fn status_key(state: &AppState, user: UserId) -> String {
+    state.redis.key(&format!("auth:user_status:{}", user.0))
+}
+
+/// Publishes a user's new status after a change (disable, enable, new password): this process
+/// forgets the tokens it vouched for, and the Redis entry is overwritten (not deleted) so that a
+/// concurrent check that read the old row cannot put the old status back.
+async fn publish_status(state: &AppState, memo: &StatusMemo, user: UserId, status: UserStatus) {
     memo.forget_user(user.0);
-    let key = state.redis.key(&format!("auth:user_active:{}", user.0));
-    if let Err(e) = state.redis.run::<()>(redis::cmd("DEL").arg(&key)).await {
+    let result = state
+        .redis
+        .run::<()>(
+            redis::cmd("SET")
+                .arg(status_key(state, user))
+                .arg(status.encode())
+                .arg("EX")
+                .arg(state.settings.auth.user_status_cache_secs.max(1)),
+        )
+        .await;
+    if let Err(e) = result {
         // The entry expires within user_status_cache_secs anyway.
-        tracing::warn!(error = %e, "could not drop the cached user status");
+        tracing::warn!(error = %e, "could not publish the user's new status");
     }
 }
 
@@ -435,22 +504,39 @@ pub async fn update_partner(
     .await?
     .ok_or(AuthError::PartnerNotFound)?;
     if disabled.is_some() {
-        forget_status(state, memo, id).await;
+        let status = match row.disabled_at {
+            Some(_) => UserStatus::Inactive,
+            None => UserStatus::Active {
+                token_epoch: row.token_epoch,
+            },
+        };
+        publish_status(state, memo, id, status).await;
     }
     Ok(row.into())
 }
 
-/// Sets a new password and revokes every refresh token of the partner (sessions end).
-pub async fn reset_password(state: &AppState, id: UserId, password: &str) -> Result<(), AuthError> {
+/// Sets a new password; every access and refresh token of the partner stops working (the token
+/// epoch moves on, and the refresh tokens are marked revoked too).
+pub async fn reset_password(
+    state: &AppState,
+    memo: &StatusMemo,
+    id: UserId,
+    password: &str,
+) -> Result<(), AuthError> {
     let password = NewPassword::parse(password).map_err(|m| invalid("password", m))?;
     let hash = super::password::hash(password.expose().to_owned()).await?;
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
-    if !store::set_password(&mut tx, id, &hash, now).await? {
+    let Some(token_epoch) = store::set_password(&mut tx, id, &hash, now).await? else {
         return Err(AuthError::PartnerNotFound);
-    }
+    };
     store::revoke_all_for_user(&mut tx, id, now).await?;
     tx.commit().await?;
+    let status = match store::find_by_id(&state.db, id).await? {
+        Some(user) if user.disabled_at.is_none() => UserStatus::Active { token_epoch },
+        _ => UserStatus::Inactive,
+    };
+    publish_status(state, memo, id, status).await;
     Ok(())
 }
 

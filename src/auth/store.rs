@@ -17,6 +17,8 @@ pub struct UserRow {
     pub disabled_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Tokens issued in another epoch are refused (see the `token_epoch_ends_sessions` migration).
+    pub token_epoch: i32,
 }
 
 pub async fn insert_user(
@@ -31,7 +33,8 @@ pub async fn insert_user(
         UserRow,
         r#"INSERT INTO users (id, email, password_hash, role, display_name, created_at, updated_at)
            VALUES ($1, $2, $3, $4, $5, $6, $6)
-           RETURNING id, email, password_hash, role AS "role: Role", display_name, disabled_at, created_at, updated_at"#,
+           RETURNING id, email, password_hash, role AS "role: Role", display_name, disabled_at, created_at, updated_at,
+                     token_epoch"#,
         Uuid::now_v7(),
         email.as_str(),
         password_hash,
@@ -46,7 +49,8 @@ pub async fn insert_user(
 pub async fn find_by_email(db: &PgPool, email: &Email) -> Result<Option<UserRow>, sqlx::Error> {
     sqlx::query_as!(
         UserRow,
-        r#"SELECT id, email, password_hash, role AS "role: Role", display_name, disabled_at, created_at, updated_at
+        r#"SELECT id, email, password_hash, role AS "role: Role", display_name, disabled_at, created_at, updated_at,
+                  token_epoch
            FROM users WHERE lower(email) = $1"#,
         email.as_str(),
     )
@@ -57,7 +61,8 @@ pub async fn find_by_email(db: &PgPool, email: &Email) -> Result<Option<UserRow>
 pub async fn find_by_id(db: &PgPool, id: UserId) -> Result<Option<UserRow>, sqlx::Error> {
     sqlx::query_as!(
         UserRow,
-        r#"SELECT id, email, password_hash, role AS "role: Role", display_name, disabled_at, created_at, updated_at
+        r#"SELECT id, email, password_hash, role AS "role: Role", display_name, disabled_at, created_at, updated_at,
+                  token_epoch
            FROM users WHERE id = $1"#,
         id.0,
     )
@@ -75,7 +80,8 @@ pub async fn list_partners(
     // a generic one) compares the key serves every page.
     sqlx::query_as!(
         UserRow,
-        r#"SELECT id, email, password_hash, role AS "role: Role", display_name, disabled_at, created_at, updated_at
+        r#"SELECT id, email, password_hash, role AS "role: Role", display_name, disabled_at, created_at, updated_at,
+                  token_epoch
            FROM users
            WHERE role = 'partner'
              AND (created_at, id) < (COALESCE($1, 'infinity'::timestamptz),
@@ -107,7 +113,8 @@ pub async fn update_partner(
                    ELSE NULL END,
                updated_at = $4
            WHERE id = $1 AND role = 'partner'
-           RETURNING id, email, password_hash, role AS "role: Role", display_name, disabled_at, created_at, updated_at"#,
+           RETURNING id, email, password_hash, role AS "role: Role", display_name, disabled_at, created_at, updated_at,
+                     token_epoch"#,
         id.0,
         display_name,
         disabled,
@@ -117,32 +124,34 @@ pub async fn update_partner(
     .await
 }
 
+/// Sets a partner's password; returns the partner's new token epoch (the trigger moved it on),
+/// or `None` when there is no such partner.
 pub async fn set_password(
     conn: &mut PgConnection,
     id: UserId,
     password_hash: &str,
     now: DateTime<Utc>,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query!(
-        "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 AND role = 'partner'",
+) -> Result<Option<i32>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 AND role = 'partner'
+         RETURNING token_epoch",
         id.0,
         password_hash,
         now,
     )
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .fetch_optional(conn)
+    .await
 }
 
-/// Whether the user exists and is enabled (the per-request check behind every token).
-pub async fn is_active(db: &PgPool, id: UserId) -> Result<bool, sqlx::Error> {
-    let active = sqlx::query_scalar!(
-        r#"SELECT disabled_at IS NULL AS "active!" FROM users WHERE id = $1"#,
+/// The token epoch of an existing, enabled user; `None` when the user is disabled or gone (the
+/// per-request check behind every token).
+pub async fn active_token_epoch(db: &PgPool, id: UserId) -> Result<Option<i32>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT token_epoch FROM users WHERE id = $1 AND disabled_at IS NULL",
         id.0,
     )
     .fetch_optional(db)
-    .await?;
-    Ok(active.unwrap_or(false))
+    .await
 }
 
 #[derive(Debug)]
@@ -153,25 +162,30 @@ pub struct RefreshRow {
     pub expires_at: DateTime<Utc>,
     pub used_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The user's token epoch when this token was issued.
+    pub token_epoch: i32,
 }
 
 pub async fn insert_refresh(
     conn: &mut PgConnection,
     user: UserId,
+    token_epoch: i32,
     family: Uuid,
     token_hash: &[u8],
     now: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO refresh_tokens
+             (id, user_id, family_id, token_hash, created_at, expires_at, token_epoch)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
         Uuid::now_v7(),
         user.0,
         family,
         token_hash,
         now,
         expires_at,
+        token_epoch,
     )
     .execute(conn)
     .await?;
@@ -185,7 +199,7 @@ pub async fn lock_refresh(
 ) -> Result<Option<RefreshRow>, sqlx::Error> {
     sqlx::query_as!(
         RefreshRow,
-        "SELECT id, user_id, family_id, expires_at, used_at, revoked_at
+        "SELECT id, user_id, family_id, expires_at, used_at, revoked_at, token_epoch
          FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
         token_hash,
     )

@@ -26,6 +26,10 @@ pub struct Claims {
     pub iat: i64,
     pub nbf: i64,
     pub exp: i64,
+    /// The user's token epoch at issue; a token from an older epoch is refused. Tokens issued
+    /// before epochs existed carry none and count as epoch 0.
+    #[serde(default)]
+    pub epoch: i32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +84,7 @@ impl TokenKeys {
         &self,
         user: UserId,
         role: Role,
+        epoch: i32,
         now: DateTime<Utc>,
     ) -> anyhow::Result<(String, Claims)> {
         let iat = now.timestamp();
@@ -92,6 +97,7 @@ impl TokenKeys {
             iat,
             nbf: iat,
             exp: iat + self.access_ttl,
+            epoch,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
         Ok((token, claims))
@@ -155,7 +161,7 @@ mod tests {
         let keys = TokenKeys::new(&settings(SECRET));
         let now = Utc::now();
         let (token, claims) = keys
-            .issue(UserId(Uuid::new_v4()), Role::Partner, now)
+            .issue(UserId(Uuid::new_v4()), Role::Partner, 0, now)
             .unwrap();
         assert_eq!(keys.verify(&token, now).unwrap().jti, claims.jti);
         let just_after = now + chrono::Duration::seconds(900 + 29);
@@ -178,7 +184,7 @@ mod tests {
         let other = TokenKeys::new(&settings("another-secret-another-secret-another"));
         let now = Utc::now();
         let (foreign, _) = other
-            .issue(UserId(Uuid::new_v4()), Role::Admin, now)
+            .issue(UserId(Uuid::new_v4()), Role::Admin, 0, now)
             .unwrap();
         assert!(matches!(
             keys.verify(&foreign, now),
@@ -186,7 +192,7 @@ mod tests {
         ));
 
         let (good, claims) = keys
-            .issue(UserId(Uuid::new_v4()), Role::Admin, now)
+            .issue(UserId(Uuid::new_v4()), Role::Admin, 0, now)
             .unwrap();
         let payload = good.split('.').nth(1).unwrap();
         // alg: none with the same claims and no signature.
@@ -212,13 +218,13 @@ mod tests {
         let mut s = settings(SECRET);
         s.audience = "someone-else".into();
         let (token, _) = TokenKeys::new(&s)
-            .issue(UserId(Uuid::new_v4()), Role::Admin, Utc::now())
+            .issue(UserId(Uuid::new_v4()), Role::Admin, 0, Utc::now())
             .unwrap();
         assert!(keys.verify(&token, Utc::now()).is_err());
         let mut s = settings(SECRET);
         s.issuer = "someone-else".into();
         let (token, _) = TokenKeys::new(&s)
-            .issue(UserId(Uuid::new_v4()), Role::Admin, Utc::now())
+            .issue(UserId(Uuid::new_v4()), Role::Admin, 0, Utc::now())
             .unwrap();
         assert!(keys.verify(&token, Utc::now()).is_err());
     }

@@ -377,6 +377,15 @@ async fn admins_manage_partners_and_disabling_cuts_tokens_at_once() {
         )
         .await;
     assert_eq!(res.status(), 200);
+    // Enabling does not revive the sessions that disabling ended: the partner logs in anew.
+    assert_eq!(
+        app.get_with_token("/api/v1/me", acme_token).await.status(),
+        401
+    );
+    let tokens = app
+        .login("acme@example.com", "a long enough password")
+        .await;
+    let acme_token = tokens["access_token"].as_str().unwrap();
     assert_eq!(
         app.get_with_token("/api/v1/me", acme_token).await.status(),
         200
@@ -439,7 +448,7 @@ async fn a_deleted_users_token_stops_working() {
     let key = app
         .state
         .redis
-        .key(&format!("auth:user_active:{}", partner.id));
+        .key(&format!("auth:user_status:{}", partner.id));
     app.state
         .redis
         .run::<()>(redis::cmd("DEL").arg(&key))

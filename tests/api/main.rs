@@ -10,4 +10,5 @@ mod login_throttle;
 mod monitor;
 mod proxy;
 mod rates;
+mod sessions;
 mod tasks;
