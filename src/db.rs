@@ -80,3 +80,48 @@ pub async fn create_and_migrate(settings: &DatabaseSettings) -> anyhow::Result<(
 }
 
 use sqlx::PgConnection;
+
+/// Whether `err` means PostgreSQL could not be reached or is not accepting work (pool timeout,
+/// refused or dropped connection, server shutting down), as opposed to a fault in a query. The
+/// former is a 503 with `Retry-After` to a client; the latter a 500.
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        // What a connection closed by the peer mid-handshake reads as (e.g. "unexpected response
+        // from SSLRequest"): a broken link, not a fault in our query.
+        | sqlx::Error::Protocol(_) => true,
+        // Class 08: connection exception; 57P01-03: shutting down or starting up; 53300: too many
+        // connections.
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_timeouts_and_connection_errors_are_unavailability() {
+        assert!(is_unavailable(&sqlx::Error::PoolTimedOut));
+        assert!(is_unavailable(&sqlx::Error::PoolClosed));
+        assert!(is_unavailable(&sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused
+        ))));
+        assert!(is_unavailable(&sqlx::Error::Protocol(
+            "unexpected response from SSLRequest: 0x00".into()
+        )));
+    }
+
+    #[test]
+    fn query_faults_are_not_unavailability() {
+        assert!(!is_unavailable(&sqlx::Error::RowNotFound));
+        assert!(!is_unavailable(&sqlx::Error::ColumnNotFound("x".into())));
+    }
+}

@@ -5,15 +5,70 @@
 //! reader finds a module's failures and their HTTP answers in one place. A problem
 //! `type` is a stable identifier clients may branch on (`/problems/<slug>`). Anything unexpected
 //! becomes a 500 whose body says nothing internal; its whole cause chain goes to the log with the
-//! request id. Unknown errors are never mapped to 4xx.
+//! request id. Unknown errors are never mapped to 4xx. An unavailable dependency (PostgreSQL
+//! unreachable, its pool exhausted) is not a fault of ours or the client's: wherever it surfaces,
+//! the client gets `503 /problems/service-unavailable` with `Retry-After`, and the log gets one
+//! line per burst of such failures instead of one cause chain per request.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use utoipa::ToSchema;
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+
+/// What a 503 tells clients to wait before retrying: long enough for a restarted or failed-over
+/// PostgreSQL to accept connections, short enough not to stretch a blip.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
+
+/// How long one burst of unavailability failures is logged as a single line.
+const UNAVAILABLE_LOG_WINDOW: Duration = Duration::from_secs(30);
+
+/// Rate-limits a log line: the first failure of a window is logged, the rest only counted.
+#[derive(Debug, Default)]
+pub struct BurstLog {
+    /// Start of the current window and failures suppressed in it.
+    window: Mutex<Option<(Instant, u64)>>,
+}
+
+impl BurstLog {
+    pub const fn new() -> Self {
+        Self {
+            window: Mutex::new(None),
+        }
+    }
+
+    /// Records one failure at `now`. `Some(n)` means "log this one", `n` being how many were
+    /// suppressed in the window it closes; `None` means it belongs to a burst already logged.
+    pub fn record(&self, now: Instant, window: Duration) -> Option<u64> {
+        let mut current = self.window.lock().unwrap_or_else(|p| p.into_inner());
+        match current.as_mut() {
+            Some((start, suppressed)) if now.duration_since(*start) < window => {
+                *suppressed += 1;
+                None
+            }
+            _ => {
+                let suppressed = current.map_or(0, |(_, n)| n);
+                *current = Some((now, 0));
+                Some(suppressed)
+            }
+        }
+    }
+}
+
+/// One log line per burst of "PostgreSQL unavailable" answers, process-wide: an outage seen by
+/// every request would otherwise write a cause chain per request.
+static UNAVAILABLE_LOG: BurstLog = BurstLog::new();
+
+/// Whether the cause chain of `e` holds a dependency being unavailable rather than a fault.
+fn dependency_unavailable(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|cause| cause.downcast_ref::<sqlx::Error>())
+        .any(crate::db::is_unavailable)
+}
 
 /// One invalid field of a request, reported inside a validation problem.
 #[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
@@ -73,6 +128,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A 409 with its own problem type (e.g. `/problems/conversion-finalizing`).
+    #[error("conflict ({slug}): {detail}")]
+    ConflictAs { slug: &'static str, detail: String },
     #[error("payload too large: {0}")]
     PayloadTooLarge(String),
     #[error("unsupported media type: {0}")]
@@ -109,6 +167,7 @@ impl ApiError {
             ApiError::NotFoundAs { slug, .. } => (slug, "Not found"),
             ApiError::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
             ApiError::Conflict(_) => ("conflict", "Conflict"),
+            ApiError::ConflictAs { slug, .. } => (slug, "Conflict"),
             ApiError::PayloadTooLarge(_) => ("payload-too-large", "Payload too large"),
             ApiError::UnsupportedMediaType(_) => {
                 ("unsupported-media-type", "Unsupported media type")
@@ -117,6 +176,9 @@ impl ApiError {
             ApiError::Unprocessable { slug, .. } => (slug, "Request cannot be carried out"),
             ApiError::TooManyRequests { .. } => ("too-many-requests", "Too many requests"),
             ApiError::Unavailable(_) => ("service-unavailable", "Service unavailable"),
+            ApiError::Internal(e) if dependency_unavailable(e) => {
+                ("service-unavailable", "Service unavailable")
+            }
             ApiError::Internal(_) => ("internal-error", "Internal server error"),
         }
     }
@@ -134,12 +196,15 @@ impl ApiError {
             | ApiError::UnsupportedMediaType(d)
             | ApiError::NotAcceptable(d)
             | ApiError::Unavailable(d) => d.clone(),
-            ApiError::Unprocessable { detail, .. } | ApiError::NotFoundAs { detail, .. } => {
-                detail.clone()
-            }
+            ApiError::Unprocessable { detail, .. }
+            | ApiError::NotFoundAs { detail, .. }
+            | ApiError::ConflictAs { detail, .. } => detail.clone(),
             ApiError::MethodNotAllowed => "this resource does not support that method".into(),
             ApiError::TooManyRequests { retry_after_secs } => {
                 format!("too many attempts; retry after {retry_after_secs} seconds")
+            }
+            ApiError::Internal(e) if dependency_unavailable(e) => {
+                "the database is unavailable; retry later".into()
             }
             ApiError::Internal(_) => {
                 "an unexpected error occurred; the request id identifies it in the logs".into()
@@ -168,20 +233,35 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) | ApiError::NotFoundAs { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::ConflictAs { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(e) if dependency_unavailable(e) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let ApiError::Internal(e) = self {
-            tracing::error!(error = ?e, "request failed with an internal error");
+        match self {
+            ApiError::Internal(e) if dependency_unavailable(e) => {
+                if let Some(suppressed) =
+                    UNAVAILABLE_LOG.record(Instant::now(), UNAVAILABLE_LOG_WINDOW)
+                {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        suppressed,
+                        "PostgreSQL is unavailable; answering 503 (logged once per burst, suppressed counts the previous burst)"
+                    );
+                }
+            }
+            ApiError::Internal(e) => {
+                tracing::error!(error = ?e, "request failed with an internal error");
+            }
+            _ => {}
         }
         let mut builder = HttpResponse::build(self.status_code());
         builder.insert_header((header::CONTENT_TYPE, PROBLEM_CONTENT_TYPE));
@@ -191,6 +271,12 @@ impl ResponseError for ApiError {
             }
             ApiError::TooManyRequests { retry_after_secs } => {
                 builder.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            }
+            _ if self.status_code() == StatusCode::SERVICE_UNAVAILABLE => {
+                builder.insert_header((
+                    header::RETRY_AFTER,
+                    UNAVAILABLE_RETRY_AFTER_SECS.to_string(),
+                ));
             }
             _ => {}
         }
@@ -314,5 +400,46 @@ pub fn unique_violation(err: &sqlx::Error) -> Option<&str> {
     match err {
         sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => db.constraint(),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_of_failures_is_logged_once_and_the_next_burst_reports_the_suppressed_count() {
+        let log = BurstLog::new();
+        let start = Instant::now();
+        let window = Duration::from_secs(30);
+        assert_eq!(log.record(start, window), Some(0));
+        for ms in [1, 500, 29_999] {
+            assert_eq!(log.record(start + Duration::from_millis(ms), window), None);
+        }
+        assert_eq!(log.record(start + Duration::from_secs(30), window), Some(3));
+        assert_eq!(log.record(start + Duration::from_secs(31), window), None);
+    }
+
+    #[test]
+    fn a_pool_timeout_anywhere_in_the_chain_is_a_503_with_retry_after() {
+        let err = ApiError::Internal(
+            anyhow::Error::new(sqlx::Error::PoolTimedOut).context("listing conversions"),
+        );
+        assert_eq!(err.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(err.problem().problem_type, "/problems/service-unavailable");
+        let res = err.error_response();
+        assert_eq!(res.headers().get(header::RETRY_AFTER).unwrap(), "5");
+    }
+
+    #[test]
+    fn a_query_fault_stays_a_500() {
+        let err = ApiError::Internal(anyhow::Error::new(sqlx::Error::RowNotFound));
+        assert_eq!(err.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            err.error_response()
+                .headers()
+                .get(header::RETRY_AFTER)
+                .is_none()
+        );
     }
 }

@@ -20,7 +20,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 #[derive(Serialize, ToSchema)]
 pub struct HealthStatus {
-    /// `ok` when every dependency answered.
+    /// `ok` when every dependency answered; `degraded` when the instance serves requests without
+    /// one it can do without (Redis: rate cache, login throttle and task queue).
     pub status: &'static str,
     /// `up` or `down` per dependency.
     pub checks: Checks,
@@ -39,11 +40,15 @@ pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
-/// PostgreSQL and Redis both answer within a short timeout.
+/// Whether this instance can serve requests. Readiness decides whether an orchestrator or load
+/// balancer sends traffic here, so it fails only for what stops the API: PostgreSQL, the record
+/// of everything. Without Redis the API still serves (rates from PostgreSQL, the queue refilled
+/// by the reconciler later), so that is `200` with `status: degraded`: pulling every instance
+/// out of rotation because the shared Redis is down would turn a degradation into an outage.
 #[utoipa::path(get, path = "/health/ready", tag = "health",
     responses(
-        (status = 200, description = "Ready", body = HealthStatus),
-        (status = 503, description = "A dependency is down; the detail names it", body = crate::error::Problem),
+        (status = 200, description = "Ready; `status` is `degraded` and `checks.redis` is `down` while Redis is away", body = HealthStatus),
+        (status = 503, description = "PostgreSQL is down: this instance cannot serve", body = crate::error::Problem),
     ))]
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let pg = async {
@@ -62,26 +67,22 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
             .map_err(|e| format!("{e:#}"))
     };
     let (pg, redis) = tokio::join!(pg, redis);
-    let mut down = Vec::new();
+    if let Err(e) = &redis {
+        tracing::warn!(error = %e, "readiness: Redis is down; serving degraded");
+    }
     if let Err(e) = &pg {
         tracing::warn!(error = %e, "readiness: PostgreSQL is down");
-        down.push("postgres");
-    }
-    if let Err(e) = &redis {
-        tracing::warn!(error = %e, "readiness: Redis is down");
-        down.push("redis");
-    }
-    if !down.is_empty() {
-        return Err(ApiError::Unavailable(format!(
-            "not ready: {} down",
-            down.join(" and ")
-        )));
+        return Err(ApiError::Unavailable(if redis.is_ok() {
+            "not ready: postgres down".to_owned()
+        } else {
+            "not ready: postgres down (redis down too)".to_owned()
+        }));
     }
     Ok(HttpResponse::Ok().json(HealthStatus {
-        status: "ok",
+        status: if redis.is_ok() { "ok" } else { "degraded" },
         checks: Checks {
             postgres: "up",
-            redis: "up",
+            redis: if redis.is_ok() { "up" } else { "down" },
         },
     }))
 }

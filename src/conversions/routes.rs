@@ -106,7 +106,9 @@ pub async fn get(
 }
 
 /// Cancel one's own `temporary` conversion within its holding period (partner). A
-/// `permanent` conversion is immutable (409).
+/// `permanent` conversion is immutable (409 `/problems/conflict`); once `finalizes_at` has
+/// passed, a conversion not yet marked permanent is being finalized and cannot be cancelled
+/// either (409 `/problems/conversion-finalizing`).
 #[utoipa::path(post, path = "/api/v1/conversions/{id}/cancel", tag = "conversions",
     params(("id" = uuid::Uuid, Path)), security(("bearer" = [])),
     responses((status = 200, body = ConversionView), (status = 404, body = Problem), (status = 409, body = Problem)))]

@@ -69,6 +69,12 @@ pub enum ConversionError {
     NotFound,
     #[error("a {0} conversion cannot be cancelled")]
     NotCancellable(&'static str),
+    /// The holding period is over: the conversion is about to become permanent, even though
+    /// the finalize job may not have run yet.
+    #[error(
+        "the holding period ended at {finalizes_at}; the conversion is being finalized and can no longer be cancelled"
+    )]
+    Finalizing { finalizes_at: DateTime<Utc> },
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -311,7 +317,9 @@ pub async fn cancel(
     match current.status {
         Status::Cancelled => Ok(current),
         Status::Permanent => Err(ConversionError::NotCancellable("permanent")),
-        Status::Temporary => Err(ConversionError::NotCancellable("finalizing")),
+        Status::Temporary => Err(ConversionError::Finalizing {
+            finalizes_at: current.finalizes_at,
+        }),
     }
 }
 
@@ -353,6 +361,10 @@ impl From<ConversionError> for ApiError {
             C::NotCancellable(status) => {
                 ApiError::Conflict(format!("a {status} conversion cannot be cancelled"))
             }
+            e @ C::Finalizing { .. } => ApiError::ConflictAs {
+                slug: "conversion-finalizing",
+                detail: e.to_string(),
+            },
             C::Unexpected(e) => ApiError::Internal(e),
         }
     }

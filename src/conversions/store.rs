@@ -122,8 +122,10 @@ pub async fn find(db: &PgPool, id: Uuid) -> Result<Option<ConversionRow>, sqlx::
     .await
 }
 
-/// Cancels a temporary conversion of `partner`. A conversion stays cancellable until the
-/// finalize job has made it permanent; the condition on `status` makes cancel and finalize
+/// Cancels a temporary conversion of `partner` whose holding period has not ended at `now`.
+/// The holding period is checked in the same statement as the status, so a late finalize job
+/// does not stretch the window: once `finalizes_at` has passed the conversion belongs to
+/// finalize, even before the job has run. The condition on `status` makes cancel and finalize
 /// mutually exclusive under the row lock, so exactly one of them wins.
 pub async fn cancel(
     db: &PgPool,
@@ -134,7 +136,7 @@ pub async fn cancel(
     sqlx::query_as!(
         ConversionRow,
         r#"UPDATE conversions SET status = 'cancelled', cancelled_at = $3
-           WHERE id = $1 AND partner_id = $2 AND status = 'temporary'
+           WHERE id = $1 AND partner_id = $2 AND status = 'temporary' AND finalizes_at > $3
            RETURNING id, partner_id, from_currency AS "from_currency: CurrencyCode",
                   to_currency AS "to_currency: CurrencyCode", amount, from_minor_units,
                   to_minor_units, rate, result, rate_as_of, rate_provider, from_quote_id,

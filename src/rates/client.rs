@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::provider::{ProviderError, ProviderKind, Query, Snapshot, redact};
+use crate::clock::Clock;
 use crate::currencies::code::CurrencyCode;
 use crate::settings::RatesSettings;
 
@@ -306,6 +307,8 @@ pub struct RatesClient {
     chain: Vec<Link>,
     config: ClientConfig,
     sleeper: Arc<dyn Sleeper>,
+    /// Measures how long a fetch has taken, so a breaker's cooldown runs from the failure.
+    clock: Clock,
 }
 
 impl fmt::Debug for RatesClient {
@@ -401,7 +404,14 @@ impl RatesClient {
             chain,
             config,
             sleeper: Arc::new(TokioSleeper),
+            clock: Clock::system(),
         })
+    }
+
+    /// The clock that tells how far a fetch has got since it started (the application's).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Replaces how the client waits between attempts (tests record instead of sleeping).
@@ -477,8 +487,12 @@ impl RatesClient {
             wanted.push(base);
         }
         let max_attempts = self.config.max_attempts.max(1);
+        // `now` is when the fetch started; attempts, timeouts and backoff take time after it,
+        // and the breaker must see the time of each call and failure, not of the fetch's start.
+        let started = self.clock.now();
+        let at = || now + (self.clock.now() - started);
         for attempt in 1..=max_attempts {
-            let acquired = link.breaker().try_acquire(now);
+            let acquired = link.breaker().try_acquire(at());
             if let Err(wait) = acquired {
                 failures.push((kind, ProviderError::CircuitOpen(wait).to_string()));
                 return None;
@@ -491,7 +505,7 @@ impl RatesClient {
                 }
                 Err(error) => error,
             };
-            link.breaker().record_failure(now);
+            link.breaker().record_failure(at());
             let message = format!("attempt {attempt}/{max_attempts}: {error}");
             tracing::warn!(provider = %kind, "rates fetch failed, {message}");
             failures.push((kind, message));

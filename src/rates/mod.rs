@@ -74,11 +74,17 @@ pub struct RatesRuntime {
 }
 
 impl RatesRuntime {
-    /// The provider client, built from `rates.*` settings on first use.
-    pub async fn client(&self, settings: &Settings) -> anyhow::Result<Arc<client::RatesClient>> {
+    /// The provider client, built from `rates.*` settings on first use, on the application's
+    /// clock.
+    pub async fn client(
+        &self,
+        settings: &Settings,
+        clock: &crate::clock::Clock,
+    ) -> anyhow::Result<Arc<client::RatesClient>> {
         self.client
             .get_or_try_init(|| async {
-                client::RatesClient::from_settings(&settings.rates).map(Arc::new)
+                client::RatesClient::from_settings(&settings.rates)
+                    .map(|client| Arc::new(client.with_clock(clock.clone())))
             })
             .await
             .cloned()

@@ -268,7 +268,7 @@ pub enum ProviderError {
     #[error("invalid data: {0}")]
     Invalid(#[from] InvalidData),
     /// The provider's circuit breaker is open; it was not called.
-    #[error("circuit breaker open for another {}s", .0.as_secs())]
+    #[error("circuit breaker open for another {}s", whole_seconds_up(.0))]
     CircuitOpen(Duration),
 }
 
@@ -303,6 +303,11 @@ pub enum InvalidData {
     /// Frankfurter quoted for an amount other than 1 (rates would be scaled).
     #[error("rates are for an amount of {0}, expected 1")]
     AmountNotOne(String),
+}
+
+/// A remaining wait in whole seconds, rounded up: "another 0s" while 0.4 s remain would be false.
+fn whole_seconds_up(d: &Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 impl ProviderError {

@@ -228,7 +228,7 @@ pub async fn fetch_and_store(state: &Rates) -> anyhow::Result<FetchReport> {
         .map(|c| c.code)
         .collect();
     symbols.sort();
-    let client = state.runtime.client(&state.settings).await?;
+    let client = state.runtime.client(&state.settings, &state.clock).await?;
     let outcome = client
         .fetch(pivot, &symbols, now)
         .await

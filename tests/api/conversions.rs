@@ -544,7 +544,46 @@ async fn a_partner_cancels_a_temporary_conversion_once() {
 }
 
 #[tokio::test]
-async fn cancel_racing_finalize_has_exactly_one_winner() {
+async fn a_cancel_after_the_holding_period_is_refused_as_finalizing_before_the_job_runs() {
+    let app = app_with_rates(|s| s.conversions.holding_period_secs = 60).await;
+    let partner = app.partner().await;
+    let c: Value = convert(&app, &partner.token, "EUR", "USD", "1.00")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = c["id"].as_str().unwrap().to_owned();
+    // The finalize job is late (Redis down, worker dead): the holding period still ends on time.
+    app.clock.advance(chrono::Duration::seconds(80));
+    let res = app
+        .post_json(
+            &format!("/api/v1/conversions/{id}/cancel"),
+            &json!({}),
+            Some(&partner.token),
+        )
+        .await;
+    let problem = assert_problem(res, 409, "/problems/conversion-finalizing").await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("finalized"),
+        "{problem}"
+    );
+    let c: Value = app
+        .get_with_token(&format!("/api/v1/conversions/{id}"), &partner.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(c["status"], "temporary");
+    assert_eq!(
+        currency_conversion::conversions::service::finalize_due(&app.state)
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn cancel_racing_finalize_across_the_boundary_agrees_with_the_database() {
     let app = app_with_rates(|s| s.conversions.holding_period_secs = 60).await;
     let partner = app.partner().await;
     let mut ids = Vec::new();
@@ -556,8 +595,10 @@ async fn cancel_racing_finalize_has_exactly_one_winner() {
             .unwrap();
         ids.push(c["id"].as_str().unwrap().to_owned());
     }
-    // Past the holding period both a cancel and the finalize job may claim each row.
-    app.clock.advance(chrono::Duration::seconds(60));
+    // One millisecond before the boundary; the clock crosses it while cancels are in flight and
+    // finalize runs, so some cancels see the holding period open and some see it closed.
+    app.clock
+        .advance(chrono::Duration::seconds(60) - chrono::Duration::milliseconds(1));
     let cancels: Vec<_> = ids
         .iter()
         .map(|id| {
@@ -567,20 +608,35 @@ async fn cancel_racing_finalize_has_exactly_one_winner() {
             )
         })
         .collect();
-    let finalize = currency_conversion::conversions::service::finalize_due(&app.state);
+    let finalize = async {
+        tokio::task::yield_now().await;
+        app.clock.advance(chrono::Duration::milliseconds(1));
+        currency_conversion::conversions::service::finalize_due(&app.state).await
+    };
     let (results, finalized) = tokio::join!(join_all(cancels), finalize);
     let finalized = finalized.unwrap();
-    let cancelled = results.iter().filter(|s| **s == 200).count() as u64;
-    let refused = results.iter().filter(|s| **s == 409).count() as u64;
-    assert_eq!(cancelled + refused, 20);
-    let (temporary, permanent, cancelled_rows): (i64, i64, i64) = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE status = 'temporary'), count(*) FILTER (WHERE status = 'permanent'),
-                count(*) FILTER (WHERE status = 'cancelled') FROM conversions",
-    )
-    .fetch_one(&app.db)
-    .await
-    .unwrap();
-    assert_eq!(temporary, 0);
-    assert_eq!(permanent as u64, finalized);
-    assert_eq!(cancelled_rows as u64, cancelled);
+    // Anything finalize skipped (a row a cancel held) is due now.
+    let finalized = finalized
+        + currency_conversion::conversions::service::finalize_due(&app.state)
+            .await
+            .unwrap();
+    for (id, status) in ids.iter().zip(&results) {
+        let (db_status, cancelled_before_boundary): (String, Option<bool>) = sqlx::query_as(
+            "SELECT status, cancelled_at < finalizes_at FROM conversions WHERE id = $1::uuid",
+        )
+        .bind(id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+        match status {
+            200 => {
+                assert_eq!(db_status, "cancelled", "{id}");
+                assert_eq!(cancelled_before_boundary, Some(true), "{id}");
+            }
+            409 => assert_eq!(db_status, "permanent", "{id}"),
+            other => panic!("cancel of {id} answered {other}"),
+        }
+    }
+    let permanent = results.iter().filter(|s| **s == 409).count() as u64;
+    assert_eq!(permanent, finalized);
 }

@@ -44,37 +44,40 @@ async fn readiness_is_ok_when_postgres_and_redis_answer() {
 }
 
 #[tokio::test]
-async fn readiness_is_503_naming_redis_when_redis_is_cut() {
+async fn readiness_stays_200_reporting_redis_degraded_when_redis_is_cut() {
     let redis_proxy = TcpProxy::start("127.0.0.1:6379".into()).await;
     let port = redis_proxy.port;
     let app = spawn_app_with(|s| {
         s.redis.url = SecretString::from(format!("redis://127.0.0.1:{port}"));
     })
     .await;
+    let partner = app.partner().await;
     assert_eq!(app.get("/health/ready").await.status(), 200);
     redis_proxy.cut();
-    let body = assert_problem(
-        app.get("/health/ready").await,
-        503,
-        "/problems/service-unavailable",
-    )
-    .await;
-    let detail = body["detail"].as_str().unwrap();
-    assert!(
-        detail.contains("redis") && !detail.contains("postgres"),
-        "{detail}"
+    // The API still serves without Redis, so the instance must stay in rotation.
+    let res = app.get("/health/ready").await;
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "degraded", "{body}");
+    assert_eq!(body["checks"]["redis"], "down", "{body}");
+    assert_eq!(body["checks"]["postgres"], "up", "{body}");
+    assert_eq!(
+        app.get_with_token("/api/v1/currencies", &partner.token)
+            .await
+            .status(),
+        200
     );
     redis_proxy.restore();
     // A pooled connection that died with the cut is discarded on its next use; poll briefly.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let status = app.get("/health/ready").await.status();
-        if status == 200 {
+        let body: serde_json::Value = app.get("/health/ready").await.json().await.unwrap();
+        if body["status"] == "ok" {
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "readiness did not recover: {status}"
+            "readiness did not recover: {body}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }

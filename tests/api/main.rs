@@ -11,6 +11,7 @@ mod foundation;
 mod helpers;
 mod login_throttle;
 mod monitor;
+mod outages;
 mod proxy;
 mod rates;
 mod sessions;

@@ -142,10 +142,23 @@ fn endpoint(kind: ProviderKind, server: &Server) -> Endpoint {
 
 fn client(chain: Vec<Endpoint>, config: ClientConfig) -> (RatesClient, Arc<RecordingSleeper>) {
     let sleeper = Arc::new(RecordingSleeper::default());
+    // A clock that stands still: a fetch takes no time unless a test moves it.
     let client = RatesClient::new(chain, config)
         .unwrap()
-        .with_sleeper(sleeper.clone());
+        .with_sleeper(sleeper.clone())
+        .with_clock(Clock::manual(now()));
     (client, sleeper)
+}
+
+/// Waits by moving a manual clock, as if the time had passed.
+struct ClockSleeper(Clock);
+
+impl Sleeper for ClockSleeper {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        self.0
+            .advance(chrono::TimeDelta::from_std(duration).unwrap());
+        Box::pin(async {})
+    }
 }
 
 const FRANKFURTER: &str =
@@ -449,6 +462,43 @@ async fn breaker_opens_after_threshold_then_allows_one_trial_after_cooldown() {
         BreakerState::Closed {
             consecutive_failures: 0
         }
+    );
+}
+
+#[tokio::test]
+async fn the_breaker_cooldown_runs_from_the_failure_and_says_what_remains() {
+    let retry_in_30s = || Reply::Http(503, vec![("Retry-After", "30".into())], "{}".into());
+    let server = serve(vec![retry_in_30s(), retry_in_30s()]).await;
+    let mut cfg = config();
+    cfg.max_attempts = 2;
+    cfg.breaker_threshold = 2;
+    cfg.breaker_cooldown = Duration::from_secs(60);
+    let clock = Clock::manual(now());
+    let cl = RatesClient::new(vec![endpoint(ProviderKind::Frankfurter, &server)], cfg)
+        .unwrap()
+        .with_sleeper(Arc::new(ClockSleeper(clock.clone())))
+        .with_clock(clock.clone());
+
+    // The first attempt fails at the start, the second 30 s later: that failure opens it.
+    assert!(cl.fetch(c("EUR"), &[], clock.now()).await.is_err());
+    assert_eq!(server.hits(), 2);
+    let failed_at = now() + chrono::TimeDelta::seconds(30);
+    assert_eq!(
+        cl.breaker_states()[0].1,
+        BreakerState::Open {
+            until: failed_at + chrono::TimeDelta::seconds(60)
+        }
+    );
+
+    // 70 s after the fetch started, 40 s after the failure: 20 s of cooldown remain.
+    clock.advance(chrono::TimeDelta::seconds(40));
+    let err = cl.fetch(c("EUR"), &[], clock.now()).await.unwrap_err();
+    assert_eq!(server.hits(), 2);
+    assert!(
+        err.failures[0]
+            .1
+            .contains("circuit breaker open for another 20s"),
+        "{err}"
     );
 }
 
