@@ -16,6 +16,7 @@ pub mod money;
 pub mod monitor;
 pub mod openapi;
 pub mod pagination;
+pub mod quotes;
 pub mod rates;
 pub mod redis_client;
 pub mod seed;

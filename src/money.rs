@@ -99,6 +99,14 @@ impl Rate {
     pub fn inverse(&self) -> Rate {
         Rate::cross(self, &Rate(BigDecimal::from(1)))
     }
+
+    /// This rate made worse for the partner by `spread_bps` basis points: fewer units of the
+    /// target currency per unit of the source, `rate × (1 − bps / 10 000)`. Exact (a product
+    /// of finite decimals), so nothing is rounded until the converted amount is.
+    pub fn with_spread(&self, spread_bps: u32) -> Result<Rate, MoneyError> {
+        let keep = BigDecimal::from(10_000_i64 - i64::from(spread_bps)) / BigDecimal::from(10_000);
+        Rate::new(&self.0 * keep)
+    }
 }
 
 impl fmt::Display for Rate {
@@ -203,6 +211,20 @@ mod tests {
 
     fn d(s: &str) -> BigDecimal {
         BigDecimal::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn a_spread_lowers_the_rate_by_its_basis_points_exactly() {
+        let rate = Rate::parse("1.1").unwrap();
+        assert_eq!(rate.with_spread(0).unwrap().to_string(), "1.1");
+        assert_eq!(rate.with_spread(5).unwrap().to_string(), "1.09945");
+        assert_eq!(rate.with_spread(50).unwrap().to_string(), "1.0945");
+        let cross = Rate::parse("0.0205032618825722274").unwrap();
+        assert_eq!(
+            cross.with_spread(20).unwrap().to_string(),
+            "0.0204622553588070829452"
+        );
+        assert!(rate.with_spread(10_000).is_err());
     }
 
     #[test]

@@ -36,6 +36,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         crate::conversions::routes::create,
         crate::conversions::routes::get,
         crate::conversions::routes::cancel,
+        crate::quotes::routes::create,
+        crate::quotes::routes::get,
         crate::history::routes::list,
         crate::history::routes::summary,
         crate::tasks::routes::list_runs,
@@ -54,6 +56,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         (name = "currencies", description = "Supported currencies (ISO 4217 and explicit others)"),
         (name = "rates", description = "Exchange rates: latest, as of an instant, series, conversion quotes"),
         (name = "conversions", description = "Convert amounts; temporary during the holding period, then permanent"),
+        (name = "quotes", description = "Rate locks: a quoted rate held for a while, at a spread that is shown"),
         (name = "history", description = "A partner's own conversions: list, CSV export, summary"),
         (name = "tasks", description = "Background task runs, queue and schedules (admin)"),
     )

@@ -59,6 +59,8 @@ pub struct Settings {
     pub log: LogSettings,
     pub rates: RatesSettings,
     pub conversions: ConversionSettings,
+    /// Rate locks: the spread each lock duration costs.
+    pub quotes: QuoteSettings,
     pub tasks: TaskSettings,
 }
 
@@ -200,6 +202,27 @@ pub struct ConversionSettings {
     pub idempotency_ttl_secs: u64,
 }
 
+/// Rate locks (`quotes`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct QuoteSettings {
+    /// Spread per lock duration, in basis points (1 bp = 0.01 %) below the reference rate.
+    pub spread_bps: SpreadSettings,
+}
+
+/// Spread in basis points per lock duration (`quotes.spread_bps.<lock>`): the longer the
+/// partner holds the option, the more it costs. Each must be below 10000 (a rate stays positive).
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct SpreadSettings {
+    /// Indicative quote, nothing locked.
+    pub none: u32,
+    /// Locked for five minutes.
+    pub five_minutes: u32,
+    /// Locked for an hour.
+    pub hour: u32,
+    /// Locked for a day.
+    pub day: u32,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct ScheduleSettings {
     /// Cron expression with seconds for the rates fetch.
@@ -236,6 +259,7 @@ impl fmt::Debug for Settings {
             .field("rates.provider_url", &self.rates.provider_url)
             .field("tasks", &self.tasks)
             .field("conversions", &self.conversions)
+            .field("quotes", &self.quotes)
             .finish_non_exhaustive()
     }
 }
@@ -339,6 +363,17 @@ impl Settings {
             .is_err()
         {
             anyhow::bail!("conversions.max_amount: not a decimal number");
+        }
+        let spreads = &self.quotes.spread_bps;
+        for (key, bps) in [
+            ("quotes.spread_bps.none", spreads.none),
+            ("quotes.spread_bps.five_minutes", spreads.five_minutes),
+            ("quotes.spread_bps.hour", spreads.hour),
+            ("quotes.spread_bps.day", spreads.day),
+        ] {
+            if bps >= 10_000 {
+                anyhow::bail!("{key}: {bps} basis points would leave no rate; use 0 to 9999");
+            }
         }
         if self.tasks.max_attempts == 0 {
             anyhow::bail!("tasks.max_attempts: must be at least 1");

@@ -181,6 +181,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(crate::currencies::routes::configure)
             .configure(crate::rates::routes::configure)
             .configure(crate::conversions::routes::configure)
+            .configure(crate::quotes::routes::configure)
             .configure(crate::tasks::routes::configure),
     );
     crate::monitor::configure(cfg);

@@ -35,6 +35,9 @@ pub struct CreateConversion {
     /// Decimal string, positive, with at most the source currency's minor units.
     #[schema(example = "100.00")]
     pub amount: String,
+    /// Convert at this quote's locked rate (see `POST /quotes`): same pair, same amount when
+    /// the quote fixed one, before it expires.
+    pub quote_id: Option<String>,
 }
 
 fn conversion_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
@@ -52,7 +55,8 @@ fn conversion_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
         (status = 200, description = "Replay of an Idempotency-Key: the original conversion", body = ConversionView),
         (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 404, description = "No rates for this pair", body = Problem),
-        (status = 422, description = "Invalid amount or currency, disabled/retired currency, stale rate, reused key", body = Problem),
+        (status = 409, description = "The quote expired (`/problems/quote-expired`) or was already used (`/problems/quote-used`)", body = Problem),
+        (status = 422, description = "Invalid amount or currency, disabled/retired currency, stale rate, reused key, unknown quote or one for another pair or amount", body = Problem),
     ))]
 pub async fn create(
     state: web::Data<AppState>,
@@ -69,6 +73,14 @@ pub async fn create(
                 .to_owned(),
         ),
     };
+    let quote_id = body
+        .quote_id
+        .as_deref()
+        .map(|raw| {
+            uuid::Uuid::parse_str(raw)
+                .map_err(|_| ApiError::validation("quote_id", "no such quote"))
+        })
+        .transpose()?;
     let (view, created) = service::create(
         &state,
         &rates,
@@ -77,6 +89,7 @@ pub async fn create(
             from: &body.from,
             to: &body.to,
             amount: &body.amount,
+            quote_id,
         },
         key.as_deref(),
     )

@@ -10,7 +10,8 @@ use uuid::Uuid;
 use super::store::{self, ConversionRow};
 use crate::currencies::{CurrencyCode, CurrencyError, service as currencies};
 use crate::error::ApiError;
-use crate::money::{self, Amount};
+use crate::money::{self, Amount, Rate};
+use crate::quotes::service::{self as quotes, LockedRate, QuoteUseError};
 use crate::settings::StaleRatePolicy;
 use crate::state::AppState;
 
@@ -63,6 +64,12 @@ pub enum ConversionError {
         to: CurrencyCode,
         as_of: DateTime<Utc>,
     },
+    /// The quote's lock ended (or it never held one).
+    #[error("quote {id} expired at {expires_at}")]
+    QuoteExpired { id: Uuid, expires_at: DateTime<Utc> },
+    /// A fixed-amount quote was already converted on.
+    #[error("quote {0} was already converted on")]
+    QuoteUsed(Uuid),
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyMismatch,
     #[error("no such conversion")]
@@ -114,6 +121,8 @@ pub struct ConversionView {
     pub finalizes_at: DateTime<Utc>,
     pub finalized_at: Option<DateTime<Utc>>,
     pub cancelled_at: Option<DateTime<Utc>>,
+    /// The quote (rate lock) whose rate was used, if any.
+    pub quote_id: Option<Uuid>,
 }
 
 impl From<ConversionRow> for ConversionView {
@@ -136,6 +145,7 @@ impl From<ConversionRow> for ConversionView {
             finalizes_at: r.finalizes_at,
             finalized_at: r.finalized_at,
             cancelled_at: r.cancelled_at,
+            quote_id: r.quote_id,
         }
     }
 }
@@ -152,6 +162,8 @@ pub struct ConversionRequest<'a> {
     pub from: &'a str,
     pub to: &'a str,
     pub amount: &'a str,
+    /// Convert at this quote's locked rate instead of the rate in force.
+    pub quote_id: Option<Uuid>,
 }
 
 /// A priced conversion that is not stored (the `convert` quote endpoint and the first half of
@@ -166,6 +178,81 @@ pub struct Priced {
     pub to_minor_units: i16,
 }
 
+/// A currency pair priced at the rate in force (or at `at`), before any amount: what a rate
+/// lock needs, and the first half of [`price`].
+pub struct PricedPair {
+    pub from: CurrencyCode,
+    pub to: CurrencyCode,
+    pub quote: crate::rates::RateQuote,
+    pub from_minor_units: i16,
+    pub to_minor_units: i16,
+}
+
+/// Two distinct currencies usable for new business, with their minor units.
+struct UsablePair {
+    from: CurrencyCode,
+    to: CurrencyCode,
+    from_minor_units: i16,
+    to_minor_units: i16,
+}
+
+async fn usable_pair(
+    state: &AppState,
+    from: &str,
+    to: &str,
+) -> Result<UsablePair, ConversionError> {
+    let from = currencies::parse_code("from", from)?;
+    let to = currencies::parse_code("to", to)?;
+    if from == to {
+        return Err(invalid("to", "must differ from `from`"));
+    }
+    let from_currency = currencies::require_usable(&state.db, from).await?;
+    let to_currency = currencies::require_usable(&state.db, to).await?;
+    Ok(UsablePair {
+        from,
+        to,
+        from_minor_units: from_currency.minor_units,
+        to_minor_units: to_currency.minor_units,
+    })
+}
+
+/// Validates both currencies (usable for new business, distinct) and finds their rate.
+pub async fn price_pair(
+    state: &AppState,
+    rates: &crate::rates::Rates,
+    from: &str,
+    to: &str,
+    at: Option<DateTime<Utc>>,
+) -> Result<PricedPair, ConversionError> {
+    let pair = usable_pair(state, from, to).await?;
+    let quote = crate::rates::service::quote(rates, pair.from, pair.to, at).await?;
+    Ok(PricedPair {
+        from: pair.from,
+        to: pair.to,
+        quote,
+        from_minor_units: pair.from_minor_units,
+        to_minor_units: pair.to_minor_units,
+    })
+}
+
+/// Parses a partner's amount of a currency with `minor_units` decimals, within
+/// `conversions.max_amount`.
+pub fn parse_amount(
+    state: &AppState,
+    raw: &str,
+    currency: CurrencyCode,
+    minor_units: i16,
+) -> Result<Amount, ConversionError> {
+    let max: BigDecimal = state
+        .settings
+        .conversions
+        .max_amount
+        .parse()
+        .map_err(|_| anyhow::anyhow!("conversions.max_amount is not a decimal"))?;
+    Amount::parse(raw, currency.as_str(), minor_units, &max)
+        .map_err(|e| invalid("amount", e.to_string()))
+}
+
 /// Validates the request and prices it at the rate in force (or at `at`).
 pub async fn price(
     state: &AppState,
@@ -173,49 +260,102 @@ pub async fn price(
     req: &ConversionRequest<'_>,
     at: Option<DateTime<Utc>>,
 ) -> Result<Priced, ConversionError> {
-    let from = currencies::parse_code("from", req.from)?;
-    let to = currencies::parse_code("to", req.to)?;
-    if from == to {
-        return Err(invalid("to", "must differ from `from`"));
-    }
-    let from_currency = currencies::require_usable(&state.db, from).await?;
-    let to_currency = currencies::require_usable(&state.db, to).await?;
-    let max: BigDecimal = state
-        .settings
-        .conversions
-        .max_amount
-        .parse()
-        .map_err(|_| anyhow::anyhow!("conversions.max_amount is not a decimal"))?;
-    let amount = Amount::parse(req.amount, from.as_str(), from_currency.minor_units, &max)
-        .map_err(|e| invalid("amount", e.to_string()))?;
-    let quote = crate::rates::service::quote(rates, from, to, at).await?;
-    let result = money::convert(amount.value(), &quote.rate, to_currency.minor_units);
+    let pair = usable_pair(state, req.from, req.to).await?;
+    let amount = parse_amount(state, req.amount, pair.from, pair.from_minor_units)?;
+    let quote = crate::rates::service::quote(rates, pair.from, pair.to, at).await?;
+    let result = money::convert(amount.value(), &quote.rate, pair.to_minor_units);
     Ok(Priced {
-        from,
-        to,
+        from: pair.from,
+        to: pair.to,
         amount,
         quote,
         result,
-        from_minor_units: from_currency.minor_units,
-        to_minor_units: to_currency.minor_units,
+        from_minor_units: pair.from_minor_units,
+        to_minor_units: pair.to_minor_units,
     })
 }
 
-fn request_hash(priced: &Priced) -> Vec<u8> {
-    Sha256::digest(format!("{}|{}|{}", priced.from, priced.to, priced.amount).as_bytes()).to_vec()
+/// Refuses a stale rate where `conversions.stale_rates` says so.
+pub fn refuse_stale(
+    state: &AppState,
+    quote: &crate::rates::RateQuote,
+) -> Result<(), ConversionError> {
+    if quote.stale && state.settings.conversions.stale_rates == StaleRatePolicy::Refuse {
+        return Err(ConversionError::StaleRate {
+            from: quote.from,
+            to: quote.to,
+            as_of: quote.as_of,
+        });
+    }
+    Ok(())
 }
 
-/// Converts and stores in one transaction. With an `Idempotency-Key`, the same key and body
-/// return the original conversion (`created = false`); the same key with another body fails.
-#[tracing::instrument(skip(state, rates, req), fields(partner_id = %partner))]
-pub async fn create(
-    state: &AppState,
-    rates: &crate::rates::Rates,
-    partner: Uuid,
-    req: ConversionRequest<'_>,
-    idempotency_key: Option<&str>,
-) -> Result<(ConversionView, bool), ConversionError> {
-    if let Some(key) = idempotency_key
+/// What an `Idempotency-Key` remembers of a request. The quote id is appended only when there
+/// is one, so keys stored before quotes existed still match their replays.
+fn request_hash(
+    from: CurrencyCode,
+    to: CurrencyCode,
+    amount: &Amount,
+    quote_id: Option<Uuid>,
+) -> Vec<u8> {
+    let mut text = format!("{from}|{to}|{amount}");
+    if let Some(q) = quote_id {
+        text.push_str(&format!("|{q}"));
+    }
+    Sha256::digest(text.as_bytes()).to_vec()
+}
+
+/// Where a conversion's rate comes from: the rate in force, or a quote's locked rate.
+struct RateSource {
+    rate: Rate,
+    as_of: DateTime<Utc>,
+    provider: String,
+    from_quote_id: Option<i64>,
+    to_quote_id: Option<i64>,
+    stale: bool,
+    quote_id: Option<Uuid>,
+}
+
+impl From<crate::rates::RateQuote> for RateSource {
+    fn from(q: crate::rates::RateQuote) -> Self {
+        Self {
+            rate: q.rate,
+            as_of: q.as_of,
+            provider: q.provider,
+            from_quote_id: q.from_quote_id,
+            to_quote_id: q.to_quote_id,
+            stale: q.stale,
+            quote_id: None,
+        }
+    }
+}
+
+impl From<LockedRate> for RateSource {
+    fn from(q: LockedRate) -> Self {
+        Self {
+            rate: q.rate,
+            as_of: q.reference_as_of,
+            provider: q.provider,
+            from_quote_id: q.from_quote_id,
+            to_quote_id: q.to_quote_id,
+            stale: q.stale_rate,
+            quote_id: Some(q.quote_id),
+        }
+    }
+}
+
+/// A quote the partner cannot use. A missing and another partner's quote read the same.
+fn quote_use_error(id: Uuid, e: QuoteUseError) -> ConversionError {
+    match e {
+        QuoteUseError::NotFound => invalid("quote_id", "no such quote"),
+        QuoteUseError::Expired { expires_at } => ConversionError::QuoteExpired { id, expires_at },
+        QuoteUseError::Used => ConversionError::QuoteUsed(id),
+        QuoteUseError::Mismatch { field, message } => invalid(field, message),
+    }
+}
+
+fn validate_idempotency_key(key: Option<&str>) -> Result<(), ConversionError> {
+    if let Some(key) = key
         && (key.is_empty() || key.len() > 255 || key.chars().any(|c| c.is_control()))
     {
         return Err(invalid(
@@ -223,67 +363,140 @@ pub async fn create(
             "must be 1 to 255 printable characters",
         ));
     }
-    let priced = price(state, rates, &req, None).await?;
-    if priced.quote.stale && state.settings.conversions.stale_rates == StaleRatePolicy::Refuse {
-        return Err(ConversionError::StaleRate {
-            from: priced.from,
-            to: priced.to,
-            as_of: priced.quote.as_of,
-        });
-    }
-    let now = state.clock.now();
+    Ok(())
+}
+
+/// A conversion row priced from `source`, created now.
+#[allow(clippy::too_many_arguments)]
+fn new_row(
+    state: &AppState,
+    id: Uuid,
+    partner: Uuid,
+    from: CurrencyCode,
+    to: CurrencyCode,
+    amount: &Amount,
+    minor_units: (i16, i16),
+    source: RateSource,
+    now: DateTime<Utc>,
+) -> ConversionRow {
     let holding =
         i64::try_from(state.settings.conversions.holding_period_secs).unwrap_or(i64::MAX / 4);
-    let row = ConversionRow {
-        id: Uuid::now_v7(),
+    ConversionRow {
+        id,
         partner_id: partner,
-        from_currency: priced.from,
-        to_currency: priced.to,
-        amount: priced.amount.value().clone(),
-        from_minor_units: priced.from_minor_units,
-        to_minor_units: priced.to_minor_units,
-        rate: priced.quote.rate.value().clone(),
-        result: priced.result.clone(),
-        rate_as_of: priced.quote.as_of,
-        rate_provider: priced.quote.provider.clone(),
-        from_quote_id: priced.quote.from_quote_id,
-        to_quote_id: priced.quote.to_quote_id,
-        stale_rate: priced.quote.stale,
+        from_currency: from,
+        to_currency: to,
+        amount: amount.value().clone(),
+        from_minor_units: minor_units.0,
+        to_minor_units: minor_units.1,
+        result: money::convert(amount.value(), &source.rate, minor_units.1),
+        rate: source.rate.into_inner(),
+        rate_as_of: source.as_of,
+        rate_provider: source.provider,
+        from_quote_id: source.from_quote_id,
+        to_quote_id: source.to_quote_id,
+        stale_rate: source.stale,
         status: Status::Temporary,
         created_at: now,
         finalizes_at: now + Duration::seconds(holding),
         finalized_at: None,
         cancelled_at: None,
+        quote_id: source.quote_id,
+    }
+}
+
+/// Converts and stores in one transaction. With an `Idempotency-Key`, the same key and body
+/// return the original conversion (`created = false`); the same key with another body fails.
+/// With a `quote_id`, the quote's locked rate is used; the quote is read under a row lock in
+/// the same transaction, so a single-use quote converts once however many requests race.
+#[tracing::instrument(skip(state, rates, req), fields(partner_id = %partner, quote_id = ?req.quote_id))]
+pub async fn create(
+    state: &AppState,
+    rates: &crate::rates::Rates,
+    partner: Uuid,
+    req: ConversionRequest<'_>,
+    idempotency_key: Option<&str>,
+) -> Result<(ConversionView, bool), ConversionError> {
+    validate_idempotency_key(idempotency_key)?;
+    let pair = usable_pair(state, req.from, req.to).await?;
+    let amount = parse_amount(state, req.amount, pair.from, pair.from_minor_units)?;
+    let live = match req.quote_id {
+        None => {
+            let quote = crate::rates::service::quote(rates, pair.from, pair.to, None).await?;
+            refuse_stale(state, &quote)?;
+            Some(quote)
+        }
+        Some(_) => None,
     };
+    let now = state.clock.now();
+    let id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
     if let Some(key) = idempotency_key {
-        let ttl = i64::try_from(state.settings.conversions.idempotency_ttl_secs).unwrap_or(86_400);
-        let hash = request_hash(&priced);
-        if let Some((stored_hash, existing)) = store::claim_idempotency_key(
-            &mut tx,
-            partner,
-            key,
-            &hash,
-            row.id,
-            now,
-            now + Duration::seconds(ttl),
-        )
-        .await?
-        {
+        let hash = request_hash(pair.from, pair.to, &amount, req.quote_id);
+        if let Some(original) = claim_key(state, &mut tx, partner, key, &hash, id, now).await? {
             tx.rollback().await?;
-            if stored_hash != hash {
-                return Err(ConversionError::IdempotencyMismatch);
-            }
-            let original = store::find(&state.db, existing)
+            let original = store::find(&state.db, original)
                 .await?
                 .ok_or(ConversionError::NotFound)?;
             return Ok((original.into(), false));
         }
     }
+    let source: RateSource = match (live, req.quote_id) {
+        (Some(quote), _) => quote.into(),
+        (None, Some(quote_id)) => {
+            let mut claimed = quotes::claim(&mut tx, partner, &[quote_id], now).await?;
+            let locked = claimed
+                .take(quote_id, pair.from, pair.to, amount.value())
+                .map_err(|e| quote_use_error(quote_id, e))?;
+            claimed.record_use(&mut tx).await?;
+            locked.into()
+        }
+        (None, None) => return Err(anyhow::anyhow!("no rate source for a conversion").into()),
+    };
+    let row = new_row(
+        state,
+        id,
+        partner,
+        pair.from,
+        pair.to,
+        &amount,
+        (pair.from_minor_units, pair.to_minor_units),
+        source,
+        now,
+    );
     store::insert(&mut tx, &row).await?;
     tx.commit().await?;
     tracing::info!(conversion_id = %row.id, from = %row.from_currency, to = %row.to_currency, "conversion created");
     Ok((row.into(), true))
+}
+
+/// Claims `key` for the conversion (or batch) `id`. `Some(original)` when the key was used
+/// before with the same request; a different request under the same key is refused.
+async fn claim_key(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    partner: Uuid,
+    key: &str,
+    hash: &[u8],
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Option<Uuid>, ConversionError> {
+    let ttl = i64::try_from(state.settings.conversions.idempotency_ttl_secs).unwrap_or(86_400);
+    match store::claim_idempotency_key(
+        tx,
+        partner,
+        key,
+        hash,
+        id,
+        now,
+        now + Duration::seconds(ttl),
+    )
+    .await?
+    {
+        None => Ok(None),
+        Some((stored_hash, _)) if stored_hash != hash => Err(ConversionError::IdempotencyMismatch),
+        Some((_, existing)) => Ok(Some(existing)),
+    }
 }
 
 /// A conversion visible to the caller: partners see only their own (another partner's is
@@ -350,6 +563,14 @@ impl From<ConversionError> for ApiError {
             C::Rates(e) => e.into(),
             e @ C::StaleRate { .. } => ApiError::Unprocessable {
                 slug: "stale-rate",
+                detail: e.to_string(),
+            },
+            e @ C::QuoteExpired { .. } => ApiError::ConflictAs {
+                slug: "quote-expired",
+                detail: e.to_string(),
+            },
+            e @ C::QuoteUsed(_) => ApiError::ConflictAs {
+                slug: "quote-used",
                 detail: e.to_string(),
             },
             C::IdempotencyMismatch => ApiError::Unprocessable {

@@ -30,14 +30,16 @@ pub struct ConversionRow {
     pub finalizes_at: DateTime<Utc>,
     pub finalized_at: Option<DateTime<Utc>>,
     pub cancelled_at: Option<DateTime<Utc>>,
+    /// The rate lock converted on, if any.
+    pub quote_id: Option<Uuid>,
 }
 
 pub async fn insert(conn: &mut PgConnection, c: &ConversionRow) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "INSERT INTO conversions (id, partner_id, from_currency, to_currency, amount, rate, result,
              rate_as_of, rate_provider, from_quote_id, to_quote_id, stale_rate, status, created_at, finalizes_at,
-             from_minor_units, to_minor_units)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'temporary', $13, $14, $15, $16)",
+             from_minor_units, to_minor_units, quote_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'temporary', $13, $14, $15, $16, $17)",
         c.id,
         c.partner_id,
         c.from_currency.as_str(),
@@ -54,6 +56,7 @@ pub async fn insert(conn: &mut PgConnection, c: &ConversionRow) -> Result<(), sq
         c.finalizes_at,
         c.from_minor_units,
         c.to_minor_units,
+        c.quote_id,
     )
     .execute(conn)
     .await?;
@@ -114,7 +117,7 @@ pub async fn find(db: &PgPool, id: Uuid) -> Result<Option<ConversionRow>, sqlx::
                   to_currency AS "to_currency: CurrencyCode", amount, from_minor_units,
                   to_minor_units, rate, result, rate_as_of, rate_provider, from_quote_id,
                   to_quote_id, stale_rate, status AS "status: Status", created_at, finalizes_at,
-                  finalized_at, cancelled_at
+                  finalized_at, cancelled_at, quote_id
            FROM conversions WHERE id = $1"#,
         id,
     )
@@ -141,7 +144,7 @@ pub async fn cancel(
                   to_currency AS "to_currency: CurrencyCode", amount, from_minor_units,
                   to_minor_units, rate, result, rate_as_of, rate_provider, from_quote_id,
                   to_quote_id, stale_rate, status AS "status: Status", created_at, finalizes_at,
-                  finalized_at, cancelled_at"#,
+                  finalized_at, cancelled_at, quote_id"#,
         id,
         partner,
         now,
@@ -216,7 +219,7 @@ pub async fn list(
                   to_currency AS "to_currency: CurrencyCode", amount, from_minor_units,
                   to_minor_units, rate, result, rate_as_of, rate_provider, from_quote_id,
                   to_quote_id, stale_rate, status AS "status: Status", created_at, finalizes_at,
-                  finalized_at, cancelled_at
+                  finalized_at, cancelled_at, quote_id
                    FROM conversions
                    WHERE partner_id = $1
                      AND ($2::text IS NULL OR status = $2)
@@ -246,7 +249,7 @@ pub async fn list(
                   to_currency AS "to_currency: CurrencyCode", amount, from_minor_units,
                   to_minor_units, rate, result, rate_as_of, rate_provider, from_quote_id,
                   to_quote_id, stale_rate, status AS "status: Status", created_at, finalizes_at,
-                  finalized_at, cancelled_at
+                  finalized_at, cancelled_at, quote_id
                    FROM conversions
                    WHERE ($1::text IS NULL OR status = $1)
                      AND ($2::text IS NULL OR from_currency = $2 OR to_currency = $2)

@@ -42,6 +42,8 @@ pub struct Overview {
     pub max_age_secs: u64,
     /// Dead, failed and retrying runs, newest first.
     pub failures: Vec<TaskRun>,
+    /// Quotes holding a rate for a partner right now.
+    pub quotes_locked: i64,
 }
 
 pub async fn overview(
@@ -83,6 +85,7 @@ pub async fn overview(
         providers: crate::rates::service::latest_per_provider(rates).await?,
         max_age_secs: state.settings.rates.max_age_secs,
         failures,
+        quotes_locked: crate::quotes::service::active_locks(state).await?,
     })
 }
 

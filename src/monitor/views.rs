@@ -274,6 +274,7 @@ pub fn overview_page(session: &MonitorSession, o: &Overview) -> Markup {
                 div.tile.bad[s.dead > 0] { span.label { "Dead" } span.value { (s.dead) } }
                 div.tile.bad[s.failed > 0] { span.label { "Failed" } span.value { (s.failed) } }
                 div.tile { span.label { "Succeeded" } span.value { (s.succeeded) } }
+                div.tile data-tile="quotes-locked" { span.label { "Quotes locked" } span.value { (o.quotes_locked) } }
             }
             section.card {
                 h2 { "Jobs" }

@@ -13,6 +13,7 @@ mod login_throttle;
 mod monitor;
 mod outages;
 mod proxy;
+mod quotes;
 mod rates;
 mod sessions;
 mod tasks;

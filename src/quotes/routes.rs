@@ -1,0 +1,87 @@
+//! HTTP routes of `quotes`.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::service::{self, QuoteRequest, QuoteView};
+use crate::auth::PartnerUser;
+use crate::error::{ApiError, Problem};
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/quotes").route(web::post().to(create)))
+        .service(web::resource("/quotes/{id}").route(web::get().to(get)));
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateQuote {
+    /// Source currency code.
+    #[schema(example = "EUR")]
+    pub from: String,
+    /// Target currency code.
+    #[schema(example = "USD")]
+    pub to: String,
+    /// A fixed amount of `from` (decimal string): the quote then shows the result, and a
+    /// conversion on it must be for exactly this amount, once. Leave out to lock only the rate.
+    #[schema(example = "100.00")]
+    pub amount: Option<String>,
+    /// How long the rate is held: `none` (indicative), `five_minutes`, `hour` or `day`.
+    #[schema(example = "hour")]
+    pub lock: String,
+}
+
+/// Lock a rate (partner). The quoted rate is the reference rate less the lock's spread
+/// (`quotes.spread_bps.<lock>`), both shown. Convert on it with `quote_id` in
+/// `POST /conversions` before `expires_at`.
+#[utoipa::path(post, path = "/api/v1/quotes", tag = "quotes", operation_id = "createQuote",
+    request_body = CreateQuote, security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = QuoteView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No rates for this pair", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid lock, amount or currency; stale reference rate", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create(
+    state: web::Data<AppState>,
+    rates: web::Data<crate::rates::Rates>,
+    partner: PartnerUser,
+    body: web::Json<CreateQuote>,
+) -> Result<HttpResponse, ApiError> {
+    let view = service::create(
+        &state,
+        &rates,
+        partner.0.id.0,
+        QuoteRequest {
+            from: &body.from,
+            to: &body.to,
+            amount: body.amount.as_deref(),
+            lock: &body.lock,
+        },
+    )
+    .await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/api/v1/quotes/{}", view.id)))
+        .json(view))
+}
+
+/// One of the partner's own quotes, with its status now; another partner's is 404.
+#[utoipa::path(get, path = "/api/v1/quotes/{id}", tag = "quotes", operation_id = "getQuote",
+    params(("id" = uuid::Uuid, Path)), security(("bearer" = [])),
+    responses(
+        (status = 200, body = QuoteView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(
+    state: web::Data<AppState>,
+    partner: PartnerUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id =
+        uuid::Uuid::parse_str(&path).map_err(|_| ApiError::NotFound("no such quote".into()))?;
+    let view = service::get(&state, id, partner.0.id.0).await?;
+    Ok(HttpResponse::Ok().json(view))
+}

@@ -1,0 +1,324 @@
+//! Quote use cases: lock a rate, read a quote, and let a conversion claim quotes inside its
+//! transaction.
+
+use std::collections::{HashMap, HashSet};
+
+use bigdecimal::BigDecimal;
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::Serialize;
+use sqlx::PgConnection;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::domain::{Lock, QuoteStatus};
+use super::store::{self, QuoteRow};
+use crate::conversions::service::{self as conversions, ConversionError};
+use crate::currencies::CurrencyCode;
+use crate::error::ApiError;
+use crate::money::{self, Rate};
+use crate::state::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QuoteError {
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    /// The pair or amount cannot be priced (currency, rates, stale rate).
+    #[error(transparent)]
+    Pricing(#[from] ConversionError),
+    #[error("no such quote")]
+    NotFound,
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for QuoteError {
+    fn from(e: sqlx::Error) -> Self {
+        QuoteError::Unexpected(e.into())
+    }
+}
+
+impl From<QuoteError> for ApiError {
+    fn from(e: QuoteError) -> Self {
+        match e {
+            QuoteError::Invalid { field, message } => ApiError::validation(field, message),
+            QuoteError::Pricing(e) => e.into(),
+            QuoteError::NotFound => ApiError::NotFound("no such quote".into()),
+            QuoteError::Unexpected(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+/// How the quoted rate was made: the reference rate and the spread taken off it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RateDetails {
+    /// The provider's rate (units of `to` per one `from`), before the spread.
+    #[schema(value_type = String, example = "1.1")]
+    #[serde(serialize_with = "money::serialize_decimal")]
+    pub reference_rate: BigDecimal,
+    /// Basis points taken off the reference rate for this lock: `rate = reference_rate ×
+    /// (1 − spread_bps / 10000)`, so the partner gets fewer units of `to`.
+    pub spread_bps: u32,
+    /// Provider of the reference rate.
+    pub provider: String,
+    /// The provider's timestamp of the reference rate.
+    pub reference_as_of: DateTime<Utc>,
+    /// Whether the reference rate was older than `rates.max_age_secs` when locked (only where
+    /// stale rates are allowed).
+    pub stale_rate: bool,
+}
+
+/// A quote as the API shows it. Decimals are strings.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct QuoteView {
+    pub id: Uuid,
+    pub from: CurrencyCode,
+    pub to: CurrencyCode,
+    /// The fixed amount in `from`, when the quote was asked for one.
+    #[schema(value_type = Option<String>, example = "100.00")]
+    #[serde(serialize_with = "money::serialize_opt_decimal")]
+    pub amount: Option<BigDecimal>,
+    /// The rate a conversion on this quote gets: units of `to` per one `from`.
+    #[schema(value_type = String, example = "1.09945")]
+    #[serde(serialize_with = "money::serialize_decimal")]
+    pub rate: BigDecimal,
+    /// `amount × rate`, half-even to the target's minor units, when an amount was given.
+    #[schema(value_type = Option<String>, example = "109.95")]
+    #[serde(serialize_with = "money::serialize_opt_decimal")]
+    pub result: Option<BigDecimal>,
+    pub rate_details: RateDetails,
+    pub lock: Lock,
+    /// Now: `active`, `expired` or `used`.
+    pub status: QuoteStatus,
+    pub created_at: DateTime<Utc>,
+    /// Conversions on this quote are accepted strictly before this instant.
+    pub expires_at: DateTime<Utc>,
+    /// When a fixed-amount quote was converted on.
+    pub used_at: Option<DateTime<Utc>>,
+}
+
+impl QuoteView {
+    fn new(r: QuoteRow, now: DateTime<Utc>) -> Self {
+        Self {
+            id: r.id,
+            from: r.from_currency,
+            to: r.to_currency,
+            amount: r
+                .amount
+                .map(|a| money::round_to_minor_units(&a, r.from_minor_units)),
+            rate: r.rate.normalized(),
+            result: r
+                .result
+                .map(|a| money::round_to_minor_units(&a, r.to_minor_units)),
+            rate_details: RateDetails {
+                reference_rate: r.reference_rate.normalized(),
+                spread_bps: u32::try_from(r.spread_bps).unwrap_or_default(),
+                provider: r.rate_provider,
+                reference_as_of: r.reference_as_of,
+                stale_rate: r.stale_rate,
+            },
+            lock: r.lock,
+            status: QuoteStatus::at(now, r.expires_at, r.used_at),
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            used_at: r.used_at,
+        }
+    }
+}
+
+/// What a partner asks for.
+pub struct QuoteRequest<'a> {
+    pub from: &'a str,
+    pub to: &'a str,
+    pub amount: Option<&'a str>,
+    pub lock: &'a str,
+}
+
+/// Prices the pair at the rate in force, takes the lock's spread off it and stores the quote.
+/// A stale reference rate is refused where stale conversions are.
+#[tracing::instrument(skip(state, rates, req), fields(partner_id = %partner, from = req.from, to = req.to, lock = req.lock))]
+pub async fn create(
+    state: &AppState,
+    rates: &crate::rates::Rates,
+    partner: Uuid,
+    req: QuoteRequest<'_>,
+) -> Result<QuoteView, QuoteError> {
+    let lock = Lock::parse(req.lock).ok_or_else(|| QuoteError::Invalid {
+        field: "lock",
+        message: format!("must be one of {}", Lock::ALL.map(Lock::as_str).join(", ")),
+    })?;
+    let pair = conversions::price_pair(state, rates, req.from, req.to, None).await?;
+    let amount = req
+        .amount
+        .map(|raw| conversions::parse_amount(state, raw, pair.from, pair.from_minor_units))
+        .transpose()?;
+    conversions::refuse_stale(state, &pair.quote)?;
+    let spread_bps = lock.spread_bps(&state.settings.quotes.spread_bps);
+    let rate: Rate = pair
+        .quote
+        .rate
+        .with_spread(spread_bps)
+        .map_err(|e| anyhow::anyhow!("spread of {spread_bps} bps: {e}"))?;
+    // PostgreSQL keeps microseconds: answer with what a later read returns.
+    let now = state.clock.now().trunc_subsecs(6);
+    let row = QuoteRow {
+        id: Uuid::now_v7(),
+        partner_id: partner,
+        from_currency: pair.from,
+        to_currency: pair.to,
+        result: amount
+            .as_ref()
+            .map(|a| money::convert(a.value(), &rate, pair.to_minor_units)),
+        amount: amount.map(|a| a.value().clone()),
+        from_minor_units: pair.from_minor_units,
+        to_minor_units: pair.to_minor_units,
+        reference_rate: pair.quote.rate.value().clone(),
+        spread_bps: i32::try_from(spread_bps).unwrap_or(i32::MAX),
+        rate: rate.into_inner(),
+        rate_provider: pair.quote.provider.clone(),
+        reference_as_of: pair.quote.as_of,
+        from_quote_id: pair.quote.from_quote_id,
+        to_quote_id: pair.quote.to_quote_id,
+        stale_rate: pair.quote.stale,
+        lock,
+        created_at: now,
+        expires_at: lock.expires_at(now),
+        used_at: None,
+    };
+    store::insert(&state.db, &row).await?;
+    tracing::info!(quote_id = %row.id, spread_bps, "quote created");
+    Ok(QuoteView::new(row, now))
+}
+
+/// A partner's own quote; another partner's is "not found", never "forbidden".
+pub async fn get(state: &AppState, id: Uuid, partner: Uuid) -> Result<QuoteView, QuoteError> {
+    let row = store::find(&state.db, id, partner)
+        .await?
+        .ok_or(QuoteError::NotFound)?;
+    Ok(QuoteView::new(row, state.clock.now()))
+}
+
+/// Quotes holding a rate right now (the monitor's "quotes locked").
+pub async fn active_locks(state: &AppState) -> Result<i64, sqlx::Error> {
+    store::count_active(&state.db, state.clock.now()).await
+}
+
+/// Why a conversion cannot use a quote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QuoteUseError {
+    /// Missing, or another partner's (indistinguishable on purpose).
+    NotFound,
+    /// Past its lock (or indicative, never locked).
+    Expired { expires_at: DateTime<Utc> },
+    /// A fixed-amount quote already converted on.
+    Used,
+    /// The conversion is not what was quoted (`from`, `to` or `amount`).
+    Mismatch {
+        field: &'static str,
+        message: String,
+    },
+}
+
+/// The rate a conversion gets from a quote, and where it came from.
+#[derive(Debug, Clone)]
+pub struct LockedRate {
+    pub quote_id: Uuid,
+    pub rate: Rate,
+    pub provider: String,
+    pub reference_as_of: DateTime<Utc>,
+    pub from_quote_id: Option<i64>,
+    pub to_quote_id: Option<i64>,
+    pub stale_rate: bool,
+}
+
+/// Quotes a converting transaction has locked (row locks held until it ends).
+pub struct ClaimedQuotes {
+    rows: HashMap<Uuid, QuoteRow>,
+    /// Fixed-amount quotes taken by this transaction.
+    taken: HashSet<Uuid>,
+    now: DateTime<Utc>,
+}
+
+/// Locks the partner's quotes among `ids` for the rest of the transaction, so concurrent
+/// conversions on a single-use quote are serialised and only one of them gets it.
+pub async fn claim(
+    conn: &mut PgConnection,
+    partner: Uuid,
+    ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<ClaimedQuotes, sqlx::Error> {
+    let mut unique: Vec<Uuid> = ids.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    let rows = store::lock_for_use(conn, &unique, partner).await?;
+    Ok(ClaimedQuotes {
+        rows: rows.into_iter().map(|r| (r.id, r)).collect(),
+        taken: HashSet::new(),
+        now,
+    })
+}
+
+impl ClaimedQuotes {
+    /// Checks that quote `id` covers converting `amount` from `from` to `to` now, and takes it
+    /// when it is single use.
+    pub fn take(
+        &mut self,
+        id: Uuid,
+        from: CurrencyCode,
+        to: CurrencyCode,
+        amount: &BigDecimal,
+    ) -> Result<LockedRate, QuoteUseError> {
+        let q = self.rows.get(&id).ok_or(QuoteUseError::NotFound)?;
+        if q.used_at.is_some() || self.taken.contains(&id) {
+            return Err(QuoteUseError::Used);
+        }
+        if self.now >= q.expires_at {
+            return Err(QuoteUseError::Expired {
+                expires_at: q.expires_at,
+            });
+        }
+        for (field, asked, quoted) in [("from", from, q.from_currency), ("to", to, q.to_currency)] {
+            if asked != quoted {
+                return Err(QuoteUseError::Mismatch {
+                    field,
+                    message: format!("the quote is for {} → {}", q.from_currency, q.to_currency),
+                });
+            }
+        }
+        if let Some(fixed) = &q.amount {
+            if fixed != amount {
+                return Err(QuoteUseError::Mismatch {
+                    field: "amount",
+                    message: format!(
+                        "the quote is for exactly {}",
+                        money::round_to_minor_units(fixed, q.from_minor_units).to_plain_string()
+                    ),
+                });
+            }
+            self.taken.insert(id);
+        }
+        // The schema keeps a stored rate positive.
+        let rate = Rate::new(q.rate.clone()).map_err(|_| QuoteUseError::NotFound)?;
+        Ok(LockedRate {
+            quote_id: id,
+            rate,
+            provider: q.rate_provider.clone(),
+            reference_as_of: q.reference_as_of,
+            from_quote_id: q.from_quote_id,
+            to_quote_id: q.to_quote_id,
+            stale_rate: q.stale_rate,
+        })
+    }
+
+    /// Records the single-use quotes taken, in the same transaction as the conversions.
+    pub async fn record_use(self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        if self.taken.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = self.taken.into_iter().collect();
+        store::mark_used(conn, &ids, self.now).await?;
+        Ok(())
+    }
+}
