@@ -6,7 +6,7 @@ CARGO ?= cargo
 BIN := $(or $(CARGO_TARGET_DIR),target)/debug/currency-conversion
 COMPOSE ?= $(shell command -v podman >/dev/null 2>&1 && echo "podman compose" || echo "docker compose")
 
-.PHONY: run test up down fmt lint bench e2e check-services build sqlx-prepare sqlx-check
+.PHONY: run test up down fmt lint bench e2e check-services build sqlx-prepare sqlx-check audit
 
 build:
 	$(CARGO) build --locked
@@ -80,3 +80,17 @@ e2e: check-services
 bench-rates: check-services
 	$(CARGO) build --release --locked
 	benches/rates/run.sh
+
+## Supply chain (docs/supply-chain.md): RustSec advisories with cargo audit, then licences, bans,
+## sources and advisories with cargo deny (deny.toml). Fetches the advisory database, so it needs
+## network; offline, point ADVISORY_DB at a local clone of the RustSec advisory-db:
+##   make audit ADVISORY_DB=/path/to/advisory-db
+ADVISORY_DB ?=
+audit:
+	@tools=$$(scripts/supply-tools) && export PATH="$$tools:$$PATH" && \
+	if [ -n "$(ADVISORY_DB)" ]; then \
+	  $(CARGO) audit --db "$(ADVISORY_DB)" --no-fetch && \
+	  $(CARGO) deny check licenses bans sources; \
+	else \
+	  $(CARGO) audit && $(CARGO) deny check; \
+	fi

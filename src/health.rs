@@ -2,8 +2,11 @@
 
 use std::time::Duration;
 
-use actix_web::{HttpResponse, web};
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use secrecy::ExposeSecret;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
@@ -14,8 +17,13 @@ const CHECK_TIMEOUT: Duration = Duration::from_millis(1500);
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/health/live").route(web::get().to(live)))
-        .service(web::resource("/health/ready").route(web::get().to(ready)))
-        .service(web::resource("/metrics").route(web::get().to(metrics)));
+        .service(web::resource("/health/ready").route(web::get().to(ready)));
+}
+
+/// `/metrics`, registered on the API listener or on a listener of its own as
+/// `settings.metrics.expose` says (`startup.rs`).
+pub fn configure_metrics(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/metrics").route(web::get().to(metrics)));
 }
 
 #[derive(Serialize, ToSchema)]
@@ -87,10 +95,28 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     }))
 }
 
-/// Prometheus text format.
+/// Prometheus text format. With `metrics.bearer_token` set, only for that bearer token.
 #[utoipa::path(get, path = "/metrics", tag = "health",
     responses((status = 200, description = "Prometheus metrics", content_type = "text/plain")))]
-pub async fn metrics(state: web::Data<AppState>, metrics: web::Data<Metrics>) -> HttpResponse {
+pub async fn metrics(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    metrics: web::Data<Metrics>,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(expected) = &state.settings.metrics.bearer_token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        // Digests of equal length: the comparison's timing says nothing about the token.
+        if Sha256::digest(given.as_bytes()) != Sha256::digest(expected.expose_secret().as_bytes()) {
+            return Err(ApiError::Unauthorized(
+                "/metrics needs the metrics bearer token".into(),
+            ));
+        }
+    }
     let redis = state.redis.status();
     let gauges = PoolGauges {
         pg_size: state.db.size(),
@@ -100,7 +126,7 @@ pub async fn metrics(state: web::Data<AppState>, metrics: web::Data<Metrics>) ->
         redis_available: redis.available,
         redis_max: redis.max_size,
     };
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(metrics.render(&gauges))
+        .body(metrics.render(&gauges)))
 }

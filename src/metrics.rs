@@ -1,26 +1,35 @@
-//! Prometheus text exposition of request counts and latencies per route and status, and of pool
-//! usage. Kept in-process and lock-protected: a scrape is rare, an observation is a map lookup.
+//! Request metrics and their Prometheus exposition, through the `metrics` facade and
+//! `metrics-exporter-prometheus`.
+//!
+//! Every label has a bounded set of values, whatever clients send: the method is one of the
+//! nine standard methods or `OTHER`, the route is the matched route pattern (a request that
+//! matches no route is `unmatched`), the status is the status code. A flood of made-up methods
+//! or paths therefore adds no series. Each [`Metrics`] owns its recorder (not the process-global
+//! one), so that apps in one test process never mix their counts. Pool gauges are read at scrape
+//! time. Who may read `/metrics`, and on which listener, is `settings.metrics` (see `health.rs`).
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
 use std::time::Duration;
+
+use actix_web::http::Method;
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram, with_local_recorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+const REQUESTS: &str = "http_requests_total";
+const DURATION: &str = "http_request_duration_seconds";
 
 /// Latency bucket upper bounds in seconds.
 const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
-#[derive(Default)]
-struct Series {
-    count: u64,
-    sum_secs: f64,
-    buckets: [u64; BUCKETS.len()],
-}
+/// The route label of a request that matched no route (404s, probes, scanners).
+pub const UNMATCHED_ROUTE: &str = "unmatched";
 
-#[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, u16), Series>>,
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
 }
 
 /// Gauges read at scrape time.
@@ -33,139 +42,151 @@ pub struct PoolGauges {
     pub redis_max: usize,
 }
 
-impl Metrics {
-    pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        let secs = elapsed.as_secs_f64();
-        let mut map = match self.requests.lock() {
-            Ok(m) => m,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let series = map
-            .entry((method.to_owned(), route.to_owned(), status))
-            .or_default();
-        series.count += 1;
-        series.sum_secs += secs;
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if secs <= *bound {
-                series.buckets[i] += 1;
-            }
-        }
-    }
-
-    pub fn render(&self, pools: &PoolGauges) -> String {
-        let mut out = String::new();
-        let map = match self.requests.lock() {
-            Ok(m) => m,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        out.push_str(
-            "# HELP http_requests_total HTTP requests served, by method, route and status.\n",
-        );
-        out.push_str("# TYPE http_requests_total counter\n");
-        for ((method, route, status), s) in map.iter() {
-            let _ = writeln!(
-                out,
-                "http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {}",
-                escape(route),
-                s.count
-            );
-        }
-        out.push_str("# HELP http_request_duration_seconds Time to serve HTTP requests.\n");
-        out.push_str("# TYPE http_request_duration_seconds histogram\n");
-        for ((method, route, status), s) in map.iter() {
-            let labels = format!(
-                "method=\"{method}\",route=\"{}\",status=\"{status}\"",
-                escape(route)
-            );
-            for (i, bound) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {}",
-                    s.buckets[i]
-                );
-            }
-            let _ = writeln!(
-                out,
-                "http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                s.count
-            );
-            let _ = writeln!(
-                out,
-                "http_request_duration_seconds_sum{{{labels}}} {}",
-                s.sum_secs
-            );
-            let _ = writeln!(
-                out,
-                "http_request_duration_seconds_count{{{labels}}} {}",
-                s.count
-            );
-        }
-        for (name, help, value) in [
-            (
-                "db_pool_connections",
-                "Open PostgreSQL connections.",
-                pools.pg_size as f64,
-            ),
-            (
-                "db_pool_idle_connections",
-                "Idle PostgreSQL connections.",
-                pools.pg_idle as f64,
-            ),
-            (
-                "db_pool_max_connections",
-                "Configured PostgreSQL pool size.",
-                pools.pg_max as f64,
-            ),
-            (
-                "redis_pool_connections",
-                "Open Redis connections.",
-                pools.redis_size as f64,
-            ),
-            (
-                "redis_pool_available_connections",
-                "Idle Redis connections.",
-                pools.redis_available as f64,
-            ),
-            (
-                "redis_pool_max_connections",
-                "Configured Redis pool size.",
-                pools.redis_max as f64,
-            ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
-        }
-        out
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
-fn escape(label: &str) -> String {
-    label.replace('\\', "\\\\").replace('"', "\\\"")
+impl Metrics {
+    pub fn new() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(DURATION.to_owned()), &BUCKETS)
+            // Only an empty bucket list is refused, and ours is a non-empty constant.
+            .unwrap_or_else(|_| PrometheusBuilder::new())
+            .build_recorder();
+        let handle = recorder.handle();
+        with_local_recorder(&recorder, || {
+            describe_counter!(
+                REQUESTS,
+                "HTTP requests served, by method, route and status."
+            );
+            describe_histogram!(DURATION, Unit::Seconds, "Time to serve HTTP requests.");
+            for (name, help) in GAUGES {
+                describe_gauge!(name, help);
+            }
+        });
+        Self { recorder, handle }
+    }
+
+    /// Counts one served request. `route` is the matched route pattern, `None` when no route
+    /// matched.
+    pub fn observe_request(
+        &self,
+        method: &Method,
+        route: Option<String>,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        let labels = [
+            ("method", method_label(method).to_owned()),
+            ("route", route.unwrap_or_else(|| UNMATCHED_ROUTE.to_owned())),
+            ("status", status.to_string()),
+        ];
+        with_local_recorder(&self.recorder, || {
+            metrics::counter!(REQUESTS, &labels).increment(1);
+            metrics::histogram!(DURATION, &labels).record(elapsed.as_secs_f64());
+        });
+    }
+
+    /// The Prometheus text exposition, with the pool gauges as of now.
+    pub fn render(&self, pools: &PoolGauges) -> String {
+        let values = [
+            f64::from(pools.pg_size),
+            pools.pg_idle as f64,
+            f64::from(pools.pg_max),
+            pools.redis_size as f64,
+            pools.redis_available as f64,
+            pools.redis_max as f64,
+        ];
+        with_local_recorder(&self.recorder, || {
+            for ((name, _), value) in GAUGES.iter().zip(values) {
+                metrics::gauge!(*name).set(value);
+            }
+        });
+        self.handle.render()
+    }
+}
+
+/// Pool gauges, in the order [`Metrics::render`] reads them.
+const GAUGES: [(&str, &str); 6] = [
+    ("db_pool_connections", "Open PostgreSQL connections."),
+    ("db_pool_idle_connections", "Idle PostgreSQL connections."),
+    (
+        "db_pool_max_connections",
+        "Configured PostgreSQL pool size.",
+    ),
+    ("redis_pool_connections", "Open Redis connections."),
+    (
+        "redis_pool_available_connections",
+        "Idle Redis connections.",
+    ),
+    ("redis_pool_max_connections", "Configured Redis pool size."),
+];
+
+/// The method label: the standard methods by name, anything else (actix accepts any token as
+/// an extension method) as `OTHER`.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_request_lands_in_its_bucket_and_every_larger_one() {
-        let m = Metrics::default();
-        m.observe_request("GET", "/health/live", 200, Duration::from_millis(3));
-        let text = m.render(&PoolGauges {
+    fn gauges() -> PoolGauges {
+        PoolGauges {
             pg_size: 1,
             pg_idle: 1,
             pg_max: 5,
             redis_size: 0,
             redis_available: 0,
             redis_max: 8,
-        });
-        assert!(text.contains(
-            "http_requests_total{method=\"GET\",route=\"/health/live\",status=\"200\"} 1"
-        ));
-        assert!(text.contains("le=\"0.0025\"} 0"));
-        assert!(text.contains("le=\"0.005\"} 1"));
-        assert!(text.contains("db_pool_max_connections 5"));
+        }
+    }
+
+    #[test]
+    fn a_request_lands_in_its_bucket_and_every_larger_one() {
+        let m = Metrics::new();
+        let route = Some("/health/live".to_owned());
+        m.observe_request(&Method::GET, route, 200, Duration::from_millis(3));
+        let text = m.render(&gauges());
+        assert!(
+            text.contains(
+                "http_requests_total{method=\"GET\",route=\"/health/live\",status=\"200\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("le=\"0.0025\"} 0"), "{text}");
+        assert!(text.contains("le=\"0.005\"} 1"), "{text}");
+        assert!(text.contains("db_pool_max_connections 5"), "{text}");
+    }
+
+    #[test]
+    fn made_up_methods_and_unmatched_paths_share_one_series() {
+        let m = Metrics::new();
+        for i in 0..100 {
+            let method = Method::from_bytes(format!("X{i}").as_bytes()).unwrap();
+            m.observe_request(&method, None, 404, Duration::from_millis(1));
+        }
+        let text = m.render(&gauges());
+        assert!(
+            text.contains(
+                "http_requests_total{method=\"OTHER\",route=\"unmatched\",status=\"404\"} 100"
+            ),
+            "{text}"
+        );
+        assert_eq!(text.matches("http_requests_total{").count(), 1, "{text}");
     }
 }

@@ -41,7 +41,7 @@ pub async fn request_context(
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
-    let method = req.method().to_string();
+    let method = req.method().clone();
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,
@@ -54,12 +54,9 @@ pub async fn request_context(
     match result {
         Ok(mut res) => {
             let status = res.status();
-            let route = res
-                .request()
-                .match_pattern()
-                .unwrap_or_else(|| "unmatched".to_owned());
             if let Some(metrics) = metrics {
-                metrics.observe_request(&method, &route, status.as_u16(), elapsed);
+                let route = res.request().match_pattern();
+                metrics.observe_request(&method, route, status.as_u16(), elapsed);
             }
             span.in_scope(|| {
                 tracing::info!(

@@ -62,6 +62,53 @@ pub struct Settings {
     /// Rate locks: the spread each lock duration costs.
     pub quotes: QuoteSettings,
     pub tasks: TaskSettings,
+    #[serde(default)]
+    pub metrics: MetricsSettings,
+}
+
+/// Where the Prometheus `/metrics` endpoint is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsExposure {
+    /// Not served at all.
+    Off,
+    /// On the API's own listener, beside `/health` (the default in `local` and `test`).
+    Api,
+    /// On a listener of its own at `metrics.address`, so that the public port never serves it
+    /// (the default in `production`).
+    Separate,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(default)]
+pub struct MetricsSettings {
+    /// `off`, `api` or `separate`.
+    pub expose: MetricsExposure,
+    /// Listen address (`host:port`) of the separate metrics listener; port 0 picks a free one.
+    pub address: String,
+    /// When set, `/metrics` answers only requests with `Authorization: Bearer <token>`,
+    /// wherever it is served (`CCS__METRICS__BEARER_TOKEN`).
+    pub bearer_token: Option<SecretString>,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            expose: MetricsExposure::Api,
+            address: "127.0.0.1:9464".into(),
+            bearer_token: None,
+        }
+    }
+}
+
+impl fmt::Debug for MetricsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsSettings")
+            .field("expose", &self.expose)
+            .field("address", &self.address)
+            .field("bearer_token", &self.bearer_token.as_ref().map(|_| "[set]"))
+            .finish()
+    }
 }
 
 fn default_env() -> Environment {
@@ -260,6 +307,7 @@ impl fmt::Debug for Settings {
             .field("tasks", &self.tasks)
             .field("conversions", &self.conversions)
             .field("quotes", &self.quotes)
+            .field("metrics", &self.metrics)
             .finish_non_exhaustive()
     }
 }
@@ -323,6 +371,26 @@ pub fn load() -> anyhow::Result<Settings> {
 impl Settings {
     /// Checks what serde cannot: ranges, secrets, cron syntax. Each message names the key.
     pub fn validate(&self) -> anyhow::Result<()> {
+        if self.metrics.expose == MetricsExposure::Separate
+            && self
+                .metrics
+                .address
+                .parse::<std::net::SocketAddr>()
+                .is_err()
+        {
+            anyhow::bail!(
+                "metrics.address: `{}` is not host:port (e.g. 127.0.0.1:9464)",
+                self.metrics.address
+            );
+        }
+        if self
+            .metrics
+            .bearer_token
+            .as_ref()
+            .is_some_and(|t| t.expose_secret().len() < 16)
+        {
+            anyhow::bail!("metrics.bearer_token: at least 16 characters, or unset it for no token");
+        }
         let secret = self.auth.jwt_secret.expose_secret();
         if secret.len() < 32 {
             anyhow::bail!(

@@ -19,7 +19,7 @@ use crate::error;
 use crate::metrics::Metrics;
 use crate::openapi::ApiDoc;
 use crate::rates::{CurrencyWatcher, Rates};
-use crate::settings::Settings;
+use crate::settings::{MetricsExposure, Settings};
 pub use crate::state::{AppState, ProcessRole};
 use crate::tasks::TaskRegistry;
 
@@ -53,6 +53,8 @@ impl Parts {
 pub struct Application {
     port: u16,
     server: Server,
+    /// The listener of its own for `/metrics` (`metrics.expose = "separate"`), and its port.
+    metrics_server: Option<(u16, Server)>,
     parts: Parts,
     tasks: Arc<TaskRegistry>,
 }
@@ -74,10 +76,22 @@ impl Application {
         let listener = TcpListener::bind(&address)
             .with_context(|| format!("server.host/server.port: cannot bind {address}"))?;
         let port = listener.local_addr()?.port();
-        let server = http_server(listener, parts.clone(), tasks.clone())?;
+        let metrics = web::Data::new(Metrics::new());
+        let server = http_server(listener, parts.clone(), tasks.clone(), metrics.clone())?;
+        let metrics_server = match state.settings.metrics.expose {
+            MetricsExposure::Separate => {
+                let address = &state.settings.metrics.address;
+                let listener = TcpListener::bind(address)
+                    .with_context(|| format!("metrics.address: cannot bind {address}"))?;
+                let port = listener.local_addr()?.port();
+                Some((port, metrics_server(listener, state.clone(), metrics)?))
+            }
+            MetricsExposure::Api | MetricsExposure::Off => None,
+        };
         Ok(Self {
             port,
             server,
+            metrics_server,
             parts,
             tasks,
         })
@@ -85,6 +99,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of the separate `/metrics` listener, when there is one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_server.as_ref().map(|(port, _)| *port)
     }
 
     pub fn state(&self) -> &AppState {
@@ -105,7 +124,7 @@ impl Application {
     /// stops accepting, lets in-flight requests finish within `server.shutdown_timeout_secs`.
     /// Tests use this for a quiet app.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        serve(self.server, self.metrics_server.map(|(_, s)| s)).await
     }
 
     /// Serves HTTP and runs the background tasks of `role` until SIGTERM/SIGINT, then stops the
@@ -118,10 +137,28 @@ impl Application {
             role,
             shutdown.clone(),
         );
-        let served = self.server.await;
+        let served = serve(self.server, self.metrics_server.map(|(_, s)| s)).await;
         stop_background(&self.parts.state, shutdown, background).await;
         served.context("HTTP server failed")
     }
+}
+
+/// Serves the API until it stops (SIGTERM/SIGINT), and the metrics listener, if any, as long.
+async fn serve(api: Server, metrics: Option<Server>) -> std::io::Result<()> {
+    let Some(metrics) = metrics else {
+        return api.await;
+    };
+    let metrics_handle = metrics.handle();
+    let api = async {
+        let served = api.await;
+        metrics_handle.stop(true).await;
+        served
+    };
+    let (served, metrics_served) = futures_util::future::join(api, metrics).await;
+    if let Err(e) = metrics_served {
+        tracing::error!(error = %e, "the metrics listener failed");
+    }
+    served
 }
 
 /// Runs the background tasks of a role without HTTP (`serve --role worker|scheduler`) until
@@ -191,10 +228,11 @@ fn http_server(
     listener: TcpListener,
     parts: Parts,
     tasks: Arc<TaskRegistry>,
+    metrics: web::Data<Metrics>,
 ) -> anyhow::Result<Server> {
     let tasks = web::Data::from(tasks);
     let settings = parts.state.settings.clone();
-    let metrics = web::Data::new(Metrics::default());
+    let metrics_on_api = settings.metrics.expose == MetricsExposure::Api;
     let data = web::Data::new(parts.state);
     let rates = web::Data::new(parts.rates);
     let token_memo = web::Data::from(parts.token_memo);
@@ -225,6 +263,11 @@ fn http_server(
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
             .app_data(web::PathConfig::default().error_handler(error::path_error))
             .configure(routes)
+            .configure(|cfg| {
+                if metrics_on_api {
+                    crate::health::configure_metrics(cfg);
+                }
+            })
             .service(web::redirect("/docs", "/docs/"))
             .service(SwaggerUi::new("/docs/{_:.*}").url("/api-docs/openapi.json", openapi.clone()))
             .default_service(web::to(error::not_found))
@@ -235,4 +278,26 @@ fn http_server(
         server = server.workers(settings.server.workers);
     }
     Ok(server.run())
+}
+
+/// The separate `/metrics` listener: that endpoint only, one worker.
+fn metrics_server(
+    listener: TcpListener,
+    state: AppState,
+    metrics: web::Data<Metrics>,
+) -> anyhow::Result<Server> {
+    let shutdown = state.settings.shutdown_timeout().as_secs();
+    let state = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(metrics.clone())
+            .configure(crate::health::configure_metrics)
+            .default_service(web::to(error::not_found))
+    })
+    .listen(listener)?
+    .workers(1)
+    .shutdown_timeout(shutdown)
+    .run();
+    Ok(server)
 }

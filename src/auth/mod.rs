@@ -5,6 +5,7 @@
 
 pub mod domain;
 pub mod extract;
+pub mod jwt_hmac;
 pub mod password;
 pub mod routes;
 pub mod service;

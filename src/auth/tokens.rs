@@ -57,6 +57,7 @@ pub struct TokenKeys {
 
 impl TokenKeys {
     pub fn new(settings: &AuthSettings) -> Self {
+        super::jwt_hmac::install();
         let secret = settings.jwt_secret.expose_secret().as_bytes();
         // Only HS256: a token whose header names another algorithm (including `none`) fails.
         let mut validation = Validation::new(Algorithm::HS256);

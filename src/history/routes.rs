@@ -137,33 +137,70 @@ pub async fn list(
     )
 }
 
-const CSV_HEADER: &str = "id,partner_id,status,from,to,amount,rate,result,rate_as_of,rate_provider,stale_rate,created_at,finalizes_at,finalized_at,cancelled_at\n";
+const CSV_HEADER: [&str; 15] = [
+    "id",
+    "partner_id",
+    "status",
+    "from",
+    "to",
+    "amount",
+    "rate",
+    "result",
+    "rate_as_of",
+    "rate_provider",
+    "stale_rate",
+    "created_at",
+    "finalizes_at",
+    "finalized_at",
+    "cancelled_at",
+];
 
 /// The same timestamp format as the JSON API (UTC with `Z`).
 fn rfc3339(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
-fn csv_line(c: &ConversionView) -> String {
+fn csv_record(c: &ConversionView) -> [String; 15] {
     let ts = |t: &Option<DateTime<Utc>>| t.map(|t| rfc3339(&t)).unwrap_or_default();
-    format!(
-        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
-        c.id,
-        c.partner_id,
-        c.status.as_str(),
-        c.from,
-        c.to,
+    [
+        c.id.to_string(),
+        c.partner_id.to_string(),
+        c.status.as_str().to_owned(),
+        c.from.to_string(),
+        c.to.to_string(),
         c.amount.to_plain_string(),
         c.rate.to_plain_string(),
         c.result.to_plain_string(),
         rfc3339(&c.rate_as_of),
-        c.rate_provider.replace([',', '"', '\n'], " "),
-        c.stale_rate,
+        c.rate_provider.clone(),
+        c.stale_rate.to_string(),
         rfc3339(&c.created_at),
         rfc3339(&c.finalizes_at),
         ts(&c.finalized_at),
         ts(&c.cancelled_at),
-    )
+    ]
+}
+
+/// Records as CSV (RFC 4180 quoting by the `csv` crate, `\n` line ends), one export chunk.
+fn csv_chunk<R, F>(records: impl IntoIterator<Item = R>) -> Result<web::Bytes, csv::Error>
+where
+    R: IntoIterator<Item = F>,
+    F: AsRef<[u8]>,
+{
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    for record in records {
+        writer.write_record(record)?;
+    }
+    let bytes = writer.into_inner().map_err(|e| e.into_error())?;
+    Ok(web::Bytes::from(bytes))
+}
+
+/// Writing CSV into memory fails only on a bug; the stream ends with an error (logged).
+fn export_error(e: csv::Error) -> actix_web::Error {
+    tracing::error!(error = %e, "CSV export failed mid-stream");
+    ApiError::Internal(e.into()).into()
 }
 
 /// Streams the export page by page (keyset), so memory stays flat however long the history.
@@ -179,7 +216,7 @@ fn csv_export(state: std::sync::Arc<AppState>, f: HistoryFilter) -> HttpResponse
         async move {
             match next {
                 Next::Header => Some((
-                    Ok::<_, actix_web::Error>(web::Bytes::from_static(CSV_HEADER.as_bytes())),
+                    csv_chunk([CSV_HEADER]).map_err(export_error),
                     Next::After(None),
                 )),
                 Next::Done => None,
@@ -207,8 +244,8 @@ fn csv_export(state: std::sync::Arc<AppState>, f: HistoryFilter) -> HttpResponse
                     if views.is_empty() {
                         return None;
                     }
-                    let chunk: String = views.iter().map(csv_line).collect();
-                    Some((Ok(web::Bytes::from(chunk)), next))
+                    let chunk = csv_chunk(views.iter().map(csv_record)).map_err(export_error);
+                    Some((chunk, next))
                 }
             }
         }
@@ -312,4 +349,31 @@ pub async fn summary(
         group_by: if by_pair { "currency_pair" } else { "day" }.into(),
         data,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_with_commas_quotes_and_line_breaks_are_quoted_and_read_back() {
+        let awkward = "ecb, \"fallback\"\nsecond line";
+        let bytes = csv_chunk([CSV_HEADER.map(str::to_owned), {
+            let mut row = CSV_HEADER.map(|_| "x".to_owned());
+            row[9] = awkward.to_owned();
+            row
+        }])
+        .unwrap();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(text.starts_with("id,partner_id,status,from,to,"), "{text}");
+        assert!(
+            text.contains("\"ecb, \"\"fallback\"\"\nsecond line\""),
+            "{text}"
+        );
+        let mut reader = csv::Reader::from_reader(&bytes[..]);
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(&rows[0][9], awkward);
+        assert_eq!(rows[0].len(), CSV_HEADER.len());
+    }
 }

@@ -1,3 +1,4 @@
+use currency_conversion::settings::MetricsExposure;
 use secrecy::SecretString;
 
 use crate::helpers::{assert_problem, spawn_app, spawn_app_with};
@@ -137,6 +138,115 @@ async fn metrics_count_requests_per_route_and_status() {
         "{text}"
     );
     assert!(text.contains("db_pool_max_connections"));
+}
+
+/// Issue 14 item 2: made-up methods and paths grew /metrics without bound (a new series per
+/// method and per path). Labels are bounded now: unknown methods are `OTHER`, unmatched paths
+/// one `unmatched` route.
+#[tokio::test]
+async fn made_up_methods_and_paths_do_not_grow_metrics() {
+    let app = spawn_app().await;
+    app.get("/health/live").await;
+    app.get("/metrics").await;
+    let before = app.get("/metrics").await.text().await.unwrap();
+    for i in 0..300 {
+        let method = reqwest::Method::from_bytes(format!("PROBE{i}").as_bytes()).unwrap();
+        for path in [format!("/made-up/{i}"), "/health/live".to_owned()] {
+            let res = app
+                .client
+                .request(method.clone(), app.url(&path))
+                .send()
+                .await
+                .unwrap();
+            assert!(res.status().is_client_error(), "{method} {path}");
+        }
+        let res = app.get(&format!("/made-up/{i}/{}", i * 7)).await;
+        assert_eq!(res.status(), 404);
+    }
+    let after = app.get("/metrics").await.text().await.unwrap();
+    let series = |text: &str| text.matches("http_requests_total{").count();
+    // At most the three new label sets: OTHER and GET on `unmatched`, OTHER on /health/live.
+    assert!(series(&after) <= series(&before) + 3, "{after}");
+    assert!(after.contains("method=\"OTHER\""), "{after}");
+    assert!(after.contains("route=\"unmatched\""), "{after}");
+    assert!(
+        !after.contains("PROBE") && !after.contains("made-up"),
+        "{after}"
+    );
+    assert!(
+        after.len() < before.len() + 8 * 1024,
+        "/metrics grew from {} to {} bytes",
+        before.len(),
+        after.len()
+    );
+    eprintln!(
+        "/metrics: {} bytes before, {} after 900 hostile requests",
+        before.len(),
+        after.len()
+    );
+}
+
+#[tokio::test]
+async fn metrics_behind_a_bearer_token_refuse_everyone_else() {
+    let token = "metrics-scraper-token-0123456789";
+    let app = spawn_app_with(|s| {
+        s.metrics.bearer_token = Some(SecretString::from(token));
+    })
+    .await;
+    let res = app.get("/metrics").await;
+    assert_problem(res, 401, "/problems/unauthorized").await;
+    let res = app
+        .get_with_token("/metrics", "not-the-metrics-token-at-all")
+        .await;
+    assert_problem(res, 401, "/problems/unauthorized").await;
+    let res = app.get_with_token("/metrics", token).await;
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("db_pool_max_connections")
+    );
+}
+
+#[tokio::test]
+async fn metrics_can_be_off_or_on_a_listener_of_their_own() {
+    let off = spawn_app_with(|s| s.metrics.expose = MetricsExposure::Off).await;
+    assert_eq!(off.get("/metrics").await.status(), 404);
+    assert_eq!(off.metrics_port, None);
+
+    let app = spawn_app_with(|s| {
+        s.metrics.expose = MetricsExposure::Separate;
+        s.metrics.address = "127.0.0.1:0".into();
+    })
+    .await;
+    app.get("/health/live").await;
+    // Not on the API's port.
+    assert_eq!(app.get("/metrics").await.status(), 404);
+    let port = app.metrics_port.expect("a metrics listener");
+    assert_ne!(port, app.port);
+    let res = app
+        .client
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    assert!(
+        text.contains(
+            "http_requests_total{method=\"GET\",route=\"/health/live\",status=\"200\"} 1"
+        ),
+        "the API's requests are counted: {text}"
+    );
+    // The metrics listener serves nothing else.
+    let res = app
+        .client
+        .get(format!("http://127.0.0.1:{port}/health/live"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
 }
 
 #[tokio::test]

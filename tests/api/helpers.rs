@@ -20,6 +20,8 @@ use sqlx::{Connection, Executor, PgConnection, PgPool};
 pub struct TestApp {
     pub address: String,
     pub port: u16,
+    /// The separate `/metrics` listener's port (`metrics.expose = "separate"`).
+    pub metrics_port: Option<u16>,
     pub client: reqwest::Client,
     pub db: PgPool,
     pub db_name: String,
@@ -181,6 +183,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         .await
         .expect("app builds");
     let port = app.port();
+    let metrics_port = app.metrics_port();
     let db = app.state().db.clone();
     let state = app.state().clone();
     let rates = app.rates().clone();
@@ -193,6 +196,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
+        metrics_port,
         client,
         db,
         db_name,
