@@ -241,8 +241,10 @@ pub enum StaleRatePolicy {
 pub struct ConversionSettings {
     /// Seconds a conversion stays `temporary` before it may become `permanent`.
     pub holding_period_secs: u64,
-    /// Largest amount accepted in one conversion, in units of the source currency.
-    pub max_amount: String,
+    /// Largest amount accepted in one conversion, in units of the source currency. Written as a
+    /// decimal string (`"1000000000"`), parsed once at start-up.
+    #[serde(deserialize_with = "decimal_from_text")]
+    pub max_amount: bigdecimal::BigDecimal,
     /// What to do when the newest rate is older than `rates.max_age_secs`.
     pub stale_rates: StaleRatePolicy,
     /// How long an `Idempotency-Key` is remembered, in seconds.
@@ -424,13 +426,8 @@ impl Settings {
                 "auth.access_token_ttl_secs / auth.refresh_token_ttl_secs: must be positive"
             );
         }
-        if self
-            .conversions
-            .max_amount
-            .parse::<bigdecimal::BigDecimal>()
-            .is_err()
-        {
-            anyhow::bail!("conversions.max_amount: not a decimal number");
+        if self.conversions.max_amount <= bigdecimal::BigDecimal::default() {
+            anyhow::bail!("conversions.max_amount: must be positive");
         }
         let spreads = &self.quotes.spread_bps;
         for (key, bps) in [
@@ -469,6 +466,18 @@ impl Settings {
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.server.shutdown_timeout_secs)
     }
+}
+
+/// Reads a decimal from its text (a TOML string or an environment variable), never through a
+/// float, so that a money limit is exactly what the operator wrote.
+fn decimal_from_text<'de, D>(deserializer: D) -> Result<bigdecimal::BigDecimal, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let text = String::deserialize(deserializer)?;
+    text.trim()
+        .parse()
+        .map_err(|_| serde::de::Error::custom(format!("`{text}` is not a decimal number")))
 }
 
 #[cfg(test)]

@@ -85,17 +85,39 @@ impl fmt::Display for Email {
     }
 }
 
-/// A new password: 12 to 128 characters (OWASP: length over composition rules).
+/// A new password: 12 to 128 characters (OWASP: length over composition rules) that a
+/// strength estimator does not find guessable.
+///
+/// zxcvbn (Dropbox's estimator, with its dictionaries of common passwords, names and words,
+/// keyboard walks, sequences and repeats) must put it at score 3 or more: beyond about 10^10
+/// guesses, what survives an offline attack on a slow hash. The user's own email and display name
+/// count as known words, so `acme-2026-acme` does not pass for Acme. The refusal says why, in
+/// zxcvbn's words.
 pub struct NewPassword(String);
 
+/// Lowest zxcvbn score accepted (0–4).
+const MIN_STRENGTH: zxcvbn::Score = zxcvbn::Score::Three;
+
 impl NewPassword {
-    pub fn parse(input: &str) -> Result<Self, &'static str> {
+    /// `user_inputs`: what an attacker knows about the account (email, display name).
+    pub fn parse(input: &str, user_inputs: &[&str]) -> Result<Self, String> {
         let n = input.chars().count();
         if n < 12 {
-            return Err("must be at least 12 characters");
+            return Err("must be at least 12 characters".into());
         }
         if n > 128 {
-            return Err("must be at most 128 characters");
+            return Err("must be at most 128 characters".into());
+        }
+        let mut known: Vec<&str> = user_inputs.to_vec();
+        // The local part of an email is the part people reuse in passwords.
+        known.extend(
+            user_inputs
+                .iter()
+                .filter_map(|i| i.split_once('@').map(|(local, _)| local)),
+        );
+        let estimate = zxcvbn::zxcvbn(input, &known);
+        if estimate.score() < MIN_STRENGTH {
+            return Err(guessable_because(estimate.feedback()));
         }
         Ok(Self(input.to_owned()))
     }
@@ -103,6 +125,23 @@ impl NewPassword {
     pub fn expose(&self) -> &str {
         &self.0
     }
+}
+
+fn guessable_because(feedback: Option<&zxcvbn::feedback::Feedback>) -> String {
+    let mut message = String::from("is too easy to guess");
+    if let Some(warning) = feedback.and_then(|f| f.warning()) {
+        message.push_str(&format!(" ({})", warning.to_string().trim_end_matches('.')));
+    }
+    message.push_str(": ");
+    let suggestions: Vec<String> = feedback
+        .map(|f| f.suggestions().iter().map(ToString::to_string).collect())
+        .unwrap_or_default();
+    if suggestions.is_empty() {
+        message.push_str("use a longer passphrase of several uncommon words.");
+    } else {
+        message.push_str(&suggestions.join(" "));
+    }
+    message
 }
 
 /// A display name: 1 to 200 characters after trimming.
@@ -148,8 +187,49 @@ mod tests {
 
     #[test]
     fn passwords_need_twelve_characters() {
-        assert!(NewPassword::parse("short").is_err());
-        assert!(NewPassword::parse("correct horse battery").is_ok());
-        assert!(NewPassword::parse(&"x".repeat(129)).is_err());
+        assert!(NewPassword::parse("short", &[]).is_err());
+        assert!(NewPassword::parse("correct horse battery staple", &[]).is_ok());
+        assert!(NewPassword::parse(&"x".repeat(129), &[]).is_err());
+    }
+
+    #[test]
+    fn common_and_trivially_guessable_passwords_are_refused_with_a_reason() {
+        for weak in [
+            "password1234",
+            "            ",
+            "123456789012",
+            "qwertyuiopas",
+            "aaaaaaaaaaaa",
+            "Password123!",
+            "iloveyou2026",
+        ] {
+            let why = NewPassword::parse(weak, &[])
+                .err()
+                .unwrap_or_else(|| panic!("{weak:?} passed"));
+            assert!(why.starts_with("is too easy to guess"), "{weak:?}: {why}");
+        }
+        let why = NewPassword::parse("password1234", &[])
+            .err()
+            .unwrap_or_default();
+        assert!(why.contains("common"), "{why}");
+    }
+
+    #[test]
+    fn the_users_own_email_and_name_count_as_guessable() {
+        assert!(NewPassword::parse("acmetrading2026", &[]).is_ok());
+        assert!(
+            NewPassword::parse("acmetrading2026", &["acmetrading@example.com", "Acme"]).is_err()
+        );
+    }
+
+    #[test]
+    fn passwords_used_in_tests_and_docs_are_strong_enough() {
+        for ok in [
+            "correct horse battery staple",
+            "Quartz lantern drifts over 7 bays",
+            "bench admin password for load runs",
+        ] {
+            assert!(NewPassword::parse(ok, &[]).is_ok(), "{ok:?}");
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! HTTP routes of `auth`: thin handlers that parse, call `service`, and answer.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::domain::{Role, UserId};
@@ -51,7 +51,7 @@ pub struct LogoutRequest {
 #[derive(Deserialize, ToSchema)]
 pub struct RegisterRequest {
     pub email: String,
-    /// 12 to 128 characters.
+    /// 12 to 128 characters, and not guessable (zxcvbn score 3 or more; the 422 says why).
     pub password: String,
     pub display_name: String,
 }
@@ -124,20 +124,34 @@ pub async fn logout(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Self-registration of a partner (enabled by `auth.registration_enabled`).
+/// The answer to a registration, the same whether the email was new or already taken.
+#[derive(Serialize, ToSchema)]
+pub struct RegistrationAccepted {
+    /// Always `accepted`.
+    pub status: &'static str,
+    pub detail: &'static str,
+}
+
+const REGISTRATION_ACCEPTED: RegistrationAccepted = RegistrationAccepted {
+    status: "accepted",
+    detail: "If this email had no account, it has one now: log in with POST /api/v1/auth/token. \
+             An existing account is left unchanged.",
+};
+
+/// Self-registration of a partner (enabled by `auth.registration_enabled`). A new and a taken
+/// email get the same 202, so registration does not reveal who has an account.
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest,
     responses(
-        (status = 201, body = UserView),
+        (status = 202, description = "Registered, or the email already had an account (the same answer)", body = RegistrationAccepted),
         (status = 403, description = "Registration is disabled", body = Problem),
-        (status = 409, body = Problem),
         (status = 422, body = Problem),
     ))]
 pub async fn register(
     state: web::Data<AppState>,
     body: web::Json<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = service::register(&state, &body.email, &body.password, &body.display_name).await?;
-    Ok(HttpResponse::Created().json(user))
+    service::register(&state, &body.email, &body.password, &body.display_name).await?;
+    Ok(HttpResponse::Accepted().json(REGISTRATION_ACCEPTED))
 }
 
 /// Who the caller is.

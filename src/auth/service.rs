@@ -424,8 +424,9 @@ pub async fn create_user(
     display_name: &str,
 ) -> Result<UserView, AuthError> {
     let email = Email::parse(email).map_err(|m| invalid("email", m))?;
-    let password = NewPassword::parse(password).map_err(|m| invalid("password", m))?;
     let display_name = parse_display_name(display_name).map_err(|m| invalid("display_name", m))?;
+    let password = NewPassword::parse(password, &[email.as_str(), &display_name])
+        .map_err(|m| invalid("password", &m))?;
     let hash = super::password::hash(password.expose().to_owned()).await?;
     match store::insert_user(
         &state.db,
@@ -443,16 +444,29 @@ pub async fn create_user(
     }
 }
 
+/// Self-registration of a partner. A taken email gets the same answer as a new one (and costs
+/// the same: the password is hashed either way), so registration does not tell a stranger which
+/// addresses have accounts; the existing account is left untouched.
 pub async fn register(
     state: &AppState,
     email: &str,
     password: &str,
     display_name: &str,
-) -> Result<UserView, AuthError> {
+) -> Result<(), AuthError> {
     if !state.settings.auth.registration_enabled {
         return Err(AuthError::RegistrationClosed);
     }
-    create_user(state, email, password, Role::Partner, display_name).await
+    match create_user(state, email, password, Role::Partner, display_name).await {
+        Ok(user) => {
+            tracing::info!(user_id = %user.id, "partner registered");
+            Ok(())
+        }
+        Err(AuthError::EmailTaken) => {
+            tracing::info!("registration for an existing email; answered as if new");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 pub async fn me(state: &AppState, caller: &Caller) -> Result<UserView, AuthError> {
@@ -523,7 +537,12 @@ pub async fn reset_password(
     id: UserId,
     password: &str,
 ) -> Result<(), AuthError> {
-    let password = NewPassword::parse(password).map_err(|m| invalid("password", m))?;
+    let user = store::find_by_id(&state.db, id)
+        .await?
+        .filter(|u| u.role() == Role::Partner)
+        .ok_or(AuthError::PartnerNotFound)?;
+    let password = NewPassword::parse(password, &[&user.email, &user.display_name])
+        .map_err(|m| invalid("password", &m))?;
     let hash = super::password::hash(password.expose().to_owned()).await?;
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;

@@ -12,6 +12,7 @@ use crate::currencies::{CurrencyCode, CurrencyError, service as currencies};
 use crate::error::ApiError;
 use crate::money::{self, Amount, Rate};
 use crate::quotes::service::{self as quotes, LockedRate, QuoteUseError};
+use crate::rates::pricing::{self, Purpose};
 use crate::settings::StaleRatePolicy;
 use crate::state::AppState;
 
@@ -203,16 +204,15 @@ async fn usable_pair(
 ) -> Result<UsablePair, ConversionError> {
     let from = currencies::parse_code("from", from)?;
     let to = currencies::parse_code("to", to)?;
-    if from == to {
-        return Err(invalid("to", "must differ from `from`"));
-    }
-    let from_currency = currencies::require_usable(&state.db, from).await?;
-    let to_currency = currencies::require_usable(&state.db, to).await?;
+    // The same checks as every other pricing (rates::pricing), against PostgreSQL since the
+    // result is recorded.
+    let rates = crate::rates::Rates::new(state);
+    let (source, target) = pricing::usable_pair(&rates, from, to, None, Purpose::Record).await?;
     Ok(UsablePair {
         from,
         to,
-        from_minor_units: from_currency.minor_units,
-        to_minor_units: to_currency.minor_units,
+        from_minor_units: source.minor_units,
+        to_minor_units: target.minor_units,
     })
 }
 
@@ -243,13 +243,8 @@ pub fn parse_amount(
     currency: CurrencyCode,
     minor_units: i16,
 ) -> Result<Amount, ConversionError> {
-    let max: BigDecimal = state
-        .settings
-        .conversions
-        .max_amount
-        .parse()
-        .map_err(|_| anyhow::anyhow!("conversions.max_amount is not a decimal"))?;
-    Amount::parse(raw, currency.as_str(), minor_units, &max)
+    let max = &state.settings.conversions.max_amount;
+    Amount::parse(raw, currency.as_str(), minor_units, max)
         .map_err(|e| invalid("amount", e.to_string()))
 }
 

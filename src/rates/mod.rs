@@ -11,8 +11,10 @@
 pub mod cache;
 pub mod client;
 pub mod ecb_csv;
+pub mod fetch;
 pub mod import;
 pub mod jobs;
+pub mod pricing;
 pub mod provider;
 pub mod routes;
 pub mod series;

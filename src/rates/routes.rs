@@ -9,8 +9,9 @@ use sha2::{Digest, Sha256};
 use utoipa::IntoParams;
 
 use super::Rates;
+use super::pricing::{self, ConversionQuote, PriceRequest, Purpose};
 use super::series::{self, Interval, Series};
-use super::service::{self, ConversionQuote, RatesTable, parse_code, parse_symbols};
+use super::service::{self, RatesTable, parse_code, parse_symbols};
 use crate::auth::AuthenticatedUser;
 use crate::currencies::CurrencyCode;
 use crate::error::{ApiError, Problem};
@@ -232,7 +233,13 @@ pub async fn convert(
         .as_deref()
         .map(|t| parse_instant("at", t))
         .transpose()?;
-    let quote = service::convert(&state, from, to, &params.amount, at).await?;
+    let request = PriceRequest {
+        from,
+        to,
+        amount: &params.amount,
+        at,
+    };
+    let quote = ConversionQuote::from(pricing::price(&state, request, Purpose::Quote).await?);
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(quote))

@@ -1,25 +1,23 @@
-//! Rates use cases: fetch and store a snapshot ([`fetch_and_store`], called by the CLI and the
-//! scheduled job), and every read (latest, as of an instant, series, conversion quotes). Money
-//! arithmetic is delegated to [`crate::money`]; currencies are asked of
-//! [`crate::currencies::service`] (through the latest-rates cache).
+//! The read side of rates: the rate between two currencies ([`quote`]), tables of rates
+//! (latest, as of an instant), the newest publication per provider, and the errors of every
+//! rates request. Fetching and storing live in [`super::fetch`], pricing an amount in
+//! [`super::pricing`]. Currencies are asked of [`crate::currencies::service`] through the
+//! latest-rates cache.
 
-use std::collections::{BTreeMap, HashMap};
-use std::fmt;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyhow::Context;
-use bigdecimal::BigDecimal;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::Rates;
-use super::cache::{self, LatestEntry};
-use super::store::{self, NewSnapshot, QuoteBatch};
+use super::cache::LatestEntry;
+use super::store::{self};
 use super::view::RatesView;
 use crate::currencies::{Currency, CurrencyCode};
 use crate::error::ApiError;
-use crate::money::{self, Amount, MoneyError, Rate};
+use crate::money::{MoneyError, Rate};
 
 /// Why a rates request cannot be answered.
 #[derive(Debug, thiserror::Error)]
@@ -100,249 +98,6 @@ pub fn parse_symbols(raw: Option<&str>) -> Result<Option<Vec<CurrencyCode>>, Rat
     Ok(Some(out))
 }
 
-/// What one fetch did. Printed by `currency-conversion rates fetch`.
-#[derive(Debug, Clone, Serialize)]
-pub struct FetchReport {
-    /// Provider whose snapshot was used.
-    pub provider: String,
-    /// Base of the stored quotes (the provider's own).
-    pub base: CurrencyCode,
-    /// Provider timestamp of the snapshot.
-    pub as_of: DateTime<Utc>,
-    /// Our fetch time.
-    pub fetched_at: DateTime<Utc>,
-    /// What happened to the snapshot.
-    pub outcome: StoreOutcome,
-    /// Quotes of known currencies in the snapshot.
-    pub quotes: usize,
-    /// Quote rows written (currencies whose rate changed, or first seen).
-    pub changed: usize,
-    /// Quotes equal to the stored ones (nothing written).
-    pub unchanged: usize,
-    /// Codes the provider quoted that are not in the currencies table (not stored).
-    pub ignored_codes: Vec<CurrencyCode>,
-    /// Enabled currencies the provider did not quote.
-    pub missing: Vec<CurrencyCode>,
-    /// Failed attempts (provider, message) before this snapshot was obtained.
-    pub failures: Vec<(String, String)>,
-}
-
-/// Outcome of storing one snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "status")]
-pub enum StoreOutcome {
-    /// A new publication was stored.
-    Stored,
-    /// The same publication was stored before; only `last_seen_at` moved (and any quotes of
-    /// currencies it did not have before were added).
-    SamePublication,
-    /// Older than what is stored for this provider and base: nothing was written.
-    RejectedOlder {
-        /// The newest stored publication.
-        stored_as_of: DateTime<Utc>,
-    },
-}
-
-impl fmt::Display for FetchReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let join = |codes: &[CurrencyCode]| {
-            codes
-                .iter()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        writeln!(
-            f,
-            "provider {} base {} as of {} (fetched {})",
-            self.provider,
-            self.base,
-            self.as_of.to_rfc3339(),
-            self.fetched_at.to_rfc3339()
-        )?;
-        match self.outcome {
-            StoreOutcome::Stored => writeln!(f, "stored a new publication")?,
-            StoreOutcome::SamePublication => writeln!(f, "same publication as before")?,
-            StoreOutcome::RejectedOlder { stored_as_of } => writeln!(
-                f,
-                "REJECTED: older than the stored publication of {}",
-                stored_as_of.to_rfc3339()
-            )?,
-        }
-        writeln!(
-            f,
-            "quotes {}: changed {}, unchanged {}",
-            self.quotes, self.changed, self.unchanged
-        )?;
-        if !self.ignored_codes.is_empty() {
-            writeln!(
-                f,
-                "ignored (not in currencies): {}",
-                join(&self.ignored_codes)
-            )?;
-        }
-        if !self.missing.is_empty() {
-            writeln!(
-                f,
-                "enabled but not quoted by the provider: {}",
-                join(&self.missing)
-            )?;
-        }
-        for (provider, message) in &self.failures {
-            writeln!(f, "failure before success: {provider}: {message}")?;
-        }
-        Ok(())
-    }
-}
-
-/// Whether any rate has been stored yet (by a fetch, an import or the seed).
-pub async fn any_rates_stored(state: &Rates) -> anyhow::Result<bool> {
-    Ok(
-        sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM rate_snapshots) AS "exists!""#)
-            .fetch_one(&state.db)
-            .await?,
-    )
-}
-
-/// Every currency in the table, usable or not, by code.
-pub async fn known_currencies(state: &Rates) -> anyhow::Result<HashMap<CurrencyCode, Currency>> {
-    Ok(crate::currencies::service::list(&state.db, true)
-        .await
-        .map_err(|e| anyhow::anyhow!(e))?
-        .into_iter()
-        .map(|c| (c.code, c))
-        .collect())
-}
-
-/// Fetches the latest rates against `rates.base` for every enabled currency, along the
-/// provider chain, and stores them (change-only, one transaction). Fails when every provider
-/// failed (the error lists each failure) or when the database does.
-#[tracing::instrument(name = "rates.fetch_and_store", skip(state))]
-pub async fn fetch_and_store(state: &Rates) -> anyhow::Result<FetchReport> {
-    let now = state.clock.now();
-    let currencies = known_currencies(state).await?;
-    let pivot = CurrencyCode::parse(&state.settings.rates.base).context("rates.base")?;
-    let mut symbols: Vec<CurrencyCode> = currencies
-        .values()
-        .filter(|c| c.usable() && c.code != pivot)
-        .map(|c| c.code)
-        .collect();
-    symbols.sort();
-    let client = state.runtime.client(&state.settings, &state.clock).await?;
-    let outcome = client
-        .fetch(pivot, &symbols, now)
-        .await
-        .context("fetching rates")?;
-    let failures = outcome
-        .failures
-        .iter()
-        .map(|(k, m)| (k.to_string(), m.clone()))
-        .collect();
-    store_snapshot(state, outcome.snapshot, &currencies, &symbols, failures).await
-}
-
-/// Stores one validated snapshot (change-only, one transaction) and announces new rates to
-/// every instance. `fetch_and_store` calls it after a fetch; fixtures call it with a snapshot
-/// read from a file.
-pub async fn store_snapshot(
-    state: &Rates,
-    snapshot: crate::rates::provider::Snapshot,
-    currencies: &HashMap<CurrencyCode, Currency>,
-    symbols: &[CurrencyCode],
-    failures: Vec<(String, String)>,
-) -> anyhow::Result<FetchReport> {
-    let now = state.clock.now();
-    let provider = snapshot.provider.as_str();
-    if !currencies.contains_key(&snapshot.base) {
-        anyhow::bail!(
-            "the provider's base {} is not in the currencies table; add it first",
-            snapshot.base
-        );
-    }
-    let mut ignored_codes = Vec::new();
-    let mut known = BTreeMap::new();
-    for (code, rate) in &snapshot.quotes {
-        if currencies.contains_key(code) {
-            known.insert(*code, rate.clone());
-        } else {
-            ignored_codes.push(*code);
-        }
-    }
-    let missing: Vec<CurrencyCode> = symbols
-        .iter()
-        .filter(|c| **c != snapshot.base && !snapshot.quotes.contains_key(c))
-        .copied()
-        .collect();
-    let mut report = FetchReport {
-        provider: provider.to_owned(),
-        base: snapshot.base,
-        as_of: snapshot.as_of,
-        fetched_at: now,
-        outcome: StoreOutcome::Stored,
-        quotes: known.len(),
-        changed: 0,
-        unchanged: 0,
-        ignored_codes,
-        missing,
-        failures,
-    };
-    if !report.ignored_codes.is_empty() {
-        tracing::info!(ignored = ?report.ignored_codes, "quotes of unknown currencies ignored");
-    }
-    if !report.missing.is_empty() {
-        tracing::warn!(missing = ?report.missing, provider, "enabled currencies not quoted by the provider");
-    }
-
-    let mut tx = state.db.begin().await?;
-    store::lock_feed(&mut tx, provider, snapshot.base).await?;
-    if let Some(stored) = store::newest_as_of(&mut tx, provider, snapshot.base).await?
-        && stored > snapshot.as_of
-    {
-        tracing::warn!(provider, as_of = %snapshot.as_of, %stored, "snapshot older than the stored one rejected");
-        report.outcome = StoreOutcome::RejectedOlder {
-            stored_as_of: stored,
-        };
-        return Ok(report);
-    }
-    let codes: Vec<CurrencyCode> = known.keys().copied().collect();
-    let previous =
-        store::quotes_at(&mut tx, provider, snapshot.base, &codes, snapshot.as_of).await?;
-    let mut batch = QuoteBatch::default();
-    for (code, rate) in &known {
-        match previous.get(code) {
-            Some(stored) if &stored.rate == rate => report.unchanged += 1,
-            _ => batch.push(*code, snapshot.as_of, rate),
-        }
-    }
-    let inserted = store::insert_quotes(&mut tx, provider, snapshot.base, now, &batch).await?;
-    report.changed = usize::try_from(inserted).unwrap_or(usize::MAX);
-    let new = store::upsert_snapshot(
-        &mut tx,
-        &NewSnapshot {
-            provider,
-            base: snapshot.base,
-            as_of: snapshot.as_of,
-            fetched_at: now,
-            currencies: &codes,
-            changed_count: report.changed,
-        },
-    )
-    .await?;
-    tx.commit().await.context("committing the rate snapshot")?;
-    if !new {
-        report.outcome = StoreOutcome::SamePublication;
-    }
-    cache::announce_new_rates(state).await;
-    tracing::info!(
-        provider,
-        as_of = %snapshot.as_of,
-        changed = report.changed,
-        unchanged = report.unchanged,
-        "rates stored"
-    );
-    Ok(report)
-}
-
 /// The rate between two currencies at one instant, and where it comes from.
 #[derive(Debug, Clone, Serialize)]
 pub struct RateQuote {
@@ -368,12 +123,14 @@ pub struct RateQuote {
 
 /// Which currencies a read accepts: new business needs usable ones, history any known one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Use {
+pub(crate) enum Use {
+    /// The rates in force: the currency must be usable.
     Latest,
+    /// A past instant: any known currency.
     History,
 }
 
-fn check_currency(
+pub(crate) fn check_currency(
     entry: &LatestEntry,
     code: CurrencyCode,
     usage: Use,
@@ -571,69 +328,6 @@ pub async fn latest_per_provider(state: &Rates) -> Result<Vec<ProviderFetch>, Ra
         .collect())
 }
 
-/// A conversion priced but not recorded.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ConversionQuote {
-    /// Source currency.
-    pub from: CurrencyCode,
-    /// Target currency.
-    pub to: CurrencyCode,
-    /// Amount in `from`, at its minor units.
-    #[schema(value_type = String)]
-    #[serde(serialize_with = "money::serialize_decimal")]
-    pub amount: BigDecimal,
-    /// Units of `to` per one `from`.
-    #[schema(value_type = String)]
-    pub rate: Rate,
-    /// `amount × rate`, rounded half-even to `to`'s minor units.
-    #[schema(value_type = String)]
-    #[serde(serialize_with = "money::serialize_decimal")]
-    pub result: BigDecimal,
-    /// Provider timestamp of the rate.
-    pub rate_as_of: DateTime<Utc>,
-    /// Provider name.
-    pub provider: String,
-    /// Whether the rate is older than `rates.max_age_secs`.
-    pub stale: bool,
-}
-
-/// Prices `amount` of `from` in `to`, now or at `at`. Records nothing.
-pub async fn convert(
-    state: &Rates,
-    from: CurrencyCode,
-    to: CurrencyCode,
-    amount: &str,
-    at: Option<DateTime<Utc>>,
-) -> Result<ConversionQuote, RatesError> {
-    let entry = state.runtime.cache.get(state).await?;
-    let usage = if at.is_some() {
-        Use::History
-    } else {
-        Use::Latest
-    };
-    let source = check_currency(&entry, from, usage)?.clone();
-    let target = check_currency(&entry, to, usage)?.clone();
-    let max: BigDecimal = state
-        .settings
-        .conversions
-        .max_amount
-        .parse()
-        .context("conversions.max_amount")?;
-    let amount = Amount::parse(amount, from.as_str(), source.minor_units, &max)?;
-    let q = quote(state, from, to, at).await?;
-    let result = money::convert(amount.value(), &q.rate, target.minor_units);
-    Ok(ConversionQuote {
-        from,
-        to,
-        amount: amount.value().clone(),
-        rate: q.rate,
-        result,
-        rate_as_of: q.as_of,
-        provider: q.provider,
-        stale: q.stale,
-    })
-}
-
 impl From<RatesError> for ApiError {
     fn from(e: RatesError) -> Self {
         use RatesError as R;
@@ -664,3 +358,8 @@ impl From<RatesError> for ApiError {
         }
     }
 }
+
+pub use super::fetch::{
+    FetchReport, StoreOutcome, any_rates_stored, fetch_and_store, known_currencies, store_snapshot,
+};
+pub use super::pricing::ConversionQuote;

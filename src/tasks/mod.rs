@@ -66,7 +66,7 @@ impl From<TaskError> for crate::error::ApiError {
 }
 
 /// The registry of the jobs this module owns (`prune`), with their schedules from `settings`.
-/// Other capabilities add theirs to it at startup.
+/// Other capabilities add theirs to it at start-up.
 pub fn registry(state: &AppState) -> anyhow::Result<TaskRegistry> {
     let settings = &state.settings;
     let mut registry = TaskRegistry::new();

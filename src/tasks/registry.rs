@@ -1,5 +1,5 @@
 //! Jobs as types, and the registry that maps a task name to the code that runs it and, for
-//! periodic tasks, to its cron schedule. The registry is built once at startup; capabilities
+//! periodic tasks, to its cron schedule. The registry is built once at start-up; capabilities
 //! register their own jobs, so this module never names them.
 
 use std::collections::BTreeMap;

@@ -468,7 +468,7 @@ async fn registration_follows_its_setting() {
     let body =
         json!({"email": "new@example.com", "password": "twelve chars ok", "display_name": "New"});
     let res = app.post_json("/api/v1/auth/register", &body, None).await;
-    assert_eq!(res.status(), 201);
+    assert_eq!(res.status(), 202);
     let res = app
         .post_json(
             "/api/v1/auth/register",

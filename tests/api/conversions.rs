@@ -119,7 +119,7 @@ async fn results_round_half_even_to_the_target_minor_units() {
 
 #[tokio::test]
 async fn bad_conversion_requests_get_clear_problems_and_store_nothing() {
-    let app = app_with_rates(|s| s.conversions.max_amount = "1000000".into()).await;
+    let app = app_with_rates(|s| s.conversions.max_amount = "1000000".parse().unwrap()).await;
     let partner = app.partner().await;
     for (from, to, amount) in [
         ("EUR", "USD", "0"),

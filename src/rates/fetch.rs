@@ -1,0 +1,258 @@
+//! The write side of rates: fetch the latest publication along the provider chain and store it
+//! change-only ([`fetch_and_store`]), or store a snapshot read elsewhere ([`store_snapshot`]:
+//! fixtures, the seed). Every store announces new rates to every instance.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::Rates;
+use super::cache;
+use super::store::{self, NewSnapshot, QuoteBatch};
+use crate::currencies::{Currency, CurrencyCode};
+
+/// What one fetch did. Printed by `currency-conversion rates fetch`.
+#[derive(Debug, Clone, Serialize)]
+pub struct FetchReport {
+    /// Provider whose snapshot was used.
+    pub provider: String,
+    /// Base of the stored quotes (the provider's own).
+    pub base: CurrencyCode,
+    /// Provider timestamp of the snapshot.
+    pub as_of: DateTime<Utc>,
+    /// Our fetch time.
+    pub fetched_at: DateTime<Utc>,
+    /// What happened to the snapshot.
+    pub outcome: StoreOutcome,
+    /// Quotes of known currencies in the snapshot.
+    pub quotes: usize,
+    /// Quote rows written (currencies whose rate changed, or first seen).
+    pub changed: usize,
+    /// Quotes equal to the stored ones (nothing written).
+    pub unchanged: usize,
+    /// Codes the provider quoted that are not in the currencies table (not stored).
+    pub ignored_codes: Vec<CurrencyCode>,
+    /// Enabled currencies the provider did not quote.
+    pub missing: Vec<CurrencyCode>,
+    /// Failed attempts (provider, message) before this snapshot was obtained.
+    pub failures: Vec<(String, String)>,
+}
+
+/// Outcome of storing one snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum StoreOutcome {
+    /// A new publication was stored.
+    Stored,
+    /// The same publication was stored before; only `last_seen_at` moved (and any quotes of
+    /// currencies it did not have before were added).
+    SamePublication,
+    /// Older than what is stored for this provider and base: nothing was written.
+    RejectedOlder {
+        /// The newest stored publication.
+        stored_as_of: DateTime<Utc>,
+    },
+}
+
+impl fmt::Display for FetchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let join = |codes: &[CurrencyCode]| {
+            codes
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        writeln!(
+            f,
+            "provider {} base {} as of {} (fetched {})",
+            self.provider,
+            self.base,
+            self.as_of.to_rfc3339(),
+            self.fetched_at.to_rfc3339()
+        )?;
+        match self.outcome {
+            StoreOutcome::Stored => writeln!(f, "stored a new publication")?,
+            StoreOutcome::SamePublication => writeln!(f, "same publication as before")?,
+            StoreOutcome::RejectedOlder { stored_as_of } => writeln!(
+                f,
+                "REJECTED: older than the stored publication of {}",
+                stored_as_of.to_rfc3339()
+            )?,
+        }
+        writeln!(
+            f,
+            "quotes {}: changed {}, unchanged {}",
+            self.quotes, self.changed, self.unchanged
+        )?;
+        if !self.ignored_codes.is_empty() {
+            writeln!(
+                f,
+                "ignored (not in currencies): {}",
+                join(&self.ignored_codes)
+            )?;
+        }
+        if !self.missing.is_empty() {
+            writeln!(
+                f,
+                "enabled but not quoted by the provider: {}",
+                join(&self.missing)
+            )?;
+        }
+        for (provider, message) in &self.failures {
+            writeln!(f, "failure before success: {provider}: {message}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether any rate has been stored yet (by a fetch, an import or the seed).
+pub async fn any_rates_stored(state: &Rates) -> anyhow::Result<bool> {
+    Ok(
+        sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM rate_snapshots) AS "exists!""#)
+            .fetch_one(&state.db)
+            .await?,
+    )
+}
+
+/// Every currency in the table, usable or not, by code.
+pub async fn known_currencies(state: &Rates) -> anyhow::Result<HashMap<CurrencyCode, Currency>> {
+    Ok(crate::currencies::service::list(&state.db, true)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?
+        .into_iter()
+        .map(|c| (c.code, c))
+        .collect())
+}
+
+/// Fetches the latest rates against `rates.base` for every enabled currency, along the
+/// provider chain, and stores them (change-only, one transaction). Fails when every provider
+/// failed (the error lists each failure) or when the database does.
+#[tracing::instrument(name = "rates.fetch_and_store", skip(state))]
+pub async fn fetch_and_store(state: &Rates) -> anyhow::Result<FetchReport> {
+    let now = state.clock.now();
+    let currencies = known_currencies(state).await?;
+    let pivot = CurrencyCode::parse(&state.settings.rates.base).context("rates.base")?;
+    let mut symbols: Vec<CurrencyCode> = currencies
+        .values()
+        .filter(|c| c.usable() && c.code != pivot)
+        .map(|c| c.code)
+        .collect();
+    symbols.sort();
+    let client = state.runtime.client(&state.settings, &state.clock).await?;
+    let outcome = client
+        .fetch(pivot, &symbols, now)
+        .await
+        .context("fetching rates")?;
+    let failures = outcome
+        .failures
+        .iter()
+        .map(|(k, m)| (k.to_string(), m.clone()))
+        .collect();
+    store_snapshot(state, outcome.snapshot, &currencies, &symbols, failures).await
+}
+
+/// Stores one validated snapshot (change-only, one transaction) and announces new rates to
+/// every instance. `fetch_and_store` calls it after a fetch; fixtures call it with a snapshot
+/// read from a file.
+pub async fn store_snapshot(
+    state: &Rates,
+    snapshot: crate::rates::provider::Snapshot,
+    currencies: &HashMap<CurrencyCode, Currency>,
+    symbols: &[CurrencyCode],
+    failures: Vec<(String, String)>,
+) -> anyhow::Result<FetchReport> {
+    let now = state.clock.now();
+    let provider = snapshot.provider.as_str();
+    if !currencies.contains_key(&snapshot.base) {
+        anyhow::bail!(
+            "the provider's base {} is not in the currencies table; add it first",
+            snapshot.base
+        );
+    }
+    let mut ignored_codes = Vec::new();
+    let mut known = BTreeMap::new();
+    for (code, rate) in &snapshot.quotes {
+        if currencies.contains_key(code) {
+            known.insert(*code, rate.clone());
+        } else {
+            ignored_codes.push(*code);
+        }
+    }
+    let missing: Vec<CurrencyCode> = symbols
+        .iter()
+        .filter(|c| **c != snapshot.base && !snapshot.quotes.contains_key(c))
+        .copied()
+        .collect();
+    let mut report = FetchReport {
+        provider: provider.to_owned(),
+        base: snapshot.base,
+        as_of: snapshot.as_of,
+        fetched_at: now,
+        outcome: StoreOutcome::Stored,
+        quotes: known.len(),
+        changed: 0,
+        unchanged: 0,
+        ignored_codes,
+        missing,
+        failures,
+    };
+    if !report.ignored_codes.is_empty() {
+        tracing::info!(ignored = ?report.ignored_codes, "quotes of unknown currencies ignored");
+    }
+    if !report.missing.is_empty() {
+        tracing::warn!(missing = ?report.missing, provider, "enabled currencies not quoted by the provider");
+    }
+
+    let mut tx = state.db.begin().await?;
+    store::lock_feed(&mut tx, provider, snapshot.base).await?;
+    if let Some(stored) = store::newest_as_of(&mut tx, provider, snapshot.base).await?
+        && stored > snapshot.as_of
+    {
+        tracing::warn!(provider, as_of = %snapshot.as_of, %stored, "snapshot older than the stored one rejected");
+        report.outcome = StoreOutcome::RejectedOlder {
+            stored_as_of: stored,
+        };
+        return Ok(report);
+    }
+    let codes: Vec<CurrencyCode> = known.keys().copied().collect();
+    let previous =
+        store::quotes_at(&mut tx, provider, snapshot.base, &codes, snapshot.as_of).await?;
+    let mut batch = QuoteBatch::default();
+    for (code, rate) in &known {
+        match previous.get(code) {
+            Some(stored) if &stored.rate == rate => report.unchanged += 1,
+            _ => batch.push(*code, snapshot.as_of, rate),
+        }
+    }
+    let inserted = store::insert_quotes(&mut tx, provider, snapshot.base, now, &batch).await?;
+    report.changed = usize::try_from(inserted).unwrap_or(usize::MAX);
+    let new = store::upsert_snapshot(
+        &mut tx,
+        &NewSnapshot {
+            provider,
+            base: snapshot.base,
+            as_of: snapshot.as_of,
+            fetched_at: now,
+            currencies: &codes,
+            changed_count: report.changed,
+        },
+    )
+    .await?;
+    tx.commit().await.context("committing the rate snapshot")?;
+    if !new {
+        report.outcome = StoreOutcome::SamePublication;
+    }
+    cache::announce_new_rates(state).await;
+    tracing::info!(
+        provider,
+        as_of = %snapshot.as_of,
+        changed = report.changed,
+        unchanged = report.unchanged,
+        "rates stored"
+    );
+    Ok(report)
+}
