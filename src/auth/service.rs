@@ -539,7 +539,7 @@ pub async fn reset_password(
 ) -> Result<(), AuthError> {
     let user = store::find_by_id(&state.db, id)
         .await?
-        .filter(|u| u.role() == Role::Partner)
+        .filter(|u| u.role == Role::Partner)
         .ok_or(AuthError::PartnerNotFound)?;
     let password = NewPassword::parse(password, &[&user.email, &user.display_name])
         .map_err(|m| invalid("password", &m))?;
