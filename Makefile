@@ -94,3 +94,12 @@ audit:
 	else \
 	  $(CARGO) audit && $(CARGO) deny check; \
 	fi
+
+## The partner contract, judged by outside tools (pinned in tests/contract/requirements.txt, installed
+## into target/contract/venv): openapi-spec-validator, openapi-python-client and schemathesis (all
+## checks, partner and admin, stateful) against the debug binary on a scratch database and a random
+## port. CONTRACT_EXAMPLES=N bounds the examples per operation (default 25).
+.PHONY: contract
+contract: check-services
+	$(CARGO) build --locked --bin currency-conversion
+	bash tests/contract/run.sh

@@ -42,6 +42,9 @@ enum Command {
     },
     /// Exit 0 when the local server answers `/health/live` (container HEALTHCHECK).
     Healthcheck,
+    /// Print the OpenAPI document (the one served at `/api-docs/openapi.json`), to generate a
+    /// client without a running server.
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -183,6 +186,10 @@ async fn run() -> anyhow::Result<()> {
                     );
                 }
             }
+        }
+        Command::Openapi => {
+            let document = currency_conversion::openapi::document();
+            println!("{}", serde_json::to_string_pretty(&document)?);
         }
         Command::Migrate => {
             currency_conversion::db::create_and_migrate(&settings.database).await?;

@@ -9,7 +9,6 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::{ErrorHandlers, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::status_cache::StatusMemo;
@@ -17,7 +16,6 @@ use crate::clock::Clock;
 use crate::currencies::CurrencyEvents;
 use crate::error;
 use crate::metrics::Metrics;
-use crate::openapi::ApiDoc;
 use crate::rates::{CurrencyWatcher, Rates};
 use crate::settings::{MetricsExposure, Settings};
 pub use crate::state::{AppState, ProcessRole};
@@ -237,7 +235,7 @@ fn http_server(
     let rates = web::Data::new(parts.rates);
     let token_memo = web::Data::from(parts.token_memo);
     let events = web::Data::new(parts.events);
-    let openapi = ApiDoc::openapi();
+    let openapi = crate::openapi::document();
     let body_limit = settings.server.body_limit_bytes;
     let mut server = HttpServer::new(move || {
         App::new()
@@ -247,6 +245,7 @@ fn http_server(
                     .default_handler_server(error::ensure_problem_json)
                     .handler(StatusCode::NOT_FOUND, error::ensure_problem_json),
             )
+            .wrap(from_fn(crate::middleware::json_objects_only))
             .wrap(from_fn(crate::middleware::request_context))
             .app_data(data.clone())
             .app_data(rates.clone())
@@ -269,7 +268,10 @@ fn http_server(
                 }
             })
             .service(web::redirect("/docs", "/docs/"))
-            .service(SwaggerUi::new("/docs/{_:.*}").url("/api-docs/openapi.json", openapi.clone()))
+            .service(
+                SwaggerUi::new("/docs/{_:.*}")
+                    .external_url_unchecked("/api-docs/openapi.json", openapi.clone()),
+            )
             .default_service(web::to(error::not_found))
     })
     .listen(listener)?

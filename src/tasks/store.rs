@@ -232,8 +232,8 @@ pub async fn list(
 pub enum Claim {
     /// It is ours now: run it.
     Claimed(Box<TaskRun>),
-    /// Another worker holds a live lease on it: leave the message for redelivery.
-    Busy,
+    /// Another worker holds a live lease on it, until the time given (if known).
+    Busy(Option<DateTime<Utc>>),
     /// Another run of the same task is running: try later.
     Overlap,
     /// Its worker died on the last allowed attempt: it is dead now.
@@ -275,16 +275,17 @@ pub async fn claim(db: &PgPool, id: Uuid, worker_id: &str, lease_secs: f64) -> s
     }
     let current = sqlx::query!(
         r#"SELECT state AS "state: TaskState",
-                  coalesce(lease_expires_at < now(), false) AS "lease_expired!"
+                  coalesce(lease_expires_at < now(), false) AS "lease_expired!",
+                  lease_expires_at
            FROM task_runs WHERE id = $1"#,
         id,
     )
     .fetch_optional(db)
     .await?
-    .map(|row| (row.state, row.lease_expired));
+    .map(|row| (row.state, row.lease_expired, row.lease_expires_at));
     Ok(match current {
-        Some((TaskState::Running, false)) => Claim::Busy,
-        Some((TaskState::Running, true)) => {
+        Some((TaskState::Running, false, until)) => Claim::Busy(until),
+        Some((TaskState::Running, true, _)) => {
             // Attempts are used up and the last worker is gone: nothing is left to try.
             let dead = sqlx::query!(
                 "UPDATE task_runs
@@ -320,6 +321,24 @@ pub async fn extend_lease(
         worker_id,
         attempt,
         lease_secs,
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Gives back a run this worker holds (it is shutting down): queued again, due now, so another
+/// worker takes it without waiting for the lease to expire. False when the run is no longer
+/// ours, or when this was its last attempt (then it expires and is declared dead as usual).
+pub async fn release(db: &PgPool, id: Uuid, worker_id: &str, attempt: i32) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        "UPDATE task_runs
+         SET state = 'queued', lease_expires_at = NULL, next_attempt_at = now()
+         WHERE id = $1 AND worker_id = $2 AND attempts = $3 AND state = 'running'
+           AND attempts < max_attempts",
+        id,
+        worker_id,
+        attempt,
     )
     .execute(db)
     .await?;

@@ -4,6 +4,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod auth;
+mod contract;
 mod conversions;
 mod currencies;
 mod first_start;
