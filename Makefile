@@ -6,7 +6,7 @@ CARGO ?= cargo
 BIN := $(or $(CARGO_TARGET_DIR),target)/debug/currency-conversion
 COMPOSE ?= $(shell command -v podman >/dev/null 2>&1 && echo "podman compose" || echo "docker compose")
 
-.PHONY: run test up down fmt lint bench e2e check-services build audit
+.PHONY: run test up down fmt lint bench e2e check-services build sqlx-prepare sqlx-check audit
 
 build:
 	$(CARGO) build --locked
@@ -52,6 +52,15 @@ bench: check-services
 
 fmt:
 	$(CARGO) fmt --all
+
+## Regenerate the committed .sqlx query data after changing a query or a migration (README,
+## "Changing SQL"). Migrates a private scratch database, which it drops afterwards.
+sqlx-prepare: check-services
+	.ci/sqlx-prepare
+
+## Fail when .sqlx does not match the queries in the code (CI runs this).
+sqlx-check: check-services
+	.ci/sqlx-prepare --check
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -70,7 +70,7 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     let pg = async {
         tokio::time::timeout(
             CHECK_TIMEOUT,
-            sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.db),
+            sqlx::query_scalar!(r#"SELECT 1 AS "one!""#).fetch_one(&state.db),
         )
         .await
         .map_err(|_| "timed out".to_owned())?

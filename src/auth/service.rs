@@ -74,7 +74,7 @@ impl From<UserRow> for UserView {
     fn from(u: UserRow) -> Self {
         Self {
             id: u.id,
-            role: u.role(),
+            role: u.role,
             email: u.email,
             display_name: u.display_name,
             disabled: u.disabled_at.is_some(),
@@ -186,7 +186,7 @@ pub async fn login(
         state,
         &mut tx,
         UserId(user.id),
-        user.role(),
+        user.role,
         user.token_epoch,
         Uuid::new_v4(),
         now,
@@ -237,7 +237,7 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<TokenRespo
         state,
         &mut tx,
         UserId(user.id),
-        user.role(),
+        user.role,
         user.token_epoch,
         row.family_id,
         now,
@@ -494,7 +494,7 @@ pub async fn list_partners(
 pub async fn get_partner(state: &AppState, id: UserId) -> Result<UserView, AuthError> {
     store::find_by_id(&state.db, id)
         .await?
-        .filter(|u| u.role() == Role::Partner)
+        .filter(|u| u.role == Role::Partner)
         .map(UserView::from)
         .ok_or(AuthError::PartnerNotFound)
 }
@@ -564,7 +564,7 @@ pub async fn reset_password(
 ) -> Result<(), AuthError> {
     let user = store::find_by_id(&state.db, id)
         .await?
-        .filter(|u| u.role() == Role::Partner)
+        .filter(|u| u.role == Role::Partner)
         .ok_or(AuthError::PartnerNotFound)?;
     let password = NewPassword::parse(password, &[&user.email, &user.display_name])
         .map_err(|m| invalid("password", &m))?;
