@@ -150,13 +150,15 @@ pub async fn set_password_of_email(
     password_hash: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<UserRow>, sqlx::Error> {
-    sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(format!(
-        "UPDATE users SET password_hash = $2, updated_at = $3 WHERE lower(email) = $1
-         RETURNING {USER_COLUMNS}"
-    )))
-    .bind(email.as_str())
-    .bind(password_hash)
-    .bind(now)
+    sqlx::query_as!(
+        UserRow,
+        r#"UPDATE users SET password_hash = $2, updated_at = $3 WHERE lower(email) = $1
+           RETURNING id, email, password_hash, role AS "role: Role", display_name, disabled_at, created_at, updated_at,
+                     token_epoch"#,
+        email.as_str(),
+        password_hash,
+        now,
+    )
     .fetch_optional(conn)
     .await
 }
