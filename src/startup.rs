@@ -9,7 +9,6 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::{ErrorHandlers, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::status_cache::StatusMemo;
@@ -17,7 +16,6 @@ use crate::clock::Clock;
 use crate::currencies::CurrencyEvents;
 use crate::error;
 use crate::metrics::Metrics;
-use crate::openapi::ApiDoc;
 use crate::rates::{CurrencyWatcher, Rates};
 use crate::settings::{MetricsExposure, Settings};
 pub use crate::state::{AppState, ProcessRole};
@@ -73,8 +71,7 @@ impl Application {
             "{}:{}",
             state.settings.server.host, state.settings.server.port
         );
-        let listener = TcpListener::bind(&address)
-            .with_context(|| format!("server.host/server.port: cannot bind {address}"))?;
+        let listener = TcpListener::bind(&address).map_err(|e| bind_error(&address, e))?;
         let port = listener.local_addr()?.port();
         let metrics = web::Data::new(Metrics::new());
         let server = http_server(listener, parts.clone(), tasks.clone(), metrics.clone())?;
@@ -237,7 +234,7 @@ fn http_server(
     let rates = web::Data::new(parts.rates);
     let token_memo = web::Data::from(parts.token_memo);
     let events = web::Data::new(parts.events);
-    let openapi = ApiDoc::openapi();
+    let openapi = crate::openapi::document();
     let body_limit = settings.server.body_limit_bytes;
     let mut server = HttpServer::new(move || {
         App::new()
@@ -247,6 +244,7 @@ fn http_server(
                     .default_handler_server(error::ensure_problem_json)
                     .handler(StatusCode::NOT_FOUND, error::ensure_problem_json),
             )
+            .wrap(from_fn(crate::middleware::json_objects_only))
             .wrap(from_fn(crate::middleware::request_context))
             .app_data(data.clone())
             .app_data(rates.clone())
@@ -269,7 +267,10 @@ fn http_server(
                 }
             })
             .service(web::redirect("/docs", "/docs/"))
-            .service(SwaggerUi::new("/docs/{_:.*}").url("/api-docs/openapi.json", openapi.clone()))
+            .service(
+                SwaggerUi::new("/docs/{_:.*}")
+                    .external_url_unchecked("/api-docs/openapi.json", openapi.clone()),
+            )
             .default_service(web::to(error::not_found))
     })
     .listen(listener)?
@@ -278,6 +279,25 @@ fn http_server(
         server = server.workers(settings.server.workers);
     }
     Ok(server.run())
+}
+
+/// Why the listener could not be bound, with what to do about it: a port in use is the usual
+/// first-run surprise (another instance, or another service on 8080).
+fn bind_error(address: &str, error: std::io::Error) -> anyhow::Error {
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
+            "cannot bind {address}: the address is already in use (another instance or another \
+             program listens there). Stop it, or choose another port: \
+             CCS__SERVER__PORT=9000 make run (or server.port in settings/local.toml)"
+        ),
+        std::io::ErrorKind::PermissionDenied => anyhow::anyhow!(
+            "cannot bind {address}: permission denied (ports below 1024 need privileges). \
+             Choose another port with CCS__SERVER__PORT"
+        ),
+        _ => anyhow::Error::new(error).context(format!(
+            "server.host/server.port: cannot bind {address} (set CCS__SERVER__HOST / CCS__SERVER__PORT)"
+        )),
+    }
 }
 
 /// The separate `/metrics` listener: that endpoint only, one worker.

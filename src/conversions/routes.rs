@@ -45,6 +45,7 @@ pub struct CreateConversion {
     pub to: String,
     /// Decimal string, positive, with at most the source currency's minor units.
     #[schema(example = "100.00")]
+    #[serde(deserialize_with = "crate::money::amount_as_text")]
     pub amount: String,
     /// Convert at this quote's locked rate (see `POST /quotes`): same pair, same amount when
     /// the quote fixed one, before it expires.
@@ -135,16 +136,17 @@ fn conversion_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
 /// Convert an amount (partner). The result is `temporary` for the holding period, then
 /// `permanent`. Send `Idempotency-Key` to make retries safe: the same key and body return the
 /// original conversion (200); the same key with another body is refused (422).
-#[utoipa::path(post, path = "/api/v1/conversions", tag = "conversions", request_body = CreateConversion,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request return the original conversion")),
-    security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/conversions", tag = "conversions", operation_id = "createConversion",
+    request_body = CreateConversion,
+    params(("Idempotency-Key" = Option<crate::openapi::IdempotencyKeyHeader>, Header,
+        description = "1 to 255 printable characters. Retrying with the same key and body returns the original conversion (200); the same key with another body is refused (422). Keys are remembered for `conversions.idempotency_ttl_secs`.")),
+    security(("bearer" = ["partner"])),
     responses(
-        (status = 201, description = "Created", body = ConversionView),
-        (status = 200, description = "Replay of an Idempotency-Key: the original conversion", body = ConversionView),
-        (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 404, description = "No rates for this pair", body = Problem),
+        (status = 201, description = "The conversion, `temporary` for the holding period", body = ConversionView, headers(("Location" = String, description = "URL of the conversion"))),
+        (status = 200, description = "Replay of an `Idempotency-Key`: the original conversion", body = ConversionView, headers(("Location" = String, description = "URL of the conversion"))),
+        (status = 404, description = "No rate is stored for the pair", body = Problem),
         (status = 409, description = "The quote expired (`/problems/quote-expired`) or was already used (`/problems/quote-used`)", body = Problem),
-        (status = 422, description = "Invalid amount or currency, disabled/retired currency, stale rate, reused key, unknown quote or one for another pair or amount", body = Problem),
+        (status = 422, description = "Invalid amount or currency, unsupported/disabled/retired currency, stale rate, reused key, unknown quote or one for another pair or amount", body = Problem),
     ))]
 pub async fn create(
     state: web::Data<AppState>,
@@ -186,9 +188,12 @@ pub async fn create(
 }
 
 /// One conversion. A partner sees only its own; another partner's is 404.
-#[utoipa::path(get, path = "/api/v1/conversions/{id}", tag = "conversions",
-    params(("id" = uuid::Uuid, Path)), security(("bearer" = [])),
-    responses((status = 200, body = ConversionView), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/conversions/{id}", tag = "conversions", operation_id = "getConversion",
+    params(("id" = uuid::Uuid, Path, description = "Conversion id")), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The conversion", body = ConversionView),
+        (status = 404, description = "No such conversion (or another partner's)", body = Problem),
+    ))]
 pub async fn get(
     state: web::Data<AppState>,
     user: AuthenticatedUser,
@@ -203,9 +208,13 @@ pub async fn get(
 /// `permanent` conversion is immutable (409 `/problems/conflict`); once `finalizes_at` has
 /// passed, a conversion not yet marked permanent is being finalized and cannot be cancelled
 /// either (409 `/problems/conversion-finalizing`).
-#[utoipa::path(post, path = "/api/v1/conversions/{id}/cancel", tag = "conversions",
-    params(("id" = uuid::Uuid, Path)), security(("bearer" = [])),
-    responses((status = 200, body = ConversionView), (status = 404, body = Problem), (status = 409, body = Problem)))]
+#[utoipa::path(post, path = "/api/v1/conversions/{id}/cancel", tag = "conversions", operation_id = "cancelConversion",
+    params(("id" = uuid::Uuid, Path, description = "Conversion id")), security(("bearer" = ["partner"])),
+    responses(
+        (status = 200, description = "The conversion, now `cancelled`", body = ConversionView),
+        (status = 404, description = "No such conversion (or another partner's)", body = Problem),
+        (status = 409, description = "The conversion is not `temporary` any more, or its holding period is over and it is being finalized", body = Problem),
+    ))]
 pub async fn cancel(
     state: web::Data<AppState>,
     partner: PartnerUser,

@@ -19,8 +19,11 @@ use crate::state::AppState;
 /// Conversions finalized per statement; small batches keep row locks short.
 pub const FINALIZE_BATCH: i64 = 500;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+/// Stored as text in `conversions.status` (a CHECK constraint lists the values); a value this
+/// enum does not know fails to decode instead of being read as some default status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum Status {
     Temporary,
     Permanent,
@@ -144,7 +147,7 @@ impl From<ConversionRow> for ConversionView {
             rate_as_of: r.rate_as_of,
             rate_provider: r.rate_provider,
             stale_rate: r.stale_rate,
-            status: Status::parse(&r.status).unwrap_or(Status::Temporary),
+            status: r.status,
             created_at: r.created_at,
             finalizes_at: r.finalizes_at,
             finalized_at: r.finalized_at,
@@ -394,7 +397,7 @@ pub(super) fn new_row(
         from_quote_id: source.from_quote_id,
         to_quote_id: source.to_quote_id,
         stale_rate: source.stale,
-        status: "temporary".into(),
+        status: Status::Temporary,
         created_at: now,
         finalizes_at: now + Duration::seconds(holding),
         finalized_at: None,
