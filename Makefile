@@ -6,14 +6,14 @@ CARGO ?= cargo
 BIN := $(or $(CARGO_TARGET_DIR),target)/debug/currency-conversion
 COMPOSE ?= $(shell command -v podman >/dev/null 2>&1 && echo "podman compose" || echo "docker compose")
 
-.PHONY: run test up down fmt lint bench e2e check-services build audit
+.PHONY: run test up down fmt lint bench e2e check-services build sqlx-prepare sqlx-check audit
 
 build:
 	$(CARGO) build --locked
 
-## Build, check PostgreSQL and Redis, migrate, seed demo data, serve on http://127.0.0.1:8080
+## Build, check PostgreSQL and Redis, seed demo data, serve on http://127.0.0.1:8080
+## (seed and serve create and migrate the database themselves).
 run: build check-services
-	$(BIN) migrate
 	$(BIN) seed
 	$(BIN) serve --role all
 
@@ -53,6 +53,15 @@ bench: check-services
 fmt:
 	$(CARGO) fmt --all
 
+## Regenerate the committed .sqlx query data after changing a query or a migration (README,
+## "Changing SQL"). Migrates a private scratch database, which it drops afterwards.
+sqlx-prepare: check-services
+	.ci/sqlx-prepare
+
+## Fail when .sqlx does not match the queries in the code (CI runs this).
+sqlx-check: check-services
+	.ci/sqlx-prepare --check
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --locked -- -D warnings
@@ -85,3 +94,12 @@ audit:
 	else \
 	  $(CARGO) audit && $(CARGO) deny check; \
 	fi
+
+## The partner contract, judged by outside tools (pinned in tests/contract/requirements.txt, installed
+## into target/contract/venv): openapi-spec-validator, openapi-python-client and schemathesis (all
+## checks, partner and admin, stateful) against the debug binary on a scratch database and a random
+## port. CONTRACT_EXAMPLES=N bounds the examples per operation (default 25).
+.PHONY: contract
+contract: check-services
+	$(CARGO) build --locked --bin currency-conversion
+	bash tests/contract/run.sh

@@ -45,17 +45,22 @@ pub async fn create_and_migrate(settings: &DatabaseSettings) -> anyhow::Result<(
                 options.get_port()
             )
         })?;
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(&name)
-            .fetch_one(&mut admin)
-            .await?;
+    let exists = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS "exists!""#,
+        name,
+    )
+    .fetch_one(&mut admin)
+    .await?;
     if !exists {
+        // The one statement not checked at compile time: a database name is an identifier, which
+        // cannot be a bind parameter. It is quoted here, and comes from our own settings.
         let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
-        match sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&mut admin)
-            .await
-        {
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "DDL with an identifier cannot be a checked query"
+        )]
+        let create = sqlx::query(sqlx::AssertSqlSafe(sql));
+        match create.execute(&mut admin).await {
             Ok(_) => tracing::info!(database = %name, "created database"),
             // Another instance created it between our check and our CREATE.
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}

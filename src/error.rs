@@ -298,25 +298,115 @@ pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &HttpRequest) -
         J::ContentType => {
             ApiError::UnsupportedMediaType("expected Content-Type: application/json".into())
         }
-        J::Deserialize(e) if e.is_data() => ApiError::Validation {
-            detail: format!("the JSON body does not have the expected shape: {e}"),
-            errors: vec![FieldError::new("body", e.to_string())],
-        },
+        J::Deserialize(e) if e.is_data() => {
+            let (field, message) = json_field(e);
+            ApiError::Validation {
+                detail: format!("{field}: {message}"),
+                errors: vec![FieldError::new(field, message)],
+            }
+        }
         J::Deserialize(e) => ApiError::BadRequest(format!("malformed JSON: {e}")),
         other => ApiError::BadRequest(format!("unreadable body: {other}")),
     };
     api.into()
 }
 
+/// The field a JSON data error is about, when the error says: serde names a missing or
+/// unknown field in backquotes, and our field deserialisers (e.g. `money::amount_as_text`)
+/// start their message with the field's name. Otherwise the whole body.
+fn json_field(e: &serde_json::Error) -> (String, String) {
+    let text = e.to_string();
+    // serde_json appends the position; the field name says more to a client.
+    let text = match text.rfind(" at line ") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    };
+    let is_name = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    if let Some((name, message)) = text.split_once(": ")
+        && is_name(name)
+    {
+        return (name.to_owned(), message.to_owned());
+    }
+    for (prefix, message) in [
+        ("missing field `", "is required"),
+        ("unknown field `", "is not a field of this request"),
+    ] {
+        if let Some(rest) = text.strip_prefix(prefix)
+            && let Some((name, _)) = rest.split_once('`')
+        {
+            return (name.to_owned(), message.to_owned());
+        }
+    }
+    (
+        "body".to_owned(),
+        format!("does not have the expected shape: {text}"),
+    )
+}
+
 pub fn query_error(
     err: actix_web::error::QueryPayloadError,
-    _req: &HttpRequest,
+    req: &HttpRequest,
 ) -> actix_web::Error {
-    ApiError::Validation {
-        detail: format!("invalid query string: {err}"),
-        errors: vec![FieldError::new("query", err.to_string())],
+    // serde_urlencoded's errors name neither the parameter nor the format ("input contains
+    // invalid characters"); the query string does, so look for the typed parameter whose value
+    // does not parse.
+    let pairs = actix_web::web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .map(|q| q.into_inner())
+        .unwrap_or_default();
+    let culprit = pairs.iter().find_map(|(k, v)| {
+        QUERY_FORMATS
+            .iter()
+            .find(|(name, valid, _)| name == k && !valid(v))
+            .map(|(name, _, format)| (*name, format!("expected {format}, got {v:?}")))
+    });
+    match culprit {
+        Some((field, message)) => ApiError::Validation {
+            detail: format!("{field}: {message}"),
+            errors: vec![FieldError::new(field, message)],
+        },
+        None => ApiError::Validation {
+            detail: format!("invalid query string: {err}; see each parameter's format at /docs"),
+            errors: vec![FieldError::new("query", err.to_string())],
+        },
     }
     .into()
+}
+
+/// A parameter's name, a check of its value, and the format to ask for.
+type QueryFormat = (&'static str, fn(&str) -> bool, &'static str);
+
+/// Query parameters that are typed (parsed by the extractor rather than by the handler), with
+/// a check and the format to ask for.
+const QUERY_FORMATS: [QueryFormat; 5] = [
+    (
+        "from",
+        is_instant,
+        "an RFC 3339 instant such as 2026-10-30T15:00:00Z",
+    ),
+    (
+        "to",
+        is_instant,
+        "an RFC 3339 instant such as 2026-10-30T15:00:00Z",
+    ),
+    ("partner_id", is_uuid, "a partner id (UUID)"),
+    ("limit", is_count, "a whole number such as 50"),
+    ("include_inactive", is_bool, "true or false"),
+];
+
+fn is_instant(v: &str) -> bool {
+    chrono::DateTime::parse_from_rfc3339(v).is_ok()
+}
+
+fn is_uuid(v: &str) -> bool {
+    uuid::Uuid::parse_str(v).is_ok()
+}
+
+fn is_count(v: &str) -> bool {
+    v.parse::<u32>().is_ok()
+}
+
+fn is_bool(v: &str) -> bool {
+    matches!(v, "true" | "false")
 }
 
 pub fn path_error(err: actix_web::error::PathError, _req: &HttpRequest) -> actix_web::Error {

@@ -26,6 +26,14 @@ pub fn configure_metrics(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/metrics").route(web::get().to(metrics)));
 }
 
+/// Liveness: the process answers; says nothing about its dependencies.
+#[derive(Serialize, ToSchema)]
+pub struct Liveness {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct HealthStatus {
     /// `ok` when every dependency answered; `degraded` when the instance serves requests without
@@ -42,10 +50,10 @@ pub struct Checks {
 }
 
 /// The process is up and serving HTTP.
-#[utoipa::path(get, path = "/health/live", tag = "health",
-    responses((status = 200, description = "Alive", body = HealthStatus)))]
+#[utoipa::path(get, path = "/health/live", tag = "health", operation_id = "getLiveness",
+    responses((status = 200, description = "The process is up and serving HTTP", body = Liveness)))]
 pub async fn live() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+    HttpResponse::Ok().json(Liveness { status: "ok" })
 }
 
 /// Whether this instance can serve requests. Readiness decides whether an orchestrator or load
@@ -53,7 +61,7 @@ pub async fn live() -> HttpResponse {
 /// of everything. Without Redis the API still serves (rates from PostgreSQL, the queue refilled
 /// by the reconciler later), so that is `200` with `status: degraded`: pulling every instance
 /// out of rotation because the shared Redis is down would turn a degradation into an outage.
-#[utoipa::path(get, path = "/health/ready", tag = "health",
+#[utoipa::path(get, path = "/health/ready", tag = "health", operation_id = "getReadiness",
     responses(
         (status = 200, description = "Ready; `status` is `degraded` and `checks.redis` is `down` while Redis is away", body = HealthStatus),
         (status = 503, description = "PostgreSQL is down: this instance cannot serve", body = crate::error::Problem),
@@ -62,7 +70,7 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     let pg = async {
         tokio::time::timeout(
             CHECK_TIMEOUT,
-            sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.db),
+            sqlx::query_scalar!(r#"SELECT 1 AS "one!""#).fetch_one(&state.db),
         )
         .await
         .map_err(|_| "timed out".to_owned())?
@@ -96,8 +104,11 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
 }
 
 /// Prometheus text format. With `metrics.bearer_token` set, only for that bearer token.
-#[utoipa::path(get, path = "/metrics", tag = "health",
-    responses((status = 200, description = "Prometheus metrics", content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", tag = "health", operation_id = "getMetrics",
+    responses(
+        (status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain"),
+        (status = 401, description = "`metrics.bearer_token` is set and the request does not carry it", body = crate::error::Problem),
+    ))]
 pub async fn metrics(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -10,8 +10,26 @@ use currency_conversion::settings;
 use currency_conversion::startup::Application;
 use currency_conversion::state::{AppState, ProcessRole};
 
+/// Shown under every `--help`: where settings come from.
+const SETTINGS_HELP: &str = "\
+Settings:
+  Read from settings/base.toml, then settings/{APP_ENV}.toml (APP_ENV: local (default), test,
+  production), then environment variables CCS__SECTION__KEY, e.g.
+    CCS__SERVER__PORT=9000  CCS__RATES__PROVIDER=openexchangerates  CCS__RATES__API_KEY=...
+  plus DATABASE_URL, REDIS_URL and JWT_SECRET. The settings folder is found relative to the
+  working directory; set CCS_SETTINGS_DIR to run from elsewhere. Log level: RUST_LOG.";
+
 #[derive(Parser)]
-#[command(name = "currency-conversion", version, about)]
+#[command(
+    name = "currency-conversion",
+    version,
+    about = "Currency conversion service: HTTP API, rates fetching, background tasks.",
+    long_about = "Currency conversion service: HTTP API, rates fetching, background tasks.\n\n\
+        `serve` (the default) creates the database if needed and applies pending migrations \
+        before serving; `migrate` does only that, for deployments that migrate in a separate \
+        step. `seed` adds demo data (and also migrates).",
+    after_help = SETTINGS_HELP
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -19,18 +37,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create and migrate the database, then serve (the default command).
+    /// Create and migrate the database if needed, then serve (the default command).
+    #[command(after_help = SETTINGS_HELP)]
     Serve {
-        /// Which pieces this process runs.
+        /// Which pieces this process runs: all, or only the HTTP api, the task workers or the
+        /// cron scheduler (to scale them as separate processes sharing PostgreSQL and Redis).
         #[arg(long, value_enum, default_value_t = ProcessRole::All)]
         role: ProcessRole,
     },
-    /// Create the database if needed and apply pending migrations, then exit.
+    /// Create the database if needed and apply pending migrations, then exit (serve and seed
+    /// do this themselves; use it when deployments migrate in a separate step).
+    #[command(after_help = SETTINGS_HELP)]
     Migrate,
-    /// Create demo data for trying the service: in `local`, a demo admin and partner (printed
-    /// once). Idempotent.
+    /// Create demo data for trying the service (migrating first): the default currencies, a
+    /// year of embedded ECB rates when none are stored and, in `local`, a demo admin and
+    /// partner whose passwords are printed once. Idempotent.
+    #[command(after_help = SETTINGS_HELP)]
     Seed,
-    /// Manage users from scripts.
+    /// Manage users from scripts: create one, or set a forgotten password.
     User {
         #[command(subcommand)]
         command: UserCommand,
@@ -42,20 +66,42 @@ enum Command {
     },
     /// Exit 0 when the local server answers `/health/live` (container HEALTHCHECK).
     Healthcheck,
+    /// Print the OpenAPI document (the one served at `/api-docs/openapi.json`), to generate a
+    /// client without a running server.
+    Openapi,
 }
+
+/// How the CLI takes a password: never as an argument (it would be in the shell history and
+/// the process list).
+const PASSWORD_HELP: &str = "\
+Password:
+  Read from the CCS_PASSWORD environment variable, or else from the first line of standard
+  input. 12 to 128 characters.";
 
 #[derive(Subcommand)]
 enum UserCommand {
-    /// Create a user. The password is read from `CCS_PASSWORD`, or else from the first line of
-    /// standard input.
+    /// Create a user (admin or partner). Refuses an email that already has an account; use
+    /// `user set-password` for a lost password.
+    #[command(after_help = PASSWORD_HELP)]
     Create {
+        /// Login email; compared case-insensitively, must be unique.
         #[arg(long)]
         email: String,
+        /// `admin` manages partners, currencies, tasks and the monitor; `partner` converts
+        /// amounts and reads its own history over the API.
         #[arg(long, value_parser = ["admin", "partner"])]
         role: String,
         /// Display name (defaults to the email).
         #[arg(long)]
         name: Option<String>,
+    },
+    /// Set a user's password (admin or partner), e.g. a demo password printed once by `seed`
+    /// and lost. Ends the user's other sessions (refresh tokens are revoked).
+    #[command(after_help = PASSWORD_HELP)]
+    SetPassword {
+        /// Email of the existing user.
+        #[arg(long)]
+        email: String,
     },
 }
 
@@ -68,6 +114,21 @@ enum RatesCommand {
         /// Path of the CSV file.
         file: std::path::PathBuf,
     },
+}
+
+/// The password for `user create` / `user set-password`: `CCS_PASSWORD`, else one line of
+/// standard input.
+fn read_password() -> anyhow::Result<String> {
+    match std::env::var("CCS_PASSWORD") {
+        Ok(p) => Ok(p),
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password from standard input")?;
+            Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+        }
+    }
 }
 
 #[tokio::main]
@@ -99,6 +160,7 @@ async fn run() -> anyhow::Result<()> {
             if role.serves_http() {
                 let app = Application::build(settings, Clock::system()).await?;
                 tracing::info!(port = app.port(), "listening");
+                start_up_summary(app.state()).await;
                 app.run(role).await?;
             } else {
                 currency_conversion::startup::run_background_only(settings, Clock::system(), role)
@@ -126,18 +188,25 @@ async fn run() -> anyhow::Result<()> {
             currency_conversion::seed::run(&state, &rates).await?;
         }
         Command::User {
+            command: UserCommand::SetPassword { email },
+        } => {
+            let password = read_password()?;
+            currency_conversion::db::create_and_migrate(&settings.database).await?;
+            let state = AppState::new(settings, Clock::system())?;
+            let user = auth::service::set_password_by_email(&state, &email, &password)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "password set for {} {} ({}); their other sessions are ended",
+                user.role.as_str(),
+                user.email,
+                user.id
+            );
+        }
+        Command::User {
             command: UserCommand::Create { email, role, name },
         } => {
-            let password = match std::env::var("CCS_PASSWORD") {
-                Ok(p) => p,
-                Err(_) => {
-                    let mut line = String::new();
-                    std::io::stdin()
-                        .read_line(&mut line)
-                        .context("reading the password from standard input")?;
-                    line.trim_end_matches(['\r', '\n']).to_owned()
-                }
-            };
+            let password = read_password()?;
             currency_conversion::db::create_and_migrate(&settings.database).await?;
             let state = AppState::new(settings, Clock::system())?;
             let role = Role::parse(&role).context("--role must be admin or partner")?;
@@ -184,10 +253,25 @@ async fn run() -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Openapi => {
+            let document = currency_conversion::openapi::document();
+            println!("{}", serde_json::to_string_pretty(&document)?);
+        }
         Command::Migrate => {
             currency_conversion::db::create_and_migrate(&settings.database).await?;
             println!("database is migrated");
         }
     }
     Ok(())
+}
+
+/// What a new user needs to know at start: which rates provider is configured and what the
+/// service serves until it answers (the first fetch's outcome follows in one line).
+async fn start_up_summary(state: &AppState) {
+    use currency_conversion::rates::service::{describe_providers, describe_served_rates};
+    let providers = describe_providers(&state.settings.rates);
+    match describe_served_rates(&currency_conversion::rates::Rates::new(state)).await {
+        Ok(served) => tracing::info!("rates provider {providers}; {served} until a fetch succeeds"),
+        Err(e) => tracing::warn!(error = format!("{e:#}"), "reading the stored rates failed"),
+    }
 }

@@ -11,6 +11,7 @@ use actix_web::middleware::Next;
 use actix_web::{HttpMessage, web};
 use tracing::Instrument;
 
+use crate::error::{ApiError, FieldError};
 use crate::metrics::Metrics;
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -100,6 +101,46 @@ pub async fn security_headers(
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     Ok(res)
+}
+
+/// Every JSON body this API takes is an object. serde would otherwise fill a struct from an
+/// array by position (`["USD","JPY","1.00"]` as a conversion), so anything else is refused
+/// here, once, with 422 — before any handler sees it. Bodies are small (`server.body_limit_bytes`),
+/// so reading one ahead of the handler costs nothing worth avoiding.
+pub async fn json_objects_only(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let is_json = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json" || mime.ends_with("+json")
+        });
+    if is_json {
+        let body = req.extract::<web::Bytes>().await.map_err(|e| {
+            // The error middleware sits inside this one: answer in problem+json here.
+            let status = e.as_response_error().status_code();
+            if status == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge(e.to_string())
+            } else {
+                ApiError::BadRequest(format!("unreadable body: {e}"))
+            }
+        })?;
+        let first = body.iter().find(|b| !b.is_ascii_whitespace());
+        if first.is_some_and(|&b| b != b'{') {
+            return Err(ApiError::Validation {
+                detail: "the JSON body must be an object".into(),
+                errors: vec![FieldError::new("body", "must be a JSON object")],
+            }
+            .into());
+        }
+        req.set_payload(actix_web::dev::Payload::from(body));
+    }
+    next.call(req).await
 }
 
 #[cfg(test)]

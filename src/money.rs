@@ -205,6 +205,51 @@ pub fn deserialize_decimal_string<'de, D: Deserializer<'de>>(d: D) -> Result<Str
     String::deserialize(d)
 }
 
+/// Deserialises an amount that must arrive as a JSON string (`"1.50"`). A JSON number is
+/// refused with a message that starts with the field's name, which the JSON error handler
+/// reports on that field: a number has already been through a binary float on many clients,
+/// so the decimal the partner meant is not knowable.
+pub fn amount_as_text<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<String, D::Error> {
+    struct AmountText;
+
+    impl AmountText {
+        fn refuse<E: serde::de::Error>(shown: impl std::fmt::Display) -> E {
+            E::custom(format!(
+                "amount: must be a JSON string such as \"{shown}\", not a number (amounts are \
+                 decimals; JSON numbers are floats)"
+            ))
+        }
+    }
+
+    impl serde::de::Visitor<'_> for AmountText {
+        type Value = String;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a decimal amount as a JSON string, such as \"1.50\"")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_owned())
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
+            Err(Self::refuse(v))
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Err(Self::refuse(v))
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            Err(Self::refuse(v))
+        }
+    }
+
+    deserializer.deserialize_any(AmountText)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

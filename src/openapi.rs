@@ -1,8 +1,16 @@
-//! The OpenAPI document, generated from the handlers' annotations.
+//! The OpenAPI document partners generate clients from: the handlers' annotations, completed in
+//! one place ([`document`]) with the answers every operation of a kind can give (401 and 503 for
+//! protected operations, 400/413/415/422 for JSON bodies, 403 for a role…), so that each
+//! handler's annotation lists only what is particular to it. `make contract` judges the result
+//! with outside tools (validator, client generator, schemathesis); `tests/api/contract.rs` keeps
+//! it in step with the routes the app registers.
 
+use serde_json::{Map, Value, json};
 use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use crate::error::PROBLEM_CONTENT_TYPE;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -36,6 +44,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         crate::conversions::routes::create,
         crate::conversions::routes::get,
         crate::conversions::routes::cancel,
+        crate::conversions::routes::create_batch,
         crate::quotes::routes::create,
         crate::quotes::routes::get,
         crate::history::routes::list,
@@ -47,7 +56,10 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         crate::tasks::routes::stats,
         crate::tasks::routes::schedules,
     ),
-    components(schemas(crate::error::Problem, crate::error::FieldError)),
+    components(schemas(crate::error::Problem, crate::error::FieldError, Decimal, IdempotencyKeyHeader)),
+    // A server-relative URL, so that generated clients and schemathesis call the host the
+    // document was fetched from.
+    servers((url = "/")),
     modifiers(&BearerAuth),
     tags(
         (name = "health", description = "Liveness, readiness, metrics"),
@@ -77,5 +89,234 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// A decimal number as a string (amounts and rates never travel as JSON numbers, which clients
+/// would read as binary floating point). Documentation only: the values are `BigDecimal`s.
+pub struct Decimal;
+
+impl utoipa::PartialSchema for Decimal {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(r"^-?[0-9]+(\.[0-9]+)?$"))
+            .description(Some(
+                "Decimal number as a string, e.g. `100.00` or `0.0205`",
+            ))
+            .examples([json!("100.00")])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Decimal {}
+
+/// The `Idempotency-Key` request header as the server accepts it: 1 to 255 visible ASCII
+/// characters (spaces inside only, since HTTP trims them at the ends).
+pub struct IdempotencyKeyHeader;
+
+impl utoipa::PartialSchema for IdempotencyKeyHeader {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .min_length(Some(1))
+            .max_length(Some(255))
+            .pattern(Some("^[!-~]([ -~]*[!-~])?$"))
+            .examples([json!("6f1c2a4e-order-1234")])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for IdempotencyKeyHeader {}
+
+/// The document as served at `/api-docs/openapi.json`.
+pub fn document() -> Value {
+    // Built from our own annotations, never from input: a failure here is a programming error
+    // that every test run would show at once.
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serialises");
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        for (path, item) in paths.iter_mut() {
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
+            for (method, operation) in item.iter_mut() {
+                if HTTP_METHODS.contains(&method.as_str()) {
+                    complete_operation(path, operation);
+                }
+            }
+        }
+    }
+    doc
+}
+
+/// The methods an OpenAPI path item may hold (its other keys are not operations).
+pub const HTTP_METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// Adds the responses an operation gives because of what it is, documents problem bodies as
+/// `application/problem+json`, and states the role a protected operation needs.
+fn complete_operation(path: &str, operation: &mut Value) {
+    let roles: Vec<String> = operation
+        .get("security")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|requirement| requirement.get("bearer"))
+        .filter_map(Value::as_array)
+        .flatten()
+        .filter_map(|role| role.as_str().map(str::to_owned))
+        .collect();
+    let protected = operation.get("security").is_some();
+    let has_body = operation.get("requestBody").is_some();
+    let params: Vec<(String, String)> = operation
+        .get("parameters")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            Some((
+                p.get("in")?.as_str()?.to_owned(),
+                p.get("name")?.as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    let Some(operation) = operation.as_object_mut() else {
+        return;
+    };
+    if !roles.is_empty() {
+        let needs = format!("\n\nRequires the `{}` role.", roles.join("` or `"));
+        let description = operation
+            .entry("description")
+            .or_insert_with(|| Value::String(String::new()));
+        if let Some(text) = description.as_str()
+            && !text.contains("Requires the")
+        {
+            *description = Value::String(format!("{text}{needs}").trim_start().to_owned());
+        }
+    }
+    let responses = operation
+        .entry("responses")
+        .or_insert_with(|| json!({}))
+        .as_object_mut();
+    let Some(responses) = responses else { return };
+    let mut add = |status: &str, description: &str| {
+        let response = responses
+            .entry(status.to_owned())
+            .or_insert_with(|| json!({}));
+        // An annotation that lists the status without saying when gets the common wording.
+        if response.get("description").is_none()
+            && let Some(response) = response.as_object_mut()
+        {
+            response.insert("description".into(), description.into());
+        }
+    };
+    if has_body {
+        add("400", "The body is not well-formed JSON.");
+        add(
+            "413",
+            "The body is larger than the server accepts (`server.body_limit_bytes`).",
+        );
+        add("415", "The body is not `Content-Type: application/json`.");
+        add(
+            "422",
+            "The body is not a JSON object of the documented shape, or a field is invalid; `errors` names each field.",
+        );
+    }
+    if params.iter().any(|(place, _)| place == "query") {
+        add(
+            "422",
+            "A query parameter is invalid; `errors` names each one.",
+        );
+    }
+    if params.iter().any(|(place, _)| place == "path") {
+        add("404", "No such resource.");
+    }
+    if protected {
+        add(
+            "401",
+            "No bearer token, or one that is invalid, expired or revoked.",
+        );
+        if !roles.is_empty() {
+            add("403", "The caller's role may not do this.");
+        }
+    }
+    if path.starts_with("/api/") || path == "/health/ready" {
+        add(
+            "503",
+            "A dependency (PostgreSQL or Redis) is unavailable; retry after `Retry-After` seconds.",
+        );
+    }
+    for (status, response) in responses.iter_mut() {
+        let Some(response) = response.as_object_mut() else {
+            continue;
+        };
+        if !status.starts_with('4') && !status.starts_with('5') {
+            continue;
+        }
+        if !response.contains_key("description") {
+            response.insert("description".into(), default_description(status).into());
+        }
+        // Every error is RFC 9457 problem details, whatever the annotation said.
+        response.remove("content");
+        response.insert(
+            "content".into(),
+            json!({ PROBLEM_CONTENT_TYPE: { "schema": { "$ref": "#/components/schemas/Problem" } } }),
+        );
+        let headers = response
+            .entry("headers")
+            .or_insert_with(|| Value::Object(Map::new()));
+        let Some(headers) = headers.as_object_mut() else {
+            continue;
+        };
+        match status.as_str() {
+            "401" => {
+                headers.entry("WWW-Authenticate").or_insert_with(|| {
+                    json!({
+                        "description": "`Bearer`: the scheme to authenticate with.",
+                        "required": true,
+                        "schema": { "type": "string" },
+                    })
+                });
+            }
+            "429" | "503" => {
+                headers.entry("Retry-After").or_insert_with(|| {
+                    json!({
+                        "description": "Seconds to wait before retrying.",
+                        "schema": { "type": "integer", "minimum": 0 },
+                    })
+                });
+            }
+            "405" => {
+                headers.entry("Allow").or_insert_with(|| {
+                    json!({
+                        "description": "The methods the resource supports.",
+                        "required": true,
+                        "schema": { "type": "string" },
+                    })
+                });
+            }
+            _ => {}
+        }
+        if headers.is_empty() {
+            response.remove("headers");
+        }
+    }
+}
+
+/// What an error status means in this API, for annotations that list it without saying.
+fn default_description(status: &str) -> &'static str {
+    match status {
+        "400" => "The request is malformed.",
+        "401" => "No bearer token, or one that is invalid, expired or revoked.",
+        "403" => "The caller may not do this.",
+        "404" => "No such resource.",
+        "409" => "The request conflicts with the resource's current state.",
+        "413" => "The body is larger than the server accepts.",
+        "415" => "The body is not `Content-Type: application/json`.",
+        "422" => "The request is well-formed but invalid; `errors` names each field.",
+        "429" => "Too many attempts; retry after `Retry-After` seconds.",
+        "503" => "A dependency is unavailable; retry after `Retry-After` seconds.",
+        _ => "The request failed; the problem details say why.",
     }
 }

@@ -331,6 +331,18 @@ pub fn load_from(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> anyhow::Result<Settings> {
     let env: std::collections::HashMap<String, String> = env.into_iter().collect();
+    let base = dir.join("base.toml");
+    if !base.is_file() {
+        let cwd = std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_else(|_| "?".into());
+        anyhow::bail!(
+            "settings file {} not found. The settings folder is read relative to the working \
+             directory ({cwd}): run from the project root, or set CCS_SETTINGS_DIR to the \
+             folder holding base.toml (e.g. CCS_SETTINGS_DIR=/path/to/repo/settings)",
+            base.display()
+        );
+    }
     let mut builder = config::Config::builder()
         .add_source(config::File::from(dir.join("base.toml")).required(true))
         .add_source(
@@ -563,6 +575,16 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("tasks.schedule.prune"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_settings_folder_says_where_it_looked_and_how_to_point_elsewhere() {
+        let err = load_from(Path::new("no/such/settings"), Environment::Local, env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no/such/settings/base.toml"), "{err}");
+        assert!(err.contains("relative to the working directory"), "{err}");
+        assert!(err.contains("CCS_SETTINGS_DIR"), "{err}");
     }
 
     #[test]

@@ -9,7 +9,6 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::{ErrorHandlers, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::status_cache::StatusMemo;
@@ -17,7 +16,6 @@ use crate::clock::Clock;
 use crate::currencies::CurrencyEvents;
 use crate::error;
 use crate::metrics::Metrics;
-use crate::openapi::ApiDoc;
 use crate::rates::{CurrencyWatcher, Rates};
 use crate::settings::{MetricsExposure, Settings};
 pub use crate::state::{AppState, ProcessRole};
@@ -73,8 +71,7 @@ impl Application {
             "{}:{}",
             state.settings.server.host, state.settings.server.port
         );
-        let listener = TcpListener::bind(&address)
-            .with_context(|| format!("server.host/server.port: cannot bind {address}"))?;
+        let listener = TcpListener::bind(&address).map_err(|e| bind_error(&address, e))?;
         let port = listener.local_addr()?.port();
         let metrics = web::Data::new(Metrics::new());
         let server = http_server(listener, parts.clone(), tasks.clone(), metrics.clone())?;
@@ -229,20 +226,21 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 fn api_docs(
     cfg: &mut web::ServiceConfig,
     server: &crate::settings::ServerSettings,
-    openapi: &utoipa::openapi::OpenApi,
+    openapi: &serde_json::Value,
 ) {
     if server.swagger_ui {
         // Settings validation makes sure the document is served too: the UI loads it.
-        cfg.service(web::redirect("/docs", "/docs/"))
-            .service(SwaggerUi::new("/docs/{_:.*}").url(OPENAPI_DOCUMENT_PATH, openapi.clone()));
+        cfg.service(web::redirect("/docs", "/docs/")).service(
+            SwaggerUi::new("/docs/{_:.*}")
+                .external_url_unchecked(OPENAPI_DOCUMENT_PATH, openapi.clone()),
+        );
     } else if server.openapi_document {
         let document = openapi.clone();
-        cfg.route(
-            OPENAPI_DOCUMENT_PATH,
-            web::get().to(move || {
+        cfg.service(
+            web::resource(OPENAPI_DOCUMENT_PATH).route(web::get().to(move || {
                 let document = document.clone();
                 async move { actix_web::HttpResponse::Ok().json(document) }
-            }),
+            })),
         );
     }
 }
@@ -263,7 +261,7 @@ fn http_server(
     let rates = web::Data::new(parts.rates);
     let token_memo = web::Data::from(parts.token_memo);
     let events = web::Data::new(parts.events);
-    let openapi = ApiDoc::openapi();
+    let openapi = crate::openapi::document();
     let server_settings = settings.server.clone();
     let body_limit = settings.server.body_limit_bytes;
     let mut server = HttpServer::new(move || {
@@ -274,6 +272,7 @@ fn http_server(
                     .default_handler_server(error::ensure_problem_json)
                     .handler(StatusCode::NOT_FOUND, error::ensure_problem_json),
             )
+            .wrap(from_fn(crate::middleware::json_objects_only))
             .wrap(from_fn(crate::middleware::request_context))
             .wrap(from_fn(crate::middleware::security_headers))
             .app_data(data.clone())
@@ -305,6 +304,25 @@ fn http_server(
         server = server.workers(settings.server.workers);
     }
     Ok(server.run())
+}
+
+/// Why the listener could not be bound, with what to do about it: a port in use is the usual
+/// first-run surprise (another instance, or another service on 8080).
+fn bind_error(address: &str, error: std::io::Error) -> anyhow::Error {
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
+            "cannot bind {address}: the address is already in use (another instance or another \
+             program listens there). Stop it, or choose another port: \
+             CCS__SERVER__PORT=9000 make run (or server.port in settings/local.toml)"
+        ),
+        std::io::ErrorKind::PermissionDenied => anyhow::anyhow!(
+            "cannot bind {address}: permission denied (ports below 1024 need privileges). \
+             Choose another port with CCS__SERVER__PORT"
+        ),
+        _ => anyhow::Error::new(error).context(format!(
+            "server.host/server.port: cannot bind {address} (set CCS__SERVER__HOST / CCS__SERVER__PORT)"
+        )),
+    }
 }
 
 /// The separate `/metrics` listener: that endpoint only, one worker.

@@ -1,5 +1,8 @@
-//! Logging: human-readable lines locally, JSON lines in production. Every line written while a
-//! request is handled carries its request id (the `request` span set up in `middleware`).
+//! Logging: human-readable lines locally (coloured only on a terminal), JSON lines in
+//! production. Every line written while a request is handled carries its request id (the
+//! `request` span set up in `middleware`).
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
@@ -12,8 +15,11 @@ pub fn init(settings: &LogSettings) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour codes are for a person at a terminal; in a file or a pipe they are noise.
+    let ansi = std::io::stdout().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_span_events(FmtSpan::NONE);
     let _ = match settings.format {
         LogFormat::Json => builder

@@ -16,8 +16,11 @@ impl fmt::Display for UserId {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// Stored as text in `users.role` (a CHECK constraint lists the values); a value this enum does
+/// not know fails to decode instead of being read as some default role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum Role {
     Admin,
     Partner,

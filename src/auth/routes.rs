@@ -77,12 +77,12 @@ pub fn client_ip(state: &AppState, req: &HttpRequest) -> String {
 }
 
 /// Exchange email and password for an access and a refresh token.
-#[utoipa::path(post, path = "/api/v1/auth/token", tag = "auth", request_body = TokenRequest,
+#[utoipa::path(post, path = "/api/v1/auth/token", tag = "auth", operation_id = "createToken",
+    request_body = TokenRequest,
     responses(
-        (status = 200, body = TokenResponse),
+        (status = 200, description = "An access token and a refresh token", body = TokenResponse, headers(("Cache-Control" = String, description = "`no-store`: tokens must not be cached"))),
         (status = 401, description = "Wrong email or password (the same answer for both)", body = Problem),
-        (status = 422, body = Problem),
-        (status = 429, description = "Too many failed logins; see Retry-After", body = Problem),
+        (status = 429, description = "Too many failed logins; retry after `Retry-After` seconds", body = Problem),
     ))]
 pub async fn token(
     state: web::Data<AppState>,
@@ -97,8 +97,12 @@ pub async fn token(
 }
 
 /// Rotate a refresh token: the old one stops working; reusing it revokes the whole family.
-#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, body = Problem)))]
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", operation_id = "refreshToken",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "A new access token and a new refresh token; the old refresh token stops working", body = TokenResponse, headers(("Cache-Control" = String, description = "`no-store`: tokens must not be cached"))),
+        (status = 401, description = "The refresh token is unknown, expired, revoked or was already used", body = Problem),
+    ))]
 pub async fn refresh(
     state: web::Data<AppState>,
     body: web::Json<RefreshRequest>,
@@ -110,9 +114,10 @@ pub async fn refresh(
 }
 
 /// Revoke this session: the access token and the refresh-token family.
-#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = LogoutRequest,
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", operation_id = "logout",
+    request_body(content = Option<LogoutRequest>, description = "Optional: the refresh token of this session"),
     security(("bearer" = [])),
-    responses((status = 204), (status = 401, body = Problem)))]
+    responses((status = 204, description = "The access token and the refresh-token family are revoked")))]
 pub async fn logout(
     state: web::Data<AppState>,
     memo: web::Data<StatusMemo>,
@@ -140,7 +145,7 @@ const REGISTRATION_ACCEPTED: RegistrationAccepted = RegistrationAccepted {
 
 /// Self-registration of a partner (enabled by `auth.registration_enabled`). A new and a taken
 /// email get the same 202, so registration does not reveal who has an account.
-#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest,
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", operation_id = "registerPartner", request_body = RegisterRequest,
     responses(
         (status = 202, description = "Registered, or the email already had an account (the same answer)", body = RegistrationAccepted),
         (status = 403, description = "Registration is disabled", body = Problem),
@@ -155,8 +160,9 @@ pub async fn register(
 }
 
 /// Who the caller is.
-#[utoipa::path(get, path = "/api/v1/me", tag = "auth", security(("bearer" = [])),
-    responses((status = 200, body = UserView), (status = 401, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/me", tag = "auth", operation_id = "getMe",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The caller's account", body = UserView)))]
 pub async fn me(
     state: web::Data<AppState>,
     user: AuthenticatedUser,
@@ -165,9 +171,9 @@ pub async fn me(
 }
 
 /// List partners, newest first (admin).
-#[utoipa::path(get, path = "/api/v1/partners", tag = "partners", params(PageParams),
-    security(("bearer" = [])),
-    responses((status = 200, body = Page<UserView>), (status = 401, body = Problem), (status = 403, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/partners", tag = "partners", operation_id = "listPartners",
+    params(PageParams), security(("bearer" = ["admin"])),
+    responses((status = 200, description = "One page of partners, newest first", body = Page<UserView>)))]
 pub async fn list_partners(
     state: web::Data<AppState>,
     _admin: AdminUser,
@@ -178,9 +184,12 @@ pub async fn list_partners(
 }
 
 /// Create a partner account (admin).
-#[utoipa::path(post, path = "/api/v1/partners", tag = "partners", request_body = RegisterRequest,
-    security(("bearer" = [])),
-    responses((status = 201, body = UserView), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+#[utoipa::path(post, path = "/api/v1/partners", tag = "partners", operation_id = "createPartner",
+    request_body = RegisterRequest, security(("bearer" = ["admin"])),
+    responses(
+        (status = 201, description = "The new partner account", body = UserView),
+        (status = 409, description = "An account with this email already exists", body = Problem),
+    ))]
 pub async fn create_partner(
     state: web::Data<AppState>,
     _admin: AdminUser,
@@ -204,9 +213,12 @@ fn partner_id(raw: &str) -> Result<UserId, ApiError> {
 }
 
 /// One partner (admin).
-#[utoipa::path(get, path = "/api/v1/partners/{id}", tag = "partners", security(("bearer" = [])),
-    params(("id" = uuid::Uuid, Path)),
-    responses((status = 200, body = UserView), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/partners/{id}", tag = "partners", operation_id = "getPartner",
+    params(("id" = uuid::Uuid, Path, description = "Partner id")), security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "The partner", body = UserView),
+        (status = 404, description = "No such partner", body = Problem),
+    ))]
 pub async fn get_partner(
     state: web::Data<AppState>,
     _admin: AdminUser,
@@ -216,9 +228,13 @@ pub async fn get_partner(
 }
 
 /// Rename, disable or enable a partner (admin). Disabling takes effect at once.
-#[utoipa::path(patch, path = "/api/v1/partners/{id}", tag = "partners", request_body = UpdatePartnerRequest,
-    security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
-    responses((status = 200, body = UserView), (status = 404, body = Problem), (status = 422, body = Problem)))]
+#[utoipa::path(patch, path = "/api/v1/partners/{id}", tag = "partners", operation_id = "updatePartner",
+    request_body = UpdatePartnerRequest,
+    params(("id" = uuid::Uuid, Path, description = "Partner id")), security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "The partner as updated", body = UserView),
+        (status = 404, description = "No such partner", body = Problem),
+    ))]
 pub async fn update_partner(
     state: web::Data<AppState>,
     memo: web::Data<StatusMemo>,
@@ -238,9 +254,13 @@ pub async fn update_partner(
 }
 
 /// Set a partner's password (admin); ends the partner's sessions.
-#[utoipa::path(post, path = "/api/v1/partners/{id}/password", tag = "partners", request_body = PasswordRequest,
-    security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
-    responses((status = 204), (status = 404, body = Problem), (status = 422, body = Problem)))]
+#[utoipa::path(post, path = "/api/v1/partners/{id}/password", tag = "partners", operation_id = "setPartnerPassword",
+    request_body = PasswordRequest,
+    params(("id" = uuid::Uuid, Path, description = "Partner id")), security(("bearer" = ["admin"])),
+    responses(
+        (status = 204, description = "Password set; the partner's sessions are ended"),
+        (status = 404, description = "No such partner", body = Problem),
+    ))]
 pub async fn reset_password(
     state: web::Data<AppState>,
     memo: web::Data<StatusMemo>,

@@ -33,6 +33,8 @@ pub enum AuthError {
     RegistrationClosed,
     #[error("no such partner")]
     PartnerNotFound,
+    #[error("no user has this email")]
+    UserNotFound,
     #[error("{field}: {message}")]
     Invalid {
         field: &'static str,
@@ -72,7 +74,7 @@ impl From<UserRow> for UserView {
     fn from(u: UserRow) -> Self {
         Self {
             id: u.id,
-            role: u.role(),
+            role: u.role,
             email: u.email,
             display_name: u.display_name,
             disabled: u.disabled_at.is_some(),
@@ -184,7 +186,7 @@ pub async fn login(
         state,
         &mut tx,
         UserId(user.id),
-        user.role(),
+        user.role,
         user.token_epoch,
         Uuid::new_v4(),
         now,
@@ -235,7 +237,7 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<TokenRespo
         state,
         &mut tx,
         UserId(user.id),
-        user.role(),
+        user.role,
         user.token_epoch,
         row.family_id,
         now,
@@ -492,7 +494,7 @@ pub async fn list_partners(
 pub async fn get_partner(state: &AppState, id: UserId) -> Result<UserView, AuthError> {
     store::find_by_id(&state.db, id)
         .await?
-        .filter(|u| u.role() == Role::Partner)
+        .filter(|u| u.role == Role::Partner)
         .map(UserView::from)
         .ok_or(AuthError::PartnerNotFound)
 }
@@ -529,6 +531,29 @@ pub async fn update_partner(
     Ok(row.into())
 }
 
+/// Sets a new password for any user, admin or partner, found by email (the CLI's
+/// `user set-password`): the token epoch moves on and the refresh tokens are revoked, so the
+/// user's other sessions end.
+pub async fn set_password_by_email(
+    state: &AppState,
+    email: &str,
+    password: &str,
+) -> Result<UserView, AuthError> {
+    let email = Email::parse(email).map_err(|m| invalid("email", m))?;
+    let password =
+        NewPassword::parse(password, &[email.as_str()]).map_err(|m| invalid("password", &m))?;
+    let hash = super::password::hash(password.expose().to_owned()).await?;
+    let now = state.clock.now();
+    let mut tx = state.db.begin().await?;
+    let row = store::set_password_of_email(&mut tx, &email, &hash, now)
+        .await?
+        .ok_or(AuthError::UserNotFound)?;
+    let user: UserView = row.into();
+    store::revoke_all_for_user(&mut tx, UserId(user.id), now).await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
 /// Sets a new password; every access and refresh token of the partner stops working (the token
 /// epoch moves on, and the refresh tokens are marked revoked too).
 pub async fn reset_password(
@@ -539,7 +564,7 @@ pub async fn reset_password(
 ) -> Result<(), AuthError> {
     let user = store::find_by_id(&state.db, id)
         .await?
-        .filter(|u| u.role() == Role::Partner)
+        .filter(|u| u.role == Role::Partner)
         .ok_or(AuthError::PartnerNotFound)?;
     let password = NewPassword::parse(password, &[&user.email, &user.display_name])
         .map_err(|m| invalid("password", &m))?;
@@ -574,6 +599,7 @@ impl From<AuthError> for ApiError {
                 ApiError::Forbidden("self-registration is disabled on this service".into())
             }
             A::PartnerNotFound => ApiError::NotFound("no such partner".into()),
+            A::UserNotFound => ApiError::NotFound("no such user".into()),
             A::Invalid { field, message } => ApiError::validation(field, message),
             A::Unexpected(e) => ApiError::Internal(e),
         }

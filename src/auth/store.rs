@@ -7,12 +7,12 @@ use uuid::Uuid;
 use super::domain::{Email, Role, UserId};
 use crate::pagination::Cursor;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct UserRow {
     pub id: Uuid,
     pub email: String,
     pub password_hash: String,
-    pub role: String,
+    pub role: Role,
     pub display_name: String,
     pub disabled_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -20,15 +20,6 @@ pub struct UserRow {
     /// Tokens issued in another epoch are refused (see the `token_epoch_ends_sessions` migration).
     pub token_epoch: i32,
 }
-
-impl UserRow {
-    pub fn role(&self) -> Role {
-        // The CHECK constraint allows only these two values.
-        Role::parse(&self.role).unwrap_or(Role::Partner)
-    }
-}
-
-const USER_COLUMNS: &str = "id, email, password_hash, role, display_name, disabled_at, created_at, updated_at, token_epoch";
 
 pub async fn insert_user(
     db: &PgPool,
@@ -38,35 +29,43 @@ pub async fn insert_user(
     display_name: &str,
     now: DateTime<Utc>,
 ) -> Result<UserRow, sqlx::Error> {
-    sqlx::query_as::<_, UserRow>(
-        "INSERT INTO users (id, email, password_hash, role, display_name, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $6)
-         RETURNING id, email, password_hash, role, display_name, disabled_at, created_at, updated_at, token_epoch",
+    sqlx::query_as!(
+        UserRow,
+        r#"INSERT INTO users (id, email, password_hash, role, display_name, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $6)
+           RETURNING id, email, password_hash, role AS "role: Role", display_name, disabled_at, created_at, updated_at,
+                     token_epoch"#,
+        Uuid::now_v7(),
+        email.as_str(),
+        password_hash,
+        role.as_str(),
+        display_name,
+        now,
     )
-    .bind(Uuid::now_v7())
-    .bind(email.as_str())
-    .bind(password_hash)
-    .bind(role.as_str())
-    .bind(display_name)
-    .bind(now)
     .fetch_one(db)
     .await
 }
 
 pub async fn find_by_email(db: &PgPool, email: &Email) -> Result<Option<UserRow>, sqlx::Error> {
-    sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE lower(email) = $1"
-    )))
-    .bind(email.as_str())
+    sqlx::query_as!(
+        UserRow,
+        r#"SELECT id, email, password_hash, role AS "role: Role", display_name, disabled_at, created_at, updated_at,
+                  token_epoch
+           FROM users WHERE lower(email) = $1"#,
+        email.as_str(),
+    )
     .fetch_optional(db)
     .await
 }
 
 pub async fn find_by_id(db: &PgPool, id: UserId) -> Result<Option<UserRow>, sqlx::Error> {
-    sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE id = $1"
-    )))
-    .bind(id.0)
+    sqlx::query_as!(
+        UserRow,
+        r#"SELECT id, email, password_hash, role AS "role: Role", display_name, disabled_at, created_at, updated_at,
+                  token_epoch
+           FROM users WHERE id = $1"#,
+        id.0,
+    )
     .fetch_optional(db)
     .await
 }
@@ -77,16 +76,22 @@ pub async fn list_partners(
     limit: i64,
     after: Option<Cursor>,
 ) -> Result<Vec<UserRow>, sqlx::Error> {
-    sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {USER_COLUMNS} FROM users
-         WHERE role = 'partner'
-           AND ($1::timestamptz IS NULL OR (created_at, id) < ($1, $2))
-         ORDER BY created_at DESC, id DESC
-         LIMIT $3"
-    )))
-    .bind(after.map(|c| c.at))
-    .bind(after.map(|c| c.id))
-    .bind(limit + 1)
+    // The first page starts below the greatest possible key, so one statement whose plan (even
+    // a generic one) compares the key serves every page.
+    sqlx::query_as!(
+        UserRow,
+        r#"SELECT id, email, password_hash, role AS "role: Role", display_name, disabled_at, created_at, updated_at,
+                  token_epoch
+           FROM users
+           WHERE role = 'partner'
+             AND (created_at, id) < (COALESCE($1, 'infinity'::timestamptz),
+                                     COALESCE($2, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
+           ORDER BY created_at DESC, id DESC
+           LIMIT $3"#,
+        after.map(|c| c.at),
+        after.map(|c| c.id),
+        limit + 1,
+    )
     .fetch_all(db)
     .await
 }
@@ -98,21 +103,23 @@ pub async fn update_partner(
     disabled: Option<bool>,
     now: DateTime<Utc>,
 ) -> Result<Option<UserRow>, sqlx::Error> {
-    sqlx::query_as::<_, UserRow>(
-        "UPDATE users SET
-             display_name = COALESCE($2, display_name),
-             disabled_at = CASE
-                 WHEN $3::boolean IS NULL THEN disabled_at
-                 WHEN $3 THEN COALESCE(disabled_at, $4)
-                 ELSE NULL END,
-             updated_at = $4
-         WHERE id = $1 AND role = 'partner'
-         RETURNING id, email, password_hash, role, display_name, disabled_at, created_at, updated_at, token_epoch",
+    sqlx::query_as!(
+        UserRow,
+        r#"UPDATE users SET
+               display_name = COALESCE($2, display_name),
+               disabled_at = CASE
+                   WHEN $3::boolean IS NULL THEN disabled_at
+                   WHEN $3 THEN COALESCE(disabled_at, $4)
+                   ELSE NULL END,
+               updated_at = $4
+           WHERE id = $1 AND role = 'partner'
+           RETURNING id, email, password_hash, role AS "role: Role", display_name, disabled_at, created_at, updated_at,
+                     token_epoch"#,
+        id.0,
+        display_name,
+        disabled,
+        now,
     )
-    .bind(id.0)
-    .bind(display_name)
-    .bind(disabled)
-    .bind(now)
     .fetch_optional(db)
     .await
 }
@@ -125,13 +132,33 @@ pub async fn set_password(
     password_hash: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<i32>, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 AND role = 'partner'
          RETURNING token_epoch",
+        id.0,
+        password_hash,
+        now,
     )
-    .bind(id.0)
-    .bind(password_hash)
-    .bind(now)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Sets any user's password (admins included): the operator's way back from a lost password.
+pub async fn set_password_of_email(
+    conn: &mut PgConnection,
+    email: &Email,
+    password_hash: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<UserRow>, sqlx::Error> {
+    sqlx::query_as!(
+        UserRow,
+        r#"UPDATE users SET password_hash = $2, updated_at = $3 WHERE lower(email) = $1
+           RETURNING id, email, password_hash, role AS "role: Role", display_name, disabled_at, created_at, updated_at,
+                     token_epoch"#,
+        email.as_str(),
+        password_hash,
+        now,
+    )
     .fetch_optional(conn)
     .await
 }
@@ -139,13 +166,15 @@ pub async fn set_password(
 /// The token epoch of an existing, enabled user; `None` when the user is disabled or gone (the
 /// per-request check behind every token).
 pub async fn active_token_epoch(db: &PgPool, id: UserId) -> Result<Option<i32>, sqlx::Error> {
-    sqlx::query_scalar("SELECT token_epoch FROM users WHERE id = $1 AND disabled_at IS NULL")
-        .bind(id.0)
-        .fetch_optional(db)
-        .await
+    sqlx::query_scalar!(
+        "SELECT token_epoch FROM users WHERE id = $1 AND disabled_at IS NULL",
+        id.0,
+    )
+    .fetch_optional(db)
+    .await
 }
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct RefreshRow {
     pub id: Uuid,
     pub user_id: Uuid,
@@ -166,18 +195,18 @@ pub async fn insert_refresh(
     now: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO refresh_tokens
              (id, user_id, family_id, token_hash, created_at, expires_at, token_epoch)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        Uuid::now_v7(),
+        user.0,
+        family,
+        token_hash,
+        now,
+        expires_at,
+        token_epoch,
     )
-    .bind(Uuid::now_v7())
-    .bind(user.0)
-    .bind(family)
-    .bind(token_hash)
-    .bind(now)
-    .bind(expires_at)
-    .bind(token_epoch)
     .execute(conn)
     .await?;
     Ok(())
@@ -188,11 +217,12 @@ pub async fn lock_refresh(
     conn: &mut PgConnection,
     token_hash: &[u8],
 ) -> Result<Option<RefreshRow>, sqlx::Error> {
-    sqlx::query_as::<_, RefreshRow>(
+    sqlx::query_as!(
+        RefreshRow,
         "SELECT id, user_id, family_id, expires_at, used_at, revoked_at, token_epoch
          FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
+        token_hash,
     )
-    .bind(token_hash)
     .fetch_optional(conn)
     .await
 }
@@ -202,11 +232,13 @@ pub async fn mark_used(
     id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE refresh_tokens SET used_at = $2 WHERE id = $1")
-        .bind(id)
-        .bind(now)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "UPDATE refresh_tokens SET used_at = $2 WHERE id = $1",
+        id,
+        now
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -215,11 +247,11 @@ pub async fn revoke_family(
     family: Uuid,
     now: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
+        family,
+        now,
     )
-    .bind(family)
-    .bind(now)
     .execute(conn)
     .await?;
     Ok(done.rows_affected())
@@ -230,11 +262,11 @@ pub async fn revoke_all_for_user(
     user: UserId,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+        user.0,
+        now,
     )
-    .bind(user.0)
-    .bind(now)
     .execute(conn)
     .await?;
     Ok(())

@@ -1,8 +1,11 @@
 //! Conversions: what partners come for. A partner converts an amount at the rate in force; the
 //! conversion is `temporary` for the holding period, then the `finalize_conversions` job makes it
-//! `permanent`; a partner may cancel its own temporary conversion. Owns the `conversions` and
-//! `conversion_idempotency_keys` tables; `history` reads them through [`store`].
+//! `permanent`; a partner may cancel its own temporary conversion. A conversion may use a rate
+//! lock's rate (`quote_id`, checked through [`crate::quotes`]), and up to 1,000 conversions may
+//! be made all or nothing as a [`batch`]. Owns the `conversions`, `conversion_batches` and both
+//! idempotency-key tables; `history` reads them through [`store`].
 
+pub mod batch;
 pub mod jobs;
 pub mod routes;
 pub mod service;

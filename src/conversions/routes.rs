@@ -6,6 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::batch::{self, BatchItem, BatchView, MAX_BATCH_ITEMS};
 use super::service::{self, ConversionRequest, ConversionView};
 use crate::auth::{AuthenticatedUser, PartnerUser};
 use crate::error::{ApiError, Problem};
@@ -16,6 +17,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/conversions")
             .route(web::post().to(create))
             .route(web::get().to(crate::history::routes::list)),
+    )
+    // Before `/conversions/{id}`, which would otherwise take `batch` for an id.
+    .service(
+        web::resource("/conversions/batch")
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(BATCH_BODY_LIMIT_BYTES)
+                    .error_handler(crate::error::json_error),
+            )
+            .route(web::post().to(create_batch)),
     )
     .service(
         web::resource("/conversions/summary").route(web::get().to(crate::history::routes::summary)),
@@ -34,10 +45,88 @@ pub struct CreateConversion {
     pub to: String,
     /// Decimal string, positive, with at most the source currency's minor units.
     #[schema(example = "100.00")]
+    #[serde(deserialize_with = "crate::money::amount_as_text")]
     pub amount: String,
     /// Convert at this quote's locked rate (see `POST /quotes`): same pair, same amount when
     /// the quote fixed one, before it expires.
     pub quote_id: Option<String>,
+}
+
+/// Body limit of a batch: room for [`MAX_BATCH_ITEMS`] items of up to 512 bytes each (an item
+/// with a quote id is about 120), above the server-wide `server.body_limit_bytes`.
+pub const BATCH_BODY_LIMIT_BYTES: usize = MAX_BATCH_ITEMS * 512;
+
+/// One conversion of a batch. Every field is checked and reported per item.
+#[derive(Deserialize, ToSchema)]
+pub struct BatchItemBody {
+    #[schema(example = "EUR")]
+    pub from: Option<String>,
+    #[schema(example = "USD")]
+    pub to: Option<String>,
+    #[schema(example = "100.00")]
+    pub amount: Option<String>,
+    /// Convert this item at a quote's locked rate.
+    pub quote_id: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateBatch {
+    /// 1 to 1,000 conversions, made all or nothing, answered in this order.
+    pub items: Vec<BatchItemBody>,
+}
+
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    req.headers()
+        .get("Idempotency-Key")
+        .map(|v| {
+            v.to_str()
+                .map(str::to_owned)
+                .map_err(|_| ApiError::validation("Idempotency-Key", "must be printable ASCII"))
+        })
+        .transpose()
+}
+
+/// Convert up to 1,000 amounts at once, all or nothing (partner). If any item is invalid the
+/// answer is 422 listing every bad item as `items[<index>].<field>` and nothing is stored;
+/// otherwise 201 with the conversions in request order. `Idempotency-Key` covers the whole
+/// batch: the same key and items return the original batch (200).
+#[utoipa::path(post, path = "/api/v1/conversions/batch", tag = "conversions", operation_id = "createConversionBatch",
+    request_body = CreateBatch,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried batch return the original batch")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Every conversion created, in request order", body = BatchView),
+        (status = 200, description = "Replay of an Idempotency-Key: the original batch", body = BatchView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the batch limit", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid items (each listed by index and field), no or too many items, reused key; nothing stored", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create_batch(
+    state: web::Data<AppState>,
+    rates: web::Data<crate::rates::Rates>,
+    partner: PartnerUser,
+    req: HttpRequest,
+    body: web::Json<CreateBatch>,
+) -> Result<HttpResponse, ApiError> {
+    let key = idempotency_key(&req)?;
+    let items: Vec<BatchItem<'_>> = body
+        .items
+        .iter()
+        .map(|i| BatchItem {
+            from: i.from.as_deref(),
+            to: i.to.as_deref(),
+            amount: i.amount.as_deref(),
+            quote_id: i.quote_id.as_deref(),
+        })
+        .collect();
+    let (view, created) =
+        batch::create(&state, &rates, partner.0.id.0, &items, key.as_deref()).await?;
+    Ok(if created {
+        HttpResponse::Created().json(view)
+    } else {
+        HttpResponse::Ok().json(view)
+    })
 }
 
 fn conversion_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
@@ -47,16 +136,17 @@ fn conversion_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
 /// Convert an amount (partner). The result is `temporary` for the holding period, then
 /// `permanent`. Send `Idempotency-Key` to make retries safe: the same key and body return the
 /// original conversion (200); the same key with another body is refused (422).
-#[utoipa::path(post, path = "/api/v1/conversions", tag = "conversions", request_body = CreateConversion,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request return the original conversion")),
-    security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/conversions", tag = "conversions", operation_id = "createConversion",
+    request_body = CreateConversion,
+    params(("Idempotency-Key" = Option<crate::openapi::IdempotencyKeyHeader>, Header,
+        description = "1 to 255 printable characters. Retrying with the same key and body returns the original conversion (200); the same key with another body is refused (422). Keys are remembered for `conversions.idempotency_ttl_secs`.")),
+    security(("bearer" = ["partner"])),
     responses(
-        (status = 201, description = "Created", body = ConversionView),
-        (status = 200, description = "Replay of an Idempotency-Key: the original conversion", body = ConversionView),
-        (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 404, description = "No rates for this pair", body = Problem),
+        (status = 201, description = "The conversion, `temporary` for the holding period", body = ConversionView, headers(("Location" = String, description = "URL of the conversion"))),
+        (status = 200, description = "Replay of an `Idempotency-Key`: the original conversion", body = ConversionView, headers(("Location" = String, description = "URL of the conversion"))),
+        (status = 404, description = "No rate is stored for the pair", body = Problem),
         (status = 409, description = "The quote expired (`/problems/quote-expired`) or was already used (`/problems/quote-used`)", body = Problem),
-        (status = 422, description = "Invalid amount or currency, disabled/retired currency, stale rate, reused key, unknown quote or one for another pair or amount", body = Problem),
+        (status = 422, description = "Invalid amount or currency, unsupported/disabled/retired currency, stale rate, reused key, unknown quote or one for another pair or amount", body = Problem),
     ))]
 pub async fn create(
     state: web::Data<AppState>,
@@ -65,14 +155,7 @@ pub async fn create(
     req: HttpRequest,
     body: web::Json<CreateConversion>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = match req.headers().get("Idempotency-Key") {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .map_err(|_| ApiError::validation("Idempotency-Key", "must be printable ASCII"))?
-                .to_owned(),
-        ),
-    };
+    let key = idempotency_key(&req)?;
     let quote_id = body
         .quote_id
         .as_deref()
@@ -105,9 +188,12 @@ pub async fn create(
 }
 
 /// One conversion. A partner sees only its own; another partner's is 404.
-#[utoipa::path(get, path = "/api/v1/conversions/{id}", tag = "conversions",
-    params(("id" = uuid::Uuid, Path)), security(("bearer" = [])),
-    responses((status = 200, body = ConversionView), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/conversions/{id}", tag = "conversions", operation_id = "getConversion",
+    params(("id" = uuid::Uuid, Path, description = "Conversion id")), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The conversion", body = ConversionView),
+        (status = 404, description = "No such conversion (or another partner's)", body = Problem),
+    ))]
 pub async fn get(
     state: web::Data<AppState>,
     user: AuthenticatedUser,
@@ -122,9 +208,13 @@ pub async fn get(
 /// `permanent` conversion is immutable (409 `/problems/conflict`); once `finalizes_at` has
 /// passed, a conversion not yet marked permanent is being finalized and cannot be cancelled
 /// either (409 `/problems/conversion-finalizing`).
-#[utoipa::path(post, path = "/api/v1/conversions/{id}/cancel", tag = "conversions",
-    params(("id" = uuid::Uuid, Path)), security(("bearer" = [])),
-    responses((status = 200, body = ConversionView), (status = 404, body = Problem), (status = 409, body = Problem)))]
+#[utoipa::path(post, path = "/api/v1/conversions/{id}/cancel", tag = "conversions", operation_id = "cancelConversion",
+    params(("id" = uuid::Uuid, Path, description = "Conversion id")), security(("bearer" = ["partner"])),
+    responses(
+        (status = 200, description = "The conversion, now `cancelled`", body = ConversionView),
+        (status = 404, description = "No such conversion (or another partner's)", body = Problem),
+        (status = 409, description = "The conversion is not `temporary` any more, or its holding period is over and it is being finalized", body = Problem),
+    ))]
 pub async fn cancel(
     state: web::Data<AppState>,
     partner: PartnerUser,

@@ -19,8 +19,11 @@ use crate::state::AppState;
 /// Conversions finalized per statement; small batches keep row locks short.
 pub const FINALIZE_BATCH: i64 = 500;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+/// Stored as text in `conversions.status` (a CHECK constraint lists the values); a value this
+/// enum does not know fails to decode instead of being read as some default status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum Status {
     Temporary,
     Permanent,
@@ -68,6 +71,12 @@ pub enum ConversionError {
     /// A fixed-amount quote was already converted on.
     #[error("quote {0} was already converted on")]
     QuoteUsed(Uuid),
+    /// Items of a batch that cannot be converted (the batch stores nothing).
+    #[error("{} of {count} items are invalid; nothing was converted", errors.len())]
+    InvalidItems {
+        count: usize,
+        errors: Vec<super::batch::ItemError>,
+    },
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyMismatch,
     #[error("no such conversion")]
@@ -138,7 +147,7 @@ impl From<ConversionRow> for ConversionView {
             rate_as_of: r.rate_as_of,
             rate_provider: r.rate_provider,
             stale_rate: r.stale_rate,
-            status: Status::parse(&r.status).unwrap_or(Status::Temporary),
+            status: r.status,
             created_at: r.created_at,
             finalizes_at: r.finalizes_at,
             finalized_at: r.finalized_at,
@@ -148,7 +157,7 @@ impl From<ConversionRow> for ConversionView {
     }
 }
 
-fn invalid(field: &'static str, message: impl Into<String>) -> ConversionError {
+pub(super) fn invalid(field: &'static str, message: impl Into<String>) -> ConversionError {
     ConversionError::Invalid {
         field,
         message: message.into(),
@@ -298,7 +307,7 @@ fn request_hash(
 }
 
 /// Where a conversion's rate comes from: the rate in force, or a quote's locked rate.
-struct RateSource {
+pub(super) struct RateSource {
     rate: Rate,
     as_of: DateTime<Utc>,
     provider: String,
@@ -337,7 +346,7 @@ impl From<LockedRate> for RateSource {
 }
 
 /// A quote the partner cannot use. A missing and another partner's quote read the same.
-fn quote_use_error(id: Uuid, e: QuoteUseError) -> ConversionError {
+pub(super) fn quote_use_error(id: Uuid, e: QuoteUseError) -> ConversionError {
     match e {
         QuoteUseError::NotFound => invalid("quote_id", "no such quote"),
         QuoteUseError::Expired { expires_at } => ConversionError::QuoteExpired { id, expires_at },
@@ -346,7 +355,7 @@ fn quote_use_error(id: Uuid, e: QuoteUseError) -> ConversionError {
     }
 }
 
-fn validate_idempotency_key(key: Option<&str>) -> Result<(), ConversionError> {
+pub(super) fn validate_idempotency_key(key: Option<&str>) -> Result<(), ConversionError> {
     if let Some(key) = key
         && (key.is_empty() || key.len() > 255 || key.chars().any(|c| c.is_control()))
     {
@@ -360,7 +369,7 @@ fn validate_idempotency_key(key: Option<&str>) -> Result<(), ConversionError> {
 
 /// A conversion row priced from `source`, created now.
 #[allow(clippy::too_many_arguments)]
-fn new_row(
+pub(super) fn new_row(
     state: &AppState,
     id: Uuid,
     partner: Uuid,
@@ -388,7 +397,7 @@ fn new_row(
         from_quote_id: source.from_quote_id,
         to_quote_id: source.to_quote_id,
         stale_rate: source.stale,
-        status: "temporary".into(),
+        status: Status::Temporary,
         created_at: now,
         finalizes_at: now + Duration::seconds(holding),
         finalized_at: None,
@@ -564,6 +573,21 @@ impl From<ConversionError> for ApiError {
             e @ C::QuoteUsed(_) => ApiError::ConflictAs {
                 slug: "quote-used",
                 detail: e.to_string(),
+            },
+            C::InvalidItems { count, errors } => ApiError::Validation {
+                detail: format!(
+                    "{} of {count} items are invalid; nothing was converted",
+                    errors.len()
+                ),
+                errors: errors
+                    .into_iter()
+                    .map(|e| {
+                        crate::error::FieldError::new(
+                            format!("items[{}].{}", e.index, e.field),
+                            e.message,
+                        )
+                    })
+                    .collect(),
             },
             C::IdempotencyMismatch => ApiError::Unprocessable {
                 slug: "idempotency-key-reused",

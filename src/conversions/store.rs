@@ -5,10 +5,11 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use super::service::Status;
 use crate::currencies::CurrencyCode;
 use crate::pagination::Cursor;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct ConversionRow {
     pub id: Uuid,
     pub partner_id: Uuid,
@@ -24,7 +25,7 @@ pub struct ConversionRow {
     pub from_quote_id: Option<i64>,
     pub to_quote_id: Option<i64>,
     pub stale_rate: bool,
-    pub status: String,
+    pub status: Status,
     pub created_at: DateTime<Utc>,
     pub finalizes_at: DateTime<Utc>,
     pub finalized_at: Option<DateTime<Utc>>,
@@ -33,33 +34,30 @@ pub struct ConversionRow {
     pub quote_id: Option<Uuid>,
 }
 
-pub const COLUMNS: &str = "id, partner_id, from_currency, to_currency, amount, from_minor_units, to_minor_units, rate, result, rate_as_of, rate_provider, \
-     from_quote_id, to_quote_id, stale_rate, status, created_at, finalizes_at, finalized_at, cancelled_at, quote_id";
-
 pub async fn insert(conn: &mut PgConnection, c: &ConversionRow) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO conversions (id, partner_id, from_currency, to_currency, amount, rate, result,
              rate_as_of, rate_provider, from_quote_id, to_quote_id, stale_rate, status, created_at, finalizes_at,
              from_minor_units, to_minor_units, quote_id)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'temporary', $13, $14, $15, $16, $17)",
+        c.id,
+        c.partner_id,
+        c.from_currency.as_str(),
+        c.to_currency.as_str(),
+        &c.amount,
+        &c.rate,
+        &c.result,
+        c.rate_as_of,
+        &c.rate_provider,
+        c.from_quote_id,
+        c.to_quote_id,
+        c.stale_rate,
+        c.created_at,
+        c.finalizes_at,
+        c.from_minor_units,
+        c.to_minor_units,
+        c.quote_id,
     )
-    .bind(c.id)
-    .bind(c.partner_id)
-    .bind(c.from_currency)
-    .bind(c.to_currency)
-    .bind(&c.amount)
-    .bind(&c.rate)
-    .bind(&c.result)
-    .bind(c.rate_as_of)
-    .bind(&c.rate_provider)
-    .bind(c.from_quote_id)
-    .bind(c.to_quote_id)
-    .bind(c.stale_rate)
-    .bind(c.created_at)
-    .bind(c.finalizes_at)
-    .bind(c.from_minor_units)
-    .bind(c.to_minor_units)
-    .bind(c.quote_id)
     .execute(conn)
     .await?;
     Ok(())
@@ -78,45 +76,183 @@ pub async fn claim_idempotency_key(
     expires_at: DateTime<Utc>,
 ) -> Result<Option<(Vec<u8>, Uuid)>, sqlx::Error> {
     // An expired key is free again.
-    sqlx::query(
+    sqlx::query!(
         "DELETE FROM conversion_idempotency_keys WHERE partner_id = $1 AND key = $2 AND expires_at <= $3",
+        partner,
+        key,
+        now,
     )
-    .bind(partner)
-    .bind(key)
-    .bind(now)
     .execute(&mut *conn)
     .await?;
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "INSERT INTO conversion_idempotency_keys (partner_id, key, request_hash, conversion_id, created_at, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (partner_id, key) DO NOTHING",
+        partner,
+        key,
+        request_hash,
+        conversion_id,
+        now,
+        expires_at,
     )
-    .bind(partner)
-    .bind(key)
-    .bind(request_hash)
-    .bind(conversion_id)
-    .bind(now)
-    .bind(expires_at)
     .execute(&mut *conn)
     .await?;
     if inserted.rows_affected() == 1 {
         return Ok(None);
     }
-    let existing: Option<(Vec<u8>, Uuid)> = sqlx::query_as(
+    let existing = sqlx::query!(
         "SELECT request_hash, conversion_id FROM conversion_idempotency_keys WHERE partner_id = $1 AND key = $2",
+        partner,
+        key,
     )
-    .bind(partner)
-    .bind(key)
     .fetch_optional(&mut *conn)
     .await?;
-    Ok(existing)
+    Ok(existing.map(|row| (row.request_hash, row.conversion_id)))
+}
+
+/// Claims an idempotency key for a new batch; like [`claim_idempotency_key`], `None` when the
+/// key was free, else the existing `(request_hash, batch_id)`.
+pub async fn claim_batch_idempotency_key(
+    conn: &mut PgConnection,
+    partner: Uuid,
+    key: &str,
+    request_hash: &[u8],
+    batch_id: Uuid,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> Result<Option<(Vec<u8>, Uuid)>, sqlx::Error> {
+    sqlx::query!(
+        "DELETE FROM conversion_batch_idempotency_keys WHERE partner_id = $1 AND key = $2 AND expires_at <= $3",
+        partner,
+        key,
+        now,
+    )
+    .execute(&mut *conn)
+    .await?;
+    let inserted = sqlx::query!(
+        "INSERT INTO conversion_batch_idempotency_keys (partner_id, key, request_hash, batch_id, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (partner_id, key) DO NOTHING",
+        partner,
+        key,
+        request_hash,
+        batch_id,
+        now,
+        expires_at,
+    )
+    .execute(&mut *conn)
+    .await?;
+    if inserted.rows_affected() == 1 {
+        return Ok(None);
+    }
+    let existing = sqlx::query!(
+        "SELECT request_hash, batch_id FROM conversion_batch_idempotency_keys WHERE partner_id = $1 AND key = $2",
+        partner,
+        key,
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(existing.map(|row| (row.request_hash, row.batch_id)))
+}
+
+/// Stores a batch and its conversions (all of one partner, created at one instant, in request
+/// order) with two statements, however many conversions there are: the conversions travel as
+/// one array per column and are unnested by PostgreSQL.
+pub async fn insert_batch(
+    conn: &mut PgConnection,
+    batch_id: Uuid,
+    partner: Uuid,
+    created_at: DateTime<Utc>,
+    finalizes_at: DateTime<Utc>,
+    rows: &[ConversionRow],
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO conversion_batches (id, partner_id, item_count, created_at) VALUES ($1, $2, $3, $4)",
+        batch_id,
+        partner,
+        i32::try_from(rows.len()).unwrap_or(i32::MAX),
+        created_at,
+    )
+    .execute(&mut *conn)
+    .await?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let from_currencies: Vec<String> = rows.iter().map(|r| r.from_currency.to_string()).collect();
+    let to_currencies: Vec<String> = rows.iter().map(|r| r.to_currency.to_string()).collect();
+    let amounts: Vec<BigDecimal> = rows.iter().map(|r| r.amount.clone()).collect();
+    let rates: Vec<BigDecimal> = rows.iter().map(|r| r.rate.clone()).collect();
+    let results: Vec<BigDecimal> = rows.iter().map(|r| r.result.clone()).collect();
+    let rates_as_of: Vec<DateTime<Utc>> = rows.iter().map(|r| r.rate_as_of).collect();
+    let providers: Vec<String> = rows.iter().map(|r| r.rate_provider.clone()).collect();
+    let from_quote_ids: Vec<Option<i64>> = rows.iter().map(|r| r.from_quote_id).collect();
+    let to_quote_ids: Vec<Option<i64>> = rows.iter().map(|r| r.to_quote_id).collect();
+    let stale: Vec<bool> = rows.iter().map(|r| r.stale_rate).collect();
+    let from_minor_units: Vec<i16> = rows.iter().map(|r| r.from_minor_units).collect();
+    let to_minor_units: Vec<i16> = rows.iter().map(|r| r.to_minor_units).collect();
+    let quote_ids: Vec<Option<Uuid>> = rows.iter().map(|r| r.quote_id).collect();
+    sqlx::query!(
+        "INSERT INTO conversions (id, partner_id, from_currency, to_currency, amount, rate, result,
+             rate_as_of, rate_provider, from_quote_id, to_quote_id, stale_rate, status, created_at,
+             finalizes_at, from_minor_units, to_minor_units, quote_id, batch_id, batch_position)
+         SELECT t.id, $2, t.from_currency, t.to_currency, t.amount, t.rate, t.result, t.rate_as_of,
+                t.rate_provider, t.from_quote_id, t.to_quote_id, t.stale_rate, 'temporary', $3, $4,
+                t.from_minor_units, t.to_minor_units, t.quote_id, $5, (t.position - 1)::integer
+         FROM UNNEST($1::uuid[], $6::text[], $7::text[], $8::numeric[], $9::numeric[], $10::numeric[],
+                     $11::timestamptz[], $12::text[], $13::int8[], $14::int8[], $15::bool[],
+                     $16::int2[], $17::int2[], $18::uuid[])
+              WITH ORDINALITY AS t(id, from_currency, to_currency, amount, rate, result, rate_as_of,
+                                   rate_provider, from_quote_id, to_quote_id, stale_rate,
+                                   from_minor_units, to_minor_units, quote_id, position)",
+        &ids,
+        partner,
+        created_at,
+        finalizes_at,
+        batch_id,
+        &from_currencies,
+        &to_currencies,
+        &amounts,
+        &rates,
+        &results,
+        &rates_as_of,
+        &providers,
+        &from_quote_ids as &[Option<i64>],
+        &to_quote_ids as &[Option<i64>],
+        &stale,
+        &from_minor_units,
+        &to_minor_units,
+        &quote_ids as &[Option<Uuid>],
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// A batch's conversions in request order (empty for an unknown batch).
+pub async fn find_batch(db: &PgPool, batch_id: Uuid) -> Result<Vec<ConversionRow>, sqlx::Error> {
+    sqlx::query_as!(
+        ConversionRow,
+        r#"SELECT id, partner_id, from_currency AS "from_currency: CurrencyCode",
+                  to_currency AS "to_currency: CurrencyCode", amount, from_minor_units,
+                  to_minor_units, rate, result, rate_as_of, rate_provider, from_quote_id,
+                  to_quote_id, stale_rate, status AS "status: Status", created_at, finalizes_at,
+                  finalized_at, cancelled_at, quote_id
+           FROM conversions WHERE batch_id = $1 ORDER BY batch_position"#,
+        batch_id,
+    )
+    .fetch_all(db)
+    .await
 }
 
 pub async fn find(db: &PgPool, id: Uuid) -> Result<Option<ConversionRow>, sqlx::Error> {
-    sqlx::query_as::<_, ConversionRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM conversions WHERE id = $1"
-    )))
-    .bind(id)
+    sqlx::query_as!(
+        ConversionRow,
+        r#"SELECT id, partner_id, from_currency AS "from_currency: CurrencyCode",
+                  to_currency AS "to_currency: CurrencyCode", amount, from_minor_units,
+                  to_minor_units, rate, result, rate_as_of, rate_provider, from_quote_id,
+                  to_quote_id, stale_rate, status AS "status: Status", created_at, finalizes_at,
+                  finalized_at, cancelled_at, quote_id
+           FROM conversions WHERE id = $1"#,
+        id,
+    )
     .fetch_optional(db)
     .await
 }
@@ -132,14 +268,19 @@ pub async fn cancel(
     partner: Uuid,
     now: DateTime<Utc>,
 ) -> Result<Option<ConversionRow>, sqlx::Error> {
-    sqlx::query_as::<_, ConversionRow>(sqlx::AssertSqlSafe(format!(
-        "UPDATE conversions SET status = 'cancelled', cancelled_at = $3
-         WHERE id = $1 AND partner_id = $2 AND status = 'temporary' AND finalizes_at > $3
-         RETURNING {COLUMNS}"
-    )))
-    .bind(id)
-    .bind(partner)
-    .bind(now)
+    sqlx::query_as!(
+        ConversionRow,
+        r#"UPDATE conversions SET status = 'cancelled', cancelled_at = $3
+           WHERE id = $1 AND partner_id = $2 AND status = 'temporary' AND finalizes_at > $3
+           RETURNING id, partner_id, from_currency AS "from_currency: CurrencyCode",
+                  to_currency AS "to_currency: CurrencyCode", amount, from_minor_units,
+                  to_minor_units, rate, result, rate_as_of, rate_provider, from_quote_id,
+                  to_quote_id, stale_rate, status AS "status: Status", created_at, finalizes_at,
+                  finalized_at, cancelled_at, quote_id"#,
+        id,
+        partner,
+        now,
+    )
     .fetch_optional(db)
     .await
 }
@@ -147,7 +288,7 @@ pub async fn cancel(
 /// Marks up to `batch` due temporary conversions permanent; returns how many. Rows locked by a
 /// concurrent cancel or another finalizer are skipped and picked up by the next batch.
 pub async fn finalize_due(db: &PgPool, now: DateTime<Utc>, batch: i64) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "UPDATE conversions SET status = 'permanent', finalized_at = $1
          WHERE id IN (
              SELECT id FROM conversions
@@ -156,9 +297,9 @@ pub async fn finalize_due(db: &PgPool, now: DateTime<Utc>, batch: i64) -> Result
              LIMIT $2
              FOR UPDATE SKIP LOCKED)
            AND status = 'temporary'",
+        now,
+        batch,
     )
-    .bind(now)
-    .bind(batch)
     .execute(db)
     .await?;
     Ok(done.rows_affected())
@@ -168,11 +309,19 @@ pub async fn delete_expired_idempotency_keys(
     db: &PgPool,
     now: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM conversion_idempotency_keys WHERE expires_at <= $1")
-        .bind(now)
-        .execute(db)
-        .await?;
-    Ok(done.rows_affected())
+    let single = sqlx::query!(
+        "DELETE FROM conversion_idempotency_keys WHERE expires_at <= $1",
+        now
+    )
+    .execute(db)
+    .await?;
+    let batches = sqlx::query!(
+        "DELETE FROM conversion_batch_idempotency_keys WHERE expires_at <= $1",
+        now
+    )
+    .execute(db)
+    .await?;
+    Ok(single.rows_affected() + batches.rows_affected())
 }
 
 /// Filters of the history list; `partner` is `None` only for admins listing everyone.
@@ -186,36 +335,83 @@ pub struct HistoryFilter {
 }
 
 /// One page of history, newest first, keyset-paginated (`limit + 1` rows).
+///
+/// Two static statements, one per partner and one across partners, so each keeps a plan on its
+/// index (`conversions_partner_created_idx`, `conversions_created_idx`) even when PostgreSQL
+/// switches the prepared statement to a generic plan: an `$1 IS NULL OR partner_id = $1` filter
+/// would lose the partner index there. The time bounds and the cursor default to infinities, not
+/// to NULL, for the same reason: they stay index conditions on every page.
 pub async fn list(
     db: &PgPool,
     f: &HistoryFilter,
     limit: i64,
     after: Option<Cursor>,
 ) -> Result<Vec<ConversionRow>, sqlx::Error> {
-    sqlx::query_as::<_, ConversionRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM conversions
-         WHERE ($1::uuid IS NULL OR partner_id = $1)
-           AND ($2::text IS NULL OR status = $2)
-           AND ($3::text IS NULL OR from_currency = $3 OR to_currency = $3)
-           AND ($4::timestamptz IS NULL OR created_at >= $4)
-           AND ($5::timestamptz IS NULL OR created_at < $5)
-           AND ($6::timestamptz IS NULL OR (created_at, id) < ($6, $7))
-         ORDER BY created_at DESC, id DESC
-         LIMIT $8"
-    )))
-    .bind(f.partner)
-    .bind(f.status.as_deref())
-    .bind(f.currency)
-    .bind(f.from)
-    .bind(f.to)
-    .bind(after.map(|c| c.at))
-    .bind(after.map(|c| c.id))
-    .bind(limit + 1)
-    .fetch_all(db)
-    .await
+    let currency = f.currency.as_ref().map(CurrencyCode::as_str);
+    let (after_at, after_id) = (after.map(|c| c.at), after.map(|c| c.id));
+    match f.partner {
+        Some(partner) => {
+            sqlx::query_as!(
+                ConversionRow,
+                r#"SELECT id, partner_id, from_currency AS "from_currency: CurrencyCode",
+                  to_currency AS "to_currency: CurrencyCode", amount, from_minor_units,
+                  to_minor_units, rate, result, rate_as_of, rate_provider, from_quote_id,
+                  to_quote_id, stale_rate, status AS "status: Status", created_at, finalizes_at,
+                  finalized_at, cancelled_at, quote_id
+                   FROM conversions
+                   WHERE partner_id = $1
+                     AND ($2::text IS NULL OR status = $2)
+                     AND ($3::text IS NULL OR from_currency = $3 OR to_currency = $3)
+                     AND created_at >= COALESCE($4, '-infinity'::timestamptz)
+                     AND created_at < COALESCE($5, 'infinity'::timestamptz)
+                     AND (created_at, id) < (COALESCE($6, 'infinity'::timestamptz),
+                                             COALESCE($7, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
+                   ORDER BY created_at DESC, id DESC
+                   LIMIT $8"#,
+                partner,
+                f.status.as_deref(),
+                currency,
+                f.from,
+                f.to,
+                after_at,
+                after_id,
+                limit + 1,
+            )
+            .fetch_all(db)
+            .await
+        }
+        None => {
+            sqlx::query_as!(
+                ConversionRow,
+                r#"SELECT id, partner_id, from_currency AS "from_currency: CurrencyCode",
+                  to_currency AS "to_currency: CurrencyCode", amount, from_minor_units,
+                  to_minor_units, rate, result, rate_as_of, rate_provider, from_quote_id,
+                  to_quote_id, stale_rate, status AS "status: Status", created_at, finalizes_at,
+                  finalized_at, cancelled_at, quote_id
+                   FROM conversions
+                   WHERE ($1::text IS NULL OR status = $1)
+                     AND ($2::text IS NULL OR from_currency = $2 OR to_currency = $2)
+                     AND created_at >= COALESCE($3, '-infinity'::timestamptz)
+                     AND created_at < COALESCE($4, 'infinity'::timestamptz)
+                     AND (created_at, id) < (COALESCE($5, 'infinity'::timestamptz),
+                                             COALESCE($6, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
+                   ORDER BY created_at DESC, id DESC
+                   LIMIT $7"#,
+                f.status.as_deref(),
+                currency,
+                f.from,
+                f.to,
+                after_at,
+                after_id,
+                limit + 1,
+            )
+            .fetch_all(db)
+            .await
+        }
+    }
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct SummaryRow {
     pub day: Option<chrono::NaiveDate>,
     pub from_currency: CurrencyCode,
@@ -236,31 +432,88 @@ pub async fn summary(
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
 ) -> Result<Vec<SummaryRow>, sqlx::Error> {
-    let sql = if by_pair {
-        "SELECT NULL::date AS day, from_currency, to_currency, count(*) AS count,
-                sum(amount) AS total_amount, sum(result) AS total_result,
-                max(from_minor_units) AS from_minor_units, max(to_minor_units) AS to_minor_units
-         FROM conversions
-         WHERE ($1::uuid IS NULL OR partner_id = $1) AND status <> 'cancelled'
-           AND ($2::timestamptz IS NULL OR created_at >= $2)
-           AND ($3::timestamptz IS NULL OR created_at < $3)
-         GROUP BY from_currency, to_currency
-         ORDER BY from_currency, to_currency"
-    } else {
-        "SELECT (created_at AT TIME ZONE 'UTC')::date AS day, from_currency, NULL::text AS to_currency,
-                count(*) AS count, sum(amount) AS total_amount, NULL::numeric AS total_result,
-                max(from_minor_units) AS from_minor_units, NULL::smallint AS to_minor_units
-         FROM conversions
-         WHERE ($1::uuid IS NULL OR partner_id = $1) AND status <> 'cancelled'
-           AND ($2::timestamptz IS NULL OR created_at >= $2)
-           AND ($3::timestamptz IS NULL OR created_at < $3)
-         GROUP BY 1, from_currency
-         ORDER BY 1 DESC, from_currency"
-    };
-    sqlx::query_as::<_, SummaryRow>(sql)
-        .bind(partner)
-        .bind(from)
-        .bind(to)
-        .fetch_all(db)
-        .await
+    // One static statement per grouping and per scope (one partner or all), for the same reason
+    // as `list`: each keeps its index under a generic plan.
+    match (by_pair, partner) {
+        (true, Some(partner)) => {
+            sqlx::query_as!(
+                SummaryRow,
+                r#"SELECT NULL::date AS "day?", from_currency AS "from_currency!: CurrencyCode",
+                          to_currency AS "to_currency?: CurrencyCode", count(*) AS "count!",
+                          sum(amount) AS "total_amount!", sum(result) AS "total_result?",
+                          max(from_minor_units) AS "from_minor_units!", max(to_minor_units) AS "to_minor_units?"
+                   FROM conversions
+                   WHERE partner_id = $1 AND status <> 'cancelled'
+                     AND created_at >= COALESCE($2, '-infinity'::timestamptz)
+                     AND created_at < COALESCE($3, 'infinity'::timestamptz)
+                   GROUP BY from_currency, to_currency
+                   ORDER BY from_currency, to_currency"#,
+                partner,
+                from,
+                to,
+            )
+            .fetch_all(db)
+            .await
+        }
+        (true, None) => {
+            sqlx::query_as!(
+                SummaryRow,
+                r#"SELECT NULL::date AS "day?", from_currency AS "from_currency!: CurrencyCode",
+                          to_currency AS "to_currency?: CurrencyCode", count(*) AS "count!",
+                          sum(amount) AS "total_amount!", sum(result) AS "total_result?",
+                          max(from_minor_units) AS "from_minor_units!", max(to_minor_units) AS "to_minor_units?"
+                   FROM conversions
+                   WHERE status <> 'cancelled'
+                     AND created_at >= COALESCE($1, '-infinity'::timestamptz)
+                     AND created_at < COALESCE($2, 'infinity'::timestamptz)
+                   GROUP BY from_currency, to_currency
+                   ORDER BY from_currency, to_currency"#,
+                from,
+                to,
+            )
+            .fetch_all(db)
+            .await
+        }
+        (false, Some(partner)) => {
+            sqlx::query_as!(
+                SummaryRow,
+                r#"SELECT (created_at AT TIME ZONE 'UTC')::date AS "day?",
+                          from_currency AS "from_currency!: CurrencyCode",
+                          NULL::text AS "to_currency?: CurrencyCode", count(*) AS "count!",
+                          sum(amount) AS "total_amount!", NULL::numeric AS "total_result?",
+                          max(from_minor_units) AS "from_minor_units!", NULL::smallint AS "to_minor_units?"
+                   FROM conversions
+                   WHERE partner_id = $1 AND status <> 'cancelled'
+                     AND created_at >= COALESCE($2, '-infinity'::timestamptz)
+                     AND created_at < COALESCE($3, 'infinity'::timestamptz)
+                   GROUP BY 1, from_currency
+                   ORDER BY 1 DESC, from_currency"#,
+                partner,
+                from,
+                to,
+            )
+            .fetch_all(db)
+            .await
+        }
+        (false, None) => {
+            sqlx::query_as!(
+                SummaryRow,
+                r#"SELECT (created_at AT TIME ZONE 'UTC')::date AS "day?",
+                          from_currency AS "from_currency!: CurrencyCode",
+                          NULL::text AS "to_currency?: CurrencyCode", count(*) AS "count!",
+                          sum(amount) AS "total_amount!", NULL::numeric AS "total_result?",
+                          max(from_minor_units) AS "from_minor_units!", NULL::smallint AS "to_minor_units?"
+                   FROM conversions
+                   WHERE status <> 'cancelled'
+                     AND created_at >= COALESCE($1, '-infinity'::timestamptz)
+                     AND created_at < COALESCE($2, 'infinity'::timestamptz)
+                   GROUP BY 1, from_currency
+                   ORDER BY 1 DESC, from_currency"#,
+                from,
+                to,
+            )
+            .fetch_all(db)
+            .await
+        }
+    }
 }

@@ -71,9 +71,12 @@ fn code(raw: &str) -> Result<crate::currencies::CurrencyCode, ApiError> {
 }
 
 /// Supported currencies (enabled ones; admins may include inactive ones).
-#[utoipa::path(get, path = "/api/v1/currencies", tag = "currencies", params(ListParams),
-    security(("bearer" = [])),
-    responses((status = 200, body = CurrencyList), (status = 401, body = Problem), (status = 403, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/currencies", tag = "currencies", operation_id = "listCurrencies",
+    params(ListParams), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The supported currencies", body = CurrencyList),
+        (status = 403, description = "`include_inactive` is for admins only", body = Problem),
+    ))]
 pub async fn list(
     state: web::Data<AppState>,
     user: AuthenticatedUser,
@@ -92,10 +95,13 @@ pub async fn list(
 }
 
 /// One currency. Partners see only supported ones; admins see any.
-#[utoipa::path(get, path = "/api/v1/currencies/{code}", tag = "currencies",
-    params(("code" = String, Path, description = "Three letters, case-insensitive")),
-    security(("bearer" = [])),
-    responses((status = 200, body = Currency), (status = 404, body = Problem), (status = 422, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/currencies/{code}", tag = "currencies", operation_id = "getCurrency",
+    params(("code" = crate::currencies::CurrencyCode, Path, description = "Currency code, case-insensitive")), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The currency", body = Currency),
+        (status = 404, description = "The currency is not supported", body = Problem),
+        (status = 422, description = "The code is not three letters", body = Problem),
+    ))]
 pub async fn get(
     state: web::Data<AppState>,
     user: AuthenticatedUser,
@@ -106,9 +112,12 @@ pub async fn get(
 }
 
 /// Add a currency (admin). ISO 4217 codes get their name and minor units from the catalogue.
-#[utoipa::path(post, path = "/api/v1/currencies", tag = "currencies", request_body = CreateCurrency,
-    security(("bearer" = [])),
-    responses((status = 201, body = Currency), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+#[utoipa::path(post, path = "/api/v1/currencies", tag = "currencies", operation_id = "createCurrency",
+    request_body = CreateCurrency, security(("bearer" = ["admin"])),
+    responses(
+        (status = 201, description = "The new currency", body = Currency),
+        (status = 409, description = "The currency exists already (or is retired: enable it instead)", body = Problem),
+    ))]
 pub async fn create(
     state: web::Data<AppState>,
     events: web::Data<CurrencyEvents>,
@@ -135,9 +144,12 @@ pub async fn create(
 }
 
 /// Rename, disable or enable a currency (admin).
-#[utoipa::path(patch, path = "/api/v1/currencies/{code}", tag = "currencies", request_body = UpdateCurrency,
-    params(("code" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = Currency), (status = 404, body = Problem), (status = 422, body = Problem)))]
+#[utoipa::path(patch, path = "/api/v1/currencies/{code}", tag = "currencies", operation_id = "updateCurrency",
+    request_body = UpdateCurrency, params(("code" = crate::currencies::CurrencyCode, Path, description = "Currency code, case-insensitive")), security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "The currency as updated", body = Currency),
+        (status = 404, description = "No such currency", body = Problem),
+    ))]
 pub async fn update(
     state: web::Data<AppState>,
     events: web::Data<CurrencyEvents>,
@@ -167,9 +179,13 @@ pub async fn update(
 /// Delete a currency (admin). If stored rates or conversions reference it, it is **retired**
 /// instead: kept, hidden from the supported list and refused for new conversions, while the
 /// history that mentions it stays readable. The response says which happened.
-#[utoipa::path(delete, path = "/api/v1/currencies/{code}", tag = "currencies",
-    params(("code" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = DeleteResult), (status = 404, body = Problem)))]
+#[utoipa::path(delete, path = "/api/v1/currencies/{code}", tag = "currencies", operation_id = "deleteCurrency",
+    params(("code" = crate::currencies::CurrencyCode, Path, description = "Currency code, case-insensitive")), security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "Deleted, or retired when history references it", body = DeleteResult),
+        (status = 404, description = "No such currency", body = Problem),
+        (status = 422, description = "The code is not three letters", body = Problem),
+    ))]
 pub async fn delete(
     state: web::Data<AppState>,
     events: web::Data<CurrencyEvents>,

@@ -103,12 +103,16 @@ fn wants_csv(req: &HttpRequest, p: &HistoryParams) -> Result<bool, ApiError> {
 
 /// A partner's conversions (admins: everyone's), newest first, filtered and paginated; or a
 /// CSV export of every matching conversion with `Accept: text/csv` or `format=csv`.
-#[utoipa::path(get, path = "/api/v1/conversions", tag = "history", params(HistoryParams),
-    security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/conversions", tag = "history", operation_id = "listConversions",
+    params(HistoryParams), security(("bearer" = [])),
     responses(
-        (status = 200, body = Page<ConversionView>),
-        (status = 200, description = "CSV export", content_type = "text/csv"),
-        (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem),
+        (status = 200, description = "One page of conversions as JSON; with `format=csv` or `Accept: text/csv`, every matching conversion as CSV",
+            content(
+                (Page<ConversionView> = "application/json"),
+                (String = "text/csv"),
+            ),
+            headers(("Content-Disposition" = String, description = "CSV only: `attachment; filename=\"conversions.csv\"`"))),
+        (status = 403, description = "`partner_id` naming another partner (admins only)", body = Problem),
     ))]
 pub async fn list(
     state: web::Data<AppState>,
@@ -298,9 +302,12 @@ pub struct Summary {
 
 /// Counts and totals per source currency, by day or by currency pair (cancelled conversions are
 /// not counted).
-#[utoipa::path(get, path = "/api/v1/conversions/summary", tag = "history", params(SummaryParams),
-    security(("bearer" = [])),
-    responses((status = 200, body = Summary), (status = 422, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/conversions/summary", tag = "history", operation_id = "getConversionSummary",
+    params(SummaryParams), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Counts and totals per group", body = Summary),
+        (status = 403, description = "`partner_id` naming another partner (admins only)", body = Problem),
+    ))]
 pub async fn summary(
     state: web::Data<AppState>,
     user: AuthenticatedUser,

@@ -9,6 +9,7 @@
 //! to the login page.
 
 pub mod chart;
+pub mod cron_words;
 pub mod data;
 pub mod routes;
 pub mod session;

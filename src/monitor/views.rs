@@ -246,6 +246,10 @@ fn fetched_cell(now: DateTime<Utc>, provider: &str, last_seen_at: DateTime<Utc>)
     }
 }
 
+const QUEUE_DEPTH_HELP: &str = "Messages in the Redis stream: runs waiting for a worker plus runs a worker has taken and not yet finished.";
+const PENDING_HELP: &str = "Of those, runs delivered to a worker and not yet acknowledged (running, or left by a worker that died: redelivered after tasks.visibility_timeout_secs).";
+const QUEUED_HELP: &str = "Runs recorded in PostgreSQL as queued: due or waiting for their time, not yet started. PostgreSQL is the record; a queued run Redis lost is re-enqueued.";
+
 /// `/monitor`: is the service healthy, at a glance.
 pub fn overview_page(session: &MonitorSession, o: &Overview) -> Markup {
     let s = &o.stats;
@@ -266,9 +270,9 @@ pub fn overview_page(session: &MonitorSession, o: &Overview) -> Markup {
                 }
             }
             section.tiles {
-                div.tile { span.label { "Queue depth" } span.value { (count(s.queue_depth)) } }
-                div.tile { span.label { "Pending" } span.value { (count(s.pending)) } }
-                div.tile { span.label { "Queued" } span.value { (s.queued) } }
+                div.tile title=(QUEUE_DEPTH_HELP) { span.label { "Queue depth" } span.value { (count(s.queue_depth)) } }
+                div.tile title=(PENDING_HELP) { span.label { "Pending" } span.value { (count(s.pending)) } }
+                div.tile title=(QUEUED_HELP) { span.label { "Queued" } span.value { (s.queued) } }
                 div.tile { span.label { "Running" } span.value { (s.running) } }
                 div.tile.warn[s.retrying > 0] { span.label { "Retrying" } span.value { (s.retrying) } }
                 div.tile.bad[s.dead > 0] { span.label { "Dead" } span.value { (s.dead) } }
@@ -276,17 +280,34 @@ pub fn overview_page(session: &MonitorSession, o: &Overview) -> Markup {
                 div.tile { span.label { "Succeeded" } span.value { (s.succeeded) } }
                 div.tile data-tile="quotes-locked" { span.label { "Quotes locked" } span.value { (o.quotes_locked) } }
             }
+            details.help {
+                summary { "What do these numbers mean?" }
+                dl.details {
+                    dt { "Queue depth" } dd { (QUEUE_DEPTH_HELP) }
+                    dt { "Pending" } dd { (PENDING_HELP) }
+                    dt { "Queued" } dd { (QUEUED_HELP) }
+                    dt { "Retrying, Dead, Failed" } dd { "Runs that failed and wait for another attempt; that used up every attempt; that panicked. Their errors are under Recent failures." }
+                }
+            }
             section.card {
                 h2 { "Jobs" }
                 div.scroll {
-                    table {
+                    table.stack {
                         thead { tr { th { "Task" } th { "Schedule" } th { "Last run" } th { "Duration" } th { "Next run" } th {} } }
                         tbody {
                             @for job in &o.jobs {
                                 tr data-task=(job.name) {
-                                    td { a href=(runs_url(Some(&job.name), None, None)) { (job.name) } }
-                                    td { @match &job.cron { Some(c) => code { (c) }, None => span.muted { "on demand" } } }
-                                    td {
+                                    td data-label="Task" { a href=(runs_url(Some(&job.name), None, None)) { (job.name) } }
+                                    td data-label="Schedule" {
+                                        @match &job.cron {
+                                            Some(c) => {
+                                                code { (c) }
+                                                @if let Some(words) = super::cron_words::describe(c) { br; span.muted.small { (words) } }
+                                            },
+                                            None => span.muted { "on demand" },
+                                        }
+                                    }
+                                    td data-label="Last run" {
                                         @match &job.last_run {
                                             Some(run) => {
                                                 a href=(format!("/monitor/runs/{}", run.id)) { (badge(run.state)) }
@@ -295,8 +316,8 @@ pub fn overview_page(session: &MonitorSession, o: &Overview) -> Markup {
                                             None => span.muted { "never" },
                                         }
                                     }
-                                    td { @if let Some(ms) = job.last_run.as_ref().and_then(|r| r.duration_ms) { (format_ms(ms)) } }
-                                    td { (when(o.now, job.next_fire_at)) }
+                                    td data-label="Duration" { @if let Some(ms) = job.last_run.as_ref().and_then(|r| r.duration_ms) { (format_ms(ms)) } }
+                                    td data-label="Next run" { (when(o.now, job.next_fire_at)) }
                                     td { (run_now_form(session, &job.name)) }
                                 }
                             }
@@ -494,11 +515,15 @@ pub fn rates_page(session: &MonitorSession, page: &RatesPage) -> Markup {
         .iter()
         .map(|r| Bar {
             label: format!(
-                "{} {} {}",
+                "{} {} at {}, took {}",
                 r.task_name,
                 r.state.as_str(),
+                r.finished_at
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                    .unwrap_or_else(|| "?".into()),
                 format_ms(r.duration_ms.unwrap_or(0))
             ),
+            at: r.finished_at,
             value_ms: r.duration_ms.unwrap_or(0),
             ok: r.state == TaskState::Succeeded,
         })
@@ -542,6 +567,7 @@ pub fn rates_page(session: &MonitorSession, page: &RatesPage) -> Markup {
             }
             section.card {
                 h2 { "Run durations" }
+                p.muted.small { "Recent finished runs, oldest on the left; green succeeded, red failed. Hover a bar for its task, time and duration." }
                 (chart::duration_chart("Duration of recent finished runs, oldest first", &bars))
             }
             section.card {

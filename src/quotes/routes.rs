@@ -35,9 +35,9 @@ pub struct CreateQuote {
 /// (`quotes.spread_bps.<lock>`), both shown. Convert on it with `quote_id` in
 /// `POST /conversions` before `expires_at`.
 #[utoipa::path(post, path = "/api/v1/quotes", tag = "quotes", operation_id = "createQuote",
-    request_body = CreateQuote, security(("bearer" = [])),
+    request_body = CreateQuote, security(("bearer" = ["partner"])),
     responses(
-        (status = 201, description = "Created", body = QuoteView),
+        (status = 201, description = "The quote: its locked rate, spread and expiry", body = QuoteView),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No rates for this pair", body = Problem, content_type = "application/problem+json"),
@@ -68,9 +68,9 @@ pub async fn create(
 
 /// One of the partner's own quotes, with its status now; another partner's is 404.
 #[utoipa::path(get, path = "/api/v1/quotes/{id}", tag = "quotes", operation_id = "getQuote",
-    params(("id" = uuid::Uuid, Path)), security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Quote id")), security(("bearer" = ["partner"])),
     responses(
-        (status = 200, body = QuoteView),
+        (status = 200, description = "The quote and its status now", body = QuoteView),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),

@@ -252,7 +252,11 @@ pub async fn claim(
     let mut unique: Vec<Uuid> = ids.to_vec();
     unique.sort_unstable();
     unique.dedup();
-    let rows = store::lock_for_use(conn, &unique, partner).await?;
+    let rows = if unique.is_empty() {
+        Vec::new()
+    } else {
+        store::lock_for_use(conn, &unique, partner).await?
+    };
     Ok(ClaimedQuotes {
         rows: rows.into_iter().map(|r| (r.id, r)).collect(),
         taken: HashSet::new(),

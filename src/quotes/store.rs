@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::domain::Lock;
 use crate::currencies::CurrencyCode;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct QuoteRow {
     pub id: Uuid,
     pub partner_id: Uuid,
@@ -33,47 +33,49 @@ pub struct QuoteRow {
 }
 
 pub async fn insert(db: &PgPool, q: &QuoteRow) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO quotes (id, partner_id, from_currency, to_currency, amount, result,
              from_minor_units, to_minor_units, reference_rate, spread_bps, rate, rate_provider,
              reference_as_of, from_quote_id, to_quote_id, stale_rate, lock, created_at, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+        q.id,
+        q.partner_id,
+        q.from_currency.as_str(),
+        q.to_currency.as_str(),
+        q.amount.as_ref(),
+        q.result.as_ref(),
+        q.from_minor_units,
+        q.to_minor_units,
+        &q.reference_rate,
+        q.spread_bps,
+        &q.rate,
+        &q.rate_provider,
+        q.reference_as_of,
+        q.from_quote_id,
+        q.to_quote_id,
+        q.stale_rate,
+        q.lock.as_str(),
+        q.created_at,
+        q.expires_at,
     )
-    .bind(q.id)
-    .bind(q.partner_id)
-    .bind(q.from_currency)
-    .bind(q.to_currency)
-    .bind(&q.amount)
-    .bind(&q.result)
-    .bind(q.from_minor_units)
-    .bind(q.to_minor_units)
-    .bind(&q.reference_rate)
-    .bind(q.spread_bps)
-    .bind(&q.rate)
-    .bind(&q.rate_provider)
-    .bind(q.reference_as_of)
-    .bind(q.from_quote_id)
-    .bind(q.to_quote_id)
-    .bind(q.stale_rate)
-    .bind(q.lock)
-    .bind(q.created_at)
-    .bind(q.expires_at)
     .execute(db)
     .await?;
     Ok(())
 }
 
-const COLUMNS: &str = "id, partner_id, from_currency, to_currency, amount, result, from_minor_units, \
-     to_minor_units, reference_rate, spread_bps, rate, rate_provider, reference_as_of, from_quote_id, \
-     to_quote_id, stale_rate, lock, created_at, expires_at, used_at";
-
 /// A partner's quote; another partner's is as absent as a missing one.
 pub async fn find(db: &PgPool, id: Uuid, partner: Uuid) -> Result<Option<QuoteRow>, sqlx::Error> {
-    sqlx::query_as::<_, QuoteRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM quotes WHERE id = $1 AND partner_id = $2"
-    )))
-    .bind(id)
-    .bind(partner)
+    sqlx::query_as!(
+        QuoteRow,
+        r#"SELECT id, partner_id, from_currency AS "from_currency: CurrencyCode",
+                  to_currency AS "to_currency: CurrencyCode", amount, result, from_minor_units,
+                  to_minor_units, reference_rate, spread_bps, rate, rate_provider, reference_as_of,
+                  from_quote_id, to_quote_id, stale_rate, lock AS "lock: Lock", created_at,
+                  expires_at, used_at
+           FROM quotes WHERE id = $1 AND partner_id = $2"#,
+        id,
+        partner,
+    )
     .fetch_optional(db)
     .await
 }
@@ -85,11 +87,17 @@ pub async fn lock_for_use(
     ids: &[Uuid],
     partner: Uuid,
 ) -> Result<Vec<QuoteRow>, sqlx::Error> {
-    sqlx::query_as::<_, QuoteRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM quotes WHERE id = ANY($1) AND partner_id = $2 ORDER BY id FOR UPDATE"
-    )))
-    .bind(ids)
-    .bind(partner)
+    sqlx::query_as!(
+        QuoteRow,
+        r#"SELECT id, partner_id, from_currency AS "from_currency: CurrencyCode",
+                  to_currency AS "to_currency: CurrencyCode", amount, result, from_minor_units,
+                  to_minor_units, reference_rate, spread_bps, rate, rate_provider, reference_as_of,
+                  from_quote_id, to_quote_id, stale_rate, lock AS "lock: Lock", created_at,
+                  expires_at, used_at
+           FROM quotes WHERE id = ANY($1) AND partner_id = $2 ORDER BY id FOR UPDATE"#,
+        ids,
+        partner,
+    )
     .fetch_all(conn)
     .await
 }
@@ -100,11 +108,11 @@ pub async fn mark_used(
     ids: &[Uuid],
     now: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "UPDATE quotes SET used_at = $2 WHERE id = ANY($1) AND amount IS NOT NULL AND used_at IS NULL",
+        ids,
+        now,
     )
-    .bind(ids)
-    .bind(now)
     .execute(conn)
     .await?;
     Ok(done.rows_affected())
@@ -112,10 +120,11 @@ pub async fn mark_used(
 
 /// Quotes holding a rate right now: locked, unexpired, not used up.
 pub async fn count_active(db: &PgPool, now: DateTime<Utc>) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM quotes WHERE lock <> 'none' AND expires_at > $1 AND used_at IS NULL",
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM quotes
+           WHERE lock <> 'none' AND expires_at > $1 AND used_at IS NULL"#,
+        now,
     )
-    .bind(now)
     .fetch_one(db)
     .await
 }

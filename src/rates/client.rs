@@ -264,12 +264,19 @@ impl Breaker {
 struct Link {
     endpoint: Endpoint,
     breaker: Mutex<Breaker>,
+    /// The error of the last failed call, so that a fetch refused by an open breaker can say
+    /// why the breaker opened (DNS, connection refused…) instead of only "breaker open".
+    last_failure: Mutex<Option<String>>,
 }
 
 impl Link {
     fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
         // A panic while holding this lock cannot leave the state half-written (plain copies).
         self.breaker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn last_failure(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.last_failure.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -293,9 +300,50 @@ pub struct FetchFailure {
 }
 
 fn describe(failures: &[(ProviderKind, String)]) -> String {
-    failures
+    /// Consecutive attempts at one provider that failed the same way.
+    struct Entry<'a> {
+        kind: ProviderKind,
+        attempts: Option<(&'a str, &'a str, &'a str)>,
+        text: &'a str,
+    }
+    // "attempt 2/3: text" -> ("2", "3", "text").
+    let mut entries: Vec<Entry<'_>> = Vec::new();
+    for (kind, message) in failures {
+        let parsed = message
+            .strip_prefix("attempt ")
+            .and_then(|rest| rest.split_once(": "))
+            .and_then(|(n, text)| n.split_once('/').map(|(i, of)| (i, of, text)));
+        if let (Some((i, of, text)), Some(prev)) = (parsed, entries.last_mut())
+            && let Some((_, last, prev_of)) = prev.attempts.as_mut()
+            && prev.kind == *kind
+            && prev.text == text
+            && *prev_of == of
+        {
+            *last = i;
+            continue;
+        }
+        entries.push(match parsed {
+            Some((i, of, text)) => Entry {
+                kind: *kind,
+                attempts: Some((i, i, of)),
+                text,
+            },
+            None => Entry {
+                kind: *kind,
+                attempts: None,
+                text: message,
+            },
+        });
+    }
+    entries
         .iter()
-        .map(|(k, m)| format!("{k}: {m}"))
+        .map(|e| match e.attempts {
+            Some((first, last, of)) if first != last => {
+                format!("{}: attempts {first}-{last}/{of}: {}", e.kind, e.text)
+            }
+            Some((first, _, of)) => format!("{}: attempt {first}/{of}: {}", e.kind, e.text),
+            None => format!("{}: {}", e.kind, e.text),
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -397,6 +445,7 @@ impl RatesClient {
                     config.breaker_threshold,
                     config.breaker_cooldown,
                 )),
+                last_failure: Mutex::new(None),
             })
             .collect();
         Ok(RatesClient {
@@ -462,7 +511,8 @@ impl RatesClient {
                 None => continue,
             }
         }
-        tracing::error!("all rates providers failed: {}", describe(&failures));
+        // The caller (the fetch job) reports the failure with this text; one line is enough.
+        tracing::debug!("all rates providers failed: {}", describe(&failures));
         Err(FetchFailure { failures })
     }
 
@@ -494,20 +544,28 @@ impl RatesClient {
         for attempt in 1..=max_attempts {
             let acquired = link.breaker().try_acquire(at());
             if let Err(wait) = acquired {
-                failures.push((kind, ProviderError::CircuitOpen(wait).to_string()));
+                let open = ProviderError::CircuitOpen(wait).to_string();
+                let message = match link.last_failure().as_deref() {
+                    Some(cause) => format!("{open}; it opened after: {cause}"),
+                    None => open,
+                };
+                failures.push((kind, message));
                 return None;
             }
             let result = self.attempt(link, provider_base, &wanted, now).await;
             let error = match result {
                 Ok(snapshot) => {
                     link.breaker().record_success();
+                    *link.last_failure() = None;
                     return Some(snapshot);
                 }
                 Err(error) => error,
             };
             link.breaker().record_failure(at());
+            *link.last_failure() = Some(error.to_string());
             let message = format!("attempt {attempt}/{max_attempts}: {error}");
-            tracing::warn!(provider = %kind, "rates fetch failed, {message}");
+            // One warning per fetch (below) says what failed; each attempt is detail.
+            tracing::debug!(provider = %kind, "rates fetch failed, {message}");
             failures.push((kind, message));
             if !error.is_retryable() || attempt == max_attempts {
                 return None;
@@ -599,7 +657,9 @@ fn transport_error(error: reqwest::Error, shown_url: &str, endpoint: &Endpoint) 
         message.push_str(&cause.to_string());
         source = cause.source();
     }
-    let message = endpoint.redact(&format!("GET {shown_url}: {message}"));
+    // The path names the endpoint; the query (every symbol asked for) only makes the line long.
+    let path = shown_url.split('?').next().unwrap_or(shown_url);
+    let message = endpoint.redact(&format!("GET {path}: {message}"));
     if timeout {
         ProviderError::Timeout(message)
     } else {

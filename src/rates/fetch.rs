@@ -112,7 +112,7 @@ impl fmt::Display for FetchReport {
 /// Whether any rate has been stored yet (by a fetch, an import or the seed).
 pub async fn any_rates_stored(state: &Rates) -> anyhow::Result<bool> {
     Ok(
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM rate_snapshots)")
+        sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM rate_snapshots) AS "exists!""#)
             .fetch_one(&state.db)
             .await?,
     )

@@ -75,19 +75,19 @@ impl Writer {
         }
         if force || self.snapshot_as_of.len() >= BATCH_ROWS {
             if !self.snapshot_as_of.is_empty() {
-                let done = sqlx::query(
+                let done = sqlx::query!(
                     "INSERT INTO rate_snapshots
                          (provider, base, as_of, fetched_at, last_seen_at, currencies, quote_count, changed_count)
                      SELECT $1, $2, t, $5, $5, c, cardinality(c), 0
                      FROM unnest($3::timestamptz[], $4::text[]) AS u(t, codes),
                           LATERAL (SELECT string_to_array(codes, ',') AS c) a
                      ON CONFLICT (provider, base, as_of) DO NOTHING",
+                    self.provider,
+                    self.base.as_str(),
+                    &self.snapshot_as_of,
+                    &self.snapshot_codes,
+                    self.fetched_at,
                 )
-                .bind(self.provider)
-                .bind(self.base)
-                .bind(&self.snapshot_as_of)
-                .bind(&self.snapshot_codes)
-                .bind(self.fetched_at)
                 .execute(&mut *conn)
                 .await
                 .context("storing day snapshots")?;
@@ -190,15 +190,15 @@ pub async fn import_ecb_as<R: BufRead>(
         }
     }
     writer.flush(&mut tx, true).await?;
-    sqlx::query(
+    sqlx::query!(
         "UPDATE rate_snapshots s SET changed_count = c.n
          FROM (SELECT as_of, count(*)::int AS n FROM rate_quotes
                WHERE provider = $1 AND base = $2 GROUP BY as_of) c
          WHERE s.provider = $1 AND s.base = $2 AND s.as_of = c.as_of
            AND s.changed_count IS DISTINCT FROM c.n",
+        provider,
+        base.as_str(),
     )
-    .bind(provider)
-    .bind(base)
     .execute(&mut *tx)
     .await
     .context("counting changes per day")?;

@@ -73,6 +73,8 @@ pub struct RatesRuntime {
     /// The in-memory latest rates.
     pub cache: cache::LatestRatesCache,
     client: tokio::sync::OnceCell<Arc<client::RatesClient>>,
+    /// Set once this process has said whether the provider answered its first fetch.
+    first_fetch_reported: std::sync::atomic::AtomicBool,
 }
 
 impl RatesRuntime {
@@ -90,6 +92,14 @@ impl RatesRuntime {
             })
             .await
             .cloned()
+    }
+
+    /// True the first time it is called in this process: the first fetch's outcome is worth a
+    /// start-up summary line, later ones are routine.
+    pub fn first_fetch(&self) -> bool {
+        !self
+            .first_fetch_reported
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
     }
 }
 

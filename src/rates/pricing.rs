@@ -171,9 +171,11 @@ pub struct ConversionQuote {
     /// Provider timestamp of the rate.
     pub rate_as_of: DateTime<Utc>,
     /// Provider name.
-    pub provider: String,
+    /// The same field names as a conversion's (`rate_*`): a quote is a conversion not yet
+    /// recorded.
+    pub rate_provider: String,
     /// Whether the rate is older than `rates.max_age_secs`.
-    pub stale: bool,
+    pub stale_rate: bool,
 }
 
 impl From<Priced> for ConversionQuote {
@@ -185,8 +187,8 @@ impl From<Priced> for ConversionQuote {
             rate: p.quote.rate,
             result: p.result,
             rate_as_of: p.quote.as_of,
-            provider: p.quote.provider,
-            stale: p.quote.stale,
+            rate_provider: p.quote.provider,
+            stale_rate: p.quote.stale,
         }
     }
 }

@@ -18,10 +18,12 @@ use crate::error::{ApiError, Problem};
 
 /// Registers the rates routes (inside `/api/v1`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/rates/latest", web::get().to(latest))
-        .route("/rates/at", web::get().to(at))
-        .route("/rates/series", web::get().to(series_handler))
-        .route("/convert", web::get().to(convert));
+    // Resources rather than `cfg.route`: a route carries a method guard, so another method
+    // would fall through to the 404 of the default service instead of a 405 with `Allow`.
+    cfg.service(web::resource("/rates/latest").route(web::get().to(latest)))
+        .service(web::resource("/rates/at").route(web::get().to(at)))
+        .service(web::resource("/rates/series").route(web::get().to(series_handler)))
+        .service(web::resource("/convert").route(web::get().to(convert)));
 }
 
 /// Query of `GET /rates/latest`.
@@ -151,10 +153,20 @@ fn cached_json<T: Serialize>(
 }
 
 /// The latest rates against any supported base; served from memory.
-#[utoipa::path(get, path = "/api/v1/rates/latest", tag = "rates", params(LatestParams),
-    security(("bearer" = [])),
-    responses((status = 200, body = RatesTable), (status = 304, description = "Not modified (If-None-Match)"),
-        (status = 404, body = Problem), (status = 422, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/rates/latest", tag = "rates", operation_id = "getLatestRates",
+    params(LatestParams, ("If-None-Match" = Option<String>, Header, description = "An `ETag` from an earlier answer: 304 when the rates have not changed")), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The latest rates against `base`", body = RatesTable, headers(
+            ("ETag" = String, description = "Strong validator of the body, for `If-None-Match`"),
+            ("Cache-Control" = String, description = "`private, max-age=N`: how long the answer may be reused"),
+        )),
+        (status = 304, description = "Not modified: the `If-None-Match` tag is current", headers(
+            ("ETag" = String, description = "Strong validator of the body, for `If-None-Match`"),
+            ("Cache-Control" = String, description = "`private, max-age=N`: how long the answer may be reused"),
+        )),
+        (status = 404, description = "No rates are stored for a requested currency", body = Problem),
+        (status = 422, description = "A currency is invalid, unsupported, disabled or retired", body = Problem),
+    ))]
 #[tracing::instrument(name = "rates.latest", skip_all, fields(base = ?params.base))]
 pub async fn latest(
     req: HttpRequest,
@@ -169,9 +181,20 @@ pub async fn latest(
 }
 
 /// The rates in force at an instant (last observation at or before it).
-#[utoipa::path(get, path = "/api/v1/rates/at", tag = "rates", params(AtParams),
-    security(("bearer" = [])),
-    responses((status = 200, body = RatesTable), (status = 404, body = Problem), (status = 422, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/rates/at", tag = "rates", operation_id = "getRatesAt",
+    params(AtParams, ("If-None-Match" = Option<String>, Header, description = "An `ETag` from an earlier answer: 304 when the rates have not changed")), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The rates in force at that instant", body = RatesTable, headers(
+            ("ETag" = String, description = "Strong validator of the body, for `If-None-Match`"),
+            ("Cache-Control" = String, description = "`private, max-age=N`: how long the answer may be reused"),
+        )),
+        (status = 304, description = "Not modified: the `If-None-Match` tag is current", headers(
+            ("ETag" = String, description = "Strong validator of the body, for `If-None-Match`"),
+            ("Cache-Control" = String, description = "`private, max-age=N`: how long the answer may be reused"),
+        )),
+        (status = 404, description = "No rates are stored at or before that instant", body = Problem),
+        (status = 422, description = "A parameter is invalid (exactly one of `timestamp` and `date`)", body = Problem),
+    ))]
 #[tracing::instrument(name = "rates.at", skip_all, fields(base = ?params.base))]
 pub async fn at(
     req: HttpRequest,
@@ -197,9 +220,13 @@ pub async fn at(
 }
 
 /// Open/high/low/close of each currency against `base` per interval.
-#[utoipa::path(get, path = "/api/v1/rates/series", tag = "rates", params(SeriesParams),
-    security(("bearer" = [])),
-    responses((status = 200, body = Series), (status = 404, body = Problem), (status = 422, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/rates/series", tag = "rates", operation_id = "getRateSeries",
+    params(SeriesParams), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Open/high/low/close per interval and currency", body = Series),
+        (status = 404, description = "No rates are stored for a requested currency", body = Problem),
+        (status = 422, description = "A parameter is invalid", body = Problem),
+    ))]
 #[tracing::instrument(name = "rates.series", skip_all, fields(base = ?params.base))]
 pub async fn series_handler(
     state: web::Data<Rates>,
@@ -217,9 +244,14 @@ pub async fn series_handler(
 }
 
 /// Prices an amount without recording anything.
-#[utoipa::path(get, path = "/api/v1/convert", tag = "rates", params(ConvertParams),
-    security(("bearer" = [])),
-    responses((status = 200, body = ConversionQuote), (status = 404, body = Problem), (status = 422, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/convert", tag = "rates", operation_id = "quoteConversion",
+    params(ConvertParams), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The price of the amount; nothing is recorded", body = ConversionQuote,
+            headers(("Cache-Control" = String, description = "`no-store`: a quote is for now only"))),
+        (status = 404, description = "No rate is stored for the pair", body = Problem),
+        (status = 422, description = "A parameter is invalid, or a currency is unsupported, disabled or retired", body = Problem),
+    ))]
 #[tracing::instrument(name = "rates.convert", skip_all, fields(from = %params.from, to = %params.to))]
 pub async fn convert(
     state: web::Data<Rates>,

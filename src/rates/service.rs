@@ -328,6 +328,51 @@ pub async fn latest_per_provider(state: &Rates) -> Result<Vec<ProviderFetch>, Ra
         .collect())
 }
 
+/// One sentence about the rates the service serves right now: which provider published the
+/// newest ones, when, and whether they are stale (`seed` rates were never fetched). Used in the
+/// start-up summary and after the first fetch of a process.
+pub async fn describe_served_rates(state: &Rates) -> anyhow::Result<String> {
+    let newest = latest_per_provider(state)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .into_iter()
+        .max_by_key(|p| (p.as_of, p.last_seen_at));
+    Ok(match newest {
+        None => "no rates stored yet (run `currency-conversion seed` for a year of embedded \
+                 ECB rates)"
+            .to_owned(),
+        Some(p) => {
+            let source = if p.provider == super::import::SEED_PROVIDER {
+                "seed rates (embedded ECB history, never fetched)".to_owned()
+            } else {
+                format!("{} rates", p.provider)
+            };
+            let freshness = if p.stale {
+                format!(
+                    "stale: older than rates.max_age_secs = {}s",
+                    state.settings.rates.max_age_secs
+                )
+            } else {
+                "fresh".to_owned()
+            };
+            format!(
+                "serving {source} published {} ({freshness})",
+                p.as_of.format("%Y-%m-%d %H:%M UTC")
+            )
+        }
+    })
+}
+
+/// The configured provider chain in words: `frankfurter (https://…), then ecb`.
+pub fn describe_providers(settings: &crate::settings::RatesSettings) -> String {
+    let mut text = format!("{} ({})", settings.provider, settings.provider_url);
+    for fallback in &settings.fallbacks {
+        text.push_str(", then ");
+        text.push_str(fallback);
+    }
+    text
+}
+
 impl From<RatesError> for ApiError {
     fn from(e: RatesError) -> Self {
         use RatesError as R;

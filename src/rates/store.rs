@@ -8,7 +8,7 @@ use std::str::FromStr;
 use anyhow::Context;
 use bigdecimal::BigDecimal;
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool};
 
 use crate::currencies::CurrencyCode;
 use crate::money::Rate;
@@ -43,23 +43,34 @@ pub struct StoredQuote {
     pub as_of: DateTime<Utc>,
 }
 
-fn snapshot_from_row(row: &sqlx::postgres::PgRow) -> anyhow::Result<SnapshotRow> {
-    let currencies: Vec<String> = row.try_get("currencies")?;
-    Ok(SnapshotRow {
-        id: row.try_get("id")?,
-        provider: row.try_get("provider")?,
-        base: row.try_get("base")?,
-        as_of: row.try_get("as_of")?,
-        fetched_at: row.try_get("fetched_at")?,
-        last_seen_at: row.try_get("last_seen_at")?,
-        currencies: currencies
-            .iter()
-            .filter_map(|c| CurrencyCode::parse(c).ok())
-            .collect(),
-    })
+/// `rate_snapshots` as read; `currencies` is a text array, checked code by code.
+struct SnapshotRecord {
+    id: i64,
+    provider: String,
+    base: CurrencyCode,
+    as_of: DateTime<Utc>,
+    fetched_at: DateTime<Utc>,
+    last_seen_at: DateTime<Utc>,
+    currencies: Vec<String>,
 }
 
-const SNAPSHOT_COLUMNS: &str = "id, provider, base, as_of, fetched_at, last_seen_at, currencies";
+impl From<SnapshotRecord> for SnapshotRow {
+    fn from(r: SnapshotRecord) -> Self {
+        SnapshotRow {
+            id: r.id,
+            provider: r.provider,
+            base: r.base,
+            as_of: r.as_of,
+            fetched_at: r.fetched_at,
+            last_seen_at: r.last_seen_at,
+            currencies: r
+                .currencies
+                .iter()
+                .filter_map(|c| CurrencyCode::parse(c).ok())
+                .collect(),
+        }
+    }
+}
 
 /// The newest snapshot at or before `at` (any provider), or the newest of all when `at` is
 /// `None`. Ties on `as_of` go to the most recently confirmed one.
@@ -67,30 +78,36 @@ pub async fn snapshot_at(
     db: &PgPool,
     at: Option<DateTime<Utc>>,
 ) -> anyhow::Result<Option<SnapshotRow>> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {SNAPSHOT_COLUMNS} FROM rate_snapshots
-         -- Not `$1 IS NULL OR as_of <= $1`: after five executions PostgreSQL may pick a generic
-         -- plan for that which scans the whole index (35 ms instead of 0.1 ms on 10M quotes).
-         WHERE as_of <= COALESCE($1::timestamptz, 'infinity')
-         ORDER BY as_of DESC, last_seen_at DESC LIMIT 1"
-    )))
-    .bind(at)
+    let row = sqlx::query_as!(
+        SnapshotRecord,
+        r#"SELECT id, provider, base AS "base: CurrencyCode", as_of, fetched_at, last_seen_at,
+                  currencies
+           FROM rate_snapshots
+           -- Not `$1 IS NULL OR as_of <= $1`: after five executions PostgreSQL may pick a generic
+           -- plan for that which scans the whole index (35 ms instead of 0.1 ms on 10M quotes).
+           WHERE as_of <= COALESCE($1::timestamptz, 'infinity')
+           ORDER BY as_of DESC, last_seen_at DESC LIMIT 1"#,
+        at,
+    )
     .fetch_optional(db)
     .await
     .context("reading the rate snapshot")?;
-    row.as_ref().map(snapshot_from_row).transpose()
+    Ok(row.map(Into::into))
 }
 
 /// The newest snapshot of each provider (by publication time, then last confirmation).
 pub async fn newest_per_provider(db: &PgPool) -> anyhow::Result<Vec<SnapshotRow>> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT DISTINCT ON (provider) {SNAPSHOT_COLUMNS} FROM rate_snapshots
-         ORDER BY provider, as_of DESC, last_seen_at DESC"
-    )))
+    let rows = sqlx::query_as!(
+        SnapshotRecord,
+        r#"SELECT DISTINCT ON (provider) id, provider, base AS "base: CurrencyCode", as_of,
+                  fetched_at, last_seen_at, currencies
+           FROM rate_snapshots
+           ORDER BY provider, as_of DESC, last_seen_at DESC"#
+    )
     .fetch_all(db)
     .await
     .context("reading the newest snapshot of each provider")?;
-    rows.iter().map(snapshot_from_row).collect()
+    Ok(rows.into_iter().map(Into::into).collect())
 }
 
 /// The newest stored publication time for a provider and base, if any.
@@ -99,11 +116,11 @@ pub async fn newest_as_of(
     provider: &str,
     base: CurrencyCode,
 ) -> anyhow::Result<Option<DateTime<Utc>>> {
-    Ok(sqlx::query_scalar(
+    Ok(sqlx::query_scalar!(
         "SELECT max(as_of) FROM rate_snapshots WHERE provider = $1 AND base = $2",
+        provider,
+        base.as_str(),
     )
-    .bind(provider)
-    .bind(base)
     .fetch_one(conn)
     .await?)
 }
@@ -118,32 +135,32 @@ pub async fn quotes_at(
     at: DateTime<Utc>,
 ) -> anyhow::Result<BTreeMap<CurrencyCode, StoredQuote>> {
     let codes: Vec<String> = quotes.iter().map(|c| c.to_string()).collect();
-    let rows = sqlx::query(
-        "SELECT c.code AS quote, q.id, q.rate::text AS rate, q.as_of
-         FROM unnest($3::text[]) AS c(code)
-         CROSS JOIN LATERAL (
-             SELECT id, rate, as_of FROM rate_quotes
-             WHERE provider = $1 AND base = $2 AND quote = c.code AND as_of <= $4
-             ORDER BY as_of DESC LIMIT 1
-         ) q",
+    let rows = sqlx::query!(
+        r#"SELECT c.code AS "quote!: CurrencyCode", q.id AS "id!", q.rate::text AS "rate!",
+                  q.as_of AS "as_of!"
+           FROM unnest($3::text[]) AS c(code)
+           CROSS JOIN LATERAL (
+               SELECT id, rate, as_of FROM rate_quotes
+               WHERE provider = $1 AND base = $2 AND quote = c.code AND as_of <= $4
+               ORDER BY as_of DESC LIMIT 1
+           ) q"#,
+        provider,
+        base.as_str(),
+        &codes,
+        at,
     )
-    .bind(provider)
-    .bind(base)
-    .bind(&codes)
-    .bind(at)
     .fetch_all(conn)
     .await
     .context("reading stored quotes")?;
     let mut out = BTreeMap::new();
     for row in rows {
-        let code: CurrencyCode = row.try_get("quote")?;
-        let rate: String = row.try_get("rate")?;
+        let rate = row.rate;
         out.insert(
-            code,
+            row.quote,
             StoredQuote {
-                id: row.try_get("id")?,
+                id: row.id,
                 rate: Rate::parse(&rate).with_context(|| format!("stored rate `{rate}`"))?,
-                as_of: row.try_get("as_of")?,
+                as_of: row.as_of,
             },
         );
     }
@@ -170,21 +187,21 @@ pub struct NewSnapshot<'a> {
 /// `last_seen_at`. Returns whether a new row was inserted.
 pub async fn upsert_snapshot(conn: &mut PgConnection, s: &NewSnapshot<'_>) -> anyhow::Result<bool> {
     let codes: Vec<String> = s.currencies.iter().map(|c| c.to_string()).collect();
-    let inserted: bool = sqlx::query_scalar(
-        "INSERT INTO rate_snapshots
-             (provider, base, as_of, fetched_at, last_seen_at, currencies, quote_count, changed_count)
-         VALUES ($1, $2, $3, $4, $4, $5, $6, $7)
-         ON CONFLICT (provider, base, as_of)
-         DO UPDATE SET last_seen_at = GREATEST(rate_snapshots.last_seen_at, EXCLUDED.last_seen_at)
-         RETURNING (xmax = 0)",
+    let inserted = sqlx::query_scalar!(
+        r#"INSERT INTO rate_snapshots
+               (provider, base, as_of, fetched_at, last_seen_at, currencies, quote_count, changed_count)
+           VALUES ($1, $2, $3, $4, $4, $5, $6, $7)
+           ON CONFLICT (provider, base, as_of)
+           DO UPDATE SET last_seen_at = GREATEST(rate_snapshots.last_seen_at, EXCLUDED.last_seen_at)
+           RETURNING (xmax = 0) AS "inserted!""#,
+        s.provider,
+        s.base.as_str(),
+        s.as_of,
+        s.fetched_at,
+        &codes,
+        i32::try_from(codes.len()).unwrap_or(i32::MAX),
+        i32::try_from(s.changed_count).unwrap_or(i32::MAX),
     )
-    .bind(s.provider)
-    .bind(s.base)
-    .bind(s.as_of)
-    .bind(s.fetched_at)
-    .bind(&codes)
-    .bind(i32::try_from(codes.len()).unwrap_or(i32::MAX))
-    .bind(i32::try_from(s.changed_count).unwrap_or(i32::MAX))
     .fetch_one(conn)
     .await
     .context("storing the rate snapshot")?;
@@ -233,18 +250,18 @@ pub async fn insert_quotes(
     if batch.is_empty() {
         return Ok(0);
     }
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "INSERT INTO rate_quotes (provider, base, quote, as_of, rate, fetched_at)
          SELECT $1, $2, q, t, r, $6
          FROM unnest($3::text[], $4::timestamptz[], $5::numeric[]) AS u(q, t, r)
          ON CONFLICT (provider, base, quote, as_of) DO NOTHING",
+        provider,
+        base.as_str(),
+        &batch.quotes,
+        &batch.as_of,
+        &batch.rates,
+        fetched_at,
     )
-    .bind(provider)
-    .bind(base)
-    .bind(&batch.quotes)
-    .bind(&batch.as_of)
-    .bind(&batch.rates)
-    .bind(fetched_at)
     .execute(conn)
     .await
     .context("storing rate quotes")?;
@@ -258,12 +275,14 @@ pub async fn lock_feed(
     provider: &str,
     base: CurrencyCode,
 ) -> anyhow::Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('rates:' || $1 || ':' || $2))")
-        .bind(provider)
-        .bind(base)
-        .execute(conn)
-        .await
-        .context("locking the rates feed")?;
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock(hashtext('rates:' || $1::text || ':' || $2::text))",
+        provider,
+        base.as_str(),
+    )
+    .execute(conn)
+    .await
+    .context("locking the rates feed")?;
     Ok(())
 }
 
@@ -289,26 +308,26 @@ pub async fn changes_between(
     limit: i64,
 ) -> anyhow::Result<Vec<QuoteChange>> {
     let codes: Vec<String> = quotes.iter().map(|c| c.to_string()).collect();
-    let rows = sqlx::query(
-        "SELECT quote, as_of, rate::text AS rate FROM rate_quotes
-         WHERE provider = $1 AND base = $2 AND quote = ANY($3) AND as_of > $4 AND as_of <= $5
-         ORDER BY as_of, quote LIMIT $6",
+    let rows = sqlx::query!(
+        r#"SELECT quote AS "quote: CurrencyCode", as_of, rate::text AS "rate!" FROM rate_quotes
+           WHERE provider = $1 AND base = $2 AND quote = ANY($3) AND as_of > $4 AND as_of <= $5
+           ORDER BY as_of, quote LIMIT $6"#,
+        provider,
+        base.as_str(),
+        &codes,
+        from,
+        to,
+        limit,
     )
-    .bind(provider)
-    .bind(base)
-    .bind(&codes)
-    .bind(from)
-    .bind(to)
-    .bind(limit)
     .fetch_all(db)
     .await
     .context("reading rate changes")?;
-    rows.iter()
+    rows.into_iter()
         .map(|row| {
-            let rate: String = row.try_get("rate")?;
+            let rate = row.rate;
             Ok(QuoteChange {
-                quote: row.try_get("quote")?,
-                as_of: row.try_get("as_of")?,
+                quote: row.quote,
+                as_of: row.as_of,
                 rate: Rate::parse(&rate).with_context(|| format!("stored rate `{rate}`"))?,
             })
         })

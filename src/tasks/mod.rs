@@ -163,6 +163,7 @@ pub fn start_background(
         }
         handles.push(tokio::spawn(worker::promote_loop(
             Queue::new(state.redis.clone()),
+            state.clock.clone(),
             Duration::from_millis(250),
             shutdown.clone(),
         )));

@@ -1,7 +1,7 @@
 //! Admin API over task runs: list, inspect, run now, retry, stats, schedules. Thin handlers: the
 //! work is in [`crate::tasks`].
 
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -21,16 +21,21 @@ const DEFAULT_LIMIT: i64 = 50;
 /// Registers the admin task routes under the caller's scope (`/api/v1`). Needs the
 /// [`TaskRegistry`] as `web::Data`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    // Every handler takes an `AdminUser`: partners get 403, anonymous callers 401.
-    cfg.service(
-        web::scope("/tasks")
-            .service(list_runs)
-            .service(get_run)
-            .service(retry_run)
-            .service(stats)
-            .service(schedules)
-            .service(run_now),
-    );
+    // Every handler takes an `AdminUser`: partners get 403, anonymous callers 401. One resource
+    // per path, so that a wrong method is a 405 with `Allow` rather than a 404.
+    cfg.service(web::resource("/tasks/runs").route(web::get().to(list_runs)))
+        .service(web::resource("/tasks/runs/{id}").route(web::get().to(get_run)))
+        .service(web::resource("/tasks/runs/{id}/retry").route(web::post().to(retry_run)))
+        .service(web::resource("/tasks/stats").route(web::get().to(stats)))
+        .service(web::resource("/tasks/schedules").route(web::get().to(schedules)))
+        .service(web::resource("/tasks/{name}/run").route(web::post().to(run_now)));
+}
+
+fn is_task_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
 }
 
 /// Filters and cursor of the run list.
@@ -38,10 +43,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[into_params(parameter_in = Query)]
 pub struct RunListQuery {
     /// Only runs of this task.
+    #[param(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
     pub task: Option<String>,
     /// Only runs in this state.
     pub state: Option<TaskState>,
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<Uuid>,
@@ -73,14 +80,9 @@ pub struct ScheduleView {
 }
 
 /// List task runs, newest first.
-#[utoipa::path(
-    get, path = "/api/v1/tasks/runs", tag = "tasks", params(RunListQuery),
-    responses(
-        (status = 200, body = RunPage),
-        (status = 422, body = crate::error::Problem, content_type = "application/problem+json"),
-    )
-)]
-#[get("/runs")]
+#[utoipa::path(get, path = "/api/v1/tasks/runs", tag = "tasks", operation_id = "listTaskRuns",
+    params(RunListQuery), security(("bearer" = ["admin"])),
+    responses((status = 200, description = "One page of runs, newest first", body = RunPage)))]
 #[tracing::instrument(skip(state))]
 pub async fn list_runs(
     state: web::Data<AppState>,
@@ -88,6 +90,16 @@ pub async fn list_runs(
     query: web::Query<RunListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
+    // Task names are identifiers; anything else (a NUL byte, say) names no task and would only
+    // reach PostgreSQL to be refused there.
+    if let Some(task) = &q.task
+        && !is_task_name(task)
+    {
+        return Err(ApiError::validation(
+            "task",
+            "must be 1 to 64 letters, digits, `_`, `.`, `:` or `-`",
+        ));
+    }
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::validation(
@@ -108,15 +120,12 @@ pub async fn list_runs(
 }
 
 /// One task run.
-#[utoipa::path(
-    get, path = "/api/v1/tasks/runs/{id}", tag = "tasks",
-    params(("id" = Uuid, Path, description = "Run id")),
+#[utoipa::path(get, path = "/api/v1/tasks/runs/{id}", tag = "tasks", operation_id = "getTaskRun",
+    params(("id" = Uuid, Path, description = "Run id")), security(("bearer" = ["admin"])),
     responses(
-        (status = 200, body = TaskRun),
-        (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
-    )
-)]
-#[get("/runs/{id}")]
+        (status = 200, description = "The run", body = TaskRun),
+        (status = 404, description = "No such run", body = crate::error::Problem),
+    ))]
 #[tracing::instrument(skip(state))]
 pub async fn get_run(
     state: web::Data<AppState>,
@@ -132,16 +141,14 @@ pub async fn get_run(
 }
 
 /// Run a task now.
-#[utoipa::path(
-    post, path = "/api/v1/tasks/{name}/run", tag = "tasks",
-    params(("name" = String, Path, description = "Task name")),
-    request_body(content = Option<RunNowRequest>),
+#[utoipa::path(post, path = "/api/v1/tasks/{name}/run", tag = "tasks", operation_id = "runTask",
+    params(("name" = String, Path, description = "Task name, e.g. `fetch_rates`")),
+    request_body(content = Option<RunNowRequest>, description = "Optional: the job's arguments"),
+    security(("bearer" = ["admin"])),
     responses(
-        (status = 202, body = TaskRun, description = "Recorded and enqueued"),
-        (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
-    )
-)]
-#[post("/{name}/run")]
+        (status = 202, description = "Recorded and enqueued", body = TaskRun),
+        (status = 404, description = "No such task", body = crate::error::Problem),
+    ))]
 #[tracing::instrument(skip(state, registry, body))]
 pub async fn run_now(
     state: web::Data<AppState>,
@@ -158,17 +165,13 @@ pub async fn run_now(
 }
 
 /// Retry a dead or failed run.
-#[utoipa::path(
-    post, path = "/api/v1/tasks/runs/{id}/retry", tag = "tasks",
-    params(("id" = Uuid, Path, description = "Run id")),
+#[utoipa::path(post, path = "/api/v1/tasks/runs/{id}/retry", tag = "tasks", operation_id = "retryTaskRun",
+    params(("id" = Uuid, Path, description = "Run id")), security(("bearer" = ["admin"])),
     responses(
-        (status = 202, body = TaskRun, description = "Queued again with fresh attempts"),
-        (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, body = crate::error::Problem, content_type = "application/problem+json",
-         description = "The run is not dead or failed"),
-    )
-)]
-#[post("/runs/{id}/retry")]
+        (status = 202, description = "Queued again with fresh attempts", body = TaskRun),
+        (status = 404, description = "No such run", body = crate::error::Problem),
+        (status = 409, description = "The run is not dead or failed", body = crate::error::Problem),
+    ))]
 #[tracing::instrument(skip(state))]
 pub async fn retry_run(
     state: web::Data<AppState>,
@@ -180,11 +183,9 @@ pub async fn retry_run(
 }
 
 /// Queue depth and run counts.
-#[utoipa::path(
-    get, path = "/api/v1/tasks/stats", tag = "tasks",
-    responses((status = 200, body = TaskStats))
-)]
-#[get("/stats")]
+#[utoipa::path(get, path = "/api/v1/tasks/stats", tag = "tasks", operation_id = "getTaskStats",
+    security(("bearer" = ["admin"])),
+    responses((status = 200, description = "Queue depth and run counts", body = TaskStats)))]
 #[tracing::instrument(skip(state))]
 pub async fn stats(
     state: web::Data<AppState>,
@@ -194,11 +195,9 @@ pub async fn stats(
 }
 
 /// Periodic tasks with their next fire time.
-#[utoipa::path(
-    get, path = "/api/v1/tasks/schedules", tag = "tasks",
-    responses((status = 200, body = Vec<ScheduleView>))
-)]
-#[get("/schedules")]
+#[utoipa::path(get, path = "/api/v1/tasks/schedules", tag = "tasks", operation_id = "listTaskSchedules",
+    security(("bearer" = ["admin"])),
+    responses((status = 200, description = "Periodic tasks with their next fire time", body = Vec<ScheduleView>)))]
 #[tracing::instrument(skip(state, registry))]
 pub async fn schedules(
     state: web::Data<AppState>,

@@ -22,7 +22,7 @@ use super::registry::{Schedule, TaskRegistry};
 use super::store;
 use crate::state::AppState;
 
-/// Most ticks one wake-up records; more are only possible after the process stalled.
+/// Most missed ticks one wake-up counts for its log line (it records only the latest).
 const MAX_TICKS_PER_WAKE: usize = 100;
 
 /// How long a pending run must be overdue before the reconciler checks Redis for it; covers the
@@ -81,6 +81,29 @@ pub async fn catch_up(
     Ok(previous)
 }
 
+/// The tick to record on a wake-up at `now`: the newest fire time after `cursor`. Ticks missed
+/// while the scheduler could not record them (PostgreSQL away, the process stalled) collapse
+/// into that one run, as they do after downtime ([`catch_up`]): a job run at the latest tick
+/// does everything the missed ones would have, and replaying them one by one would only delay
+/// the fresh run behind stale ones.
+fn latest_due_tick(
+    schedule: &Schedule,
+    cursor: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let latest = schedule.previous_at_or_before(now)?;
+    if latest <= cursor {
+        return None;
+    }
+    let missed = schedule
+        .ticks_between(cursor, latest, MAX_TICKS_PER_WAKE)
+        .len();
+    if missed > 1 {
+        tracing::info!(task = %schedule.task_name, missed, %latest, "collapsing missed ticks into one run");
+    }
+    Some(latest)
+}
+
 /// Runs the cron scheduler until `shutdown`.
 pub(super) async fn run_scheduler(
     state: AppState,
@@ -95,7 +118,7 @@ pub(super) async fn run_scheduler(
         // Ticks at or before this cursor are recorded (by this instance or another). Each wake
         // records every tick since, so a late or skipped wake-up loses nothing.
         let cursor = loop {
-            match catch_up(&state, &queue, schedule, Utc::now()).await {
+            match catch_up(&state, &queue, schedule, state.clock.now()).await {
                 Ok(cursor) => break cursor,
                 Err(e) => {
                     tracing::warn!(task = %schedule.task_name, error = format!("{e:#}"), "catch-up failed; retrying");
@@ -115,16 +138,14 @@ pub(super) async fn run_scheduler(
                 (state.clone(), queue.clone(), schedule.clone(), cursor.clone());
             Box::pin(async move {
                 let mut cursor = cursor.lock().await;
-                let ticks = schedule.ticks_between(*cursor, Utc::now(), MAX_TICKS_PER_WAKE);
-                for tick in ticks {
-                    match record_tick(&state, &queue, &schedule, tick).await {
-                        Ok(_) => *cursor = tick,
-                        Err(e) => {
-                            // PostgreSQL is away: try this tick again on the next wake-up.
-                            tracing::error!(task = %schedule.task_name, %tick, error = format!("{e:#}"), "recording a tick failed");
-                            break;
-                        }
-                    }
+                let Some(tick) = latest_due_tick(&schedule, *cursor, state.clock.now()) else {
+                    return;
+                };
+                match record_tick(&state, &queue, &schedule, tick).await {
+                    Ok(_) => *cursor = tick,
+                    // PostgreSQL is away: the tick stays due, and the ones that fall due until
+                    // it is back join it in the one run recorded then.
+                    Err(e) => tracing::error!(task = %schedule.task_name, %tick, error = format!("{e:#}"), "recording a tick failed"),
                 }
             })
         })

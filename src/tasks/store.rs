@@ -9,9 +9,11 @@ use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-/// Where a run is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// Where a run is in its life. Stored as text in `task_runs.state` (a CHECK constraint lists
+/// the values); a value this enum does not know fails to decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum TaskState {
     /// Waiting for a worker.
     Queued,
@@ -86,12 +88,10 @@ pub struct TaskRun {
     pub lease_expires_at: Option<DateTime<Utc>>,
 }
 
-#[derive(sqlx::FromRow)]
 struct Row {
     id: Uuid,
     task_name: String,
     args: String,
-    #[sqlx(try_from = "String")]
     state: TaskState,
     attempts: i32,
     max_attempts: i32,
@@ -129,10 +129,7 @@ impl From<Row> for TaskRun {
     }
 }
 
-// `args` travels as text so that the pool needs no JSON codec.
-const COLUMNS: &str = "id, task_name, args::text AS args, state, attempts, max_attempts, \
-    scheduled_for, queued_at, started_at, finished_at, duration_ms, worker_id, last_error, \
-    next_attempt_at, lease_expires_at";
+// `args` travels as text (`args::text`) so that the pool needs no JSON codec.
 
 /// A new run to record.
 pub struct NewRun<'a> {
@@ -145,30 +142,37 @@ pub struct NewRun<'a> {
 /// Records a queued run, due now. A scheduled run whose tick is already recorded (another
 /// scheduler was first) returns `None`.
 pub async fn insert(db: &PgPool, run: NewRun<'_>) -> sqlx::Result<Option<TaskRun>> {
-    let sql = format!(
-        "INSERT INTO task_runs (id, task_name, args, max_attempts, scheduled_for, next_attempt_at)
-         VALUES ($1, $2, $3::jsonb, $4, $5, now())
-         ON CONFLICT ON CONSTRAINT task_runs_schedule_tick_key DO NOTHING
-         RETURNING {COLUMNS}"
-    );
-    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(Uuid::now_v7())
-        .bind(run.task_name)
-        .bind(run.args.to_string())
-        .bind(run.max_attempts)
-        .bind(run.scheduled_for)
-        .fetch_optional(db)
-        .await?;
+    let row = sqlx::query_as!(
+        Row,
+        r#"INSERT INTO task_runs (id, task_name, args, max_attempts, scheduled_for, next_attempt_at)
+           VALUES ($1, $2, $3::text::jsonb, $4, $5, now())
+           ON CONFLICT ON CONSTRAINT task_runs_schedule_tick_key DO NOTHING
+           RETURNING id, task_name, args::text AS "args!", state AS "state: TaskState", attempts,
+                  max_attempts, scheduled_for, queued_at, started_at, finished_at, duration_ms,
+                  worker_id, last_error, next_attempt_at, lease_expires_at"#,
+        Uuid::now_v7(),
+        run.task_name,
+        run.args.to_string(),
+        run.max_attempts,
+        run.scheduled_for,
+    )
+    .fetch_optional(db)
+    .await?;
     Ok(row.map(Into::into))
 }
 
 /// One run by id.
 pub async fn get(db: &PgPool, id: Uuid) -> sqlx::Result<Option<TaskRun>> {
-    let sql = format!("SELECT {COLUMNS} FROM task_runs WHERE id = $1");
-    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_optional(db)
-        .await?;
+    let row = sqlx::query_as!(
+        Row,
+        r#"SELECT id, task_name, args::text AS "args!", state AS "state: TaskState", attempts,
+                  max_attempts, scheduled_for, queued_at, started_at, finished_at, duration_ms,
+                  worker_id, last_error, next_attempt_at, lease_expires_at
+           FROM task_runs WHERE id = $1"#,
+        id,
+    )
+    .fetch_optional(db)
+    .await?;
     Ok(row.map(Into::into))
 }
 
@@ -180,21 +184,46 @@ pub async fn list(
     before: Option<Uuid>,
     limit: i64,
 ) -> sqlx::Result<Vec<TaskRun>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM task_runs
-         WHERE ($1::text IS NULL OR task_name = $1)
-           AND ($2::text IS NULL OR state = $2)
-           AND ($3::uuid IS NULL OR id < $3)
-         ORDER BY id DESC
-         LIMIT $4"
-    );
-    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(task_name)
-        .bind(state.map(TaskState::as_str))
-        .bind(before)
-        .bind(limit)
+    // One statement with and one without the task name, so each keeps its index
+    // (`task_runs_task_name_id_idx`, the primary key) under a generic plan; the cursor defaults to
+    // the greatest id instead of NULL for the same reason.
+    let state = state.map(TaskState::as_str);
+    let rows = match task_name {
+        Some(task_name) => sqlx::query_as!(
+            Row,
+            r#"SELECT id, task_name, args::text AS "args!", state AS "state: TaskState", attempts,
+                  max_attempts, scheduled_for, queued_at, started_at, finished_at, duration_ms,
+                  worker_id, last_error, next_attempt_at, lease_expires_at
+                   FROM task_runs
+                   WHERE task_name = $1
+                     AND ($2::text IS NULL OR state = $2)
+                     AND id < COALESCE($3, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid)
+                   ORDER BY id DESC
+                   LIMIT $4"#,
+            task_name,
+            state,
+            before,
+            limit,
+        )
         .fetch_all(db)
-        .await?;
+        .await?,
+        None => sqlx::query_as!(
+            Row,
+            r#"SELECT id, task_name, args::text AS "args!", state AS "state: TaskState", attempts,
+                  max_attempts, scheduled_for, queued_at, started_at, finished_at, duration_ms,
+                  worker_id, last_error, next_attempt_at, lease_expires_at
+                   FROM task_runs
+                   WHERE ($1::text IS NULL OR state = $1)
+                     AND id < COALESCE($2, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid)
+                   ORDER BY id DESC
+                   LIMIT $3"#,
+            state,
+            before,
+            limit,
+        )
+        .fetch_all(db)
+        .await?,
+    };
     Ok(rows.into_iter().map(Into::into).collect())
 }
 
@@ -203,8 +232,8 @@ pub async fn list(
 pub enum Claim {
     /// It is ours now: run it.
     Claimed(Box<TaskRun>),
-    /// Another worker holds a live lease on it: leave the message for redelivery.
-    Busy,
+    /// Another worker holds a live lease on it, until the time given (if known).
+    Busy(Option<DateTime<Utc>>),
     /// Another run of the same task is running: try later.
     Overlap,
     /// Its worker died on the last allowed attempt: it is dead now.
@@ -217,23 +246,25 @@ pub enum Claim {
 /// running under an expired lease (its worker died). The attempt counter goes up with the claim,
 /// so an attempt that crashed the worker still counts.
 pub async fn claim(db: &PgPool, id: Uuid, worker_id: &str, lease_secs: f64) -> sqlx::Result<Claim> {
-    let sql = format!(
-        "UPDATE task_runs
-         SET state = 'running', attempts = attempts + 1, started_at = now(), worker_id = $2,
-             lease_expires_at = now() + make_interval(secs => $3), next_attempt_at = NULL,
-             finished_at = NULL, duration_ms = NULL
-         WHERE id = $1
-           AND attempts < max_attempts
-           AND ((state IN ('queued', 'retrying') AND next_attempt_at <= now() + interval '1 second')
-                OR (state = 'running' AND lease_expires_at < now()))
-         RETURNING {COLUMNS}"
-    );
-    let claimed = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .bind(worker_id)
-        .bind(lease_secs)
-        .fetch_optional(db)
-        .await;
+    let claimed = sqlx::query_as!(
+        Row,
+        r#"UPDATE task_runs
+           SET state = 'running', attempts = attempts + 1, started_at = now(), worker_id = $2,
+               lease_expires_at = now() + make_interval(secs => $3), next_attempt_at = NULL,
+               finished_at = NULL, duration_ms = NULL
+           WHERE id = $1
+             AND attempts < max_attempts
+             AND ((state IN ('queued', 'retrying') AND next_attempt_at <= now() + interval '1 second')
+                  OR (state = 'running' AND lease_expires_at < now()))
+           RETURNING id, task_name, args::text AS "args!", state AS "state: TaskState", attempts,
+                  max_attempts, scheduled_for, queued_at, started_at, finished_at, duration_ms,
+                  worker_id, last_error, next_attempt_at, lease_expires_at"#,
+        id,
+        worker_id,
+        lease_secs,
+    )
+    .fetch_optional(db)
+    .await;
     match claimed {
         Ok(Some(row)) => return Ok(Claim::Claimed(Box::new(row.into()))),
         Ok(None) => {}
@@ -242,23 +273,27 @@ pub async fn claim(db: &PgPool, id: Uuid, worker_id: &str, lease_secs: f64) -> s
         }
         Err(e) => return Err(e),
     }
-    let current: Option<(String, bool)> = sqlx::query_as(
-        "SELECT state, coalesce(lease_expires_at < now(), false) FROM task_runs WHERE id = $1",
+    let current = sqlx::query!(
+        r#"SELECT state AS "state: TaskState",
+                  coalesce(lease_expires_at < now(), false) AS "lease_expired!",
+                  lease_expires_at
+           FROM task_runs WHERE id = $1"#,
+        id,
     )
-    .bind(id)
     .fetch_optional(db)
-    .await?;
+    .await?
+    .map(|row| (row.state, row.lease_expired, row.lease_expires_at));
     Ok(match current {
-        Some((state, false)) if state == "running" => Claim::Busy,
-        Some((state, true)) if state == "running" => {
+        Some((TaskState::Running, false, until)) => Claim::Busy(until),
+        Some((TaskState::Running, true, _)) => {
             // Attempts are used up and the last worker is gone: nothing is left to try.
-            let dead = sqlx::query(
+            let dead = sqlx::query!(
                 "UPDATE task_runs
                  SET state = 'dead', finished_at = now(), lease_expires_at = NULL,
                      last_error = coalesce(last_error || '; ', '') || 'worker lost during the last attempt'
                  WHERE id = $1 AND state = 'running' AND lease_expires_at < now()",
+                id,
             )
-            .bind(id)
             .execute(db)
             .await?;
             if dead.rows_affected() == 1 {
@@ -279,14 +314,32 @@ pub async fn extend_lease(
     attempt: i32,
     lease_secs: f64,
 ) -> sqlx::Result<bool> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "UPDATE task_runs SET lease_expires_at = now() + make_interval(secs => $4)
          WHERE id = $1 AND worker_id = $2 AND attempts = $3 AND state = 'running'",
+        id,
+        worker_id,
+        attempt,
+        lease_secs,
     )
-    .bind(id)
-    .bind(worker_id)
-    .bind(attempt)
-    .bind(lease_secs)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Gives back a run this worker holds (it is shutting down): queued again, due now, so another
+/// worker takes it without waiting for the lease to expire. False when the run is no longer
+/// ours, or when this was its last attempt (then it expires and is declared dead as usual).
+pub async fn release(db: &PgPool, id: Uuid, worker_id: &str, attempt: i32) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        "UPDATE task_runs
+         SET state = 'queued', lease_expires_at = NULL, next_attempt_at = now()
+         WHERE id = $1 AND worker_id = $2 AND attempts = $3 AND state = 'running'
+           AND attempts < max_attempts",
+        id,
+        worker_id,
+        attempt,
+    )
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -309,20 +362,20 @@ pub async fn finish(
     error: Option<&str>,
     next_attempt_at: Option<DateTime<Utc>>,
 ) -> sqlx::Result<bool> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "UPDATE task_runs
          SET state = $4, last_error = $5, next_attempt_at = $6, duration_ms = $7,
              lease_expires_at = NULL,
              finished_at = CASE WHEN $4 = 'retrying' THEN NULL ELSE now() END
          WHERE id = $1 AND worker_id = $2 AND attempts = $3 AND state = 'running'",
+        attempt.id,
+        attempt.worker_id,
+        attempt.attempt,
+        state.as_str(),
+        error,
+        next_attempt_at,
+        attempt.duration_ms,
     )
-    .bind(attempt.id)
-    .bind(attempt.worker_id)
-    .bind(attempt.attempt)
-    .bind(state.as_str())
-    .bind(error)
-    .bind(next_attempt_at)
-    .bind(attempt.duration_ms)
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -330,12 +383,12 @@ pub async fn finish(
 
 /// Postpones a queued or retrying run (another run of its task is running).
 pub async fn defer(db: &PgPool, id: Uuid, until: DateTime<Utc>) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE task_runs SET next_attempt_at = $2
          WHERE id = $1 AND state IN ('queued', 'retrying')",
+        id,
+        until,
     )
-    .bind(id)
-    .bind(until)
     .execute(db)
     .await?;
     Ok(())
@@ -347,17 +400,19 @@ pub async fn requeue_finished(
     db: &PgPool,
     id: Uuid,
 ) -> sqlx::Result<Result<Option<TaskRun>, TaskState>> {
-    let sql = format!(
-        "UPDATE task_runs
-         SET state = 'queued', attempts = 0, next_attempt_at = now(), queued_at = now(),
-             started_at = NULL, finished_at = NULL, duration_ms = NULL, worker_id = NULL
-         WHERE id = $1 AND state IN ('dead', 'failed')
-         RETURNING {COLUMNS}"
-    );
-    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_optional(db)
-        .await?;
+    let row = sqlx::query_as!(
+        Row,
+        r#"UPDATE task_runs
+           SET state = 'queued', attempts = 0, next_attempt_at = now(), queued_at = now(),
+               started_at = NULL, finished_at = NULL, duration_ms = NULL, worker_id = NULL
+           WHERE id = $1 AND state IN ('dead', 'failed')
+           RETURNING id, task_name, args::text AS "args!", state AS "state: TaskState", attempts,
+                  max_attempts, scheduled_for, queued_at, started_at, finished_at, duration_ms,
+                  worker_id, last_error, next_attempt_at, lease_expires_at"#,
+        id,
+    )
+    .fetch_optional(db)
+    .await?;
     if let Some(row) = row {
         return Ok(Ok(Some(row.into())));
     }
@@ -370,16 +425,16 @@ pub async fn requeue_finished(
 /// Runs that should be in Redis by now: queued or retrying and due for `grace_secs`, or running
 /// under a lease expired for `grace_secs`.
 pub async fn overdue(db: &PgPool, grace_secs: f64, limit: i64) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "SELECT id FROM task_runs
          WHERE (state IN ('queued', 'retrying')
                 AND next_attempt_at <= now() - make_interval(secs => $1))
             OR (state = 'running' AND lease_expires_at <= now() - make_interval(secs => $1))
          ORDER BY id
          LIMIT $2",
+        grace_secs,
+        limit,
     )
-    .bind(grace_secs)
-    .bind(limit)
     .fetch_all(db)
     .await
 }
@@ -389,31 +444,31 @@ pub async fn last_scheduled_for(
     db: &PgPool,
     task_name: &str,
 ) -> sqlx::Result<Option<DateTime<Utc>>> {
-    sqlx::query_scalar("SELECT max(scheduled_for) FROM task_runs WHERE task_name = $1")
-        .bind(task_name)
-        .fetch_one(db)
-        .await
+    sqlx::query_scalar!(
+        "SELECT max(scheduled_for) FROM task_runs WHERE task_name = $1",
+        task_name
+    )
+    .fetch_one(db)
+    .await
 }
 
 /// Number of runs per state.
 pub async fn count_by_state(db: &PgPool) -> sqlx::Result<Vec<(TaskState, i64)>> {
-    let rows: Vec<(String, i64)> =
-        sqlx::query_as("SELECT state, count(*) FROM task_runs GROUP BY state")
-            .fetch_all(db)
-            .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(s, n)| TaskState::try_from(s).ok().map(|s| (s, n)))
-        .collect())
+    let rows = sqlx::query!(
+        r#"SELECT state AS "state: TaskState", count(*) AS "count!" FROM task_runs GROUP BY state"#
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|row| (row.state, row.count)).collect())
 }
 
 /// Deletes finished runs (succeeded, failed, dead) that finished before `before`.
 pub async fn delete_finished_before(db: &PgPool, before: DateTime<Utc>) -> sqlx::Result<u64> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "DELETE FROM task_runs
          WHERE state IN ('succeeded', 'failed', 'dead') AND finished_at < $1",
+        before,
     )
-    .bind(before)
     .execute(db)
     .await?;
     Ok(done.rows_affected())

@@ -1,22 +1,28 @@
 //! Workers: read a run id from the stream, claim the run in PostgreSQL, execute it with a lease
-//! kept alive by a heartbeat, record the outcome, acknowledge. Also the promoter that moves due
-//! retries from the delayed set to the stream.
+//! kept alive by a heartbeat, record the outcome, acknowledge. A worker that loses its lease
+//! (taken over, or not extended before it expired) stops the job, since another worker may be
+//! running it; one shutting down hands its run back to the queue at once. Also the promoter that
+//! moves due retries from the delayed set to the stream.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 
 use super::queue::{Message, Queue};
 use super::registry::{JobContext, TaskRegistry};
 use super::store::{self, Attempt, Claim, TaskState};
+use crate::clock::Clock;
 use crate::state::AppState;
 
 /// Longest retry delay, whatever the attempt number.
 const MAX_BACKOFF_MS: u64 = 6 * 3600 * 1000;
+
+/// Slack after a lease's expiry before a parked run is tried again, for clock skew between this
+/// process and PostgreSQL.
+const LEASE_EXPIRY_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 
 /// How long a run waits when another run of its task is running.
 const OVERLAP_DEFER: Duration = Duration::from_secs(1);
@@ -47,7 +53,7 @@ impl Worker {
     }
 
     /// Reads and executes runs until `shutdown`; a run in progress then gets the shutdown grace
-    /// period to finish, after which it is abandoned to redelivery.
+    /// period to finish, after which it is stopped and queued again for another worker.
     pub async fn run(self, shutdown: CancellationToken) {
         tracing::info!(worker = %self.id, "task worker started");
         let visibility_ms = u64::try_from(self.lease().as_millis()).unwrap_or(u64::MAX);
@@ -86,10 +92,18 @@ impl Worker {
         let lease_secs = self.lease().as_secs_f64();
         match store::claim(&self.state.db, run_id, &self.id, lease_secs).await {
             Ok(Claim::Claimed(run)) => self.execute(*run, &message, shutdown).await,
-            // Whoever holds it acknowledges it; if they die, the message comes back to someone.
-            Ok(Claim::Busy) => {}
+            // Someone holds a live lease. Leaving the message pending would wait a whole
+            // visibility timeout from now (this delivery resets its idle time), on top of the
+            // lease: park the run until the lease ends instead. If its holder finishes first,
+            // the parked message finds the run finished and is dropped.
+            Ok(Claim::Busy(until)) => {
+                let due = until.unwrap_or_else(|| self.state.clock.now()) + LEASE_EXPIRY_MARGIN;
+                if self.queue.delay(run_id, due).await.is_ok() {
+                    self.ack(&message).await;
+                }
+            }
             Ok(Claim::Overlap) => {
-                let due = Utc::now() + OVERLAP_DEFER;
+                let due = self.state.clock.now() + OVERLAP_DEFER;
                 if let Err(e) = store::defer(&self.state.db, run_id, due).await {
                     tracing::warn!(%run_id, error = %e, "deferring an overlapping run failed");
                     return;
@@ -124,11 +138,14 @@ impl Worker {
             scheduled_for: run.scheduled_for,
         };
         // A panicking job must not take the worker down: catch it and record it as a failure.
-        let job = AssertUnwindSafe(handler(ctx, run.args.clone())).catch_unwind();
-        tokio::pin!(job);
+        // Boxed so that it can be dropped (stopped) before the lease is handed back.
+        let mut job = Box::pin(AssertUnwindSafe(handler(ctx, run.args.clone())).catch_unwind());
         let lease = self.lease();
         let mut heartbeat = tokio::time::interval(lease / 3);
         heartbeat.tick().await;
+        // Until when our lease surely holds: the last extension asked for `lease` from before it
+        // was sent. Past it, with the heartbeat failing, another worker may own the run.
+        let mut lease_holds_until = Instant::now() + lease;
         let grace = self.state.settings.shutdown_timeout();
         let give_up = async {
             shutdown.cancelled().await;
@@ -139,9 +156,18 @@ impl Worker {
             tokio::select! {
                 outcome = &mut job => break Some(outcome),
                 _ = heartbeat.tick() => {
-                    let kept = store::extend_lease(&self.state.db, run.id, &self.id, run.attempts, lease.as_secs_f64()).await;
-                    if !matches!(kept, Ok(true)) {
-                        tracing::warn!("could not extend the lease of a running job");
+                    let asked = Instant::now();
+                    match store::extend_lease(&self.state.db, run.id, &self.id, run.attempts, lease.as_secs_f64()).await {
+                        Ok(true) => lease_holds_until = asked + lease,
+                        Ok(false) => {
+                            tracing::warn!("the run was taken over; stopping the job");
+                            return;
+                        }
+                        Err(e) if Instant::now() >= lease_holds_until => {
+                            tracing::warn!(error = %e, "the lease could not be extended before it expired; stopping the job");
+                            return;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "could not extend the lease of a running job"),
                     }
                 }
                 _ = &mut give_up => break None,
@@ -149,9 +175,9 @@ impl Worker {
         };
         match outcome {
             None => {
-                tracing::warn!(
-                    "shutting down with the job still running; it will be redelivered after its lease"
-                );
+                // Stop the job before handing the run back, so two attempts never overlap.
+                drop(job);
+                self.release(&run, message).await;
             }
             Some(Ok(Ok(()))) => {
                 self.record(&run, started, TaskState::Succeeded, None, message)
@@ -210,7 +236,7 @@ impl Worker {
     async fn retry(&self, run: &store::TaskRun, started: Instant, error: &str, message: &Message) {
         let base = Duration::from_secs(self.state.settings.tasks.retry_base_secs);
         let delay = retry_delay(base, run.attempts);
-        let due = Utc::now() + delay;
+        let due = self.state.clock.now() + delay;
         let attempt = self.attempt(run, started);
         match store::finish(
             &self.state.db,
@@ -234,6 +260,32 @@ impl Worker {
         }
     }
 
+    /// Hands a run interrupted by shutdown back to the queue at once, instead of leaving it to
+    /// wait out its lease. The attempt still counts; on the last one the run is left to expire
+    /// and be declared dead, as when a worker dies.
+    async fn release(&self, run: &store::TaskRun, message: &Message) {
+        match store::release(&self.state.db, run.id, &self.id, run.attempts).await {
+            Ok(true) => {
+                tracing::warn!("shutting down with the job still running; its run is queued again");
+                // If Redis fails here, the run is `queued` in PostgreSQL and the reconciler
+                // enqueues it.
+                if let Err(e) = self.queue.push(run.id).await {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "re-enqueueing a released run failed"
+                    );
+                }
+                self.ack(message).await;
+            }
+            Ok(false) => tracing::warn!(
+                "shutting down with the job still running; it will be redelivered after its lease"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "releasing the lease failed; the run will be redelivered after it")
+            }
+        }
+    }
+
     async fn ack(&self, message: &Message) {
         if let Err(e) = self.queue.ack(message).await {
             // Harmless: a redelivered message finds the run finished and is dropped then.
@@ -243,7 +295,12 @@ impl Worker {
 }
 
 /// Moves due delayed runs to the stream, every `every`, until `shutdown`.
-pub(super) async fn promote_loop(queue: Queue, every: Duration, shutdown: CancellationToken) {
+pub(super) async fn promote_loop(
+    queue: Queue,
+    clock: Clock,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -251,7 +308,7 @@ pub(super) async fn promote_loop(queue: Queue, every: Duration, shutdown: Cancel
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => return,
         }
-        if let Err(e) = queue.promote_due(Utc::now()).await {
+        if let Err(e) = queue.promote_due(clock.now()).await {
             tracing::debug!(error = format!("{e:#}"), "promoting due task runs failed");
         }
     }

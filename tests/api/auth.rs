@@ -524,3 +524,48 @@ async fn repeated_failed_logins_are_throttled_and_success_resets() {
         429
     );
 }
+
+#[tokio::test]
+async fn an_operator_sets_a_lost_admin_password_and_old_sessions_end() {
+    use currency_conversion::auth::service::{AuthError, set_password_by_email};
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let new_password = "a brand new passphrase";
+
+    // The email is matched case-insensitively, as at login.
+    let user = set_password_by_email(&app.state, &admin.email.to_uppercase(), new_password)
+        .await
+        .unwrap();
+    assert_eq!(user.id, admin.id);
+
+    let res = app
+        .post_json(
+            "/api/v1/auth/token",
+            &serde_json::json!({"email": admin.email, "password": TEST_PASSWORD}),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), 401, "the old password still works");
+    let tokens = app.login(&admin.email, new_password).await;
+    assert!(tokens["access_token"].is_string());
+    let res = app
+        .post_json(
+            "/api/v1/auth/refresh",
+            &serde_json::json!({"refresh_token": admin.refresh_token}),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), 401, "a session from before survived");
+
+    assert!(matches!(
+        set_password_by_email(&app.state, "nobody@example.com", new_password).await,
+        Err(AuthError::UserNotFound)
+    ));
+    assert!(matches!(
+        set_password_by_email(&app.state, &admin.email, "short").await,
+        Err(AuthError::Invalid {
+            field: "password",
+            ..
+        })
+    ));
+}

@@ -114,3 +114,64 @@ async fn bgn_is_historic_after_seeding_not_offered() {
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["rates"]["BGN"], "1.9558", "{body}");
 }
+
+#[tokio::test]
+async fn request_errors_name_the_field_and_the_format_it_needs() {
+    let app = spawn_app().await;
+    let token = app.partner().await.token;
+
+    // A JSON number for an amount: reported on `amount`, saying to send a string.
+    for (body, field, says) in [
+        (
+            serde_json::json!({"from": "USD", "to": "JPY", "amount": 1.5}),
+            "amount",
+            "must be a JSON string such as \"1.5\"",
+        ),
+        (
+            serde_json::json!({"from": "USD", "to": "JPY", "amount": 250}),
+            "amount",
+            "must be a JSON string such as \"250\"",
+        ),
+        (
+            serde_json::json!({"from": "USD", "to": "JPY"}),
+            "amount",
+            "is required",
+        ),
+    ] {
+        let res = app
+            .post_json("/api/v1/conversions", &body, Some(&token))
+            .await;
+        let problem = crate::helpers::assert_problem(res, 422, "/problems/validation-failed").await;
+        assert_eq!(problem["errors"][0]["field"], field, "{problem}");
+        let message = problem["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{problem}");
+        assert!(!message.contains("line 1 column"), "{problem}");
+    }
+
+    // A typed query parameter in the wrong format: named, with the format and the value.
+    for (path, field, says) in [
+        (
+            "/api/v1/conversions?from=2026-11-01",
+            "from",
+            "expected an RFC 3339 instant such as 2026-10-30T15:00:00Z, got \"2026-11-01\"",
+        ),
+        (
+            "/api/v1/conversions?limit=many",
+            "limit",
+            "expected a whole number",
+        ),
+        (
+            "/api/v1/conversions/summary?partner_id=42",
+            "partner_id",
+            "expected a partner id (UUID)",
+        ),
+    ] {
+        let res = app.get_with_token(path, &token).await;
+        let problem = crate::helpers::assert_problem(res, 422, "/problems/validation-failed").await;
+        assert_eq!(problem["errors"][0]["field"], field, "{path}: {problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains(says),
+            "{path}: {problem}"
+        );
+    }
+}

@@ -294,3 +294,21 @@ fn compose_and_containerfile_describe_the_whole_stack() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_port_in_use_is_named_with_the_setting_that_changes_it() {
+    let app = spawn_app().await;
+    let mut settings = app.settings.clone();
+    settings.server.port = app.port;
+    let err = match currency_conversion::startup::Application::build(
+        settings,
+        currency_conversion::clock::Clock::system(),
+    )
+    .await
+    {
+        Ok(_) => panic!("a second server bound a port in use"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("already in use"), "{err}");
+    assert!(err.contains("CCS__SERVER__PORT"), "{err}");
+}

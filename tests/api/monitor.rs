@@ -403,7 +403,8 @@ async fn the_rates_page_lists_currencies_and_draws_charts() {
         "GBP",
         ">1.1</td>",
         ">0.85</td>",
-        ">1.08</text>",
+        // The exact lowest value in the chart's title; the axis has rounded ticks.
+        "lowest 1.08",
         "frankfurter",
         "<svg",
         "USD per EUR over 30 days",
@@ -462,4 +463,22 @@ async fn seeded_rates_show_as_never_fetched_with_a_year_of_chart() {
     assert!(rates.contains("from seed"), "provider not named");
     assert!(rates.contains("never fetched"));
     assert!(rates.contains("<path class=\"line\""), "no chart line");
+}
+
+#[tokio::test]
+async fn the_overview_explains_its_numbers_and_schedules_in_words() {
+    let app = spawn_app().await;
+    let monitor = sign_in(&app).await;
+    let page = monitor.page("/monitor").await;
+    for expected in [
+        "What do these numbers mean?",
+        "Messages in the Redis stream",
+        "delivered to a worker and not yet acknowledged",
+        "recorded in PostgreSQL as queued",
+        // The test settings' schedules, next to their expressions.
+        "every minute",
+    ] {
+        assert!(page.contains(expected), "missing {expected:?}");
+    }
+    assert!(page.contains("<table class=\"stack\">"));
 }

@@ -312,7 +312,10 @@ async fn fetch_stores_each_change_once_and_serves_cross_rates() {
     let body = f.json("/api/v1/convert?from=JPY&to=USD&amount=1000").await;
     assert_eq!(body["rate"], "0.00685358255451713396");
     assert_eq!(body["result"], "6.85");
-    assert_eq!(body["stale"], false);
+    // The quote names its rate's facts as a conversion does.
+    assert_eq!(body["stale_rate"], false);
+    assert_eq!(body["rate_provider"], "frankfurter");
+    assert!(body.get("stale").is_none() && body.get("provider").is_none());
     assert!(body.get("id").is_none());
 
     // Staleness follows the injected clock.

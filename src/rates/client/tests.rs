@@ -385,6 +385,69 @@ async fn connection_errors_are_redacted_transport_failures() {
 }
 
 #[tokio::test]
+async fn an_open_breaker_names_the_failure_that_opened_it() {
+    let closed = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let mut cfg = config();
+    cfg.max_attempts = 1;
+    cfg.breaker_threshold = 1;
+    let cl = RatesClient::new(
+        vec![Endpoint::new(
+            ProviderKind::Frankfurter,
+            Some(&closed),
+            None,
+        )],
+        cfg,
+    )
+    .unwrap()
+    .with_sleeper(Arc::new(RecordingSleeper::default()));
+    let symbols = [c("USD"), c("GBP"), c("JPY")];
+    let first = cl.fetch(c("EUR"), &symbols, now()).await.unwrap_err();
+    assert!(
+        !first.failures[0].1.contains("symbols="),
+        "the query makes the line long: {:?}",
+        first.failures
+    );
+    let second = cl.fetch(c("EUR"), &symbols, now()).await.unwrap_err();
+    let message = &second.failures[0].1;
+    assert!(message.contains("circuit breaker open"), "{message}");
+    assert!(
+        message.contains("it opened after") && message.contains("onnection refused"),
+        "the root cause is hidden: {message}"
+    );
+}
+
+#[test]
+fn attempts_that_failed_the_same_way_are_described_once() {
+    let failures = vec![
+        (
+            ProviderKind::Frankfurter,
+            "attempt 1/3: dns error".to_owned(),
+        ),
+        (
+            ProviderKind::Frankfurter,
+            "attempt 2/3: dns error".to_owned(),
+        ),
+        (
+            ProviderKind::Frankfurter,
+            "attempt 3/3: timed out".to_owned(),
+        ),
+        (ProviderKind::Ecb, "attempt 1/3: dns error".to_owned()),
+        (
+            ProviderKind::Ecb,
+            "circuit breaker open for another 5s".to_owned(),
+        ),
+    ];
+    assert_eq!(
+        super::describe(&failures),
+        "frankfurter: attempts 1-2/3: dns error; frankfurter: attempt 3/3: timed out; \
+         ecb: attempt 1/3: dns error; ecb: circuit breaker open for another 5s"
+    );
+}
+
+#[tokio::test]
 async fn invalid_payloads_fail_over_without_retry() {
     let cases = [
         ok("<!DOCTYPE html><html>maintenance</html>"),
