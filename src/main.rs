@@ -76,7 +76,8 @@ enum Command {
 const PASSWORD_HELP: &str = "\
 Password:
   Read from the CCS_PASSWORD environment variable, or else from the first line of standard
-  input. 12 to 128 characters.";
+  input. 12 to 128 characters, and not guessable: the zxcvbn estimator must score it 3 of 4
+  (common passwords, the account's own email or name, sequences and repeats are refused).";
 
 #[derive(Subcommand)]
 enum UserCommand {
