@@ -209,7 +209,28 @@ pub async fn store_snapshot(
 
     let mut tx = state.db.begin().await?;
     store::lock_feed(&mut tx, provider, snapshot.base).await?;
-    if let Some(stored) = store::newest_as_of(&mut tx, provider, snapshot.base).await?
+    let newest = store::newest_as_of(&mut tx, provider, snapshot.base).await?;
+    // A day's publication polled before its publication hour carries the time of the poll
+    // (`as_of` is clamped to now), so each poll would look like a new publication. When the
+    // rates are the ones already stored for that day, it is that publication seen again: keep
+    // the time it was first seen, so the poll only touches `last_seen_at`.
+    let mut snapshot = snapshot;
+    if let Some(stored) = newest
+        && snapshot.provider.publishes_dates_only()
+        && stored.date_naive() == snapshot.as_of.date_naive()
+        && stored < snapshot.as_of
+    {
+        let codes: Vec<CurrencyCode> = known.keys().copied().collect();
+        let at_stored = store::quotes_at(&mut tx, provider, snapshot.base, &codes, stored).await?;
+        let unchanged = known
+            .iter()
+            .all(|(code, rate)| at_stored.get(code).is_some_and(|q| &q.rate == rate));
+        if unchanged {
+            snapshot.as_of = stored;
+            report.as_of = stored;
+        }
+    }
+    if let Some(stored) = newest
         && stored > snapshot.as_of
     {
         tracing::warn!(provider, as_of = %snapshot.as_of, %stored, "snapshot older than the stored one rejected");

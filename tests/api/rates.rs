@@ -603,3 +603,39 @@ async fn ecb_history_imports_change_only_and_idempotently() {
     assert_eq!(again.days, 7126);
     assert_eq!((again.snapshots_inserted, again.quotes_inserted), (0, 0));
 }
+
+#[tokio::test]
+async fn polls_of_an_unchanged_publication_before_its_hour_store_one_snapshot() {
+    let app = spawn_app_with(|_| {}).await;
+    app.seed_currencies().await;
+    // 09:00 UTC tomorrow: the ECB's day is dated, but not yet at its 15:00 UTC publication hour,
+    // so each poll's `as_of` is clamped to the time of the poll.
+    let now = app.clock.now();
+    let morning = (now.date_naive() + chrono::Days::new(1))
+        .and_hms_opt(9, 0, 0)
+        .unwrap()
+        .and_utc();
+    app.clock.advance(morning - now);
+    for _ in 0..3 {
+        app.store_rates(&[("USD", "1.1"), ("GBP", "0.85")]).await;
+        app.clock.advance(chrono::Duration::minutes(15));
+    }
+    let snapshots: Vec<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
+        "SELECT as_of FROM rate_snapshots WHERE provider = 'frankfurter' ORDER BY as_of",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        snapshots,
+        vec![morning],
+        "one snapshot, first seen at 09:00"
+    );
+    let last_seen: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
+        "SELECT last_seen_at FROM rate_snapshots WHERE provider = 'frankfurter'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(last_seen, morning + chrono::Duration::minutes(30));
+}

@@ -107,6 +107,12 @@ impl ProviderKind {
         }
     }
 
+    /// Whether the provider dates its publications by day only (one publication per day), so
+    /// that a snapshot's `as_of` before the publication hour is the time we first saw it.
+    pub fn publishes_dates_only(self) -> bool {
+        matches!(self, ProviderKind::Frankfurter | ProviderKind::Ecb)
+    }
+
     /// The base a snapshot from this provider will have when `requested` is asked for.
     pub fn base_for(self, requested: CurrencyCode) -> CurrencyCode {
         self.fixed_base().unwrap_or(requested)
