@@ -7,6 +7,7 @@ pub mod conversions;
 pub mod currencies;
 pub mod db;
 pub mod error;
+pub mod extract;
 pub mod health;
 pub mod history;
 pub mod jobs;

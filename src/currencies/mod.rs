@@ -9,6 +9,6 @@ pub mod routes;
 pub mod service;
 pub mod store;
 
-pub use code::{CurrencyCode, InvalidCurrencyCode};
+pub use code::{CurrencyCode, CurrencyCodes, InvalidCurrencyCode};
 pub use events::{CurrencyChange, CurrencyEvents};
 pub use service::{Currency, CurrencyError};
