@@ -217,7 +217,7 @@ fn json_field(path: &str, message: &str) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::currencies::CurrencyCode;
+    use crate::currency_code::CurrencyCode;
     use serde::Deserialize;
 
     #[derive(Debug, Deserialize)]

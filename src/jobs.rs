@@ -13,16 +13,11 @@ pub fn registry(state: &AppState, rates: &Rates) -> anyhow::Result<TaskRegistry>
     let settings = &state.settings;
     let mut registry = crate::tasks::registry(state)?;
     registry.register::<FetchRates>(rates.clone());
-    registry.schedule(
-        FetchRates::NAME,
-        &settings.tasks.schedule.fetch_rates,
-        "tasks.schedule.fetch_rates",
-    )?;
+    registry.schedule(FetchRates::NAME, &settings.tasks.schedule.fetch_rates)?;
     registry.register::<FinalizeConversions>(state.clone());
     registry.schedule(
         FinalizeConversions::NAME,
         &settings.tasks.schedule.finalize_conversions,
-        "tasks.schedule.finalize_conversions",
     )?;
     Ok(registry)
 }

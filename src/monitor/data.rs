@@ -193,8 +193,7 @@ pub async fn rates_page(
     days: u32,
 ) -> Result<RatesPage, MonitorError> {
     let now = state.clock.now();
-    let pivot = CurrencyCode::parse(&state.settings.rates.base)
-        .map_err(|e| anyhow::anyhow!("rates.base: {e}"))?;
+    let pivot = state.settings.rates.base;
     let entry = state.runtime.cache.get(state).await?;
     let mut usable: Vec<_> = entry.currencies.values().filter(|c| c.usable()).collect();
     usable.sort_by_key(|c| c.code);

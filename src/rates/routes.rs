@@ -11,7 +11,7 @@ use utoipa::IntoParams;
 use super::Rates;
 use super::pricing::{self, ConversionQuote, PriceRequest, Purpose};
 use super::series::{self, Interval, Series};
-use super::service::{self, RatesTable, parse_code};
+use super::service::{self, RatesTable};
 use crate::auth::AuthenticatedUser;
 use crate::currencies::{CurrencyCode, CurrencyCodes};
 use crate::error::{ApiError, Problem};
@@ -143,11 +143,8 @@ impl utoipa::PartialSchema for InstantOrDate {
 
 impl utoipa::ToSchema for InstantOrDate {}
 
-fn base_or_default(state: &Rates, base: Option<CurrencyCode>) -> Result<CurrencyCode, ApiError> {
-    match base {
-        Some(code) => Ok(code),
-        None => Ok(parse_code("base", state.settings.rates.base.as_str())?),
-    }
+fn base_or_default(state: &Rates, base: Option<CurrencyCode>) -> CurrencyCode {
+    base.unwrap_or(state.settings.rates.base)
 }
 
 fn end_of_day(date: NaiveDate) -> DateTime<Utc> {
@@ -209,7 +206,7 @@ pub async fn latest(
     params: Query<LatestParams>,
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
-    let base = base_or_default(&state, params.base)?;
+    let base = base_or_default(&state, params.base);
     let symbols = params.symbols.map(CurrencyCodes::into_vec);
     let table = service::rates_table(&state, base, symbols, None).await?;
     cached_json(&req, &table, state.settings.rates.cache_ttl_secs)
@@ -238,7 +235,7 @@ pub async fn at(
     params: Query<AtParams>,
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
-    let base = base_or_default(&state, params.base)?;
+    let base = base_or_default(&state, params.base);
     let symbols = params.symbols.map(CurrencyCodes::into_vec);
     let instant = match (params.timestamp, params.date) {
         (Some(t), None) => t,
@@ -270,7 +267,7 @@ pub async fn series_handler(
     params: Query<SeriesParams>,
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
-    let base = base_or_default(&state, params.base)?;
+    let base = base_or_default(&state, params.base);
     let symbols = params.symbols.into_vec();
     let from = params.from.resolve(false);
     let to = params.to.resolve(true);

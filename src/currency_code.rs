@@ -1,6 +1,6 @@
 //! `CurrencyCode`: three upper-case ASCII letters. Input is case-insensitive; output is always
 //! upper-case. Whether a code is ISO 4217 or supported is a separate question (the catalogue and
-//! the `currencies` table answer it).
+//! the `currencies` table answer it). Shared core, below the capabilities: settings hold codes too.
 
 use std::fmt;
 use std::str::FromStr;
@@ -82,7 +82,7 @@ impl utoipa::PartialSchema for CurrencyCode {
 impl utoipa::ToSchema for CurrencyCode {}
 
 /// A comma-separated list of currency codes in a query (`symbols=EUR,GBP`): 1 to
-/// [`CurrencyCodes::MAX`] codes, in the order given, a code listed twice counted once.
+/// [`CurrencyCodes::MAX`] codes, in the order given, none listed twice.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CurrencyCodes(Vec<CurrencyCode>);
 
@@ -102,9 +102,10 @@ impl CurrencyCodes {
         for part in input.split(',') {
             let code =
                 CurrencyCode::parse(part).map_err(|e| InvalidCurrencyCodes(e.to_string()))?;
-            if !out.contains(&code) {
-                out.push(code);
+            if out.contains(&code) {
+                return Err(InvalidCurrencyCodes(format!("{code} is listed twice")));
             }
+            out.push(code);
         }
         Ok(Self(out))
     }
@@ -134,7 +135,7 @@ impl utoipa::PartialSchema for CurrencyCodes {
                 Self::MAX - 1
             )))
             .description(Some(
-                "Comma-separated currency codes, 1 to 200 (a code listed twice counts once)",
+                "Comma-separated currency codes, 1 to 200, none listed twice",
             ))
             .examples([serde_json::json!("EUR,GBP")])
             .into()
@@ -183,7 +184,7 @@ mod tests {
 
     #[test]
     fn code_lists_are_comma_separated_codes_without_repeats() {
-        let list = CurrencyCodes::parse("eur,GBP,EUR").unwrap().into_vec();
+        let list = CurrencyCodes::parse("eur,GBP").unwrap().into_vec();
         assert_eq!(
             list,
             [
@@ -191,7 +192,7 @@ mod tests {
                 CurrencyCode::parse("GBP").unwrap()
             ]
         );
-        for bad in ["", "EUR,", ",EUR", "EUR, GBP", "EURGBP"] {
+        for bad in ["", "EUR,", ",EUR", "EUR, GBP", "EURGBP", "EUR,eur"] {
             assert!(CurrencyCodes::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
