@@ -480,15 +480,13 @@ pub async fn create(
 async fn cached_usable_pair(
     state: &AppState,
     rates: &crate::rates::Rates,
-    from: &str,
-    to: &str,
+    from: CurrencyCode,
+    to: CurrencyCode,
 ) -> Result<UsablePair, ConversionError> {
-    let from_code = currencies::parse_code("from", from)?;
-    let to_code = currencies::parse_code("to", to)?;
-    match pricing::usable_pair(rates, from_code, to_code, None, Purpose::Quote).await {
+    match pricing::usable_pair(rates, from, to, None, Purpose::Quote).await {
         Ok((source, target)) => Ok(UsablePair {
-            from: from_code,
-            to: to_code,
+            from,
+            to,
             from_minor_units: source.minor_units,
             to_minor_units: target.minor_units,
         }),

@@ -659,7 +659,8 @@ async fn summary_counts_exactly_the_conversions_in_any_range_across_days() {
     ] {
         app.clock.advance(at(hour) - app.clock.now());
         let token = fresh_token(&app, &partner.email).await;
-        let c: Value = convert(&app, &token, "EUR", "USD", amount)
+        let c: Value = app
+            .convert(&token, "EUR", "USD", amount)
             .await
             .json()
             .await
@@ -678,7 +679,7 @@ async fn summary_counts_exactly_the_conversions_in_any_range_across_days() {
         // Another partner's conversion at the same instant never counts for this one.
         let other_token = fresh_token(&app, &other.email).await;
         assert_eq!(
-            convert(&app, &other_token, "EUR", "USD", "100.00")
+            app.convert(&other_token, "EUR", "USD", "100.00")
                 .await
                 .status(),
             201
@@ -819,7 +820,7 @@ async fn a_currency_disabled_behind_the_cache_is_refused_at_once_and_nothing_is_
     // Warms the cache with JPY and GBP usable.
     for to in ["JPY", "GBP"] {
         assert_eq!(
-            convert(&app, &partner.token, "EUR", to, "1.00")
+            app.convert(&partner.token, "EUR", to, "1.00")
                 .await
                 .status(),
             201
@@ -833,7 +834,7 @@ async fn a_currency_disabled_behind_the_cache_is_refused_at_once_and_nothing_is_
         .execute(&app.db)
         .await
         .unwrap();
-    let res = convert(&app, &partner.token, "EUR", "JPY", "1.00").await;
+    let res = app.convert(&partner.token, "EUR", "JPY", "1.00").await;
     assert_problem(res, 422, "/problems/currency-disabled").await;
     let res = app
         .client
