@@ -7,6 +7,7 @@ use crate::rates::Rates;
 use crate::rates::jobs::FetchRates;
 use crate::state::AppState;
 use crate::tasks::{Job, TaskRegistry};
+use crate::webhooks::{DeliverWebhooks, Dispatcher};
 
 /// Builds the registry for a process whose rates handle is `rates`.
 pub fn registry(state: &AppState, rates: &Rates) -> anyhow::Result<TaskRegistry> {
@@ -23,6 +24,12 @@ pub fn registry(state: &AppState, rates: &Rates) -> anyhow::Result<TaskRegistry>
         FinalizeConversions::NAME,
         &settings.tasks.schedule.finalize_conversions,
         "tasks.schedule.finalize_conversions",
+    )?;
+    registry.register::<DeliverWebhooks>(Dispatcher::new(state)?);
+    registry.schedule(
+        DeliverWebhooks::NAME,
+        &settings.tasks.schedule.deliver_webhooks,
+        "tasks.schedule.deliver_webhooks",
     )?;
     Ok(registry)
 }
