@@ -3,6 +3,7 @@
 //! `tasks.schedule.*`.
 
 use crate::conversions::jobs::FinalizeConversions;
+use crate::quotes::jobs::ExpireQuotes;
 use crate::rates::Rates;
 use crate::rates::jobs::FetchRates;
 use crate::state::AppState;
@@ -14,22 +15,18 @@ pub fn registry(state: &AppState, rates: &Rates) -> anyhow::Result<TaskRegistry>
     let settings = &state.settings;
     let mut registry = crate::tasks::registry(state)?;
     registry.register::<FetchRates>(rates.clone());
-    registry.schedule(
-        FetchRates::NAME,
-        &settings.tasks.schedule.fetch_rates,
-        "tasks.schedule.fetch_rates",
-    )?;
+    registry.schedule(FetchRates::NAME, &settings.tasks.schedule.fetch_rates)?;
     registry.register::<FinalizeConversions>(state.clone());
     registry.schedule(
         FinalizeConversions::NAME,
         &settings.tasks.schedule.finalize_conversions,
-        "tasks.schedule.finalize_conversions",
     )?;
+    registry.register::<ExpireQuotes>(state.clone());
+    registry.schedule(ExpireQuotes::NAME, &settings.tasks.schedule.expire_quotes)?;
     registry.register::<DeliverWebhooks>(Dispatcher::new(state)?);
     registry.schedule(
         DeliverWebhooks::NAME,
         &settings.tasks.schedule.deliver_webhooks,
-        "tasks.schedule.deliver_webhooks",
     )?;
     Ok(registry)
 }

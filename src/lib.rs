@@ -5,6 +5,7 @@ pub mod client_ip;
 pub mod clock;
 pub mod conversions;
 pub mod currencies;
+pub mod currency_code;
 pub mod db;
 pub mod error;
 pub mod health;

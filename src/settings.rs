@@ -10,6 +10,11 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::currency_code::CurrencyCode;
+
+mod values;
+pub use values::{CronExpression, FallbackProvider, ProviderKind, UnknownProvider};
+
 /// The secret shipped in `settings/local.toml` so that `make run` works out of the box.
 /// Refused in production so that nobody deploys it by accident.
 pub const LOCAL_DEV_JWT_SECRET: &str = "local-development-secret-do-not-use-in-production!";
@@ -211,18 +216,18 @@ pub struct LogSettings {
 #[derive(Clone, Deserialize)]
 pub struct RatesSettings {
     /// Primary provider: `frankfurter`, `ecb`, `openexchangerates` or `exchangerate_api`.
-    pub provider: String,
+    pub provider: ProviderKind,
     /// Base URL of the primary provider (tests and mirrors point it elsewhere).
     pub provider_url: String,
     /// API key of the primary provider, when it needs one.
     pub api_key: Option<SecretString>,
     /// Providers tried in order when the primary fails, as `kind` or `kind=url`.
-    #[serde(default)]
-    pub fallbacks: Vec<String>,
+    #[serde(default, deserialize_with = "values::fallbacks")]
+    pub fallbacks: Vec<FallbackProvider>,
     /// Age in seconds after which the latest stored rates count as stale.
     pub max_age_secs: u64,
     /// Currency the provider is asked to quote against (its pivot).
-    pub base: String,
+    pub base: CurrencyCode,
     /// How long a cached read of the latest rates lives in Redis, in seconds.
     pub cache_ttl_secs: u64,
     /// Connect timeout for provider requests, in milliseconds.
@@ -309,13 +314,15 @@ pub struct WebhookSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct ScheduleSettings {
     /// Cron expression with seconds for the rates fetch.
-    pub fetch_rates: String,
+    pub fetch_rates: CronExpression,
     /// Cron expression with seconds for finalizing conversions.
-    pub finalize_conversions: String,
+    pub finalize_conversions: CronExpression,
     /// Cron expression with seconds for the retention job.
-    pub prune: String,
+    pub prune: CronExpression,
     /// Cron expression with seconds for the webhook dispatcher (sends due deliveries).
-    pub deliver_webhooks: String,
+    pub deliver_webhooks: CronExpression,
+    /// Cron expression with seconds for recording ended rate locks (`quote.expired`).
+    pub expire_quotes: CronExpression,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -421,7 +428,7 @@ pub fn load() -> anyhow::Result<Settings> {
 }
 
 impl Settings {
-    /// Checks what serde cannot: ranges, secrets, cron syntax. Each message names the key.
+    /// Checks what serde cannot: ranges and secrets. Each message names the key.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.metrics.expose == MetricsExposure::Separate
             && self
@@ -498,23 +505,6 @@ impl Settings {
         if self.tasks.max_attempts == 0 {
             anyhow::bail!("tasks.max_attempts: must be at least 1");
         }
-        for (key, expr) in [
-            (
-                "tasks.schedule.fetch_rates",
-                &self.tasks.schedule.fetch_rates,
-            ),
-            (
-                "tasks.schedule.finalize_conversions",
-                &self.tasks.schedule.finalize_conversions,
-            ),
-            ("tasks.schedule.prune", &self.tasks.schedule.prune),
-        ] {
-            if expr.split_whitespace().count() < 6 {
-                anyhow::bail!(
-                    "{key}: `{expr}` is not a cron expression with seconds (6 or 7 fields)"
-                );
-            }
-        }
         Ok(())
     }
 
@@ -551,6 +541,31 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_typed_value_stops_the_load_naming_its_key() {
+        let err = |pairs: &[(&str, &str)]| {
+            format!(
+                "{:#}",
+                load_from(dir(), Environment::Local, env(pairs)).unwrap_err()
+            )
+        };
+        let e = err(&[("CCS__RATES__PROVIDER", "fixer")]);
+        assert!(e.contains("rates.provider") && e.contains("fixer"), "{e}");
+        let e = err(&[("CCS__RATES__BASE", "EURO")]);
+        assert!(e.contains("rates.base"), "{e}");
+        let e = err(&[("CCS__RATES__FALLBACKS", "ecb,ecb=ftp://x")]);
+        assert!(e.contains("rates.fallbacks[1]"), "{e}");
+        let e = err(&[("CCS__TASKS__SCHEDULE__PRUNE", "0 61 * * * *")]);
+        assert!(e.contains("tasks.schedule.prune"), "{e}");
+        let empty = load_from(
+            dir(),
+            Environment::Local,
+            env(&[("CCS__RATES__FALLBACKS", "")]),
+        )
+        .unwrap();
+        assert!(empty.rates.fallbacks.is_empty());
+    }
+
+    #[test]
     fn environment_file_overrides_base() {
         let local = load_from(dir(), Environment::Local, env(&[])).unwrap();
         assert!(local.auth.registration_enabled);
@@ -574,7 +589,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.server.port, 9123);
-        assert_eq!(s.rates.fallbacks, vec!["ecb", "openexchangerates"]);
+        assert_eq!(
+            s.rates.fallbacks.iter().map(|f| f.kind).collect::<Vec<_>>(),
+            vec![ProviderKind::Ecb, ProviderKind::OpenExchangeRates]
+        );
         assert_eq!(s.tasks.schedule.fetch_rates, "*/5 * * * * *");
         assert_eq!(
             s.database.url.expose_secret(),

@@ -55,19 +55,6 @@ impl Endpoint {
         }
     }
 
-    /// Parses a fallback as written in settings: `kind` or `kind=url`.
-    pub fn parse_spec(spec: &str) -> anyhow::Result<(ProviderKind, Option<String>)> {
-        let (kind, url) = match spec.split_once('=') {
-            Some((kind, url)) => (kind, Some(url.trim().to_owned())),
-            None => (spec, None),
-        };
-        let kind: ProviderKind = kind.parse()?;
-        if let Some(url) = &url {
-            check_url(url)?;
-        }
-        Ok((kind, url))
-    }
-
     /// The provider kind.
     pub fn kind(&self) -> ProviderKind {
         self.kind
@@ -382,7 +369,7 @@ impl RatesClient {
     /// `rates.fallbacks`. A fallback of the same kind as the primary shares its key; another
     /// fallback that needs a key is refused, since settings hold only one.
     pub fn from_settings(settings: &RatesSettings) -> anyhow::Result<RatesClient> {
-        let primary: ProviderKind = settings.provider.parse().context("rates.provider")?;
+        let primary = settings.provider;
         let key = settings
             .api_key
             .clone()
@@ -398,22 +385,15 @@ impl RatesClient {
             Some(&settings.provider_url),
             key.clone().filter(|_| primary.needs_api_key()),
         )];
-        // `CCS__RATES__FALLBACKS=` (empty) means no fallbacks.
-        for (i, spec) in settings
-            .fallbacks
-            .iter()
-            .filter(|s| !s.trim().is_empty())
-            .enumerate()
-        {
-            let (kind, url) =
-                Endpoint::parse_spec(spec).with_context(|| format!("rates.fallbacks[{i}]"))?;
+        for (i, fallback) in settings.fallbacks.iter().enumerate() {
+            let kind = fallback.kind;
             let fallback_key = if kind == primary { key.clone() } else { None };
             if kind.needs_api_key() && fallback_key.is_none() {
                 anyhow::bail!(
                     "rates.fallbacks[{i}]: {kind} needs an API key, and rates.api_key belongs to the primary provider ({primary})"
                 );
             }
-            chain.push(Endpoint::new(kind, url.as_deref(), fallback_key));
+            chain.push(Endpoint::new(kind, fallback.url.as_deref(), fallback_key));
         }
         if settings.max_attempts == 0 {
             anyhow::bail!("rates.max_attempts: must be at least 1");

@@ -81,10 +81,10 @@ pub struct ConvertParams {
 }
 
 fn base_or_default(state: &Rates, raw: Option<&str>) -> Result<CurrencyCode, ApiError> {
-    Ok(parse_code(
-        "base",
-        raw.unwrap_or(state.settings.rates.base.as_str()),
-    )?)
+    match raw {
+        Some(raw) => Ok(parse_code("base", raw)?),
+        None => Ok(state.settings.rates.base),
+    }
 }
 
 fn parse_instant(field: &'static str, raw: &str) -> Result<DateTime<Utc>, ApiError> {

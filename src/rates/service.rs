@@ -368,7 +368,7 @@ pub fn describe_providers(settings: &crate::settings::RatesSettings) -> String {
     let mut text = format!("{} ({})", settings.provider, settings.provider_url);
     for fallback in &settings.fallbacks {
         text.push_str(", then ");
-        text.push_str(fallback);
+        text.push_str(&fallback.to_string());
     }
     text
 }

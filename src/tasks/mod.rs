@@ -75,11 +75,7 @@ pub fn registry(state: &AppState) -> anyhow::Result<TaskRegistry> {
         clock: state.clock.clone(),
         retention_days: settings.tasks.retention_days,
     });
-    registry.schedule(
-        Prune::NAME,
-        &settings.tasks.schedule.prune,
-        "tasks.schedule.prune",
-    )?;
+    registry.schedule(Prune::NAME, &settings.tasks.schedule.prune)?;
     Ok(registry)
 }
 

@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+use crate::settings::CronExpression;
 use crate::state::AppState;
 
 /// What a running job may know about itself and use: `state` is what the job was registered
@@ -64,20 +65,21 @@ pub struct Schedule {
 }
 
 impl Schedule {
+    /// Task `task_name` on `expression` (parsed when the settings loaded).
+    pub fn new(task_name: &str, expression: &CronExpression) -> Self {
+        Self {
+            task_name: task_name.to_owned(),
+            expression: expression.as_str().to_owned(),
+            args: serde_json::json!({}),
+            cron: expression.cron().clone(),
+        }
+    }
+
     /// Parses a cron expression with seconds, the same dialect tokio-cron-scheduler uses.
     pub fn parse(task_name: &str, expression: &str) -> anyhow::Result<Self> {
-        let cron = croner::parser::CronParser::builder()
-            .seconds(croner::parser::Seconds::Required)
-            .dom_and_dow(true)
-            .build()
-            .parse(expression)
-            .with_context(|| format!("`{expression}` is not a valid cron expression"))?;
-        Ok(Self {
-            task_name: task_name.to_owned(),
-            expression: expression.to_owned(),
-            args: serde_json::json!({}),
-            cron,
-        })
+        let expression: CronExpression =
+            expression.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+        Ok(Self::new(task_name, &expression))
     }
 
     /// The first fire time strictly after `after`.
@@ -161,13 +163,13 @@ impl TaskRegistry {
 
     /// Runs the registered task `name` on the cron `expression` (with seconds). `key` names the
     /// setting the expression came from, for the error message.
-    pub fn schedule(&mut self, name: &str, expression: &str, key: &str) -> anyhow::Result<()> {
+    pub fn schedule(&mut self, name: &str, expression: &CronExpression) -> anyhow::Result<()> {
         anyhow::ensure!(
             self.handlers.contains_key(name),
-            "{key}: task `{name}` is not registered"
+            "task `{name}` is scheduled but not registered"
         );
-        let schedule = Schedule::parse(name, expression).with_context(|| key.to_owned())?;
-        self.schedules.insert(name.to_owned(), schedule);
+        self.schedules
+            .insert(name.to_owned(), Schedule::new(name, expression));
         Ok(())
     }
 
@@ -246,10 +248,10 @@ mod tests {
     }
 
     #[test]
-    fn scheduling_an_unregistered_task_names_the_setting() {
+    fn scheduling_an_unregistered_task_names_the_task() {
         let err = TaskRegistry::new()
-            .schedule("nope", "* * * * * *", "tasks.schedule.nope")
+            .schedule("nope", &"* * * * * *".parse().unwrap())
             .unwrap_err();
-        assert!(err.to_string().contains("tasks.schedule.nope"), "{err}");
+        assert!(err.to_string().contains("`nope`"), "{err}");
     }
 }

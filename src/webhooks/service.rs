@@ -308,3 +308,9 @@ pub async fn retry(
     tracing::info!(delivery_id = %delivery, "webhook delivery retried by the partner");
     Ok(row.into())
 }
+
+/// Deliveries failing (pending after a failed attempt) and dead, across partners, for the
+/// monitor.
+pub async fn delivery_counts(state: &AppState) -> Result<store::DeliveryCounts, sqlx::Error> {
+    store::delivery_counts(&state.db).await
+}

@@ -103,10 +103,10 @@ async fn fixture() -> Fixture {
     let provider = FakeProvider::start();
     let url = provider.url.clone();
     let app = spawn_app_with(move |s| {
-        s.rates.provider = "frankfurter".into();
+        s.rates.provider = currency_conversion::settings::ProviderKind::Frankfurter;
         s.rates.provider_url = url;
         s.rates.fallbacks = Vec::new();
-        s.rates.base = "EUR".into();
+        s.rates.base = "EUR".parse().unwrap();
         s.rates.max_attempts = 3;
         s.rates.backoff_base_ms = 1;
         s.rates.request_timeout_ms = 2000;

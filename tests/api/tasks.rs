@@ -54,7 +54,7 @@ fn test_registry(cron: Option<&str>) -> TaskRegistry {
     });
     if let Some(cron) = cron {
         registry
-            .schedule(TEST_JOB, cron, "test.schedule")
+            .schedule(TEST_JOB, &cron.parse().expect("valid schedule"))
             .expect("valid schedule");
     }
     registry
@@ -562,7 +562,7 @@ async fn admin_api_runs_lists_retries_and_reports() {
         .iter()
         .find(|s| s["task_name"] == "prune")
         .expect("prune is scheduled");
-    assert_eq!(prune["cron"], app.settings.tasks.schedule.prune);
+    assert_eq!(prune["cron"], app.settings.tasks.schedule.prune.as_str());
     assert!(prune["next_fire_at"].is_string());
 }
 

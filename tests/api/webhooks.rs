@@ -269,7 +269,7 @@ async fn a_receiver_down_then_up_gets_the_event_with_the_same_webhook_id() {
     assert_eq!(list[0]["state"], "pending");
     assert_eq!(list[0]["attempts"], 1);
     assert!(list[0]["last_status_code"].is_null());
-    assert!(list[0]["last_error"].as_str().unwrap().len() > 0);
+    assert!(!list[0]["last_error"].as_str().unwrap().is_empty());
     let first_retry =
         chrono::DateTime::parse_from_rfc3339(list[0]["next_attempt_at"].as_str().unwrap()).unwrap();
     let expected = app.clock.now() + TimeDelta::seconds(5);
@@ -782,4 +782,36 @@ async fn finalizing_a_thousand_conversions_writes_a_thousand_events() {
         .unwrap();
     let verified = received.iter().filter(|r| r.verifies_with(&secret)).count();
     assert_eq!(verified, 1000);
+}
+
+#[tokio::test]
+async fn an_ended_lock_is_announced_once_and_an_indicative_quote_never() {
+    let app = app_with_rates(|_| {}).await;
+    let receiver = Receiver::start();
+    let partner = app.partner().await;
+    register(&app, &partner, &receiver.url(), json!(["quote.expired"])).await;
+    let mut quotes = Vec::new();
+    for lock in ["five_minutes", "none"] {
+        let res = app
+            .post_json(
+                "/api/v1/quotes",
+                &json!({"from": "EUR", "to": "USD", "lock": lock}),
+                Some(&partner.token),
+            )
+            .await;
+        assert_eq!(res.status(), 201);
+        quotes.push(res.json::<Value>().await.unwrap());
+    }
+    let record = || currency_conversion::quotes::service::record_expiries(&app.state);
+    assert_eq!(record().await.unwrap(), 0, "nothing has expired yet");
+    app.clock.advance(TimeDelta::minutes(5));
+    assert_eq!(record().await.unwrap(), 1);
+    assert_eq!(record().await.unwrap(), 0, "an expiry is recorded once");
+    assert_eq!(dispatch(&app).await, 1);
+    let got = receiver.received();
+    let body = got[0].json();
+    assert_eq!(body["type"], "quote.expired");
+    assert_eq!(body["data"]["id"], quotes[0]["id"]);
+    assert_eq!(body["data"]["status"], "expired");
+    assert_eq!(body["data"]["lock"], "five_minutes");
 }

@@ -587,12 +587,12 @@ async fn an_open_breaker_stops_retries_and_fails_over() {
 
 fn settings(provider: &str, url: &str, key: Option<&str>, fallbacks: &[&str]) -> RatesSettings {
     RatesSettings {
-        provider: provider.into(),
+        provider: provider.parse().unwrap(),
         provider_url: url.into(),
         api_key: key.map(SecretString::from),
-        fallbacks: fallbacks.iter().map(|s| s.to_string()).collect(),
+        fallbacks: fallbacks.iter().map(|s| s.parse().unwrap()).collect(),
         max_age_secs: 172800,
-        base: "EUR".into(),
+        base: c("EUR"),
         cache_ttl_secs: 30,
         connect_timeout_ms: 3000,
         request_timeout_ms: 10000,
@@ -644,15 +644,19 @@ fn chain_is_built_from_settings() {
 #[test]
 fn bad_settings_name_their_key() {
     let err = |s: RatesSettings| format!("{:#}", RatesClient::from_settings(&s).unwrap_err());
-    assert!(err(settings("fixer", "", None, &[])).contains("rates.provider"));
     assert!(err(settings("exchangerate_api", "", None, &[])).contains("rates.api_key"));
     assert!(
         err(settings("frankfurter", "", None, &["openexchangerates"]))
             .contains("rates.fallbacks[0]")
     );
     assert!(
-        err(settings("frankfurter", "", None, &["ecb", "ecb=ftp://x"]))
-            .contains("rates.fallbacks[1]")
+        err(settings(
+            "frankfurter",
+            "",
+            None,
+            &["ecb", "exchangerate_api"]
+        ))
+        .contains("rates.fallbacks[1]")
     );
     assert!(err(settings("frankfurter", "not a url", None, &[])).contains("rates.provider_url"));
 }

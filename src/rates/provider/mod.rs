@@ -7,7 +7,7 @@
 //! so no rate ever passes through a float.
 
 use std::collections::BTreeMap;
-use std::fmt;
+
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -40,45 +40,11 @@ pub const MAX_CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 /// 16:00 CET, which is 15:00 UTC; Frankfurter republishes the ECB's rates, so the same applies.
 const DATE_ONLY_PUBLICATION_HOUR_UTC: u32 = 15;
 
-/// A rates provider the service knows how to call and parse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ProviderKind {
-    /// <https://frankfurter.dev>: ECB rates, any base, no key.
-    Frankfurter,
-    /// The European Central Bank's daily reference rates XML: EUR base only, no key.
-    Ecb,
-    /// <https://openexchangerates.org>: needs an app id; the free plan quotes against USD only.
-    OpenExchangeRates,
-    /// <https://www.exchangerate-api.com> (v6): needs a key, any base.
-    ExchangeRateApi,
-}
-
-/// A settings name that is not a provider.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown rates provider `{0}` (expected frankfurter, ecb, openexchangerates or exchangerate_api)"
-)]
-pub struct UnknownProvider(pub String);
+// The provider names are settings vocabulary (`crate::settings`); what each provider does is
+// here, as inherent methods on the same type.
+pub use crate::settings::{ProviderKind, UnknownProvider};
 
 impl ProviderKind {
-    /// Every provider, in the order they are documented.
-    pub const ALL: [ProviderKind; 4] = [
-        ProviderKind::Frankfurter,
-        ProviderKind::Ecb,
-        ProviderKind::OpenExchangeRates,
-        ProviderKind::ExchangeRateApi,
-    ];
-
-    /// The name used in settings and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::Frankfurter => "frankfurter",
-            ProviderKind::Ecb => "ecb",
-            ProviderKind::OpenExchangeRates => "openexchangerates",
-            ProviderKind::ExchangeRateApi => "exchangerate_api",
-        }
-    }
-
     /// The public base URL, used when settings give none.
     pub fn default_base_url(self) -> &'static str {
         match self {
@@ -175,23 +141,6 @@ impl ProviderKind {
                 .map(|e| e.error_type),
             ProviderKind::Ecb => None,
         }
-    }
-}
-
-impl fmt::Display for ProviderKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ProviderKind {
-    type Err = UnknownProvider;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let wanted = s.trim().to_ascii_lowercase();
-        ProviderKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == wanted)
-            .ok_or_else(|| UnknownProvider(s.chars().take(40).collect()))
     }
 }
 

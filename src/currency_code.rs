@@ -1,6 +1,6 @@
 //! `CurrencyCode`: three upper-case ASCII letters. Input is case-insensitive; output is always
 //! upper-case. Whether a code is ISO 4217 or supported is a separate question (the catalogue and
-//! the `currencies` table answer it).
+//! the `currencies` table answer it). Shared core, below the capabilities: settings hold codes too.
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,0 +1,221 @@
+//! Setting values that have a type of their own, parsed once when the settings load so that a
+//! bad value stops the process at start-up, naming its key, instead of reaching a client.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer};
+
+/// A rates provider the service knows how to call and parse. The names are settings vocabulary
+/// (`rates.provider`, `rates.fallbacks`); what each provider does lives in `rates::provider`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProviderKind {
+    /// <https://frankfurter.dev>: ECB rates, any base, no key.
+    Frankfurter,
+    /// The European Central Bank's daily reference rates XML: EUR base only, no key.
+    Ecb,
+    /// <https://openexchangerates.org>: needs an app id; the free plan quotes against USD only.
+    OpenExchangeRates,
+    /// <https://www.exchangerate-api.com> (v6): needs a key, any base.
+    ExchangeRateApi,
+}
+
+/// A settings name that is not a provider.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown rates provider `{0}` (expected frankfurter, ecb, openexchangerates or exchangerate_api)"
+)]
+pub struct UnknownProvider(pub String);
+
+impl ProviderKind {
+    /// Every provider, in the order the settings documentation lists them.
+    pub const ALL: [ProviderKind; 4] = [
+        ProviderKind::Frankfurter,
+        ProviderKind::Ecb,
+        ProviderKind::OpenExchangeRates,
+        ProviderKind::ExchangeRateApi,
+    ];
+
+    /// The name used in settings, logs and the `provider` field of stored rates.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Frankfurter => "frankfurter",
+            ProviderKind::Ecb => "ecb",
+            ProviderKind::OpenExchangeRates => "openexchangerates",
+            ProviderKind::ExchangeRateApi => "exchangerate_api",
+        }
+    }
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ProviderKind {
+    type Err = UnknownProvider;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let wanted = s.trim().to_ascii_lowercase();
+        ProviderKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == wanted)
+            .ok_or_else(|| UnknownProvider(s.chars().take(40).collect()))
+    }
+}
+
+impl<'de> Deserialize<'de> for ProviderKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A provider tried when the primary fails, written `kind` or `kind=url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FallbackProvider {
+    pub kind: ProviderKind,
+    /// Its base URL, or `None` for the provider's public one.
+    pub url: Option<String>,
+}
+
+/// As the start-up log names it: `ecb` or `ecb (http://mirror…)`.
+impl fmt::Display for FallbackProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.url {
+            Some(url) => write!(f, "{} ({url})", self.kind),
+            None => write!(f, "{}", self.kind),
+        }
+    }
+}
+
+impl FromStr for FallbackProvider {
+    type Err = String;
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let (kind, url) = match spec.split_once('=') {
+            Some((kind, url)) => (kind, Some(url.trim().to_owned())),
+            None => (spec, None),
+        };
+        let kind: ProviderKind = kind.parse().map_err(|e: UnknownProvider| e.to_string())?;
+        if let Some(url) = &url {
+            let parsed = reqwest::Url::parse(url).map_err(|e| format!("`{url}`: {e}"))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(format!("`{url}`: only http and https URLs"));
+            }
+        }
+        Ok(FallbackProvider { kind, url })
+    }
+}
+
+/// `rates.fallbacks`: a list of `kind` or `kind=url`; empty entries are skipped, so that
+/// `CCS__RATES__FALLBACKS=` (empty) means no fallbacks.
+pub(super) fn fallbacks<'de, D>(deserializer: D) -> Result<Vec<FallbackProvider>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let specs = Vec::<String>::deserialize(deserializer)?;
+    specs
+        .iter()
+        .filter(|s| !s.trim().is_empty())
+        .enumerate()
+        .map(|(i, spec)| {
+            spec.trim()
+                .parse()
+                .map_err(|e| serde::de::Error::custom(format!("rates.fallbacks[{i}]: {e}")))
+        })
+        .collect()
+}
+
+/// A cron expression with seconds (6 or 7 fields), in the dialect tokio-cron-scheduler uses,
+/// parsed when the settings load.
+#[derive(Clone)]
+pub struct CronExpression {
+    text: String,
+    cron: croner::Cron,
+}
+
+impl CronExpression {
+    /// The expression as configured.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The parsed schedule.
+    pub fn cron(&self) -> &croner::Cron {
+        &self.cron
+    }
+}
+
+impl FromStr for CronExpression {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let cron = croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Required)
+            .dom_and_dow(true)
+            .build()
+            .parse(text)
+            .map_err(|e| {
+                format!("`{text}` is not a cron expression with seconds (6 or 7 fields): {e}")
+            })?;
+        Ok(CronExpression {
+            text: text.to_owned(),
+            cron,
+        })
+    }
+}
+
+impl fmt::Debug for CronExpression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl fmt::Display for CronExpression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl PartialEq<&str> for CronExpression {
+    fn eq(&self, other: &&str) -> bool {
+        self.text == *other
+    }
+}
+
+impl<'de> Deserialize<'de> for CronExpression {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.trim().parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fallback_is_a_kind_with_an_optional_url() {
+        assert_eq!(
+            "ECB".parse::<FallbackProvider>().unwrap(),
+            FallbackProvider {
+                kind: ProviderKind::Ecb,
+                url: None
+            }
+        );
+        let f: FallbackProvider = "frankfurter=http://127.0.0.1:9/v1".parse().unwrap();
+        assert_eq!(f.kind, ProviderKind::Frankfurter);
+        assert_eq!(f.url.as_deref(), Some("http://127.0.0.1:9/v1"));
+        assert!("fixer".parse::<FallbackProvider>().is_err());
+        assert!("ecb=ftp://x".parse::<FallbackProvider>().is_err());
+        assert!("ecb=not a url".parse::<FallbackProvider>().is_err());
+    }
+
+    #[test]
+    fn a_cron_expression_needs_seconds_and_valid_fields() {
+        let every_minute: CronExpression = "0 * * * * *".parse().unwrap();
+        assert_eq!(every_minute.as_str(), "0 * * * * *");
+        assert!("* * * * *".parse::<CronExpression>().is_err());
+        assert!("0 61 * * * *".parse::<CronExpression>().is_err());
+        assert!("every minute".parse::<CronExpression>().is_err());
+    }
+}
