@@ -196,6 +196,15 @@ pub struct AuthSettings {
     pub login_window_secs: u64,
     /// How long a user's enabled/disabled state is cached before it is re-read, in seconds.
     pub user_status_cache_secs: u64,
+    /// Longest a monitor session lasts from its login, in seconds, however active the admin
+    /// is. Within it, each page renews the session's token, so it ends only after
+    /// `access_token_ttl_secs` without a request (the self-refreshing pages count).
+    #[serde(default = "default_monitor_session_max_secs")]
+    pub monitor_session_max_secs: u64,
+}
+
+fn default_monitor_session_max_secs() -> u64 {
+    8 * 3600
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

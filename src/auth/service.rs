@@ -105,6 +105,12 @@ pub struct Caller {
     pub role: Role,
     pub jti: Uuid,
     pub expires_at: i64,
+    /// The user's token epoch the token was issued in (the current one, once authenticated).
+    pub epoch: i32,
+    /// The session the token belongs to (see [`tokens::Claims::session`]).
+    pub session: Uuid,
+    /// When that session began, in unix seconds (see [`tokens::Claims::session_started`]).
+    pub session_started: i64,
 }
 
 fn keys(state: &AppState) -> TokenKeys {
@@ -265,15 +271,63 @@ pub async fn logout(
         }
         tx.commit().await?;
     }
-    let ttl = (caller.expires_at - now.timestamp()).max(1)
-        + i64::try_from(state.settings.auth.leeway_secs).unwrap_or(0);
+    let leeway = i64::try_from(state.settings.auth.leeway_secs).unwrap_or(0);
+    let ttl = (caller.expires_at - now.timestamp()).max(1) + leeway;
     memo.forget_user(caller.id.0);
-    let key = state.redis.key(&format!("auth:revoked_jti:{}", caller.jti));
-    state
-        .redis
-        .run::<()>(redis::cmd("SET").arg(&key).arg(1).arg("EX").arg(ttl))
-        .await?;
+    let revoke = |jti: Uuid, ttl: i64| {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(revoked_key(state, jti)).arg(1).arg("EX").arg(ttl);
+        cmd
+    };
+    state.redis.run::<()>(&revoke(caller.jti, ttl)).await?;
+    if caller.session != caller.jti {
+        // A renewed session: its earlier tokens may still be unexpired (and renewable) too.
+        let session_end = caller.session_started
+            + i64::try_from(state.settings.auth.monitor_session_max_secs).unwrap_or(i64::MAX / 2);
+        let ttl = (session_end - now.timestamp()).max(1) + leeway;
+        state.redis.run::<()>(&revoke(caller.session, ttl)).await?;
+    }
     Ok(())
+}
+
+fn revoked_key(state: &AppState, jti: Uuid) -> String {
+    state.redis.key(&format!("auth:revoked_jti:{jti}"))
+}
+
+/// A fresh access token continuing `caller`'s session, for a sliding session (the monitor's):
+/// valid for another `auth.access_token_ttl_secs`, but never past `max_secs` after the session
+/// began. `None` when the session has nothing left to gain (already at its absolute end).
+/// `caller` must come from [`authenticate`], which checked that the account is enabled and in
+/// the token's epoch.
+pub fn renew_session(
+    state: &AppState,
+    caller: &Caller,
+    max_secs: u64,
+) -> Result<Option<(String, Caller)>, AuthError> {
+    let now = state.clock.now();
+    let keys = keys(state);
+    let session_end = caller.session_started + i64::try_from(max_secs).unwrap_or(i64::MAX / 2);
+    let expires_at = (now.timestamp() + keys.access_ttl_secs()).min(session_end);
+    if expires_at <= caller.expires_at {
+        return Ok(None);
+    }
+    let (token, claims) = keys.issue_continuing(
+        caller.id,
+        caller.role,
+        caller.epoch,
+        now,
+        tokens::Continuation {
+            sid: caller.session,
+            auth_time: caller.session_started,
+            expires_at,
+        },
+    )?;
+    let renewed = Caller {
+        jti: claims.jti,
+        expires_at: claims.exp,
+        ..caller.clone()
+    };
+    Ok(Some((token, renewed)))
 }
 
 /// Verifies an access token and checks that its user still exists, is enabled and is still in
@@ -306,20 +360,32 @@ pub async fn authenticate(
         role: claims.role,
         jti: claims.jti,
         expires_at: claims.exp,
+        epoch: claims.epoch,
+        session: claims.session(),
+        session_started: claims.session_started(),
     };
     if memo.is_fresh(user.0, claims.jti) {
         return Ok(caller);
     }
     let status_key = status_key(state, user);
-    let revoked_key = state.redis.key(&format!("auth:revoked_jti:{}", claims.jti));
-    let cached: anyhow::Result<(Option<String>, Option<String>)> = state
+    let token_revoked_key = revoked_key(state, claims.jti);
+    // A renewed token is logged out with its session, whichever of its tokens logged out.
+    let session_revoked_key = revoked_key(state, claims.session());
+    let cached: anyhow::Result<(Option<String>, Option<String>, Option<String>)> = state
         .redis
-        .run(redis::cmd("MGET").arg(&status_key).arg(&revoked_key))
+        .run(
+            redis::cmd("MGET")
+                .arg(&status_key)
+                .arg(&token_revoked_key)
+                .arg(&session_revoked_key),
+        )
         .await;
     let status = match cached {
-        Ok((_, Some(_))) => return Err(AuthError::InvalidToken("token was logged out".into())),
-        Ok((Some(cached), None)) => UserStatus::decode(&cached),
-        Ok((None, None)) => {
+        Ok((_, Some(_), _) | (_, _, Some(_))) => {
+            return Err(AuthError::InvalidToken("token was logged out".into()));
+        }
+        Ok((Some(cached), None, None)) => UserStatus::decode(&cached),
+        Ok((None, None, None)) => {
             let status = UserStatus::from(store::active_token_epoch(&state.db, user).await?);
             // NX: a status written by a change since our read must not be overwritten by it.
             let _ = state

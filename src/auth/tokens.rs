@@ -30,6 +30,38 @@ pub struct Claims {
     /// before epochs existed carry none and count as epoch 0.
     #[serde(default)]
     pub epoch: i32,
+    /// The session a renewed token continues (the `jti` of the token issued at login); absent
+    /// on tokens issued at login or refresh, whose session is their own `jti`. Logging out
+    /// revokes the whole session, renewals included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<Uuid>,
+    /// When the user last entered their password (OIDC's `auth_time`); absent means `iat`. A
+    /// renewed session never outlives it by more than its absolute maximum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+}
+
+impl Claims {
+    /// The session this token belongs to: [`Claims::sid`], or its own `jti` for a first token.
+    pub fn session(&self) -> Uuid {
+        self.sid.unwrap_or(self.jti)
+    }
+
+    /// When its session began: [`Claims::auth_time`], or `iat` for a first token.
+    pub fn session_started(&self) -> i64 {
+        self.auth_time.unwrap_or(self.iat)
+    }
+}
+
+/// What a renewed access token carries over from the one it replaces.
+#[derive(Debug, Clone, Copy)]
+pub struct Continuation {
+    /// The session it continues.
+    pub sid: Uuid,
+    /// When that session's user entered their password.
+    pub auth_time: i64,
+    /// Its expiry (unix seconds); at most `now + access TTL`.
+    pub expires_at: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +120,32 @@ impl TokenKeys {
         epoch: i32,
         now: DateTime<Utc>,
     ) -> anyhow::Result<(String, Claims)> {
+        self.issue_with(user, role, epoch, now, None)
+    }
+
+    /// An access token that continues a session (a sliding session's renewal): the same
+    /// session id and `auth_time`, a new `jti`, and the expiry asked for, capped at the TTL.
+    pub fn issue_continuing(
+        &self,
+        user: UserId,
+        role: Role,
+        epoch: i32,
+        now: DateTime<Utc>,
+        continuation: Continuation,
+    ) -> anyhow::Result<(String, Claims)> {
+        self.issue_with(user, role, epoch, now, Some(continuation))
+    }
+
+    fn issue_with(
+        &self,
+        user: UserId,
+        role: Role,
+        epoch: i32,
+        now: DateTime<Utc>,
+        continuation: Option<Continuation>,
+    ) -> anyhow::Result<(String, Claims)> {
         let iat = now.timestamp();
+        let full = iat + self.access_ttl;
         let claims = Claims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
@@ -97,8 +154,10 @@ impl TokenKeys {
             jti: Uuid::new_v4(),
             iat,
             nbf: iat,
-            exp: iat + self.access_ttl,
+            exp: continuation.map_or(full, |c| c.expires_at.min(full)),
             epoch,
+            sid: continuation.map(|c| c.sid),
+            auth_time: continuation.map(|c| c.auth_time),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
         Ok((token, claims))
@@ -152,6 +211,7 @@ mod tests {
             max_failed_logins: 5,
             login_window_secs: 60,
             user_status_cache_secs: 5,
+            monitor_session_max_secs: 28800,
         }
     }
 

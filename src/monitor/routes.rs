@@ -32,6 +32,7 @@ const REFUSED: &str = "Those credentials do not open the monitor. Only admins ca
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/monitor")
+            .wrap(actix_web::middleware::from_fn(session::renew_cookie))
             .route("", web::get().to(overview))
             .route("/", web::get().to(overview))
             .route("/static/monitor.css", web::get().to(stylesheet))
@@ -87,7 +88,32 @@ async fn login_form(
     {
         return see_other("/monitor");
     }
-    html(StatusCode::OK, views::login_page(None, ""))
+    login_page(&state, &req, StatusCode::OK, None, "")
+}
+
+/// The login form, with the CSRF token of the browser's pre-login nonce; a browser without one
+/// (or with one this service could not have set) gets a new nonce cookie with the page.
+fn login_page(
+    state: &AppState,
+    req: &HttpRequest,
+    status: StatusCode,
+    message: Option<&str>,
+    email: &str,
+) -> HttpResponse {
+    let (nonce, cookie) = match session::login_nonce(req) {
+        Some(nonce) => (nonce, None),
+        None => {
+            let (nonce, cookie) = session::new_login_cookie(&state.settings);
+            (nonce, Some(cookie))
+        }
+    };
+    let csrf = session::login_csrf_token(&state.settings, &nonce);
+    let mut res = html(status, views::login_page(message, email, &csrf));
+    if let Some(cookie) = cookie {
+        // A cookie built here always encodes into a valid header value.
+        let _ = res.add_cookie(&cookie);
+    }
+    res
 }
 
 #[derive(Deserialize)]
@@ -96,7 +122,14 @@ pub struct LoginForm {
     email: String,
     #[serde(default)]
     password: String,
+    /// The form's CSRF token ([`session::login_csrf_token`]).
+    #[serde(default)]
+    csrf: String,
 }
+
+/// Shown when a login post's CSRF token does not match the browser's pre-login cookie.
+const FORM_EXPIRED: &str =
+    "This login form has expired or did not come from the monitor. Try again.";
 
 #[tracing::instrument(name = "monitor.login", skip_all)]
 async fn login(
@@ -105,10 +138,21 @@ async fn login(
     req: HttpRequest,
     form: web::Form<LoginForm>,
 ) -> Result<HttpResponse, MonitorError> {
-    let LoginForm { email, password } = form.into_inner();
-    let ip = crate::auth::routes::client_ip(&state, &req);
+    let LoginForm {
+        email,
+        password,
+        csrf,
+    } = form.into_inner();
     let refused =
-        |status: StatusCode, message: &str| html(status, views::login_page(Some(message), &email));
+        |status: StatusCode, message: &str| login_page(&state, &req, status, Some(message), &email);
+    // Before the credentials are looked at: a forged post neither signs in nor counts as a
+    // failed attempt against the throttle.
+    let nonce = session::login_nonce(&req);
+    if session::verify_login_csrf(&state.settings, nonce.as_deref(), &csrf).is_err() {
+        tracing::info!("monitor login refused: CSRF token missing or not this browser's");
+        return Ok(refused(StatusCode::FORBIDDEN, FORM_EXPIRED));
+    }
+    let ip = crate::auth::routes::client_ip(&state, &req);
     let tokens = match crate::auth::service::login(&state, &email, password, &ip).await {
         Ok(tokens) => tokens,
         Err(AuthError::InvalidCredentials | AuthError::Invalid { .. }) => {
@@ -148,6 +192,7 @@ async fn login(
     );
     Ok(HttpResponse::SeeOther()
         .cookie(cookie)
+        .cookie(session::cleared_login_cookie(&state.settings))
         .insert_header((header::LOCATION, "/monitor"))
         .finish())
 }

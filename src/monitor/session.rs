@@ -3,20 +3,33 @@
 //!
 //! The cookie is `HttpOnly` (no script reads it), `SameSite=Strict` (no other site's page sends
 //! it), scoped to `/monitor`, and `Secure` outside `local` and `test` (plain HTTP on a laptop).
-//! It lives as long as the access token; after that the admin logs in again.
+//! It lives as long as the access token, but the session slides: a page requested when a minute
+//! or more of the token's life is used up gets a renewed token (same session, new `jti`, see
+//! [`crate::auth::service::renew_session`]) in a fresh cookie, so an open self-refreshing page
+//! keeps the admin signed in. `auth.monitor_session_max_secs` after the login it ends however
+//! active the admin is; logging out ends every token of the session.
 //!
-//! CSRF: every state-changing form carries `HMAC-SHA256(jwt_secret, "monitor-csrf:" + jti)` of
-//! the session's token. It is bound to the session (a token of another session is refused), needs
-//! no storage, and ends with the session. `SameSite=Strict` already stops cross-site posts in
-//! current browsers; the token covers older ones and same-site attackers.
+//! CSRF: every state-changing form carries `HMAC-SHA256(jwt_secret, "monitor-csrf:" + session)`
+//! of the session id (stable across renewals). It is bound to the session (a token of another
+//! session is refused), needs no storage, and ends with the session. `SameSite=Strict` already
+//! stops cross-site posts in current browsers; the token covers older ones and same-site
+//! attackers.
+//!
+//! The login form, before any session exists, has a token of its own (login CSRF: a page that
+//! signs the admin's browser in to an account of the attacker's choosing): `GET /monitor/login`
+//! sets a pre-login cookie holding a random nonce, and the form carries
+//! `HMAC-SHA256(jwt_secret, "monitor-login-csrf:" + nonce)`; a login post whose cookie and field
+//! do not match is refused before the credentials are looked at.
 
 use std::future::Future;
 use std::pin::Pin;
 
+use actix_web::body::MessageBody;
 use actix_web::cookie::time::Duration as CookieDuration;
 use actix_web::cookie::{Cookie, SameSite};
-use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use hmac::{KeyInit, Mac};
 use secrecy::ExposeSecret;
 use sha2::Sha256;
@@ -32,6 +45,14 @@ use crate::state::AppState;
 pub const COOKIE: &str = "ccs_monitor";
 /// The path the cookie is scoped to.
 const COOKIE_PATH: &str = "/monitor";
+/// Name of the pre-login cookie holding the login form's nonce.
+pub const LOGIN_COOKIE: &str = "ccs_monitor_login";
+/// How long a login form stays usable, in seconds.
+const LOGIN_FORM_SECS: i64 = 3600;
+/// How much of a session token's life a request may use before the token is renewed, in
+/// seconds: a renewal at most once a minute, and an idle session still ends one access-token
+/// lifetime after its last page.
+const RENEW_AFTER_SECS: i64 = 60;
 
 type HmacSha256 = hmac::Hmac<Sha256>;
 
@@ -55,12 +76,70 @@ impl MonitorSession {
     }
 }
 
-fn csrf_mac(settings: &Settings, caller: &Caller) -> HmacSha256 {
+fn keyed_mac(settings: &Settings, purpose: &[u8], subject: &[u8]) -> HmacSha256 {
     let mut mac = HmacSha256::new_from_slice(settings.auth.jwt_secret.expose_secret().as_bytes())
         .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
-    mac.update(b"monitor-csrf:");
-    mac.update(caller.jti.as_bytes());
+    mac.update(purpose);
+    mac.update(subject);
     mac
+}
+
+fn csrf_mac(settings: &Settings, caller: &Caller) -> HmacSha256 {
+    // The session, not the token: a page rendered just before a renewal still posts fine.
+    keyed_mac(settings, b"monitor-csrf:", caller.session.as_bytes())
+}
+
+/// The login form's CSRF token for the pre-login nonce `nonce`.
+pub fn login_csrf_token(settings: &Settings, nonce: &str) -> String {
+    hex::encode(
+        keyed_mac(settings, b"monitor-login-csrf:", nonce.as_bytes())
+            .finalize()
+            .into_bytes(),
+    )
+}
+
+/// The nonce of a pre-login cookie, if it is one this service could have set.
+pub fn login_nonce(req: &HttpRequest) -> Option<String> {
+    req.cookie(LOGIN_COOKIE)
+        .map(|c| c.value().to_owned())
+        .filter(|v| v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// A new pre-login nonce and the cookie carrying it, scoped to the login form.
+pub fn new_login_cookie(settings: &Settings) -> (String, Cookie<'static>) {
+    let nonce = hex::encode(rand::random::<[u8; 16]>());
+    let cookie = Cookie::build(LOGIN_COOKIE, nonce.clone())
+        .path(super::routes::LOGIN_PATH)
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(secure(settings))
+        .max_age(CookieDuration::seconds(LOGIN_FORM_SECS))
+        .finish();
+    (nonce, cookie)
+}
+
+/// A cookie that makes the browser forget the pre-login nonce (after a successful login).
+pub fn cleared_login_cookie(settings: &Settings) -> Cookie<'static> {
+    let (_, mut cookie) = new_login_cookie(settings);
+    cookie.make_removal();
+    cookie
+}
+
+/// Checks a login post: its form field must be the token of the nonce in its pre-login cookie.
+pub fn verify_login_csrf(
+    settings: &Settings,
+    nonce: Option<&str>,
+    sent: &str,
+) -> Result<(), MonitorError> {
+    let nonce = nonce.ok_or(MonitorError::Csrf)?;
+    let sent = hex::decode(sent).map_err(|_| MonitorError::Csrf)?;
+    keyed_mac(settings, b"monitor-login-csrf:", nonce.as_bytes())
+        .verify_slice(&sent)
+        .map_err(|_| MonitorError::Csrf)
+}
+
+fn secure(settings: &Settings) -> bool {
+    !matches!(settings.environment, Environment::Local | Environment::Test)
 }
 
 fn csrf_token(settings: &Settings, caller: &Caller) -> String {
@@ -77,10 +156,7 @@ pub fn session_cookie(
         .path(COOKIE_PATH)
         .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(!matches!(
-            settings.environment,
-            Environment::Local | Environment::Test
-        ))
+        .secure(secure(settings))
         .max_age(CookieDuration::seconds(max_age_secs.max(1)))
         .finish()
 }
@@ -115,6 +191,7 @@ impl FromRequest for MonitorSession {
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let memo = req.app_data::<web::Data<StatusMemo>>().cloned();
         let token = req.cookie(COOKIE).map(|c| c.value().to_owned());
+        let req = req.clone();
         Box::pin(async move {
             let state = state.ok_or_else(|| {
                 MonitorError::Internal(anyhow::anyhow!("AppState is not registered"))
@@ -126,10 +203,54 @@ impl FromRequest for MonitorSession {
                 .filter(|t| !t.is_empty())
                 .ok_or(MonitorError::LoginRequired)?;
             let caller = admin_from_token(&state, &memo, &token).await?;
+            let caller = renew_if_due(&state, &req, caller)?;
             let csrf = csrf_token(&state.settings, &caller);
             Ok(MonitorSession { caller, csrf })
         })
     }
+}
+
+/// A renewed session cookie waiting for the response ([`renew_cookie`] sets it).
+#[derive(Clone)]
+struct Renewed(Cookie<'static>);
+
+/// Renews the session's token when more than [`RENEW_AFTER_SECS`] of its life is used up,
+/// leaving the new cookie for [`renew_cookie`]; returns the caller the request continues as.
+fn renew_if_due(
+    state: &AppState,
+    req: &HttpRequest,
+    caller: Caller,
+) -> Result<Caller, MonitorError> {
+    let ttl = i64::try_from(state.settings.auth.access_token_ttl_secs).unwrap_or(i64::MAX / 2);
+    let now = state.clock.now().timestamp();
+    if caller.expires_at - now > ttl - RENEW_AFTER_SECS {
+        return Ok(caller);
+    }
+    let renewed =
+        service::renew_session(state, &caller, state.settings.auth.monitor_session_max_secs)
+            .map_err(|e| MonitorError::Internal(anyhow::Error::new(e)))?;
+    let Some((token, renewed)) = renewed else {
+        return Ok(caller);
+    };
+    let cookie = session_cookie(&state.settings, &token, renewed.expires_at - now);
+    req.extensions_mut().insert(Renewed(cookie));
+    Ok(renewed)
+}
+
+/// Middleware of the `/monitor` scope: sends the cookie of a session renewed while handling the
+/// request, unless the response sets the session cookie itself (login, logout).
+pub async fn renew_cookie(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let mut res = next.call(req).await?;
+    let renewed = res.request().extensions_mut().remove::<Renewed>();
+    if let Some(Renewed(cookie)) = renewed
+        && !res.response().cookies().any(|c| c.name() == COOKIE)
+    {
+        res.response_mut().add_cookie(&cookie)?;
+    }
+    Ok(res)
 }
 
 #[cfg(test)]
@@ -143,6 +264,9 @@ mod tests {
             role: Role::Admin,
             jti: uuid::Uuid::new_v4(),
             expires_at: 0,
+            epoch: 0,
+            session: uuid::Uuid::new_v4(),
+            session_started: 0,
         }
     }
 

@@ -79,7 +79,7 @@ fn csrf_field(session: &MonitorSession) -> Markup {
 }
 
 /// The login form, with a message after a refused attempt.
-pub fn login_page(message: Option<&str>, email: &str) -> Markup {
+pub fn login_page(message: Option<&str>, email: &str, csrf: &str) -> Markup {
     layout(
         "Log in",
         None,
@@ -91,6 +91,7 @@ pub fn login_page(message: Option<&str>, email: &str) -> Markup {
                     p.alert.bad role="alert" { (m) }
                 }
                 form.stack method="post" action=(LOGIN_PATH) {
+                    input type="hidden" name="csrf" value=(csrf);
                     label { "Email"
                         input type="email" name="email" value=(email) autocomplete="username" required autofocus;
                     }

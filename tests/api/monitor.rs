@@ -5,7 +5,7 @@ use currency_conversion::auth::Role;
 use currency_conversion::tasks::{self, TaskState};
 use uuid::Uuid;
 
-use crate::helpers::{TEST_PASSWORD, TestApp, spawn_app};
+use crate::helpers::{TEST_PASSWORD, TestApp, spawn_app, spawn_app_with};
 
 /// A browser signed in to the monitor.
 struct MonitorClient<'a> {
@@ -35,24 +35,69 @@ fn form_body(fields: &[(&str, &str)]) -> String {
         .join("&")
 }
 
-/// POSTs the login form; returns the response.
-async fn post_login(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
+/// A browser's pre-login state: the nonce cookie and the CSRF token of the login form.
+struct LoginForm {
+    cookie: String,
+    csrf: String,
+}
+
+/// GETs the login form as a browser without cookies would.
+async fn login_form(app: &TestApp) -> LoginForm {
+    let res = app.get("/monitor/login").await;
+    assert_eq!(res.status(), 200);
+    let cookie = cookie_named(&res, "ccs_monitor_login").expect("a pre-login cookie");
+    let page = res.text().await.unwrap();
+    LoginForm {
+        cookie: cookie.split(';').next().unwrap().to_owned(),
+        csrf: csrf_field(&page),
+    }
+}
+
+/// The value of the first `csrf` field of a page.
+fn csrf_field(page: &str) -> String {
+    let marker = r#"name="csrf" value=""#;
+    let start = page.find(marker).expect("a CSRF field") + marker.len();
+    page[start..start + 64].to_owned()
+}
+
+/// POSTs the login form of `form` (cookie and token); returns the response.
+async fn post_login_with(
+    app: &TestApp,
+    form: &LoginForm,
+    email: &str,
+    password: &str,
+) -> reqwest::Response {
     app.client
         .post(app.url("/monitor/login"))
         .header("content-type", FORM)
-        .body(form_body(&[("email", email), ("password", password)]))
+        .header("cookie", &form.cookie)
+        .body(form_body(&[
+            ("email", email),
+            ("password", password),
+            ("csrf", &form.csrf),
+        ]))
         .send()
         .await
         .unwrap()
 }
 
-fn session_cookie(res: &reqwest::Response) -> Option<String> {
+/// Opens the login form and POSTs it, as a browser does; returns the response.
+async fn post_login(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
+    let form = login_form(app).await;
+    post_login_with(app, &form, email, password).await
+}
+
+fn cookie_named(res: &reqwest::Response, name: &str) -> Option<String> {
     res.headers()
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("ccs_monitor="))
+        .find(|v| v.starts_with(&format!("{name}=")))
         .map(str::to_owned)
+}
+
+fn session_cookie(res: &reqwest::Response) -> Option<String> {
+    cookie_named(res, "ccs_monitor")
 }
 
 async fn sign_in(app: &TestApp) -> MonitorClient<'_> {
@@ -102,10 +147,7 @@ impl MonitorClient<'_> {
 
     /// The CSRF token the overview's forms carry.
     async fn csrf(&self) -> String {
-        let page = self.page("/monitor").await;
-        let marker = r#"name="csrf" value=""#;
-        let start = page.find(marker).expect("a CSRF field") + marker.len();
-        page[start..start + 64].to_owned()
+        csrf_field(&self.page("/monitor").await)
     }
 }
 
@@ -481,4 +523,124 @@ async fn the_overview_explains_its_numbers_and_schedules_in_words() {
         assert!(page.contains(expected), "missing {expected:?}");
     }
     assert!(page.contains("<table class=\"stack\">"));
+}
+
+#[tokio::test]
+async fn the_login_form_refuses_a_post_without_its_own_csrf_token() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+
+    // A page elsewhere posting the form: no pre-login cookie, no token.
+    let res = app
+        .client
+        .post(app.url("/monitor/login"))
+        .header("content-type", FORM)
+        .body(form_body(&[
+            ("email", &admin.email),
+            ("password", TEST_PASSWORD),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert!(session_cookie(&res).is_none());
+    // The form comes back, ready to use: a new nonce cookie and its token.
+    let retry = LoginForm {
+        cookie: cookie_named(&res, "ccs_monitor_login")
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned(),
+        csrf: csrf_field(&res.text().await.unwrap()),
+    };
+
+    // The token of another browser's form does not fit this browser's cookie.
+    let mine = login_form(&app).await;
+    let theirs = login_form(&app).await;
+    let crossed = LoginForm {
+        cookie: mine.cookie.clone(),
+        csrf: theirs.csrf.clone(),
+    };
+    let res = post_login_with(&app, &crossed, &admin.email, TEST_PASSWORD).await;
+    assert_eq!(res.status(), 403);
+    assert!(session_cookie(&res).is_none());
+
+    // Refused posts are not failed logins: the throttle did not count them.
+    for form in [&retry, &mine] {
+        let res = post_login_with(&app, form, &admin.email, TEST_PASSWORD).await;
+        assert_eq!(res.status(), 303);
+        assert!(session_cookie(&res).is_some());
+        let cleared = cookie_named(&res, "ccs_monitor_login").expect("the nonce is cleared");
+        assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    }
+}
+
+#[tokio::test]
+async fn an_active_session_slides_past_the_token_lifetime_up_to_its_maximum() {
+    let app = spawn_app_with(|s| s.auth.monitor_session_max_secs = 3600).await;
+    let ttl = i64::try_from(app.settings.auth.access_token_ttl_secs).unwrap();
+    let mut monitor = sign_in(&app).await;
+    let csrf = monitor.csrf().await;
+
+    // The self-refreshing page keeps asking; each answer past the first minute renews the token.
+    let mut elapsed = 0;
+    let mut renewals = 0;
+    while elapsed + ttl * 2 / 3 < 3600 {
+        app.clock.advance(chrono::TimeDelta::seconds(ttl * 2 / 3));
+        elapsed += ttl * 2 / 3;
+        let res = monitor.get("/monitor").await;
+        assert_eq!(res.status(), 200, "{elapsed} s after the login");
+        let renewed = session_cookie(&res).expect("a renewed cookie");
+        assert!(renewed.contains("HttpOnly") && renewed.contains("SameSite=Strict"));
+        monitor.cookie = renewed.split(';').next().unwrap().to_owned();
+        renewals += 1;
+    }
+    assert!(
+        elapsed > ttl && renewals > 2,
+        "{elapsed} s, {renewals} renewals"
+    );
+    // The forms of a page from before the renewals still post.
+    assert_eq!(csrf, monitor.csrf().await);
+
+    // An hour after the login (and the leeway on expiry) the session ends, however busy the
+    // admin.
+    let leeway = i64::try_from(app.settings.auth.leeway_secs).unwrap();
+    app.clock
+        .advance(chrono::TimeDelta::seconds(3600 - elapsed - 1));
+    assert_eq!(monitor.get("/monitor").await.status(), 200);
+    app.clock.advance(chrono::TimeDelta::seconds(leeway + 2));
+    let res = monitor.get("/monitor").await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/monitor/login");
+
+    // An idle session still ends with its token.
+    let idle = sign_in(&app).await;
+    app.clock.advance(chrono::TimeDelta::seconds(ttl + 60));
+    assert_eq!(idle.get("/monitor").await.status(), 303);
+}
+
+#[tokio::test]
+async fn logging_out_ends_the_tokens_a_session_was_renewed_from() {
+    let app = spawn_app().await;
+    let mut monitor = sign_in(&app).await;
+    let before = monitor.cookie.clone();
+    app.clock.advance(chrono::TimeDelta::seconds(120));
+    let res = monitor.get("/monitor").await;
+    monitor.cookie = session_cookie(&res)
+        .expect("a renewed cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let csrf = monitor.csrf().await;
+    let res = monitor.post("/monitor/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(monitor.get("/monitor").await.status(), 303);
+    // The token from before the renewal has not expired, yet it opens nothing either.
+    let old = MonitorClient {
+        app: &app,
+        cookie: before,
+    };
+    assert_eq!(old.get("/monitor").await.status(), 303);
 }
