@@ -81,6 +81,69 @@ impl utoipa::PartialSchema for CurrencyCode {
 
 impl utoipa::ToSchema for CurrencyCode {}
 
+/// A comma-separated list of currency codes in a query (`symbols=EUR,GBP`): 1 to
+/// [`CurrencyCodes::MAX`] codes, in the order given, none listed twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrencyCodes(Vec<CurrencyCode>);
+
+impl CurrencyCodes {
+    /// Most codes one list may name.
+    pub const MAX: usize = 200;
+
+    pub fn parse(input: &str) -> Result<Self, InvalidCurrencyCodes> {
+        if input.split(',').count() > Self::MAX {
+            return Err(InvalidCurrencyCodes(format!(
+                "`{}…` lists more than {} currencies",
+                input.chars().take(16).collect::<String>(),
+                Self::MAX
+            )));
+        }
+        let mut out: Vec<CurrencyCode> = Vec::new();
+        for part in input.split(',') {
+            let code =
+                CurrencyCode::parse(part).map_err(|e| InvalidCurrencyCodes(e.to_string()))?;
+            if out.contains(&code) {
+                return Err(InvalidCurrencyCodes(format!("{code} is listed twice")));
+            }
+            out.push(code);
+        }
+        Ok(Self(out))
+    }
+
+    pub fn into_vec(self) -> Vec<CurrencyCode> {
+        self.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidCurrencyCodes(String);
+
+impl<'de> Deserialize<'de> for CurrencyCodes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        CurrencyCodes::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl utoipa::PartialSchema for CurrencyCodes {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(format!(
+                "^[A-Za-z]{{3}}(,[A-Za-z]{{3}}){{0,{}}}$",
+                Self::MAX - 1
+            )))
+            .description(Some(
+                "Comma-separated currency codes, 1 to 200, none listed twice",
+            ))
+            .examples([serde_json::json!("EUR,GBP")])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for CurrencyCodes {}
+
 impl sqlx::Type<sqlx::Postgres> for CurrencyCode {
     fn type_info() -> sqlx::postgres::PgTypeInfo {
         <String as sqlx::Type<sqlx::Postgres>>::type_info()
@@ -116,6 +179,21 @@ mod tests {
         assert_eq!(CurrencyCode::parse("EgP").unwrap().to_string(), "EGP");
         for bad in ["", "US", "USDT", "U1D", "ÄBC", "us ", "💶💶💶"] {
             assert!(CurrencyCode::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn code_lists_are_comma_separated_codes_without_repeats() {
+        let list = CurrencyCodes::parse("eur,GBP").unwrap().into_vec();
+        assert_eq!(
+            list,
+            [
+                CurrencyCode::parse("EUR").unwrap(),
+                CurrencyCode::parse("GBP").unwrap()
+            ]
+        );
+        for bad in ["", "EUR,", ",EUR", "EUR, GBP", "EURGBP", "EUR,eur"] {
+            assert!(CurrencyCodes::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
 

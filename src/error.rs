@@ -377,7 +377,18 @@ type QueryFormat = (&'static str, fn(&str) -> bool, &'static str);
 
 /// Query parameters that are typed (parsed by the extractor rather than by the handler), with
 /// a check and the format to ask for.
-const QUERY_FORMATS: [QueryFormat; 5] = [
+const QUERY_FORMATS: [QueryFormat; 8] = [
+    (
+        "timestamp",
+        is_instant,
+        "an RFC 3339 instant such as 2026-10-30T15:00:00Z",
+    ),
+    (
+        "at",
+        is_instant,
+        "an RFC 3339 instant such as 2026-10-30T15:00:00Z",
+    ),
+    ("date", is_date, "a date such as 2026-10-30"),
     (
         "from",
         is_instant,
@@ -393,8 +404,21 @@ const QUERY_FORMATS: [QueryFormat; 5] = [
     ("include_inactive", is_bool, "true or false"),
 ];
 
+/// The format to ask for when the standard parser of query parameter `field` refuses its value
+/// (see [`crate::extract::Query`]).
+pub fn query_format(field: &str) -> Option<&'static str> {
+    QUERY_FORMATS
+        .iter()
+        .find(|(name, _, _)| *name == field)
+        .map(|(_, _, format)| *format)
+}
+
 fn is_instant(v: &str) -> bool {
     chrono::DateTime::parse_from_rfc3339(v).is_ok()
+}
+
+fn is_date(v: &str) -> bool {
+    chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d").is_ok()
 }
 
 fn is_uuid(v: &str) -> bool {

@@ -8,6 +8,7 @@ pub mod currencies;
 pub mod currency_code;
 pub mod db;
 pub mod error;
+pub mod extract;
 pub mod health;
 pub mod history;
 pub mod jobs;

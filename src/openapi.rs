@@ -63,7 +63,17 @@ use crate::error::PROBLEM_CONTENT_TYPE;
         crate::tasks::routes::stats,
         crate::tasks::routes::schedules,
     ),
-    components(schemas(crate::error::Problem, crate::error::FieldError, Decimal, IdempotencyKeyHeader)),
+    components(schemas(
+        crate::error::Problem,
+        crate::error::FieldError,
+        Decimal,
+        PositiveDecimal,
+        IdempotencyKeyHeader,
+        crate::currencies::CurrencyCodes,
+        crate::rates::routes::InstantOrDate,
+        crate::history::routes::Format,
+        crate::history::routes::GroupBy,
+    )),
     // A server-relative URL, so that generated clients and schemathesis call the host the
     // document was fetched from.
     servers((url = "/")),
@@ -119,6 +129,29 @@ impl utoipa::PartialSchema for Decimal {
 
 impl utoipa::ToSchema for Decimal {}
 
+/// A positive decimal string, as amounts are sent: digits with an optional fraction, greater than
+/// zero (`+` allowed in front). How many decimals an amount may have depends on its currency's
+/// minor units, and how large on `conversions.max_amount`: those answer 422 naming the field.
+pub struct PositiveDecimal;
+
+impl utoipa::PartialSchema for PositiveDecimal {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(
+                r"^\+?([0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)$",
+            ))
+            .max_length(Some(61))
+            .description(Some(
+                "Positive decimal number as a string, e.g. `100.00`, with at most the currency's minor units",
+            ))
+            .examples([json!("100.00")])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for PositiveDecimal {}
+
 /// The `Idempotency-Key` request header as the server accepts it: 1 to 255 visible ASCII
 /// characters (spaces inside only, since HTTP trims them at the ends).
 pub struct IdempotencyKeyHeader;
@@ -157,6 +190,9 @@ pub fn document() -> Value {
     doc
 }
 
+/// Operations whose JSON body may be left out (`extract::OptionalJson`); sent, it must fit.
+const OPTIONAL_BODIES: [&str; 2] = ["logout", "runTask"];
+
 /// The methods an OpenAPI path item may hold (its other keys are not operations).
 pub const HTTP_METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
@@ -177,6 +213,17 @@ fn complete_operation(path: &str, operation: &mut Value) {
         .collect();
     let protected = operation.get("security").is_some();
     let has_body = operation.get("requestBody").is_some();
+    // Bodies a handler takes as `extract::OptionalJson`: the request may have none at all.
+    if operation
+        .get("operationId")
+        .and_then(Value::as_str)
+        .is_some_and(|id| OPTIONAL_BODIES.contains(&id))
+        && let Some(body) = operation
+            .get_mut("requestBody")
+            .and_then(Value::as_object_mut)
+    {
+        body.insert("required".into(), false.into());
+    }
     let params: Vec<(String, String)> = operation
         .get("parameters")
         .and_then(Value::as_array)

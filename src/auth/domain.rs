@@ -44,7 +44,8 @@ impl Role {
 }
 
 /// An email address, lower-cased (accounts are case-insensitive). Deliberately loose: one `@`,
-/// non-empty local part, a dotted domain, no spaces or control characters, at most 254 bytes.
+/// non-empty local part, a dotted domain, no spaces or control characters, at most 254
+/// characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Email(String);
 
@@ -54,7 +55,7 @@ impl Email {
         if s.is_empty() {
             return Err("is required");
         }
-        if s.len() > 254 {
+        if s.chars().count() > 254 {
             return Err("is longer than 254 characters");
         }
         if s.chars().any(|c| c.is_whitespace() || c.is_control()) {

@@ -9,6 +9,7 @@ use super::extract::{AdminUser, AuthenticatedUser};
 use super::service::{self, TokenResponse, UserView};
 use super::status_cache::StatusMemo;
 use crate::error::{ApiError, Problem};
+use crate::extract::{Json, OptionalJson, Query};
 use crate::pagination::{Page, PageParams};
 use crate::state::AppState;
 
@@ -33,6 +34,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 #[derive(Deserialize, ToSchema)]
 pub struct TokenRequest {
+    /// The account's email address (case-insensitive).
+    #[schema(
+        pattern = r"^\s*[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s.\x00-\x1f\x7f-\x9f][^@\s\x00-\x1f\x7f-\x9f]*\.[^@\s\x00-\x1f\x7f-\x9f]*[^@\s.\x00-\x1f\x7f-\x9f]\s*$",
+        max_length = 254
+    )]
     pub email: String,
     pub password: String,
 }
@@ -50,14 +56,28 @@ pub struct LogoutRequest {
 
 #[derive(Deserialize, ToSchema)]
 pub struct RegisterRequest {
+    /// An email address: one `@`, a dotted domain, no spaces; at most 254 characters.
+    #[schema(
+        pattern = r"^\s*[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s.\x00-\x1f\x7f-\x9f][^@\s\x00-\x1f\x7f-\x9f]*\.[^@\s\x00-\x1f\x7f-\x9f]*[^@\s.\x00-\x1f\x7f-\x9f]\s*$",
+        max_length = 254
+    )]
     pub email: String,
     /// 12 to 128 characters, and not guessable (zxcvbn score 3 or more; the 422 says why).
+    #[schema(min_length = 12, max_length = 128)]
     pub password: String,
+    /// 1 to 200 characters (spaces at the ends trimmed), no control characters.
+    #[schema(
+        pattern = r"^\s*[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,198}[^\s\x00-\x1f\x7f-\x9f])?\s*$"
+    )]
     pub display_name: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct UpdatePartnerRequest {
+    /// 1 to 200 characters (spaces at the ends trimmed), no control characters.
+    #[schema(
+        pattern = r"^\s*[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,198}[^\s\x00-\x1f\x7f-\x9f])?\s*$"
+    )]
     pub display_name: Option<String>,
     /// `true` disables the partner at once (its tokens stop working); `false` enables it.
     pub disabled: Option<bool>,
@@ -65,6 +85,8 @@ pub struct UpdatePartnerRequest {
 
 #[derive(Deserialize, ToSchema)]
 pub struct PasswordRequest {
+    /// 12 to 128 characters, and not guessable (zxcvbn score 3 or more; the 422 says why).
+    #[schema(min_length = 12, max_length = 128)]
     pub password: String,
 }
 
@@ -87,7 +109,7 @@ pub fn client_ip(state: &AppState, req: &HttpRequest) -> String {
 pub async fn token(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<TokenRequest>,
+    body: Json<TokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let pair = service::login(&state, &body.email, body.password, &client_ip(&state, &req)).await?;
@@ -105,7 +127,7 @@ pub async fn token(
     ))]
 pub async fn refresh(
     state: web::Data<AppState>,
-    body: web::Json<RefreshRequest>,
+    body: Json<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let pair = service::refresh(&state, &body.refresh_token).await?;
     Ok(HttpResponse::Ok()
@@ -115,16 +137,16 @@ pub async fn refresh(
 
 /// Revoke this session: the access token and the refresh-token family.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", operation_id = "logout",
-    request_body(content = Option<LogoutRequest>, description = "Optional: the refresh token of this session"),
+    request_body(content = LogoutRequest, description = "Optional: the refresh token of this session"),
     security(("bearer" = [])),
     responses((status = 204, description = "The access token and the refresh-token family are revoked")))]
 pub async fn logout(
     state: web::Data<AppState>,
     memo: web::Data<StatusMemo>,
     user: AuthenticatedUser,
-    body: Option<web::Json<LogoutRequest>>,
+    body: OptionalJson<LogoutRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.map(|b| b.into_inner()).unwrap_or_default();
+    let body = body.0.unwrap_or_default();
     service::logout(&state, &memo, &user.0, body.refresh_token.as_deref()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -153,7 +175,7 @@ const REGISTRATION_ACCEPTED: RegistrationAccepted = RegistrationAccepted {
     ))]
 pub async fn register(
     state: web::Data<AppState>,
-    body: web::Json<RegisterRequest>,
+    body: Json<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     service::register(&state, &body.email, &body.password, &body.display_name).await?;
     Ok(HttpResponse::Accepted().json(REGISTRATION_ACCEPTED))
@@ -177,7 +199,7 @@ pub async fn me(
 pub async fn list_partners(
     state: web::Data<AppState>,
     _admin: AdminUser,
-    page: web::Query<PageParams>,
+    page: Query<PageParams>,
 ) -> Result<HttpResponse, ApiError> {
     let (limit, cursor) = page.parse()?;
     Ok(HttpResponse::Ok().json(service::list_partners(&state, limit, cursor).await?))
@@ -193,7 +215,7 @@ pub async fn list_partners(
 pub async fn create_partner(
     state: web::Data<AppState>,
     _admin: AdminUser,
-    body: web::Json<RegisterRequest>,
+    body: Json<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let user = service::create_user(
         &state,
@@ -240,7 +262,7 @@ pub async fn update_partner(
     memo: web::Data<StatusMemo>,
     _admin: AdminUser,
     id: web::Path<String>,
-    body: web::Json<UpdatePartnerRequest>,
+    body: Json<UpdatePartnerRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let user = service::update_partner(
         &state,
@@ -266,7 +288,7 @@ pub async fn reset_password(
     memo: web::Data<StatusMemo>,
     _admin: AdminUser,
     id: web::Path<String>,
-    body: web::Json<PasswordRequest>,
+    body: Json<PasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
     service::reset_password(&state, &memo, partner_id(&id)?, &body.password).await?;
     Ok(HttpResponse::NoContent().finish())

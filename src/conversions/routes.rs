@@ -9,8 +9,11 @@ use utoipa::ToSchema;
 use super::batch::{self, BatchItem, BatchView, MAX_BATCH_ITEMS};
 use super::service::{self, ConversionRequest, ConversionView};
 use crate::auth::{AuthenticatedUser, PartnerUser};
+use crate::currencies::CurrencyCode;
 use crate::error::{ApiError, Problem};
+use crate::extract::Json;
 use crate::state::AppState;
+use uuid::Uuid;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -39,33 +42,38 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub struct CreateConversion {
     /// Source currency code.
     #[schema(example = "EGP")]
-    pub from: String,
+    pub from: CurrencyCode,
     /// Target currency code.
     #[schema(example = "USD")]
-    pub to: String,
+    pub to: CurrencyCode,
     /// Decimal string, positive, with at most the source currency's minor units.
-    #[schema(example = "100.00")]
+    #[schema(value_type = crate::openapi::PositiveDecimal, example = "100.00")]
     #[serde(deserialize_with = "crate::money::amount_as_text")]
     pub amount: String,
     /// Convert at this quote's locked rate (see `POST /quotes`): same pair, same amount when
     /// the quote fixed one, before it expires.
-    pub quote_id: Option<String>,
+    pub quote_id: Option<Uuid>,
 }
 
 /// Body limit of a batch: room for [`MAX_BATCH_ITEMS`] items of up to 512 bytes each (an item
 /// with a quote id is about 120), above the server-wide `server.body_limit_bytes`.
 pub const BATCH_BODY_LIMIT_BYTES: usize = MAX_BATCH_ITEMS * 512;
 
-/// One conversion of a batch. Every field is checked and reported per item.
+/// One conversion of a batch. Every field is checked and reported per item (so the fields are
+/// read as text here and parsed item by item: one bad item does not hide the others).
 #[derive(Deserialize, ToSchema)]
 pub struct BatchItemBody {
-    #[schema(example = "EUR")]
+    /// Source currency code.
+    #[schema(value_type = CurrencyCode, example = "EUR")]
     pub from: Option<String>,
-    #[schema(example = "USD")]
+    /// Target currency code.
+    #[schema(value_type = CurrencyCode, example = "USD")]
     pub to: Option<String>,
-    #[schema(example = "100.00")]
+    /// Decimal string, positive, with at most the source currency's minor units.
+    #[schema(value_type = crate::openapi::PositiveDecimal, example = "100.00")]
     pub amount: Option<String>,
     /// Convert this item at a quote's locked rate.
+    #[schema(value_type = Option<Uuid>)]
     pub quote_id: Option<String>,
 }
 
@@ -107,7 +115,7 @@ pub async fn create_batch(
     rates: web::Data<crate::rates::Rates>,
     partner: PartnerUser,
     req: HttpRequest,
-    body: web::Json<CreateBatch>,
+    body: Json<CreateBatch>,
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&req)?;
     let items: Vec<BatchItem<'_>> = body
@@ -153,26 +161,18 @@ pub async fn create(
     rates: web::Data<crate::rates::Rates>,
     partner: PartnerUser,
     req: HttpRequest,
-    body: web::Json<CreateConversion>,
+    body: Json<CreateConversion>,
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&req)?;
-    let quote_id = body
-        .quote_id
-        .as_deref()
-        .map(|raw| {
-            uuid::Uuid::parse_str(raw)
-                .map_err(|_| ApiError::validation("quote_id", "no such quote"))
-        })
-        .transpose()?;
     let (view, created) = service::create(
         &state,
         &rates,
         partner.0.id.0,
         ConversionRequest {
-            from: &body.from,
-            to: &body.to,
+            from: body.from,
+            to: body.to,
             amount: &body.amount,
-            quote_id,
+            quote_id: body.quote_id,
         },
         key.as_deref(),
     )

@@ -2,13 +2,13 @@
 
 use bigdecimal::BigDecimal;
 use chrono::{DateTime, Duration, SubsecRound, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::store::{self, ConversionRow};
-use crate::currencies::{CurrencyCode, CurrencyError, service as currencies};
+use crate::currencies::{CurrencyCode, CurrencyError};
 use crate::error::ApiError;
 use crate::money::{self, Amount, Rate};
 use crate::quotes::service::{self as quotes, LockedRate, QuoteUseError};
@@ -22,7 +22,7 @@ pub const FINALIZE_BATCH: i64 = 500;
 
 /// Stored as text in `conversions.status` (a CHECK constraint lists the values); a value this
 /// enum does not know fails to decode instead of being read as some default status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum Status {
@@ -32,14 +32,6 @@ pub enum Status {
 }
 
 impl Status {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "temporary" => Some(Status::Temporary),
-            "permanent" => Some(Status::Permanent),
-            "cancelled" => Some(Status::Cancelled),
-            _ => None,
-        }
-    }
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Temporary => "temporary",
@@ -167,8 +159,8 @@ pub(super) fn invalid(field: &'static str, message: impl Into<String>) -> Conver
 
 /// What a partner asks for.
 pub struct ConversionRequest<'a> {
-    pub from: &'a str,
-    pub to: &'a str,
+    pub from: CurrencyCode,
+    pub to: CurrencyCode,
     pub amount: &'a str,
     /// Convert at this quote's locked rate instead of the rate in force.
     pub quote_id: Option<Uuid>,
@@ -206,11 +198,9 @@ struct UsablePair {
 
 async fn usable_pair(
     state: &AppState,
-    from: &str,
-    to: &str,
+    from: CurrencyCode,
+    to: CurrencyCode,
 ) -> Result<UsablePair, ConversionError> {
-    let from = currencies::parse_code("from", from)?;
-    let to = currencies::parse_code("to", to)?;
     // The same checks as every other pricing (rates::pricing), against PostgreSQL since the
     // result is recorded.
     let rates = crate::rates::Rates::new(state);
@@ -227,8 +217,8 @@ async fn usable_pair(
 pub async fn price_pair(
     state: &AppState,
     rates: &crate::rates::Rates,
-    from: &str,
-    to: &str,
+    from: CurrencyCode,
+    to: CurrencyCode,
     at: Option<DateTime<Utc>>,
 ) -> Result<PricedPair, ConversionError> {
     let pair = usable_pair(state, from, to).await?;

@@ -337,7 +337,7 @@ pub async fn delete_expired_idempotency_keys(
 #[derive(Debug, Clone, Default)]
 pub struct HistoryFilter {
     pub partner: Option<Uuid>,
-    pub status: Option<String>,
+    pub status: Option<Status>,
     pub currency: Option<CurrencyCode>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
@@ -378,7 +378,7 @@ pub async fn list(
                    ORDER BY created_at DESC, id DESC
                    LIMIT $8"#,
                 partner,
-                f.status.as_deref(),
+                f.status.map(Status::as_str),
                 currency,
                 f.from,
                 f.to,
@@ -406,7 +406,7 @@ pub async fn list(
                                              COALESCE($6, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
                    ORDER BY created_at DESC, id DESC
                    LIMIT $7"#,
-                f.status.as_deref(),
+                f.status.map(Status::as_str),
                 currency,
                 f.from,
                 f.to,

@@ -11,6 +11,6 @@ pub mod store;
 // The code type is part of the shared core (settings hold one); `currencies::code` keeps its
 // old path for the capabilities.
 pub use crate::currency_code as code;
-pub use code::{CurrencyCode, InvalidCurrencyCode};
+pub use code::{CurrencyCode, CurrencyCodes, InvalidCurrencyCode};
 pub use events::{CurrencyChange, CurrencyEvents};
 pub use service::{Currency, CurrencyError};

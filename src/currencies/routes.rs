@@ -7,7 +7,9 @@ use utoipa::{IntoParams, ToSchema};
 use super::events::{CurrencyChange, CurrencyEvents};
 use super::service::{self, AddCurrency, Currency, DeleteOutcome};
 use crate::auth::{AdminUser, AuthenticatedUser};
+use crate::currencies::CurrencyCode;
 use crate::error::{ApiError, Problem};
+use crate::extract::{Json, Query};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -25,6 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Admins only: include disabled and retired currencies.
     #[serde(default)]
@@ -41,10 +44,13 @@ pub struct CurrencyList {
 #[derive(Deserialize, ToSchema)]
 pub struct CreateCurrency {
     /// Three letters, case-insensitive.
-    pub code: String,
-    /// Defaults to the ISO 4217 English name.
+    pub code: CurrencyCode,
+    /// Defaults to the ISO 4217 English name. 1 to 100 characters, spaces at the ends trimmed.
+    #[schema(pattern = r"^\s*\S([\s\S]{0,98}\S)?\s*$")]
     pub name: Option<String>,
     /// Defaults to the ISO 4217 minor units; required for non-ISO codes.
+    #[schema(minimum = 0, maximum = 4)]
+    #[serde(default, deserialize_with = "crate::extract::opt_whole_number")]
     pub minor_units: Option<i16>,
     /// Send `false` to add a code that is not in ISO 4217 (e.g. a crypto asset).
     pub iso: Option<bool>,
@@ -54,6 +60,8 @@ pub struct CreateCurrency {
 
 #[derive(Deserialize, ToSchema)]
 pub struct UpdateCurrency {
+    /// 1 to 100 characters, spaces at the ends trimmed.
+    #[schema(pattern = r"^\s*\S([\s\S]{0,98}\S)?\s*$")]
     pub name: Option<String>,
     /// `false` disables (hidden, refused for new conversions); `true` enables, also bringing a
     /// retired currency back.
@@ -80,7 +88,7 @@ fn code(raw: &str) -> Result<crate::currencies::CurrencyCode, ApiError> {
 pub async fn list(
     state: web::Data<AppState>,
     user: AuthenticatedUser,
-    params: web::Query<ListParams>,
+    params: Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
     if params.include_inactive && !user.is_admin() {
         return Err(ApiError::Forbidden(
@@ -122,7 +130,7 @@ pub async fn create(
     state: web::Data<AppState>,
     events: web::Data<CurrencyEvents>,
     _admin: AdminUser,
-    body: web::Json<CreateCurrency>,
+    body: Json<CreateCurrency>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let currency = service::add(
@@ -155,7 +163,7 @@ pub async fn update(
     events: web::Data<CurrencyEvents>,
     _admin: AdminUser,
     path: web::Path<String>,
-    body: web::Json<UpdateCurrency>,
+    body: Json<UpdateCurrency>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let currency = service::update(

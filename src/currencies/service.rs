@@ -93,7 +93,7 @@ pub fn parse_code(field: &'static str, raw: &str) -> Result<CurrencyCode, Curren
 
 /// What an admin asks for when adding a currency.
 pub struct AddCurrency {
-    pub code: String,
+    pub code: CurrencyCode,
     pub name: Option<String>,
     pub minor_units: Option<i16>,
     /// Must be `false` (explicitly) to add a code that is not in ISO 4217.
@@ -106,7 +106,7 @@ pub async fn add(
     req: AddCurrency,
     now: DateTime<Utc>,
 ) -> Result<Currency, CurrencyError> {
-    let code = parse_code("code", &req.code)?;
+    let code = req.code;
     if let Some(m) = req.minor_units
         && !(0..=MAX_MINOR_UNITS).contains(&m)
     {

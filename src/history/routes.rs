@@ -13,6 +13,7 @@ use crate::conversions::store::{self, HistoryFilter};
 use crate::conversions::{ConversionView, Status};
 use crate::currencies::CurrencyCode;
 use crate::error::{ApiError, Problem};
+use crate::extract::Query;
 use crate::money;
 use crate::pagination::{Cursor, Page, PageParams};
 use crate::state::AppState;
@@ -23,20 +24,45 @@ const EXPORT_CHUNK: i64 = 1000;
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryParams {
-    /// `temporary`, `permanent` or `cancelled`.
-    pub status: Option<String>,
+    /// Only conversions in this status.
+    pub status: Option<Status>,
     /// Conversions from or to this currency.
-    pub currency: Option<String>,
+    pub currency: Option<CurrencyCode>,
     /// Created at or after (RFC 3339).
     pub from: Option<DateTime<Utc>>,
     /// Created before (RFC 3339).
     pub to: Option<DateTime<Utc>>,
     /// Admins only: one partner's conversions.
     pub partner_id: Option<Uuid>,
-    /// `csv` for a CSV export (same as `Accept: text/csv`).
-    pub format: Option<String>,
+    /// `csv` for a CSV export (same as `Accept: text/csv`); `json` for a page of JSON whatever
+    /// `Accept` says.
+    pub format: Option<Format>,
+    /// Items per page (JSON only; default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
+}
+
+/// What `GET /conversions` answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// One page of JSON.
+    Json,
+    /// Every matching conversion as CSV.
+    Csv,
+}
+
+/// How `GET /conversions/summary` groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupBy {
+    /// Per UTC day and source currency.
+    #[default]
+    Day,
+    /// Per currency pair.
+    CurrencyPair,
 }
 
 fn filter(user: &AuthenticatedUser, p: &HistoryParams) -> Result<HistoryFilter, ApiError> {
@@ -50,23 +76,6 @@ fn filter(user: &AuthenticatedUser, p: &HistoryParams) -> Result<HistoryFilter, 
         }
         Some(user.id().0)
     };
-    let status = match p.status.as_deref() {
-        None => None,
-        Some(s) => Some(
-            Status::parse(s)
-                .ok_or_else(|| {
-                    ApiError::validation("status", "must be temporary, permanent or cancelled")
-                })?
-                .as_str()
-                .to_owned(),
-        ),
-    };
-    let currency = p
-        .currency
-        .as_deref()
-        .map(CurrencyCode::parse)
-        .transpose()
-        .map_err(|e| ApiError::validation("currency", e.to_string()))?;
     if let (Some(from), Some(to)) = (p.from, p.to)
         && from > to
     {
@@ -74,23 +83,17 @@ fn filter(user: &AuthenticatedUser, p: &HistoryParams) -> Result<HistoryFilter, 
     }
     Ok(HistoryFilter {
         partner,
-        status,
-        currency,
+        status: p.status,
+        currency: p.currency,
         from: p.from,
         to: p.to,
     })
 }
 
 fn wants_csv(req: &HttpRequest, p: &HistoryParams) -> Result<bool, ApiError> {
-    match p.format.as_deref() {
-        Some("csv") => return Ok(true),
-        Some("json") => return Ok(false),
-        Some(other) => {
-            return Err(ApiError::validation(
-                "format",
-                format!("`{other}` is not csv or json"),
-            ));
-        }
+    match p.format {
+        Some(Format::Csv) => return Ok(true),
+        Some(Format::Json) => return Ok(false),
         None => {}
     }
     let accept = req
@@ -118,7 +121,7 @@ pub async fn list(
     state: web::Data<AppState>,
     user: AuthenticatedUser,
     req: HttpRequest,
-    params: web::Query<HistoryParams>,
+    params: Query<HistoryParams>,
 ) -> Result<HttpResponse, ApiError> {
     let f = filter(&user, &params)?;
     if wants_csv(&req, &params)? {
@@ -266,8 +269,8 @@ fn csv_export(state: std::sync::Arc<AppState>, f: HistoryFilter) -> HttpResponse
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SummaryParams {
-    /// `day` (per UTC day and source currency) or `currency_pair`.
-    pub group_by: Option<String>,
+    /// `day` (per UTC day and source currency, the default) or `currency_pair`.
+    pub group_by: Option<GroupBy>,
     /// Created at or after (RFC 3339).
     pub from: Option<DateTime<Utc>>,
     /// Created before (RFC 3339).
@@ -296,7 +299,7 @@ pub struct SummaryItem {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Summary {
-    pub group_by: String,
+    pub group_by: GroupBy,
     pub data: Vec<SummaryItem>,
 }
 
@@ -311,18 +314,10 @@ pub struct Summary {
 pub async fn summary(
     state: web::Data<AppState>,
     user: AuthenticatedUser,
-    params: web::Query<SummaryParams>,
+    params: Query<SummaryParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let by_pair = match params.group_by.as_deref().unwrap_or("day") {
-        "day" => false,
-        "currency_pair" => true,
-        _ => {
-            return Err(ApiError::validation(
-                "group_by",
-                "must be day or currency_pair",
-            ));
-        }
-    };
+    let group_by = params.group_by.unwrap_or_default();
+    let by_pair = group_by == GroupBy::CurrencyPair;
     let f = filter(
         &user,
         &HistoryParams {
@@ -352,10 +347,7 @@ pub async fn summary(
                 .map(|t| money::round_to_minor_units(&t, r.to_minor_units.unwrap_or(0))),
         })
         .collect();
-    Ok(HttpResponse::Ok().json(Summary {
-        group_by: if by_pair { "currency_pair" } else { "day" }.into(),
-        data,
-    }))
+    Ok(HttpResponse::Ok().json(Summary { group_by, data }))
 }
 
 #[cfg(test)]

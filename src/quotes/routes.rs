@@ -4,9 +4,12 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::Lock;
 use super::service::{self, QuoteRequest, QuoteView};
 use crate::auth::PartnerUser;
+use crate::currencies::CurrencyCode;
 use crate::error::{ApiError, Problem};
+use crate::extract::Json;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -18,17 +21,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub struct CreateQuote {
     /// Source currency code.
     #[schema(example = "EUR")]
-    pub from: String,
+    pub from: CurrencyCode,
     /// Target currency code.
     #[schema(example = "USD")]
-    pub to: String,
+    pub to: CurrencyCode,
     /// A fixed amount of `from` (decimal string): the quote then shows the result, and a
     /// conversion on it must be for exactly this amount, once. Leave out to lock only the rate.
-    #[schema(example = "100.00")]
+    #[schema(value_type = Option<crate::openapi::PositiveDecimal>, example = "100.00")]
     pub amount: Option<String>,
     /// How long the rate is held: `none` (indicative), `five_minutes`, `hour` or `day`.
     #[schema(example = "hour")]
-    pub lock: String,
+    pub lock: Lock,
 }
 
 /// Lock a rate (partner). The quoted rate is the reference rate less the lock's spread
@@ -47,17 +50,17 @@ pub async fn create(
     state: web::Data<AppState>,
     rates: web::Data<crate::rates::Rates>,
     partner: PartnerUser,
-    body: web::Json<CreateQuote>,
+    body: Json<CreateQuote>,
 ) -> Result<HttpResponse, ApiError> {
     let view = service::create(
         &state,
         &rates,
         partner.0.id.0,
         QuoteRequest {
-            from: &body.from,
-            to: &body.to,
+            from: body.from,
+            to: body.to,
             amount: body.amount.as_deref(),
-            lock: &body.lock,
+            lock: body.lock,
         },
     )
     .await?;

@@ -130,25 +130,22 @@ impl QuoteView {
 
 /// What a partner asks for.
 pub struct QuoteRequest<'a> {
-    pub from: &'a str,
-    pub to: &'a str,
+    pub from: CurrencyCode,
+    pub to: CurrencyCode,
     pub amount: Option<&'a str>,
-    pub lock: &'a str,
+    pub lock: Lock,
 }
 
 /// Prices the pair at the rate in force, takes the lock's spread off it and stores the quote.
 /// A stale reference rate is refused where stale conversions are.
-#[tracing::instrument(skip(state, rates, req), fields(partner_id = %partner, from = req.from, to = req.to, lock = req.lock))]
+#[tracing::instrument(skip(state, rates, req), fields(partner_id = %partner, from = %req.from, to = %req.to, lock = req.lock.as_str()))]
 pub async fn create(
     state: &AppState,
     rates: &crate::rates::Rates,
     partner: Uuid,
     req: QuoteRequest<'_>,
 ) -> Result<QuoteView, QuoteError> {
-    let lock = Lock::parse(req.lock).ok_or_else(|| QuoteError::Invalid {
-        field: "lock",
-        message: format!("must be one of {}", Lock::ALL.map(Lock::as_str).join(", ")),
-    })?;
+    let lock = req.lock;
     let pair = conversions::price_pair(state, rates, req.from, req.to, None).await?;
     let amount = req
         .amount

@@ -11,10 +11,11 @@ use utoipa::IntoParams;
 use super::Rates;
 use super::pricing::{self, ConversionQuote, PriceRequest, Purpose};
 use super::series::{self, Interval, Series};
-use super::service::{self, RatesTable, parse_code, parse_symbols};
+use super::service::{self, RatesTable};
 use crate::auth::AuthenticatedUser;
-use crate::currencies::CurrencyCode;
+use crate::currencies::{CurrencyCode, CurrencyCodes};
 use crate::error::{ApiError, Problem};
+use crate::extract::Query;
 
 /// Registers the rates routes (inside `/api/v1`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -31,9 +32,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[into_params(parameter_in = Query)]
 pub struct LatestParams {
     /// Base currency (default: `rates.base`).
-    pub base: Option<String>,
+    pub base: Option<CurrencyCode>,
     /// Comma-separated currencies (default: every enabled currency that has a rate).
-    pub symbols: Option<String>,
+    pub symbols: Option<CurrencyCodes>,
 }
 
 /// Query of `GET /rates/at`: exactly one of `timestamp` and `date`.
@@ -41,13 +42,14 @@ pub struct LatestParams {
 #[into_params(parameter_in = Query)]
 pub struct AtParams {
     /// Base currency (default: `rates.base`).
-    pub base: Option<String>,
+    pub base: Option<CurrencyCode>,
     /// Comma-separated currencies (default: every enabled currency that has a rate).
-    pub symbols: Option<String>,
-    /// RFC 3339 instant.
-    pub timestamp: Option<String>,
-    /// `YYYY-MM-DD`: the rates in force at the end of that day (UTC).
-    pub date: Option<String>,
+    pub symbols: Option<CurrencyCodes>,
+    /// RFC 3339 instant. Give exactly one of `timestamp` and `date`.
+    pub timestamp: Option<DateTime<Utc>>,
+    /// `YYYY-MM-DD`: the rates in force at the end of that day (UTC). Give exactly one of
+    /// `timestamp` and `date`.
+    pub date: Option<NaiveDate>,
 }
 
 /// Query of `GET /rates/series`.
@@ -55,15 +57,15 @@ pub struct AtParams {
 #[into_params(parameter_in = Query)]
 pub struct SeriesParams {
     /// Base currency (default: `rates.base`).
-    pub base: Option<String>,
-    /// Comma-separated currencies (required).
-    pub symbols: Option<String>,
+    pub base: Option<CurrencyCode>,
+    /// Comma-separated currencies.
+    pub symbols: CurrencyCodes,
     /// RFC 3339 instant or `YYYY-MM-DD` (start of day).
-    pub from: String,
+    pub from: InstantOrDate,
     /// RFC 3339 instant or `YYYY-MM-DD` (end of day).
-    pub to: String,
+    pub to: InstantOrDate,
     /// `raw` (each stored change), `hour` or `day` (default).
-    pub interval: Option<String>,
+    pub interval: Option<Interval>,
 }
 
 /// Query of `GET /convert`.
@@ -71,54 +73,83 @@ pub struct SeriesParams {
 #[into_params(parameter_in = Query)]
 pub struct ConvertParams {
     /// Source currency.
-    pub from: String,
+    pub from: CurrencyCode,
     /// Target currency.
-    pub to: String,
+    pub to: CurrencyCode,
     /// Amount in the source currency, as a decimal with at most its minor units.
+    #[param(value_type = crate::openapi::PositiveDecimal)]
     pub amount: String,
     /// RFC 3339 instant to price at (default: now).
-    pub at: Option<String>,
+    pub at: Option<DateTime<Utc>>,
 }
 
-fn base_or_default(state: &Rates, raw: Option<&str>) -> Result<CurrencyCode, ApiError> {
-    match raw {
-        Some(raw) => Ok(parse_code("base", raw)?),
-        None => Ok(state.settings.rates.base),
+/// A bound of a time range in a query: an RFC 3339 instant, or a whole UTC day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstantOrDate {
+    /// That instant.
+    Instant(DateTime<Utc>),
+    /// The whole UTC day.
+    Date(NaiveDate),
+}
+
+impl InstantOrDate {
+    /// The instant itself, or the start (`end = false`) or end of the day.
+    fn resolve(self, end: bool) -> DateTime<Utc> {
+        match self {
+            InstantOrDate::Instant(t) => t,
+            InstantOrDate::Date(d) if end => end_of_day(d),
+            InstantOrDate::Date(d) => d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc(),
+        }
     }
 }
 
-fn parse_instant(field: &'static str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
-    DateTime::parse_from_rfc3339(raw.trim())
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| {
-            ApiError::validation(
-                field,
-                "must be an RFC 3339 timestamp such as 2024-11-08T15:00:00Z",
-            )
-        })
+impl<'de> Deserialize<'de> for InstantOrDate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        if let Ok(date) = NaiveDate::parse_from_str(&raw, "%Y-%m-%d") {
+            return Ok(InstantOrDate::Date(date));
+        }
+        DateTime::parse_from_rfc3339(&raw)
+            .map(|t| InstantOrDate::Instant(t.with_timezone(&Utc)))
+            .map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "`{}` is neither an RFC 3339 instant such as 2024-11-08T15:00:00Z nor a date such as 2024-11-08",
+                    raw.chars().take(40).collect::<String>()
+                ))
+            })
+    }
 }
 
-fn parse_date(field: &'static str, raw: &str) -> Result<NaiveDate, ApiError> {
-    NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d")
-        .map_err(|_| ApiError::validation(field, "must be a date such as 2024-11-08"))
+impl utoipa::PartialSchema for InstantOrDate {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type,
+        };
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Date))),
+            )
+            .description(Some("An RFC 3339 instant, or a date (a whole UTC day)"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for InstantOrDate {}
+
+fn base_or_default(state: &Rates, base: Option<CurrencyCode>) -> CurrencyCode {
+    base.unwrap_or(state.settings.rates.base)
 }
 
 fn end_of_day(date: NaiveDate) -> DateTime<Utc> {
     date.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc() + TimeDelta::days(1)
         - TimeDelta::microseconds(1)
-}
-
-/// An RFC 3339 instant, or a date taken at the start (`end = false`) or end of that day.
-fn parse_bound(field: &'static str, raw: &str, end: bool) -> Result<DateTime<Utc>, ApiError> {
-    if raw.trim().len() == 10 {
-        let date = parse_date(field, raw)?;
-        return Ok(if end {
-            end_of_day(date)
-        } else {
-            date.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()
-        });
-    }
-    parse_instant(field, raw)
 }
 
 /// Answers with `body` as JSON, a strong ETag of its bytes, and a 304 when the client has it.
@@ -172,10 +203,11 @@ pub async fn latest(
     req: HttpRequest,
     state: web::Data<Rates>,
     _user: AuthenticatedUser,
-    params: web::Query<LatestParams>,
+    params: Query<LatestParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let base = base_or_default(&state, params.base.as_deref())?;
-    let symbols = parse_symbols(params.symbols.as_deref())?;
+    let params = params.into_inner();
+    let base = base_or_default(&state, params.base);
+    let symbols = params.symbols.map(CurrencyCodes::into_vec);
     let table = service::rates_table(&state, base, symbols, None).await?;
     cached_json(&req, &table, state.settings.rates.cache_ttl_secs)
 }
@@ -200,13 +232,14 @@ pub async fn at(
     req: HttpRequest,
     state: web::Data<Rates>,
     _user: AuthenticatedUser,
-    params: web::Query<AtParams>,
+    params: Query<AtParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let base = base_or_default(&state, params.base.as_deref())?;
-    let symbols = parse_symbols(params.symbols.as_deref())?;
-    let instant = match (&params.timestamp, &params.date) {
-        (Some(t), None) => parse_instant("timestamp", t)?,
-        (None, Some(d)) => end_of_day(parse_date("date", d)?),
+    let params = params.into_inner();
+    let base = base_or_default(&state, params.base);
+    let symbols = params.symbols.map(CurrencyCodes::into_vec);
+    let instant = match (params.timestamp, params.date) {
+        (Some(t), None) => t,
+        (None, Some(d)) => end_of_day(d),
         _ => {
             return Err(ApiError::validation(
                 "timestamp",
@@ -231,14 +264,14 @@ pub async fn at(
 pub async fn series_handler(
     state: web::Data<Rates>,
     _user: AuthenticatedUser,
-    params: web::Query<SeriesParams>,
+    params: Query<SeriesParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let base = base_or_default(&state, params.base.as_deref())?;
-    let symbols = parse_symbols(params.symbols.as_deref())?
-        .ok_or_else(|| ApiError::validation("symbols", "is required"))?;
-    let from = parse_bound("from", &params.from, false)?;
-    let to = parse_bound("to", &params.to, true)?;
-    let interval: Interval = params.interval.as_deref().unwrap_or("day").parse()?;
+    let params = params.into_inner();
+    let base = base_or_default(&state, params.base);
+    let symbols = params.symbols.into_vec();
+    let from = params.from.resolve(false);
+    let to = params.to.resolve(true);
+    let interval = params.interval.unwrap_or(Interval::Day);
     let body = series::series(&state, base, &symbols, from, to, interval).await?;
     Ok(HttpResponse::Ok().json(body))
 }
@@ -256,20 +289,13 @@ pub async fn series_handler(
 pub async fn convert(
     state: web::Data<Rates>,
     _user: AuthenticatedUser,
-    params: web::Query<ConvertParams>,
+    params: Query<ConvertParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let from = parse_code("from", &params.from)?;
-    let to = parse_code("to", &params.to)?;
-    let at = params
-        .at
-        .as_deref()
-        .map(|t| parse_instant("at", t))
-        .transpose()?;
     let request = PriceRequest {
-        from,
-        to,
+        from: params.from,
+        to: params.to,
         amount: &params.amount,
-        at,
+        at: params.at,
     };
     let quote = ConversionQuote::from(pricing::price(&state, request, Purpose::Quote).await?);
     Ok(HttpResponse::Ok()

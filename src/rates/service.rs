@@ -53,51 +53,6 @@ pub enum RatesError {
     Unexpected(#[from] anyhow::Error),
 }
 
-fn invalid(field: &'static str, message: impl Into<String>) -> RatesError {
-    RatesError::Invalid {
-        field,
-        message: message.into(),
-    }
-}
-
-/// Largest number of symbols in one request.
-pub const MAX_SYMBOLS: usize = 200;
-
-/// Parses a currency code given in query parameter `field`.
-pub fn parse_code(field: &'static str, raw: &str) -> Result<CurrencyCode, RatesError> {
-    CurrencyCode::parse(raw.trim()).map_err(|e| invalid(field, e.to_string()))
-}
-
-/// Parses `symbols=EUR,GBP`: `None` when absent; empty, malformed or duplicate entries are
-/// refused.
-pub fn parse_symbols(raw: Option<&str>) -> Result<Option<Vec<CurrencyCode>>, RatesError> {
-    let Some(raw) = raw else { return Ok(None) };
-    if raw.trim().is_empty() {
-        return Err(invalid(
-            "symbols",
-            "must list at least one currency, or be left out for all",
-        ));
-    }
-    let mut out = Vec::new();
-    for part in raw.split(',') {
-        if part.trim().is_empty() {
-            return Err(invalid("symbols", "contains an empty entry"));
-        }
-        let code = parse_code("symbols", part)?;
-        if out.contains(&code) {
-            return Err(invalid("symbols", format!("{code} is listed twice")));
-        }
-        out.push(code);
-    }
-    if out.len() > MAX_SYMBOLS {
-        return Err(invalid(
-            "symbols",
-            format!("at most {MAX_SYMBOLS} currencies"),
-        ));
-    }
-    Ok(Some(out))
-}
-
 /// The rate between two currencies at one instant, and where it comes from.
 #[derive(Debug, Clone, Serialize)]
 pub struct RateQuote {

@@ -12,6 +12,7 @@ use super::store::{self, TaskRun, TaskState};
 use super::{TaskError, TaskStats};
 use crate::auth::AdminUser;
 use crate::error::ApiError;
+use crate::extract::{OptionalJson, Query};
 use crate::state::AppState;
 
 /// Largest page of runs.
@@ -87,7 +88,7 @@ pub struct ScheduleView {
 pub async fn list_runs(
     state: web::Data<AppState>,
     _admin: AdminUser,
-    query: web::Query<RunListQuery>,
+    query: Query<RunListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
     // Task names are identifiers; anything else (a NUL byte, say) names no task and would only
@@ -143,7 +144,7 @@ pub async fn get_run(
 /// Run a task now.
 #[utoipa::path(post, path = "/api/v1/tasks/{name}/run", tag = "tasks", operation_id = "runTask",
     params(("name" = String, Path, description = "Task name, e.g. `fetch_rates`")),
-    request_body(content = Option<RunNowRequest>, description = "Optional: the job's arguments"),
+    request_body(content = RunNowRequest, description = "Optional: the job's arguments"),
     security(("bearer" = ["admin"])),
     responses(
         (status = 202, description = "Recorded and enqueued", body = TaskRun),
@@ -155,10 +156,11 @@ pub async fn run_now(
     _admin: AdminUser,
     registry: web::Data<TaskRegistry>,
     name: web::Path<String>,
-    body: Option<web::Json<RunNowRequest>>,
+    body: OptionalJson<RunNowRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let args = body
-        .and_then(|b| b.into_inner().args)
+        .0
+        .and_then(|b| b.args)
         .unwrap_or_else(|| serde_json::json!({}));
     let run = super::enqueue(&state, &registry, &name, args).await?;
     Ok(HttpResponse::Accepted().json(run))

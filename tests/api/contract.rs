@@ -235,3 +235,123 @@ async fn liveness_answers_with_its_documented_fields() {
         serde_json::json!(["status"])
     );
 }
+
+#[tokio::test]
+async fn a_query_parameter_of_the_wrong_type_is_a_422_naming_it() {
+    let app = spawn_app().await;
+    app.seed_currencies().await;
+    let partner = app.partner().await;
+    for (path, field, says) in [
+        ("/api/v1/conversions?status=pending", "status", "pending"),
+        ("/api/v1/conversions?currency=EURO", "currency", "EURO"),
+        ("/api/v1/conversions?format=xml", "format", "xml"),
+        (
+            "/api/v1/conversions/summary?group_by=week",
+            "group_by",
+            "week",
+        ),
+        ("/api/v1/rates/latest?base=E1R", "base", "E1R"),
+        (
+            "/api/v1/rates/latest?symbols=EUR,,GBP",
+            "symbols",
+            "not a currency code",
+        ),
+        ("/api/v1/rates/at?date=yesterday", "date", "a date such as"),
+        (
+            "/api/v1/rates/series?symbols=EUR&from=2026-11-01&to=soon",
+            "to",
+            "neither an RFC 3339 instant",
+        ),
+        (
+            "/api/v1/rates/series?symbols=EUR&from=2026-11-01",
+            "to",
+            "is required",
+        ),
+        (
+            "/api/v1/convert?from=USD&to=EU&amount=1",
+            "to",
+            "not a currency code",
+        ),
+        (
+            "/api/v1/convert?from=USD&to=EUR&amount=1&at=now",
+            "at",
+            "RFC 3339",
+        ),
+    ] {
+        let res = app.get_with_token(path, &partner.token).await;
+        let problem = assert_problem(res, 422, "/problems/validation-failed").await;
+        assert_eq!(problem["errors"][0]["field"], field, "{path}: {problem}");
+        assert!(
+            problem["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains(says),
+            "{path}: {problem}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_json_field_of_the_wrong_type_is_a_422_naming_it() {
+    let app = spawn_app().await;
+    app.seed_currencies().await;
+    let partner = app.partner().await;
+    for (path, body, field) in [
+        (
+            "/api/v1/quotes",
+            serde_json::json!({"from": "EUR", "to": "USD", "lock": "week"}),
+            "lock",
+        ),
+        (
+            "/api/v1/quotes",
+            serde_json::json!({"from": "EURO", "to": "USD", "lock": "hour"}),
+            "from",
+        ),
+        (
+            "/api/v1/conversions",
+            serde_json::json!({"from": "EUR", "to": "US", "amount": "1"}),
+            "to",
+        ),
+        (
+            "/api/v1/conversions",
+            serde_json::json!({"from": "EUR", "to": "USD", "amount": "1", "quote_id": "nope"}),
+            "quote_id",
+        ),
+        // A body sent to an operation whose body is optional must still fit.
+        (
+            "/api/v1/auth/logout",
+            serde_json::json!({"refresh_token": 42}),
+            "refresh_token",
+        ),
+    ] {
+        let res = app.post_json(path, &body, Some(&partner.token)).await;
+        let problem = assert_problem(res, 422, "/problems/validation-failed").await;
+        assert_eq!(
+            problem["errors"][0]["field"], field,
+            "{path} {body}: {problem}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn minor_units_written_as_a_whole_json_float_are_a_whole_number() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let res = app
+        .post_json(
+            "/api/v1/currencies",
+            &serde_json::json!({"code": "USD", "minor_units": 2.0}),
+            Some(&admin.token),
+        )
+        .await;
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    let res = app
+        .post_json(
+            "/api/v1/currencies",
+            &serde_json::json!({"code": "EUR", "minor_units": 2.5}),
+            Some(&admin.token),
+        )
+        .await;
+    let problem = assert_problem(res, 422, "/problems/validation-failed").await;
+    assert_eq!(problem["errors"][0]["field"], "minor_units", "{problem}");
+}

@@ -19,7 +19,7 @@ async fn app_with_rates(
     currency_conversion::currencies::service::add(
         &app.db,
         currency_conversion::currencies::service::AddCurrency {
-            code: "KWD".into(),
+            code: "KWD".parse().unwrap(),
             name: None,
             minor_units: None,
             iso: None,

@@ -63,7 +63,7 @@ async fn bgn_is_historic_after_seeding_not_offered() {
     currency_conversion::currencies::service::add(
         &app.state.db,
         currency_conversion::currencies::service::AddCurrency {
-            code: "BGN".into(),
+            code: "BGN".parse().unwrap(),
             name: None,
             minor_units: None,
             iso: None,

@@ -119,7 +119,7 @@ async fn fixture() -> Fixture {
     currencies::add(
         &app.state.db,
         AddCurrency {
-            code: "KWD".into(),
+            code: "KWD".parse().unwrap(),
             name: None,
             minor_units: None,
             iso: None,

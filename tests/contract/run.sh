@@ -9,9 +9,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-out=target/contract
-venv=$out/venv
+# CONTRACT_OUT: where the venv, the fetched document, the client and the reports go (.ci/run
+# keeps it beside the cargo target directory, so the venv outlives the fresh copy it runs in).
+out=${CONTRACT_OUT:-target/contract}
 mkdir -p "$out"
+out=$(cd "$out" && pwd)
+venv=$out/venv
+config=$PWD/tests/contract
 bin=${CARGO_TARGET_DIR:-target}/debug/currency-conversion
 examples=${CONTRACT_EXAMPLES:-25}
 seed=${CONTRACT_SEED:-20261128}
@@ -68,18 +72,18 @@ token() {
 status=0
 
 log "openapi-spec-validator"
-"$venv/bin/python" tests/contract/validate.py "$out/openapi.json" || status=1
+"$venv/bin/python" "$config/validate.py" "$out/openapi.json" || status=1
 
 log "openapi-python-client generate"
 rm -rf "$out/client"
-(cd "$out" && "../../$venv/bin/openapi-python-client" generate --path openapi.json \
+(cd "$out" && "$venv/bin/openapi-python-client" generate --path openapi.json \
     --output-path client --overwrite --fail-on-warning \
-    --config ../../tests/contract/openapi-python-client.yaml) || status=1
+    --config "$config/openapi-python-client.yaml") || status=1
 
 for who in partner admin; do
     log "schemathesis as $who"
     tok=$(token "contract-$who@example.com" "contract $who password")
-    "$venv/bin/schemathesis" run "$out/openapi.json" --url "$base" \
+    "$venv/bin/schemathesis" --config-file "$config/schemathesis.toml" run "$out/openapi.json" --url "$base" \
         --checks all --phases examples,coverage,fuzzing,stateful \
         --max-examples "$examples" --seed "$seed" --workers 2 \
         -H "Authorization: Bearer $tok" \
@@ -88,7 +92,7 @@ for who in partner admin; do
         || status=1
     # Last, because it revokes the token the run above uses.
     log "schemathesis as $who: logout"
-    "$venv/bin/schemathesis" run "$out/openapi.json" --url "$base" \
+    "$venv/bin/schemathesis" --config-file "$config/schemathesis.toml" run "$out/openapi.json" --url "$base" \
         --checks all --max-examples 5 --seed "$seed" \
         -H "Authorization: Bearer $tok" --include-path /api/v1/auth/logout \
         || status=1
