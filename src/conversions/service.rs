@@ -1,7 +1,7 @@
 //! Conversion use cases: convert (idempotent), read, cancel, finalize.
 
 use bigdecimal::BigDecimal;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
@@ -15,6 +15,7 @@ use crate::quotes::service::{self as quotes, LockedRate, QuoteUseError};
 use crate::rates::pricing::{self, Purpose};
 use crate::settings::StaleRatePolicy;
 use crate::state::AppState;
+use crate::webhooks::EventType;
 
 /// Conversions finalized per statement; small batches keep row locks short.
 pub const FINALIZE_BATCH: i64 = 500;
@@ -424,7 +425,9 @@ pub async fn create(
         let amount = parse_amount(state, req.amount, pair.from, pair.from_minor_units)?;
         let quote = crate::rates::service::quote(rates, pair.from, pair.to, None).await?;
         refuse_stale(state, &quote)?;
-        let now = state.clock.now();
+        // PostgreSQL keeps microseconds: the response and the webhook show what a later read
+        // shows.
+        let now = state.clock.now().trunc_subsecs(6);
         let row = new_row(
             state,
             Uuid::now_v7(),
@@ -444,10 +447,18 @@ pub async fn create(
                 request_hash,
                 expires_at: now + Duration::seconds(idempotency_ttl_secs(state)),
             });
-        let existing = match store::create(&state.db, &row, key).await? {
+        let view = ConversionView::from(row.clone());
+        let payload = crate::webhooks::outbox::body(EventType::ConversionCreated, now, &view)
+            .map_err(anyhow::Error::from)?;
+        let event = store::CreatedEvent {
+            id: Uuid::now_v7(),
+            event_type: EventType::ConversionCreated.as_str(),
+            payload: &payload,
+        };
+        let existing = match store::create(&state.db, &row, key, event).await? {
             store::Created::Stored => {
                 tracing::info!(conversion_id = %row.id, from = %row.from_currency, to = %row.to_currency, "conversion created");
-                return Ok((row.into(), true));
+                return Ok((view, true));
             }
             store::Created::CurrencyChanged => {
                 // PostgreSQL's word on the currencies, with the precise refusal.
@@ -507,7 +518,8 @@ async fn create_on_quote(
     let Some(quote_id) = req.quote_id else {
         return Err(anyhow::anyhow!("no rate source for a conversion").into());
     };
-    let now = state.clock.now();
+    // PostgreSQL keeps microseconds: the response and the webhook show what a later read shows.
+    let now = state.clock.now().trunc_subsecs(6);
     let id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
     if let Some(key) = idempotency_key {
@@ -538,9 +550,18 @@ async fn create_on_quote(
         now,
     );
     store::insert(&mut tx, &row).await?;
-    tx.commit().await?;
     tracing::info!(conversion_id = %row.id, from = %row.from_currency, to = %row.to_currency, "conversion created");
-    Ok((row.into(), true))
+    let view = ConversionView::from(row);
+    // The event commits with the conversion or not at all (webhooks' outbox).
+    crate::webhooks::outbox::record(
+        &mut tx,
+        EventType::ConversionCreated,
+        now,
+        [(partner, &view)],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((view, true))
 }
 
 fn idempotency_ttl_secs(state: &AppState) -> i64 {
@@ -598,10 +619,21 @@ pub async fn cancel(
     partner: Uuid,
 ) -> Result<ConversionView, ConversionError> {
     let now = state.clock.now();
-    if let Some(row) = store::cancel(&state.db, id, partner, now).await? {
+    let mut tx = state.db.begin().await?;
+    if let Some(row) = store::cancel(&mut tx, id, partner, now).await? {
+        let view = ConversionView::from(row);
+        crate::webhooks::outbox::record(
+            &mut tx,
+            EventType::ConversionCancelled,
+            now,
+            [(partner, &view)],
+        )
+        .await?;
+        tx.commit().await?;
         tracing::info!(conversion_id = %id, "conversion cancelled");
-        return Ok(row.into());
+        return Ok(view);
     }
+    tx.rollback().await?;
     // Why not: missing/foreign (404), already final, or past its holding period.
     let current = get(state, id, Some(partner)).await?;
     match current.status {
@@ -619,7 +651,20 @@ pub async fn finalize_due(state: &AppState) -> anyhow::Result<u64> {
     let now = state.clock.now();
     let mut total = 0;
     loop {
-        let n = store::finalize_due(&state.db, now, FINALIZE_BATCH).await?;
+        // Each batch commits with its `conversion.finalized` events; delivery happens later,
+        // outside this transaction.
+        let mut tx = state.db.begin().await?;
+        let rows = store::finalize_due(&mut tx, now, FINALIZE_BATCH).await?;
+        let n = u64::try_from(rows.len()).unwrap_or(u64::MAX);
+        let views: Vec<ConversionView> = rows.into_iter().map(ConversionView::from).collect();
+        crate::webhooks::outbox::record(
+            &mut tx,
+            EventType::ConversionFinalized,
+            now,
+            views.iter().map(|v| (v.partner_id, v)),
+        )
+        .await?;
+        tx.commit().await?;
         total += n;
         if n < u64::try_from(FINALIZE_BATCH).unwrap_or(u64::MAX) {
             break;

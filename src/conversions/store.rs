@@ -63,6 +63,16 @@ pub async fn insert(conn: &mut PgConnection, c: &ConversionRow) -> Result<(), sq
     Ok(())
 }
 
+/// The `conversion.created` event of a new conversion, for webhooks' outbox.
+#[derive(Debug, Clone, Copy)]
+pub struct CreatedEvent<'a> {
+    pub id: Uuid,
+    /// `EventType::ConversionCreated` as stored.
+    pub event_type: &'a str,
+    /// The exact body to deliver ([`crate::webhooks::outbox::body`]).
+    pub payload: &'a str,
+}
+
 /// An `Idempotency-Key` to claim for a new conversion.
 #[derive(Debug, Clone, Copy)]
 pub struct NewKey<'a> {
@@ -98,10 +108,15 @@ pub enum Created {
 ///   the same key waits on the unique index until the first commits, then sees its key.
 /// - The key's foreign key to `conversions` is deferred, so the key may name the conversion
 ///   inserted by the same statement.
+/// - `event` goes to webhooks' outbox in the same statement, and only when the conversion was
+///   stored and the partner has a live endpoint subscribed to it: the same rows as
+///   [`crate::webhooks::outbox::record`] writes (kept here, against the module rule, so that a
+///   conversion stays one round trip; keep the two in step).
 pub async fn create(
     db: &PgPool,
     c: &ConversionRow,
     key: Option<NewKey<'_>>,
+    event: CreatedEvent<'_>,
 ) -> Result<Created, sqlx::Error> {
     let row = sqlx::query!(
         r#"WITH usable AS (
@@ -126,6 +141,21 @@ pub async fn create(
                SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'temporary', $13, $14, $15, $16, $17
                FROM usable WHERE ok AND ($18::text IS NULL OR EXISTS (SELECT FROM claim))
                RETURNING id
+           ),
+           subscribed AS (
+               SELECT id FROM webhook_endpoints
+               WHERE partner_id = $2 AND deleted_at IS NULL AND $22 = ANY(events)
+           ),
+           event AS (
+               INSERT INTO webhook_events (id, partner_id, event_type, payload, created_at)
+               SELECT $21, $2, $22, $23, $13 FROM inserted
+               WHERE EXISTS (SELECT FROM subscribed)
+               RETURNING id
+           ),
+           deliveries AS (
+               INSERT INTO webhook_deliveries (id, event_id, endpoint_id, next_attempt_at, created_at)
+               SELECT gen_random_uuid(), event.id, subscribed.id, $13, $13
+               FROM event CROSS JOIN subscribed
            )
            SELECT (SELECT ok FROM usable) AS "usable!",
                   EXISTS (SELECT FROM inserted) AS "stored!",
@@ -152,6 +182,9 @@ pub async fn create(
         key.map(|k| k.key),
         key.map(|k| k.request_hash),
         key.map(|k| k.expires_at),
+        event.id,
+        event.event_type,
+        event.payload,
     )
     .fetch_one(db)
     .await?;
@@ -381,7 +414,7 @@ pub async fn find(db: &PgPool, id: Uuid) -> Result<Option<ConversionRow>, sqlx::
 /// finalize, even before the job has run. The condition on `status` makes cancel and finalize
 /// mutually exclusive under the row lock, so exactly one of them wins.
 pub async fn cancel(
-    db: &PgPool,
+    conn: &mut PgConnection,
     id: Uuid,
     partner: Uuid,
     now: DateTime<Utc>,
@@ -399,28 +432,37 @@ pub async fn cancel(
         partner,
         now,
     )
-    .fetch_optional(db)
+    .fetch_optional(conn)
     .await
 }
 
-/// Marks up to `batch` due temporary conversions permanent; returns how many. Rows locked by a
+/// Marks up to `batch` due temporary conversions permanent and returns them. Rows locked by a
 /// concurrent cancel or another finalizer are skipped and picked up by the next batch.
-pub async fn finalize_due(db: &PgPool, now: DateTime<Utc>, batch: i64) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query!(
-        "UPDATE conversions SET status = 'permanent', finalized_at = $1
-         WHERE id IN (
-             SELECT id FROM conversions
-             WHERE status = 'temporary' AND finalizes_at <= $1
-             ORDER BY finalizes_at
-             LIMIT $2
-             FOR UPDATE SKIP LOCKED)
-           AND status = 'temporary'",
+pub async fn finalize_due(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    batch: i64,
+) -> Result<Vec<ConversionRow>, sqlx::Error> {
+    sqlx::query_as!(
+        ConversionRow,
+        r#"UPDATE conversions SET status = 'permanent', finalized_at = $1
+           WHERE id IN (
+               SELECT id FROM conversions
+               WHERE status = 'temporary' AND finalizes_at <= $1
+               ORDER BY finalizes_at
+               LIMIT $2
+               FOR UPDATE SKIP LOCKED)
+             AND status = 'temporary'
+           RETURNING id, partner_id, from_currency AS "from_currency: CurrencyCode",
+                  to_currency AS "to_currency: CurrencyCode", amount, from_minor_units,
+                  to_minor_units, rate, result, rate_as_of, rate_provider, from_quote_id,
+                  to_quote_id, stale_rate, status AS "status: Status", created_at, finalizes_at,
+                  finalized_at, cancelled_at, quote_id"#,
         now,
         batch,
     )
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected())
+    .fetch_all(conn)
+    .await
 }
 
 pub async fn delete_expired_idempotency_keys(
