@@ -26,6 +26,6 @@ SELECT gen_random_uuid(), CASE WHEN g % 10 = 0 THEN o.id ELSE :'partner'::uuid E
 FROM generate_series(1, :rows) g
 JOIN pairs p ON p.n = g % 6
 JOIN others o ON o.n = (g / 10) % 20
-CROSS JOIN LATERAL (SELECT round(1 + (g * 7919 % 100000) / 100.0, 2) AS amount,
+CROSS JOIN LATERAL (SELECT round(1 + (g::bigint * 7919 % 100000) / 100.0, 2) AS amount,
                            now() - g * interval '1 minute' AS created) a;
 RESET session_replication_role;

@@ -73,7 +73,8 @@ rate = int(csv_rows) / float(csv_secs)
 out.append(f"| CSV export, all {int(csv_rows):,} rows of the partner | {rate:,.0f} rows/s | – | "
            f"{float(csv_secs):.2f} s | ≥ 100 k rows/s {'yes' if rate >= 100_000 and csv_code == '200' else '**no**'} |")
 out.append("")
-secs, snapshots, quotes, import_rss = rows["ecb_import"]
+secs, counts, import_rss = rows["ecb_import"]
+snapshots, quotes = counts.split()
 hwm, now = rows["rss"]
 out.append(f"Full ECB history import (`rates import-ecb data/ecb-eurofxref-hist.csv`, fresh database, "
            f"whole command): **{float(secs):.2f} s** for {int(snapshots):,} days, {int(quotes):,} quote rows "
