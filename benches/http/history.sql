@@ -2,8 +2,8 @@
 -- (:'partner') holds 9 in 10 of them, 20 other partners the rest. One a minute going back from
 -- now (about 1.9 years), six currency pairs, amounts 1.00-1000.99; the newest 1,000 are
 -- temporary, one in 25 is cancelled, the rest permanent.
--- FK triggers are skipped for the load only (every reference is valid by construction).
-SET session_replication_role = replica;
+-- Inserted as the service would be: foreign keys checked and the summary's rollup kept by its
+-- triggers (which `session_replication_role = replica` would switch off).
 INSERT INTO users (id, email, password_hash, role, display_name)
 SELECT gen_random_uuid(), 'history-' || g || '@example.com', '!', 'partner', 'History partner ' || g
 FROM generate_series(0, 19) g;
@@ -28,4 +28,3 @@ JOIN pairs p ON p.n = g % 6
 JOIN others o ON o.n = (g / 10) % 20
 CROSS JOIN LATERAL (SELECT round(1 + (g::bigint * 7919 % 100000) / 100.0, 2) AS amount,
                            now() - g * interval '1 minute' AS created) a;
-RESET session_replication_role;
