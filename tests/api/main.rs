@@ -23,3 +23,4 @@ mod request_heads;
 mod security_headers;
 mod sessions;
 mod tasks;
+mod webhooks;
