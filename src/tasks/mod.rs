@@ -99,6 +99,7 @@ pub async fn enqueue(
             max_attempts,
             scheduled_for: None,
         },
+        state.clock.now(),
     )
     .await?
     .ok_or_else(|| anyhow::anyhow!("an unscheduled run cannot conflict"))?;
@@ -118,7 +119,7 @@ pub async fn enqueue_job<J: Job>(
 
 /// Puts a dead or failed run back in the queue with fresh attempts.
 pub async fn retry(state: &AppState, id: Uuid) -> Result<TaskRun, TaskError> {
-    match store::requeue_finished(&state.db, id).await? {
+    match store::requeue_finished(&state.db, id, state.clock.now()).await? {
         Ok(Some(run)) => {
             push_or_leave_to_reconciler(state, run.id).await;
             Ok(run)

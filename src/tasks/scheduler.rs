@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Mutex;
 use tokio_cron_scheduler::{Job as CronJob, JobScheduler};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use super::queue::Queue;
 use super::registry::{Schedule, TaskRegistry};
@@ -27,7 +28,10 @@ const MAX_TICKS_PER_WAKE: usize = 100;
 
 /// How long a pending run must be overdue before the reconciler checks Redis for it; covers the
 /// moment between recording a run and enqueueing it.
-const RECONCILE_GRACE_SECS: f64 = 2.0;
+const RECONCILE_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
+
+/// Most overdue runs one reconciler pass looks at.
+const RECONCILE_BATCH: i64 = 500;
 
 /// Records the run of one tick and enqueues it. Returns whether this call recorded it.
 pub async fn record_tick(
@@ -45,6 +49,7 @@ pub async fn record_tick(
             max_attempts,
             scheduled_for: Some(tick),
         },
+        state.clock.now(),
     )
     .await
     .context("recording a scheduled run")?;
@@ -159,23 +164,42 @@ pub(super) async fn run_scheduler(
 }
 
 /// Re-enqueues overdue runs whose message Redis no longer has. Returns how many.
+///
+/// Overdue is judged on the injected clock. The list of overdue runs is read before Redis is
+/// asked, so a run can leave both in between without being lost: a worker finished it (or
+/// parked it for later) and acknowledged its message. Every such change reaches PostgreSQL
+/// before Redis forgets the message, so only a run that is *still* overdue after Redis said it
+/// has no message for it is lost; the others are left alone (and not reported).
 pub async fn reconcile_once(state: &AppState, queue: &Queue) -> anyhow::Result<usize> {
-    let overdue = store::overdue(&state.db, RECONCILE_GRACE_SECS, 500).await?;
+    let before = state.clock.now() - RECONCILE_GRACE;
+    let overdue = store::overdue(&state.db, before, None, RECONCILE_BATCH).await?;
+    reconcile(state, queue, &overdue).await
+}
+
+/// The second half of [`reconcile_once`]: of `overdue` (runs that were overdue a moment ago),
+/// re-enqueues those Redis has no message for and PostgreSQL still says are overdue.
+pub async fn reconcile(state: &AppState, queue: &Queue, overdue: &[Uuid]) -> anyhow::Result<usize> {
     if overdue.is_empty() {
         return Ok(0);
     }
-    let present = queue.present(&overdue).await?;
-    let mut pushed = 0;
-    for (run_id, present) in overdue.into_iter().zip(present) {
-        if !present {
-            queue.push(run_id).await?;
-            pushed += 1;
-        }
+    let present = queue.present(overdue).await?;
+    let absent: Vec<Uuid> = overdue
+        .iter()
+        .zip(present)
+        .filter_map(|(id, present)| (!present).then_some(*id))
+        .collect();
+    if absent.is_empty() {
+        return Ok(0);
     }
-    if pushed > 0 {
-        tracing::warn!(pushed, "re-enqueued runs that Redis had lost");
+    let before = state.clock.now() - RECONCILE_GRACE;
+    let lost = store::overdue(&state.db, before, Some(&absent), RECONCILE_BATCH).await?;
+    for run_id in &lost {
+        queue.push(*run_id).await?;
     }
-    Ok(pushed)
+    if !lost.is_empty() {
+        tracing::warn!(pushed = lost.len(), "re-enqueued runs that Redis had lost");
+    }
+    Ok(lost.len())
 }
 
 /// Runs [`reconcile_once`] every `every` until `shutdown`.

@@ -139,13 +139,17 @@ pub struct NewRun<'a> {
     pub scheduled_for: Option<DateTime<Utc>>,
 }
 
-/// Records a queued run, due now. A scheduled run whose tick is already recorded (another
+/// Records a queued run, due `now`. A scheduled run whose tick is already recorded (another
 /// scheduler was first) returns `None`.
-pub async fn insert(db: &PgPool, run: NewRun<'_>) -> sqlx::Result<Option<TaskRun>> {
+pub async fn insert(
+    db: &PgPool,
+    run: NewRun<'_>,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Option<TaskRun>> {
     let row = sqlx::query_as!(
         Row,
         r#"INSERT INTO task_runs (id, task_name, args, max_attempts, scheduled_for, next_attempt_at)
-           VALUES ($1, $2, $3::text::jsonb, $4, $5, now())
+           VALUES ($1, $2, $3::text::jsonb, $4, $5, $6)
            ON CONFLICT ON CONSTRAINT task_runs_schedule_tick_key DO NOTHING
            RETURNING id, task_name, args::text AS "args!", state AS "state: TaskState", attempts,
                   max_attempts, scheduled_for, queued_at, started_at, finished_at, duration_ms,
@@ -155,6 +159,7 @@ pub async fn insert(db: &PgPool, run: NewRun<'_>) -> sqlx::Result<Option<TaskRun
         run.args.to_string(),
         run.max_attempts,
         run.scheduled_for,
+        now,
     )
     .fetch_optional(db)
     .await?;
@@ -244,24 +249,32 @@ pub enum Claim {
 
 /// Atomically makes a run `running` for `worker_id`, if it is queued or retrying and due, or
 /// running under an expired lease (its worker died). The attempt counter goes up with the claim,
-/// so an attempt that crashed the worker still counts.
-pub async fn claim(db: &PgPool, id: Uuid, worker_id: &str, lease_secs: f64) -> sqlx::Result<Claim> {
+/// so an attempt that crashed the worker still counts. Due times and leases are judged at `now`
+/// (the injected clock), not by PostgreSQL's own.
+pub async fn claim(
+    db: &PgPool,
+    id: Uuid,
+    worker_id: &str,
+    lease_secs: f64,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Claim> {
     let claimed = sqlx::query_as!(
         Row,
         r#"UPDATE task_runs
-           SET state = 'running', attempts = attempts + 1, started_at = now(), worker_id = $2,
-               lease_expires_at = now() + make_interval(secs => $3), next_attempt_at = NULL,
+           SET state = 'running', attempts = attempts + 1, started_at = $4::timestamptz, worker_id = $2,
+               lease_expires_at = $4::timestamptz + make_interval(secs => $3), next_attempt_at = NULL,
                finished_at = NULL, duration_ms = NULL
            WHERE id = $1
              AND attempts < max_attempts
-             AND ((state IN ('queued', 'retrying') AND next_attempt_at <= now() + interval '1 second')
-                  OR (state = 'running' AND lease_expires_at < now()))
+             AND ((state IN ('queued', 'retrying') AND next_attempt_at <= $4::timestamptz + interval '1 second')
+                  OR (state = 'running' AND lease_expires_at < $4))
            RETURNING id, task_name, args::text AS "args!", state AS "state: TaskState", attempts,
                   max_attempts, scheduled_for, queued_at, started_at, finished_at, duration_ms,
                   worker_id, last_error, next_attempt_at, lease_expires_at"#,
         id,
         worker_id,
         lease_secs,
+        now,
     )
     .fetch_optional(db)
     .await;
@@ -275,10 +288,11 @@ pub async fn claim(db: &PgPool, id: Uuid, worker_id: &str, lease_secs: f64) -> s
     }
     let current = sqlx::query!(
         r#"SELECT state AS "state: TaskState",
-                  coalesce(lease_expires_at < now(), false) AS "lease_expired!",
+                  coalesce(lease_expires_at < $2, false) AS "lease_expired!",
                   lease_expires_at
            FROM task_runs WHERE id = $1"#,
         id,
+        now,
     )
     .fetch_optional(db)
     .await?
@@ -289,10 +303,11 @@ pub async fn claim(db: &PgPool, id: Uuid, worker_id: &str, lease_secs: f64) -> s
             // Attempts are used up and the last worker is gone: nothing is left to try.
             let dead = sqlx::query!(
                 "UPDATE task_runs
-                 SET state = 'dead', finished_at = now(), lease_expires_at = NULL,
+                 SET state = 'dead', finished_at = $2, lease_expires_at = NULL,
                      last_error = coalesce(last_error || '; ', '') || 'worker lost during the last attempt'
-                 WHERE id = $1 AND state = 'running' AND lease_expires_at < now()",
+                 WHERE id = $1 AND state = 'running' AND lease_expires_at < $2",
                 id,
+                now,
             )
             .execute(db)
             .await?;
@@ -313,14 +328,16 @@ pub async fn extend_lease(
     worker_id: &str,
     attempt: i32,
     lease_secs: f64,
+    now: DateTime<Utc>,
 ) -> sqlx::Result<bool> {
     let done = sqlx::query!(
-        "UPDATE task_runs SET lease_expires_at = now() + make_interval(secs => $4)
+        "UPDATE task_runs SET lease_expires_at = $5::timestamptz + make_interval(secs => $4)
          WHERE id = $1 AND worker_id = $2 AND attempts = $3 AND state = 'running'",
         id,
         worker_id,
         attempt,
         lease_secs,
+        now,
     )
     .execute(db)
     .await?;
@@ -330,15 +347,22 @@ pub async fn extend_lease(
 /// Gives back a run this worker holds (it is shutting down): queued again, due now, so another
 /// worker takes it without waiting for the lease to expire. False when the run is no longer
 /// ours, or when this was its last attempt (then it expires and is declared dead as usual).
-pub async fn release(db: &PgPool, id: Uuid, worker_id: &str, attempt: i32) -> sqlx::Result<bool> {
+pub async fn release(
+    db: &PgPool,
+    id: Uuid,
+    worker_id: &str,
+    attempt: i32,
+    now: DateTime<Utc>,
+) -> sqlx::Result<bool> {
     let done = sqlx::query!(
         "UPDATE task_runs
-         SET state = 'queued', lease_expires_at = NULL, next_attempt_at = now()
+         SET state = 'queued', lease_expires_at = NULL, next_attempt_at = $4
          WHERE id = $1 AND worker_id = $2 AND attempts = $3 AND state = 'running'
            AND attempts < max_attempts",
         id,
         worker_id,
         attempt,
+        now,
     )
     .execute(db)
     .await?;
@@ -361,12 +385,13 @@ pub async fn finish(
     state: TaskState,
     error: Option<&str>,
     next_attempt_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
 ) -> sqlx::Result<bool> {
     let done = sqlx::query!(
         "UPDATE task_runs
          SET state = $4, last_error = $5, next_attempt_at = $6, duration_ms = $7,
              lease_expires_at = NULL,
-             finished_at = CASE WHEN $4 = 'retrying' THEN NULL ELSE now() END
+             finished_at = CASE WHEN $4 = 'retrying' THEN NULL ELSE $8::timestamptz END
          WHERE id = $1 AND worker_id = $2 AND attempts = $3 AND state = 'running'",
         attempt.id,
         attempt.worker_id,
@@ -375,6 +400,7 @@ pub async fn finish(
         error,
         next_attempt_at,
         attempt.duration_ms,
+        now,
     )
     .execute(db)
     .await?;
@@ -399,17 +425,19 @@ pub async fn defer(db: &PgPool, id: Uuid, until: DateTime<Utc>) -> sqlx::Result<
 pub async fn requeue_finished(
     db: &PgPool,
     id: Uuid,
+    now: DateTime<Utc>,
 ) -> sqlx::Result<Result<Option<TaskRun>, TaskState>> {
     let row = sqlx::query_as!(
         Row,
         r#"UPDATE task_runs
-           SET state = 'queued', attempts = 0, next_attempt_at = now(), queued_at = now(),
+           SET state = 'queued', attempts = 0, next_attempt_at = $2, queued_at = $2,
                started_at = NULL, finished_at = NULL, duration_ms = NULL, worker_id = NULL
            WHERE id = $1 AND state IN ('dead', 'failed')
            RETURNING id, task_name, args::text AS "args!", state AS "state: TaskState", attempts,
                   max_attempts, scheduled_for, queued_at, started_at, finished_at, duration_ms,
                   worker_id, last_error, next_attempt_at, lease_expires_at"#,
         id,
+        now,
     )
     .fetch_optional(db)
     .await?;
@@ -422,17 +450,23 @@ pub async fn requeue_finished(
     })
 }
 
-/// Runs that should be in Redis by now: queued or retrying and due for `grace_secs`, or running
-/// under a lease expired for `grace_secs`.
-pub async fn overdue(db: &PgPool, grace_secs: f64, limit: i64) -> sqlx::Result<Vec<Uuid>> {
+/// Runs that should be in Redis by `before` and may not be: queued or retrying and due by then,
+/// or running under a lease that ended by then. With `among`, only those runs.
+pub async fn overdue(
+    db: &PgPool,
+    before: DateTime<Utc>,
+    among: Option<&[Uuid]>,
+    limit: i64,
+) -> sqlx::Result<Vec<Uuid>> {
     sqlx::query_scalar!(
         "SELECT id FROM task_runs
-         WHERE (state IN ('queued', 'retrying')
-                AND next_attempt_at <= now() - make_interval(secs => $1))
-            OR (state = 'running' AND lease_expires_at <= now() - make_interval(secs => $1))
+         WHERE ((state IN ('queued', 'retrying') AND next_attempt_at <= $1)
+                OR (state = 'running' AND lease_expires_at <= $1))
+           AND ($2::uuid[] IS NULL OR id = ANY($2))
          ORDER BY id
-         LIMIT $2",
-        grace_secs,
+         LIMIT $3",
+        before,
+        among,
         limit,
     )
     .fetch_all(db)

@@ -90,7 +90,15 @@ impl Worker {
             return;
         };
         let lease_secs = self.lease().as_secs_f64();
-        match store::claim(&self.state.db, run_id, &self.id, lease_secs).await {
+        match store::claim(
+            &self.state.db,
+            run_id,
+            &self.id,
+            lease_secs,
+            self.state.clock.now(),
+        )
+        .await
+        {
             Ok(Claim::Claimed(run)) => self.execute(*run, &message, shutdown).await,
             // Someone holds a live lease. Leaving the message pending would wait a whole
             // visibility timeout from now (this delivery resets its idle time), on top of the
@@ -157,7 +165,7 @@ impl Worker {
                 outcome = &mut job => break Some(outcome),
                 _ = heartbeat.tick() => {
                     let asked = Instant::now();
-                    match store::extend_lease(&self.state.db, run.id, &self.id, run.attempts, lease.as_secs_f64()).await {
+                    match store::extend_lease(&self.state.db, run.id, &self.id, run.attempts, lease.as_secs_f64(), self.state.clock.now()).await {
                         Ok(true) => lease_holds_until = asked + lease,
                         Ok(false) => {
                             tracing::warn!("the run was taken over; stopping the job");
@@ -221,7 +229,16 @@ impl Worker {
         message: &Message,
     ) {
         let attempt = self.attempt(run, started);
-        match store::finish(&self.state.db, &attempt, state, error, None).await {
+        match store::finish(
+            &self.state.db,
+            &attempt,
+            state,
+            error,
+            None,
+            self.state.clock.now(),
+        )
+        .await
+        {
             Ok(recorded) => {
                 if !recorded {
                     tracing::warn!("the run was taken over before this attempt finished");
@@ -244,6 +261,7 @@ impl Worker {
             TaskState::Retrying,
             Some(error),
             Some(due),
+            self.state.clock.now(),
         )
         .await
         {
@@ -264,7 +282,15 @@ impl Worker {
     /// wait out its lease. The attempt still counts; on the last one the run is left to expire
     /// and be declared dead, as when a worker dies.
     async fn release(&self, run: &store::TaskRun, message: &Message) {
-        match store::release(&self.state.db, run.id, &self.id, run.attempts).await {
+        match store::release(
+            &self.state.db,
+            run.id,
+            &self.id,
+            run.attempts,
+            self.state.clock.now(),
+        )
+        .await
+        {
             Ok(true) => {
                 tracing::warn!("shutting down with the job still running; its run is queued again");
                 // If Redis fails here, the run is `queued` in PostgreSQL and the reconciler

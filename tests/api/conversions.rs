@@ -33,26 +33,11 @@ async fn app_with_rates(
     app
 }
 
-async fn convert(
-    app: &TestApp,
-    token: &str,
-    from: &str,
-    to: &str,
-    amount: &str,
-) -> reqwest::Response {
-    app.post_json(
-        "/api/v1/conversions",
-        &json!({"from": from, "to": to, "amount": amount}),
-        Some(token),
-    )
-    .await
-}
-
 #[tokio::test]
 async fn a_partner_converts_and_gets_a_temporary_reproducible_result() {
     let app = app_with_rates(|_| {}).await;
     let partner = app.partner().await;
-    let res = convert(&app, &partner.token, "eur", "usd", "100.00").await;
+    let res = app.convert(&partner.token, "eur", "usd", "100.00").await;
     assert_eq!(res.status(), 201);
     assert!(
         res.headers()["location"]
@@ -73,7 +58,7 @@ async fn a_partner_converts_and_gets_a_temporary_reproducible_result() {
     assert_eq!((finalizes - created).num_hours(), 48);
 
     // Cross rate through the EUR pivot: EGP→USD = 1.1 / 53.65.
-    let res = convert(&app, &partner.token, "EGP", "USD", "100.00").await;
+    let res = app.convert(&partner.token, "EGP", "USD", "100.00").await;
     let c: Value = res.json().await.unwrap();
     assert_eq!(c["rate"], "0.0205032618825722274");
     assert_eq!(c["result"], "2.05");
@@ -92,25 +77,27 @@ async fn results_round_half_even_to_the_target_minor_units() {
     let app = app_with_rates(|_| {}).await;
     let partner = app.partner().await;
     // JPY has 0 decimals: 10.01 EUR × 163.5 = 1636.635 → 1637
-    let c: Value = convert(&app, &partner.token, "EUR", "JPY", "10.01")
+    let c: Value = app
+        .convert(&partner.token, "EUR", "JPY", "10.01")
         .await
         .json()
         .await
         .unwrap();
     assert_eq!(c["result"], "1637");
     // KWD has 3 decimals: 12.34 EUR × 0.3372 = 4.161048 → 4.161
-    let c: Value = convert(&app, &partner.token, "EUR", "KWD", "12.34")
+    let c: Value = app
+        .convert(&partner.token, "EUR", "KWD", "12.34")
         .await
         .json()
         .await
         .unwrap();
     assert_eq!(c["result"], "4.161");
     // JPY source: whole yen only.
-    let res = convert(&app, &partner.token, "JPY", "EUR", "100.5").await;
+    let res = app.convert(&partner.token, "JPY", "EUR", "100.5").await;
     assert_problem(res, 422, "/problems/validation-failed").await;
     // KWD accepts three decimals.
     assert_eq!(
-        convert(&app, &partner.token, "KWD", "EUR", "1.234")
+        app.convert(&partner.token, "KWD", "EUR", "1.234")
             .await
             .status(),
         201
@@ -131,10 +118,10 @@ async fn bad_conversion_requests_get_clear_problems_and_store_nothing() {
         ("EUR", "US", "1"),
         ("EUR", "EUR", "1"),
     ] {
-        let res = convert(&app, &partner.token, from, to, amount).await;
+        let res = app.convert(&partner.token, from, to, amount).await;
         assert_problem(res, 422, "/problems/validation-failed").await;
     }
-    let res = convert(&app, &partner.token, "EUR", "CHF", "1").await;
+    let res = app.convert(&partner.token, "EUR", "CHF", "1").await;
     assert_eq!(res.status(), 404, "a currency that is not supported");
     let res = app
         .post_json(
@@ -156,7 +143,8 @@ async fn disabled_and_retired_currencies_are_refused_for_new_conversions_but_his
     let app = app_with_rates(|_| {}).await;
     let admin = app.admin().await;
     let partner = app.partner().await;
-    let c: Value = convert(&app, &partner.token, "EUR", "GBP", "10.00")
+    let c: Value = app
+        .convert(&partner.token, "EUR", "GBP", "10.00")
         .await
         .json()
         .await
@@ -165,7 +153,7 @@ async fn disabled_and_retired_currencies_are_refused_for_new_conversions_but_his
     let res = app.delete("/api/v1/currencies/GBP", &admin.token).await;
     let outcome: Value = res.json().await.unwrap();
     assert_eq!(outcome["outcome"], "retired");
-    let res = convert(&app, &partner.token, "EUR", "GBP", "10.00").await;
+    let res = app.convert(&partner.token, "EUR", "GBP", "10.00").await;
     assert_problem(res, 422, "/problems/currency-retired").await;
     let old = app
         .get_with_token(
@@ -180,7 +168,7 @@ async fn disabled_and_retired_currencies_are_refused_for_new_conversions_but_his
         &admin.token,
     )
     .await;
-    let res = convert(&app, &partner.token, "EUR", "JPY", "10.00").await;
+    let res = app.convert(&partner.token, "EUR", "JPY", "10.00").await;
     assert_problem(res, 422, "/problems/currency-disabled").await;
 }
 
@@ -189,7 +177,7 @@ async fn stale_rates_are_refused_or_flagged_per_settings() {
     let app = app_with_rates(|s| s.rates.max_age_secs = 3600).await;
     app.clock.advance(chrono::Duration::hours(2));
     let partner = app.partner().await;
-    let res = convert(&app, &partner.token, "EUR", "USD", "1.00").await;
+    let res = app.convert(&partner.token, "EUR", "USD", "1.00").await;
     assert_problem(res, 422, "/problems/stale-rate").await;
 
     let lenient = app_with_rates(|s| {
@@ -199,7 +187,8 @@ async fn stale_rates_are_refused_or_flagged_per_settings() {
     .await;
     lenient.clock.advance(chrono::Duration::hours(2));
     let partner = lenient.partner().await;
-    let c: Value = convert(&lenient, &partner.token, "EUR", "USD", "1.00")
+    let c: Value = lenient
+        .convert(&partner.token, "EUR", "USD", "1.00")
         .await
         .json()
         .await
@@ -289,7 +278,8 @@ async fn partners_cannot_see_list_cancel_or_export_each_others_conversions() {
     let app = app_with_rates(|_| {}).await;
     let alice = app.partner().await;
     let bob = app.partner().await;
-    let c: Value = convert(&app, &alice.token, "EUR", "USD", "1.00")
+    let c: Value = app
+        .convert(&alice.token, "EUR", "USD", "1.00")
         .await
         .json()
         .await
@@ -352,7 +342,7 @@ async fn partners_cannot_see_list_cancel_or_export_each_others_conversions() {
     assert_eq!(list["data"][0]["id"], id);
     // Admins do not convert: conversions belong to partners.
     assert_eq!(
-        convert(&app, &admin.token, "EUR", "USD", "1.00")
+        app.convert(&admin.token, "EUR", "USD", "1.00")
             .await
             .status(),
         403
@@ -365,11 +355,13 @@ async fn history_filters_paginates_newest_first_and_exports_csv() {
     let partner = app.partner().await;
     for (i, to) in ["USD", "GBP", "USD", "JPY", "USD"].iter().enumerate() {
         app.clock.advance(chrono::Duration::seconds(1));
-        let res = convert(&app, &partner.token, "EUR", to, &format!("{}.00", i + 1)).await;
+        let res = app
+            .convert(&partner.token, "EUR", to, &format!("{}.00", i + 1))
+            .await;
         assert_eq!(res.status(), 201);
     }
     let page1: Value = app
-        .get_with_token("/api/v1/conversions?limit=2", &partner.token)
+        .history(&partner.token, "limit=2")
         .await
         .json()
         .await
@@ -378,17 +370,14 @@ async fn history_filters_paginates_newest_first_and_exports_csv() {
     assert_eq!(page1["data"][1]["amount"], "4.00");
     let cursor = page1["next_cursor"].as_str().unwrap();
     let page2: Value = app
-        .get_with_token(
-            &format!("/api/v1/conversions?limit=2&cursor={cursor}"),
-            &partner.token,
-        )
+        .history(&partner.token, &format!("limit=2&cursor={cursor}"))
         .await
         .json()
         .await
         .unwrap();
     assert_eq!(page2["data"][0]["amount"], "3.00");
     let usd: Value = app
-        .get_with_token("/api/v1/conversions?currency=usd", &partner.token)
+        .history(&partner.token, "currency=usd")
         .await
         .json()
         .await
@@ -461,7 +450,8 @@ async fn history_filters_paginates_newest_first_and_exports_csv() {
 async fn finalization_after_the_holding_period_runs_twice_without_double_effect() {
     let app = app_with_rates(|s| s.conversions.holding_period_secs = 60).await;
     let partner = app.partner().await;
-    let c: Value = convert(&app, &partner.token, "EUR", "USD", "1.00")
+    let c: Value = app
+        .convert(&partner.token, "EUR", "USD", "1.00")
         .await
         .json()
         .await
@@ -508,31 +498,20 @@ async fn finalization_after_the_holding_period_runs_twice_without_double_effect(
 async fn a_partner_cancels_a_temporary_conversion_once() {
     let app = app_with_rates(|_| {}).await;
     let partner = app.partner().await;
-    let c: Value = convert(&app, &partner.token, "EUR", "USD", "1.00")
+    let c: Value = app
+        .convert(&partner.token, "EUR", "USD", "1.00")
         .await
         .json()
         .await
         .unwrap();
     let id = c["id"].as_str().unwrap();
-    let res = app
-        .post_json(
-            &format!("/api/v1/conversions/{id}/cancel"),
-            &json!({}),
-            Some(&partner.token),
-        )
-        .await;
+    let res = app.cancel(&partner.token, id).await;
     assert_eq!(res.status(), 200);
     let c: Value = res.json().await.unwrap();
     assert_eq!(c["status"], "cancelled");
     assert!(c["cancelled_at"].is_string());
     // Cancelling again is harmless; finalizing later leaves it cancelled.
-    let res = app
-        .post_json(
-            &format!("/api/v1/conversions/{id}/cancel"),
-            &json!({}),
-            Some(&partner.token),
-        )
-        .await;
+    let res = app.cancel(&partner.token, id).await;
     assert_eq!(res.status(), 200);
     app.clock.advance(chrono::Duration::hours(49));
     assert_eq!(
@@ -547,7 +526,8 @@ async fn a_partner_cancels_a_temporary_conversion_once() {
 async fn a_cancel_after_the_holding_period_is_refused_as_finalizing_before_the_job_runs() {
     let app = app_with_rates(|s| s.conversions.holding_period_secs = 60).await;
     let partner = app.partner().await;
-    let c: Value = convert(&app, &partner.token, "EUR", "USD", "1.00")
+    let c: Value = app
+        .convert(&partner.token, "EUR", "USD", "1.00")
         .await
         .json()
         .await
@@ -588,7 +568,8 @@ async fn cancel_racing_finalize_across_the_boundary_agrees_with_the_database() {
     let partner = app.partner().await;
     let mut ids = Vec::new();
     for _ in 0..20 {
-        let c: Value = convert(&app, &partner.token, "EUR", "USD", "1.00")
+        let c: Value = app
+            .convert(&partner.token, "EUR", "USD", "1.00")
             .await
             .json()
             .await

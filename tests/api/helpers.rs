@@ -11,8 +11,8 @@ use currency_conversion::clock::Clock;
 use currency_conversion::rates::Rates;
 use currency_conversion::settings::{self, Environment, Settings};
 use currency_conversion::startup::Application;
-use currency_conversion::state::AppState;
-use currency_conversion::tasks::TaskRegistry;
+use currency_conversion::state::{AppState, ProcessRole};
+use currency_conversion::tasks::{self, TaskRegistry, TaskStats};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
@@ -66,6 +66,54 @@ fn template_name() -> String {
 
 static TEMPLATE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
 
+/// How long a template of another migration set may go unused before a test run drops it. Far
+/// longer than any test run, so that a run still using an older set (another checkout, another
+/// branch) is never pulled from under it.
+const STALE_TEMPLATE_SECS: i64 = 6 * 3600;
+
+/// What a template's comment says: when a test run last started from it.
+const LAST_USED: &str = "ccs test template, last used at ";
+
+/// Drops the templates of earlier migration sets that no test run has used for
+/// [`STALE_TEMPLATE_SECS`], and half-built ones. Called under the template lock, so nobody is
+/// building one meanwhile. Marks `current` as used now; a template without a mark (from before
+/// marks existed) gets one now and is dropped when it has gone unused that long since.
+async fn drop_stale_templates(admin: &mut PgConnection, current: &str) {
+    let now = chrono::Utc::now().timestamp();
+    let mark = |name: &str| {
+        sqlx::AssertSqlSafe(format!(
+            "COMMENT ON DATABASE \"{name}\" IS '{LAST_USED}{now}'"
+        ))
+    };
+    admin.execute(mark(current)).await.unwrap();
+    let others: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database
+         WHERE datname LIKE 'ccs\\_test\\_template\\_%' AND datname <> $1",
+    )
+    .bind(current)
+    .fetch_all(&mut *admin)
+    .await
+    .unwrap();
+    for (name, comment) in others {
+        let last_used = comment
+            .as_deref()
+            .and_then(|c| c.strip_prefix(LAST_USED))
+            .and_then(|t| t.parse::<i64>().ok());
+        let stale =
+            name.ends_with("_building") || last_used.is_some_and(|t| now - t > STALE_TEMPLATE_SECS);
+        if stale {
+            // Fails harmlessly if something is connected to it after all.
+            let _ = admin
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS \"{name}\""
+                )))
+                .await;
+        } else if last_used.is_none() {
+            let _ = admin.execute(mark(&name)).await;
+        }
+    }
+}
+
 async fn template(settings: &Settings) -> String {
     TEMPLATE
         .get_or_init(|| async {
@@ -114,6 +162,7 @@ async fn template(settings: &Settings) -> String {
                     .await
                     .unwrap();
             }
+            drop_stale_templates(&mut admin, &name).await;
             admin
                 .execute("SELECT pg_advisory_unlock(72217001)")
                 .await
@@ -344,6 +393,71 @@ impl TestApp {
         )
         .await
         .unwrap();
+    }
+
+    /// Converts `amount` of `from` into `to` as the partner of `token` (`POST /conversions`).
+    pub async fn convert(
+        &self,
+        token: &str,
+        from: &str,
+        to: &str,
+        amount: &str,
+    ) -> reqwest::Response {
+        self.post_json(
+            "/api/v1/conversions",
+            &serde_json::json!({"from": from, "to": to, "amount": amount}),
+            Some(token),
+        )
+        .await
+    }
+
+    /// Cancels conversion `id` as the partner of `token`.
+    pub async fn cancel(&self, token: &str, id: &str) -> reqwest::Response {
+        self.post_json(
+            &format!("/api/v1/conversions/{id}/cancel"),
+            &serde_json::json!({}),
+            Some(token),
+        )
+        .await
+    }
+
+    /// The conversion history as the caller of `token` sees it; `query` is the query string
+    /// without its `?` (empty for the first page of everything).
+    pub async fn history(&self, token: &str, query: &str) -> reqwest::Response {
+        let path = if query.is_empty() {
+            "/api/v1/conversions".to_owned()
+        } else {
+            format!("/api/v1/conversions?{query}")
+        };
+        self.get_with_token(&path, token).await
+    }
+
+    /// Runs every queued run to completion with the app's own workers and task registry, as a
+    /// worker process would, and returns the counts once nothing is queued or running. Runs
+    /// parked for a later retry stay parked (move the clock and call it again).
+    pub async fn run_pending_jobs(&self) -> TaskStats {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let workers = tasks::start_background(
+            self.state.clone(),
+            self.tasks.clone(),
+            ProcessRole::Worker,
+            shutdown.clone(),
+        );
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        let stats = loop {
+            let stats = tasks::stats(&self.state).await.unwrap();
+            if stats.queued == 0 && stats.running == 0 {
+                break stats;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "runs still pending after 30 s: {stats:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        shutdown.cancel();
+        futures_util::future::join_all(workers).await;
+        stats
     }
 
     pub async fn patch_json(

@@ -343,6 +343,15 @@ async fn run_now_enqueues_a_run_and_shows_its_page() {
     assert!(page.contains("Run of prune") && page.contains("queued"));
     assert!(page.contains(&id.to_string()));
 
+    // A worker picks it up: the page shows how it ended.
+    let stats = app.run_pending_jobs().await;
+    assert_eq!(stats.succeeded, 1);
+    let page = monitor.page(&format!("/monitor/runs/{id}")).await;
+    assert!(
+        page.contains("succeeded"),
+        "the run page does not say it succeeded"
+    );
+
     let unknown = monitor
         .post("/monitor/tasks/no_such_task/run", &[("csrf", &csrf)])
         .await;

@@ -780,3 +780,164 @@ async fn a_run_found_under_a_live_lease_is_redelivered_when_the_lease_ends_not_a
     assert_eq!(h.logged(id).await, vec![2]);
     h.stop().await;
 }
+
+/// A state on a manual clock of its own, sharing the harness's database and key prefix.
+fn on_clock(h: &Harness, clock: &Clock) -> AppState {
+    AppState::new(h.app.settings.clone(), clock.clone()).unwrap()
+}
+
+#[tokio::test]
+async fn a_lease_ends_on_the_injected_clock_not_on_postgresqls() {
+    use currency_conversion::tasks::store::{self, Claim};
+    let h = Harness::new(None, |s| s.tasks.visibility_timeout_secs = 300).await;
+    let clock = Clock::manual(Utc::now());
+    let state = on_clock(&h, &clock);
+    let run = tasks::enqueue(&state, &h.registry, TEST_JOB, json!({}))
+        .await
+        .unwrap();
+    let claim = |worker: &'static str| {
+        let (db, now) = (h.db.clone(), clock.now());
+        async move { store::claim(&db, run.id, worker, 300.0, now).await.unwrap() }
+    };
+    assert!(matches!(claim("worker-a").await, Claim::Claimed(_)));
+    assert!(matches!(claim("worker-b").await, Claim::Busy(_)));
+    // Worker A stalls. Five minutes later on the clock (no sleeping), its lease has ended.
+    clock.advance(TimeDelta::seconds(299));
+    assert!(matches!(claim("worker-b").await, Claim::Busy(_)));
+    clock.advance(TimeDelta::seconds(2));
+    let Claim::Claimed(taken) = claim("worker-b").await else {
+        panic!("the expired lease was not taken over");
+    };
+    assert_eq!(taken.attempts, 2);
+    assert_eq!(taken.worker_id.as_deref(), Some("worker-b"));
+    // Worker A's late outcome is refused: the run is no longer its.
+    let late = store::Attempt {
+        id: run.id,
+        worker_id: "worker-a",
+        attempt: 1,
+        duration_ms: 1,
+    };
+    let recorded = store::finish(&h.db, &late, TaskState::Succeeded, None, None, clock.now())
+        .await
+        .unwrap();
+    assert!(!recorded);
+}
+
+#[tokio::test]
+async fn runs_lost_by_redis_count_as_overdue_on_the_injected_clock() {
+    let h = Harness::new(None, |_| {}).await;
+    let clock = Clock::manual(Utc::now());
+    let state = on_clock(&h, &clock);
+    let queue = Queue::new(state.redis.clone());
+    let run = tasks::enqueue(&state, &h.registry, TEST_JOB, json!({}))
+        .await
+        .unwrap();
+    h.delete_redis_keys().await;
+    // Just recorded: it may still be on its way to Redis.
+    assert_eq!(
+        tasks::scheduler::reconcile_once(&state, &queue)
+            .await
+            .unwrap(),
+        0
+    );
+    // Past the grace period on the clock, without waiting for it.
+    clock.advance(TimeDelta::seconds(3));
+    assert_eq!(
+        tasks::scheduler::reconcile_once(&state, &queue)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(queue.present(&[run.id]).await.unwrap(), vec![true]);
+    assert_eq!(
+        tasks::scheduler::reconcile_once(&state, &queue)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_run_finished_while_the_reconciler_looked_is_not_reenqueued() {
+    use currency_conversion::tasks::store::{self, Claim};
+    let h = Harness::new(None, |_| {}).await;
+    let clock = Clock::manual(Utc::now());
+    let state = on_clock(&h, &clock);
+    let queue = Queue::new(state.redis.clone());
+    queue.ensure_group().await.unwrap();
+    let run = tasks::enqueue(&state, &h.registry, TEST_JOB, json!({}))
+        .await
+        .unwrap();
+    clock.advance(TimeDelta::seconds(3));
+    // The reconciler reads the overdue runs (workers were busy: this one waited)...
+    let overdue = store::overdue(&h.db, clock.now() - TimeDelta::seconds(2), None, 500)
+        .await
+        .unwrap();
+    assert_eq!(overdue, vec![run.id]);
+    // ...then a worker takes it, runs it, records it and acknowledges its message...
+    let message = queue.next("worker-a", 60_000).await.unwrap().unwrap();
+    assert_eq!(message.run_id, Some(run.id));
+    let Claim::Claimed(claimed) = store::claim(&h.db, run.id, "worker-a", 60.0, clock.now())
+        .await
+        .unwrap()
+    else {
+        panic!("the run was not claimed");
+    };
+    let attempt = store::Attempt {
+        id: run.id,
+        worker_id: "worker-a",
+        attempt: claimed.attempts,
+        duration_ms: 1,
+    };
+    assert!(
+        store::finish(
+            &h.db,
+            &attempt,
+            TaskState::Succeeded,
+            None,
+            None,
+            clock.now()
+        )
+        .await
+        .unwrap()
+    );
+    queue.ack(&message).await.unwrap();
+    // ...and only then does the reconciler ask Redis: gone, but not lost.
+    let pushed = tasks::scheduler::reconcile(&state, &queue, &overdue)
+        .await
+        .unwrap();
+    assert_eq!(pushed, 0, "a finished run was enqueued again");
+    assert_eq!(queue.depth().await.unwrap().stream, 0);
+}
+
+#[tokio::test]
+async fn a_clean_first_start_finds_no_runs_that_redis_lost() {
+    let h = Harness::new(None, |_| {}).await;
+    let clock = Clock::manual(Utc::now());
+    let state = on_clock(&h, &clock);
+    let queue = Queue::new(state.redis.clone());
+    // What the scheduler role does first on a fresh database and key prefix: catch up on every
+    // schedule of the real registry, with the reconciler looking from its first tick.
+    let mut recorded = 0;
+    for schedule in h.app.tasks.schedules() {
+        tasks::scheduler::catch_up(&state, &queue, schedule, clock.now())
+            .await
+            .unwrap();
+        recorded += 1;
+        assert_eq!(
+            tasks::scheduler::reconcile_once(&state, &queue)
+                .await
+                .unwrap(),
+            0
+        );
+    }
+    assert!(recorded > 0);
+    // No worker has taken them yet, long past the grace period: waiting, not lost.
+    clock.advance(TimeDelta::minutes(10));
+    assert_eq!(
+        tasks::scheduler::reconcile_once(&state, &queue)
+            .await
+            .unwrap(),
+        0
+    );
+}
