@@ -3,10 +3,12 @@
 //! `tasks.schedule.*`.
 
 use crate::conversions::jobs::FinalizeConversions;
+use crate::quotes::jobs::ExpireQuotes;
 use crate::rates::Rates;
 use crate::rates::jobs::FetchRates;
 use crate::state::AppState;
 use crate::tasks::{Job, TaskRegistry};
+use crate::webhooks::{DeliverWebhooks, Dispatcher};
 
 /// Builds the registry for a process whose rates handle is `rates`.
 pub fn registry(state: &AppState, rates: &Rates) -> anyhow::Result<TaskRegistry> {
@@ -18,6 +20,13 @@ pub fn registry(state: &AppState, rates: &Rates) -> anyhow::Result<TaskRegistry>
     registry.schedule(
         FinalizeConversions::NAME,
         &settings.tasks.schedule.finalize_conversions,
+    )?;
+    registry.register::<ExpireQuotes>(state.clone());
+    registry.schedule(ExpireQuotes::NAME, &settings.tasks.schedule.expire_quotes)?;
+    registry.register::<DeliverWebhooks>(Dispatcher::new(state)?);
+    registry.schedule(
+        DeliverWebhooks::NAME,
+        &settings.tasks.schedule.deliver_webhooks,
     )?;
     Ok(registry)
 }

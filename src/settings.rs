@@ -69,6 +69,8 @@ pub struct Settings {
     pub tasks: TaskSettings,
     #[serde(default)]
     pub metrics: MetricsSettings,
+    /// Webhook delivery: retry schedule, timeout, which targets may be called.
+    pub webhooks: WebhookSettings,
 }
 
 /// Where the Prometheus `/metrics` endpoint is served.
@@ -295,6 +297,29 @@ pub struct SpreadSettings {
     pub day: u32,
 }
 
+/// Webhooks (Standard Webhooks) and their delivery.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookSettings {
+    /// Call endpoints on loopback, private, link-local, CGNAT, unique-local or metadata
+    /// addresses. Off in production: a partner's URL must not reach our own network (SSRF).
+    pub allow_private_targets: bool,
+    /// Accept `http://` endpoint URLs (only `https://` otherwise).
+    pub allow_http: bool,
+    /// Seconds one delivery attempt may take, connect to last byte.
+    pub timeout_secs: u64,
+    /// Delays in seconds before each retry after a failed attempt; a delivery is dead after
+    /// `1 + len` failed attempts. The default spreads them over about a day.
+    pub retry_schedule_secs: Vec<u64>,
+    /// Seconds the previous secret keeps signing after a rotation.
+    pub secret_overlap_secs: u64,
+    /// Deliveries one dispatcher claims at a time.
+    pub dispatch_batch: u32,
+    /// Deliveries one dispatcher sends concurrently.
+    pub concurrency: usize,
+    /// Live endpoints one partner may have.
+    pub max_endpoints_per_partner: u32,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct ScheduleSettings {
     /// Cron expression with seconds for the rates fetch.
@@ -303,6 +328,10 @@ pub struct ScheduleSettings {
     pub finalize_conversions: CronExpression,
     /// Cron expression with seconds for the retention job.
     pub prune: CronExpression,
+    /// Cron expression with seconds for the webhook dispatcher (sends due deliveries).
+    pub deliver_webhooks: CronExpression,
+    /// Cron expression with seconds for recording ended rate locks (`quote.expired`).
+    pub expire_quotes: CronExpression,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -333,6 +362,7 @@ impl fmt::Debug for Settings {
             .field("conversions", &self.conversions)
             .field("quotes", &self.quotes)
             .field("metrics", &self.metrics)
+            .field("webhooks", &self.webhooks)
             .finish_non_exhaustive()
     }
 }
@@ -370,6 +400,7 @@ pub fn load_from(
                 .list_separator(",")
                 .with_list_parse_key("rates.fallbacks")
                 .with_list_parse_key("server.trusted_proxies")
+                .with_list_parse_key("webhooks.retry_schedule_secs")
                 .source(Some(
                     env.iter()
                         .filter(|(k, _)| k.starts_with("CCS__"))

@@ -216,6 +216,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(crate::rates::routes::configure)
             .configure(crate::conversions::routes::configure)
             .configure(crate::quotes::routes::configure)
+            .configure(crate::webhooks::routes::configure)
             .configure(crate::tasks::routes::configure),
     );
     crate::monitor::configure(cfg);

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
@@ -212,7 +212,8 @@ pub async fn create(
         }
     }
 
-    let now: DateTime<Utc> = state.clock.now();
+    // PostgreSQL keeps microseconds: the response and the webhooks show what a later read shows.
+    let now: DateTime<Utc> = state.clock.now().trunc_subsecs(6);
     let batch_id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
     if let Some(key) = idempotency_key {
@@ -283,12 +284,20 @@ pub async fn create(
     claimed.record_use(&mut tx).await?;
     let finalizes_at = rows.first().map_or(now, |r| r.finalizes_at);
     store::insert_batch(&mut tx, batch_id, partner, now, finalizes_at, &rows).await?;
+    let conversions: Vec<ConversionView> = rows.into_iter().map(Into::into).collect();
+    crate::webhooks::outbox::record(
+        &mut tx,
+        crate::webhooks::EventType::ConversionCreated,
+        now,
+        conversions.iter().map(|c| (partner, c)),
+    )
+    .await?;
     tx.commit().await?;
-    tracing::info!(batch_id = %batch_id, conversions = rows.len(), "conversion batch created");
+    tracing::info!(batch_id = %batch_id, conversions = conversions.len(), "conversion batch created");
     Ok((
         BatchView {
             id: batch_id,
-            conversions: rows.into_iter().map(Into::into).collect(),
+            conversions,
         },
         true,
     ))

@@ -1,7 +1,7 @@
 //! Conversion use cases: convert (idempotent), read, cancel, finalize.
 
 use bigdecimal::BigDecimal;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
@@ -16,6 +16,7 @@ use crate::quotes::service::{self as quotes, LockedRate, QuoteUseError};
 use crate::rates::pricing::{self, Purpose};
 use crate::settings::StaleRatePolicy;
 use crate::state::AppState;
+use crate::webhooks::EventType;
 
 /// Conversions finalized per statement; small batches keep row locks short.
 pub const FINALIZE_BATCH: i64 = 500;
@@ -408,7 +409,8 @@ pub async fn create(
         }
         Some(_) => None,
     };
-    let now = state.clock.now();
+    // PostgreSQL keeps microseconds: the response and the webhook show what a later read shows.
+    let now = state.clock.now().trunc_subsecs(6);
     let id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
     if let Some(key) = idempotency_key {
@@ -445,9 +447,18 @@ pub async fn create(
         now,
     );
     store::insert(&mut tx, &row).await?;
-    tx.commit().await?;
     tracing::info!(conversion_id = %row.id, from = %row.from_currency, to = %row.to_currency, "conversion created");
-    Ok((row.into(), true))
+    let view = ConversionView::from(row);
+    // The event commits with the conversion or not at all (webhooks' outbox).
+    crate::webhooks::outbox::record(
+        &mut tx,
+        EventType::ConversionCreated,
+        now,
+        [(partner, &view)],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((view, true))
 }
 
 /// Claims `key` for the conversion (or batch) `id`. `Some(original)` when the key was used
@@ -501,10 +512,21 @@ pub async fn cancel(
     partner: Uuid,
 ) -> Result<ConversionView, ConversionError> {
     let now = state.clock.now();
-    if let Some(row) = store::cancel(&state.db, id, partner, now).await? {
+    let mut tx = state.db.begin().await?;
+    if let Some(row) = store::cancel(&mut tx, id, partner, now).await? {
+        let view = ConversionView::from(row);
+        crate::webhooks::outbox::record(
+            &mut tx,
+            EventType::ConversionCancelled,
+            now,
+            [(partner, &view)],
+        )
+        .await?;
+        tx.commit().await?;
         tracing::info!(conversion_id = %id, "conversion cancelled");
-        return Ok(row.into());
+        return Ok(view);
     }
+    tx.rollback().await?;
     // Why not: missing/foreign (404), already final, or past its holding period.
     let current = get(state, id, Some(partner)).await?;
     match current.status {
@@ -522,7 +544,20 @@ pub async fn finalize_due(state: &AppState) -> anyhow::Result<u64> {
     let now = state.clock.now();
     let mut total = 0;
     loop {
-        let n = store::finalize_due(&state.db, now, FINALIZE_BATCH).await?;
+        // Each batch commits with its `conversion.finalized` events; delivery happens later,
+        // outside this transaction.
+        let mut tx = state.db.begin().await?;
+        let rows = store::finalize_due(&mut tx, now, FINALIZE_BATCH).await?;
+        let n = u64::try_from(rows.len()).unwrap_or(u64::MAX);
+        let views: Vec<ConversionView> = rows.into_iter().map(ConversionView::from).collect();
+        crate::webhooks::outbox::record(
+            &mut tx,
+            EventType::ConversionFinalized,
+            now,
+            views.iter().map(|v| (v.partner_id, v)),
+        )
+        .await?;
+        tx.commit().await?;
         total += n;
         if n < u64::try_from(FINALIZE_BATCH).unwrap_or(u64::MAX) {
             break;

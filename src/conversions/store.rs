@@ -263,7 +263,7 @@ pub async fn find(db: &PgPool, id: Uuid) -> Result<Option<ConversionRow>, sqlx::
 /// finalize, even before the job has run. The condition on `status` makes cancel and finalize
 /// mutually exclusive under the row lock, so exactly one of them wins.
 pub async fn cancel(
-    db: &PgPool,
+    conn: &mut PgConnection,
     id: Uuid,
     partner: Uuid,
     now: DateTime<Utc>,
@@ -281,28 +281,37 @@ pub async fn cancel(
         partner,
         now,
     )
-    .fetch_optional(db)
+    .fetch_optional(conn)
     .await
 }
 
-/// Marks up to `batch` due temporary conversions permanent; returns how many. Rows locked by a
+/// Marks up to `batch` due temporary conversions permanent and returns them. Rows locked by a
 /// concurrent cancel or another finalizer are skipped and picked up by the next batch.
-pub async fn finalize_due(db: &PgPool, now: DateTime<Utc>, batch: i64) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query!(
-        "UPDATE conversions SET status = 'permanent', finalized_at = $1
-         WHERE id IN (
-             SELECT id FROM conversions
-             WHERE status = 'temporary' AND finalizes_at <= $1
-             ORDER BY finalizes_at
-             LIMIT $2
-             FOR UPDATE SKIP LOCKED)
-           AND status = 'temporary'",
+pub async fn finalize_due(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    batch: i64,
+) -> Result<Vec<ConversionRow>, sqlx::Error> {
+    sqlx::query_as!(
+        ConversionRow,
+        r#"UPDATE conversions SET status = 'permanent', finalized_at = $1
+           WHERE id IN (
+               SELECT id FROM conversions
+               WHERE status = 'temporary' AND finalizes_at <= $1
+               ORDER BY finalizes_at
+               LIMIT $2
+               FOR UPDATE SKIP LOCKED)
+             AND status = 'temporary'
+           RETURNING id, partner_id, from_currency AS "from_currency: CurrencyCode",
+                  to_currency AS "to_currency: CurrencyCode", amount, from_minor_units,
+                  to_minor_units, rate, result, rate_as_of, rate_provider, from_quote_id,
+                  to_quote_id, stale_rate, status AS "status: Status", created_at, finalizes_at,
+                  finalized_at, cancelled_at, quote_id"#,
         now,
         batch,
     )
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected())
+    .fetch_all(conn)
+    .await
 }
 
 pub async fn delete_expired_idempotency_keys(

@@ -44,6 +44,10 @@ pub struct Overview {
     pub failures: Vec<TaskRun>,
     /// Quotes holding a rate for a partner right now.
     pub quotes_locked: i64,
+    /// Webhook deliveries that failed at least once and will be tried again.
+    pub webhooks_failing: i64,
+    /// Webhook deliveries that used up every attempt.
+    pub webhooks_dead: i64,
 }
 
 pub async fn overview(
@@ -78,6 +82,7 @@ pub async fn overview(
     // Run ids are UUIDv7: ordering by id is ordering by creation.
     failures.sort_by_key(|r| std::cmp::Reverse(r.id));
     failures.truncate(RECENT_FAILURES);
+    let deliveries = crate::webhooks::service::delivery_counts(state).await?;
     Ok(Overview {
         now,
         jobs,
@@ -86,6 +91,8 @@ pub async fn overview(
         max_age_secs: state.settings.rates.max_age_secs,
         failures,
         quotes_locked: crate::quotes::service::active_locks(state).await?,
+        webhooks_failing: deliveries.failing,
+        webhooks_dead: deliveries.dead,
     })
 }
 

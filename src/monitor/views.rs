@@ -280,6 +280,8 @@ pub fn overview_page(session: &MonitorSession, o: &Overview) -> Markup {
                 div.tile.bad[s.failed > 0] { span.label { "Failed" } span.value { (s.failed) } }
                 div.tile { span.label { "Succeeded" } span.value { (s.succeeded) } }
                 div.tile data-tile="quotes-locked" { span.label { "Quotes locked" } span.value { (o.quotes_locked) } }
+                div.tile.bad[o.webhooks_failing > 0] data-tile="webhooks-failing" { span.label { "Webhooks failing" } span.value { (o.webhooks_failing) } }
+                div.tile.bad[o.webhooks_dead > 0] data-tile="webhooks-dead" { span.label { "Webhooks dead" } span.value { (o.webhooks_dead) } }
             }
             details.help {
                 summary { "What do these numbers mean?" }
@@ -288,6 +290,7 @@ pub fn overview_page(session: &MonitorSession, o: &Overview) -> Markup {
                     dt { "Pending" } dd { (PENDING_HELP) }
                     dt { "Queued" } dd { (QUEUED_HELP) }
                     dt { "Retrying, Dead, Failed" } dd { "Runs that failed and wait for another attempt; that used up every attempt; that panicked. Their errors are under Recent failures." }
+                    dt { "Webhooks failing, dead" } dd { "Deliveries to partners' endpoints that failed and wait for their next attempt; that failed on every attempt (the partner sees them in its deliveries list and can retry them)." }
                 }
             }
             section.card {

@@ -7,6 +7,7 @@
 //! module's job, which asks this module to [`service::claim`] the quote inside its transaction.
 
 pub mod domain;
+pub mod jobs;
 pub mod routes;
 pub mod service;
 pub mod store;

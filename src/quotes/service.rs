@@ -197,6 +197,39 @@ pub async fn get(state: &AppState, id: Uuid, partner: Uuid) -> Result<QuoteView,
     Ok(QuoteView::new(row, state.clock.now()))
 }
 
+/// Quotes whose expiry is recorded per statement; small batches keep row locks short.
+pub const EXPIRE_BATCH: i64 = 500;
+
+/// Records the expiry of every locked quote whose lock has ended, in batches, each with its
+/// `quote.expired` events (to partners subscribed to them) in the same transaction. Idempotent:
+/// a quote's expiry is recorded once.
+pub async fn record_expiries(state: &AppState) -> anyhow::Result<u64> {
+    let now = state.clock.now();
+    let mut total = 0;
+    loop {
+        let mut tx = state.db.begin().await?;
+        let rows = store::record_expired(&mut tx, now, EXPIRE_BATCH).await?;
+        let n = u64::try_from(rows.len()).unwrap_or(u64::MAX);
+        let quotes: Vec<(Uuid, QuoteView)> = rows
+            .into_iter()
+            .map(|r| (r.partner_id, QuoteView::new(r, now)))
+            .collect();
+        crate::webhooks::outbox::record(
+            &mut tx,
+            crate::webhooks::EventType::QuoteExpired,
+            now,
+            quotes.iter().map(|(partner, view)| (*partner, view)),
+        )
+        .await?;
+        tx.commit().await?;
+        total += n;
+        if n < u64::try_from(EXPIRE_BATCH).unwrap_or(u64::MAX) {
+            break;
+        }
+    }
+    Ok(total)
+}
+
 /// Quotes holding a rate right now (the monitor's "quotes locked").
 pub async fn active_locks(state: &AppState) -> Result<i64, sqlx::Error> {
     store::count_active(&state.db, state.clock.now()).await

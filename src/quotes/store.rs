@@ -128,3 +128,32 @@ pub async fn count_active(db: &PgPool, now: DateTime<Utc>) -> Result<i64, sqlx::
     .fetch_one(db)
     .await
 }
+
+/// Stamps up to `batch` locked quotes whose lock has ended at `now` (and was not stamped yet)
+/// and returns them. Rows locked by a concurrent conversion or another run are skipped and
+/// picked up by the next batch.
+pub async fn record_expired(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    batch: i64,
+) -> Result<Vec<QuoteRow>, sqlx::Error> {
+    sqlx::query_as!(
+        QuoteRow,
+        r#"UPDATE quotes SET expiry_recorded_at = $1
+           WHERE id IN (
+               SELECT id FROM quotes
+               WHERE lock <> 'none' AND expiry_recorded_at IS NULL AND expires_at <= $1
+               ORDER BY expires_at
+               LIMIT $2
+               FOR UPDATE SKIP LOCKED)
+           RETURNING id, partner_id, from_currency AS "from_currency: CurrencyCode",
+                  to_currency AS "to_currency: CurrencyCode", amount, result, from_minor_units,
+                  to_minor_units, reference_rate, spread_bps, rate, rate_provider, reference_as_of,
+                  from_quote_id, to_quote_id, stale_rate, lock AS "lock: Lock", created_at,
+                  expires_at, used_at"#,
+        now,
+        batch,
+    )
+    .fetch_all(conn)
+    .await
+}

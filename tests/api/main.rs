@@ -22,3 +22,4 @@ mod registration;
 mod security_headers;
 mod sessions;
 mod tasks;
+mod webhooks;

@@ -1,0 +1,250 @@
+//! Delivery: the `deliver_webhooks` job claims due deliveries from PostgreSQL (`FOR UPDATE SKIP
+//! LOCKED`, so dispatchers on several instances share the work and never send one attempt
+//! twice), signs and POSTs each, and records the outcome. PostgreSQL holds every delivery and
+//! its due time, so a flushed Redis loses nothing: the next scheduled run finds them.
+//!
+//! At least once: a receiver may see an event again (a lost answer, a dispatcher that died after
+//! sending); the `webhook-id` is the same every time, for it to deduplicate. A 2xx answer
+//! delivers; anything else (a redirect included: none is followed) is retried on
+//! `webhooks.retry_schedule_secs`, and the delivery is dead after the last attempt.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::guard::{self, GuardedResolver};
+use super::signing;
+use super::store::{self, Claimed, Outcome};
+use crate::clock::Clock;
+use crate::settings::WebhookSettings;
+use crate::state::AppState;
+use crate::tasks::{Job, JobContext};
+
+/// Slack beyond the request timeout before an unfinished attempt's delivery is due again.
+const LEASE_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+
+/// How long one dispatcher run keeps claiming before it lets the next run continue.
+const RUN_BUDGET: Duration = Duration::from_secs(120);
+
+/// Longest response body kept in `last_error`, in characters.
+const ERROR_BODY_CHARS: usize = 200;
+
+/// What delivering needs: the pool, the clock, the settings and one HTTP client whose resolver
+/// is the SSRF guard.
+#[derive(Clone)]
+pub struct Dispatcher {
+    db: sqlx::PgPool,
+    clock: Clock,
+    settings: Arc<WebhookSettings>,
+    http: reqwest::Client,
+}
+
+impl Dispatcher {
+    pub fn new(state: &AppState) -> anyhow::Result<Self> {
+        let settings = state.settings.webhooks.clone();
+        let timeout = Duration::from_secs(settings.timeout_secs.max(1));
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            // A redirect is an answer, not an instruction: following one would let a receiver
+            // point us anywhere, past the guard's registration check.
+            .redirect(reqwest::redirect::Policy::none())
+            // A proxy from the environment would connect for us, to addresses the guard never
+            // sees.
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver {
+                allow_private: settings.allow_private_targets,
+            }))
+            .user_agent(concat!(
+                env!("CARGO_PKG_NAME"),
+                "-webhooks/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .build()
+            .context("building the webhook HTTP client")?;
+        Ok(Self {
+            db: state.db.clone(),
+            clock: state.clock.clone(),
+            settings: Arc::new(settings),
+            http,
+        })
+    }
+
+    /// Sends every due delivery (in claims of `webhooks.dispatch_batch`, each claim's deliveries
+    /// concurrently) until none is due or the run's time budget is spent. Returns how many
+    /// attempts were made.
+    pub async fn dispatch_due(&self) -> anyhow::Result<u64> {
+        let started = Instant::now();
+        let batch = i64::from(self.settings.dispatch_batch.max(1));
+        let timeout = chrono::TimeDelta::seconds(
+            i64::try_from(self.settings.timeout_secs.max(1)).unwrap_or(60),
+        );
+        let mut attempts = 0;
+        loop {
+            let now = self.clock.now();
+            let claimed = store::claim_due(&self.db, now, batch, now + timeout + LEASE_MARGIN)
+                .await
+                .context("claiming due webhook deliveries")?;
+            let n = claimed.len();
+            attempts += u64::try_from(n).unwrap_or(0);
+            futures_util::stream::iter(claimed)
+                .for_each_concurrent(self.settings.concurrency.max(1), |d| self.attempt(d))
+                .await;
+            if i64::try_from(n).unwrap_or(0) < batch || started.elapsed() > RUN_BUDGET {
+                break;
+            }
+        }
+        Ok(attempts)
+    }
+
+    /// One attempt of one delivery; the outcome is recorded, never returned: one failing
+    /// receiver must not fail the run the others are in.
+    #[tracing::instrument(name = "webhook_attempt", skip_all, fields(delivery_id = %d.id, attempt = d.attempts))]
+    async fn attempt(&self, d: Claimed) {
+        let now = self.clock.now();
+        let started = Instant::now();
+        let result = self.send(&d, now).await;
+        let latency_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+        let (status_code, error) = match result {
+            Ok(status) if status.is_success() => (Some(i32::from(status.as_u16())), None),
+            Ok(status) => (
+                Some(i32::from(status.as_u16())),
+                Some(format!("the endpoint answered {status}")),
+            ),
+            Err(SendError::Answered { status, body }) => (
+                Some(i32::from(status)),
+                Some(format!("the endpoint answered {status}: {body}")),
+            ),
+            Err(SendError::Failed(e)) => (None, Some(e)),
+        };
+        let next_attempt_at = match &error {
+            None => None,
+            Some(_) => self.next_attempt_after(d.attempts, self.clock.now()),
+        };
+        if let Some(error) = &error {
+            match next_attempt_at {
+                Some(at) => tracing::info!(error, %at, "webhook attempt failed; will retry"),
+                None => tracing::warn!(error, "webhook delivery is dead after its last attempt"),
+            }
+        }
+        let outcome = Outcome {
+            status_code,
+            latency_ms,
+            error: error.as_deref(),
+            next_attempt_at,
+        };
+        if let Err(e) =
+            store::record_outcome(&self.db, d.id, d.attempts, self.clock.now(), &outcome).await
+        {
+            // The claim's lease makes the delivery due again: it is sent once more, as at least
+            // once allows.
+            tracing::warn!(error = %e, "recording a webhook attempt failed");
+        }
+    }
+
+    /// When the attempt after failed attempt number `attempt` is due, or `None` after the last.
+    fn next_attempt_after(&self, attempt: i32, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let index = usize::try_from(attempt.max(1) - 1).ok()?;
+        let delay = *self.settings.retry_schedule_secs.get(index)?;
+        Some(now + chrono::TimeDelta::seconds(i64::try_from(delay).ok()?))
+    }
+
+    async fn send(
+        &self,
+        d: &Claimed,
+        now: DateTime<Utc>,
+    ) -> Result<reqwest::StatusCode, SendError> {
+        let url = reqwest::Url::parse(&d.url)
+            .map_err(|e| SendError::Failed(format!("the stored URL does not parse: {e}")))?;
+        // An IP literal never reaches the resolver: check it here.
+        if !self.settings.allow_private_targets
+            && let Some(host) = url.host_str()
+            && let Ok(ip) = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+            && let Some(reason) = guard::forbidden_reason(ip)
+        {
+            return Err(SendError::Failed(format!(
+                "{ip} is {reason}; such targets are refused (webhooks.allow_private_targets)"
+            )));
+        }
+        let mut secrets = vec![d.secret.as_str()];
+        if let (Some(previous), Some(until)) = (&d.previous_secret, d.previous_secret_expires_at)
+            && until > now
+        {
+            secrets.push(previous);
+        }
+        let id = d.event_id.to_string();
+        let timestamp = now.timestamp();
+        let signature = signing::signature_header(&secrets, &id, timestamp, &d.payload)
+            .map_err(|e| SendError::Failed(format!("{e:#}")))?;
+        let response = self
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(d.payload.clone())
+            .send()
+            .await
+            .map_err(|e| SendError::Failed(error_chain(&e)))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(status);
+        }
+        let body = response.text().await.unwrap_or_default();
+        let body: String = body.chars().take(ERROR_BODY_CHARS).collect();
+        Err(SendError::Answered {
+            status: status.as_u16(),
+            body,
+        })
+    }
+}
+
+enum SendError {
+    /// The endpoint answered with something other than 2xx.
+    Answered { status: u16, body: String },
+    /// No answer: refused target, connection, TLS, timeout.
+    Failed(String),
+}
+
+/// reqwest's error and its causes in one line (its Display stops at the outermost).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Sends due webhook deliveries. Scheduled every few seconds (`tasks.schedule.deliver_webhooks`)
+/// and enqueued at once by a test ping or a manual retry. Idempotent: a run finds only what is
+/// due, and claims are exclusive.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct DeliverWebhooks {}
+
+impl Job for DeliverWebhooks {
+    const NAME: &'static str = "deliver_webhooks";
+    type Context = Dispatcher;
+
+    #[tracing::instrument(name = "deliver_webhooks", skip_all, fields(run_id = %ctx.run_id))]
+    async fn run(&self, ctx: &JobContext<Dispatcher>) -> anyhow::Result<()> {
+        let attempts = ctx.state.dispatch_due().await?;
+        if attempts > 0 {
+            tracing::info!(attempts, "webhook deliveries attempted");
+        }
+        Ok(())
+    }
+}

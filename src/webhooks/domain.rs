@@ -1,0 +1,161 @@
+//! Event types and endpoint URLs, parsed at the boundary.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// What happened. Stored as text in `webhook_events.event_type` and `webhook_endpoints.events`
+/// (CHECK constraints list the values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, ToSchema)]
+pub enum EventType {
+    /// A conversion was made (one event per conversion of a batch too).
+    #[serde(rename = "conversion.created")]
+    ConversionCreated,
+    /// A conversion became permanent at the end of its holding period.
+    #[serde(rename = "conversion.finalized")]
+    ConversionFinalized,
+    /// The partner cancelled a temporary conversion.
+    #[serde(rename = "conversion.cancelled")]
+    ConversionCancelled,
+    /// A quote's rate lock ended (quotes with a lock only).
+    #[serde(rename = "quote.expired")]
+    QuoteExpired,
+    /// Sent by `POST /webhooks/{id}/test`; cannot be subscribed to.
+    #[serde(rename = "ping")]
+    Ping,
+}
+
+impl EventType {
+    /// The types an endpoint may subscribe to.
+    pub const SUBSCRIBABLE: [EventType; 4] = [
+        EventType::ConversionCreated,
+        EventType::ConversionFinalized,
+        EventType::ConversionCancelled,
+        EventType::QuoteExpired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::ConversionCreated => "conversion.created",
+            EventType::ConversionFinalized => "conversion.finalized",
+            EventType::ConversionCancelled => "conversion.cancelled",
+            EventType::QuoteExpired => "quote.expired",
+            EventType::Ping => "ping",
+        }
+    }
+
+    /// A subscribable type by name.
+    pub fn parse_subscribable(s: &str) -> Option<Self> {
+        Self::SUBSCRIBABLE.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for EventType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Parses a partner's event list: at least one, each subscribable; duplicates collapse.
+pub fn parse_events(raw: &[String]) -> Result<Vec<EventType>, String> {
+    if raw.is_empty() {
+        return Err("list at least one event type".into());
+    }
+    let mut events = Vec::new();
+    for name in raw {
+        let t = EventType::parse_subscribable(name).ok_or_else(|| {
+            format!(
+                "`{name}` is not an event type; use {}",
+                EventType::SUBSCRIBABLE.map(EventType::as_str).join(", ")
+            )
+        })?;
+        if !events.contains(&t) {
+            events.push(t);
+        }
+    }
+    events.sort();
+    Ok(events)
+}
+
+/// An endpoint URL whose form is acceptable: `https` (or `http` where allowed), a host, no
+/// credentials, no fragment. Whether its addresses may be called is [`super::guard`]'s question.
+#[derive(Debug, Clone)]
+pub struct EndpointUrl(reqwest::Url);
+
+impl EndpointUrl {
+    pub fn parse(raw: &str, allow_http: bool) -> Result<Self, String> {
+        if raw.len() > 2048 {
+            return Err("at most 2048 characters".into());
+        }
+        let url = reqwest::Url::parse(raw).map_err(|e| format!("not a URL: {e}"))?;
+        match url.scheme() {
+            "https" => {}
+            "http" if allow_http => {}
+            "http" => return Err("must be https (plain http is refused here)".into()),
+            other => return Err(format!("scheme `{other}` is not allowed; use https")),
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err("must name a host".into());
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("must not carry credentials".into());
+        }
+        if url.fragment().is_some() {
+            return Err("must not have a fragment".into());
+        }
+        Ok(Self(url))
+    }
+
+    pub fn as_url(&self) -> &reqwest::Url {
+        &self.0
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// The host as written (an IPv6 literal in brackets).
+    pub fn host(&self) -> &str {
+        self.0.host_str().unwrap_or_default()
+    }
+
+    /// The IP address when the host is an IP literal.
+    pub fn ip_literal(&self) -> Option<std::net::IpAddr> {
+        let host = self.host();
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_parse_and_collapse() {
+        let raw = vec![
+            "quote.expired".to_owned(),
+            "conversion.created".to_owned(),
+            "quote.expired".to_owned(),
+        ];
+        assert_eq!(
+            parse_events(&raw).unwrap(),
+            [EventType::ConversionCreated, EventType::QuoteExpired]
+        );
+        assert!(parse_events(&[]).is_err());
+        assert!(parse_events(&["ping".to_owned()]).is_err());
+    }
+
+    #[test]
+    fn urls_need_https_a_host_and_no_credentials() {
+        assert!(EndpointUrl::parse("https://example.com/hook", false).is_ok());
+        assert!(EndpointUrl::parse("http://example.com/hook", false).is_err());
+        assert!(EndpointUrl::parse("http://example.com/hook", true).is_ok());
+        assert!(EndpointUrl::parse("ftp://example.com/", true).is_err());
+        assert!(EndpointUrl::parse("https://user:pw@example.com/", false).is_err());
+        assert!(EndpointUrl::parse("not a url", false).is_err());
+        let url = EndpointUrl::parse("https://[::1]:8443/x", false).unwrap();
+        assert_eq!(url.ip_literal(), Some("::1".parse().unwrap()));
+    }
+}

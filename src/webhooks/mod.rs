@@ -1,0 +1,69 @@
+//! Webhooks (Standard Webhooks): a partner registers endpoints for event types and receives
+//! each event signed (`webhook-id`, `webhook-timestamp`, `webhook-signature`), at least once,
+//! with retries over about a day. Owns `webhook_endpoints`, `webhook_events` and
+//! `webhook_deliveries`.
+//!
+//! Other capabilities never send anything: inside the transaction of their change they call
+//! [`outbox::record`] with the resource as the API shows it, and the `deliver_webhooks` job
+//! ([`delivery`]) sends it later. This module knows nothing about conversions or quotes: an
+//! event's data arrives already serialised.
+
+pub mod delivery;
+pub mod domain;
+pub mod guard;
+pub mod outbox;
+pub mod routes;
+pub mod service;
+pub mod signing;
+pub mod store;
+
+pub use delivery::{DeliverWebhooks, Dispatcher};
+pub use domain::EventType;
+
+use crate::error::ApiError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    /// The URL points at an address webhooks may not call (SSRF guard).
+    #[error("url: {0}")]
+    ForbiddenTarget(String),
+    #[error("a partner may have at most {0} webhook endpoints; delete one first")]
+    TooManyEndpoints(u32),
+    #[error("no such webhook endpoint")]
+    EndpointNotFound,
+    #[error("no such delivery")]
+    DeliveryNotFound,
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for WebhookError {
+    fn from(e: sqlx::Error) -> Self {
+        WebhookError::Unexpected(e.into())
+    }
+}
+
+impl From<WebhookError> for ApiError {
+    fn from(e: WebhookError) -> Self {
+        match e {
+            WebhookError::Invalid { field, message } => ApiError::validation(field, message),
+            e @ WebhookError::ForbiddenTarget(_) => ApiError::Unprocessable {
+                slug: "webhook-target-forbidden",
+                detail: e.to_string(),
+            },
+            e @ WebhookError::TooManyEndpoints(_) => ApiError::ConflictAs {
+                slug: "webhook-endpoint-limit",
+                detail: e.to_string(),
+            },
+            e @ (WebhookError::EndpointNotFound | WebhookError::DeliveryNotFound) => {
+                ApiError::NotFound(e.to_string())
+            }
+            WebhookError::Unexpected(e) => ApiError::Internal(e),
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! Webhook use cases: a partner registers, lists, deletes its endpoints, rotates a secret,
+//! pings an endpoint, reads its deliveries and retries one.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::WebhookError;
+use super::domain::{self, EndpointUrl, EventType};
+use super::guard;
+use super::signing;
+use super::store::{self, DeliveryRow, EndpointRow};
+use crate::pagination::{Cursor, Page};
+use crate::state::AppState;
+
+/// An endpoint as the API shows it (never with its secret).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EndpointView {
+    pub id: Uuid,
+    /// Where events are POSTed.
+    #[schema(example = "https://partner.example/webhooks")]
+    pub url: String,
+    /// The event types delivered here.
+    #[schema(value_type = Vec<String>, example = json!(["conversion.created", "conversion.finalized"]))]
+    pub events: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    /// After a rotation: until when the previous secret still signs (beside the new one).
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+}
+
+impl From<EndpointRow> for EndpointView {
+    fn from(r: EndpointRow) -> Self {
+        Self {
+            id: r.id,
+            url: r.url,
+            events: r.events,
+            created_at: r.created_at,
+            previous_secret_expires_at: r.previous_secret_expires_at,
+        }
+    }
+}
+
+/// A new endpoint with its signing secret, shown this once.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CreatedEndpoint {
+    #[serde(flatten)]
+    pub endpoint: EndpointView,
+    /// The signing secret (`whsec_` + base64): verify `webhook-signature` with it. Shown only
+    /// in this response; keep it like a password.
+    #[schema(example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
+    pub secret: String,
+}
+
+/// A rotated secret.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RotatedSecret {
+    pub id: Uuid,
+    /// The new signing secret, shown only in this response.
+    #[schema(example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
+    pub secret: String,
+    /// Until then, deliveries carry a signature by the previous secret too.
+    pub previous_secret_expires_at: DateTime<Utc>,
+}
+
+/// The state of a delivery.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    /// Not delivered yet; `next_attempt_at` says when it is tried.
+    Pending,
+    /// The endpoint answered 2xx.
+    Delivered,
+    /// Every attempt failed (or the endpoint was deleted); `POST …/retry` starts again.
+    Dead,
+}
+
+/// One event's delivery to one endpoint.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeliveryView {
+    pub id: Uuid,
+    /// The event, sent as the `webhook-id` header on every attempt.
+    pub event_id: Uuid,
+    #[schema(example = "conversion.created")]
+    pub event_type: String,
+    pub state: DeliveryState,
+    /// Attempts made on the current schedule.
+    pub attempts: i32,
+    /// When the next attempt is due (pending deliveries only).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    /// The HTTP status of the last answer; null when there was none (refused, unreachable,
+    /// timed out).
+    pub last_status_code: Option<i32>,
+    /// How long the last attempt took, in milliseconds.
+    pub last_latency_ms: Option<i32>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<DeliveryRow> for DeliveryView {
+    fn from(r: DeliveryRow) -> Self {
+        Self {
+            id: r.id,
+            event_id: r.event_id,
+            event_type: r.event_type,
+            state: match r.state.as_str() {
+                "delivered" => DeliveryState::Delivered,
+                "dead" => DeliveryState::Dead,
+                _ => DeliveryState::Pending,
+            },
+            attempts: r.attempts,
+            next_attempt_at: r.next_attempt_at,
+            last_attempt_at: r.last_attempt_at,
+            last_status_code: r.last_status_code,
+            last_latency_ms: r.last_latency_ms,
+            last_error: r.last_error,
+            delivered_at: r.delivered_at,
+            created_at: r.created_at,
+        }
+    }
+}
+
+/// Checks an endpoint URL: its form, and unless `webhooks.allow_private_targets`, every address
+/// it resolves to now. Delivery checks the addresses again on each connection.
+pub async fn check_url(state: &AppState, raw: &str) -> Result<EndpointUrl, WebhookError> {
+    let settings = &state.settings.webhooks;
+    let url =
+        EndpointUrl::parse(raw, settings.allow_http).map_err(|message| WebhookError::Invalid {
+            field: "url",
+            message,
+        })?;
+    if settings.allow_private_targets {
+        return Ok(url);
+    }
+    if let Some(ip) = url.ip_literal() {
+        if let Some(reason) = guard::forbidden_reason(ip) {
+            return Err(WebhookError::ForbiddenTarget(format!(
+                "{ip} is {reason}; webhooks cannot target it"
+            )));
+        }
+        return Ok(url);
+    }
+    // A name that does not resolve (yet) is accepted: its addresses are checked when it is
+    // called.
+    if let Ok(addrs) = guard::resolve(url.host()).await {
+        guard::check_addresses(url.host(), &addrs)
+            .map_err(|refused| WebhookError::ForbiddenTarget(refused.to_string()))?;
+    }
+    Ok(url)
+}
+
+#[tracing::instrument(skip(state, events), fields(partner_id = %partner))]
+pub async fn create_endpoint(
+    state: &AppState,
+    partner: Uuid,
+    url: &str,
+    events: &[String],
+) -> Result<CreatedEndpoint, WebhookError> {
+    let events = domain::parse_events(events).map_err(|message| WebhookError::Invalid {
+        field: "events",
+        message,
+    })?;
+    let url = check_url(state, url).await?;
+    let events: Vec<String> = events.iter().map(|e| e.as_str().to_owned()).collect();
+    let secret = signing::new_secret();
+    let id = Uuid::now_v7();
+    let now = state.clock.now();
+    let max = state.settings.webhooks.max_endpoints_per_partner;
+    let inserted = store::insert_endpoint(
+        &state.db,
+        &store::NewEndpoint {
+            id,
+            partner_id: partner,
+            url: url.as_str(),
+            events: &events,
+            secret: &secret,
+            created_at: now,
+        },
+        i64::from(max),
+    )
+    .await?;
+    if !inserted {
+        return Err(WebhookError::TooManyEndpoints(max));
+    }
+    tracing::info!(endpoint_id = %id, "webhook endpoint registered");
+    Ok(CreatedEndpoint {
+        endpoint: EndpointView {
+            id,
+            url: url.as_str().to_owned(),
+            events,
+            created_at: now,
+            previous_secret_expires_at: None,
+        },
+        secret,
+    })
+}
+
+pub async fn list_endpoints(
+    state: &AppState,
+    partner: Uuid,
+) -> Result<Vec<EndpointView>, WebhookError> {
+    Ok(store::list_endpoints(&state.db, partner)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect())
+}
+
+#[tracing::instrument(skip(state), fields(partner_id = %partner))]
+pub async fn delete_endpoint(
+    state: &AppState,
+    partner: Uuid,
+    id: Uuid,
+) -> Result<(), WebhookError> {
+    if !store::delete_endpoint(&state.db, id, partner, state.clock.now()).await? {
+        return Err(WebhookError::EndpointNotFound);
+    }
+    tracing::info!(endpoint_id = %id, "webhook endpoint deleted");
+    Ok(())
+}
+
+#[tracing::instrument(skip(state), fields(partner_id = %partner))]
+pub async fn rotate_secret(
+    state: &AppState,
+    partner: Uuid,
+    id: Uuid,
+) -> Result<RotatedSecret, WebhookError> {
+    let secret = signing::new_secret();
+    let overlap = i64::try_from(state.settings.webhooks.secret_overlap_secs).unwrap_or(86_400);
+    let until = state.clock.now() + chrono::TimeDelta::seconds(overlap);
+    store::rotate_secret(&state.db, id, partner, &secret, until)
+        .await?
+        .ok_or(WebhookError::EndpointNotFound)?;
+    tracing::info!(endpoint_id = %id, "webhook secret rotated");
+    Ok(RotatedSecret {
+        id,
+        secret,
+        previous_secret_expires_at: until,
+    })
+}
+
+/// The `data` of a ping.
+#[derive(Serialize)]
+struct Ping {
+    endpoint_id: Uuid,
+}
+
+/// Queues a `ping` event to one endpoint; returns its delivery.
+#[tracing::instrument(skip(state), fields(partner_id = %partner))]
+pub async fn ping(state: &AppState, partner: Uuid, id: Uuid) -> Result<DeliveryView, WebhookError> {
+    let endpoint = store::find_endpoint(&state.db, id, partner)
+        .await?
+        .ok_or(WebhookError::EndpointNotFound)?;
+    let now = state.clock.now();
+    let event_id = Uuid::now_v7();
+    let payload = super::outbox::body(EventType::Ping, now, &Ping { endpoint_id: id })
+        .map_err(anyhow::Error::from)?;
+    let delivery = store::insert_ping(&state.db, &endpoint, event_id, &payload, now).await?;
+    Ok(DeliveryView {
+        id: delivery,
+        event_id,
+        event_type: EventType::Ping.as_str().to_owned(),
+        state: DeliveryState::Pending,
+        attempts: 0,
+        next_attempt_at: Some(now),
+        last_attempt_at: None,
+        last_status_code: None,
+        last_latency_ms: None,
+        last_error: None,
+        delivered_at: None,
+        created_at: now,
+    })
+}
+
+/// One page of an endpoint's deliveries, newest first.
+pub async fn deliveries(
+    state: &AppState,
+    partner: Uuid,
+    endpoint: Uuid,
+    limit: i64,
+    after: Option<Cursor>,
+) -> Result<Page<DeliveryView>, WebhookError> {
+    store::find_endpoint(&state.db, endpoint, partner)
+        .await?
+        .ok_or(WebhookError::EndpointNotFound)?;
+    let rows = store::list_deliveries(&state.db, endpoint, limit, after).await?;
+    let views: Vec<DeliveryView> = rows.into_iter().map(Into::into).collect();
+    Ok(Page::from_rows(views, limit, |d| Cursor {
+        at: d.created_at,
+        id: d.id,
+    }))
+}
+
+/// Makes a delivery due now (a dead or delivered one starts a new schedule).
+#[tracing::instrument(skip(state), fields(partner_id = %partner))]
+pub async fn retry(
+    state: &AppState,
+    partner: Uuid,
+    endpoint: Uuid,
+    delivery: Uuid,
+) -> Result<DeliveryView, WebhookError> {
+    let row = store::retry_delivery(&state.db, partner, endpoint, delivery, state.clock.now())
+        .await?
+        .ok_or(WebhookError::DeliveryNotFound)?;
+    tracing::info!(delivery_id = %delivery, "webhook delivery retried by the partner");
+    Ok(row.into())
+}
+
+/// Deliveries failing (pending after a failed attempt) and dead, across partners, for the
+/// monitor.
+pub async fn delivery_counts(state: &AppState) -> Result<store::DeliveryCounts, sqlx::Error> {
+    store::delivery_counts(&state.db).await
+}

@@ -1,0 +1,361 @@
+//! SQL for webhook endpoints, events and deliveries.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::pagination::Cursor;
+
+#[derive(Debug, Clone)]
+pub struct EndpointRow {
+    pub id: Uuid,
+    pub partner_id: Uuid,
+    pub url: String,
+    pub events: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+}
+
+pub struct NewEndpoint<'a> {
+    pub id: Uuid,
+    pub partner_id: Uuid,
+    pub url: &'a str,
+    pub events: &'a [String],
+    pub secret: &'a str,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Inserts an endpoint unless the partner already has `max` live ones; `false` when it has.
+/// The count and the insert are one statement, under a lock on the partner's row so that two
+/// concurrent registrations cannot both pass the limit.
+pub async fn insert_endpoint(
+    db: &PgPool,
+    e: &NewEndpoint<'_>,
+    max: i64,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    sqlx::query!(
+        "SELECT id FROM users WHERE id = $1 FOR UPDATE",
+        e.partner_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let done = sqlx::query!(
+        "INSERT INTO webhook_endpoints (id, partner_id, url, events, secret, created_at)
+         SELECT $1, $2, $3, $4, $5, $6
+         WHERE (SELECT count(*) FROM webhook_endpoints
+                WHERE partner_id = $2 AND deleted_at IS NULL) < $7",
+        e.id,
+        e.partner_id,
+        e.url,
+        e.events,
+        e.secret,
+        e.created_at,
+        max,
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A partner's live endpoints, oldest first.
+pub async fn list_endpoints(db: &PgPool, partner: Uuid) -> Result<Vec<EndpointRow>, sqlx::Error> {
+    sqlx::query_as!(
+        EndpointRow,
+        "SELECT id, partner_id, url, events, created_at, previous_secret_expires_at
+         FROM webhook_endpoints WHERE partner_id = $1 AND deleted_at IS NULL
+         ORDER BY created_at, id",
+        partner,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// One of the partner's live endpoints.
+pub async fn find_endpoint(
+    db: &PgPool,
+    id: Uuid,
+    partner: Uuid,
+) -> Result<Option<EndpointRow>, sqlx::Error> {
+    sqlx::query_as!(
+        EndpointRow,
+        "SELECT id, partner_id, url, events, created_at, previous_secret_expires_at
+         FROM webhook_endpoints WHERE id = $1 AND partner_id = $2 AND deleted_at IS NULL",
+        id,
+        partner,
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Deletes a partner's endpoint; its pending deliveries die with a reason. `false` when there
+/// was no such live endpoint.
+pub async fn delete_endpoint(
+    db: &PgPool,
+    id: Uuid,
+    partner: Uuid,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let done = sqlx::query!(
+        "UPDATE webhook_endpoints SET deleted_at = $3
+         WHERE id = $1 AND partner_id = $2 AND deleted_at IS NULL",
+        id,
+        partner,
+        now,
+    )
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    sqlx::query!(
+        "UPDATE webhook_deliveries
+         SET state = 'dead', next_attempt_at = NULL, last_error = 'the endpoint was deleted'
+         WHERE endpoint_id = $1 AND state = 'pending'",
+        id,
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Replaces the secret; the current one becomes the previous one until `previous_expires_at`.
+pub async fn rotate_secret(
+    db: &PgPool,
+    id: Uuid,
+    partner: Uuid,
+    secret: &str,
+    previous_expires_at: DateTime<Utc>,
+) -> Result<Option<EndpointRow>, sqlx::Error> {
+    sqlx::query_as!(
+        EndpointRow,
+        "UPDATE webhook_endpoints
+         SET previous_secret = secret, previous_secret_expires_at = $4, secret = $3
+         WHERE id = $1 AND partner_id = $2 AND deleted_at IS NULL
+         RETURNING id, partner_id, url, events, created_at, previous_secret_expires_at",
+        id,
+        partner,
+        secret,
+        previous_expires_at,
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Records a `ping` event for one endpoint with its delivery, due at `now`; returns the
+/// delivery id.
+pub async fn insert_ping(
+    db: &PgPool,
+    endpoint: &EndpointRow,
+    event_id: Uuid,
+    payload: &str,
+    now: DateTime<Utc>,
+) -> Result<Uuid, sqlx::Error> {
+    let delivery = Uuid::now_v7();
+    sqlx::query!(
+        "WITH event AS (
+             INSERT INTO webhook_events (id, partner_id, event_type, payload, created_at)
+             VALUES ($1, $2, 'ping', $3, $4)
+         )
+         INSERT INTO webhook_deliveries (id, event_id, endpoint_id, next_attempt_at, created_at)
+         VALUES ($5, $1, $6, $4, $4)",
+        event_id,
+        endpoint.partner_id,
+        payload,
+        now,
+        delivery,
+        endpoint.id,
+    )
+    .execute(db)
+    .await?;
+    Ok(delivery)
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryRow {
+    pub id: Uuid,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub endpoint_id: Uuid,
+    pub state: String,
+    pub attempts: i32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    pub last_status_code: Option<i32>,
+    pub last_latency_ms: Option<i32>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One page of an endpoint's deliveries, newest first (`limit + 1` rows).
+pub async fn list_deliveries(
+    db: &PgPool,
+    endpoint: Uuid,
+    limit: i64,
+    after: Option<Cursor>,
+) -> Result<Vec<DeliveryRow>, sqlx::Error> {
+    let (after_at, after_id) = (after.map(|c| c.at), after.map(|c| c.id));
+    sqlx::query_as!(
+        DeliveryRow,
+        r#"SELECT d.id, d.event_id, e.event_type, d.endpoint_id, d.state, d.attempts,
+                  d.next_attempt_at, d.last_attempt_at, d.last_status_code, d.last_latency_ms,
+                  d.last_error, d.delivered_at, d.created_at
+           FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
+           WHERE d.endpoint_id = $1
+             AND (d.created_at, d.id) < (COALESCE($2, 'infinity'::timestamptz),
+                                         COALESCE($3, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
+           ORDER BY d.created_at DESC, d.id DESC
+           LIMIT $4"#,
+        endpoint,
+        after_at,
+        after_id,
+        limit + 1,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Makes a delivery of the partner's live endpoint due now. A finished (delivered or dead)
+/// delivery starts a new schedule; a pending one keeps its attempt count.
+pub async fn retry_delivery(
+    db: &PgPool,
+    partner: Uuid,
+    endpoint: Uuid,
+    delivery: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Option<DeliveryRow>, sqlx::Error> {
+    sqlx::query_as!(
+        DeliveryRow,
+        r#"WITH retried AS (
+               UPDATE webhook_deliveries d
+               SET attempts = CASE WHEN d.state = 'pending' THEN d.attempts ELSE 0 END,
+                   state = 'pending', next_attempt_at = $4
+               FROM webhook_endpoints ep
+               WHERE d.id = $1 AND d.endpoint_id = $2 AND ep.id = d.endpoint_id
+                 AND ep.partner_id = $3 AND ep.deleted_at IS NULL
+               RETURNING d.*
+           )
+           SELECT r.id, r.event_id, e.event_type, r.endpoint_id, r.state, r.attempts,
+                  r.next_attempt_at, r.last_attempt_at, r.last_status_code, r.last_latency_ms,
+                  r.last_error, r.delivered_at, r.created_at
+           FROM retried r JOIN webhook_events e ON e.id = r.event_id"#,
+        delivery,
+        endpoint,
+        partner,
+        now,
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// A delivery claimed for one attempt, with what sending it needs.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: Uuid,
+    /// The attempt number this claim is for (1-based).
+    pub attempts: i32,
+    pub event_id: Uuid,
+    pub payload: String,
+    pub url: String,
+    pub secret: String,
+    pub previous_secret: Option<String>,
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+}
+
+/// Claims up to `limit` due deliveries for one attempt each: counts the attempt and pushes
+/// `next_attempt_at` to `lease_until`, so that another dispatcher (here or on another instance)
+/// skips them, and a dispatcher that dies mid-attempt leaves them due again afterwards.
+pub async fn claim_due(
+    db: &PgPool,
+    now: DateTime<Utc>,
+    limit: i64,
+    lease_until: DateTime<Utc>,
+) -> Result<Vec<Claimed>, sqlx::Error> {
+    sqlx::query_as!(
+        Claimed,
+        "WITH due AS (
+             SELECT id FROM webhook_deliveries
+             WHERE state = 'pending' AND next_attempt_at <= $1
+             ORDER BY next_attempt_at
+             LIMIT $2
+             FOR UPDATE SKIP LOCKED
+         )
+         UPDATE webhook_deliveries d
+         SET attempts = d.attempts + 1, next_attempt_at = $3, last_attempt_at = $1
+         FROM due, webhook_events e, webhook_endpoints ep
+         WHERE d.id = due.id AND e.id = d.event_id AND ep.id = d.endpoint_id
+         RETURNING d.id, d.attempts, d.event_id, e.payload, ep.url, ep.secret,
+                   ep.previous_secret, ep.previous_secret_expires_at",
+        now,
+        limit,
+        lease_until,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// What one attempt found.
+pub struct Outcome<'a> {
+    pub status_code: Option<i32>,
+    pub latency_ms: i32,
+    /// `None` when delivered.
+    pub error: Option<&'a str>,
+    /// When failed: the next attempt, or `None` when this was the last (the delivery is dead).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// Records the outcome of attempt `attempt`, unless the delivery moved on meanwhile (retried by
+/// hand, or its endpoint deleted).
+pub async fn record_outcome(
+    db: &PgPool,
+    id: Uuid,
+    attempt: i32,
+    now: DateTime<Utc>,
+    o: &Outcome<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE webhook_deliveries
+         SET state = CASE WHEN $5::text IS NULL THEN 'delivered'
+                          WHEN $6::timestamptz IS NULL THEN 'dead'
+                          ELSE 'pending' END,
+             next_attempt_at = CASE WHEN $5::text IS NULL THEN NULL ELSE $6 END,
+             delivered_at = CASE WHEN $5::text IS NULL THEN $7 ELSE delivered_at END,
+             last_status_code = $3, last_latency_ms = $4, last_error = $5
+         WHERE id = $1 AND attempts = $2 AND state = 'pending'",
+        id,
+        attempt,
+        o.status_code,
+        o.latency_ms,
+        o.error,
+        o.next_attempt_at,
+        now,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Deliveries per state, for the monitor: pending that failed at least once, and dead.
+pub struct DeliveryCounts {
+    pub failing: i64,
+    pub dead: i64,
+}
+
+pub async fn delivery_counts(db: &PgPool) -> Result<DeliveryCounts, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"SELECT
+               (SELECT count(*) FROM webhook_deliveries
+                WHERE state = 'pending' AND last_error IS NOT NULL) AS "failing!",
+               (SELECT count(*) FROM webhook_deliveries WHERE state = 'dead') AS "dead!""#
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(DeliveryCounts {
+        failing: row.failing,
+        dead: row.dead,
+    })
+}

@@ -1,0 +1,817 @@
+//! Webhooks end to end: a real HTTP receiver on a random port, signatures checked with the
+//! off-the-shelf `standardwebhooks` crate, the dispatcher run as the job runs it, retries moved
+//! along on the injected clock.
+
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use chrono::TimeDelta;
+use currency_conversion::webhooks::Dispatcher;
+use serde_json::{Value, json};
+
+use crate::helpers::{TEST_PASSWORD, TestApp, TestUser, assert_problem, spawn_app_with};
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+struct Received {
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> String {
+        self.headers[name].to_str().unwrap().to_owned()
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap()
+    }
+
+    /// Verified with the Standard Webhooks library and `secret`.
+    fn verifies_with(&self, secret: &str) -> bool {
+        standardwebhooks::Webhook::new(secret)
+            .unwrap()
+            .verify(self.body.as_bytes(), &self.headers)
+            .is_ok()
+    }
+}
+
+/// A webhook receiver: records every request and answers with the status it is told.
+#[derive(Clone)]
+struct Receiver {
+    port: u16,
+    received: Arc<Mutex<Vec<Received>>>,
+    status: Arc<Mutex<u16>>,
+}
+
+impl Receiver {
+    /// A port nobody listens on yet (bound and released), for a receiver that is down.
+    fn reserve_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    fn start() -> Receiver {
+        Self::start_on(0)
+    }
+
+    fn start_on(port: u16) -> Receiver {
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let receiver = Receiver {
+            port: listener.local_addr().unwrap().port(),
+            received: Arc::default(),
+            status: Arc::new(Mutex::new(200)),
+        };
+        let shared = receiver.clone();
+        let server = HttpServer::new(move || {
+            let shared = shared.clone();
+            App::new().default_service(web::to(move |req: HttpRequest, body: String| {
+                let shared = shared.clone();
+                async move {
+                    let mut headers = reqwest::header::HeaderMap::new();
+                    for (name, value) in req.headers() {
+                        headers.insert(
+                            reqwest::header::HeaderName::from_bytes(name.as_str().as_bytes())
+                                .unwrap(),
+                            reqwest::header::HeaderValue::from_bytes(value.as_bytes()).unwrap(),
+                        );
+                    }
+                    shared
+                        .received
+                        .lock()
+                        .unwrap()
+                        .push(Received { headers, body });
+                    let status = *shared.status.lock().unwrap();
+                    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
+                        .body("receiver says hi")
+                }
+            }))
+        })
+        .workers(1)
+        .listen(listener)
+        .unwrap()
+        .run();
+        tokio::spawn(server);
+        receiver
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
+    }
+
+    fn answer(&self, status: u16) {
+        *self.status.lock().unwrap() = status;
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+async fn app_with_rates(
+    customise: impl FnOnce(&mut currency_conversion::settings::Settings),
+) -> TestApp {
+    let app = spawn_app_with(customise).await;
+    app.seed_currencies().await;
+    app.store_rates(&[("USD", "1.1"), ("GBP", "0.85"), ("JPY", "163.5")])
+        .await;
+    app
+}
+
+/// Runs the dispatcher once, as the `deliver_webhooks` job does.
+async fn dispatch(app: &TestApp) -> u64 {
+    Dispatcher::new(&app.state)
+        .unwrap()
+        .dispatch_due()
+        .await
+        .unwrap()
+}
+
+/// The partner logged in again: moving the clock by hours expires its access token.
+async fn relogin(app: &TestApp, partner: &mut TestUser) {
+    let tokens = app.login(&partner.email, TEST_PASSWORD).await;
+    partner.token = tokens["access_token"].as_str().unwrap().to_owned();
+}
+
+async fn register(app: &TestApp, partner: &TestUser, url: &str, events: Value) -> Value {
+    let res = app
+        .post_json(
+            "/api/v1/webhooks",
+            &json!({"url": url, "events": events}),
+            Some(&partner.token),
+        )
+        .await;
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    res.json().await.unwrap()
+}
+
+async fn convert(app: &TestApp, partner: &TestUser) -> Value {
+    let res = app
+        .post_json(
+            "/api/v1/conversions",
+            &json!({"from": "EUR", "to": "USD", "amount": "100.00"}),
+            Some(&partner.token),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    res.json().await.unwrap()
+}
+
+async fn deliveries(app: &TestApp, partner: &TestUser, endpoint: &Value) -> Vec<Value> {
+    let res = app
+        .get_with_token(
+            &format!(
+                "/api/v1/webhooks/{}/deliveries",
+                endpoint["id"].as_str().unwrap()
+            ),
+            &partner.token,
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let page: Value = res.json().await.unwrap();
+    page["data"].as_array().unwrap().clone()
+}
+
+async fn count(app: &TestApp, table: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_conversion_reaches_the_receiver_signed_as_standard_webhooks_verifies() {
+    let app = app_with_rates(|_| {}).await;
+    let receiver = Receiver::start();
+    let partner = app.partner().await;
+    let endpoint = register(
+        &app,
+        &partner,
+        &receiver.url(),
+        json!(["conversion.created"]),
+    )
+    .await;
+    let secret = endpoint["secret"].as_str().unwrap();
+    assert!(secret.starts_with("whsec_"));
+
+    let conversion = convert(&app, &partner).await;
+    assert_eq!(dispatch(&app).await, 1);
+
+    let got = receiver.received();
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].verifies_with(secret),
+        "the library rejected the signature"
+    );
+    assert!(!got[0].verifies_with(&currency_conversion::webhooks::signing::new_secret()));
+    let body = got[0].json();
+    assert_eq!(body["type"], "conversion.created");
+    assert!(body["timestamp"].is_string());
+    // The resource exactly as the API shows it.
+    let shown: Value = app
+        .get_with_token(
+            &format!("/api/v1/conversions/{}", conversion["id"].as_str().unwrap()),
+            &partner.token,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["data"], shown);
+    assert_eq!(got[0].header("content-type"), "application/json");
+
+    let list = deliveries(&app, &partner, &endpoint).await;
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["state"], "delivered");
+    assert_eq!(list[0]["attempts"], 1);
+    assert_eq!(list[0]["last_status_code"], 200);
+    assert!(list[0]["last_latency_ms"].is_number());
+    assert!(list[0]["next_attempt_at"].is_null());
+    assert_eq!(
+        list[0]["event_id"].as_str().unwrap(),
+        got[0].header("webhook-id")
+    );
+
+    // The list shows no secrets.
+    let endpoints: Value = app
+        .get_with_token("/api/v1/webhooks", &partner.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(endpoints["data"].as_array().unwrap().len(), 1);
+    assert!(!endpoints.to_string().contains("whsec_"));
+    // Nothing is left to send.
+    assert_eq!(dispatch(&app).await, 0);
+}
+
+#[tokio::test]
+async fn a_receiver_down_then_up_gets_the_event_with_the_same_webhook_id() {
+    let app = app_with_rates(|_| {}).await;
+    let port = Receiver::reserve_port();
+    let partner = app.partner().await;
+    let endpoint = register(
+        &app,
+        &partner,
+        &format!("http://127.0.0.1:{port}/hook"),
+        json!(["conversion.created"]),
+    )
+    .await;
+    convert(&app, &partner).await;
+
+    // Down: nothing listens.
+    assert_eq!(dispatch(&app).await, 1);
+    let list = deliveries(&app, &partner, &endpoint).await;
+    assert_eq!(list[0]["state"], "pending");
+    assert_eq!(list[0]["attempts"], 1);
+    assert!(list[0]["last_status_code"].is_null());
+    assert!(!list[0]["last_error"].as_str().unwrap().is_empty());
+    let first_retry =
+        chrono::DateTime::parse_from_rfc3339(list[0]["next_attempt_at"].as_str().unwrap()).unwrap();
+    let expected = app.clock.now() + TimeDelta::seconds(5);
+    assert!((first_retry.to_utc() - expected).abs() < TimeDelta::milliseconds(1));
+
+    // Up, but failing: not due yet, then due after the first delay.
+    let receiver = Receiver::start_on(port);
+    receiver.answer(503);
+    assert_eq!(dispatch(&app).await, 0);
+    app.clock.advance(TimeDelta::seconds(5));
+    assert_eq!(dispatch(&app).await, 1);
+    let list = deliveries(&app, &partner, &endpoint).await;
+    assert_eq!(list[0]["state"], "pending");
+    assert_eq!(list[0]["last_status_code"], 503);
+
+    // Healthy: the next attempt delivers.
+    receiver.answer(204);
+    app.clock.advance(TimeDelta::seconds(300));
+    assert_eq!(dispatch(&app).await, 1);
+    let list = deliveries(&app, &partner, &endpoint).await;
+    assert_eq!(list[0]["state"], "delivered");
+    assert_eq!(list[0]["attempts"], 3);
+
+    let got = receiver.received();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].header("webhook-id"), got[1].header("webhook-id"));
+    assert_eq!(got[0].body, got[1].body);
+    assert_eq!(
+        got[0].header("webhook-id"),
+        list[0]["event_id"].as_str().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_delivery_is_dead_after_its_last_attempt_and_can_be_retried() {
+    let app = app_with_rates(|s| s.webhooks.retry_schedule_secs = vec![1, 2]).await;
+    let receiver = Receiver::start();
+    receiver.answer(500);
+    let mut partner = app.partner().await;
+    let endpoint = register(
+        &app,
+        &partner,
+        &receiver.url(),
+        json!(["conversion.created"]),
+    )
+    .await;
+    convert(&app, &partner).await;
+
+    assert_eq!(dispatch(&app).await, 1);
+    app.clock.advance(TimeDelta::seconds(1));
+    assert_eq!(dispatch(&app).await, 1);
+    app.clock.advance(TimeDelta::seconds(2));
+    assert_eq!(dispatch(&app).await, 1);
+    app.clock.advance(TimeDelta::days(2));
+    assert_eq!(
+        dispatch(&app).await,
+        0,
+        "a dead delivery is not tried again"
+    );
+    relogin(&app, &mut partner).await;
+
+    let list = deliveries(&app, &partner, &endpoint).await;
+    assert_eq!(list[0]["state"], "dead");
+    assert_eq!(list[0]["attempts"], 3);
+    assert_eq!(list[0]["last_status_code"], 500);
+    assert!(list[0]["next_attempt_at"].is_null());
+    assert!(list[0]["last_error"].as_str().unwrap().contains("500"));
+
+    // The partner retries it by hand once the receiver is fixed.
+    receiver.answer(200);
+    let res = app
+        .post_json(
+            &format!(
+                "/api/v1/webhooks/{}/deliveries/{}/retry",
+                endpoint["id"].as_str().unwrap(),
+                list[0]["id"].as_str().unwrap()
+            ),
+            &json!({}),
+            Some(&partner.token),
+        )
+        .await;
+    assert_eq!(res.status(), 202);
+    let retried: Value = res.json().await.unwrap();
+    assert_eq!(retried["state"], "pending");
+    assert_eq!(retried["attempts"], 0);
+    assert_eq!(dispatch(&app).await, 1);
+    let list = deliveries(&app, &partner, &endpoint).await;
+    assert_eq!(list[0]["state"], "delivered");
+
+    let ids: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|r| r.header("webhook-id"))
+        .collect();
+    assert_eq!(ids.len(), 4);
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+}
+
+#[tokio::test]
+async fn during_a_rotation_both_secrets_sign_and_afterwards_only_the_new_one() {
+    let app = app_with_rates(|_| {}).await;
+    let receiver = Receiver::start();
+    let mut partner = app.partner().await;
+    let endpoint = register(
+        &app,
+        &partner,
+        &receiver.url(),
+        json!(["conversion.created"]),
+    )
+    .await;
+    let id = endpoint["id"].as_str().unwrap();
+    let old = endpoint["secret"].as_str().unwrap().to_owned();
+
+    let res = app
+        .post_json(
+            &format!("/api/v1/webhooks/{id}/rotate-secret"),
+            &json!({}),
+            Some(&partner.token),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let rotated: Value = res.json().await.unwrap();
+    let new = rotated["secret"].as_str().unwrap().to_owned();
+    assert_ne!(old, new);
+
+    let res = app
+        .post_json(
+            &format!("/api/v1/webhooks/{id}/test"),
+            &json!({}),
+            Some(&partner.token),
+        )
+        .await;
+    assert_eq!(res.status(), 202);
+    assert_eq!(dispatch(&app).await, 1);
+    let ping = &receiver.received()[0];
+    assert_eq!(ping.json()["type"], "ping");
+    assert_eq!(ping.header("webhook-signature").split(' ').count(), 2);
+    assert!(
+        ping.verifies_with(&old),
+        "the previous secret must still verify"
+    );
+    assert!(ping.verifies_with(&new), "the new secret must verify");
+
+    // After the 24 h overlap only the new secret signs. The library checks the timestamp
+    // against the wall clock, which the test clock has left behind: compare signatures instead.
+    app.clock
+        .advance(TimeDelta::hours(24) + TimeDelta::seconds(1));
+    relogin(&app, &mut partner).await;
+    convert(&app, &partner).await;
+    assert_eq!(dispatch(&app).await, 1);
+    let later = &receiver.received()[1];
+    let (msg_id, ts) = (
+        later.header("webhook-id"),
+        later.header("webhook-timestamp"),
+    );
+    let sign = |secret: &str| {
+        standardwebhooks::Webhook::new(secret)
+            .unwrap()
+            .sign(&msg_id, ts.parse().unwrap(), later.body.as_bytes())
+            .unwrap()
+    };
+    assert_eq!(later.header("webhook-signature"), sign(&new));
+    assert_ne!(later.header("webhook-signature"), sign(&old));
+}
+
+#[tokio::test]
+async fn private_and_internal_targets_are_refused_when_the_setting_is_off() {
+    let app = spawn_app_with(|s| {
+        s.webhooks.allow_private_targets = false;
+        s.webhooks.allow_http = true;
+    })
+    .await;
+    let partner = app.partner().await;
+    for url in [
+        "http://127.0.0.1:8080/hook",
+        "http://10.1.2.3/hook",
+        "http://[::1]/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://localhost:8080/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://100.64.0.1/hook",
+        "http://[fd00::1]/hook",
+    ] {
+        let res = app
+            .post_json(
+                "/api/v1/webhooks",
+                &json!({"url": url, "events": ["conversion.created"]}),
+                Some(&partner.token),
+            )
+            .await;
+        let problem = assert_problem(res, 422, "/problems/webhook-target-forbidden").await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains("address"),
+            "{url}: {problem}"
+        );
+    }
+    assert_eq!(count(&app, "webhook_endpoints").await, 0);
+}
+
+#[tokio::test]
+async fn urls_must_be_https_unless_http_is_allowed_and_events_must_exist() {
+    let app = spawn_app_with(|s| s.webhooks.allow_http = false).await;
+    let partner = app.partner().await;
+    for (body, field) in [
+        (
+            json!({"url": "http://example.com/hook", "events": ["conversion.created"]}),
+            "url",
+        ),
+        (
+            json!({"url": "ftp://example.com/hook", "events": ["conversion.created"]}),
+            "url",
+        ),
+        (
+            json!({"url": "https://u:p@example.com/hook", "events": ["conversion.created"]}),
+            "url",
+        ),
+        (
+            json!({"url": "https://example.com/hook", "events": []}),
+            "events",
+        ),
+        (
+            json!({"url": "https://example.com/hook", "events": ["conversion.exploded"]}),
+            "events",
+        ),
+        (
+            json!({"url": "https://example.com/hook", "events": ["ping"]}),
+            "events",
+        ),
+    ] {
+        let res = app
+            .post_json("/api/v1/webhooks", &body, Some(&partner.token))
+            .await;
+        let problem = assert_problem(res, 422, "/problems/validation-failed").await;
+        assert_eq!(problem["errors"][0]["field"], field, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn a_name_that_resolves_to_loopback_at_delivery_time_is_not_called() {
+    // Registration found a public address; by delivery the name points at loopback (DNS
+    // rebinding). The stored row stands for that registration.
+    let app = app_with_rates(|s| {
+        s.webhooks.allow_private_targets = false;
+        s.webhooks.allow_http = true;
+    })
+    .await;
+    let receiver = Receiver::start();
+    let partner = app.partner().await;
+    sqlx::query(
+        "INSERT INTO webhook_endpoints (id, partner_id, url, events, secret, created_at)
+         VALUES (gen_random_uuid(), $1, $2, ARRAY['conversion.created'], $3, now())",
+    )
+    .bind(partner.id)
+    .bind(format!("http://localhost:{}/hook", receiver.port))
+    .bind(currency_conversion::webhooks::signing::new_secret())
+    .execute(&app.db)
+    .await
+    .unwrap();
+    convert(&app, &partner).await;
+    assert_eq!(dispatch(&app).await, 1);
+    assert!(
+        receiver.received().is_empty(),
+        "the guard let a loopback connection through"
+    );
+    let error: String = sqlx::query_scalar("SELECT last_error FROM webhook_deliveries")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert!(error.contains("loopback"), "{error}");
+}
+
+#[tokio::test]
+async fn events_commit_with_their_change_or_not_at_all() {
+    let app = app_with_rates(|_| {}).await;
+    let partner = app.partner().await;
+    let other = app.partner().await;
+    let receiver = Receiver::start();
+
+    // Nobody subscribed: nothing is written.
+    convert(&app, &other).await;
+    assert_eq!(count(&app, "webhook_events").await, 0);
+
+    register(
+        &app,
+        &partner,
+        &receiver.url(),
+        json!(["conversion.created"]),
+    )
+    .await;
+    // A refused conversion (invalid batch item) writes no event.
+    let res = app
+        .post_json(
+            "/api/v1/conversions/batch",
+            &json!({"items": [
+                {"from": "EUR", "to": "USD", "amount": "1.00"},
+                {"from": "EUR", "to": "XXX", "amount": "1.00"},
+            ]}),
+            Some(&partner.token),
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    assert_eq!(count(&app, "webhook_events").await, 0);
+
+    // A conversion whose transaction fails after the insert leaves neither conversion nor event:
+    // make the delivery insert fail inside that transaction.
+    sqlx::query(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
+         $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse BEFORE INSERT ON webhook_deliveries FOR EACH ROW EXECUTE FUNCTION refuse()",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let before = count(&app, "conversions").await;
+    let res = app
+        .post_json(
+            "/api/v1/conversions",
+            &json!({"from": "EUR", "to": "USD", "amount": "100.00"}),
+            Some(&partner.token),
+        )
+        .await;
+    assert_eq!(res.status(), 500);
+    assert_eq!(count(&app, "conversions").await, before);
+    assert_eq!(count(&app, "webhook_events").await, 0);
+    sqlx::query("DROP TRIGGER refuse ON webhook_deliveries")
+        .execute(&app.db)
+        .await
+        .unwrap();
+
+    // A batch writes one event per conversion.
+    let res = app
+        .post_json(
+            "/api/v1/conversions/batch",
+            &json!({"items": [
+                {"from": "EUR", "to": "USD", "amount": "1.00"},
+                {"from": "EUR", "to": "GBP", "amount": "2.00"},
+            ]}),
+            Some(&partner.token),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(count(&app, "webhook_events").await, 2);
+    assert_eq!(dispatch(&app).await, 2);
+    let types: Vec<Value> = receiver
+        .received()
+        .iter()
+        .map(|r| r.json()["data"]["to"].clone())
+        .collect();
+    assert_eq!(types.len(), 2);
+}
+
+#[tokio::test]
+async fn cancel_and_finalize_send_their_events_to_subscribers_only() {
+    let app = app_with_rates(|_| {}).await;
+    let receiver = Receiver::start();
+    let partner = app.partner().await;
+    register(
+        &app,
+        &partner,
+        &receiver.url(),
+        json!(["conversion.cancelled", "conversion.finalized"]),
+    )
+    .await;
+    let cancelled = convert(&app, &partner).await;
+    let kept = convert(&app, &partner).await;
+    let res = app
+        .post_json(
+            &format!(
+                "/api/v1/conversions/{}/cancel",
+                cancelled["id"].as_str().unwrap()
+            ),
+            &json!({}),
+            Some(&partner.token),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    app.clock.advance(TimeDelta::hours(49));
+    let finalized = currency_conversion::conversions::service::finalize_due(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(finalized, 1);
+    assert_eq!(dispatch(&app).await, 2);
+    let got: Vec<Value> = receiver.received().iter().map(Received::json).collect();
+    let by_type = |t: &str| got.iter().find(|b| b["type"] == t).unwrap().clone();
+    assert_eq!(
+        by_type("conversion.cancelled")["data"]["id"],
+        cancelled["id"]
+    );
+    assert_eq!(
+        by_type("conversion.cancelled")["data"]["status"],
+        "cancelled"
+    );
+    assert_eq!(by_type("conversion.finalized")["data"]["id"], kept["id"]);
+    assert_eq!(
+        by_type("conversion.finalized")["data"]["status"],
+        "permanent"
+    );
+    // Not subscribed to conversion.created.
+    assert!(got.iter().all(|b| b["type"] != "conversion.created"));
+}
+
+#[tokio::test]
+async fn a_partner_sees_and_receives_only_its_own() {
+    let app = app_with_rates(|_| {}).await;
+    let receiver_a = Receiver::start();
+    let receiver_b = Receiver::start();
+    let a = app.partner().await;
+    let b = app.partner().await;
+    let endpoint = register(&app, &a, &receiver_a.url(), json!(["conversion.created"])).await;
+    register(&app, &b, &receiver_b.url(), json!(["conversion.created"])).await;
+    convert(&app, &a).await;
+    assert_eq!(dispatch(&app).await, 1);
+    assert_eq!(receiver_a.received().len(), 1);
+    assert!(receiver_b.received().is_empty());
+
+    let id = endpoint["id"].as_str().unwrap();
+    let delivery = deliveries(&app, &a, &endpoint).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let list: Value = app
+        .get_with_token("/api/v1/webhooks", &b.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(!list.to_string().contains(id));
+    assert_problem(
+        app.get_with_token(&format!("/api/v1/webhooks/{id}/deliveries"), &b.token)
+            .await,
+        404,
+        "/problems/not-found",
+    )
+    .await;
+    for path in [
+        format!("/api/v1/webhooks/{id}/rotate-secret"),
+        format!("/api/v1/webhooks/{id}/test"),
+        format!("/api/v1/webhooks/{id}/deliveries/{delivery}/retry"),
+    ] {
+        let res = app.post_json(&path, &json!({}), Some(&b.token)).await;
+        assert_problem(res, 404, "/problems/not-found").await;
+    }
+    assert_problem(
+        app.delete(&format!("/api/v1/webhooks/{id}"), &b.token)
+            .await,
+        404,
+        "/problems/not-found",
+    )
+    .await;
+    // The owner deletes it: gone from the list, nothing more sent.
+    assert_eq!(
+        app.delete(&format!("/api/v1/webhooks/{id}"), &a.token)
+            .await
+            .status(),
+        204
+    );
+    convert(&app, &a).await;
+    assert_eq!(count(&app, "webhook_events").await, 1);
+    let list: Value = app
+        .get_with_token("/api/v1/webhooks", &a.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["data"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn finalizing_a_thousand_conversions_writes_a_thousand_events() {
+    // No holding period: finalize runs on the test clock, which stays on the wall clock the
+    // library checks `webhook-timestamp` against.
+    let app = app_with_rates(|s| s.conversions.holding_period_secs = 0).await;
+    let receiver = Receiver::start();
+    let partner = app.partner().await;
+    register(
+        &app,
+        &partner,
+        &receiver.url(),
+        json!(["conversion.finalized"]),
+    )
+    .await;
+    let items: Vec<Value> = (0..1000)
+        .map(|i| json!({"from": "EUR", "to": "USD", "amount": format!("{}.00", i + 1)}))
+        .collect();
+    let res = app
+        .post_json(
+            "/api/v1/conversions/batch",
+            &json!({ "items": items }),
+            Some(&partner.token),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let finalized = currency_conversion::conversions::service::finalize_due(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(finalized, 1000);
+    assert_eq!(count(&app, "webhook_events").await, 1000);
+    assert_eq!(count(&app, "webhook_deliveries").await, 1000);
+    assert_eq!(dispatch(&app).await, 1000);
+    let received = receiver.received();
+    assert_eq!(received.len(), 1000);
+    let secret: String = sqlx::query_scalar("SELECT secret FROM webhook_endpoints")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let verified = received.iter().filter(|r| r.verifies_with(&secret)).count();
+    assert_eq!(verified, 1000);
+}
+
+#[tokio::test]
+async fn an_ended_lock_is_announced_once_and_an_indicative_quote_never() {
+    let app = app_with_rates(|_| {}).await;
+    let receiver = Receiver::start();
+    let partner = app.partner().await;
+    register(&app, &partner, &receiver.url(), json!(["quote.expired"])).await;
+    let mut quotes = Vec::new();
+    for lock in ["five_minutes", "none"] {
+        let res = app
+            .post_json(
+                "/api/v1/quotes",
+                &json!({"from": "EUR", "to": "USD", "lock": lock}),
+                Some(&partner.token),
+            )
+            .await;
+        assert_eq!(res.status(), 201);
+        quotes.push(res.json::<Value>().await.unwrap());
+    }
+    let record = || currency_conversion::quotes::service::record_expiries(&app.state);
+    assert_eq!(record().await.unwrap(), 0, "nothing has expired yet");
+    app.clock.advance(TimeDelta::minutes(5));
+    assert_eq!(record().await.unwrap(), 1);
+    assert_eq!(record().await.unwrap(), 0, "an expiry is recorded once");
+    assert_eq!(dispatch(&app).await, 1);
+    let got = receiver.received();
+    let body = got[0].json();
+    assert_eq!(body["type"], "quote.expired");
+    assert_eq!(body["data"]["id"], quotes[0]["id"]);
+    assert_eq!(body["data"]["status"], "expired");
+    assert_eq!(body["data"]["lock"], "five_minutes");
+}
