@@ -4,7 +4,7 @@
 //! endpoint subscribed to the type: for everyone else it is an index probe that writes nothing.
 //! Delivery happens later, outside that transaction ([`super::delivery`]).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -43,6 +43,8 @@ pub async fn record<'a, T: Serialize + 'a>(
     at: DateTime<Utc>,
     items: impl IntoIterator<Item = (Uuid, &'a T)>,
 ) -> anyhow::Result<u64> {
+    // Stored timestamps keep microseconds: the body says what the resource's fields say.
+    let at = at.trunc_subsecs(6);
     let mut partners = Vec::new();
     let mut ids = Vec::new();
     let mut bodies = Vec::new();

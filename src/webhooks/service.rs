@@ -1,7 +1,7 @@
 //! Webhook use cases: a partner registers, lists, deletes its endpoints, rotates a secret,
 //! pings an endpoint, reads its deliveries and retries one.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -167,7 +167,8 @@ pub async fn create_endpoint(
     let events: Vec<String> = events.iter().map(|e| e.as_str().to_owned()).collect();
     let secret = signing::new_secret();
     let id = Uuid::now_v7();
-    let now = state.clock.now();
+    // PostgreSQL keeps microseconds: answer with what a later read returns.
+    let now = state.clock.now().trunc_subsecs(6);
     let max = state.settings.webhooks.max_endpoints_per_partner;
     let inserted = store::insert_endpoint(
         &state.db,
@@ -230,7 +231,7 @@ pub async fn rotate_secret(
 ) -> Result<RotatedSecret, WebhookError> {
     let secret = signing::new_secret();
     let overlap = i64::try_from(state.settings.webhooks.secret_overlap_secs).unwrap_or(86_400);
-    let until = state.clock.now() + chrono::TimeDelta::seconds(overlap);
+    let until = state.clock.now().trunc_subsecs(6) + chrono::TimeDelta::seconds(overlap);
     store::rotate_secret(&state.db, id, partner, &secret, until)
         .await?
         .ok_or(WebhookError::EndpointNotFound)?;
@@ -254,7 +255,8 @@ pub async fn ping(state: &AppState, partner: Uuid, id: Uuid) -> Result<DeliveryV
     let endpoint = store::find_endpoint(&state.db, id, partner)
         .await?
         .ok_or(WebhookError::EndpointNotFound)?;
-    let now = state.clock.now();
+    // PostgreSQL keeps microseconds: answer with what a later read returns.
+    let now = state.clock.now().trunc_subsecs(6);
     let event_id = Uuid::now_v7();
     let payload = super::outbox::body(EventType::Ping, now, &Ping { endpoint_id: id })
         .map_err(anyhow::Error::from)?;

@@ -15,6 +15,7 @@ use crate::helpers::{TEST_PASSWORD, TestApp, TestUser, assert_problem, spawn_app
 /// One request the receiver got.
 #[derive(Debug, Clone)]
 struct Received {
+    path: String,
     headers: reqwest::header::HeaderMap,
     body: String,
 }
@@ -80,13 +81,16 @@ impl Receiver {
                             reqwest::header::HeaderValue::from_bytes(value.as_bytes()).unwrap(),
                         );
                     }
-                    shared
-                        .received
-                        .lock()
-                        .unwrap()
-                        .push(Received { headers, body });
+                    let path = req.path().to_owned();
+                    shared.received.lock().unwrap().push(Received {
+                        path,
+                        headers,
+                        body,
+                    });
                     let status = *shared.status.lock().unwrap();
                     HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
+                        // Where a redirect would send the dispatcher, if it followed one.
+                        .insert_header(("Location", "/elsewhere"))
                         .body("receiver says hi")
                 }
             }))
@@ -403,7 +407,9 @@ async fn during_a_rotation_both_secrets_sign_and_afterwards_only_the_new_one() {
         )
         .await;
     assert_eq!(res.status(), 202);
-    assert_eq!(dispatch(&app).await, 1);
+    // The test endpoint queued a dispatcher run: the app's own workers send the ping.
+    let stats = app.run_pending_jobs().await;
+    assert_eq!(stats.succeeded, 1);
     let ping = &receiver.received()[0];
     assert_eq!(ping.json()["type"], "ping");
     assert_eq!(ping.header("webhook-signature").split(' ').count(), 2);
@@ -814,4 +820,80 @@ async fn an_ended_lock_is_announced_once_and_an_indicative_quote_never() {
     assert_eq!(body["data"]["id"], quotes[0]["id"]);
     assert_eq!(body["data"]["status"], "expired");
     assert_eq!(body["data"]["lock"], "five_minutes");
+}
+
+#[tokio::test]
+async fn a_redirect_is_an_answer_not_an_instruction() {
+    let app = app_with_rates(|_| {}).await;
+    let receiver = Receiver::start();
+    receiver.answer(307);
+    let partner = app.partner().await;
+    let endpoint = register(
+        &app,
+        &partner,
+        &receiver.url(),
+        json!(["conversion.created"]),
+    )
+    .await;
+    convert(&app, &partner).await;
+    assert_eq!(dispatch(&app).await, 1);
+    let got = receiver.received();
+    assert_eq!(got.len(), 1, "the redirect was followed");
+    assert_eq!(got[0].path, "/hook");
+    let list = deliveries(&app, &partner, &endpoint).await;
+    assert_eq!(list[0]["state"], "pending");
+    assert_eq!(list[0]["last_status_code"], 307);
+}
+
+/// A measurement, not a check of speed: finalizing 10,000 conversions writes 10,000 events in
+/// the finalize transactions, and the dispatcher delivers them afterwards. Run with
+/// `cargo test --test api -- --ignored ten_thousand --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement: 10,000 conversions take a while in a debug build"]
+async fn finalizing_ten_thousand_conversions_writes_ten_thousand_events() {
+    let app = app_with_rates(|s| s.conversions.holding_period_secs = 0).await;
+    let receiver = Receiver::start();
+    let partner = app.partner().await;
+    register(
+        &app,
+        &partner,
+        &receiver.url(),
+        json!(["conversion.finalized"]),
+    )
+    .await;
+    for _ in 0..10 {
+        let items: Vec<Value> = (0..1000)
+            .map(|i| json!({"from": "EUR", "to": "USD", "amount": format!("{}.00", i + 1)}))
+            .collect();
+        let res = app
+            .post_json(
+                "/api/v1/conversions/batch",
+                &json!({ "items": items }),
+                Some(&partner.token),
+            )
+            .await;
+        assert_eq!(res.status(), 201);
+    }
+    let started = std::time::Instant::now();
+    let finalized = currency_conversion::conversions::service::finalize_due(&app.state)
+        .await
+        .unwrap();
+    let finalize_time = started.elapsed();
+    assert_eq!(finalized, 10_000);
+    assert_eq!(count(&app, "webhook_events").await, 10_000);
+    let started = std::time::Instant::now();
+    assert_eq!(dispatch(&app).await, 10_000);
+    let dispatch_time = started.elapsed();
+    let received = receiver.received();
+    assert_eq!(received.len(), 10_000);
+    let secret: String = sqlx::query_scalar("SELECT secret FROM webhook_endpoints")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let verified = received.iter().filter(|r| r.verifies_with(&secret)).count();
+    eprintln!(
+        "finalized 10000 with their events in {finalize_time:?}; delivered in {dispatch_time:?}; \
+         {verified} verified by standardwebhooks"
+    );
+    assert_eq!(verified, 10_000);
 }
