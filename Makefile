@@ -34,21 +34,14 @@ up:
 down:
 	$(COMPOSE) down
 
-## Load benchmark: a release server on a scratch database, then benches/load.rs against it.
-## Results go to docs/benchmarks.md by hand (with the machine they ran on).
-BENCH_PORT ?= 18080
-BENCH_DB ?= postgres://postgres@127.0.0.1:5432/ccs_bench
+## The service against the ceilings it stands on, side by side in one run (docs/benchmarks.md,
+## "make bench"): release server on a scratch database; pgbench with each endpoint's own SQL;
+## benches/jwt_ceiling.rs for the authenticated reads; wrk (lua scripts in benches/http/);
+## 1 M generated history rows; the full ECB import. Installs wrk/pgbench with apt-get if missing.
+## Writes the table into docs/benchmarks.md. Knobs: SECS=10 CONNS=32 HIST_CONNS=16 KEEP_DB=1.
 bench: check-services
-	$(CARGO) build --release --locked
-	DATABASE_URL=$(BENCH_DB) target/release/currency-conversion migrate
-	DATABASE_URL=$(BENCH_DB) target/release/currency-conversion seed >/dev/null
-	DATABASE_URL=$(BENCH_DB) CCS_PASSWORD="bench admin password" \
-	  target/release/currency-conversion user create --email bench-admin@example.com --role admin || true
-	DATABASE_URL=$(BENCH_DB) CCS__SERVER__PORT=$(BENCH_PORT) CCS__REDIS__KEY_PREFIX=bench: RUST_LOG=warn \
-	  target/release/currency-conversion serve --role api & echo $$! > target/bench-server.pid; \
-	for i in $$(seq 1 50); do curl -sf localhost:$(BENCH_PORT)/health/live >/dev/null && break; sleep 0.2; done; \
-	BENCH_URL=http://127.0.0.1:$(BENCH_PORT) $(CARGO) bench --locked --bench load; status=$$?; \
-	kill $$(cat target/bench-server.pid); exit $$status
+	$(CARGO) build --release --locked --bin currency-conversion --example jwt_ceiling
+	benches/http/run.sh
 
 fmt:
 	$(CARGO) fmt --all

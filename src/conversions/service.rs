@@ -397,10 +397,14 @@ pub(super) fn new_row(
     }
 }
 
-/// Converts and stores in one transaction. With an `Idempotency-Key`, the same key and body
-/// return the original conversion (`created = false`); the same key with another body fails.
-/// With a `quote_id`, the quote's locked rate is used; the quote is read under a row lock in
-/// the same transaction, so a single-use quote converts once however many requests race.
+/// Converts and stores. With an `Idempotency-Key`, the same key and body return the original
+/// conversion (`created = false`); the same key with another body fails.
+///
+/// At the rate in force this is one statement ([`store::create`]): the currencies are checked
+/// against the in-memory rates cache first and again by the statement itself in PostgreSQL, so
+/// a currency an admin just disabled on another instance is still refused at once. With a
+/// `quote_id`, the quote's locked rate is used; the quote is read under a row lock in a
+/// transaction, so a single-use quote converts once however many requests race.
 #[tracing::instrument(skip(state, rates, req), fields(partner_id = %partner, quote_id = ?req.quote_id))]
 pub async fn create(
     state: &AppState,
@@ -410,15 +414,109 @@ pub async fn create(
     idempotency_key: Option<&str>,
 ) -> Result<(ConversionView, bool), ConversionError> {
     validate_idempotency_key(idempotency_key)?;
-    let pair = usable_pair(state, req.from, req.to).await?;
-    let amount = parse_amount(state, req.amount, pair.from, pair.from_minor_units)?;
-    let live = match req.quote_id {
-        None => {
-            let quote = crate::rates::service::quote(rates, pair.from, pair.to, None).await?;
-            refuse_stale(state, &quote)?;
-            Some(quote)
+    if req.quote_id.is_some() {
+        let pair = usable_pair(state, req.from, req.to).await?;
+        return create_on_quote(state, partner, &req, pair, idempotency_key).await;
+    }
+    let mut pair = cached_usable_pair(state, rates, req.from, req.to).await?;
+    // A second round only when PostgreSQL disagreed with the cache and then agreed with
+    // itself (an admin changed a currency between the two reads).
+    for _ in 0..2 {
+        let amount = parse_amount(state, req.amount, pair.from, pair.from_minor_units)?;
+        let quote = crate::rates::service::quote(rates, pair.from, pair.to, None).await?;
+        refuse_stale(state, &quote)?;
+        // PostgreSQL keeps microseconds: the response and the webhook show what a later read
+        // shows.
+        let now = state.clock.now().trunc_subsecs(6);
+        let row = new_row(
+            state,
+            Uuid::now_v7(),
+            partner,
+            pair.from,
+            pair.to,
+            &amount,
+            (pair.from_minor_units, pair.to_minor_units),
+            quote.into(),
+            now,
+        );
+        let hash = idempotency_key.map(|_| request_hash(pair.from, pair.to, &amount, None));
+        let key = idempotency_key
+            .zip(hash.as_deref())
+            .map(|(key, request_hash)| store::NewKey {
+                key,
+                request_hash,
+                expires_at: now + Duration::seconds(idempotency_ttl_secs(state)),
+            });
+        let view = ConversionView::from(row.clone());
+        let payload = crate::webhooks::outbox::body(EventType::ConversionCreated, now, &view)
+            .map_err(anyhow::Error::from)?;
+        let event = store::CreatedEvent {
+            id: Uuid::now_v7(),
+            event_type: EventType::ConversionCreated.as_str(),
+            payload: &payload,
+        };
+        let existing = match store::create(&state.db, &row, key, event).await? {
+            store::Created::Stored => {
+                tracing::info!(conversion_id = %row.id, from = %row.from_currency, to = %row.to_currency, "conversion created");
+                return Ok((view, true));
+            }
+            store::Created::CurrencyChanged => {
+                // PostgreSQL's word on the currencies, with the precise refusal.
+                pair = usable_pair(state, req.from, req.to).await?;
+                continue;
+            }
+            store::Created::KeyTaken(hash, id) => Some((hash, id)),
+            store::Created::KeyTakenUnseen => match idempotency_key {
+                Some(key) => store::find_idempotency_key(&state.db, partner, key).await?,
+                None => None,
+            },
+        };
+        let (stored_hash, original) = existing.ok_or_else(|| {
+            anyhow::anyhow!("an Idempotency-Key was taken and then vanished before it was read")
+        })?;
+        if hash.as_deref() != Some(stored_hash.as_slice()) {
+            return Err(ConversionError::IdempotencyMismatch);
         }
-        Some(_) => None,
+        let original = store::find(&state.db, original)
+            .await?
+            .ok_or(ConversionError::NotFound)?;
+        return Ok((original.into(), false));
+    }
+    Err(anyhow::anyhow!("the currencies kept changing while a conversion was stored").into())
+}
+
+/// The pair checked against the in-memory rates cache (no round trip); when the cache refuses
+/// it, PostgreSQL decides, since the cache may be behind an admin's change on another
+/// instance. [`store::create`] checks the cache's answer again in PostgreSQL.
+async fn cached_usable_pair(
+    state: &AppState,
+    rates: &crate::rates::Rates,
+    from: CurrencyCode,
+    to: CurrencyCode,
+) -> Result<UsablePair, ConversionError> {
+    match pricing::usable_pair(rates, from, to, None, Purpose::Quote).await {
+        Ok((source, target)) => Ok(UsablePair {
+            from,
+            to,
+            from_minor_units: source.minor_units,
+            to_minor_units: target.minor_units,
+        }),
+        Err(_) => usable_pair(state, from, to).await,
+    }
+}
+
+/// Converts at a quote's locked rate: the key claim, the quote under its row lock and the
+/// insert in one transaction.
+async fn create_on_quote(
+    state: &AppState,
+    partner: Uuid,
+    req: &ConversionRequest<'_>,
+    pair: UsablePair,
+    idempotency_key: Option<&str>,
+) -> Result<(ConversionView, bool), ConversionError> {
+    let amount = parse_amount(state, req.amount, pair.from, pair.from_minor_units)?;
+    let Some(quote_id) = req.quote_id else {
+        return Err(anyhow::anyhow!("no rate source for a conversion").into());
     };
     // PostgreSQL keeps microseconds: the response and the webhook show what a later read shows.
     let now = state.clock.now().trunc_subsecs(6);
@@ -434,18 +532,12 @@ pub async fn create(
             return Ok((original.into(), false));
         }
     }
-    let source: RateSource = match (live, req.quote_id) {
-        (Some(quote), _) => quote.into(),
-        (None, Some(quote_id)) => {
-            let mut claimed = quotes::claim(&mut tx, partner, &[quote_id], now).await?;
-            let locked = claimed
-                .take(quote_id, pair.from, pair.to, amount.value())
-                .map_err(|e| quote_use_error(quote_id, e))?;
-            claimed.record_use(&mut tx).await?;
-            locked.into()
-        }
-        (None, None) => return Err(anyhow::anyhow!("no rate source for a conversion").into()),
-    };
+    let mut claimed = quotes::claim(&mut tx, partner, &[quote_id], now).await?;
+    let locked = claimed
+        .take(quote_id, pair.from, pair.to, amount.value())
+        .map_err(|e| quote_use_error(quote_id, e))?;
+    claimed.record_use(&mut tx).await?;
+    let source: RateSource = locked.into();
     let row = new_row(
         state,
         id,
@@ -472,6 +564,10 @@ pub async fn create(
     Ok((view, true))
 }
 
+fn idempotency_ttl_secs(state: &AppState) -> i64 {
+    i64::try_from(state.settings.conversions.idempotency_ttl_secs).unwrap_or(86_400)
+}
+
 /// Claims `key` for the conversion (or batch) `id`. `Some(original)` when the key was used
 /// before with the same request; a different request under the same key is refused.
 async fn claim_key(
@@ -483,7 +579,7 @@ async fn claim_key(
     id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<Option<Uuid>, ConversionError> {
-    let ttl = i64::try_from(state.settings.conversions.idempotency_ttl_secs).unwrap_or(86_400);
+    let ttl = idempotency_ttl_secs(state);
     match store::claim_idempotency_key(
         tx,
         partner,

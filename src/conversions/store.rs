@@ -63,6 +63,157 @@ pub async fn insert(conn: &mut PgConnection, c: &ConversionRow) -> Result<(), sq
     Ok(())
 }
 
+/// The `conversion.created` event of a new conversion, for webhooks' outbox.
+#[derive(Debug, Clone, Copy)]
+pub struct CreatedEvent<'a> {
+    pub id: Uuid,
+    /// `EventType::ConversionCreated` as stored.
+    pub event_type: &'a str,
+    /// The exact body to deliver ([`crate::webhooks::outbox::body`]).
+    pub payload: &'a str,
+}
+
+/// An `Idempotency-Key` to claim for a new conversion.
+#[derive(Debug, Clone, Copy)]
+pub struct NewKey<'a> {
+    pub key: &'a str,
+    pub request_hash: &'a [u8],
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What [`create`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Created {
+    /// The conversion is stored and committed (with its key, if any).
+    Stored,
+    /// One of the two currencies is no longer usable with the minor units the row was priced
+    /// at (disabled, retired or changed since the caller looked); nothing was stored.
+    CurrencyChanged,
+    /// The key is held by an earlier request: its `(request_hash, conversion_id)`. Nothing was
+    /// stored.
+    KeyTaken(Vec<u8>, Uuid),
+    /// The key is held by a request that committed while this statement ran, so the statement
+    /// could not read it: ask [`find_idempotency_key`]. Nothing was stored.
+    KeyTakenUnseen,
+}
+
+/// Stores a conversion priced at the rate in force in ONE statement, committed on its own (no
+/// `BEGIN … COMMIT`): the currency check, the `Idempotency-Key` claim and the insert travel
+/// together, so a conversion is one round trip to PostgreSQL and durable when this returns.
+///
+/// - Both currencies must still be enabled, not retired and at the minor units `c` was priced
+///   at (the caller may have checked them against the in-memory rates cache).
+/// - A key is claimed with `INSERT … ON CONFLICT DO UPDATE … WHERE expired`: a free or expired
+///   key is taken for `c.id`, a live one is left alone and reported. A concurrent request with
+///   the same key waits on the unique index until the first commits, then sees its key.
+/// - The key's foreign key to `conversions` is deferred, so the key may name the conversion
+///   inserted by the same statement.
+/// - `event` goes to webhooks' outbox in the same statement, and only when the conversion was
+///   stored and the partner has a live endpoint subscribed to it: the same rows as
+///   [`crate::webhooks::outbox::record`] writes (kept here, against the module rule, so that a
+///   conversion stays one round trip; keep the two in step).
+pub async fn create(
+    db: &PgPool,
+    c: &ConversionRow,
+    key: Option<NewKey<'_>>,
+    event: CreatedEvent<'_>,
+) -> Result<Created, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"WITH usable AS (
+               SELECT count(*) = 2 AS ok FROM currencies
+               WHERE ((code = $3 AND minor_units = $15) OR (code = $4 AND minor_units = $16))
+                 AND enabled AND retired_at IS NULL
+           ),
+           claim AS (
+               INSERT INTO conversion_idempotency_keys AS k
+                   (partner_id, key, request_hash, conversion_id, created_at, expires_at)
+               SELECT $2, $18, $19, $1, $13, $20 FROM usable WHERE ok AND $18::text IS NOT NULL
+               ON CONFLICT (partner_id, key) DO UPDATE
+                   SET request_hash = EXCLUDED.request_hash, conversion_id = EXCLUDED.conversion_id,
+                       created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
+                   WHERE k.expires_at <= EXCLUDED.created_at
+               RETURNING conversion_id
+           ),
+           inserted AS (
+               INSERT INTO conversions (id, partner_id, from_currency, to_currency, amount, rate, result,
+                   rate_as_of, rate_provider, from_quote_id, to_quote_id, stale_rate, status, created_at,
+                   finalizes_at, from_minor_units, to_minor_units, quote_id)
+               SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'temporary', $13, $14, $15, $16, $17
+               FROM usable WHERE ok AND ($18::text IS NULL OR EXISTS (SELECT FROM claim))
+               RETURNING id
+           ),
+           subscribed AS (
+               SELECT id FROM webhook_endpoints
+               WHERE partner_id = $2 AND deleted_at IS NULL AND $22 = ANY(events)
+           ),
+           event AS (
+               INSERT INTO webhook_events (id, partner_id, event_type, payload, created_at)
+               SELECT $21, $2, $22, $23, $13 FROM inserted
+               WHERE EXISTS (SELECT FROM subscribed)
+               RETURNING id
+           ),
+           deliveries AS (
+               INSERT INTO webhook_deliveries (id, event_id, endpoint_id, next_attempt_at, created_at)
+               SELECT gen_random_uuid(), event.id, subscribed.id, $13, $13
+               FROM event CROSS JOIN subscribed
+           )
+           SELECT (SELECT ok FROM usable) AS "usable!",
+                  EXISTS (SELECT FROM inserted) AS "stored!",
+                  k.request_hash AS "existing_hash?", k.conversion_id AS "existing_id?"
+           FROM (SELECT) AS one
+           LEFT JOIN conversion_idempotency_keys k ON k.partner_id = $2 AND k.key = $18"#,
+        c.id,
+        c.partner_id,
+        c.from_currency.as_str(),
+        c.to_currency.as_str(),
+        &c.amount,
+        &c.rate,
+        &c.result,
+        c.rate_as_of,
+        &c.rate_provider,
+        c.from_quote_id,
+        c.to_quote_id,
+        c.stale_rate,
+        c.created_at,
+        c.finalizes_at,
+        c.from_minor_units,
+        c.to_minor_units,
+        c.quote_id,
+        key.map(|k| k.key),
+        key.map(|k| k.request_hash),
+        key.map(|k| k.expires_at),
+        event.id,
+        event.event_type,
+        event.payload,
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(match row {
+        r if r.stored => Created::Stored,
+        r if !r.usable => Created::CurrencyChanged,
+        r => match (r.existing_hash, r.existing_id) {
+            (Some(hash), Some(id)) => Created::KeyTaken(hash, id),
+            _ => Created::KeyTakenUnseen,
+        },
+    })
+}
+
+/// The `(request_hash, conversion_id)` an idempotency key holds, if any.
+pub async fn find_idempotency_key(
+    db: &PgPool,
+    partner: Uuid,
+    key: &str,
+) -> Result<Option<(Vec<u8>, Uuid)>, sqlx::Error> {
+    let row = sqlx::query!(
+        "SELECT request_hash, conversion_id FROM conversion_idempotency_keys WHERE partner_id = $1 AND key = $2",
+        partner,
+        key,
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| (r.request_hash, r.conversion_id)))
+}
+
 /// Claims an idempotency key for a new conversion. Returns `None` when the key was free (now
 /// taken by `conversion_id`), or the existing `(request_hash, conversion_id)`. A concurrent
 /// request with the same key waits on the unique index until the first commits.
@@ -434,6 +585,14 @@ pub struct SummaryRow {
 
 /// Counts and totals per source currency, grouped by UTC day or by currency pair. Cancelled
 /// conversions are left out: they moved no money.
+///
+/// Whole UTC days inside `[from, to)` come from the `conversion_daily_totals` rollup (kept by
+/// triggers on `conversions`, see its migration); only the partial days at the two edges of the
+/// range are read from `conversions`, each an index range of at most one day. With
+///   `fs` = the first midnight at or after `from`, `fe` = the last midnight at or before `to`,
+/// the range splits into `[from, min(to, fs))` (raw), days `[fs, fe)` (rollup) and
+/// `[max(min(to, fs), fe), to)` (raw); when `from` and `to` fall within one day the first part
+/// covers it and the other two are empty.
 pub async fn summary(
     db: &PgPool,
     partner: Option<Uuid>,
@@ -441,85 +600,108 @@ pub async fn summary(
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
 ) -> Result<Vec<SummaryRow>, sqlx::Error> {
-    // One static statement per grouping and per scope (one partner or all), for the same reason
-    // as `list`: each keeps its index under a generic plan.
-    match (by_pair, partner) {
-        (true, Some(partner)) => {
+    // One static statement per scope (one partner or all), for the same reason as `list`: each
+    // keeps its index under a generic plan. The grouping is a parameter: it only shapes the
+    // final aggregation of a few thousand rows at most.
+    match partner {
+        Some(partner) => {
             sqlx::query_as!(
                 SummaryRow,
-                r#"SELECT NULL::date AS "day?", from_currency AS "from_currency!: CurrencyCode",
-                          to_currency AS "to_currency?: CurrencyCode", count(*) AS "count!",
-                          sum(amount) AS "total_amount!", sum(result) AS "total_result?",
-                          max(from_minor_units) AS "from_minor_units!", max(to_minor_units) AS "to_minor_units?"
-                   FROM conversions
-                   WHERE partner_id = $1 AND status <> 'cancelled'
-                     AND created_at >= COALESCE($2, '-infinity'::timestamptz)
-                     AND created_at < COALESCE($3, 'infinity'::timestamptz)
-                   GROUP BY from_currency, to_currency
-                   ORDER BY from_currency, to_currency"#,
+                r#"WITH b AS (
+                       SELECT f, t, fs, fe, LEAST(t, fs_at) AS e1, GREATEST(LEAST(t, fs_at), fe_at) AS s2
+                       FROM (SELECT COALESCE($2::timestamptz, '-infinity') AS f,
+                                    COALESCE($3::timestamptz, 'infinity') AS t) AS i
+                       CROSS JOIN LATERAL (
+                           SELECT CASE WHEN (f AT TIME ZONE 'UTC') = date_trunc('day', f AT TIME ZONE 'UTC')
+                                       THEN (f AT TIME ZONE 'UTC')::date
+                                       ELSE (f AT TIME ZONE 'UTC')::date + 1 END AS fs,
+                                  (t AT TIME ZONE 'UTC')::date AS fe) AS d
+                       CROSS JOIN LATERAL (
+                           SELECT fs::timestamp AT TIME ZONE 'UTC' AS fs_at,
+                                  fe::timestamp AT TIME ZONE 'UTC' AS fe_at) AS x
+                   ),
+                   parts AS (
+                       SELECT r.day, r.from_currency, r.to_currency, r.count, r.total_amount,
+                              r.total_result, r.from_minor_units, r.to_minor_units
+                       FROM b JOIN conversion_daily_totals r
+                         ON r.partner_id = $1 AND r.day >= b.fs AND r.day < b.fe
+                       UNION ALL
+                       SELECT (c.created_at AT TIME ZONE 'UTC')::date, c.from_currency, c.to_currency,
+                              1, c.amount, c.result, c.from_minor_units, c.to_minor_units
+                       FROM b JOIN conversions c
+                         ON c.partner_id = $1 AND c.created_at >= b.f AND c.created_at < b.e1
+                       WHERE c.status <> 'cancelled'
+                       UNION ALL
+                       SELECT (c.created_at AT TIME ZONE 'UTC')::date, c.from_currency, c.to_currency,
+                              1, c.amount, c.result, c.from_minor_units, c.to_minor_units
+                       FROM b JOIN conversions c
+                         ON c.partner_id = $1 AND c.created_at >= b.s2 AND c.created_at < b.t
+                       WHERE c.status <> 'cancelled'
+                   )
+                   SELECT CASE WHEN $4 THEN NULL ELSE day END AS "day?",
+                          from_currency AS "from_currency!: CurrencyCode",
+                          CASE WHEN $4 THEN to_currency END AS "to_currency?: CurrencyCode",
+                          sum(count)::int8 AS "count!", sum(total_amount) AS "total_amount!",
+                          CASE WHEN $4 THEN sum(total_result) END AS "total_result?",
+                          max(from_minor_units) AS "from_minor_units!",
+                          CASE WHEN $4 THEN max(to_minor_units) END AS "to_minor_units?"
+                   FROM parts
+                   GROUP BY 1, 2, 3
+                   HAVING sum(count) > 0
+                   ORDER BY 1 DESC NULLS LAST, 2, 3"#,
                 partner,
                 from,
                 to,
+                by_pair,
             )
             .fetch_all(db)
             .await
         }
-        (true, None) => {
+        None => {
             sqlx::query_as!(
                 SummaryRow,
-                r#"SELECT NULL::date AS "day?", from_currency AS "from_currency!: CurrencyCode",
-                          to_currency AS "to_currency?: CurrencyCode", count(*) AS "count!",
-                          sum(amount) AS "total_amount!", sum(result) AS "total_result?",
-                          max(from_minor_units) AS "from_minor_units!", max(to_minor_units) AS "to_minor_units?"
-                   FROM conversions
-                   WHERE status <> 'cancelled'
-                     AND created_at >= COALESCE($1, '-infinity'::timestamptz)
-                     AND created_at < COALESCE($2, 'infinity'::timestamptz)
-                   GROUP BY from_currency, to_currency
-                   ORDER BY from_currency, to_currency"#,
-                from,
-                to,
-            )
-            .fetch_all(db)
-            .await
-        }
-        (false, Some(partner)) => {
-            sqlx::query_as!(
-                SummaryRow,
-                r#"SELECT (created_at AT TIME ZONE 'UTC')::date AS "day?",
+                r#"WITH b AS (
+                       SELECT f, t, fs, fe, LEAST(t, fs_at) AS e1, GREATEST(LEAST(t, fs_at), fe_at) AS s2
+                       FROM (SELECT COALESCE($1::timestamptz, '-infinity') AS f,
+                                    COALESCE($2::timestamptz, 'infinity') AS t) AS i
+                       CROSS JOIN LATERAL (
+                           SELECT CASE WHEN (f AT TIME ZONE 'UTC') = date_trunc('day', f AT TIME ZONE 'UTC')
+                                       THEN (f AT TIME ZONE 'UTC')::date
+                                       ELSE (f AT TIME ZONE 'UTC')::date + 1 END AS fs,
+                                  (t AT TIME ZONE 'UTC')::date AS fe) AS d
+                       CROSS JOIN LATERAL (
+                           SELECT fs::timestamp AT TIME ZONE 'UTC' AS fs_at,
+                                  fe::timestamp AT TIME ZONE 'UTC' AS fe_at) AS x
+                   ),
+                   parts AS (
+                       SELECT r.day, r.from_currency, r.to_currency, r.count, r.total_amount,
+                              r.total_result, r.from_minor_units, r.to_minor_units
+                       FROM b JOIN conversion_daily_totals r ON r.day >= b.fs AND r.day < b.fe
+                       UNION ALL
+                       SELECT (c.created_at AT TIME ZONE 'UTC')::date, c.from_currency, c.to_currency,
+                              1, c.amount, c.result, c.from_minor_units, c.to_minor_units
+                       FROM b JOIN conversions c ON c.created_at >= b.f AND c.created_at < b.e1
+                       WHERE c.status <> 'cancelled'
+                       UNION ALL
+                       SELECT (c.created_at AT TIME ZONE 'UTC')::date, c.from_currency, c.to_currency,
+                              1, c.amount, c.result, c.from_minor_units, c.to_minor_units
+                       FROM b JOIN conversions c ON c.created_at >= b.s2 AND c.created_at < b.t
+                       WHERE c.status <> 'cancelled'
+                   )
+                   SELECT CASE WHEN $3 THEN NULL ELSE day END AS "day?",
                           from_currency AS "from_currency!: CurrencyCode",
-                          NULL::text AS "to_currency?: CurrencyCode", count(*) AS "count!",
-                          sum(amount) AS "total_amount!", NULL::numeric AS "total_result?",
-                          max(from_minor_units) AS "from_minor_units!", NULL::smallint AS "to_minor_units?"
-                   FROM conversions
-                   WHERE partner_id = $1 AND status <> 'cancelled'
-                     AND created_at >= COALESCE($2, '-infinity'::timestamptz)
-                     AND created_at < COALESCE($3, 'infinity'::timestamptz)
-                   GROUP BY 1, from_currency
-                   ORDER BY 1 DESC, from_currency"#,
-                partner,
+                          CASE WHEN $3 THEN to_currency END AS "to_currency?: CurrencyCode",
+                          sum(count)::int8 AS "count!", sum(total_amount) AS "total_amount!",
+                          CASE WHEN $3 THEN sum(total_result) END AS "total_result?",
+                          max(from_minor_units) AS "from_minor_units!",
+                          CASE WHEN $3 THEN max(to_minor_units) END AS "to_minor_units?"
+                   FROM parts
+                   GROUP BY 1, 2, 3
+                   HAVING sum(count) > 0
+                   ORDER BY 1 DESC NULLS LAST, 2, 3"#,
                 from,
                 to,
-            )
-            .fetch_all(db)
-            .await
-        }
-        (false, None) => {
-            sqlx::query_as!(
-                SummaryRow,
-                r#"SELECT (created_at AT TIME ZONE 'UTC')::date AS "day?",
-                          from_currency AS "from_currency!: CurrencyCode",
-                          NULL::text AS "to_currency?: CurrencyCode", count(*) AS "count!",
-                          sum(amount) AS "total_amount!", NULL::numeric AS "total_result?",
-                          max(from_minor_units) AS "from_minor_units!", NULL::smallint AS "to_minor_units?"
-                   FROM conversions
-                   WHERE status <> 'cancelled'
-                     AND created_at >= COALESCE($1, '-infinity'::timestamptz)
-                     AND created_at < COALESCE($2, 'infinity'::timestamptz)
-                   GROUP BY 1, from_currency
-                   ORDER BY 1 DESC, from_currency"#,
-                from,
-                to,
+                by_pair,
             )
             .fetch_all(db)
             .await

@@ -621,3 +621,276 @@ async fn cancel_racing_finalize_across_the_boundary_agrees_with_the_database() {
     let permanent = results.iter().filter(|s| **s == 409).count() as u64;
     assert_eq!(permanent, finalized);
 }
+
+async fn fresh_token(app: &TestApp, email: &str) -> String {
+    app.login(email, crate::helpers::TEST_PASSWORD).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The summary adds whole days from the rollup and reads the partial days at the edges of the
+/// range from the conversions themselves: every range must count exactly the conversions
+/// created inside it, cancelled ones never, and finalizing must not change a figure.
+#[tokio::test]
+async fn summary_counts_exactly_the_conversions_in_any_range_across_days() {
+    let app = app_with_rates(|s| {
+        s.conversions.stale_rates = currency_conversion::settings::StaleRatePolicy::Allow;
+        s.conversions.holding_period_secs = 3600;
+    })
+    .await;
+    let partner = app.partner().await;
+    let other = app.partner().await;
+    // Day 1 starts at the next UTC midnight; moving the clock by days outdates tokens, so each
+    // conversion logs in again.
+    let now = app.clock.now();
+    let day1 = (now.date_naive() + chrono::Days::new(1))
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
+    let at = |hours: i64| day1 + chrono::Duration::hours(hours);
+    let mut made = Vec::new();
+    for (hour, amount, cancel) in [
+        (1, "1.00", false),   // A, day 1 01:00
+        (21, "2.00", false),  // B, day 1 21:00
+        (27, "4.00", false),  // C, day 2 03:00
+        (27, "8.00", true),   // D, day 2 03:00, cancelled
+        (51, "16.00", false), // E, day 3 03:00
+    ] {
+        app.clock.advance(at(hour) - app.clock.now());
+        let token = fresh_token(&app, &partner.email).await;
+        let c: Value = app
+            .convert(&token, "EUR", "USD", amount)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let id = c["id"].as_str().unwrap().to_owned();
+        if cancel {
+            let res = app
+                .post_json(
+                    &format!("/api/v1/conversions/{id}/cancel"),
+                    &json!({}),
+                    Some(&token),
+                )
+                .await;
+            assert_eq!(res.status(), 200);
+        }
+        // Another partner's conversion at the same instant never counts for this one.
+        let other_token = fresh_token(&app, &other.email).await;
+        assert_eq!(
+            app.convert(&other_token, "EUR", "USD", "100.00")
+                .await
+                .status(),
+            201
+        );
+        made.push(id);
+    }
+    let token = fresh_token(&app, &partner.email).await;
+    let pair_totals = |token: String, query: String| {
+        let app = &app;
+        async move {
+            let summary: Value = app
+                .get_with_token(
+                    &format!("/api/v1/conversions/summary?group_by=currency_pair{query}"),
+                    &token,
+                )
+                .await
+                .json()
+                .await
+                .unwrap();
+            let data = summary["data"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{query}: {summary}"));
+            match data.as_slice() {
+                [] => (0, String::new()),
+                [row] => (
+                    row["count"].as_i64().unwrap(),
+                    row["total_amount"].as_str().unwrap().to_owned(),
+                ),
+                more => panic!("one pair expected: {more:?}"),
+            }
+        }
+    };
+    let range = |from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>| {
+        format!(
+            "&from={}&to={}",
+            from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            to.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )
+    };
+    let check = |finalized: bool, token: String| {
+        let pair_totals = move |query: String| pair_totals(token.clone(), query);
+        async move {
+            let ctx = if finalized {
+                "after finalizing"
+            } else {
+                "before finalizing"
+            };
+            assert_eq!(
+                pair_totals(String::new()).await,
+                (4, "23.00".into()),
+                "{ctx}"
+            );
+            // Partial day 1, whole day 2, partial day 3: B + C.
+            assert_eq!(
+                pair_totals(range(at(12), at(50))).await,
+                (2, "6.00".into()),
+                "{ctx}"
+            );
+            // Exactly day 1: A + B.
+            assert_eq!(
+                pair_totals(range(at(0), at(24))).await,
+                (2, "3.00".into()),
+                "{ctx}"
+            );
+            // Inside one day: B.
+            assert_eq!(
+                pair_totals(range(at(20), at(22))).await,
+                (1, "2.00".into()),
+                "{ctx}"
+            );
+            // From midnight to a partial day: day 2 whole (C) and day 3 until 04:00 (E).
+            assert_eq!(
+                pair_totals(range(at(24), at(52))).await,
+                (2, "20.00".into()),
+                "{ctx}"
+            );
+            // C's and D's hour: D was cancelled, C alone counts.
+            assert_eq!(
+                pair_totals(range(at(27), at(28))).await,
+                (1, "4.00".into()),
+                "{ctx}"
+            );
+            // Between A and B: nothing.
+            assert_eq!(
+                pair_totals(range(at(5), at(20))).await,
+                (0, String::new()),
+                "{ctx}"
+            );
+        }
+    };
+    check(false, token.clone()).await;
+    let by_day: Value = app
+        .get_with_token("/api/v1/conversions/summary?group_by=day", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let days: Vec<(String, i64, String)> = by_day["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["day"].as_str().unwrap().to_owned(),
+                r["count"].as_i64().unwrap(),
+                r["total_amount"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let day = |hours: i64| at(hours).date_naive().to_string();
+    assert_eq!(
+        days,
+        vec![
+            (day(48), 1, "16.00".into()),
+            (day(24), 1, "4.00".into()),
+            (day(0), 2, "3.00".into()),
+        ]
+    );
+    app.clock.advance(chrono::Duration::hours(2));
+    assert!(
+        currency_conversion::conversions::service::finalize_due(&app.state)
+            .await
+            .unwrap()
+            > 0
+    );
+    let token = fresh_token(&app, &partner.email).await;
+    check(true, token).await;
+    assert_eq!(made.len(), 5);
+}
+
+/// The currencies are checked against the in-memory rates cache and again, in the storing
+/// statement, against PostgreSQL: a currency disabled or retired behind this instance's back
+/// (another instance, or SQL) is refused at once and nothing is stored.
+#[tokio::test]
+async fn a_currency_disabled_behind_the_cache_is_refused_at_once_and_nothing_is_stored() {
+    let app = app_with_rates(|_| {}).await;
+    let partner = app.partner().await;
+    // Warms the cache with JPY and GBP usable.
+    for to in ["JPY", "GBP"] {
+        assert_eq!(
+            app.convert(&partner.token, "EUR", to, "1.00")
+                .await
+                .status(),
+            201
+        );
+    }
+    sqlx::query("UPDATE currencies SET enabled = false WHERE code = 'JPY'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE currencies SET retired_at = now(), enabled = false WHERE code = 'GBP'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let res = app.convert(&partner.token, "EUR", "JPY", "1.00").await;
+    assert_problem(res, 422, "/problems/currency-disabled").await;
+    let res = app
+        .client
+        .post(app.url("/api/v1/conversions"))
+        .bearer_auth(&partner.token)
+        .header("Idempotency-Key", "behind-the-cache")
+        .json(&json!({"from": "GBP", "to": "EUR", "amount": "1.00"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 422, "/problems/currency-retired").await;
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM conversions")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 2);
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM conversion_idempotency_keys")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(keys, 0, "a refused conversion claims no key");
+}
+
+/// A key past `conversions.idempotency_ttl_secs` is free again: the same key with another body
+/// makes a new conversion instead of being refused.
+#[tokio::test]
+async fn an_expired_idempotency_key_is_free_for_a_new_conversion() {
+    let app = app_with_rates(|s| {
+        s.conversions.idempotency_ttl_secs = 60;
+        s.conversions.stale_rates = currency_conversion::settings::StaleRatePolicy::Allow;
+    })
+    .await;
+    let partner = app.partner().await;
+    let send = |token: String, amount: &'static str| {
+        app.client
+            .post(app.url("/api/v1/conversions"))
+            .bearer_auth(token)
+            .header("Idempotency-Key", "order-7")
+            .json(&json!({"from": "EUR", "to": "USD", "amount": amount}))
+            .send()
+    };
+    let first = send(partner.token.clone(), "5.00").await.unwrap();
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    let early = send(partner.token.clone(), "6.00").await.unwrap();
+    assert_problem(early, 422, "/problems/idempotency-key-reused").await;
+    app.clock.advance(chrono::Duration::seconds(61));
+    let token = fresh_token(&app, &partner.email).await;
+    let later = send(token.clone(), "6.00").await.unwrap();
+    assert_eq!(later.status(), 201);
+    let later: Value = later.json().await.unwrap();
+    assert_ne!(later["id"], first["id"]);
+    assert_eq!(later["amount"], "6.00");
+    // And the key now stands for the new conversion.
+    let replay = send(token, "6.00").await.unwrap();
+    assert_eq!(replay.status(), 200);
+    let replay: Value = replay.json().await.unwrap();
+    assert_eq!(replay["id"], later["id"]);
+}
