@@ -133,6 +133,10 @@ pub enum ApiError {
     ConflictAs { slug: &'static str, detail: String },
     #[error("payload too large: {0}")]
     PayloadTooLarge(String),
+    #[error("request header fields too large: {0}")]
+    RequestHeaderTooLarge(String),
+    #[error("URI too long: {0}")]
+    UriTooLong(String),
     #[error("unsupported media type: {0}")]
     UnsupportedMediaType(String),
     #[error("not acceptable: {0}")]
@@ -169,6 +173,11 @@ impl ApiError {
             ApiError::Conflict(_) => ("conflict", "Conflict"),
             ApiError::ConflictAs { slug, .. } => (slug, "Conflict"),
             ApiError::PayloadTooLarge(_) => ("payload-too-large", "Payload too large"),
+            ApiError::RequestHeaderTooLarge(_) => (
+                "request-header-too-large",
+                "Request header fields too large",
+            ),
+            ApiError::UriTooLong(_) => ("uri-too-long", "URI too long"),
             ApiError::UnsupportedMediaType(_) => {
                 ("unsupported-media-type", "Unsupported media type")
             }
@@ -193,6 +202,8 @@ impl ApiError {
             | ApiError::NotFound(d)
             | ApiError::Conflict(d)
             | ApiError::PayloadTooLarge(d)
+            | ApiError::RequestHeaderTooLarge(d)
+            | ApiError::UriTooLong(d)
             | ApiError::UnsupportedMediaType(d)
             | ApiError::NotAcceptable(d)
             | ApiError::Unavailable(d) => d.clone(),
@@ -235,6 +246,8 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) | ApiError::ConflictAs { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestHeaderTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,

@@ -4,6 +4,7 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use actix_service::{IntoServiceFactory, ServiceFactoryExt};
 use actix_web::dev::Server;
 use actix_web::http::StatusCode;
 use actix_web::middleware::{ErrorHandlers, from_fn};
@@ -15,6 +16,7 @@ use crate::auth::status_cache::StatusMemo;
 use crate::clock::Clock;
 use crate::currencies::CurrencyEvents;
 use crate::error;
+use crate::head_guard::{self, HeadGuard};
 use crate::metrics::Metrics;
 use crate::rates::{CurrencyWatcher, Rates};
 use crate::settings::{MetricsExposure, Settings};
@@ -265,7 +267,7 @@ fn http_server(
     let openapi = crate::openapi::document();
     let server_settings = settings.server.clone();
     let body_limit = settings.server.body_limit_bytes;
-    let mut server = HttpServer::new(move || {
+    let app = move || {
         App::new()
             .wrap(
                 ErrorHandlers::new()
@@ -297,15 +299,49 @@ fn http_server(
                 }
             })
             .configure(|cfg| api_docs(cfg, &server_settings, &openapi))
+            .route(
+                &format!("{}/{{kind}}", head_guard::REJECTED_PATH),
+                web::get().to(head_guard::refused),
+            )
             .default_service(web::to(error::not_found))
-    })
-    .listen(listener)?
-    .shutdown_timeout(settings.shutdown_timeout().as_secs());
+    };
+    // What `HttpServer::new(app).listen(listener)` builds, with each connection passed through
+    // a [`HeadGuard`] first, so that an oversized request head is answered as problem+json
+    // rather than by actix-http's bare 431 (see `head_guard`).
+    let local_addr = listener.local_addr()?;
+    let mut server = actix_server::Server::build()
+        .listen("api", listener, move || {
+            let app = app()
+                .into_factory()
+                .map_err(|e: actix_web::Error| e.error_response());
+            let http = actix_http::HttpService::build()
+                .keep_alive(actix_http::KeepAlive::Timeout(KEEP_ALIVE))
+                .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+                .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+                .local_addr(local_addr)
+                .finish(actix_service::map_config(app, |_| {
+                    actix_web::dev::AppConfig::default()
+                }));
+            actix_service::fn_service(|io: tokio::net::TcpStream| async move {
+                let _ = io.set_nodelay(true);
+                let peer = io.peer_addr().ok();
+                Ok((HeadGuard::new(io), actix_http::Protocol::Http1, peer))
+            })
+            .and_then(http)
+        })?
+        .shutdown_timeout(settings.shutdown_timeout().as_secs());
     if settings.server.workers > 0 {
         server = server.workers(settings.server.workers);
     }
     Ok(server.run())
 }
+
+/// How long an idle kept-alive connection stays open (actix-web's default).
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a client has to send a request head (actix-web's default).
+const CLIENT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a closing connection waits for the client (actix-web's default).
+const CLIENT_DISCONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Why the listener could not be bound, with what to do about it: a port in use is the usual
 /// first-run surprise (another instance, or another service on 8080).

@@ -19,6 +19,7 @@ mod proxy;
 mod quotes;
 mod rates;
 mod registration;
+mod request_heads;
 mod security_headers;
 mod sessions;
 mod tasks;
