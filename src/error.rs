@@ -141,9 +141,17 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("not acceptable: {0}")]
     NotAcceptable(String),
-    /// A request that is well-formed but cannot be carried out (stale rate, retired currency…).
+    /// A request that is well-formed but cannot be carried out (stale rate, reused key…).
     #[error("unprocessable ({slug}): {detail}")]
     Unprocessable { slug: &'static str, detail: String },
+    /// Like [`ApiError::Unprocessable`], because of what one field names (a well-formed currency
+    /// that is not offered): the problem lists that field in `errors`, as a validation does.
+    #[error("unprocessable ({slug}): {field}: {message}")]
+    UnprocessableField {
+        slug: &'static str,
+        field: &'static str,
+        message: String,
+    },
     #[error("too many requests")]
     TooManyRequests { retry_after_secs: u64 },
     #[error("service unavailable: {0}")]
@@ -182,7 +190,9 @@ impl ApiError {
                 ("unsupported-media-type", "Unsupported media type")
             }
             ApiError::NotAcceptable(_) => ("not-acceptable", "Not acceptable"),
-            ApiError::Unprocessable { slug, .. } => (slug, "Request cannot be carried out"),
+            ApiError::Unprocessable { slug, .. } | ApiError::UnprocessableField { slug, .. } => {
+                (slug, "Request cannot be carried out")
+            }
             ApiError::TooManyRequests { .. } => ("too-many-requests", "Too many requests"),
             ApiError::Unavailable(_) => ("service-unavailable", "Service unavailable"),
             ApiError::Internal(e) if dependency_unavailable(e) => {
@@ -210,6 +220,7 @@ impl ApiError {
             ApiError::Unprocessable { detail, .. }
             | ApiError::NotFoundAs { detail, .. }
             | ApiError::ConflictAs { detail, .. } => detail.clone(),
+            ApiError::UnprocessableField { field, message, .. } => format!("{field}: {message}"),
             ApiError::MethodNotAllowed => "this resource does not support that method".into(),
             ApiError::TooManyRequests { retry_after_secs } => {
                 format!("too many attempts; retry after {retry_after_secs} seconds")
@@ -223,6 +234,9 @@ impl ApiError {
         };
         let errors = match self {
             ApiError::Validation { errors, .. } => errors.clone(),
+            ApiError::UnprocessableField { field, message, .. } => {
+                vec![FieldError::new(*field, message.clone())]
+            }
             _ => Vec::new(),
         };
         Problem {
@@ -250,7 +264,9 @@ impl ResponseError for ApiError {
             ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
-            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unprocessable { .. } | ApiError::UnprocessableField { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(e) if dependency_unavailable(e) => StatusCode::SERVICE_UNAVAILABLE,

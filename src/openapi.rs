@@ -68,7 +68,7 @@ use crate::error::PROBLEM_CONTENT_TYPE;
         crate::error::FieldError,
         Decimal,
         PositiveDecimal,
-        IdempotencyKeyHeader,
+        crate::conversions::IdempotencyKey,
         crate::currencies::CurrencyCodes,
         crate::rates::routes::InstantOrDate,
         crate::history::routes::Format,
@@ -151,24 +151,6 @@ impl utoipa::PartialSchema for PositiveDecimal {
 }
 
 impl utoipa::ToSchema for PositiveDecimal {}
-
-/// The `Idempotency-Key` request header as the server accepts it: 1 to 255 visible ASCII
-/// characters (spaces inside only, since HTTP trims them at the ends).
-pub struct IdempotencyKeyHeader;
-
-impl utoipa::PartialSchema for IdempotencyKeyHeader {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .min_length(Some(1))
-            .max_length(Some(255))
-            .pattern(Some("^[!-~]([ -~]*[!-~])?$"))
-            .examples([json!("6f1c2a4e-order-1234")])
-            .into()
-    }
-}
-
-impl utoipa::ToSchema for IdempotencyKeyHeader {}
 
 /// The document as served at `/api-docs/openapi.json`.
 pub fn document() -> Value {

@@ -11,9 +11,10 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::idempotency::IdempotencyKey;
 use super::service::{
     self, ConversionError, ConversionView, RateSource, new_row, parse_amount, quote_use_error,
-    refuse_stale, validate_idempotency_key,
+    refuse_stale,
 };
 use super::store;
 use crate::currencies::{Currency, CurrencyCode, service as currencies};
@@ -174,9 +175,9 @@ pub async fn create(
     rates: &Rates,
     partner: Uuid,
     items: &[BatchItem<'_>],
-    idempotency_key: Option<&str>,
+    idempotency_key: Option<&IdempotencyKey>,
 ) -> Result<(BatchView, bool), ConversionError> {
-    validate_idempotency_key(idempotency_key)?;
+    let idempotency_key = idempotency_key.map(IdempotencyKey::as_str);
     if items.is_empty() {
         return Err(service::invalid(
             "items",

@@ -6,9 +6,11 @@
 //! idempotency-key tables; `history` reads them through [`store`].
 
 pub mod batch;
+pub mod idempotency;
 pub mod jobs;
 pub mod routes;
 pub mod service;
 pub mod store;
 
+pub use idempotency::IdempotencyKey;
 pub use service::{ConversionError, ConversionView, Status};

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::batch::{self, BatchItem, BatchView, MAX_BATCH_ITEMS};
+use super::idempotency::{IdempotencyKey, InvalidIdempotencyKey};
 use super::service::{self, ConversionRequest, ConversionView};
 use crate::auth::{AuthenticatedUser, PartnerUser};
 use crate::currencies::CurrencyCode;
@@ -83,13 +84,17 @@ pub struct CreateBatch {
     pub items: Vec<BatchItemBody>,
 }
 
-fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+/// The `Idempotency-Key` header, when sent; a 422 naming it when it is not a key.
+fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError> {
     req.headers()
         .get("Idempotency-Key")
         .map(|v| {
             v.to_str()
-                .map(str::to_owned)
-                .map_err(|_| ApiError::validation("Idempotency-Key", "must be printable ASCII"))
+                .ok()
+                .and_then(|raw| IdempotencyKey::parse(raw).ok())
+                .ok_or_else(|| {
+                    ApiError::validation("Idempotency-Key", InvalidIdempotencyKey.to_string())
+                })
         })
         .transpose()
 }
@@ -100,7 +105,7 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
 /// batch: the same key and items return the original batch (200).
 #[utoipa::path(post, path = "/api/v1/conversions/batch", tag = "conversions", operation_id = "createConversionBatch",
     request_body = CreateBatch,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried batch return the original batch")),
+    params(("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Makes a retried batch return the original batch (200); the same key with other items is refused (422). Keys are remembered for `conversions.idempotency_ttl_secs`.")),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Every conversion created, in request order", body = BatchView),
@@ -129,7 +134,7 @@ pub async fn create_batch(
         })
         .collect();
     let (view, created) =
-        batch::create(&state, &rates, partner.0.id.0, &items, key.as_deref()).await?;
+        batch::create(&state, &rates, partner.0.id.0, &items, key.as_ref()).await?;
     Ok(if created {
         HttpResponse::Created().json(view)
     } else {
@@ -146,7 +151,7 @@ fn conversion_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
 /// original conversion (200); the same key with another body is refused (422).
 #[utoipa::path(post, path = "/api/v1/conversions", tag = "conversions", operation_id = "createConversion",
     request_body = CreateConversion,
-    params(("Idempotency-Key" = Option<crate::openapi::IdempotencyKeyHeader>, Header,
+    params(("Idempotency-Key" = Option<IdempotencyKey>, Header,
         description = "1 to 255 printable characters. Retrying with the same key and body returns the original conversion (200); the same key with another body is refused (422). Keys are remembered for `conversions.idempotency_ttl_secs`.")),
     security(("bearer" = ["partner"])),
     responses(
@@ -174,7 +179,7 @@ pub async fn create(
             amount: &body.amount,
             quote_id: body.quote_id,
         },
-        key.as_deref(),
+        key.as_ref(),
     )
     .await?;
     let mut res = if created {

@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::idempotency::IdempotencyKey;
 use super::store::{self, ConversionRow};
 use crate::currencies::{CurrencyCode, CurrencyError};
 use crate::error::ApiError;
@@ -346,18 +347,6 @@ pub(super) fn quote_use_error(id: Uuid, e: QuoteUseError) -> ConversionError {
     }
 }
 
-pub(super) fn validate_idempotency_key(key: Option<&str>) -> Result<(), ConversionError> {
-    if let Some(key) = key
-        && (key.is_empty() || key.len() > 255 || key.chars().any(|c| c.is_control()))
-    {
-        return Err(invalid(
-            "Idempotency-Key",
-            "must be 1 to 255 printable characters",
-        ));
-    }
-    Ok(())
-}
-
 /// A conversion row priced from `source`, created now.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn new_row(
@@ -411,9 +400,9 @@ pub async fn create(
     rates: &crate::rates::Rates,
     partner: Uuid,
     req: ConversionRequest<'_>,
-    idempotency_key: Option<&str>,
+    idempotency_key: Option<&IdempotencyKey>,
 ) -> Result<(ConversionView, bool), ConversionError> {
-    validate_idempotency_key(idempotency_key)?;
+    let idempotency_key = idempotency_key.map(IdempotencyKey::as_str);
     if req.quote_id.is_some() {
         let pair = usable_pair(state, req.from, req.to).await?;
         return create_on_quote(state, partner, &req, pair, idempotency_key).await;

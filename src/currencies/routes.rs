@@ -45,8 +45,10 @@ pub struct CurrencyList {
 pub struct CreateCurrency {
     /// Three letters, case-insensitive.
     pub code: CurrencyCode,
-    /// Defaults to the ISO 4217 English name. 1 to 100 characters, spaces at the ends trimmed.
-    #[schema(pattern = r"^\s*\S([\s\S]{0,98}\S)?\s*$")]
+    /// Defaults to the ISO 4217 English name. 1 to 100 characters, spaces at the ends trimmed, no control characters.
+    #[schema(
+        pattern = r"^\s*[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,98}[^\s\x00-\x1f\x7f-\x9f])?\s*$"
+    )]
     pub name: Option<String>,
     /// Defaults to the ISO 4217 minor units; required for non-ISO codes.
     #[schema(minimum = 0, maximum = 4)]
@@ -60,8 +62,10 @@ pub struct CreateCurrency {
 
 #[derive(Deserialize, ToSchema)]
 pub struct UpdateCurrency {
-    /// 1 to 100 characters, spaces at the ends trimmed.
-    #[schema(pattern = r"^\s*\S([\s\S]{0,98}\S)?\s*$")]
+    /// 1 to 100 characters, spaces at the ends trimmed, no control characters.
+    #[schema(
+        pattern = r"^\s*[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,98}[^\s\x00-\x1f\x7f-\x9f])?\s*$"
+    )]
     pub name: Option<String>,
     /// `false` disables (hidden, refused for new conversions); `true` enables, also bringing a
     /// retired currency back.

@@ -101,6 +101,19 @@ pub struct AddCurrency {
     pub enabled: Option<bool>,
 }
 
+/// A currency's name as stored: trimmed, 1 to 100 characters, no control characters (PostgreSQL
+/// text cannot hold a NUL, and a name is shown in lists and CSV exports).
+fn check_name(raw: &str) -> Result<String, CurrencyError> {
+    let name = raw.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(invalid("name", "must be 1 to 100 characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(invalid("name", "must not contain control characters"));
+    }
+    Ok(name.to_owned())
+}
+
 pub async fn add(
     db: &PgPool,
     req: AddCurrency,
@@ -160,10 +173,7 @@ pub async fn add(
             ));
         }
     };
-    let name = name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(invalid("name", "must be 1 to 100 characters"));
-    }
+    let name = check_name(&name)?;
     let new = NewCurrency {
         code,
         name: &name,
@@ -228,12 +238,7 @@ pub async fn update(
     enabled: Option<bool>,
     now: DateTime<Utc>,
 ) -> Result<Currency, CurrencyError> {
-    let name = name.map(|n| n.trim().to_owned());
-    if let Some(n) = &name
-        && (n.is_empty() || n.chars().count() > 100)
-    {
-        return Err(invalid("name", "must be 1 to 100 characters"));
-    }
+    let name = name.as_deref().map(check_name).transpose()?;
     store::update(db, code, name.as_deref(), enabled, now)
         .await?
         .map(Currency::from)

@@ -55,16 +55,24 @@ pub struct Priced {
     pub to_minor_units: i16,
 }
 
-fn usable(currency: Option<Currency>, code: CurrencyCode) -> Result<Currency, RatesError> {
+fn usable(
+    currency: Option<Currency>,
+    code: CurrencyCode,
+    field: &'static str,
+) -> Result<Currency, RatesError> {
     match currency {
-        None => Err(RatesError::CurrencyNotSupported(code)),
-        Some(c) if c.retired => Err(RatesError::CurrencyRetired(code)),
-        Some(c) if !c.enabled => Err(RatesError::CurrencyDisabled(code)),
+        None => Err(RatesError::CurrencyNotSupported { code, field }),
+        Some(c) if c.retired => Err(RatesError::CurrencyRetired { code, field }),
+        Some(c) if !c.enabled => Err(RatesError::CurrencyDisabled { code, field }),
         Some(c) => Ok(c),
     }
 }
 
-async fn from_database(rates: &Rates, code: CurrencyCode) -> Result<Currency, RatesError> {
+async fn from_database(
+    rates: &Rates,
+    code: CurrencyCode,
+    field: &'static str,
+) -> Result<Currency, RatesError> {
     let found = crate::currencies::service::find(&rates.db, code)
         .await
         .map_err(|e| match e {
@@ -72,7 +80,7 @@ async fn from_database(rates: &Rates, code: CurrencyCode) -> Result<Currency, Ra
             CurrencyError::Unexpected(e) => RatesError::Unexpected(e),
             other => RatesError::Unexpected(anyhow::Error::new(other)),
         })?;
-    usable(found, code)
+    usable(found, code, field)
 }
 
 /// The two currencies of a request, checked: distinct, and usable (any known one for a past
@@ -92,8 +100,8 @@ pub async fn usable_pair(
     }
     Ok(match purpose {
         Purpose::Record => (
-            from_database(rates, from).await?,
-            from_database(rates, to).await?,
+            from_database(rates, from, "from").await?,
+            from_database(rates, to, "to").await?,
         ),
         Purpose::Quote => {
             let entry = rates.runtime.cache.get(rates).await?;
@@ -103,8 +111,8 @@ pub async fn usable_pair(
                 Use::Latest
             };
             (
-                check_currency(&entry, from, usage)?.clone(),
-                check_currency(&entry, to, usage)?.clone(),
+                check_currency(&entry, from, usage, "from")?.clone(),
+                check_currency(&entry, to, usage, "to")?.clone(),
             )
         }
     })

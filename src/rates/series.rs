@@ -132,9 +132,13 @@ pub async fn series(
         });
     }
     let entry = state.runtime.cache.get(state).await?;
-    for code in symbols.iter().chain([&base]) {
-        if !entry.currencies.contains_key(code) {
-            return Err(RatesError::CurrencyNotSupported(*code));
+    let named = symbols
+        .iter()
+        .map(|code| (*code, "symbols"))
+        .chain([(base, "base")]);
+    for (code, field) in named {
+        if !entry.currencies.contains_key(&code) {
+            return Err(RatesError::CurrencyNotSupported { code, field });
         }
     }
     let snapshot = store::snapshot_at(&state.db, Some(to))

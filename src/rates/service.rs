@@ -31,14 +31,29 @@ pub enum RatesError {
         message: String,
     },
     /// The code is well-formed but not a currency of this service.
-    #[error("currency {0} is not supported")]
-    CurrencyNotSupported(CurrencyCode),
+    #[error("{field}: currency {code} is not supported")]
+    CurrencyNotSupported {
+        /// The code asked for.
+        code: CurrencyCode,
+        /// The request field or query parameter that named it.
+        field: &'static str,
+    },
     /// The currency exists but is disabled.
-    #[error("currency {0} is disabled")]
-    CurrencyDisabled(CurrencyCode),
+    #[error("{field}: currency {code} is disabled")]
+    CurrencyDisabled {
+        /// The code asked for.
+        code: CurrencyCode,
+        /// The request field or query parameter that named it.
+        field: &'static str,
+    },
     /// The currency was retired.
-    #[error("currency {0} is retired")]
-    CurrencyRetired(CurrencyCode),
+    #[error("{field}: currency {code} is retired")]
+    CurrencyRetired {
+        /// The code asked for.
+        code: CurrencyCode,
+        /// The request field or query parameter that named it.
+        field: &'static str,
+    },
     /// Nothing is stored yet, or nothing at or before the requested instant.
     #[error("{0}")]
     NoRates(String),
@@ -85,21 +100,22 @@ pub(crate) enum Use {
     History,
 }
 
-pub(crate) fn check_currency(
-    entry: &LatestEntry,
+pub(crate) fn check_currency<'e>(
+    entry: &'e LatestEntry,
     code: CurrencyCode,
     usage: Use,
-) -> Result<&Currency, RatesError> {
+    field: &'static str,
+) -> Result<&'e Currency, RatesError> {
     let currency = entry
         .currencies
         .get(&code)
-        .ok_or(RatesError::CurrencyNotSupported(code))?;
+        .ok_or(RatesError::CurrencyNotSupported { code, field })?;
     if usage == Use::Latest {
         if currency.retired {
-            return Err(RatesError::CurrencyRetired(code));
+            return Err(RatesError::CurrencyRetired { code, field });
         }
         if !currency.enabled {
-            return Err(RatesError::CurrencyDisabled(code));
+            return Err(RatesError::CurrencyDisabled { code, field });
         }
     }
     Ok(currency)
@@ -151,8 +167,8 @@ pub async fn quote(
     } else {
         Use::Latest
     };
-    check_currency(&entry, from, usage)?;
-    check_currency(&entry, to, usage)?;
+    check_currency(&entry, from, usage, "from")?;
+    check_currency(&entry, to, usage, "to")?;
     let view = view_at(state, &entry, at).await?;
     let (rate, a, b) = view
         .cross(from, to)
@@ -206,10 +222,10 @@ pub async fn rates_table(
     } else {
         Use::Latest
     };
-    check_currency(&entry, base, usage)?;
+    check_currency(&entry, base, usage, "base")?;
     if let Some(symbols) = &symbols {
         for code in symbols {
-            check_currency(&entry, *code, usage)?;
+            check_currency(&entry, *code, usage, "symbols")?;
         }
     }
     let view = view_at(state, &entry, at).await?;
@@ -333,17 +349,20 @@ impl From<RatesError> for ApiError {
         use RatesError as R;
         match e {
             R::Invalid { field, message } => ApiError::validation(field, message),
-            R::CurrencyNotSupported(code) => ApiError::Unprocessable {
+            R::CurrencyNotSupported { code, field } => ApiError::UnprocessableField {
                 slug: "currency-not-supported",
-                detail: format!("currency {code} is not supported by this service"),
+                field,
+                message: format!("currency {code} is not supported by this service"),
             },
-            R::CurrencyDisabled(code) => ApiError::Unprocessable {
+            R::CurrencyDisabled { code, field } => ApiError::UnprocessableField {
                 slug: "currency-disabled",
-                detail: format!("currency {code} is disabled"),
+                field,
+                message: format!("currency {code} is disabled"),
             },
-            R::CurrencyRetired(code) => ApiError::Unprocessable {
+            R::CurrencyRetired { code, field } => ApiError::UnprocessableField {
                 slug: "currency-retired",
-                detail: format!("currency {code} is retired; only its history can be read"),
+                field,
+                message: format!("currency {code} is retired; only its history can be read"),
             },
             R::NoRates(detail) => ApiError::NotFoundAs {
                 slug: "no-rates",

@@ -10,6 +10,7 @@ use super::service::{self, CreatedEndpoint, DeliveryView, EndpointView, RotatedS
 use super::{DeliverWebhooks, WebhookError};
 use crate::auth::PartnerUser;
 use crate::error::{ApiError, Problem};
+use crate::extract::{Json, Query};
 use crate::pagination::{Page, PageParams};
 use crate::state::AppState;
 use crate::tasks::TaskRegistry;
@@ -33,12 +34,30 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub struct CreateEndpoint {
     /// Where to POST events: `https` (plain `http` only where the deployment allows it), on a
     /// public address.
-    #[schema(example = "https://partner.example/webhooks")]
+    #[schema(
+        example = "https://partner.example/webhooks",
+        pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://",
+        max_length = 2048
+    )]
     pub url: String,
-    /// Event types to receive: `conversion.created`, `conversion.finalized`,
-    /// `conversion.cancelled`, `quote.expired`.
-    #[schema(example = json!(["conversion.created", "conversion.finalized"]))]
+    /// Event types to receive (at least one; a type listed twice counts once).
+    #[schema(value_type = Vec<SubscribableEvent>, min_items = 1, example = json!(["conversion.created", "conversion.finalized"]))]
     pub events: Vec<String>,
+}
+
+/// An event type an endpoint may subscribe to (`ping` is sent by `POST /webhooks/{id}/test`
+/// only). Documentation of the names [`super::domain::EventType::parse_subscribable`] accepts.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub enum SubscribableEvent {
+    #[serde(rename = "conversion.created")]
+    ConversionCreated,
+    #[serde(rename = "conversion.finalized")]
+    ConversionFinalized,
+    #[serde(rename = "conversion.cancelled")]
+    ConversionCancelled,
+    #[serde(rename = "quote.expired")]
+    QuoteExpired,
 }
 
 /// The partner's live endpoints.
@@ -75,7 +94,7 @@ async fn dispatch_soon(state: &AppState, registry: &TaskRegistry) {
 pub async fn create(
     state: web::Data<AppState>,
     partner: PartnerUser,
-    body: web::Json<CreateEndpoint>,
+    body: Json<CreateEndpoint>,
 ) -> Result<HttpResponse, ApiError> {
     let created = service::create_endpoint(&state, partner.0.id.0, &body.url, &body.events).await?;
     Ok(HttpResponse::Created()
@@ -175,7 +194,7 @@ pub async fn deliveries(
     state: web::Data<AppState>,
     partner: PartnerUser,
     path: web::Path<String>,
-    params: web::Query<PageParams>,
+    params: Query<PageParams>,
 ) -> Result<HttpResponse, ApiError> {
     let endpoint = endpoint_id(&path)?;
     let (limit, cursor) = params.parse()?;

@@ -220,6 +220,17 @@ async fn an_unsupported_currency_in_a_conversion_is_a_422_on_its_field() {
         .await;
     let body = assert_problem(res, 422, "/problems/currency-not-supported").await;
     assert!(body["detail"].as_str().unwrap().contains("QQQ"), "{body}");
+    assert_eq!(body["errors"][0]["field"], "to", "{body}");
+    // The same in a query, for each parameter that names a currency.
+    for (path, field) in [
+        ("/api/v1/convert?from=QQQ&to=USD&amount=1", "from"),
+        ("/api/v1/rates/latest?base=QQQ", "base"),
+        ("/api/v1/rates/latest?symbols=USD,QQQ", "symbols"),
+    ] {
+        let res = app.get_with_token(path, &partner.token).await;
+        let body = assert_problem(res, 422, "/problems/currency-not-supported").await;
+        assert_eq!(body["errors"][0]["field"], field, "{path}: {body}");
+    }
 }
 
 #[tokio::test]
@@ -354,4 +365,30 @@ async fn minor_units_written_as_a_whole_json_float_are_a_whole_number() {
         .await;
     let problem = assert_problem(res, 422, "/problems/validation-failed").await;
     assert_eq!(problem["errors"][0]["field"], "minor_units", "{problem}");
+}
+
+#[tokio::test]
+async fn an_idempotency_key_outside_its_rule_is_a_422_naming_the_header() {
+    let app = spawn_app().await;
+    app.seed_currencies().await;
+    let partner = app.partner().await;
+    for key in ["k".repeat(256), "caf\u{e9}".to_owned()] {
+        let res = app
+            .client
+            .post(app.url("/api/v1/conversions"))
+            .bearer_auth(&partner.token)
+            .header(
+                "Idempotency-Key",
+                reqwest::header::HeaderValue::from_bytes(key.as_bytes()).unwrap(),
+            )
+            .json(&serde_json::json!({"from": "EUR", "to": "USD", "amount": "1.00"}))
+            .send()
+            .await
+            .unwrap();
+        let problem = assert_problem(res, 422, "/problems/validation-failed").await;
+        assert_eq!(
+            problem["errors"][0]["field"], "Idempotency-Key",
+            "{problem}"
+        );
+    }
 }

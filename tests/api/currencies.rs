@@ -265,3 +265,32 @@ async fn seeding_twice_changes_nothing() {
         .collect();
     assert!(codes.contains(&"EGP") && codes.contains(&"USD") && codes.contains(&"JPY"));
 }
+
+#[tokio::test]
+async fn a_name_with_control_characters_is_refused_on_its_field() {
+    let app = spawn_app().await;
+    app.seed_currencies().await;
+    let admin = app.admin().await;
+    for name in ["US\u{0}dollar", "US\u{7}dollar"] {
+        let res = app
+            .patch_json(
+                "/api/v1/currencies/USD",
+                &json!({ "name": name }),
+                &admin.token,
+            )
+            .await;
+        let problem = assert_problem(res, 422, "/problems/validation-failed").await;
+        assert_eq!(problem["errors"][0]["field"], "name", "{problem}");
+    }
+    // Spaces and line breaks at the ends are trimmed, as before.
+    let res = app
+        .patch_json(
+            "/api/v1/currencies/USD",
+            &json!({ "name": "\n US dollar \t" }),
+            &admin.token,
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["name"], "US dollar");
+}

@@ -897,3 +897,44 @@ async fn finalizing_ten_thousand_conversions_writes_ten_thousand_events() {
     );
     assert_eq!(verified, 10_000);
 }
+
+#[tokio::test]
+async fn dispatchers_racing_each_other_send_every_delivery_once() {
+    // Two instances' dispatchers on the same PostgreSQL: claims skip each other's rows.
+    let app = app_with_rates(|_| {}).await;
+    let receiver = Receiver::start();
+    let partner = app.partner().await;
+    register(
+        &app,
+        &partner,
+        &receiver.url(),
+        json!(["conversion.created"]),
+    )
+    .await;
+    let items: Vec<Value> = (0..300)
+        .map(|i| json!({"from": "EUR", "to": "USD", "amount": format!("{}.00", i + 1)}))
+        .collect();
+    let res = app
+        .post_json(
+            "/api/v1/conversions/batch",
+            &json!({ "items": items }),
+            Some(&partner.token),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let (one, two) = (
+        Dispatcher::new(&app.state).unwrap(),
+        Dispatcher::new(&app.state).unwrap(),
+    );
+    let (a, b) = tokio::join!(one.dispatch_due(), two.dispatch_due());
+    assert_eq!(a.unwrap() + b.unwrap(), 300);
+    let mut ids: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|r| r.header("webhook-id"))
+        .collect();
+    assert_eq!(ids.len(), 300);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 300, "an event was sent twice");
+}

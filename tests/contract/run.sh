@@ -85,7 +85,7 @@ for who in partner admin; do
     tok=$(token "contract-$who@example.com" "contract $who password")
     "$venv/bin/schemathesis" --config-file "$config/schemathesis.toml" run "$out/openapi.json" --url "$base" \
         --checks all --phases examples,coverage,fuzzing,stateful \
-        --max-examples "$examples" --seed "$seed" --workers 2 \
+        --max-examples "$examples" --seed "$seed" --workers 1 \
         -H "Authorization: Bearer $tok" \
         --report junit --report-junit-path "$out/schemathesis-$who.xml" \
         --exclude-path /api/v1/auth/logout \
