@@ -497,6 +497,29 @@ impl Settings {
                 "auth.access_token_ttl_secs / auth.refresh_token_ttl_secs: must be positive"
             );
         }
+        for (key, value) in [
+            (
+                "auth.access_token_ttl_secs",
+                self.auth.access_token_ttl_secs,
+            ),
+            (
+                "auth.refresh_token_ttl_secs",
+                self.auth.refresh_token_ttl_secs,
+            ),
+            ("auth.leeway_secs", self.auth.leeway_secs),
+            (
+                "conversions.idempotency_ttl_secs",
+                self.conversions.idempotency_ttl_secs,
+            ),
+            (
+                "conversions.holding_period_secs",
+                self.conversions.holding_period_secs,
+            ),
+        ] {
+            if value > MAX_SETTING_SECS {
+                anyhow::bail!("{key}: {value} seconds is more than a century; use a smaller value");
+            }
+        }
         if self.conversions.max_amount <= bigdecimal::BigDecimal::default() {
             anyhow::bail!("conversions.max_amount: must be positive");
         }
@@ -522,6 +545,16 @@ impl Settings {
     }
 }
 
+/// Longest duration any `*_secs` setting may hold (a century): `validate` refuses more, so that
+/// every one of them fits the `i64` seconds that chrono and SQL intervals use.
+const MAX_SETTING_SECS: u64 = 100 * 366 * 86_400;
+
+/// A `*_secs` setting as the `i64` seconds chrono and SQL use. `validate` bounds every such
+/// setting by [`MAX_SETTING_SECS`], so the conversion is exact.
+pub fn secs(value: u64) -> i64 {
+    i64::try_from(value.min(MAX_SETTING_SECS)).unwrap_or(i64::MAX)
+}
+
 /// Reads a decimal from its text (a TOML string or an environment variable), never through a
 /// float, so that a money limit is exactly what the operator wrote.
 fn decimal_from_text<'de, D>(deserializer: D) -> Result<bigdecimal::BigDecimal, D::Error>
@@ -535,162 +568,4 @@ where
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    fn dir() -> &'static Path {
-        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/settings"))
-    }
-
-    #[test]
-    fn a_bad_typed_value_stops_the_load_naming_its_key() {
-        let err = |pairs: &[(&str, &str)]| {
-            format!(
-                "{:#}",
-                load_from(dir(), Environment::Local, env(pairs)).unwrap_err()
-            )
-        };
-        let e = err(&[("CCS__RATES__PROVIDER", "fixer")]);
-        assert!(e.contains("rates.provider") && e.contains("fixer"), "{e}");
-        let e = err(&[("CCS__RATES__BASE", "EURO")]);
-        assert!(e.contains("rates.base"), "{e}");
-        let e = err(&[("CCS__RATES__FALLBACKS", "ecb,ecb=ftp://x")]);
-        assert!(e.contains("rates.fallbacks[1]"), "{e}");
-        let e = err(&[("CCS__TASKS__SCHEDULE__PRUNE", "0 61 * * * *")]);
-        assert!(e.contains("tasks.schedule.prune"), "{e}");
-        let empty = load_from(
-            dir(),
-            Environment::Local,
-            env(&[("CCS__RATES__FALLBACKS", "")]),
-        )
-        .unwrap();
-        assert!(empty.rates.fallbacks.is_empty());
-    }
-
-    #[test]
-    fn environment_file_overrides_base() {
-        let local = load_from(dir(), Environment::Local, env(&[])).unwrap();
-        assert!(local.auth.registration_enabled);
-        assert_eq!(local.server.port, 8080);
-        let test = load_from(dir(), Environment::Test, env(&[])).unwrap();
-        assert_eq!(test.server.port, 0);
-    }
-
-    #[test]
-    fn environment_variables_override_files() {
-        let s = load_from(
-            dir(),
-            Environment::Local,
-            env(&[
-                ("CCS__SERVER__PORT", "9123"),
-                ("CCS__RATES__FALLBACKS", "ecb,openexchangerates"),
-                ("CCS__TASKS__SCHEDULE__FETCH_RATES", "*/5 * * * * *"),
-                ("DATABASE_URL", "postgres://postgres@db:5432/other"),
-                ("JWT_SECRET", "an-environment-secret-of-enough-length-123"),
-            ]),
-        )
-        .unwrap();
-        assert_eq!(s.server.port, 9123);
-        assert_eq!(
-            s.rates.fallbacks.iter().map(|f| f.kind).collect::<Vec<_>>(),
-            vec![ProviderKind::Ecb, ProviderKind::OpenExchangeRates]
-        );
-        assert_eq!(s.tasks.schedule.fetch_rates, "*/5 * * * * *");
-        assert_eq!(
-            s.database.url.expose_secret(),
-            "postgres://postgres@db:5432/other"
-        );
-        assert_eq!(
-            s.auth.jwt_secret.expose_secret(),
-            "an-environment-secret-of-enough-length-123"
-        );
-    }
-
-    #[test]
-    fn invalid_values_name_their_key() {
-        let err = load_from(
-            dir(),
-            Environment::Local,
-            env(&[("CCS__SERVER__PORT", "eighty")]),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("server.port"), "{err}");
-        let err = load_from(
-            dir(),
-            Environment::Local,
-            env(&[("CCS__TASKS__SCHEDULE__PRUNE", "daily")]),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("tasks.schedule.prune"), "{err}");
-    }
-
-    #[test]
-    fn a_missing_settings_folder_says_where_it_looked_and_how_to_point_elsewhere() {
-        let err = load_from(Path::new("no/such/settings"), Environment::Local, env(&[]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("no/such/settings/base.toml"), "{err}");
-        assert!(err.contains("relative to the working directory"), "{err}");
-        assert!(err.contains("CCS_SETTINGS_DIR"), "{err}");
-    }
-
-    #[test]
-    fn production_refuses_missing_dev_or_weak_secrets() {
-        let missing = load_from(dir(), Environment::Production, env(&[])).unwrap_err();
-        assert!(missing.to_string().contains("auth.jwt_secret"));
-        let dev = load_from(
-            dir(),
-            Environment::Production,
-            env(&[("JWT_SECRET", LOCAL_DEV_JWT_SECRET)]),
-        )
-        .unwrap_err();
-        assert!(dev.to_string().contains("refused in production"));
-        let weak = load_from(
-            dir(),
-            Environment::Production,
-            env(&[("JWT_SECRET", &"ab".repeat(20))]),
-        )
-        .unwrap_err();
-        assert!(weak.to_string().contains("too weak"));
-        let ok = load_from(
-            dir(),
-            Environment::Production,
-            env(&[("JWT_SECRET", "Zq8#rT2!mW9pLx4&vN7sKb1@dF6hJc3^")]),
-        )
-        .unwrap();
-        assert!(!ok.auth.registration_enabled);
-        assert_eq!(ok.log.format, LogFormat::Json);
-    }
-
-    #[test]
-    fn api_docs_are_on_locally_and_a_deliberate_choice_in_production() {
-        let local = load_from(dir(), Environment::Local, env(&[])).unwrap();
-        assert!(local.server.swagger_ui && local.server.openapi_document);
-        let secret = ("JWT_SECRET", "Zq8#rT2!mW9pLx4&vN7sKb1@dF6hJc3^");
-        let production = load_from(dir(), Environment::Production, env(&[secret])).unwrap();
-        assert!(!production.server.swagger_ui && !production.server.openapi_document);
-        let err = load_from(
-            dir(),
-            Environment::Local,
-            env(&[("CCS__SERVER__OPENAPI_DOCUMENT", "false")]),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("server.swagger_ui"), "{err}");
-    }
-
-    #[test]
-    fn debug_output_hides_secrets() {
-        let s = load_from(dir(), Environment::Local, env(&[])).unwrap();
-        assert!(!format!("{s:?}").contains(LOCAL_DEV_JWT_SECRET));
-    }
-}
+mod tests;

@@ -271,7 +271,7 @@ pub async fn logout(
         }
         tx.commit().await?;
     }
-    let leeway = i64::try_from(state.settings.auth.leeway_secs).unwrap_or(0);
+    let leeway = crate::settings::secs(state.settings.auth.leeway_secs);
     let ttl = (caller.expires_at - now.timestamp()).max(1) + leeway;
     memo.forget_user(caller.id.0);
     let revoke = |jti: Uuid, ttl: i64| {

@@ -104,8 +104,8 @@ impl TokenKeys {
             validation,
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
-            access_ttl: i64::try_from(settings.access_token_ttl_secs).unwrap_or(900),
-            leeway: i64::try_from(settings.leeway_secs).unwrap_or(30),
+            access_ttl: crate::settings::secs(settings.access_token_ttl_secs),
+            leeway: crate::settings::secs(settings.leeway_secs),
         }
     }
 

@@ -319,7 +319,7 @@ async fn claim_batch_key(
     batch_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<Option<Uuid>, ConversionError> {
-    let ttl = i64::try_from(state.settings.conversions.idempotency_ttl_secs).unwrap_or(86_400);
+    let ttl = crate::settings::secs(state.settings.conversions.idempotency_ttl_secs);
     match store::claim_batch_idempotency_key(
         tx,
         partner,

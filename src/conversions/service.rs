@@ -554,7 +554,7 @@ async fn create_on_quote(
 }
 
 fn idempotency_ttl_secs(state: &AppState) -> i64 {
-    i64::try_from(state.settings.conversions.idempotency_ttl_secs).unwrap_or(86_400)
+    crate::settings::secs(state.settings.conversions.idempotency_ttl_secs)
 }
 
 /// Claims `key` for the conversion (or batch) `id`. `Some(original)` when the key was used

@@ -33,6 +33,14 @@ pub use store::{TaskRun, TaskState};
 
 use crate::state::{AppState, ProcessRole};
 
+/// How often delayed messages (retries, runs due later) are moved onto the stream: the lateness
+/// a retry can have beyond its backoff.
+const PROMOTE_INTERVAL: Duration = Duration::from_millis(250);
+/// The reconciler looks for runs Redis lost every half visibility timeout, within these bounds:
+/// no busier than twice a second, no lazier than every 30 s.
+const RECONCILE_EVERY_MIN: Duration = Duration::from_millis(500);
+const RECONCILE_EVERY_MAX: Duration = Duration::from_secs(30);
+
 /// What can go wrong with a task request.
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
@@ -161,7 +169,7 @@ pub fn start_background(
         handles.push(tokio::spawn(worker::promote_loop(
             Queue::new(state.redis.clone()),
             state.clock.clone(),
-            Duration::from_millis(250),
+            PROMOTE_INTERVAL,
             shutdown.clone(),
         )));
     }
@@ -172,7 +180,7 @@ pub fn start_background(
                 tracing::error!(error = format!("{e:#}"), "the cron scheduler stopped");
             }
         }));
-        let every = (visibility / 2).clamp(Duration::from_millis(500), Duration::from_secs(30));
+        let every = (visibility / 2).clamp(RECONCILE_EVERY_MIN, RECONCILE_EVERY_MAX);
         handles.push(tokio::spawn(scheduler::reconcile_loop(
             state.clone(),
             every,

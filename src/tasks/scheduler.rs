@@ -32,6 +32,8 @@ const RECONCILE_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
 
 /// Most overdue runs one reconciler pass looks at.
 const RECONCILE_BATCH: i64 = 500;
+/// Pause before a failed catch-up (PostgreSQL or Redis away at start-up) is tried again.
+const CATCH_UP_RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// Records the run of one tick and enqueues it. Returns whether this call recorded it.
 pub async fn record_tick(
@@ -128,7 +130,7 @@ pub(super) async fn run_scheduler(
                 Err(e) => {
                     tracing::warn!(task = %schedule.task_name, error = format!("{e:#}"), "catch-up failed; retrying");
                     tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = tokio::time::sleep(CATCH_UP_RETRY_PAUSE) => {}
                         _ = shutdown.cancelled() => return Ok(()),
                     }
                 }

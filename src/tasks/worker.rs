@@ -26,6 +26,8 @@ const LEASE_EXPIRY_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 
 /// How long a run waits when another run of its task is running.
 const OVERLAP_DEFER: Duration = Duration::from_secs(1);
+/// Pause before reading the queue again after Redis failed (away, or its data gone).
+const QUEUE_RETRY_PAUSE: Duration = Duration::from_millis(500);
 
 /// The delay before retrying after failed attempt number `attempt` (1-based): exponential with
 /// full jitter, uniformly drawn from `[0, min(cap, base * 2^(attempt-1))]`, so that many runs
@@ -74,7 +76,7 @@ impl Worker {
                     tracing::warn!(worker = %self.id, error = format!("{e:#}"), "reading the task queue failed");
                     group_ready = false;
                     tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        _ = tokio::time::sleep(QUEUE_RETRY_PAUSE) => {}
                         _ = shutdown.cancelled() => break,
                     }
                 }
