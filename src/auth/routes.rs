@@ -40,6 +40,8 @@ pub struct TokenRequest {
         max_length = 254
     )]
     pub email: String,
+    /// The account's password; an empty one is refused as missing (422).
+    #[schema(min_length = 1)]
     pub password: String,
 }
 
