@@ -129,7 +129,7 @@ async fn issue_pair(
     let keys = keys(state);
     let (access, _) = keys.issue(user, role, token_epoch, now)?;
     let refresh = tokens::new_refresh_token();
-    let ttl = i64::try_from(state.settings.auth.refresh_token_ttl_secs).unwrap_or(i64::MAX / 2);
+    let ttl = crate::settings::secs(state.settings.auth.refresh_token_ttl_secs);
     store::insert_refresh(
         conn,
         user,

@@ -360,8 +360,7 @@ pub(super) fn new_row(
     source: RateSource,
     now: DateTime<Utc>,
 ) -> ConversionRow {
-    let holding =
-        i64::try_from(state.settings.conversions.holding_period_secs).unwrap_or(i64::MAX / 4);
+    let holding = crate::settings::secs(state.settings.conversions.holding_period_secs);
     ConversionRow {
         id,
         partner_id: partner,

@@ -221,7 +221,7 @@ fn renew_if_due(
     req: &HttpRequest,
     caller: Caller,
 ) -> Result<Caller, MonitorError> {
-    let ttl = i64::try_from(state.settings.auth.access_token_ttl_secs).unwrap_or(i64::MAX / 2);
+    let ttl = crate::settings::secs(state.settings.auth.access_token_ttl_secs);
     let now = state.clock.now().timestamp();
     if caller.expires_at - now > ttl - RENEW_AFTER_SECS {
         return Ok(caller);

@@ -230,7 +230,7 @@ pub async fn rotate_secret(
     id: Uuid,
 ) -> Result<RotatedSecret, WebhookError> {
     let secret = signing::new_secret();
-    let overlap = i64::try_from(state.settings.webhooks.secret_overlap_secs).unwrap_or(86_400);
+    let overlap = crate::settings::secs(state.settings.webhooks.secret_overlap_secs);
     let until = state.clock.now().trunc_subsecs(6) + chrono::TimeDelta::seconds(overlap);
     store::rotate_secret(&state.db, id, partner, &secret, until)
         .await?
