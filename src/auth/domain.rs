@@ -6,11 +6,49 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+/// Any user's id (admin or partner), as stored in `users.id`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(transparent)]
-pub struct UserId(pub Uuid);
+pub struct UserId(Uuid);
+
+impl UserId {
+    /// Wraps an id read from the database or from a verified token.
+    pub fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
+
+    pub fn as_uuid(self) -> Uuid {
+        self.0
+    }
+}
 
 impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The id of a user with the `partner` role: the owner of conversions, quotes and webhook
+/// endpoints. A distinct type so that a conversion id, a quote id or an admin's id cannot be
+/// passed where the owner is expected; routes get it from [`crate::auth::PartnerUser::id`] and
+/// an admin's `partner_id` filter through [`PartnerId::from_uuid`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(transparent)]
+pub struct PartnerId(Uuid);
+
+impl PartnerId {
+    /// Wraps an id named as a partner's (a row's `partner_id`, an admin's filter). Whether such a
+    /// partner exists is for the query to find out.
+    pub fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
+
+    pub fn as_uuid(self) -> Uuid {
+        self.0
+    }
+}
+
+impl fmt::Display for PartnerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
     }

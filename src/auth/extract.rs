@@ -9,7 +9,7 @@ use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
 use actix_web_httpauth::extractors::bearer::BearerAuth;
 
-use super::domain::{Role, UserId};
+use super::domain::{PartnerId, Role, UserId};
 use super::service::{self, AuthError, Caller};
 use super::status_cache::StatusMemo;
 use crate::error::ApiError;
@@ -29,6 +29,10 @@ impl AuthenticatedUser {
     pub fn is_admin(&self) -> bool {
         self.0.role == Role::Admin
     }
+    /// The caller's id as a partner's; `None` for an admin.
+    pub fn as_partner(&self) -> Option<PartnerId> {
+        (self.0.role == Role::Partner).then(|| PartnerId::from_uuid(self.0.id.as_uuid()))
+    }
 }
 
 /// A caller with the `admin` role; partners get 403.
@@ -38,6 +42,13 @@ pub struct AdminUser(pub Caller);
 /// A caller with the `partner` role; admins get 403.
 #[derive(Debug, Clone)]
 pub struct PartnerUser(pub Caller);
+
+impl PartnerUser {
+    /// The partner's id, as the owner of what it creates.
+    pub fn id(&self) -> PartnerId {
+        PartnerId::from_uuid(self.0.id.as_uuid())
+    }
+}
 
 async fn caller(req: HttpRequest) -> Result<Caller, ApiError> {
     let state = req

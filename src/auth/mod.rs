@@ -14,6 +14,6 @@ pub mod store;
 pub mod throttle;
 pub mod tokens;
 
-pub use domain::{Email, Role, UserId};
+pub use domain::{Email, PartnerId, Role, UserId};
 pub use extract::{AdminUser, AuthenticatedUser, PartnerUser};
 pub use service::AuthError;

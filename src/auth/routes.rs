@@ -232,7 +232,7 @@ pub async fn create_partner(
 
 fn partner_id(raw: &str) -> Result<UserId, ApiError> {
     uuid::Uuid::parse_str(raw)
-        .map(UserId)
+        .map(UserId::from_uuid)
         .map_err(|_| ApiError::NotFound("no such partner".into()))
 }
 

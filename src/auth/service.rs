@@ -191,7 +191,7 @@ pub async fn login(
     let pair = issue_pair(
         state,
         &mut tx,
-        UserId(user.id),
+        UserId::from_uuid(user.id),
         user.role,
         user.token_epoch,
         Uuid::new_v4(),
@@ -230,7 +230,7 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<TokenRespo
     if row.expires_at <= now {
         return Err(AuthError::InvalidToken("refresh token expired".into()));
     }
-    let user = store::find_by_id(&state.db, UserId(row.user_id)).await?;
+    let user = store::find_by_id(&state.db, UserId::from_uuid(row.user_id)).await?;
     let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
         return Err(AuthError::InvalidToken("account is disabled".into()));
     };
@@ -242,7 +242,7 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<TokenRespo
     let pair = issue_pair(
         state,
         &mut tx,
-        UserId(user.id),
+        UserId::from_uuid(user.id),
         user.role,
         user.token_epoch,
         row.family_id,
@@ -265,7 +265,7 @@ pub async fn logout(
     if let Some(token) = refresh_token {
         let mut tx = state.db.begin().await?;
         if let Some(row) = store::lock_refresh(&mut tx, &tokens::hash_refresh_token(token)).await?
-            && row.user_id == caller.id.0
+            && row.user_id == caller.id.as_uuid()
         {
             store::revoke_family(&mut tx, row.family_id, now).await?;
         }
@@ -273,7 +273,7 @@ pub async fn logout(
     }
     let leeway = crate::settings::secs(state.settings.auth.leeway_secs);
     let ttl = (caller.expires_at - now.timestamp()).max(1) + leeway;
-    memo.forget_user(caller.id.0);
+    memo.forget_user(caller.id.as_uuid());
     let revoke = |jti: Uuid, ttl: i64| {
         let mut cmd = redis::cmd("SET");
         cmd.arg(revoked_key(state, jti)).arg(1).arg("EX").arg(ttl);
@@ -354,7 +354,7 @@ pub async fn authenticate(
                 AuthError::InvalidToken("token is malformed or its signature is invalid".into())
             }
         })?;
-    let user = UserId(claims.sub);
+    let user = UserId::from_uuid(claims.sub);
     let caller = Caller {
         id: user,
         role: claims.role,
@@ -364,7 +364,7 @@ pub async fn authenticate(
         session: claims.session(),
         session_started: claims.session_started(),
     };
-    if memo.is_fresh(user.0, claims.jti) {
+    if memo.is_fresh(user.as_uuid(), claims.jti) {
         return Ok(caller);
     }
     let status_key = status_key(state, user);
@@ -419,7 +419,7 @@ pub async fn authenticate(
             ));
         }
     }
-    memo.remember(user.0, claims.jti);
+    memo.remember(user.as_uuid(), claims.jti);
     Ok(caller)
 }
 
@@ -459,14 +459,16 @@ impl UserStatus {
 }
 
 fn status_key(state: &AppState, user: UserId) -> String {
-    state.redis.key(&format!("auth:user_status:{}", user.0))
+    state
+        .redis
+        .key(&format!("auth:user_status:{}", user.as_uuid()))
 }
 
 /// Publishes a user's new status after a change (disable, enable, new password): this process
 /// forgets the tokens it vouched for, and the Redis entry is overwritten (not deleted) so that a
 /// concurrent check that read the old row cannot put the old status back.
 async fn publish_status(state: &AppState, memo: &StatusMemo, user: UserId, status: UserStatus) {
-    memo.forget_user(user.0);
+    memo.forget_user(user.as_uuid());
     let result = state
         .redis
         .run::<()>(
@@ -615,7 +617,7 @@ pub async fn set_password_by_email(
         .await?
         .ok_or(AuthError::UserNotFound)?;
     let user: UserView = row.into();
-    store::revoke_all_for_user(&mut tx, UserId(user.id), now).await?;
+    store::revoke_all_for_user(&mut tx, UserId::from_uuid(user.id), now).await?;
     tx.commit().await?;
     Ok(user)
 }

@@ -64,7 +64,7 @@ pub async fn find_by_id(db: &PgPool, id: UserId) -> Result<Option<UserRow>, sqlx
         r#"SELECT id, email, password_hash, role AS "role: Role", display_name, disabled_at, created_at, updated_at,
                   token_epoch
            FROM users WHERE id = $1"#,
-        id.0,
+        id.as_uuid(),
     )
     .fetch_optional(db)
     .await
@@ -115,7 +115,7 @@ pub async fn update_partner(
            WHERE id = $1 AND role = 'partner'
            RETURNING id, email, password_hash, role AS "role: Role", display_name, disabled_at, created_at, updated_at,
                      token_epoch"#,
-        id.0,
+        id.as_uuid(),
         display_name,
         disabled,
         now,
@@ -135,7 +135,7 @@ pub async fn set_password(
     sqlx::query_scalar!(
         "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 AND role = 'partner'
          RETURNING token_epoch",
-        id.0,
+        id.as_uuid(),
         password_hash,
         now,
     )
@@ -168,7 +168,7 @@ pub async fn set_password_of_email(
 pub async fn active_token_epoch(db: &PgPool, id: UserId) -> Result<Option<i32>, sqlx::Error> {
     sqlx::query_scalar!(
         "SELECT token_epoch FROM users WHERE id = $1 AND disabled_at IS NULL",
-        id.0,
+        id.as_uuid(),
     )
     .fetch_optional(db)
     .await
@@ -200,7 +200,7 @@ pub async fn insert_refresh(
              (id, user_id, family_id, token_hash, created_at, expires_at, token_epoch)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
         Uuid::now_v7(),
-        user.0,
+        user.as_uuid(),
         family,
         token_hash,
         now,
@@ -264,7 +264,7 @@ pub async fn revoke_all_for_user(
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
-        user.0,
+        user.as_uuid(),
         now,
     )
     .execute(conn)

@@ -149,7 +149,7 @@ impl TokenKeys {
         let claims = Claims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
-            sub: user.0,
+            sub: user.as_uuid(),
             role,
             jti: Uuid::new_v4(),
             iat,
@@ -222,7 +222,7 @@ mod tests {
         let keys = TokenKeys::new(&settings(SECRET));
         let now = Utc::now();
         let (token, claims) = keys
-            .issue(UserId(Uuid::new_v4()), Role::Partner, 0, now)
+            .issue(UserId::from_uuid(Uuid::new_v4()), Role::Partner, 0, now)
             .unwrap();
         assert_eq!(keys.verify(&token, now).unwrap().jti, claims.jti);
         let just_after = now + chrono::Duration::seconds(900 + 29);
@@ -245,7 +245,7 @@ mod tests {
         let other = TokenKeys::new(&settings("another-secret-another-secret-another"));
         let now = Utc::now();
         let (foreign, _) = other
-            .issue(UserId(Uuid::new_v4()), Role::Admin, 0, now)
+            .issue(UserId::from_uuid(Uuid::new_v4()), Role::Admin, 0, now)
             .unwrap();
         assert!(matches!(
             keys.verify(&foreign, now),
@@ -253,7 +253,7 @@ mod tests {
         ));
 
         let (good, claims) = keys
-            .issue(UserId(Uuid::new_v4()), Role::Admin, 0, now)
+            .issue(UserId::from_uuid(Uuid::new_v4()), Role::Admin, 0, now)
             .unwrap();
         let payload = good.split('.').nth(1).unwrap();
         // alg: none with the same claims and no signature.
@@ -279,13 +279,23 @@ mod tests {
         let mut s = settings(SECRET);
         s.audience = "someone-else".into();
         let (token, _) = TokenKeys::new(&s)
-            .issue(UserId(Uuid::new_v4()), Role::Admin, 0, Utc::now())
+            .issue(
+                UserId::from_uuid(Uuid::new_v4()),
+                Role::Admin,
+                0,
+                Utc::now(),
+            )
             .unwrap();
         assert!(keys.verify(&token, Utc::now()).is_err());
         let mut s = settings(SECRET);
         s.issuer = "someone-else".into();
         let (token, _) = TokenKeys::new(&s)
-            .issue(UserId(Uuid::new_v4()), Role::Admin, 0, Utc::now())
+            .issue(
+                UserId::from_uuid(Uuid::new_v4()),
+                Role::Admin,
+                0,
+                Utc::now(),
+            )
             .unwrap();
         assert!(keys.verify(&token, Utc::now()).is_err());
     }

@@ -17,6 +17,7 @@ use super::service::{
     refuse_stale,
 };
 use super::store;
+use crate::auth::PartnerId;
 use crate::currencies::{Currency, CurrencyCode, service as currencies};
 use crate::money::Amount;
 use crate::quotes::service as quotes;
@@ -173,7 +174,7 @@ fn batch_hash(items: &[BatchItem<'_>]) -> Vec<u8> {
 pub async fn create(
     state: &AppState,
     rates: &Rates,
-    partner: Uuid,
+    partner: PartnerId,
     items: &[BatchItem<'_>],
     idempotency_key: Option<&IdempotencyKey>,
 ) -> Result<(BatchView, bool), ConversionError> {
@@ -313,7 +314,7 @@ fn item_quote_error(quote_id: Uuid, e: quotes::QuoteUseError) -> (&'static str, 
 async fn claim_batch_key(
     state: &AppState,
     tx: &mut sqlx::PgConnection,
-    partner: Uuid,
+    partner: PartnerId,
     key: &str,
     hash: &[u8],
     batch_id: Uuid,

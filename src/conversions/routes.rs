@@ -133,8 +133,7 @@ pub async fn create_batch(
             quote_id: i.quote_id.as_deref(),
         })
         .collect();
-    let (view, created) =
-        batch::create(&state, &rates, partner.0.id.0, &items, key.as_ref()).await?;
+    let (view, created) = batch::create(&state, &rates, partner.id(), &items, key.as_ref()).await?;
     Ok(if created {
         HttpResponse::Created().json(view)
     } else {
@@ -172,7 +171,7 @@ pub async fn create(
     let (view, created) = service::create(
         &state,
         &rates,
-        partner.0.id.0,
+        partner.id(),
         ConversionRequest {
             from: body.from,
             to: body.to,
@@ -204,7 +203,7 @@ pub async fn get(
     user: AuthenticatedUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let partner = (!user.is_admin()).then(|| user.id().0);
+    let partner = user.as_partner();
     let view = service::get(&state, conversion_id(&path)?, partner).await?;
     Ok(HttpResponse::Ok().json(view))
 }
@@ -225,6 +224,6 @@ pub async fn cancel(
     partner: PartnerUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let view = service::cancel(&state, conversion_id(&path)?, partner.0.id.0).await?;
+    let view = service::cancel(&state, conversion_id(&path)?, partner.id()).await?;
     Ok(HttpResponse::Ok().json(view))
 }

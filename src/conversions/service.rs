@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::idempotency::IdempotencyKey;
 use super::store::{self, ConversionRow};
+use crate::auth::PartnerId;
 use crate::currencies::{CurrencyCode, CurrencyError};
 use crate::error::ApiError;
 use crate::money::{self, Amount, Rate};
@@ -352,7 +353,7 @@ pub(super) fn quote_use_error(id: Uuid, e: QuoteUseError) -> ConversionError {
 pub(super) fn new_row(
     state: &AppState,
     id: Uuid,
-    partner: Uuid,
+    partner: PartnerId,
     from: CurrencyCode,
     to: CurrencyCode,
     amount: &Amount,
@@ -363,7 +364,7 @@ pub(super) fn new_row(
     let holding = crate::settings::secs(state.settings.conversions.holding_period_secs);
     ConversionRow {
         id,
-        partner_id: partner,
+        partner_id: partner.as_uuid(),
         from_currency: from,
         to_currency: to,
         amount: amount.value().clone(),
@@ -397,7 +398,7 @@ pub(super) fn new_row(
 pub async fn create(
     state: &AppState,
     rates: &crate::rates::Rates,
-    partner: Uuid,
+    partner: PartnerId,
     req: ConversionRequest<'_>,
     idempotency_key: Option<&IdempotencyKey>,
 ) -> Result<(ConversionView, bool), ConversionError> {
@@ -497,7 +498,7 @@ async fn cached_usable_pair(
 /// insert in one transaction.
 async fn create_on_quote(
     state: &AppState,
-    partner: Uuid,
+    partner: PartnerId,
     req: &ConversionRequest<'_>,
     pair: UsablePair,
     idempotency_key: Option<&str>,
@@ -561,7 +562,7 @@ fn idempotency_ttl_secs(state: &AppState) -> i64 {
 async fn claim_key(
     state: &AppState,
     tx: &mut sqlx::PgConnection,
-    partner: Uuid,
+    partner: PartnerId,
     key: &str,
     hash: &[u8],
     id: Uuid,
@@ -590,12 +591,12 @@ async fn claim_key(
 pub async fn get(
     state: &AppState,
     id: Uuid,
-    partner: Option<Uuid>,
+    partner: Option<PartnerId>,
 ) -> Result<ConversionView, ConversionError> {
     let row = store::find(&state.db, id)
         .await?
         .ok_or(ConversionError::NotFound)?;
-    if partner.is_some_and(|p| p != row.partner_id) {
+    if partner.is_some_and(|p| p.as_uuid() != row.partner_id) {
         return Err(ConversionError::NotFound);
     }
     Ok(row.into())
@@ -604,7 +605,7 @@ pub async fn get(
 pub async fn cancel(
     state: &AppState,
     id: Uuid,
-    partner: Uuid,
+    partner: PartnerId,
 ) -> Result<ConversionView, ConversionError> {
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
@@ -649,7 +650,9 @@ pub async fn finalize_due(state: &AppState) -> anyhow::Result<u64> {
             &mut tx,
             EventType::ConversionFinalized,
             now,
-            views.iter().map(|v| (v.partner_id, v)),
+            views
+                .iter()
+                .map(|v| (PartnerId::from_uuid(v.partner_id), v)),
         )
         .await?;
         tx.commit().await?;

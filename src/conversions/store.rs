@@ -6,6 +6,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::service::Status;
+use crate::auth::PartnerId;
 use crate::currencies::CurrencyCode;
 use crate::pagination::Cursor;
 
@@ -201,12 +202,12 @@ pub async fn create(
 /// The `(request_hash, conversion_id)` an idempotency key holds, if any.
 pub async fn find_idempotency_key(
     db: &PgPool,
-    partner: Uuid,
+    partner: PartnerId,
     key: &str,
 ) -> Result<Option<(Vec<u8>, Uuid)>, sqlx::Error> {
     let row = sqlx::query!(
         "SELECT request_hash, conversion_id FROM conversion_idempotency_keys WHERE partner_id = $1 AND key = $2",
-        partner,
+        partner.as_uuid(),
         key,
     )
     .fetch_optional(db)
@@ -219,7 +220,7 @@ pub async fn find_idempotency_key(
 /// request with the same key waits on the unique index until the first commits.
 pub async fn claim_idempotency_key(
     conn: &mut PgConnection,
-    partner: Uuid,
+    partner: PartnerId,
     key: &str,
     request_hash: &[u8],
     conversion_id: Uuid,
@@ -229,7 +230,7 @@ pub async fn claim_idempotency_key(
     // An expired key is free again.
     sqlx::query!(
         "DELETE FROM conversion_idempotency_keys WHERE partner_id = $1 AND key = $2 AND expires_at <= $3",
-        partner,
+        partner.as_uuid(),
         key,
         now,
     )
@@ -239,7 +240,7 @@ pub async fn claim_idempotency_key(
         "INSERT INTO conversion_idempotency_keys (partner_id, key, request_hash, conversion_id, created_at, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (partner_id, key) DO NOTHING",
-        partner,
+        partner.as_uuid(),
         key,
         request_hash,
         conversion_id,
@@ -253,7 +254,7 @@ pub async fn claim_idempotency_key(
     }
     let existing = sqlx::query!(
         "SELECT request_hash, conversion_id FROM conversion_idempotency_keys WHERE partner_id = $1 AND key = $2",
-        partner,
+        partner.as_uuid(),
         key,
     )
     .fetch_optional(&mut *conn)
@@ -265,7 +266,7 @@ pub async fn claim_idempotency_key(
 /// key was free, else the existing `(request_hash, batch_id)`.
 pub async fn claim_batch_idempotency_key(
     conn: &mut PgConnection,
-    partner: Uuid,
+    partner: PartnerId,
     key: &str,
     request_hash: &[u8],
     batch_id: Uuid,
@@ -274,7 +275,7 @@ pub async fn claim_batch_idempotency_key(
 ) -> Result<Option<(Vec<u8>, Uuid)>, sqlx::Error> {
     sqlx::query!(
         "DELETE FROM conversion_batch_idempotency_keys WHERE partner_id = $1 AND key = $2 AND expires_at <= $3",
-        partner,
+        partner.as_uuid(),
         key,
         now,
     )
@@ -284,7 +285,7 @@ pub async fn claim_batch_idempotency_key(
         "INSERT INTO conversion_batch_idempotency_keys (partner_id, key, request_hash, batch_id, created_at, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (partner_id, key) DO NOTHING",
-        partner,
+        partner.as_uuid(),
         key,
         request_hash,
         batch_id,
@@ -298,7 +299,7 @@ pub async fn claim_batch_idempotency_key(
     }
     let existing = sqlx::query!(
         "SELECT request_hash, batch_id FROM conversion_batch_idempotency_keys WHERE partner_id = $1 AND key = $2",
-        partner,
+        partner.as_uuid(),
         key,
     )
     .fetch_optional(&mut *conn)
@@ -312,7 +313,7 @@ pub async fn claim_batch_idempotency_key(
 pub async fn insert_batch(
     conn: &mut PgConnection,
     batch_id: Uuid,
-    partner: Uuid,
+    partner: PartnerId,
     created_at: DateTime<Utc>,
     finalizes_at: DateTime<Utc>,
     rows: &[ConversionRow],
@@ -320,7 +321,7 @@ pub async fn insert_batch(
     sqlx::query!(
         "INSERT INTO conversion_batches (id, partner_id, item_count, created_at) VALUES ($1, $2, $3, $4)",
         batch_id,
-        partner,
+        partner.as_uuid(),
         i32::try_from(rows.len()).unwrap_or(i32::MAX),
         created_at,
     )
@@ -354,7 +355,7 @@ pub async fn insert_batch(
                                    rate_provider, from_quote_id, to_quote_id, stale_rate,
                                    from_minor_units, to_minor_units, quote_id, position)",
         &ids,
-        partner,
+        partner.as_uuid(),
         created_at,
         finalizes_at,
         batch_id,
@@ -416,7 +417,7 @@ pub async fn find(db: &PgPool, id: Uuid) -> Result<Option<ConversionRow>, sqlx::
 pub async fn cancel(
     conn: &mut PgConnection,
     id: Uuid,
-    partner: Uuid,
+    partner: PartnerId,
     now: DateTime<Utc>,
 ) -> Result<Option<ConversionRow>, sqlx::Error> {
     sqlx::query_as!(
@@ -429,7 +430,7 @@ pub async fn cancel(
                   to_quote_id, stale_rate, status AS "status: Status", created_at, finalizes_at,
                   finalized_at, cancelled_at, quote_id"#,
         id,
-        partner,
+        partner.as_uuid(),
         now,
     )
     .fetch_optional(conn)
@@ -487,7 +488,7 @@ pub async fn delete_expired_idempotency_keys(
 /// Filters of the history list; `partner` is `None` only for admins listing everyone.
 #[derive(Debug, Clone, Default)]
 pub struct HistoryFilter {
-    pub partner: Option<Uuid>,
+    pub partner: Option<PartnerId>,
     pub status: Option<Status>,
     pub currency: Option<CurrencyCode>,
     pub from: Option<DateTime<Utc>>,
@@ -528,7 +529,7 @@ pub async fn list(
                                              COALESCE($7, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
                    ORDER BY created_at DESC, id DESC
                    LIMIT $8"#,
-                partner,
+                partner.as_uuid(),
                 f.status.map(Status::as_str),
                 currency,
                 f.from,
@@ -595,7 +596,7 @@ pub struct SummaryRow {
 /// covers it and the other two are empty.
 pub async fn summary(
     db: &PgPool,
-    partner: Option<Uuid>,
+    partner: Option<PartnerId>,
     by_pair: bool,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
@@ -649,7 +650,7 @@ pub async fn summary(
                    GROUP BY 1, 2, 3
                    HAVING sum(count) > 0
                    ORDER BY 1 DESC NULLS LAST, 2, 3"#,
-                partner,
+                partner.as_uuid(),
                 from,
                 to,
                 by_pair,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::auth::AuthenticatedUser;
+use crate::auth::{AuthenticatedUser, PartnerId};
 use crate::conversions::store::{self, HistoryFilter};
 use crate::conversions::{ConversionView, Status};
 use crate::currencies::CurrencyCode;
@@ -66,15 +66,17 @@ pub enum GroupBy {
 }
 
 fn filter(user: &AuthenticatedUser, p: &HistoryParams) -> Result<HistoryFilter, ApiError> {
-    let partner = if user.is_admin() {
-        p.partner_id
-    } else {
-        if p.partner_id.is_some_and(|id| id != user.id().0) {
-            return Err(ApiError::Forbidden(
-                "only admins may filter by partner".into(),
-            ));
+    let asked = p.partner_id.map(PartnerId::from_uuid);
+    let partner = match user.as_partner() {
+        None => asked,
+        Some(own) => {
+            if asked.is_some_and(|id| id != own) {
+                return Err(ApiError::Forbidden(
+                    "only admins may filter by partner".into(),
+                ));
+            }
+            Some(own)
         }
-        Some(user.id().0)
     };
     if let (Some(from), Some(to)) = (p.from, p.to)
         && from > to

@@ -260,7 +260,7 @@ mod tests {
 
     fn caller() -> Caller {
         Caller {
-            id: UserId(uuid::Uuid::new_v4()),
+            id: UserId::from_uuid(uuid::Uuid::new_v4()),
             role: Role::Admin,
             jti: uuid::Uuid::new_v4(),
             expires_at: 0,

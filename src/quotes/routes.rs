@@ -55,7 +55,7 @@ pub async fn create(
     let view = service::create(
         &state,
         &rates,
-        partner.0.id.0,
+        partner.id(),
         QuoteRequest {
             from: body.from,
             to: body.to,
@@ -85,6 +85,6 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let id =
         uuid::Uuid::parse_str(&path).map_err(|_| ApiError::NotFound("no such quote".into()))?;
-    let view = service::get(&state, id, partner.0.id.0).await?;
+    let view = service::get(&state, id, partner.id()).await?;
     Ok(HttpResponse::Ok().json(view))
 }

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::domain::{Lock, QuoteStatus};
 use super::store::{self, QuoteRow};
+use crate::auth::PartnerId;
 use crate::conversions::service::{self as conversions, ConversionError};
 use crate::currencies::CurrencyCode;
 use crate::error::ApiError;
@@ -142,7 +143,7 @@ pub struct QuoteRequest<'a> {
 pub async fn create(
     state: &AppState,
     rates: &crate::rates::Rates,
-    partner: Uuid,
+    partner: PartnerId,
     req: QuoteRequest<'_>,
 ) -> Result<QuoteView, QuoteError> {
     let lock = req.lock;
@@ -162,7 +163,7 @@ pub async fn create(
     let now = state.clock.now().trunc_subsecs(6);
     let row = QuoteRow {
         id: Uuid::now_v7(),
-        partner_id: partner,
+        partner_id: partner.as_uuid(),
         from_currency: pair.from,
         to_currency: pair.to,
         result: amount
@@ -190,7 +191,7 @@ pub async fn create(
 }
 
 /// A partner's own quote; another partner's is "not found", never "forbidden".
-pub async fn get(state: &AppState, id: Uuid, partner: Uuid) -> Result<QuoteView, QuoteError> {
+pub async fn get(state: &AppState, id: Uuid, partner: PartnerId) -> Result<QuoteView, QuoteError> {
     let row = store::find(&state.db, id, partner)
         .await?
         .ok_or(QuoteError::NotFound)?;
@@ -218,7 +219,9 @@ pub async fn record_expiries(state: &AppState) -> anyhow::Result<u64> {
             &mut tx,
             crate::webhooks::EventType::QuoteExpired,
             now,
-            quotes.iter().map(|(partner, view)| (*partner, view)),
+            quotes
+                .iter()
+                .map(|(partner, view)| (PartnerId::from_uuid(*partner), view)),
         )
         .await?;
         tx.commit().await?;
@@ -275,7 +278,7 @@ pub struct ClaimedQuotes {
 /// conversions on a single-use quote are serialised and only one of them gets it.
 pub async fn claim(
     conn: &mut PgConnection,
-    partner: Uuid,
+    partner: PartnerId,
     ids: &[Uuid],
     now: DateTime<Utc>,
 ) -> Result<ClaimedQuotes, sqlx::Error> {

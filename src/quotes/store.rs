@@ -6,6 +6,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::domain::Lock;
+use crate::auth::PartnerId;
 use crate::currencies::CurrencyCode;
 
 #[derive(Debug, Clone)]
@@ -64,7 +65,11 @@ pub async fn insert(db: &PgPool, q: &QuoteRow) -> Result<(), sqlx::Error> {
 }
 
 /// A partner's quote; another partner's is as absent as a missing one.
-pub async fn find(db: &PgPool, id: Uuid, partner: Uuid) -> Result<Option<QuoteRow>, sqlx::Error> {
+pub async fn find(
+    db: &PgPool,
+    id: Uuid,
+    partner: PartnerId,
+) -> Result<Option<QuoteRow>, sqlx::Error> {
     sqlx::query_as!(
         QuoteRow,
         r#"SELECT id, partner_id, from_currency AS "from_currency: CurrencyCode",
@@ -74,7 +79,7 @@ pub async fn find(db: &PgPool, id: Uuid, partner: Uuid) -> Result<Option<QuoteRo
                   expires_at, used_at
            FROM quotes WHERE id = $1 AND partner_id = $2"#,
         id,
-        partner,
+        partner.as_uuid(),
     )
     .fetch_optional(db)
     .await
@@ -85,7 +90,7 @@ pub async fn find(db: &PgPool, id: Uuid, partner: Uuid) -> Result<Option<QuoteRo
 pub async fn lock_for_use(
     conn: &mut PgConnection,
     ids: &[Uuid],
-    partner: Uuid,
+    partner: PartnerId,
 ) -> Result<Vec<QuoteRow>, sqlx::Error> {
     sqlx::query_as!(
         QuoteRow,
@@ -96,7 +101,7 @@ pub async fn lock_for_use(
                   expires_at, used_at
            FROM quotes WHERE id = ANY($1) AND partner_id = $2 ORDER BY id FOR UPDATE"#,
         ids,
-        partner,
+        partner.as_uuid(),
     )
     .fetch_all(conn)
     .await

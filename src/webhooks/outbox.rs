@@ -9,6 +9,8 @@ use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::auth::PartnerId;
+
 use super::domain::EventType;
 
 /// The body every delivery carries: `{"type","timestamp","data"}`, `data` being the resource as
@@ -41,7 +43,7 @@ pub async fn record<'a, T: Serialize + 'a>(
     conn: &mut PgConnection,
     event_type: EventType,
     at: DateTime<Utc>,
-    items: impl IntoIterator<Item = (Uuid, &'a T)>,
+    items: impl IntoIterator<Item = (PartnerId, &'a T)>,
 ) -> anyhow::Result<u64> {
     // Stored timestamps keep microseconds: the body says what the resource's fields say.
     let at = at.trunc_subsecs(6);
@@ -49,7 +51,7 @@ pub async fn record<'a, T: Serialize + 'a>(
     let mut ids = Vec::new();
     let mut bodies = Vec::new();
     for (partner, data) in items {
-        partners.push(partner);
+        partners.push(partner.as_uuid());
         ids.push(Uuid::now_v7());
         bodies.push(body(event_type, at, data)?);
     }

@@ -96,7 +96,7 @@ pub async fn create(
     partner: PartnerUser,
     body: Json<CreateEndpoint>,
 ) -> Result<HttpResponse, ApiError> {
-    let created = service::create_endpoint(&state, partner.0.id.0, &body.url, &body.events).await?;
+    let created = service::create_endpoint(&state, partner.id(), &body.url, &body.events).await?;
     Ok(HttpResponse::Created()
         .insert_header((
             "Location",
@@ -117,7 +117,7 @@ pub async fn list(
     state: web::Data<AppState>,
     partner: PartnerUser,
 ) -> Result<HttpResponse, ApiError> {
-    let data = service::list_endpoints(&state, partner.0.id.0).await?;
+    let data = service::list_endpoints(&state, partner.id()).await?;
     Ok(HttpResponse::Ok().json(EndpointList { data }))
 }
 
@@ -135,7 +135,7 @@ pub async fn delete(
     partner: PartnerUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    service::delete_endpoint(&state, partner.0.id.0, endpoint_id(&path)?).await?;
+    service::delete_endpoint(&state, partner.id(), endpoint_id(&path)?).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -155,7 +155,7 @@ pub async fn rotate_secret(
     partner: PartnerUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let rotated = service::rotate_secret(&state, partner.0.id.0, endpoint_id(&path)?).await?;
+    let rotated = service::rotate_secret(&state, partner.id(), endpoint_id(&path)?).await?;
     Ok(HttpResponse::Ok().json(rotated))
 }
 
@@ -174,7 +174,7 @@ pub async fn test(
     partner: PartnerUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let delivery = service::ping(&state, partner.0.id.0, endpoint_id(&path)?).await?;
+    let delivery = service::ping(&state, partner.id(), endpoint_id(&path)?).await?;
     dispatch_soon(&state, &registry).await;
     Ok(HttpResponse::Accepted().json(delivery))
 }
@@ -198,7 +198,7 @@ pub async fn deliveries(
 ) -> Result<HttpResponse, ApiError> {
     let endpoint = endpoint_id(&path)?;
     let (limit, cursor) = params.parse()?;
-    let page = service::deliveries(&state, partner.0.id.0, endpoint, limit, cursor).await?;
+    let page = service::deliveries(&state, partner.id(), endpoint, limit, cursor).await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -226,7 +226,7 @@ pub async fn retry(
     let endpoint = endpoint_id(&endpoint)?;
     let delivery =
         Uuid::parse_str(&delivery).map_err(|_| ApiError::from(WebhookError::DeliveryNotFound))?;
-    let view = service::retry(&state, partner.0.id.0, endpoint, delivery).await?;
+    let view = service::retry(&state, partner.id(), endpoint, delivery).await?;
     dispatch_soon(&state, &registry).await;
     Ok(HttpResponse::Accepted().json(view))
 }

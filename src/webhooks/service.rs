@@ -11,6 +11,7 @@ use super::domain::{self, EndpointUrl, EventType};
 use super::guard;
 use super::signing;
 use super::store::{self, DeliveryRow, EndpointRow};
+use crate::auth::PartnerId;
 use crate::pagination::{Cursor, Page};
 use crate::state::AppState;
 
@@ -155,7 +156,7 @@ pub async fn check_url(state: &AppState, raw: &str) -> Result<EndpointUrl, Webho
 #[tracing::instrument(skip(state, events), fields(partner_id = %partner))]
 pub async fn create_endpoint(
     state: &AppState,
-    partner: Uuid,
+    partner: PartnerId,
     url: &str,
     events: &[String],
 ) -> Result<CreatedEndpoint, WebhookError> {
@@ -174,7 +175,7 @@ pub async fn create_endpoint(
         &state.db,
         &store::NewEndpoint {
             id,
-            partner_id: partner,
+            partner_id: partner.as_uuid(),
             url: url.as_str(),
             events: &events,
             secret: &secret,
@@ -201,7 +202,7 @@ pub async fn create_endpoint(
 
 pub async fn list_endpoints(
     state: &AppState,
-    partner: Uuid,
+    partner: PartnerId,
 ) -> Result<Vec<EndpointView>, WebhookError> {
     Ok(store::list_endpoints(&state.db, partner)
         .await?
@@ -213,7 +214,7 @@ pub async fn list_endpoints(
 #[tracing::instrument(skip(state), fields(partner_id = %partner))]
 pub async fn delete_endpoint(
     state: &AppState,
-    partner: Uuid,
+    partner: PartnerId,
     id: Uuid,
 ) -> Result<(), WebhookError> {
     if !store::delete_endpoint(&state.db, id, partner, state.clock.now()).await? {
@@ -226,7 +227,7 @@ pub async fn delete_endpoint(
 #[tracing::instrument(skip(state), fields(partner_id = %partner))]
 pub async fn rotate_secret(
     state: &AppState,
-    partner: Uuid,
+    partner: PartnerId,
     id: Uuid,
 ) -> Result<RotatedSecret, WebhookError> {
     let secret = signing::new_secret();
@@ -251,7 +252,11 @@ struct Ping {
 
 /// Queues a `ping` event to one endpoint; returns its delivery.
 #[tracing::instrument(skip(state), fields(partner_id = %partner))]
-pub async fn ping(state: &AppState, partner: Uuid, id: Uuid) -> Result<DeliveryView, WebhookError> {
+pub async fn ping(
+    state: &AppState,
+    partner: PartnerId,
+    id: Uuid,
+) -> Result<DeliveryView, WebhookError> {
     let endpoint = store::find_endpoint(&state.db, id, partner)
         .await?
         .ok_or(WebhookError::EndpointNotFound)?;
@@ -280,7 +285,7 @@ pub async fn ping(state: &AppState, partner: Uuid, id: Uuid) -> Result<DeliveryV
 /// One page of an endpoint's deliveries, newest first.
 pub async fn deliveries(
     state: &AppState,
-    partner: Uuid,
+    partner: PartnerId,
     endpoint: Uuid,
     limit: i64,
     after: Option<Cursor>,
@@ -300,7 +305,7 @@ pub async fn deliveries(
 #[tracing::instrument(skip(state), fields(partner_id = %partner))]
 pub async fn retry(
     state: &AppState,
-    partner: Uuid,
+    partner: PartnerId,
     endpoint: Uuid,
     delivery: Uuid,
 ) -> Result<DeliveryView, WebhookError> {

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::auth::PartnerId;
 use crate::pagination::Cursor;
 
 #[derive(Debug, Clone)]
@@ -60,13 +61,16 @@ pub async fn insert_endpoint(
 }
 
 /// A partner's live endpoints, oldest first.
-pub async fn list_endpoints(db: &PgPool, partner: Uuid) -> Result<Vec<EndpointRow>, sqlx::Error> {
+pub async fn list_endpoints(
+    db: &PgPool,
+    partner: PartnerId,
+) -> Result<Vec<EndpointRow>, sqlx::Error> {
     sqlx::query_as!(
         EndpointRow,
         "SELECT id, partner_id, url, events, created_at, previous_secret_expires_at
          FROM webhook_endpoints WHERE partner_id = $1 AND deleted_at IS NULL
          ORDER BY created_at, id",
-        partner,
+        partner.as_uuid(),
     )
     .fetch_all(db)
     .await
@@ -76,14 +80,14 @@ pub async fn list_endpoints(db: &PgPool, partner: Uuid) -> Result<Vec<EndpointRo
 pub async fn find_endpoint(
     db: &PgPool,
     id: Uuid,
-    partner: Uuid,
+    partner: PartnerId,
 ) -> Result<Option<EndpointRow>, sqlx::Error> {
     sqlx::query_as!(
         EndpointRow,
         "SELECT id, partner_id, url, events, created_at, previous_secret_expires_at
          FROM webhook_endpoints WHERE id = $1 AND partner_id = $2 AND deleted_at IS NULL",
         id,
-        partner,
+        partner.as_uuid(),
     )
     .fetch_optional(db)
     .await
@@ -94,7 +98,7 @@ pub async fn find_endpoint(
 pub async fn delete_endpoint(
     db: &PgPool,
     id: Uuid,
-    partner: Uuid,
+    partner: PartnerId,
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
     let mut tx = db.begin().await?;
@@ -102,7 +106,7 @@ pub async fn delete_endpoint(
         "UPDATE webhook_endpoints SET deleted_at = $3
          WHERE id = $1 AND partner_id = $2 AND deleted_at IS NULL",
         id,
-        partner,
+        partner.as_uuid(),
         now,
     )
     .execute(&mut *tx)
@@ -126,7 +130,7 @@ pub async fn delete_endpoint(
 pub async fn rotate_secret(
     db: &PgPool,
     id: Uuid,
-    partner: Uuid,
+    partner: PartnerId,
     secret: &str,
     previous_expires_at: DateTime<Utc>,
 ) -> Result<Option<EndpointRow>, sqlx::Error> {
@@ -137,7 +141,7 @@ pub async fn rotate_secret(
          WHERE id = $1 AND partner_id = $2 AND deleted_at IS NULL
          RETURNING id, partner_id, url, events, created_at, previous_secret_expires_at",
         id,
-        partner,
+        partner.as_uuid(),
         secret,
         previous_expires_at,
     )
@@ -223,7 +227,7 @@ pub async fn list_deliveries(
 /// delivery starts a new schedule; a pending one keeps its attempt count.
 pub async fn retry_delivery(
     db: &PgPool,
-    partner: Uuid,
+    partner: PartnerId,
     endpoint: Uuid,
     delivery: Uuid,
     now: DateTime<Utc>,
@@ -245,7 +249,7 @@ pub async fn retry_delivery(
            FROM retried r JOIN webhook_events e ON e.id = r.event_id"#,
         delivery,
         endpoint,
-        partner,
+        partner.as_uuid(),
         now,
     )
     .fetch_optional(db)
