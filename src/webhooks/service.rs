@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::WebhookError;
-use super::domain::{self, EndpointUrl, EventType};
+use super::domain::{self, DeliveryState, EndpointUrl, EventType};
 use super::guard;
 use super::signing;
 use super::store::{self, DeliveryRow, EndpointRow};
@@ -64,18 +64,6 @@ pub struct RotatedSecret {
     pub previous_secret_expires_at: DateTime<Utc>,
 }
 
-/// The state of a delivery.
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum DeliveryState {
-    /// Not delivered yet; `next_attempt_at` says when it is tried.
-    Pending,
-    /// The endpoint answered 2xx.
-    Delivered,
-    /// Every attempt failed (or the endpoint was deleted); `POST …/retry` starts again.
-    Dead,
-}
-
 /// One event's delivery to one endpoint.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DeliveryView {
@@ -107,11 +95,7 @@ impl From<DeliveryRow> for DeliveryView {
             id: r.id,
             event_id: r.event_id,
             event_type: r.event_type,
-            state: match r.state.as_str() {
-                "delivered" => DeliveryState::Delivered,
-                "dead" => DeliveryState::Dead,
-                _ => DeliveryState::Pending,
-            },
+            state: r.state,
             attempts: r.attempts,
             next_attempt_at: r.next_attempt_at,
             last_attempt_at: r.last_attempt_at,
