@@ -39,7 +39,8 @@ pub struct Overview {
     pub jobs: Vec<JobLine>,
     pub stats: TaskStats,
     pub providers: Vec<ProviderFetch>,
-    pub max_age_secs: u64,
+    /// `rates.max_age_secs`: older rates are stale.
+    pub max_age: TimeDelta,
     /// Dead, failed and retrying runs, newest first.
     pub failures: Vec<TaskRun>,
     /// Quotes holding a rate for a partner right now.
@@ -88,7 +89,7 @@ pub async fn overview(
         jobs,
         stats: crate::tasks::stats(state).await?,
         providers: crate::rates::service::latest_per_provider(rates).await?,
-        max_age_secs: state.settings.rates.max_age_secs,
+        max_age: TimeDelta::seconds(crate::settings::secs(state.settings.rates.max_age_secs)),
         failures,
         quotes_locked: crate::quotes::service::active_locks(state).await?,
         webhooks_failing: deliveries.failing,
@@ -214,7 +215,7 @@ pub async fn rates_page(
             since: view.and_then(|v| v.quotes.get(&c.code)).map(|q| q.as_of),
         })
         .collect();
-    let max_age = TimeDelta::seconds(i64::try_from(state.settings.rates.max_age_secs).unwrap_or(0));
+    let max_age = TimeDelta::seconds(crate::settings::secs(state.settings.rates.max_age_secs));
     let latest = view.map(|v| LatestSnapshot {
         provider: v.snapshot.provider.clone(),
         as_of: v.snapshot.as_of,
