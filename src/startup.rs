@@ -14,21 +14,26 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::status_cache::StatusMemo;
 use crate::clock::Clock;
+use crate::conversions::Conversions;
 use crate::currencies::CurrencyEvents;
 use crate::error;
 use crate::head_guard::{self, HeadGuard};
 use crate::metrics::Metrics;
+use crate::quotes::Quotes;
 use crate::rates::{CurrencyWatcher, Rates};
 use crate::settings::{MetricsExposure, Settings};
 pub use crate::state::{AppState, ProcessRole};
 use crate::tasks::TaskRegistry;
 
 /// The per-process pieces built once and handed to routes and jobs: the core state, the rates
-/// handle (with its cache), the token status memo and the currency listeners.
+/// handle (with its cache), the conversions and quotes handles, the token status memo and the
+/// currency listeners.
 #[derive(Clone)]
 struct Parts {
     state: AppState,
     rates: Rates,
+    conversions: Conversions,
+    quotes: Quotes,
     token_memo: Arc<StatusMemo>,
     events: CurrencyEvents,
 }
@@ -41,9 +46,13 @@ impl Parts {
             state: state.clone(),
             registry: tasks.clone(),
         }));
+        let conversions = Conversions::new(&rates, state.settings.conversions.clone());
+        let quotes = Quotes::new(&conversions, state.settings.quotes.clone());
         Self {
             state,
             rates,
+            conversions,
+            quotes,
             token_memo: Arc::default(),
             events,
         }
@@ -262,6 +271,8 @@ fn http_server(
     let metrics_on_api = settings.metrics.expose == MetricsExposure::Api;
     let data = web::Data::new(parts.state);
     let rates = web::Data::new(parts.rates);
+    let conversions = web::Data::new(parts.conversions);
+    let quotes = web::Data::new(parts.quotes);
     let token_memo = web::Data::from(parts.token_memo);
     let events = web::Data::new(parts.events);
     let openapi = crate::openapi::document();
@@ -280,6 +291,8 @@ fn http_server(
             .wrap(from_fn(crate::middleware::security_headers))
             .app_data(data.clone())
             .app_data(rates.clone())
+            .app_data(conversions.clone())
+            .app_data(quotes.clone())
             .app_data(token_memo.clone())
             .app_data(events.clone())
             .app_data(tasks.clone())

@@ -90,7 +90,7 @@ pub async fn overview(
         providers: crate::rates::service::latest_per_provider(rates).await?,
         max_age_secs: state.settings.rates.max_age_secs,
         failures,
-        quotes_locked: crate::quotes::service::active_locks(state).await?,
+        quotes_locked: crate::quotes::service::active_locks(&state.db, state.clock.now()).await?,
         webhooks_failing: deliveries.failing,
         webhooks_dead: deliveries.dead,
     })

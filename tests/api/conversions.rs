@@ -458,20 +458,20 @@ async fn finalization_after_the_holding_period_runs_twice_without_double_effect(
         .unwrap();
     let id = c["id"].as_str().unwrap().to_owned();
     assert_eq!(
-        currency_conversion::conversions::service::finalize_due(&app.state)
+        currency_conversion::conversions::service::finalize_due(&app.conversions())
             .await
             .unwrap(),
         0
     );
     app.clock.advance(chrono::Duration::seconds(61));
     assert_eq!(
-        currency_conversion::conversions::service::finalize_due(&app.state)
+        currency_conversion::conversions::service::finalize_due(&app.conversions())
             .await
             .unwrap(),
         1
     );
     assert_eq!(
-        currency_conversion::conversions::service::finalize_due(&app.state)
+        currency_conversion::conversions::service::finalize_due(&app.conversions())
             .await
             .unwrap(),
         0
@@ -515,7 +515,7 @@ async fn a_partner_cancels_a_temporary_conversion_once() {
     assert_eq!(res.status(), 200);
     app.clock.advance(chrono::Duration::hours(49));
     assert_eq!(
-        currency_conversion::conversions::service::finalize_due(&app.state)
+        currency_conversion::conversions::service::finalize_due(&app.conversions())
             .await
             .unwrap(),
         0
@@ -555,7 +555,7 @@ async fn a_cancel_after_the_holding_period_is_refused_as_finalizing_before_the_j
         .unwrap();
     assert_eq!(c["status"], "temporary");
     assert_eq!(
-        currency_conversion::conversions::service::finalize_due(&app.state)
+        currency_conversion::conversions::service::finalize_due(&app.conversions())
             .await
             .unwrap(),
         1
@@ -592,13 +592,13 @@ async fn cancel_racing_finalize_across_the_boundary_agrees_with_the_database() {
     let finalize = async {
         tokio::task::yield_now().await;
         app.clock.advance(chrono::Duration::milliseconds(1));
-        currency_conversion::conversions::service::finalize_due(&app.state).await
+        currency_conversion::conversions::service::finalize_due(&app.conversions()).await
     };
     let (results, finalized) = tokio::join!(join_all(cancels), finalize);
     let finalized = finalized.unwrap();
     // Anything finalize skipped (a row a cancel held) is due now.
     let finalized = finalized
-        + currency_conversion::conversions::service::finalize_due(&app.state)
+        + currency_conversion::conversions::service::finalize_due(&app.conversions())
             .await
             .unwrap();
     for (id, status) in ids.iter().zip(&results) {
@@ -800,7 +800,7 @@ async fn summary_counts_exactly_the_conversions_in_any_range_across_days() {
     );
     app.clock.advance(chrono::Duration::hours(2));
     assert!(
-        currency_conversion::conversions::service::finalize_due(&app.state)
+        currency_conversion::conversions::service::finalize_due(&app.conversions())
             .await
             .unwrap()
             > 0

@@ -552,3 +552,21 @@ pub async fn assert_problem(
     assert!(body["title"].is_string() && body["detail"].is_string());
     body
 }
+
+// Conversions, batches and quotes: what a partner does with them, and the app's handles for
+// running their use cases directly (as the jobs do).
+impl TestApp {
+    /// The app's conversions handle (its pool, clock, `conversions.*` and rates), e.g. for
+    /// `finalize_due` without going through the queue.
+    pub fn conversions(&self) -> currency_conversion::conversions::Conversions {
+        currency_conversion::conversions::Conversions::new(
+            &self.rates,
+            self.settings.conversions.clone(),
+        )
+    }
+
+    /// The app's quotes handle, e.g. for `record_expiries` without going through the queue.
+    pub fn quotes(&self) -> currency_conversion::quotes::Quotes {
+        currency_conversion::quotes::Quotes::new(&self.conversions(), self.settings.quotes.clone())
+    }
+}
