@@ -115,7 +115,9 @@ pub enum Created {
 /// - `event` goes to webhooks' outbox in the same statement, and only when the conversion was
 ///   stored and the partner has a live endpoint subscribed to it: the same rows as
 ///   [`crate::webhooks::outbox::record`] writes (kept here, against the module rule, so that a
-///   conversion stays one round trip; keep the two in step).
+///   conversion stays one round trip: checked SQL needs literal text, so the outbox cannot lend
+///   its statement). The API test `a_conversion_writes_the_same_webhook_rows_as_the_outbox`
+///   fails when the two drift apart.
 pub async fn create(
     db: &PgPool,
     c: &ConversionRow,
