@@ -8,29 +8,27 @@ use crate::quotes::Quotes;
 use crate::quotes::jobs::ExpireQuotes;
 use crate::rates::Rates;
 use crate::rates::jobs::FetchRates;
-use crate::state::AppState;
-use crate::tasks::{Job, TaskRegistry};
-use crate::webhooks::{DeliverWebhooks, Dispatcher};
+use crate::tasks::{Job, TaskRegistry, Tasks};
+use crate::webhooks::{DeliverWebhooks, Webhooks};
 
-/// Builds the registry for a process whose rates handle is `rates`.
-pub fn registry(state: &AppState, rates: &Rates) -> anyhow::Result<TaskRegistry> {
-    let settings = &state.settings;
-    let mut registry = crate::tasks::registry(state)?;
+/// Builds the registry of a process from its capabilities' handles: each job is registered
+/// with the one it runs with.
+pub fn registry(
+    tasks: &Tasks,
+    rates: &Rates,
+    conversions: &Conversions,
+    quotes: &Quotes,
+    webhooks: &Webhooks,
+) -> anyhow::Result<TaskRegistry> {
+    let schedule = &tasks.settings.schedule;
+    let mut registry = crate::tasks::registry(tasks)?;
     registry.register::<FetchRates>(rates.clone());
-    registry.schedule(FetchRates::NAME, &settings.tasks.schedule.fetch_rates)?;
-    let conversions = Conversions::new(rates, settings.conversions.clone());
-    let quotes = Quotes::new(&conversions, settings.quotes.clone());
-    registry.register::<FinalizeConversions>(conversions);
-    registry.schedule(
-        FinalizeConversions::NAME,
-        &settings.tasks.schedule.finalize_conversions,
-    )?;
-    registry.register::<ExpireQuotes>(quotes);
-    registry.schedule(ExpireQuotes::NAME, &settings.tasks.schedule.expire_quotes)?;
-    registry.register::<DeliverWebhooks>(Dispatcher::new(state)?);
-    registry.schedule(
-        DeliverWebhooks::NAME,
-        &settings.tasks.schedule.deliver_webhooks,
-    )?;
+    registry.schedule(FetchRates::NAME, &schedule.fetch_rates)?;
+    registry.register::<FinalizeConversions>(conversions.clone());
+    registry.schedule(FinalizeConversions::NAME, &schedule.finalize_conversions)?;
+    registry.register::<ExpireQuotes>(quotes.clone());
+    registry.schedule(ExpireQuotes::NAME, &schedule.expire_quotes)?;
+    registry.register::<DeliverWebhooks>(webhooks.clone());
+    registry.schedule(DeliverWebhooks::NAME, &schedule.deliver_webhooks)?;
     Ok(registry)
 }

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use bigdecimal::BigDecimal;
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -234,9 +234,12 @@ pub async fn record_expiries(quotes: &Quotes) -> anyhow::Result<u64> {
     Ok(total)
 }
 
-/// Quotes holding a rate at `now` (the monitor's "quotes locked").
-pub async fn active_locks(db: &PgPool, now: DateTime<Utc>) -> Result<i64, sqlx::Error> {
-    store::count_active(db, now).await
+/// Quotes holding a rate right now (the monitor's "quotes locked").
+pub async fn active_locks(
+    db: &sqlx::PgPool,
+    clock: &crate::clock::Clock,
+) -> Result<i64, sqlx::Error> {
+    store::count_active(db, clock.now()).await
 }
 
 /// Why a conversion cannot use a quote.

@@ -174,3 +174,14 @@ fn a_duration_setting_beyond_a_century_is_refused_naming_its_key() {
     assert_eq!(secs(86_400), 86_400);
     assert_eq!(secs(u64::MAX), secs(MAX_SETTING_SECS));
 }
+
+#[test]
+fn a_rates_max_age_beyond_a_century_is_refused_naming_its_key() {
+    let err = load_from(
+        dir(),
+        Environment::Local,
+        env(&[("CCS__RATES__MAX_AGE_SECS", "18446744073709551615")]),
+    )
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("rates.max_age_secs"), "{err:#}");
+}
