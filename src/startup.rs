@@ -12,7 +12,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::status_cache::StatusMemo;
+use crate::auth::Auth;
 use crate::clock::Clock;
 use crate::currencies::CurrencyEvents;
 use crate::error;
@@ -24,12 +24,13 @@ pub use crate::state::{AppState, ProcessRole};
 use crate::tasks::TaskRegistry;
 
 /// The per-process pieces built once and handed to routes and jobs: the core state, the rates
-/// handle (with its cache), the token status memo and the currency listeners.
+/// handle (with its cache), the auth handle (with its token keys and status memo) and the
+/// currency listeners.
 #[derive(Clone)]
 struct Parts {
     state: AppState,
     rates: Rates,
-    token_memo: Arc<StatusMemo>,
+    auth: Auth,
     events: CurrencyEvents,
 }
 
@@ -42,12 +43,23 @@ impl Parts {
             registry: tasks.clone(),
         }));
         Self {
+            auth: auth(&state),
             state,
             rates,
-            token_memo: Arc::default(),
             events,
         }
     }
+}
+
+/// The auth handle of a process: its token keys are derived here, once.
+pub fn auth(state: &AppState) -> Auth {
+    Auth::new(
+        state.db.clone(),
+        state.redis.clone(),
+        state.clock.clone(),
+        &state.settings.auth,
+        &state.settings.server.trusted_proxies,
+    )
 }
 
 pub struct Application {
@@ -112,6 +124,11 @@ impl Application {
     /// The rates handle (cache and provider client) the app serves from.
     pub fn rates(&self) -> &Rates {
         &self.parts.rates
+    }
+
+    /// The auth handle the app serves with (the same token keys and status memo).
+    pub fn auth(&self) -> &Auth {
+        &self.parts.auth
     }
 
     /// The task registry the app was built with.
@@ -262,7 +279,11 @@ fn http_server(
     let metrics_on_api = settings.metrics.expose == MetricsExposure::Api;
     let data = web::Data::new(parts.state);
     let rates = web::Data::new(parts.rates);
-    let token_memo = web::Data::from(parts.token_memo);
+    let sessions = web::Data::new(crate::monitor::session::Sessions::new(
+        parts.auth.clone(),
+        settings.environment,
+    ));
+    let auth = web::Data::new(parts.auth);
     let events = web::Data::new(parts.events);
     let openapi = crate::openapi::document();
     let server_settings = settings.server.clone();
@@ -280,7 +301,8 @@ fn http_server(
             .wrap(from_fn(crate::middleware::security_headers))
             .app_data(data.clone())
             .app_data(rates.clone())
-            .app_data(token_memo.clone())
+            .app_data(auth.clone())
+            .app_data(sessions.clone())
             .app_data(events.clone())
             .app_data(tasks.clone())
             .app_data(metrics.clone())

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-use currency_conversion::auth::Role;
+use currency_conversion::auth::{Auth, Role};
 use currency_conversion::clock::Clock;
 use currency_conversion::rates::Rates;
 use currency_conversion::settings::{self, Environment, Settings};
@@ -28,6 +28,8 @@ pub struct TestApp {
     pub settings: Settings,
     pub clock: Clock,
     pub state: AppState,
+    /// The app's own auth handle (its token keys and status memo).
+    pub auth: Auth,
     /// The app's own rates handle: storing through it refreshes the app's cache at once.
     pub rates: Rates,
     /// The app's task registry (every job of the service, with its context).
@@ -236,6 +238,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
     let db = app.state().db.clone();
     let state = app.state().clone();
     let rates = app.rates().clone();
+    let auth = app.auth().clone();
     let tasks = app.tasks().clone();
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder()
@@ -252,6 +255,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         settings,
         clock,
         state,
+        auth,
         rates,
         tasks,
         admin_url: base.database.url.expose_secret().to_owned(),
@@ -277,7 +281,7 @@ impl TestApp {
             uuid::Uuid::new_v4().simple()
         );
         let user = currency_conversion::auth::service::create_user(
-            &self.state,
+            &self.auth,
             &email,
             TEST_PASSWORD,
             role,
