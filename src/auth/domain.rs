@@ -170,6 +170,13 @@ impl LoginEmail {
     }
 }
 
+/// What was sent, as the login's log fields show it.
+impl fmt::Display for LoginEmail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.sent)
+    }
+}
+
 impl TryFrom<String> for LoginEmail {
     type Error = &'static str;
     fn try_from(input: String) -> Result<Self, Self::Error> {
@@ -370,6 +377,34 @@ mod tests {
         let longest = format!("{}@x.io", "a".repeat(248));
         assert!(Email::parse(&longest).is_ok());
         assert!(Email::parse(&format!("\n\n{longest}")).is_err());
+    }
+
+    #[test]
+    fn passwords_never_show_in_debug_output() {
+        let login = LoginPassword::parse("hunter2 hunter2".into()).unwrap();
+        assert!(!format!("{login:?}").contains("hunter2"));
+        let new = NewPassword::parse("correct horse battery staple", &[]).unwrap();
+        assert!(!format!("{new:?}").contains("horse"));
+        assert!(LoginPassword::parse(String::new()).is_err());
+    }
+
+    #[test]
+    fn a_login_email_is_anything_non_blank_and_names_an_account_only_when_it_is_one() {
+        assert!(LoginEmail::parse("  ").is_err());
+        let odd = LoginEmail::parse("' OR '1'='1").unwrap();
+        assert!(odd.email().is_none());
+        assert_eq!(odd.throttle_subject(), "' OR '1'='1");
+        let real = LoginEmail::parse(" Alice@Example.COM").unwrap();
+        assert_eq!(real.email().map(Email::as_str), Some("alice@example.com"));
+        assert_eq!(real.throttle_subject(), "alice@example.com");
+    }
+
+    #[test]
+    fn display_names_are_trimmed_and_checked() {
+        assert_eq!(DisplayName::parse("  Acme ").unwrap().as_str(), "Acme");
+        assert!(DisplayName::parse("   ").is_err());
+        assert!(DisplayName::parse(&"x".repeat(201)).is_err());
+        assert!(DisplayName::parse("a\u{7}b").is_err());
     }
 
     #[test]

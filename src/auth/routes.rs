@@ -296,3 +296,55 @@ pub async fn reset_password(
     service::reset_password(&auth, partner_id(&id)?, &body.password).await?;
     Ok(HttpResponse::NoContent().finish())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem_field(err: ApiError) -> (String, String) {
+        match err {
+            ApiError::Validation { errors, .. } => {
+                (errors[0].field.clone(), errors[0].message.clone())
+            }
+            other => panic!("not a validation error: {other}"),
+        }
+    }
+
+    #[test]
+    fn a_bad_email_or_display_name_is_a_problem_naming_its_field() {
+        let body = |email: &str, name: &str| {
+            serde_json::json!({"email": email, "password": "correct horse battery staple",
+                "display_name": name})
+        };
+        let err = Json::<RegisterRequest>::from_value(body("bad", ""))
+            .err()
+            .unwrap();
+        assert_eq!(
+            problem_field(err),
+            ("email".into(), "is not an email address".into())
+        );
+        let request = Json::<RegisterRequest>::from_value(body("a@b.io", " "))
+            .unwrap()
+            .into_inner();
+        let err = ApiError::from(request.parse().err().unwrap());
+        assert_eq!(
+            problem_field(err),
+            ("display_name".into(), "is required".into())
+        );
+        let err = Json::<UpdatePartnerRequest>::from_value(serde_json::json!({"display_name": ""}))
+            .err()
+            .unwrap();
+        assert_eq!(
+            problem_field(err),
+            ("display_name".into(), "is required".into())
+        );
+        let err =
+            Json::<TokenRequest>::from_value(serde_json::json!({"email": "x", "password": ""}))
+                .err()
+                .unwrap();
+        assert_eq!(
+            problem_field(err),
+            ("password".into(), "is required".into())
+        );
+    }
+}
