@@ -4,16 +4,45 @@ use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use sqlx::PgPool;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::metrics::{Metrics, PoolGauges};
-use crate::state::AppState;
+use crate::redis_client::Redis;
+use crate::settings::Settings;
 
 const CHECK_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// What readiness and `/metrics` look at: the two pools, the metrics token and the pool size
+/// the gauges report against. Handlers get it as `web::Data<Health>`.
+#[derive(Clone)]
+pub struct Health {
+    /// PostgreSQL, checked by readiness and measured by the pool gauges.
+    pub db: PgPool,
+    /// Redis, likewise.
+    pub redis: Redis,
+    /// `metrics.bearer_token`: when set, `/metrics` answers only requests carrying it.
+    pub metrics_token: Option<SecretString>,
+    /// `database.max_connections`, the PostgreSQL pool's ceiling.
+    pub pg_max_connections: u32,
+}
+
+impl Health {
+    /// The health checks of a process over its pools, with `metrics.bearer_token` and
+    /// `database.max_connections` from `settings`.
+    pub fn new(db: PgPool, redis: Redis, settings: &Settings) -> Self {
+        Self {
+            db,
+            redis,
+            metrics_token: settings.metrics.bearer_token.clone(),
+            pg_max_connections: settings.database.max_connections,
+        }
+    }
+}
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/health/live").route(web::get().to(live)))
@@ -66,18 +95,18 @@ pub async fn live() -> HttpResponse {
         (status = 200, description = "Ready; `status` is `degraded` and `checks.redis` is `down` while Redis is away", body = HealthStatus),
         (status = 503, description = "PostgreSQL is down: this instance cannot serve", body = crate::error::Problem),
     ))]
-pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn ready(health: web::Data<Health>) -> Result<HttpResponse, ApiError> {
     let pg = async {
         tokio::time::timeout(
             CHECK_TIMEOUT,
-            sqlx::query_scalar!(r#"SELECT 1 AS "one!""#).fetch_one(&state.db),
+            sqlx::query_scalar!(r#"SELECT 1 AS "one!""#).fetch_one(&health.db),
         )
         .await
         .map_err(|_| "timed out".to_owned())?
         .map_err(|e| e.to_string())
     };
     let redis = async {
-        tokio::time::timeout(CHECK_TIMEOUT, state.redis.ping())
+        tokio::time::timeout(CHECK_TIMEOUT, health.redis.ping())
             .await
             .map_err(|_| "timed out".to_owned())?
             .map_err(|e| format!("{e:#}"))
@@ -111,10 +140,10 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     ))]
 pub async fn metrics(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    health: web::Data<Health>,
     metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
-    if let Some(expected) = &state.settings.metrics.bearer_token {
+    if let Some(expected) = &health.metrics_token {
         let given = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -128,11 +157,11 @@ pub async fn metrics(
             ));
         }
     }
-    let redis = state.redis.status();
+    let redis = health.redis.status();
     let gauges = PoolGauges {
-        pg_size: state.db.size(),
-        pg_idle: state.db.num_idle(),
-        pg_max: state.settings.database.max_connections,
+        pg_size: health.db.size(),
+        pg_idle: health.db.num_idle(),
+        pg_max: health.pg_max_connections,
         redis_size: redis.size,
         redis_available: redis.available,
         redis_max: redis.max_size,

@@ -519,6 +519,7 @@ impl Settings {
                 "conversions.holding_period_secs",
                 self.conversions.holding_period_secs,
             ),
+            ("rates.max_age_secs", self.rates.max_age_secs),
         ] {
             if value > MAX_SETTING_SECS {
                 anyhow::bail!("{key}: {value} seconds is more than a century; use a smaller value");

@@ -17,37 +17,59 @@ use crate::clock::Clock;
 use crate::currencies::CurrencyEvents;
 use crate::error;
 use crate::head_guard::{self, HeadGuard};
+use crate::health::Health;
 use crate::metrics::Metrics;
+use crate::monitor::Monitor;
 use crate::rates::{CurrencyWatcher, Rates};
 use crate::settings::{MetricsExposure, Settings};
 pub use crate::state::{AppState, ProcessRole};
-use crate::tasks::TaskRegistry;
+use crate::tasks::{TaskRegistry, Tasks};
+use crate::webhooks::Webhooks;
 
-/// The per-process pieces built once and handed to routes and jobs: the core state, the rates
-/// handle (with its cache), the auth handle (with its token keys and status memo) and the
-/// currency listeners.
+/// The per-process pieces built once and handed to routes and jobs: the core state, each
+/// capability's context (rates with its cache, auth with its token keys and status memo, the
+/// task queue, webhooks) and the currency listeners.
 #[derive(Clone)]
 struct Parts {
     state: AppState,
     rates: Rates,
     auth: Auth,
+    tasks: Tasks,
+    webhooks: Webhooks,
     events: CurrencyEvents,
 }
 
 impl Parts {
-    fn with(state: AppState, rates: Rates, tasks: &Arc<TaskRegistry>) -> Self {
+    /// Builds the capabilities' contexts from the core state, and the task registry with them.
+    fn build(state: AppState) -> anyhow::Result<(Self, Arc<TaskRegistry>)> {
+        let rates = Rates::new(&state);
+        let tasks = Tasks::new(
+            state.db.clone(),
+            state.redis.clone(),
+            state.clock.clone(),
+            &state.settings,
+        );
+        let webhooks = Webhooks::new(
+            state.db.clone(),
+            state.clock.clone(),
+            &state.settings.webhooks,
+        )?;
+        let registry = Arc::new(crate::jobs::registry(&state, &tasks, &rates, &webhooks)?);
         let mut events = CurrencyEvents::new();
         events.subscribe(Arc::new(CurrencyWatcher {
             rates: rates.clone(),
-            state: state.clone(),
-            registry: tasks.clone(),
+            tasks: tasks.clone(),
+            registry: registry.clone(),
         }));
-        Self {
+        let parts = Self {
             auth: auth(&state),
             state,
             rates,
+            tasks,
+            webhooks,
             events,
-        }
+        };
+        Ok((parts, registry))
     }
 }
 
@@ -76,10 +98,7 @@ impl Application {
     /// [`Application::run_until_stopped`].
     pub async fn build(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
         crate::db::create_and_migrate(&settings.database).await?;
-        let state = AppState::new(settings, clock)?;
-        let rates = Rates::new(&state);
-        let tasks = Arc::new(crate::jobs::registry(&state, &rates)?);
-        let parts = Parts::with(state, rates, &tasks);
+        let (parts, tasks) = Parts::build(AppState::new(settings, clock)?)?;
         let state = &parts.state;
         let address = format!(
             "{}:{}",
@@ -95,7 +114,7 @@ impl Application {
                 let listener = TcpListener::bind(address)
                     .with_context(|| format!("metrics.address: cannot bind {address}"))?;
                 let port = listener.local_addr()?.port();
-                Some((port, metrics_server(listener, state.clone(), metrics)?))
+                Some((port, metrics_server(listener, state, metrics)?))
             }
             MetricsExposure::Api | MetricsExposure::Off => None,
         };
@@ -136,6 +155,16 @@ impl Application {
         &self.tasks
     }
 
+    /// The task queue handle the app enqueues with.
+    pub fn task_queue(&self) -> &Tasks {
+        &self.parts.tasks
+    }
+
+    /// The webhooks context the app serves and delivers with.
+    pub fn webhooks(&self) -> &Webhooks {
+        &self.parts.webhooks
+    }
+
     /// Serves HTTP only (no workers, no scheduler) until SIGTERM/SIGINT (actix handles both):
     /// stops accepting, lets in-flight requests finish within `server.shutdown_timeout_secs`.
     /// Tests use this for a quiet app.
@@ -148,7 +177,7 @@ impl Application {
     pub async fn run(self, role: ProcessRole) -> anyhow::Result<()> {
         let shutdown = tokio_util::sync::CancellationToken::new();
         let background = crate::tasks::start_background(
-            self.parts.state.clone(),
+            self.parts.tasks.clone(),
             self.tasks,
             role,
             shutdown.clone(),
@@ -185,12 +214,12 @@ pub async fn run_background_only(
     role: ProcessRole,
 ) -> anyhow::Result<()> {
     crate::db::create_and_migrate(&settings.database).await?;
-    let state = AppState::new(settings, clock)?;
-    let tasks = Arc::new(crate::jobs::registry(&state, &Rates::new(&state))?);
+    let (parts, tasks) = Parts::build(AppState::new(settings, clock)?)?;
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let background = crate::tasks::start_background(state.clone(), tasks, role, shutdown.clone());
+    let background =
+        crate::tasks::start_background(parts.tasks.clone(), tasks, role, shutdown.clone());
     wait_for_signal().await;
-    stop_background(&state, shutdown, background).await;
+    stop_background(&parts.state, shutdown, background).await;
     Ok(())
 }
 
@@ -277,6 +306,20 @@ fn http_server(
     let tasks = web::Data::from(tasks);
     let settings = parts.state.settings.clone();
     let metrics_on_api = settings.metrics.expose == MetricsExposure::Api;
+    let health = web::Data::new(Health::new(
+        parts.state.db.clone(),
+        parts.state.redis.clone(),
+        &settings,
+    ));
+    let monitor = web::Data::new(Monitor::new(
+        parts.state.db.clone(),
+        parts.state.clock.clone(),
+        parts.rates.clone(),
+        parts.tasks.clone(),
+        settings.rates.max_age_secs,
+    ));
+    let task_queue = web::Data::new(parts.tasks);
+    let webhooks = web::Data::new(parts.webhooks);
     let data = web::Data::new(parts.state);
     let rates = web::Data::new(parts.rates);
     let sessions = web::Data::new(crate::monitor::session::Sessions::new(
@@ -305,6 +348,10 @@ fn http_server(
             .app_data(sessions.clone())
             .app_data(events.clone())
             .app_data(tasks.clone())
+            .app_data(task_queue.clone())
+            .app_data(webhooks.clone())
+            .app_data(monitor.clone())
+            .app_data(health.clone())
             .app_data(metrics.clone())
             .app_data(
                 web::JsonConfig::default()
@@ -387,14 +434,18 @@ fn bind_error(address: &str, error: std::io::Error) -> anyhow::Error {
 /// The separate `/metrics` listener: that endpoint only, one worker.
 fn metrics_server(
     listener: TcpListener,
-    state: AppState,
+    state: &AppState,
     metrics: web::Data<Metrics>,
 ) -> anyhow::Result<Server> {
     let shutdown = state.settings.shutdown_timeout().as_secs();
-    let state = web::Data::new(state);
+    let health = web::Data::new(Health::new(
+        state.db.clone(),
+        state.redis.clone(),
+        &state.settings,
+    ));
     let server = HttpServer::new(move || {
         App::new()
-            .app_data(state.clone())
+            .app_data(health.clone())
             .app_data(metrics.clone())
             .configure(crate::health::configure_metrics)
             .default_service(web::to(error::not_found))

@@ -15,7 +15,7 @@ impl Job for FinalizeConversions {
     type Context = AppState;
 
     #[tracing::instrument(name = "finalize_conversions", skip_all, fields(run_id = %ctx.run_id))]
-    async fn run(&self, ctx: &JobContext) -> anyhow::Result<()> {
+    async fn run(&self, ctx: &JobContext<AppState>) -> anyhow::Result<()> {
         let finalized = super::service::finalize_due(&ctx.state).await?;
         let forgotten =
             super::store::delete_expired_idempotency_keys(&ctx.state.db, ctx.state.clock.now())

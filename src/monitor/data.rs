@@ -6,13 +6,11 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
 
-use super::MonitorError;
+use super::{Monitor, MonitorError};
 use crate::currencies::CurrencyCode;
 use crate::money::Rate;
-use crate::rates::Rates;
 use crate::rates::series::{self, Interval};
 use crate::rates::service::ProviderFetch;
-use crate::state::AppState;
 use crate::tasks::store as runs;
 use crate::tasks::{TaskRegistry, TaskRun, TaskState, TaskStats};
 
@@ -39,7 +37,8 @@ pub struct Overview {
     pub jobs: Vec<JobLine>,
     pub stats: TaskStats,
     pub providers: Vec<ProviderFetch>,
-    pub max_age_secs: u64,
+    /// `rates.max_age_secs`: older rates are stale.
+    pub max_age: TimeDelta,
     /// Dead, failed and retrying runs, newest first.
     pub failures: Vec<TaskRun>,
     /// Quotes holding a rate for a partner right now.
@@ -51,11 +50,10 @@ pub struct Overview {
 }
 
 pub async fn overview(
-    state: &AppState,
-    rates: &Rates,
+    monitor: &Monitor,
     registry: &TaskRegistry,
 ) -> Result<Overview, MonitorError> {
-    let now = state.clock.now();
+    let now = monitor.clock.now();
     let schedules: BTreeMap<&str, _> = registry
         .schedules()
         .map(|s| (s.task_name.as_str(), s))
@@ -63,7 +61,7 @@ pub async fn overview(
     let mut jobs = Vec::new();
     for name in registry.names() {
         let schedule = schedules.get(name);
-        let last_run = runs::list(&state.db, Some(name), None, None, 1)
+        let last_run = runs::list(&monitor.db, Some(name), None, None, 1)
             .await?
             .into_iter()
             .next();
@@ -77,20 +75,20 @@ pub async fn overview(
     let mut failures = Vec::new();
     for s in [TaskState::Dead, TaskState::Failed, TaskState::Retrying] {
         let limit = i64::try_from(RECENT_FAILURES).unwrap_or(10);
-        failures.extend(runs::list(&state.db, None, Some(s), None, limit).await?);
+        failures.extend(runs::list(&monitor.db, None, Some(s), None, limit).await?);
     }
     // Run ids are UUIDv7: ordering by id is ordering by creation.
     failures.sort_by_key(|r| std::cmp::Reverse(r.id));
     failures.truncate(RECENT_FAILURES);
-    let deliveries = crate::webhooks::service::delivery_counts(state).await?;
+    let deliveries = crate::webhooks::service::delivery_counts(&monitor.db).await?;
     Ok(Overview {
         now,
         jobs,
-        stats: crate::tasks::stats(state).await?,
-        providers: crate::rates::service::latest_per_provider(rates).await?,
-        max_age_secs: state.settings.rates.max_age_secs,
+        stats: crate::tasks::stats(&monitor.tasks).await?,
+        providers: crate::rates::service::latest_per_provider(&monitor.rates).await?,
+        max_age: monitor.rates_max_age,
         failures,
-        quotes_locked: crate::quotes::service::active_locks(state).await?,
+        quotes_locked: crate::quotes::service::active_locks(&monitor.db, &monitor.clock).await?,
         webhooks_failing: deliveries.failing,
         webhooks_dead: deliveries.dead,
     })
@@ -116,12 +114,12 @@ pub struct RunsPage {
 }
 
 pub async fn runs_page(
-    state: &AppState,
+    monitor: &Monitor,
     registry: &TaskRegistry,
     filter: RunFilter,
 ) -> Result<RunsPage, MonitorError> {
     let mut runs = runs::list(
-        &state.db,
+        &monitor.db,
         filter.task.as_deref(),
         filter.state,
         filter.before,
@@ -139,12 +137,12 @@ pub async fn runs_page(
         task_names: registry.names().map(str::to_owned).collect(),
         runs,
         next_before,
-        now: state.clock.now(),
+        now: monitor.clock.now(),
     })
 }
 
-pub async fn run(state: &AppState, id: Uuid) -> Result<TaskRun, MonitorError> {
-    runs::get(&state.db, id)
+pub async fn run(monitor: &Monitor, id: Uuid) -> Result<TaskRun, MonitorError> {
+    runs::get(&monitor.db, id)
         .await?
         .ok_or_else(|| MonitorError::NotFound(format!("no task run {id}")))
 }
@@ -195,13 +193,14 @@ pub struct RatesPage {
 pub const MAX_DAYS: u32 = 365;
 
 pub async fn rates_page(
-    state: &Rates,
+    monitor: &Monitor,
     currency: Option<CurrencyCode>,
     days: u32,
 ) -> Result<RatesPage, MonitorError> {
-    let now = state.clock.now();
-    let pivot = state.settings.rates.base;
-    let entry = state.runtime.cache.get(state).await?;
+    let rates = &monitor.rates;
+    let now = monitor.clock.now();
+    let pivot = rates.settings.rates.base;
+    let entry = rates.runtime.cache.get(rates).await?;
     let mut usable: Vec<_> = entry.currencies.values().filter(|c| c.usable()).collect();
     usable.sort_by_key(|c| c.code);
     let view = entry.view.as_deref();
@@ -214,7 +213,7 @@ pub async fn rates_page(
             since: view.and_then(|v| v.quotes.get(&c.code)).map(|q| q.as_of),
         })
         .collect();
-    let max_age = TimeDelta::seconds(i64::try_from(state.settings.rates.max_age_secs).unwrap_or(0));
+    let max_age = monitor.rates_max_age;
     let latest = view.map(|v| LatestSnapshot {
         provider: v.snapshot.provider.clone(),
         as_of: v.snapshot.as_of,
@@ -240,7 +239,7 @@ pub async fn rates_page(
             } else {
                 Interval::Day
             };
-            match series::series(state, pivot, &[code], from, now, interval).await {
+            match series::series(rates, pivot, &[code], from, now, interval).await {
                 Ok(s) => Ok(RateSeries {
                     currency: code,
                     from: s.from,
@@ -255,7 +254,7 @@ pub async fn rates_page(
             }
         }
     };
-    let mut finished_runs: Vec<TaskRun> = runs::list(&state.db, None, None, None, 200)
+    let mut finished_runs: Vec<TaskRun> = runs::list(&monitor.db, None, None, None, 200)
         .await?
         .into_iter()
         .filter(|r| r.duration_ms.is_some())

@@ -18,9 +18,52 @@ pub mod views;
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpResponse, ResponseError};
+use chrono::TimeDelta;
+use sqlx::PgPool;
+
+use crate::clock::Clock;
+use crate::rates::Rates;
+use crate::tasks::Tasks;
 
 pub use routes::configure;
 pub use session::MonitorSession;
+
+/// What the monitor's pages read and act through: the pool (for run lists and counts of other
+/// capabilities), the clock, the rates and task queue handles, and the one setting it shows.
+/// Routes get it as `web::Data<Monitor>`. Signing in goes through the auth capability instead.
+#[derive(Clone)]
+pub struct Monitor {
+    /// PostgreSQL, read through the tasks, quotes and webhooks modules' functions.
+    pub db: PgPool,
+    /// Now, for relative times and the charts' ranges.
+    pub clock: Clock,
+    /// The latest rates, the providers' snapshots and series.
+    pub rates: Rates,
+    /// The queue, for stats, retries and runs started by hand.
+    pub tasks: Tasks,
+    /// `rates.max_age_secs`: rates older than this are shown as stale.
+    pub rates_max_age: TimeDelta,
+}
+
+impl Monitor {
+    /// The monitor over `rates` and `tasks`, showing rates older than `rates_max_age_secs`
+    /// (`rates.max_age_secs`) as stale.
+    pub fn new(
+        db: PgPool,
+        clock: Clock,
+        rates: Rates,
+        tasks: Tasks,
+        rates_max_age_secs: u64,
+    ) -> Self {
+        Self {
+            db,
+            clock,
+            rates,
+            tasks,
+            rates_max_age: TimeDelta::seconds(crate::settings::secs(rates_max_age_secs)),
+        }
+    }
+}
 
 /// Why a monitor request gets no normal page.
 #[derive(Debug, thiserror::Error)]

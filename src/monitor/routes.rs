@@ -10,12 +10,10 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::session::{self, MonitorSession, Sessions};
-use super::{MonitorError, data, views};
+use super::{Monitor, MonitorError, data, views};
 use crate::auth::AuthError;
 use crate::auth::domain::{LoginEmail, LoginPassword};
 use crate::currencies::CurrencyCode;
-use crate::rates::Rates;
-use crate::state::AppState;
 use crate::tasks::{TaskRegistry, TaskState};
 
 pub const LOGIN_PATH: &str = "/monitor/login";
@@ -220,12 +218,11 @@ async fn logout(
 
 #[tracing::instrument(name = "monitor.overview", skip_all)]
 async fn overview(
-    state: web::Data<AppState>,
-    rates: web::Data<Rates>,
+    monitor: web::Data<Monitor>,
     registry: web::Data<TaskRegistry>,
     session: MonitorSession,
 ) -> Result<HttpResponse, MonitorError> {
-    let overview = data::overview(&state, &rates, &registry).await?;
+    let overview = data::overview(&monitor, &registry).await?;
     Ok(html(
         StatusCode::OK,
         views::overview_page(&session, &overview),
@@ -246,7 +243,7 @@ fn non_empty(v: Option<String>) -> Option<String> {
 
 #[tracing::instrument(name = "monitor.runs", skip_all)]
 async fn runs(
-    state: web::Data<AppState>,
+    monitor: web::Data<Monitor>,
     registry: web::Data<TaskRegistry>,
     session: MonitorSession,
     query: web::Query<RunsQuery>,
@@ -266,7 +263,7 @@ async fn runs(
             })
             .transpose()?,
     };
-    let page = data::runs_page(&state, &registry, filter).await?;
+    let page = data::runs_page(&monitor, &registry, filter).await?;
     Ok(html(StatusCode::OK, views::runs_page(&session, &page)))
 }
 
@@ -277,40 +274,41 @@ fn run_id(raw: &str) -> Result<Uuid, MonitorError> {
 
 #[tracing::instrument(name = "monitor.run", skip_all, fields(run_id = %id))]
 async fn run(
-    state: web::Data<AppState>,
+    monitor: web::Data<Monitor>,
     session: MonitorSession,
     id: web::Path<String>,
 ) -> Result<HttpResponse, MonitorError> {
-    let run = data::run(&state, run_id(&id)?).await?;
+    let run = data::run(&monitor, run_id(&id)?).await?;
     Ok(html(
         StatusCode::OK,
-        views::run_page(&session, &run, state.clock.now()),
+        views::run_page(&session, &run, monitor.clock.now()),
     ))
 }
 
 #[tracing::instrument(name = "monitor.retry", skip_all, fields(run_id = %id))]
 async fn retry(
-    state: web::Data<AppState>,
+    monitor: web::Data<Monitor>,
     session: MonitorSession,
     id: web::Path<String>,
     form: Option<web::Form<CsrfForm>>,
 ) -> Result<HttpResponse, MonitorError> {
     session.verify_csrf(sent_csrf(&form))?;
-    let run = crate::tasks::retry(&state, run_id(&id)?).await?;
+    let run = crate::tasks::retry(&monitor.tasks, run_id(&id)?).await?;
     tracing::info!(run_id = %run.id, user_id = %session.caller.id, "run retried from the monitor");
     Ok(see_other(&format!("/monitor/runs/{}", run.id)))
 }
 
 #[tracing::instrument(name = "monitor.run_now", skip_all, fields(task = %name))]
 async fn run_now(
-    state: web::Data<AppState>,
+    monitor: web::Data<Monitor>,
     registry: web::Data<TaskRegistry>,
     session: MonitorSession,
     name: web::Path<String>,
     form: Option<web::Form<CsrfForm>>,
 ) -> Result<HttpResponse, MonitorError> {
     session.verify_csrf(sent_csrf(&form))?;
-    let run = crate::tasks::enqueue(&state, &registry, &name, serde_json::json!({})).await?;
+    let run =
+        crate::tasks::enqueue(&monitor.tasks, &registry, &name, serde_json::json!({})).await?;
     tracing::info!(run_id = %run.id, user_id = %session.caller.id, "run enqueued from the monitor");
     Ok(see_other(&format!("/monitor/runs/{}", run.id)))
 }
@@ -323,7 +321,7 @@ pub struct RatesQuery {
 
 #[tracing::instrument(name = "monitor.rates", skip_all)]
 async fn rates(
-    rates: web::Data<Rates>,
+    monitor: web::Data<Monitor>,
     session: MonitorSession,
     query: web::Query<RatesQuery>,
 ) -> Result<HttpResponse, MonitorError> {
@@ -334,6 +332,6 @@ async fn rates(
                 .map_err(|e| MonitorError::BadRequest(format!("currency: {e}")))
         })
         .transpose()?;
-    let page = data::rates_page(&rates, currency, q.days.unwrap_or(30)).await?;
+    let page = data::rates_page(&monitor, currency, q.days.unwrap_or(30)).await?;
     Ok(html(StatusCode::OK, views::rates_page(&session, &page)))
 }

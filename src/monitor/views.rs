@@ -266,7 +266,7 @@ pub fn overview_page(session: &MonitorSession, o: &Overview) -> Markup {
             } @else if any_stale {
                 p.alert.bad role="alert" {
                     "Stale rates: a provider's newest rates are older than "
-                    (relative(o.now, o.now - chrono::TimeDelta::seconds(i64::try_from(o.max_age_secs).unwrap_or(0))).trim_end_matches(" ago"))
+                    (relative(o.now, o.now - o.max_age).trim_end_matches(" ago"))
                     "."
                 }
             }

@@ -15,7 +15,7 @@ impl Job for ExpireQuotes {
     type Context = AppState;
 
     #[tracing::instrument(name = "expire_quotes", skip_all, fields(run_id = %ctx.run_id))]
-    async fn run(&self, ctx: &JobContext) -> anyhow::Result<()> {
+    async fn run(&self, ctx: &JobContext<AppState>) -> anyhow::Result<()> {
         let expired = super::service::record_expiries(&ctx.state).await?;
         if expired > 0 {
             tracing::info!(expired, "quote expiries recorded");

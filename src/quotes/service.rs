@@ -234,8 +234,11 @@ pub async fn record_expiries(state: &AppState) -> anyhow::Result<u64> {
 }
 
 /// Quotes holding a rate right now (the monitor's "quotes locked").
-pub async fn active_locks(state: &AppState) -> Result<i64, sqlx::Error> {
-    store::count_active(&state.db, state.clock.now()).await
+pub async fn active_locks(
+    db: &sqlx::PgPool,
+    clock: &crate::clock::Clock,
+) -> Result<i64, sqlx::Error> {
+    store::count_active(db, clock.now()).await
 }
 
 /// Why a conversion cannot use a quote.

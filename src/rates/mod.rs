@@ -32,7 +32,7 @@ use crate::currencies::events::{CurrencyChange, CurrencyListener};
 use crate::redis_client::Redis;
 use crate::settings::Settings;
 use crate::state::AppState;
-use crate::tasks::TaskRegistry;
+use crate::tasks::{TaskRegistry, Tasks};
 
 pub use service::{FetchReport, RateQuote, RatesError, fetch_and_store, quote};
 
@@ -112,14 +112,9 @@ pub async fn currencies_changed(rates: &Rates) {
 /// Asks for a fresh fetch soon (a currency was added or enabled) instead of waiting for the
 /// next scheduled run: records a `fetch_rates` run in the queue. If the queue cannot take it,
 /// the next scheduled fetch brings the rates; the request itself never fails for it.
-pub async fn request_refresh(
-    rates: &Rates,
-    state: &AppState,
-    registry: &TaskRegistry,
-    reason: &str,
-) {
+pub async fn request_refresh(rates: &Rates, tasks: &Tasks, registry: &TaskRegistry, reason: &str) {
     cache::announce_new_rates(rates).await;
-    match crate::tasks::enqueue_job(state, registry, &jobs::FetchRates::default()).await {
+    match crate::tasks::enqueue_job(tasks, registry, &jobs::FetchRates::default()).await {
         Ok(run) => tracing::info!(reason, run_id = %run.id, "fresh rates requested"),
         Err(e) => tracing::warn!(reason, error = %e, "could not request fresh rates"),
     }
@@ -131,7 +126,7 @@ pub struct CurrencyWatcher {
     /// The rates of this process.
     pub rates: Rates,
     /// Where the fetch run is recorded.
-    pub state: AppState,
+    pub tasks: Tasks,
     /// The task registry (to enqueue `fetch_rates`).
     pub registry: Arc<TaskRegistry>,
 }
@@ -141,11 +136,11 @@ impl CurrencyListener for CurrencyWatcher {
         Box::pin(async move {
             match change {
                 CurrencyChange::Added(_) => {
-                    request_refresh(&self.rates, &self.state, &self.registry, "currency added")
+                    request_refresh(&self.rates, &self.tasks, &self.registry, "currency added")
                         .await
                 }
                 CurrencyChange::Enabled(_) => {
-                    request_refresh(&self.rates, &self.state, &self.registry, "currency enabled")
+                    request_refresh(&self.rates, &self.tasks, &self.registry, "currency enabled")
                         .await
                 }
                 CurrencyChange::Changed(_) | CurrencyChange::Removed(_) => {

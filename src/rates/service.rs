@@ -122,9 +122,7 @@ pub(crate) fn check_currency<'e>(
 }
 
 fn is_stale(state: &Rates, as_of: DateTime<Utc>, at: DateTime<Utc>) -> bool {
-    let max_age = TimeDelta::seconds(
-        i64::try_from(state.settings.rates.max_age_secs).unwrap_or(i64::MAX / 1000),
-    );
+    let max_age = TimeDelta::seconds(crate::settings::secs(state.settings.rates.max_age_secs));
     at - as_of > max_age
 }
 

@@ -195,3 +195,14 @@ fn a_monitor_session_beyond_a_century_is_refused_naming_its_key() {
     .unwrap();
     assert_eq!(fine.auth.monitor_session_max_secs, 3600);
 }
+
+#[test]
+fn a_rates_max_age_beyond_a_century_is_refused_naming_its_key() {
+    let err = load_from(
+        dir(),
+        Environment::Local,
+        env(&[("CCS__RATES__MAX_AGE_SECS", "18446744073709551615")]),
+    )
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("rates.max_age_secs"), "{err:#}");
+}

@@ -28,10 +28,15 @@ use uuid::Uuid;
 
 pub use prune::Prune;
 pub use queue::Queue;
-pub use registry::{Job, JobContext, Schedule, TaskRegistry};
+pub use registry::{Job, JobContext, RunInfo, Schedule, TaskRegistry};
 pub use store::{TaskRun, TaskState};
 
-use crate::state::{AppState, ProcessRole};
+use sqlx::PgPool;
+
+use crate::clock::Clock;
+use crate::redis_client::Redis;
+use crate::settings::{Settings, TaskSettings};
+use crate::state::ProcessRole;
 
 /// How often delayed messages (retries, runs due later) are moved onto the stream: the lateness
 /// a retry can have beyond its backoff.
@@ -40,6 +45,47 @@ const PROMOTE_INTERVAL: Duration = Duration::from_millis(250);
 /// no busier than twice a second, no lazier than every 30 s.
 const RECONCILE_EVERY_MIN: Duration = Duration::from_millis(500);
 const RECONCILE_EVERY_MAX: Duration = Duration::from_secs(30);
+
+/// What the queue machinery runs with: the record (PostgreSQL), the transport (Redis), the
+/// clock, `tasks.*` and the shutdown grace. Cheap to clone; routes get it as `web::Data<Tasks>`,
+/// capabilities that enqueue runs hold one. The jobs' own contexts live in the
+/// [`TaskRegistry`], never here.
+#[derive(Clone)]
+pub struct Tasks {
+    /// PostgreSQL, where `task_runs` is the record of every run.
+    pub db: PgPool,
+    /// Redis, the transport (stream, consumer group, delayed set).
+    pub redis: Redis,
+    /// Now, for due times, leases and cron ticks.
+    pub clock: Clock,
+    /// `tasks.*`: workers, leases, attempts, retries, retention, schedules.
+    pub settings: Arc<TaskSettings>,
+    /// `server.shutdown_timeout_secs`: how long a running job may finish on shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+impl Tasks {
+    /// The queue of a process: its pools and clock, and the `tasks` section and shutdown grace
+    /// of `settings`.
+    pub fn new(db: PgPool, redis: Redis, clock: Clock, settings: &Settings) -> Self {
+        Self {
+            db,
+            redis,
+            clock,
+            settings: Arc::new(settings.tasks.clone()),
+            shutdown_timeout: settings.shutdown_timeout(),
+        }
+    }
+
+    /// `tasks.max_attempts` as stored in `task_runs.max_attempts`.
+    fn max_attempts(&self) -> i32 {
+        i32::try_from(self.settings.max_attempts).unwrap_or(i32::MAX)
+    }
+
+    fn queue(&self) -> Queue {
+        Queue::new(self.redis.clone())
+    }
+}
 
 /// What can go wrong with a task request.
 #[derive(Debug, thiserror::Error)]
@@ -73,24 +119,23 @@ impl From<TaskError> for crate::error::ApiError {
     }
 }
 
-/// The registry of the jobs this module owns (`prune`), with their schedules from `settings`.
+/// The registry of the jobs this module owns (`prune`), with their schedules from `tasks.*`.
 /// Other capabilities add theirs to it at start-up.
-pub fn registry(state: &AppState) -> anyhow::Result<TaskRegistry> {
-    let settings = &state.settings;
+pub fn registry(tasks: &Tasks) -> anyhow::Result<TaskRegistry> {
     let mut registry = TaskRegistry::new();
     registry.register::<Prune>(prune::PruneContext {
-        db: state.db.clone(),
-        clock: state.clock.clone(),
-        retention_days: settings.tasks.retention_days,
+        db: tasks.db.clone(),
+        clock: tasks.clock.clone(),
+        retention_days: tasks.settings.retention_days,
     });
-    registry.schedule(Prune::NAME, &settings.tasks.schedule.prune)?;
+    registry.schedule(Prune::NAME, &tasks.settings.schedule.prune)?;
     Ok(registry)
 }
 
 /// Records a run of task `name` due now and enqueues it. The run is recorded even when Redis is
 /// away; the reconciler enqueues it later.
 pub async fn enqueue(
-    state: &AppState,
+    tasks: &Tasks,
     registry: &TaskRegistry,
     name: &str,
     args: serde_json::Value,
@@ -98,38 +143,37 @@ pub async fn enqueue(
     if !registry.contains(name) {
         return Err(TaskError::UnknownTask(name.to_owned()));
     }
-    let max_attempts = i32::try_from(state.settings.tasks.max_attempts).unwrap_or(i32::MAX);
     let run = store::insert(
-        &state.db,
+        &tasks.db,
         store::NewRun {
             task_name: name,
             args: &args,
-            max_attempts,
+            max_attempts: tasks.max_attempts(),
             scheduled_for: None,
         },
-        state.clock.now(),
+        tasks.clock.now(),
     )
     .await?
     .ok_or_else(|| anyhow::anyhow!("an unscheduled run cannot conflict"))?;
-    push_or_leave_to_reconciler(state, run.id).await;
+    push_or_leave_to_reconciler(tasks, run.id).await;
     Ok(run)
 }
 
 /// Enqueues a `job` of a registered [`Job`] type.
 pub async fn enqueue_job<J: Job>(
-    state: &AppState,
+    tasks: &Tasks,
     registry: &TaskRegistry,
     job: &J,
 ) -> Result<TaskRun, TaskError> {
     let args = serde_json::to_value(job).map_err(anyhow::Error::from)?;
-    enqueue(state, registry, J::NAME, args).await
+    enqueue(tasks, registry, J::NAME, args).await
 }
 
 /// Puts a dead or failed run back in the queue with fresh attempts.
-pub async fn retry(state: &AppState, id: Uuid) -> Result<TaskRun, TaskError> {
-    match store::requeue_finished(&state.db, id, state.clock.now()).await? {
+pub async fn retry(tasks: &Tasks, id: Uuid) -> Result<TaskRun, TaskError> {
+    match store::requeue_finished(&tasks.db, id, tasks.clock.now()).await? {
         Ok(Some(run)) => {
-            push_or_leave_to_reconciler(state, run.id).await;
+            push_or_leave_to_reconciler(tasks, run.id).await;
             Ok(run)
         }
         Ok(None) => Err(TaskError::RunNotFound(id)),
@@ -137,8 +181,8 @@ pub async fn retry(state: &AppState, id: Uuid) -> Result<TaskRun, TaskError> {
     }
 }
 
-async fn push_or_leave_to_reconciler(state: &AppState, run_id: Uuid) {
-    if let Err(e) = Queue::new(state.redis.clone()).push(run_id).await {
+async fn push_or_leave_to_reconciler(tasks: &Tasks, run_id: Uuid) {
+    if let Err(e) = tasks.queue().push(run_id).await {
         tracing::warn!(%run_id, error = format!("{e:#}"), "enqueueing a run failed; the reconciler will");
     }
 }
@@ -147,42 +191,41 @@ async fn push_or_leave_to_reconciler(state: &AppState, run_id: Uuid) {
 /// the cron scheduler and the reconciler for `scheduler`/`all`. They stop when `shutdown` is
 /// cancelled (a running job gets `server.shutdown_timeout_secs` to finish); await the handles.
 pub fn start_background(
-    state: AppState,
+    tasks: Tasks,
     registry: Arc<TaskRegistry>,
     role: ProcessRole,
     shutdown: CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     let mut handles = Vec::new();
-    let tasks = &state.settings.tasks;
-    let visibility = Duration::from_secs(tasks.visibility_timeout_secs.max(1));
+    let visibility = Duration::from_secs(tasks.settings.visibility_timeout_secs.max(1));
     if role.runs_workers() {
         let instance = Uuid::new_v4().simple().to_string();
-        for n in 0..tasks.workers.max(1) {
+        for n in 0..tasks.settings.workers.max(1) {
             let worker = worker::Worker {
-                state: state.clone(),
+                tasks: tasks.clone(),
                 registry: registry.clone(),
-                queue: Queue::new(state.redis.clone()),
+                queue: tasks.queue(),
                 id: format!("{}-{n}", &instance[..12]),
             };
             handles.push(tokio::spawn(worker.run(shutdown.clone())));
         }
         handles.push(tokio::spawn(worker::promote_loop(
-            Queue::new(state.redis.clone()),
-            state.clock.clone(),
+            tasks.queue(),
+            tasks.clock.clone(),
             PROMOTE_INTERVAL,
             shutdown.clone(),
         )));
     }
     if role.runs_scheduler() {
-        let (s, r, token) = (state.clone(), registry.clone(), shutdown.clone());
+        let (t, r, token) = (tasks.clone(), registry.clone(), shutdown.clone());
         handles.push(tokio::spawn(async move {
-            if let Err(e) = scheduler::run_scheduler(s, r, token).await {
+            if let Err(e) = scheduler::run_scheduler(t, r, token).await {
                 tracing::error!(error = format!("{e:#}"), "the cron scheduler stopped");
             }
         }));
         let every = (visibility / 2).clamp(RECONCILE_EVERY_MIN, RECONCILE_EVERY_MAX);
         handles.push(tokio::spawn(scheduler::reconcile_loop(
-            state.clone(),
+            tasks.clone(),
             every,
             shutdown.clone(),
         )));
@@ -209,10 +252,10 @@ pub struct TaskStats {
 }
 
 /// Queue depth from Redis and run counts from PostgreSQL.
-pub async fn stats(state: &AppState) -> Result<TaskStats, TaskError> {
-    let counts = store::count_by_state(&state.db).await?;
+pub async fn stats(tasks: &Tasks) -> Result<TaskStats, TaskError> {
+    let counts = store::count_by_state(&tasks.db).await?;
     let count = |s: TaskState| counts.iter().find(|(k, _)| *k == s).map_or(0, |(_, n)| *n);
-    let depth = Queue::new(state.redis.clone()).depth().await.ok();
+    let depth = tasks.queue().depth().await.ok();
     Ok(TaskStats {
         queue_depth: depth.map(|d| d.stream),
         pending: depth.map(|d| d.pending),

@@ -14,12 +14,22 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::settings::CronExpression;
-use crate::state::AppState;
+
+/// Which run is executing, as the worker knows it: what every job gets besides its context.
+#[derive(Debug, Clone, Copy)]
+pub struct RunInfo {
+    /// The run being executed; stable across retries, so jobs can use it for idempotency.
+    pub run_id: Uuid,
+    /// 1 on the first attempt.
+    pub attempt: i32,
+    /// The cron tick this run is for, when it was scheduled.
+    pub scheduled_for: Option<DateTime<Utc>>,
+}
 
 /// What a running job may know about itself and use: `state` is what the job was registered
-/// with (its [`Job::Context`]; the core [`AppState`] for jobs registered as plain functions).
+/// with (its [`Job::Context`], or the context given to [`TaskRegistry::register_fn`]).
 #[derive(Clone)]
-pub struct JobContext<C = AppState> {
+pub struct JobContext<C> {
     /// What the job runs with.
     pub state: C,
     /// The run being executed; stable across retries, so jobs can use it for idempotency.
@@ -28,6 +38,17 @@ pub struct JobContext<C = AppState> {
     pub attempt: i32,
     /// The cron tick this run is for, when it was scheduled.
     pub scheduled_for: Option<DateTime<Utc>>,
+}
+
+impl<C> JobContext<C> {
+    fn new(state: C, run: RunInfo) -> Self {
+        Self {
+            state,
+            run_id: run.run_id,
+            attempt: run.attempt,
+            scheduled_for: run.scheduled_for,
+        }
+    }
 }
 
 /// A background job: a name, its arguments as the type itself (serialised to the run's `args`),
@@ -47,10 +68,9 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
-/// Type-erased job code: arguments arrive as the JSON stored in the run.
-pub type Handler = Arc<
-    dyn Fn(JobContext, serde_json::Value) -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync,
->;
+/// Type-erased job code with its context inside: arguments arrive as the JSON stored in the run.
+pub type Handler =
+    Arc<dyn Fn(RunInfo, serde_json::Value) -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync>;
 
 /// A periodic task: the cron expression (with seconds) and the arguments of each tick's run.
 #[derive(Clone, Debug)]
@@ -134,29 +154,24 @@ impl TaskRegistry {
 
     /// Registers a [`Job`] type under [`Job::NAME`], to run with `context`.
     pub fn register<J: Job>(&mut self, context: J::Context) -> &mut Self {
-        self.register_fn(J::NAME, move |run, args| {
-            let ctx = JobContext {
-                state: context.clone(),
-                run_id: run.run_id,
-                attempt: run.attempt,
-                scheduled_for: run.scheduled_for,
-            };
-            async move {
-                let job: J = serde_json::from_value(args)
-                    .with_context(|| format!("arguments of {} do not parse", J::NAME))?;
-                job.run(&ctx).await
-            }
+        self.register_fn(J::NAME, context, |ctx, args| async move {
+            let job: J = serde_json::from_value(args)
+                .with_context(|| format!("arguments of {} do not parse", J::NAME))?;
+            job.run(&ctx).await
         })
     }
 
-    /// Registers a job as a plain async function of the context and the JSON arguments.
-    /// Registering a name twice replaces the earlier handler.
-    pub fn register_fn<F, Fut>(&mut self, name: &str, handler: F) -> &mut Self
+    /// Registers a job as a plain async function of its context (`context`, handed to every
+    /// run) and the JSON arguments. Registering a name twice replaces the earlier handler.
+    pub fn register_fn<C, F, Fut>(&mut self, name: &str, context: C, handler: F) -> &mut Self
     where
-        F: Fn(JobContext, serde_json::Value) -> Fut + Send + Sync + 'static,
+        C: Clone + Send + Sync + 'static,
+        F: Fn(JobContext<C>, serde_json::Value) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
-        let handler: Handler = Arc::new(move |ctx, args| Box::pin(handler(ctx, args)));
+        let handler: Handler = Arc::new(move |run, args| {
+            Box::pin(handler(JobContext::new(context.clone(), run), args))
+        });
         self.handlers.insert(name.to_owned(), handler);
         self
     }

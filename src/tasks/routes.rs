@@ -9,11 +9,10 @@ use uuid::Uuid;
 
 use super::registry::TaskRegistry;
 use super::store::{self, TaskRun, TaskState};
-use super::{TaskError, TaskStats};
+use super::{TaskError, TaskStats, Tasks};
 use crate::auth::AdminUser;
 use crate::error::ApiError;
 use crate::extract::{OptionalJson, Query};
-use crate::state::AppState;
 
 /// Largest page of runs.
 const MAX_LIMIT: i64 = 200;
@@ -84,9 +83,9 @@ pub struct ScheduleView {
 #[utoipa::path(get, path = "/api/v1/tasks/runs", tag = "tasks", operation_id = "listTaskRuns",
     params(RunListQuery), security(("bearer" = ["admin"])),
     responses((status = 200, description = "One page of runs, newest first", body = RunPage)))]
-#[tracing::instrument(skip(state))]
+#[tracing::instrument(skip(tasks))]
 pub async fn list_runs(
-    state: web::Data<AppState>,
+    tasks: web::Data<Tasks>,
     _admin: AdminUser,
     query: Query<RunListQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -108,7 +107,7 @@ pub async fn list_runs(
             format!("must be between 1 and {MAX_LIMIT}"),
         ));
     }
-    let mut data = store::list(&state.db, q.task.as_deref(), q.state, q.cursor, limit + 1)
+    let mut data = store::list(&tasks.db, q.task.as_deref(), q.state, q.cursor, limit + 1)
         .await
         .map_err(TaskError::from)?;
     let next_cursor = if data.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
@@ -127,14 +126,14 @@ pub async fn list_runs(
         (status = 200, description = "The run", body = TaskRun),
         (status = 404, description = "No such run", body = crate::error::Problem),
     ))]
-#[tracing::instrument(skip(state))]
+#[tracing::instrument(skip(tasks))]
 pub async fn get_run(
-    state: web::Data<AppState>,
+    tasks: web::Data<Tasks>,
     _admin: AdminUser,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let run = store::get(&state.db, id)
+    let run = store::get(&tasks.db, id)
         .await
         .map_err(TaskError::from)?
         .ok_or(TaskError::RunNotFound(id))?;
@@ -150,9 +149,9 @@ pub async fn get_run(
         (status = 202, description = "Recorded and enqueued", body = TaskRun),
         (status = 404, description = "No such task", body = crate::error::Problem),
     ))]
-#[tracing::instrument(skip(state, registry, body))]
+#[tracing::instrument(skip(tasks, registry, body))]
 pub async fn run_now(
-    state: web::Data<AppState>,
+    tasks: web::Data<Tasks>,
     _admin: AdminUser,
     registry: web::Data<TaskRegistry>,
     name: web::Path<String>,
@@ -162,7 +161,7 @@ pub async fn run_now(
         .0
         .and_then(|b| b.args)
         .unwrap_or_else(|| serde_json::json!({}));
-    let run = super::enqueue(&state, &registry, &name, args).await?;
+    let run = super::enqueue(&tasks, &registry, &name, args).await?;
     Ok(HttpResponse::Accepted().json(run))
 }
 
@@ -174,13 +173,13 @@ pub async fn run_now(
         (status = 404, description = "No such run", body = crate::error::Problem),
         (status = 409, description = "The run is not dead or failed", body = crate::error::Problem),
     ))]
-#[tracing::instrument(skip(state))]
+#[tracing::instrument(skip(tasks))]
 pub async fn retry_run(
-    state: web::Data<AppState>,
+    tasks: web::Data<Tasks>,
     _admin: AdminUser,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let run = super::retry(&state, id.into_inner()).await?;
+    let run = super::retry(&tasks, id.into_inner()).await?;
     Ok(HttpResponse::Accepted().json(run))
 }
 
@@ -188,25 +187,22 @@ pub async fn retry_run(
 #[utoipa::path(get, path = "/api/v1/tasks/stats", tag = "tasks", operation_id = "getTaskStats",
     security(("bearer" = ["admin"])),
     responses((status = 200, description = "Queue depth and run counts", body = TaskStats)))]
-#[tracing::instrument(skip(state))]
-pub async fn stats(
-    state: web::Data<AppState>,
-    _admin: AdminUser,
-) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(super::stats(&state).await?))
+#[tracing::instrument(skip(tasks))]
+pub async fn stats(tasks: web::Data<Tasks>, _admin: AdminUser) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(super::stats(&tasks).await?))
 }
 
 /// Periodic tasks with their next fire time.
 #[utoipa::path(get, path = "/api/v1/tasks/schedules", tag = "tasks", operation_id = "listTaskSchedules",
     security(("bearer" = ["admin"])),
     responses((status = 200, description = "Periodic tasks with their next fire time", body = Vec<ScheduleView>)))]
-#[tracing::instrument(skip(state, registry))]
+#[tracing::instrument(skip(tasks, registry))]
 pub async fn schedules(
-    state: web::Data<AppState>,
+    tasks: web::Data<Tasks>,
     _admin: AdminUser,
     registry: web::Data<TaskRegistry>,
 ) -> Result<HttpResponse, ApiError> {
-    let now = state.clock.now();
+    let now = tasks.clock.now();
     let views: Vec<ScheduleView> = registry
         .schedules()
         .map(|s| ScheduleView {

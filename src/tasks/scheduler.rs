@@ -18,10 +18,10 @@ use tokio_cron_scheduler::{Job as CronJob, JobScheduler};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::Tasks;
 use super::queue::Queue;
 use super::registry::{Schedule, TaskRegistry};
 use super::store;
-use crate::state::AppState;
 
 /// Most missed ticks one wake-up counts for its log line (it records only the latest).
 const MAX_TICKS_PER_WAKE: usize = 100;
@@ -37,21 +37,20 @@ const CATCH_UP_RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// Records the run of one tick and enqueues it. Returns whether this call recorded it.
 pub async fn record_tick(
-    state: &AppState,
+    tasks: &Tasks,
     queue: &Queue,
     schedule: &Schedule,
     tick: DateTime<Utc>,
 ) -> anyhow::Result<bool> {
-    let max_attempts = i32::try_from(state.settings.tasks.max_attempts).unwrap_or(i32::MAX);
     let inserted = store::insert(
-        &state.db,
+        &tasks.db,
         store::NewRun {
             task_name: &schedule.task_name,
             args: &schedule.args,
-            max_attempts,
+            max_attempts: tasks.max_attempts(),
             scheduled_for: Some(tick),
         },
-        state.clock.now(),
+        tasks.clock.now(),
     )
     .await
     .context("recording a scheduled run")?;
@@ -70,7 +69,7 @@ pub async fn record_tick(
 /// than the cron's previous fire time), records ONE run for the previous fire time, standing for
 /// all of them. A task never run before has missed nothing. Returns the tick it recorded from.
 pub async fn catch_up(
-    state: &AppState,
+    tasks: &Tasks,
     queue: &Queue,
     schedule: &Schedule,
     now: DateTime<Utc>,
@@ -78,12 +77,12 @@ pub async fn catch_up(
     let Some(previous) = schedule.previous_at_or_before(now) else {
         return Ok(now);
     };
-    let last = store::last_scheduled_for(&state.db, &schedule.task_name).await?;
+    let last = store::last_scheduled_for(&tasks.db, &schedule.task_name).await?;
     // A task that never ran counts as behind too: a fresh installation fetches rates at once
     // instead of waiting up to a whole interval.
     if last.is_none_or(|last| last < previous) {
         tracing::info!(task = %schedule.task_name, ?last, %previous, "catching up on missed ticks with one run");
-        record_tick(state, queue, schedule, previous).await?;
+        record_tick(tasks, queue, schedule, previous).await?;
     }
     Ok(previous)
 }
@@ -113,11 +112,11 @@ fn latest_due_tick(
 
 /// Runs the cron scheduler until `shutdown`.
 pub(super) async fn run_scheduler(
-    state: AppState,
+    tasks: Tasks,
     registry: Arc<TaskRegistry>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let queue = Queue::new(state.redis.clone());
+    let queue = tasks.queue();
     let mut scheduler = JobScheduler::new()
         .await
         .context("starting the cron scheduler")?;
@@ -125,7 +124,7 @@ pub(super) async fn run_scheduler(
         // Ticks at or before this cursor are recorded (by this instance or another). Each wake
         // records every tick since, so a late or skipped wake-up loses nothing.
         let cursor = loop {
-            match catch_up(&state, &queue, schedule, state.clock.now()).await {
+            match catch_up(&tasks, &queue, schedule, tasks.clock.now()).await {
                 Ok(cursor) => break cursor,
                 Err(e) => {
                     tracing::warn!(task = %schedule.task_name, error = format!("{e:#}"), "catch-up failed; retrying");
@@ -139,16 +138,16 @@ pub(super) async fn run_scheduler(
         let cursor = Arc::new(Mutex::new(cursor));
         let task_name = schedule.task_name.clone();
         let expression = schedule.expression.clone();
-        let (state, queue, schedule) = (state.clone(), queue.clone(), schedule.clone());
+        let (tasks, queue, schedule) = (tasks.clone(), queue.clone(), schedule.clone());
         let job = CronJob::new_async(expression.as_str(), move |_, _| {
-            let (state, queue, schedule, cursor) =
-                (state.clone(), queue.clone(), schedule.clone(), cursor.clone());
+            let (tasks, queue, schedule, cursor) =
+                (tasks.clone(), queue.clone(), schedule.clone(), cursor.clone());
             Box::pin(async move {
                 let mut cursor = cursor.lock().await;
-                let Some(tick) = latest_due_tick(&schedule, *cursor, state.clock.now()) else {
+                let Some(tick) = latest_due_tick(&schedule, *cursor, tasks.clock.now()) else {
                     return;
                 };
-                match record_tick(&state, &queue, &schedule, tick).await {
+                match record_tick(&tasks, &queue, &schedule, tick).await {
                     Ok(_) => *cursor = tick,
                     // PostgreSQL is away: the tick stays due, and the ones that fall due until
                     // it is back join it in the one run recorded then.
@@ -172,15 +171,15 @@ pub(super) async fn run_scheduler(
 /// parked it for later) and acknowledged its message. Every such change reaches PostgreSQL
 /// before Redis forgets the message, so only a run that is *still* overdue after Redis said it
 /// has no message for it is lost; the others are left alone (and not reported).
-pub async fn reconcile_once(state: &AppState, queue: &Queue) -> anyhow::Result<usize> {
-    let before = state.clock.now() - RECONCILE_GRACE;
-    let overdue = store::overdue(&state.db, before, None, RECONCILE_BATCH).await?;
-    reconcile(state, queue, &overdue).await
+pub async fn reconcile_once(tasks: &Tasks, queue: &Queue) -> anyhow::Result<usize> {
+    let before = tasks.clock.now() - RECONCILE_GRACE;
+    let overdue = store::overdue(&tasks.db, before, None, RECONCILE_BATCH).await?;
+    reconcile(tasks, queue, &overdue).await
 }
 
 /// The second half of [`reconcile_once`]: of `overdue` (runs that were overdue a moment ago),
 /// re-enqueues those Redis has no message for and PostgreSQL still says are overdue.
-pub async fn reconcile(state: &AppState, queue: &Queue, overdue: &[Uuid]) -> anyhow::Result<usize> {
+pub async fn reconcile(tasks: &Tasks, queue: &Queue, overdue: &[Uuid]) -> anyhow::Result<usize> {
     if overdue.is_empty() {
         return Ok(0);
     }
@@ -193,8 +192,8 @@ pub async fn reconcile(state: &AppState, queue: &Queue, overdue: &[Uuid]) -> any
     if absent.is_empty() {
         return Ok(0);
     }
-    let before = state.clock.now() - RECONCILE_GRACE;
-    let lost = store::overdue(&state.db, before, Some(&absent), RECONCILE_BATCH).await?;
+    let before = tasks.clock.now() - RECONCILE_GRACE;
+    let lost = store::overdue(&tasks.db, before, Some(&absent), RECONCILE_BATCH).await?;
     for run_id in &lost {
         queue.push(*run_id).await?;
     }
@@ -205,8 +204,8 @@ pub async fn reconcile(state: &AppState, queue: &Queue, overdue: &[Uuid]) -> any
 }
 
 /// Runs [`reconcile_once`] every `every` until `shutdown`.
-pub(super) async fn reconcile_loop(state: AppState, every: Duration, shutdown: CancellationToken) {
-    let queue = Queue::new(state.redis.clone());
+pub(super) async fn reconcile_loop(tasks: Tasks, every: Duration, shutdown: CancellationToken) {
+    let queue = tasks.queue();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -214,7 +213,7 @@ pub(super) async fn reconcile_loop(state: AppState, every: Duration, shutdown: C
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => return,
         }
-        if let Err(e) = reconcile_once(&state, &queue).await {
+        if let Err(e) = reconcile_once(&tasks, &queue).await {
             tracing::warn!(
                 error = format!("{e:#}"),
                 "reconciling the task queue failed"

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 
+use super::Tasks;
 use super::queue::{Message, Queue};
-use super::registry::{JobContext, TaskRegistry};
+use super::registry::{RunInfo, TaskRegistry};
 use super::store::{self, Attempt, Claim, TaskState};
 use crate::clock::Clock;
-use crate::state::AppState;
 
 /// Longest retry delay, whatever the attempt number.
 const MAX_BACKOFF_MS: u64 = 6 * 3600 * 1000;
@@ -43,7 +43,7 @@ pub fn retry_delay(base: Duration, attempt: i32) -> Duration {
 
 /// One worker's fixed parts.
 pub(super) struct Worker {
-    pub state: AppState,
+    pub tasks: Tasks,
     pub registry: Arc<TaskRegistry>,
     pub queue: Queue,
     pub id: String,
@@ -51,7 +51,7 @@ pub(super) struct Worker {
 
 impl Worker {
     fn lease(&self) -> Duration {
-        Duration::from_secs(self.state.settings.tasks.visibility_timeout_secs.max(1))
+        Duration::from_secs(self.tasks.settings.visibility_timeout_secs.max(1))
     }
 
     /// Reads and executes runs until `shutdown`; a run in progress then gets the shutdown grace
@@ -93,11 +93,11 @@ impl Worker {
         };
         let lease_secs = self.lease().as_secs_f64();
         match store::claim(
-            &self.state.db,
+            &self.tasks.db,
             run_id,
             &self.id,
             lease_secs,
-            self.state.clock.now(),
+            self.tasks.clock.now(),
         )
         .await
         {
@@ -107,14 +107,14 @@ impl Worker {
             // lease: park the run until the lease ends instead. If its holder finishes first,
             // the parked message finds the run finished and is dropped.
             Ok(Claim::Busy(until)) => {
-                let due = until.unwrap_or_else(|| self.state.clock.now()) + LEASE_EXPIRY_MARGIN;
+                let due = until.unwrap_or_else(|| self.tasks.clock.now()) + LEASE_EXPIRY_MARGIN;
                 if self.queue.delay(run_id, due).await.is_ok() {
                     self.ack(&message).await;
                 }
             }
             Ok(Claim::Overlap) => {
-                let due = self.state.clock.now() + OVERLAP_DEFER;
-                if let Err(e) = store::defer(&self.state.db, run_id, due).await {
+                let due = self.tasks.clock.now() + OVERLAP_DEFER;
+                if let Err(e) = store::defer(&self.tasks.db, run_id, due).await {
                     tracing::warn!(%run_id, error = %e, "deferring an overlapping run failed");
                     return;
                 }
@@ -141,8 +141,7 @@ impl Worker {
                 .await;
             return;
         };
-        let ctx = JobContext {
-            state: self.state.clone(),
+        let ctx = RunInfo {
             run_id: run.id,
             attempt: run.attempts,
             scheduled_for: run.scheduled_for,
@@ -156,7 +155,7 @@ impl Worker {
         // Until when our lease surely holds: the last extension asked for `lease` from before it
         // was sent. Past it, with the heartbeat failing, another worker may own the run.
         let mut lease_holds_until = Instant::now() + lease;
-        let grace = self.state.settings.shutdown_timeout();
+        let grace = self.tasks.shutdown_timeout;
         let give_up = async {
             shutdown.cancelled().await;
             tokio::time::sleep(grace).await;
@@ -167,7 +166,7 @@ impl Worker {
                 outcome = &mut job => break Some(outcome),
                 _ = heartbeat.tick() => {
                     let asked = Instant::now();
-                    match store::extend_lease(&self.state.db, run.id, &self.id, run.attempts, lease.as_secs_f64(), self.state.clock.now()).await {
+                    match store::extend_lease(&self.tasks.db, run.id, &self.id, run.attempts, lease.as_secs_f64(), self.tasks.clock.now()).await {
                         Ok(true) => lease_holds_until = asked + lease,
                         Ok(false) => {
                             tracing::warn!("the run was taken over; stopping the job");
@@ -232,12 +231,12 @@ impl Worker {
     ) {
         let attempt = self.attempt(run, started);
         match store::finish(
-            &self.state.db,
+            &self.tasks.db,
             &attempt,
             state,
             error,
             None,
-            self.state.clock.now(),
+            self.tasks.clock.now(),
         )
         .await
         {
@@ -253,17 +252,17 @@ impl Worker {
     }
 
     async fn retry(&self, run: &store::TaskRun, started: Instant, error: &str, message: &Message) {
-        let base = Duration::from_secs(self.state.settings.tasks.retry_base_secs);
+        let base = Duration::from_secs(self.tasks.settings.retry_base_secs);
         let delay = retry_delay(base, run.attempts);
-        let due = self.state.clock.now() + delay;
+        let due = self.tasks.clock.now() + delay;
         let attempt = self.attempt(run, started);
         match store::finish(
-            &self.state.db,
+            &self.tasks.db,
             &attempt,
             TaskState::Retrying,
             Some(error),
             Some(due),
-            self.state.clock.now(),
+            self.tasks.clock.now(),
         )
         .await
         {
@@ -285,11 +284,11 @@ impl Worker {
     /// and be declared dead, as when a worker dies.
     async fn release(&self, run: &store::TaskRun, message: &Message) {
         match store::release(
-            &self.state.db,
+            &self.tasks.db,
             run.id,
             &self.id,
             run.attempts,
-            self.state.clock.now(),
+            self.tasks.clock.now(),
         )
         .await
         {

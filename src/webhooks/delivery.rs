@@ -16,12 +16,11 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use super::Webhooks;
 use super::guard::{self, GuardedResolver};
 use super::signing;
 use super::store::{self, Claimed, Outcome};
-use crate::clock::Clock;
 use crate::settings::WebhookSettings;
-use crate::state::AppState;
 use crate::tasks::{Job, JobContext};
 
 /// Slack beyond the request timeout before an unfinished attempt's delivery is due again.
@@ -33,47 +32,33 @@ const RUN_BUDGET: Duration = Duration::from_secs(120);
 /// Longest response body kept in `last_error`, in characters.
 const ERROR_BODY_CHARS: usize = 200;
 
-/// What delivering needs: the pool, the clock, the settings and one HTTP client whose resolver
-/// is the SSRF guard.
-#[derive(Clone)]
-pub struct Dispatcher {
-    db: sqlx::PgPool,
-    clock: Clock,
-    settings: Arc<WebhookSettings>,
-    http: reqwest::Client,
+/// The client deliveries are sent with: `webhooks.timeout_secs`, no redirects, no proxy, and
+/// the SSRF guard as its resolver.
+pub(super) fn http_client(settings: &WebhookSettings) -> anyhow::Result<reqwest::Client> {
+    let timeout = Duration::from_secs(settings.timeout_secs.max(1));
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        // A redirect is an answer, not an instruction: following one would let a receiver
+        // point us anywhere, past the guard's registration check.
+        .redirect(reqwest::redirect::Policy::none())
+        // A proxy from the environment would connect for us, to addresses the guard never
+        // sees.
+        .no_proxy()
+        .dns_resolver(Arc::new(GuardedResolver {
+            allow_private: settings.allow_private_targets,
+        }))
+        .user_agent(concat!(
+            env!("CARGO_PKG_NAME"),
+            "-webhooks/",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .build()
+        .context("building the webhook HTTP client")
 }
 
-impl Dispatcher {
-    pub fn new(state: &AppState) -> anyhow::Result<Self> {
-        let settings = state.settings.webhooks.clone();
-        let timeout = Duration::from_secs(settings.timeout_secs.max(1));
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            // A redirect is an answer, not an instruction: following one would let a receiver
-            // point us anywhere, past the guard's registration check.
-            .redirect(reqwest::redirect::Policy::none())
-            // A proxy from the environment would connect for us, to addresses the guard never
-            // sees.
-            .no_proxy()
-            .dns_resolver(Arc::new(GuardedResolver {
-                allow_private: settings.allow_private_targets,
-            }))
-            .user_agent(concat!(
-                env!("CARGO_PKG_NAME"),
-                "-webhooks/",
-                env!("CARGO_PKG_VERSION")
-            ))
-            .build()
-            .context("building the webhook HTTP client")?;
-        Ok(Self {
-            db: state.db.clone(),
-            clock: state.clock.clone(),
-            settings: Arc::new(settings),
-            http,
-        })
-    }
-
+/// Delivering: what the `deliver_webhooks` job does with its [`Webhooks`] context.
+impl Webhooks {
     /// Sends every due delivery (in claims of `webhooks.dispatch_batch`, each claim's deliveries
     /// concurrently) until none is due or the run's time budget is spent. Returns how many
     /// attempts were made.
@@ -237,10 +222,10 @@ pub struct DeliverWebhooks {}
 
 impl Job for DeliverWebhooks {
     const NAME: &'static str = "deliver_webhooks";
-    type Context = Dispatcher;
+    type Context = Webhooks;
 
     #[tracing::instrument(name = "deliver_webhooks", skip_all, fields(run_id = %ctx.run_id))]
-    async fn run(&self, ctx: &JobContext<Dispatcher>) -> anyhow::Result<()> {
+    async fn run(&self, ctx: &JobContext<Webhooks>) -> anyhow::Result<()> {
         let attempts = ctx.state.dispatch_due().await?;
         if attempts > 0 {
             tracing::info!(attempts, "webhook deliveries attempted");

@@ -55,6 +55,21 @@ impl std::fmt::Display for EventType {
     }
 }
 
+/// The state of a delivery. Stored as text in `webhook_deliveries.state` (a CHECK constraint
+/// lists the values); a value this enum does not know fails to decode rather than reading as
+/// pending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+pub enum DeliveryState {
+    /// Not delivered yet; `next_attempt_at` says when it is tried.
+    Pending,
+    /// The endpoint answered 2xx.
+    Delivered,
+    /// Every attempt failed (or the endpoint was deleted); `POST …/retry` starts again.
+    Dead,
+}
+
 /// Parses a partner's event list: at least one, each subscribable; duplicates collapse.
 pub fn parse_events(raw: &[String]) -> Result<Vec<EventType>, String> {
     if raw.is_empty() {

@@ -17,10 +17,43 @@ pub mod service;
 pub mod signing;
 pub mod store;
 
-pub use delivery::{DeliverWebhooks, Dispatcher};
+pub use delivery::DeliverWebhooks;
 pub use domain::EventType;
 
+use std::sync::Arc;
+
+use sqlx::PgPool;
+
+use crate::clock::Clock;
 use crate::error::ApiError;
+use crate::settings::WebhookSettings;
+
+/// What the webhook use cases and the `deliver_webhooks` job run with: the pool, the clock,
+/// `webhooks.*` and one HTTP client whose resolver is the SSRF guard. Cheap to clone; routes get
+/// it as `web::Data<Webhooks>`, the job as its context.
+#[derive(Clone)]
+pub struct Webhooks {
+    /// PostgreSQL, where endpoints, events and deliveries are.
+    pub db: PgPool,
+    /// Now, for creation times, rotations and delivery schedules.
+    pub clock: Clock,
+    /// `webhooks.*`.
+    pub settings: Arc<WebhookSettings>,
+    /// The delivering client ([`delivery::http_client`]).
+    http: reqwest::Client,
+}
+
+impl Webhooks {
+    /// The webhooks of a process, with its delivering HTTP client built from `settings`.
+    pub fn new(db: PgPool, clock: Clock, settings: &WebhookSettings) -> anyhow::Result<Self> {
+        Ok(Self {
+            db,
+            clock,
+            http: delivery::http_client(settings)?,
+            settings: Arc::new(settings.clone()),
+        })
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {

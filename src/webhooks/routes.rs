@@ -7,13 +7,12 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::service::{self, CreatedEndpoint, DeliveryView, EndpointView, RotatedSecret};
-use super::{DeliverWebhooks, WebhookError};
+use super::{DeliverWebhooks, WebhookError, Webhooks};
 use crate::auth::PartnerUser;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Query};
 use crate::pagination::{Page, PageParams};
-use crate::state::AppState;
-use crate::tasks::TaskRegistry;
+use crate::tasks::{TaskRegistry, Tasks};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -72,8 +71,8 @@ fn endpoint_id(raw: &str) -> Result<Uuid, ApiError> {
 
 /// Asks for a dispatcher run now rather than at its next tick. Best effort: the schedule finds
 /// the delivery anyway.
-async fn dispatch_soon(state: &AppState, registry: &TaskRegistry) {
-    if let Err(e) = crate::tasks::enqueue_job(state, registry, &DeliverWebhooks::default()).await {
+async fn dispatch_soon(tasks: &Tasks, registry: &TaskRegistry) {
+    if let Err(e) = crate::tasks::enqueue_job(tasks, registry, &DeliverWebhooks::default()).await {
         tracing::warn!(error = %e, "could not enqueue the webhook dispatcher; its schedule will run it");
     }
 }
@@ -92,11 +91,12 @@ async fn dispatch_soon(state: &AppState, registry: &TaskRegistry) {
         (status = 422, description = "`/problems/validation-failed` (url form, events) or `/problems/webhook-target-forbidden` (the URL resolves to a loopback, private, link-local or metadata address)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
-    state: web::Data<AppState>,
+    webhooks: web::Data<Webhooks>,
     partner: PartnerUser,
     body: Json<CreateEndpoint>,
 ) -> Result<HttpResponse, ApiError> {
-    let created = service::create_endpoint(&state, partner.id(), &body.url, &body.events).await?;
+    let created =
+        service::create_endpoint(&webhooks, partner.id(), &body.url, &body.events).await?;
     Ok(HttpResponse::Created()
         .insert_header((
             "Location",
@@ -114,10 +114,10 @@ pub async fn create(
         (status = 403, description = "Not a partner", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
-    state: web::Data<AppState>,
+    webhooks: web::Data<Webhooks>,
     partner: PartnerUser,
 ) -> Result<HttpResponse, ApiError> {
-    let data = service::list_endpoints(&state, partner.id()).await?;
+    let data = service::list_endpoints(&webhooks, partner.id()).await?;
     Ok(HttpResponse::Ok().json(EndpointList { data }))
 }
 
@@ -131,11 +131,11 @@ pub async fn list(
         (status = 404, description = "No such endpoint of this partner", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete(
-    state: web::Data<AppState>,
+    webhooks: web::Data<Webhooks>,
     partner: PartnerUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    service::delete_endpoint(&state, partner.id(), endpoint_id(&path)?).await?;
+    service::delete_endpoint(&webhooks, partner.id(), endpoint_id(&path)?).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -151,11 +151,11 @@ pub async fn delete(
         (status = 404, description = "No such endpoint of this partner", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn rotate_secret(
-    state: web::Data<AppState>,
+    webhooks: web::Data<Webhooks>,
     partner: PartnerUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let rotated = service::rotate_secret(&state, partner.id(), endpoint_id(&path)?).await?;
+    let rotated = service::rotate_secret(&webhooks, partner.id(), endpoint_id(&path)?).await?;
     Ok(HttpResponse::Ok().json(rotated))
 }
 
@@ -169,13 +169,14 @@ pub async fn rotate_secret(
         (status = 404, description = "No such endpoint of this partner", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn test(
-    state: web::Data<AppState>,
+    webhooks: web::Data<Webhooks>,
+    tasks: web::Data<Tasks>,
     registry: web::Data<TaskRegistry>,
     partner: PartnerUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let delivery = service::ping(&state, partner.id(), endpoint_id(&path)?).await?;
-    dispatch_soon(&state, &registry).await;
+    let delivery = service::ping(&webhooks, partner.id(), endpoint_id(&path)?).await?;
+    dispatch_soon(&tasks, &registry).await;
     Ok(HttpResponse::Accepted().json(delivery))
 }
 
@@ -191,14 +192,14 @@ pub async fn test(
         (status = 422, description = "Invalid `limit` or `cursor`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn deliveries(
-    state: web::Data<AppState>,
+    webhooks: web::Data<Webhooks>,
     partner: PartnerUser,
     path: web::Path<String>,
     params: Query<PageParams>,
 ) -> Result<HttpResponse, ApiError> {
     let endpoint = endpoint_id(&path)?;
     let (limit, cursor) = params.parse()?;
-    let page = service::deliveries(&state, partner.id(), endpoint, limit, cursor).await?;
+    let page = service::deliveries(&webhooks, partner.id(), endpoint, limit, cursor).await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -217,7 +218,8 @@ pub async fn deliveries(
         (status = 404, description = "No such delivery of this partner's endpoint", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn retry(
-    state: web::Data<AppState>,
+    webhooks: web::Data<Webhooks>,
+    tasks: web::Data<Tasks>,
     registry: web::Data<TaskRegistry>,
     partner: PartnerUser,
     path: web::Path<(String, String)>,
@@ -226,7 +228,7 @@ pub async fn retry(
     let endpoint = endpoint_id(&endpoint)?;
     let delivery =
         Uuid::parse_str(&delivery).map_err(|_| ApiError::from(WebhookError::DeliveryNotFound))?;
-    let view = service::retry(&state, partner.id(), endpoint, delivery).await?;
-    dispatch_soon(&state, &registry).await;
+    let view = service::retry(&webhooks, partner.id(), endpoint, delivery).await?;
+    dispatch_soon(&tasks, &registry).await;
     Ok(HttpResponse::Accepted().json(view))
 }

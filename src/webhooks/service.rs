@@ -6,14 +6,14 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::WebhookError;
-use super::domain::{self, EndpointUrl, EventType};
+use super::domain::{self, DeliveryState, EndpointUrl, EventType};
 use super::guard;
 use super::signing;
 use super::store::{self, DeliveryRow, EndpointRow};
+use super::{WebhookError, Webhooks};
 use crate::auth::PartnerId;
 use crate::pagination::{Cursor, Page};
-use crate::state::AppState;
+use crate::settings::WebhookSettings;
 
 /// An endpoint as the API shows it (never with its secret).
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -64,18 +64,6 @@ pub struct RotatedSecret {
     pub previous_secret_expires_at: DateTime<Utc>,
 }
 
-/// The state of a delivery.
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum DeliveryState {
-    /// Not delivered yet; `next_attempt_at` says when it is tried.
-    Pending,
-    /// The endpoint answered 2xx.
-    Delivered,
-    /// Every attempt failed (or the endpoint was deleted); `POST …/retry` starts again.
-    Dead,
-}
-
 /// One event's delivery to one endpoint.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DeliveryView {
@@ -107,11 +95,7 @@ impl From<DeliveryRow> for DeliveryView {
             id: r.id,
             event_id: r.event_id,
             event_type: r.event_type,
-            state: match r.state.as_str() {
-                "delivered" => DeliveryState::Delivered,
-                "dead" => DeliveryState::Dead,
-                _ => DeliveryState::Pending,
-            },
+            state: r.state,
             attempts: r.attempts,
             next_attempt_at: r.next_attempt_at,
             last_attempt_at: r.last_attempt_at,
@@ -126,8 +110,7 @@ impl From<DeliveryRow> for DeliveryView {
 
 /// Checks an endpoint URL: its form, and unless `webhooks.allow_private_targets`, every address
 /// it resolves to now. Delivery checks the addresses again on each connection.
-pub async fn check_url(state: &AppState, raw: &str) -> Result<EndpointUrl, WebhookError> {
-    let settings = &state.settings.webhooks;
+pub async fn check_url(settings: &WebhookSettings, raw: &str) -> Result<EndpointUrl, WebhookError> {
     let url =
         EndpointUrl::parse(raw, settings.allow_http).map_err(|message| WebhookError::Invalid {
             field: "url",
@@ -153,9 +136,9 @@ pub async fn check_url(state: &AppState, raw: &str) -> Result<EndpointUrl, Webho
     Ok(url)
 }
 
-#[tracing::instrument(skip(state, events), fields(partner_id = %partner))]
+#[tracing::instrument(skip(webhooks, events), fields(partner_id = %partner))]
 pub async fn create_endpoint(
-    state: &AppState,
+    webhooks: &Webhooks,
     partner: PartnerId,
     url: &str,
     events: &[String],
@@ -164,15 +147,15 @@ pub async fn create_endpoint(
         field: "events",
         message,
     })?;
-    let url = check_url(state, url).await?;
+    let url = check_url(&webhooks.settings, url).await?;
     let events: Vec<String> = events.iter().map(|e| e.as_str().to_owned()).collect();
     let secret = signing::new_secret();
     let id = Uuid::now_v7();
     // PostgreSQL keeps microseconds: answer with what a later read returns.
-    let now = state.clock.now().trunc_subsecs(6);
-    let max = state.settings.webhooks.max_endpoints_per_partner;
+    let now = webhooks.clock.now().trunc_subsecs(6);
+    let max = webhooks.settings.max_endpoints_per_partner;
     let inserted = store::insert_endpoint(
-        &state.db,
+        &webhooks.db,
         &store::NewEndpoint {
             id,
             partner_id: partner.as_uuid(),
@@ -201,39 +184,39 @@ pub async fn create_endpoint(
 }
 
 pub async fn list_endpoints(
-    state: &AppState,
+    webhooks: &Webhooks,
     partner: PartnerId,
 ) -> Result<Vec<EndpointView>, WebhookError> {
-    Ok(store::list_endpoints(&state.db, partner)
+    Ok(store::list_endpoints(&webhooks.db, partner)
         .await?
         .into_iter()
         .map(Into::into)
         .collect())
 }
 
-#[tracing::instrument(skip(state), fields(partner_id = %partner))]
+#[tracing::instrument(skip(webhooks), fields(partner_id = %partner))]
 pub async fn delete_endpoint(
-    state: &AppState,
+    webhooks: &Webhooks,
     partner: PartnerId,
     id: Uuid,
 ) -> Result<(), WebhookError> {
-    if !store::delete_endpoint(&state.db, id, partner, state.clock.now()).await? {
+    if !store::delete_endpoint(&webhooks.db, id, partner, webhooks.clock.now()).await? {
         return Err(WebhookError::EndpointNotFound);
     }
     tracing::info!(endpoint_id = %id, "webhook endpoint deleted");
     Ok(())
 }
 
-#[tracing::instrument(skip(state), fields(partner_id = %partner))]
+#[tracing::instrument(skip(webhooks), fields(partner_id = %partner))]
 pub async fn rotate_secret(
-    state: &AppState,
+    webhooks: &Webhooks,
     partner: PartnerId,
     id: Uuid,
 ) -> Result<RotatedSecret, WebhookError> {
     let secret = signing::new_secret();
-    let overlap = crate::settings::secs(state.settings.webhooks.secret_overlap_secs);
-    let until = state.clock.now().trunc_subsecs(6) + chrono::TimeDelta::seconds(overlap);
-    store::rotate_secret(&state.db, id, partner, &secret, until)
+    let overlap = crate::settings::secs(webhooks.settings.secret_overlap_secs);
+    let until = webhooks.clock.now().trunc_subsecs(6) + chrono::TimeDelta::seconds(overlap);
+    store::rotate_secret(&webhooks.db, id, partner, &secret, until)
         .await?
         .ok_or(WebhookError::EndpointNotFound)?;
     tracing::info!(endpoint_id = %id, "webhook secret rotated");
@@ -251,21 +234,21 @@ struct Ping {
 }
 
 /// Queues a `ping` event to one endpoint; returns its delivery.
-#[tracing::instrument(skip(state), fields(partner_id = %partner))]
+#[tracing::instrument(skip(webhooks), fields(partner_id = %partner))]
 pub async fn ping(
-    state: &AppState,
+    webhooks: &Webhooks,
     partner: PartnerId,
     id: Uuid,
 ) -> Result<DeliveryView, WebhookError> {
-    let endpoint = store::find_endpoint(&state.db, id, partner)
+    let endpoint = store::find_endpoint(&webhooks.db, id, partner)
         .await?
         .ok_or(WebhookError::EndpointNotFound)?;
     // PostgreSQL keeps microseconds: answer with what a later read returns.
-    let now = state.clock.now().trunc_subsecs(6);
+    let now = webhooks.clock.now().trunc_subsecs(6);
     let event_id = Uuid::now_v7();
     let payload = super::outbox::body(EventType::Ping, now, &Ping { endpoint_id: id })
         .map_err(anyhow::Error::from)?;
-    let delivery = store::insert_ping(&state.db, &endpoint, event_id, &payload, now).await?;
+    let delivery = store::insert_ping(&webhooks.db, &endpoint, event_id, &payload, now).await?;
     Ok(DeliveryView {
         id: delivery,
         event_id,
@@ -284,16 +267,16 @@ pub async fn ping(
 
 /// One page of an endpoint's deliveries, newest first.
 pub async fn deliveries(
-    state: &AppState,
+    webhooks: &Webhooks,
     partner: PartnerId,
     endpoint: Uuid,
     limit: i64,
     after: Option<Cursor>,
 ) -> Result<Page<DeliveryView>, WebhookError> {
-    store::find_endpoint(&state.db, endpoint, partner)
+    store::find_endpoint(&webhooks.db, endpoint, partner)
         .await?
         .ok_or(WebhookError::EndpointNotFound)?;
-    let rows = store::list_deliveries(&state.db, endpoint, limit, after).await?;
+    let rows = store::list_deliveries(&webhooks.db, endpoint, limit, after).await?;
     let views: Vec<DeliveryView> = rows.into_iter().map(Into::into).collect();
     Ok(Page::from_rows(views, limit, |d| Cursor {
         at: d.created_at,
@@ -302,22 +285,28 @@ pub async fn deliveries(
 }
 
 /// Makes a delivery due now (a dead or delivered one starts a new schedule).
-#[tracing::instrument(skip(state), fields(partner_id = %partner))]
+#[tracing::instrument(skip(webhooks), fields(partner_id = %partner))]
 pub async fn retry(
-    state: &AppState,
+    webhooks: &Webhooks,
     partner: PartnerId,
     endpoint: Uuid,
     delivery: Uuid,
 ) -> Result<DeliveryView, WebhookError> {
-    let row = store::retry_delivery(&state.db, partner, endpoint, delivery, state.clock.now())
-        .await?
-        .ok_or(WebhookError::DeliveryNotFound)?;
+    let row = store::retry_delivery(
+        &webhooks.db,
+        partner,
+        endpoint,
+        delivery,
+        webhooks.clock.now(),
+    )
+    .await?
+    .ok_or(WebhookError::DeliveryNotFound)?;
     tracing::info!(delivery_id = %delivery, "webhook delivery retried by the partner");
     Ok(row.into())
 }
 
 /// Deliveries failing (pending after a failed attempt) and dead, across partners, for the
 /// monitor.
-pub async fn delivery_counts(state: &AppState) -> Result<store::DeliveryCounts, sqlx::Error> {
-    store::delivery_counts(&state.db).await
+pub async fn delivery_counts(db: &sqlx::PgPool) -> Result<store::DeliveryCounts, sqlx::Error> {
+    store::delivery_counts(db).await
 }

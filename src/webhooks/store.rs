@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::domain::DeliveryState;
 use crate::auth::PartnerId;
 use crate::pagination::Cursor;
 
@@ -184,7 +185,7 @@ pub struct DeliveryRow {
     pub event_id: Uuid,
     pub event_type: String,
     pub endpoint_id: Uuid,
-    pub state: String,
+    pub state: DeliveryState,
     pub attempts: i32,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub last_attempt_at: Option<DateTime<Utc>>,
@@ -205,7 +206,7 @@ pub async fn list_deliveries(
     let (after_at, after_id) = (after.map(|c| c.at), after.map(|c| c.id));
     sqlx::query_as!(
         DeliveryRow,
-        r#"SELECT d.id, d.event_id, e.event_type, d.endpoint_id, d.state, d.attempts,
+        r#"SELECT d.id, d.event_id, e.event_type, d.endpoint_id, d.state AS "state: DeliveryState", d.attempts,
                   d.next_attempt_at, d.last_attempt_at, d.last_status_code, d.last_latency_ms,
                   d.last_error, d.delivered_at, d.created_at
            FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
@@ -243,7 +244,7 @@ pub async fn retry_delivery(
                  AND ep.partner_id = $3 AND ep.deleted_at IS NULL
                RETURNING d.*
            )
-           SELECT r.id, r.event_id, e.event_type, r.endpoint_id, r.state, r.attempts,
+           SELECT r.id, r.event_id, e.event_type, r.endpoint_id, r.state AS "state: DeliveryState", r.attempts,
                   r.next_attempt_at, r.last_attempt_at, r.last_status_code, r.last_latency_ms,
                   r.last_error, r.delivered_at, r.created_at
            FROM retried r JOIN webhook_events e ON e.id = r.event_id"#,

@@ -12,7 +12,8 @@ use currency_conversion::rates::Rates;
 use currency_conversion::settings::{self, Environment, Settings};
 use currency_conversion::startup::Application;
 use currency_conversion::state::{AppState, ProcessRole};
-use currency_conversion::tasks::{self, TaskRegistry, TaskStats};
+use currency_conversion::tasks::{self, TaskRegistry, TaskStats, Tasks};
+use currency_conversion::webhooks::Webhooks;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
@@ -34,6 +35,10 @@ pub struct TestApp {
     pub rates: Rates,
     /// The app's task registry (every job of the service, with its context).
     pub tasks: std::sync::Arc<TaskRegistry>,
+    /// The app's task queue handle (enqueue, retry, stats, workers).
+    pub task_queue: Tasks,
+    /// The app's webhooks context (the `deliver_webhooks` job's too).
+    pub webhooks: Webhooks,
     admin_url: String,
 }
 
@@ -42,6 +47,16 @@ pub struct TestApp {
 pub fn base_settings() -> Settings {
     let env = std::env::vars().filter(|(k, _)| k == "DATABASE_URL" || k == "REDIS_URL");
     settings::load_from(Path::new("settings"), Environment::Test, env).expect("test settings load")
+}
+
+/// The task queue handle of a process with `state`'s pools, clock and settings.
+pub fn task_queue(state: &AppState) -> Tasks {
+    Tasks::new(
+        state.db.clone(),
+        state.redis.clone(),
+        state.clock.clone(),
+        &state.settings,
+    )
 }
 
 fn maintenance_options(settings: &Settings) -> PgConnectOptions {
@@ -240,6 +255,8 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
     let rates = app.rates().clone();
     let auth = app.auth().clone();
     let tasks = app.tasks().clone();
+    let task_queue = app.task_queue().clone();
+    let webhooks = app.webhooks().clone();
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -258,6 +275,8 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         auth,
         rates,
         tasks,
+        task_queue,
+        webhooks,
         admin_url: base.database.url.expose_secret().to_owned(),
     }
 }
@@ -442,14 +461,14 @@ impl TestApp {
     pub async fn run_pending_jobs(&self) -> TaskStats {
         let shutdown = tokio_util::sync::CancellationToken::new();
         let workers = tasks::start_background(
-            self.state.clone(),
+            self.task_queue.clone(),
             self.tasks.clone(),
             ProcessRole::Worker,
             shutdown.clone(),
         );
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
         let stats = loop {
-            let stats = tasks::stats(&self.state).await.unwrap();
+            let stats = tasks::stats(&self.task_queue).await.unwrap();
             if stats.queued == 0 && stats.running == 0 {
                 break stats;
             }

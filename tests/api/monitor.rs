@@ -392,7 +392,7 @@ async fn a_dead_run_is_retried_from_the_monitor() {
     let monitor = sign_in(&app).await;
     let csrf = monitor.csrf().await;
     let registry = app.tasks.clone();
-    let run = tasks::enqueue(&app.state, &registry, "prune", serde_json::json!({}))
+    let run = tasks::enqueue(&app.task_queue, &registry, "prune", serde_json::json!({}))
         .await
         .unwrap();
     sqlx::query(
@@ -438,13 +438,18 @@ async fn the_runs_list_filters_and_pages() {
     let monitor = sign_in(&app).await;
     let registry = app.tasks.clone();
     for _ in 0..27 {
-        tasks::enqueue(&app.state, &registry, "prune", serde_json::json!({}))
+        tasks::enqueue(&app.task_queue, &registry, "prune", serde_json::json!({}))
             .await
             .unwrap();
     }
-    tasks::enqueue(&app.state, &registry, "fetch_rates", serde_json::json!({}))
-        .await
-        .unwrap();
+    tasks::enqueue(
+        &app.task_queue,
+        &registry,
+        "fetch_rates",
+        serde_json::json!({}),
+    )
+    .await
+    .unwrap();
 
     let page = monitor.page("/monitor/runs?task=prune&state=queued").await;
     assert_eq!(page.matches(">prune</a>").count(), 25);

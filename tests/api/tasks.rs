@@ -9,14 +9,14 @@ use chrono::{DateTime, TimeDelta, Utc};
 use currency_conversion::clock::Clock;
 use currency_conversion::settings::Settings;
 use currency_conversion::state::{AppState, ProcessRole};
-use currency_conversion::tasks::{self, Queue, TaskRegistry, TaskRun, TaskState};
+use currency_conversion::tasks::{self, Queue, TaskRegistry, TaskRun, TaskState, Tasks};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_with, task_queue};
 use crate::proxy::TcpProxy;
 
 const TEST_JOB: &str = "test_job";
@@ -32,9 +32,10 @@ fn fast(s: &mut Settings) {
 
 /// The test job. `args.mode`: `ok` (default) logs the attempt; `hang_first` hangs on attempt 1
 /// and logs later attempts; `fail` logs and fails; `panic` panics.
-fn test_registry(cron: Option<&str>) -> TaskRegistry {
+/// The job runs with the test's own pool (`db`), where its log table is.
+fn test_registry(cron: Option<&str>, db: sqlx::PgPool) -> TaskRegistry {
     let mut registry = TaskRegistry::new();
-    registry.register_fn(TEST_JOB, |ctx, args| async move {
+    registry.register_fn(TEST_JOB, db, |ctx, args| async move {
         let mode = args["mode"].as_str().unwrap_or("ok").to_owned();
         if mode == "hang_first" && ctx.attempt == 1 {
             std::future::pending::<()>().await;
@@ -45,7 +46,7 @@ fn test_registry(cron: Option<&str>) -> TaskRegistry {
         sqlx::query("INSERT INTO test_job_log (run_id, attempt) VALUES ($1, $2)")
             .bind(ctx.run_id)
             .bind(ctx.attempt)
-            .execute(&ctx.state.db)
+            .execute(&ctx.state)
             .await?;
         if mode == "fail" {
             anyhow::bail!("deliberate failure on attempt {}", ctx.attempt);
@@ -90,16 +91,16 @@ impl Harness {
         .unwrap();
         Self {
             app,
+            registry: Arc::new(test_registry(cron, db.clone())),
             db,
-            registry: Arc::new(test_registry(cron)),
             shutdown: CancellationToken::new(),
             handles: Vec::new(),
         }
     }
 
-    /// A separate process's worth of state: own pools, same database and key prefix.
-    fn instance(&self) -> AppState {
-        AppState::new(self.app.settings.clone(), Clock::system()).unwrap()
+    /// A separate process's worth of queue: own pools, same database and key prefix.
+    fn instance(&self) -> Tasks {
+        task_queue(&AppState::new(self.app.settings.clone(), Clock::system()).unwrap())
     }
 
     fn start(&mut self, role: ProcessRole) -> Vec<JoinHandle<()>> {
@@ -584,9 +585,18 @@ async fn a_provider_failing_every_attempt_ends_dead_with_its_error() {
         s.rates.backoff_base_ms = 1;
     })
     .await;
-    let instance = h.instance();
+    let instance = AppState::new(h.app.settings.clone(), Clock::system()).unwrap();
     let rates = currency_conversion::rates::Rates::new(&instance);
-    h.registry = Arc::new(currency_conversion::jobs::registry(&instance, &rates).unwrap());
+    let webhooks = currency_conversion::webhooks::Webhooks::new(
+        instance.db.clone(),
+        instance.clock.clone(),
+        &instance.settings.webhooks,
+    )
+    .unwrap();
+    h.registry = Arc::new(
+        currency_conversion::jobs::registry(&instance, &task_queue(&instance), &rates, &webhooks)
+            .unwrap(),
+    );
     currency_conversion::currencies::service::seed_defaults(&h.db, Utc::now())
         .await
         .unwrap();
@@ -619,7 +629,7 @@ async fn workers_recover_when_postgres_comes_back() {
         pg.port
     ));
     settings.database.acquire_timeout_ms = 500;
-    let through_proxy = AppState::new(settings, Clock::system()).unwrap();
+    let through_proxy = task_queue(&AppState::new(settings, Clock::system()).unwrap());
     let handles = tasks::start_background(
         through_proxy,
         h.registry.clone(),
@@ -646,7 +656,7 @@ async fn the_scheduler_reads_the_injected_clock_and_collapses_missed_ticks_into_
     let start: DateTime<Utc> = "2020-01-01T12:00:00.500Z".parse().unwrap();
     let clock = Clock::manual(start);
     let scheduler = tasks::start_background(
-        AppState::new(h.app.settings.clone(), clock.clone()).unwrap(),
+        task_queue(&AppState::new(h.app.settings.clone(), clock.clone()).unwrap()),
         h.registry.clone(),
         ProcessRole::Scheduler,
         h.shutdown.child_token(),
@@ -721,7 +731,7 @@ async fn a_worker_that_loses_its_lease_stops_the_job() {
     let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut registry = TaskRegistry::new();
     let flag = stopped.clone();
-    registry.register_fn("hold", move |_, _| {
+    registry.register_fn("hold", (), move |_, _| {
         let guard = SetOnDrop(flag.clone());
         async move {
             let _guard = guard;
@@ -781,9 +791,9 @@ async fn a_run_found_under_a_live_lease_is_redelivered_when_the_lease_ends_not_a
     h.stop().await;
 }
 
-/// A state on a manual clock of its own, sharing the harness's database and key prefix.
-fn on_clock(h: &Harness, clock: &Clock) -> AppState {
-    AppState::new(h.app.settings.clone(), clock.clone()).unwrap()
+/// A queue on a manual clock of its own, sharing the harness's database and key prefix.
+fn on_clock(h: &Harness, clock: &Clock) -> Tasks {
+    task_queue(&AppState::new(h.app.settings.clone(), clock.clone()).unwrap())
 }
 
 #[tokio::test]

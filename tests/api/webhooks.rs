@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use chrono::TimeDelta;
-use currency_conversion::webhooks::Dispatcher;
+use currency_conversion::webhooks::Webhooks;
 use serde_json::{Value, json};
 
 use crate::helpers::{TEST_PASSWORD, TestApp, TestUser, assert_problem, spawn_app_with};
@@ -128,11 +128,7 @@ async fn app_with_rates(
 
 /// Runs the dispatcher once, as the `deliver_webhooks` job does.
 async fn dispatch(app: &TestApp) -> u64 {
-    Dispatcher::new(&app.state)
-        .unwrap()
-        .dispatch_due()
-        .await
-        .unwrap()
+    app.webhooks.dispatch_due().await.unwrap()
 }
 
 /// The partner logged in again: moving the clock by hours expires its access token.
@@ -923,8 +919,8 @@ async fn dispatchers_racing_each_other_send_every_delivery_once() {
         .await;
     assert_eq!(res.status(), 201);
     let (one, two) = (
-        Dispatcher::new(&app.state).unwrap(),
-        Dispatcher::new(&app.state).unwrap(),
+        Webhooks::new(app.db.clone(), app.clock.clone(), &app.settings.webhooks).unwrap(),
+        Webhooks::new(app.db.clone(), app.clock.clone(), &app.settings.webhooks).unwrap(),
     );
     let (a, b) = tokio::join!(one.dispatch_due(), two.dispatch_due());
     assert_eq!(a.unwrap() + b.unwrap(), 300);
