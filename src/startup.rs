@@ -14,12 +14,14 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::Auth;
 use crate::clock::Clock;
+use crate::conversions::Conversions;
 use crate::currencies::CurrencyEvents;
 use crate::error;
 use crate::head_guard::{self, HeadGuard};
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
+use crate::quotes::Quotes;
 use crate::rates::{CurrencyWatcher, Rates};
 use crate::settings::{MetricsExposure, Settings};
 pub use crate::state::{AppState, ProcessRole};
@@ -28,13 +30,15 @@ use crate::webhooks::Webhooks;
 
 /// The per-process pieces built once and handed to routes and jobs: the core state, each
 /// capability's context (rates with its cache, auth with its token keys and status memo, the
-/// task queue, webhooks) and the currency listeners.
+/// task queue, conversions, quotes, webhooks) and the currency listeners.
 #[derive(Clone)]
 struct Parts {
     state: AppState,
     rates: Rates,
     auth: Auth,
     tasks: Tasks,
+    conversions: Conversions,
+    quotes: Quotes,
     webhooks: Webhooks,
     events: CurrencyEvents,
 }
@@ -54,7 +58,15 @@ impl Parts {
             state.clock.clone(),
             &state.settings.webhooks,
         )?;
-        let registry = Arc::new(crate::jobs::registry(&state, &tasks, &rates, &webhooks)?);
+        let conversions = Conversions::new(&rates, state.settings.conversions.clone());
+        let quotes = Quotes::new(&conversions, state.settings.quotes.clone());
+        let registry = Arc::new(crate::jobs::registry(
+            &tasks,
+            &rates,
+            &conversions,
+            &quotes,
+            &webhooks,
+        )?);
         let mut events = CurrencyEvents::new();
         events.subscribe(Arc::new(CurrencyWatcher {
             rates: rates.clone(),
@@ -66,6 +78,8 @@ impl Parts {
             state,
             rates,
             tasks,
+            conversions,
+            quotes,
             webhooks,
             events,
         };
@@ -322,6 +336,8 @@ fn http_server(
     let webhooks = web::Data::new(parts.webhooks);
     let data = web::Data::new(parts.state);
     let rates = web::Data::new(parts.rates);
+    let conversions = web::Data::new(parts.conversions);
+    let quotes = web::Data::new(parts.quotes);
     let sessions = web::Data::new(crate::monitor::session::Sessions::new(
         parts.auth.clone(),
         settings.environment,
@@ -344,6 +360,8 @@ fn http_server(
             .wrap(from_fn(crate::middleware::security_headers))
             .app_data(data.clone())
             .app_data(rates.clone())
+            .app_data(conversions.clone())
+            .app_data(quotes.clone())
             .app_data(auth.clone())
             .app_data(sessions.clone())
             .app_data(events.clone())
