@@ -90,9 +90,9 @@ impl RegisterRequest {
 pub struct UpdatePartnerRequest {
     /// 1 to 200 characters (spaces at the ends trimmed), no control characters.
     #[schema(
-        pattern = r"^\s*[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,198}[^\s\x00-\x1f\x7f-\x9f])?\s*$"
+        pattern = r"^\s*[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,198}[^\s\x00-\x1f\x7f-\x9f])?\s*$",
+        value_type = Option<String>
     )]
-    #[schema(value_type = Option<String>)]
     pub display_name: Option<DisplayName>,
     /// `true` disables the partner at once (its tokens stop working); `false` enables it.
     pub disabled: Option<bool>,
