@@ -524,7 +524,38 @@ impl Settings {
                 self.conversions.holding_period_secs,
             ),
             ("rates.max_age_secs", self.rates.max_age_secs),
-        ] {
+            ("rates.cache_ttl_secs", self.rates.cache_ttl_secs),
+            (
+                "rates.breaker_cooldown_secs",
+                self.rates.breaker_cooldown_secs,
+            ),
+            ("auth.login_window_secs", self.auth.login_window_secs),
+            (
+                "auth.user_status_cache_secs",
+                self.auth.user_status_cache_secs,
+            ),
+            (
+                "server.shutdown_timeout_secs",
+                self.server.shutdown_timeout_secs,
+            ),
+            ("webhooks.timeout_secs", self.webhooks.timeout_secs),
+            (
+                "webhooks.secret_overlap_secs",
+                self.webhooks.secret_overlap_secs,
+            ),
+            (
+                "tasks.visibility_timeout_secs",
+                self.tasks.visibility_timeout_secs,
+            ),
+            ("tasks.retry_base_secs", self.tasks.retry_base_secs),
+        ]
+        .into_iter()
+        .chain(
+            self.webhooks
+                .retry_schedule_secs
+                .iter()
+                .map(|&secs| ("webhooks.retry_schedule_secs", secs)),
+        ) {
             if value > MAX_SETTING_SECS {
                 anyhow::bail!("{key}: {value} seconds is more than a century; use a smaller value");
             }

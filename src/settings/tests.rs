@@ -199,6 +199,15 @@ fn a_duration_setting_beyond_a_century_is_refused_naming_its_key() {
     );
     assert_eq!(secs(86_400), 86_400);
     assert_eq!(secs(u64::MAX), secs(MAX_SETTING_SECS));
+    // Every `*_secs` setting is bounded, not only those read as chrono durations.
+    for (var, key) in [
+        ("CCS__AUTH__LOGIN_WINDOW_SECS", "auth.login_window_secs"),
+        ("CCS__TASKS__RETRY_BASE_SECS", "tasks.retry_base_secs"),
+        ("CCS__WEBHOOKS__TIMEOUT_SECS", "webhooks.timeout_secs"),
+    ] {
+        let err = load_from(dir(), Environment::Local, env(&[(var, "4000000000")])).unwrap_err();
+        assert!(format!("{err:#}").contains(key), "{key}: {err:#}");
+    }
 }
 
 #[test]
