@@ -55,9 +55,10 @@ impl std::fmt::Display for EventType {
     }
 }
 
-/// The state of a delivery. Stored as text in `webhook_deliveries.state` (a CHECK constraint
-/// lists the values); a value this enum does not know fails to decode rather than reading as
-/// pending.
+/// The state of a delivery.
+// Stored as text in `webhook_deliveries.state` (a CHECK constraint lists the values); a value
+// this enum does not know fails to decode rather than reading as pending. (A plain comment, so
+// that it stays out of the OpenAPI description.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(type_name = "text", rename_all = "lowercase")]
