@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::domain::{self, DeliveryState, EndpointUrl, EventType};
+use super::domain::{DeliveryState, EndpointUrl, EventSubscription, EventType};
 use super::guard;
 use super::signing;
 use super::store::{self, DeliveryRow, EndpointRow};
@@ -141,14 +141,14 @@ pub async fn create_endpoint(
     webhooks: &Webhooks,
     partner: PartnerId,
     url: &str,
-    events: &[String],
+    events: &EventSubscription,
 ) -> Result<CreatedEndpoint, WebhookError> {
-    let events = domain::parse_events(events).map_err(|message| WebhookError::Invalid {
-        field: "events",
-        message,
-    })?;
     let url = check_url(&webhooks.settings, url).await?;
-    let events: Vec<String> = events.iter().map(|e| e.as_str().to_owned()).collect();
+    let events: Vec<String> = events
+        .events()
+        .iter()
+        .map(|e| e.as_str().to_owned())
+        .collect();
     let secret = signing::new_secret();
     let id = Uuid::now_v7();
     // PostgreSQL keeps microseconds: answer with what a later read returns.
