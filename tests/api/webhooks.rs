@@ -126,27 +126,15 @@ async fn app_with_rates(
     app
 }
 
-/// Runs the dispatcher once, as the `deliver_webhooks` job does.
-async fn dispatch(app: &TestApp) -> u64 {
-    app.webhooks.dispatch_due().await.unwrap()
+/// The id of an endpoint as the API shows it.
+fn id_of(endpoint: &Value) -> &str {
+    endpoint["id"].as_str().unwrap()
 }
 
 /// The partner logged in again: moving the clock by hours expires its access token.
 async fn relogin(app: &TestApp, partner: &mut TestUser) {
     let tokens = app.login(&partner.email, TEST_PASSWORD).await;
     partner.token = tokens["access_token"].as_str().unwrap().to_owned();
-}
-
-async fn register(app: &TestApp, partner: &TestUser, url: &str, events: Value) -> Value {
-    let res = app
-        .post_json(
-            "/api/v1/webhooks",
-            &json!({"url": url, "events": events}),
-            Some(&partner.token),
-        )
-        .await;
-    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
-    res.json().await.unwrap()
 }
 
 async fn convert(app: &TestApp, partner: &TestUser) -> Value {
@@ -161,21 +149,6 @@ async fn convert(app: &TestApp, partner: &TestUser) -> Value {
     res.json().await.unwrap()
 }
 
-async fn deliveries(app: &TestApp, partner: &TestUser, endpoint: &Value) -> Vec<Value> {
-    let res = app
-        .get_with_token(
-            &format!(
-                "/api/v1/webhooks/{}/deliveries",
-                endpoint["id"].as_str().unwrap()
-            ),
-            &partner.token,
-        )
-        .await;
-    assert_eq!(res.status(), 200);
-    let page: Value = res.json().await.unwrap();
-    page["data"].as_array().unwrap().clone()
-}
-
 async fn count(app: &TestApp, table: &str) -> i64 {
     sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
         .fetch_one(&app.db)
@@ -188,18 +161,18 @@ async fn a_conversion_reaches_the_receiver_signed_as_standard_webhooks_verifies(
     let app = app_with_rates(|_| {}).await;
     let receiver = Receiver::start();
     let partner = app.partner().await;
-    let endpoint = register(
-        &app,
-        &partner,
-        &receiver.url(),
-        json!(["conversion.created"]),
-    )
-    .await;
+    let endpoint = app
+        .register_webhook(
+            &partner.token,
+            &receiver.url(),
+            json!(["conversion.created"]),
+        )
+        .await;
     let secret = endpoint["secret"].as_str().unwrap();
     assert!(secret.starts_with("whsec_"));
 
     let conversion = convert(&app, &partner).await;
-    assert_eq!(dispatch(&app).await, 1);
+    assert_eq!(app.dispatch_webhooks().await, 1);
 
     let got = receiver.received();
     assert_eq!(got.len(), 1);
@@ -224,7 +197,9 @@ async fn a_conversion_reaches_the_receiver_signed_as_standard_webhooks_verifies(
     assert_eq!(body["data"], shown);
     assert_eq!(got[0].header("content-type"), "application/json");
 
-    let list = deliveries(&app, &partner, &endpoint).await;
+    let list = app
+        .webhook_delivery_list(&partner.token, id_of(&endpoint))
+        .await;
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["state"], "delivered");
     assert_eq!(list[0]["attempts"], 1);
@@ -237,16 +212,11 @@ async fn a_conversion_reaches_the_receiver_signed_as_standard_webhooks_verifies(
     );
 
     // The list shows no secrets.
-    let endpoints: Value = app
-        .get_with_token("/api/v1/webhooks", &partner.token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let endpoints = app.list_webhooks(&partner.token).await;
     assert_eq!(endpoints["data"].as_array().unwrap().len(), 1);
     assert!(!endpoints.to_string().contains("whsec_"));
     // Nothing is left to send.
-    assert_eq!(dispatch(&app).await, 0);
+    assert_eq!(app.dispatch_webhooks().await, 0);
 }
 
 #[tokio::test]
@@ -254,18 +224,20 @@ async fn a_receiver_down_then_up_gets_the_event_with_the_same_webhook_id() {
     let app = app_with_rates(|_| {}).await;
     let port = Receiver::reserve_port();
     let partner = app.partner().await;
-    let endpoint = register(
-        &app,
-        &partner,
-        &format!("http://127.0.0.1:{port}/hook"),
-        json!(["conversion.created"]),
-    )
-    .await;
+    let endpoint = app
+        .register_webhook(
+            &partner.token,
+            &format!("http://127.0.0.1:{port}/hook"),
+            json!(["conversion.created"]),
+        )
+        .await;
     convert(&app, &partner).await;
 
     // Down: nothing listens.
-    assert_eq!(dispatch(&app).await, 1);
-    let list = deliveries(&app, &partner, &endpoint).await;
+    assert_eq!(app.dispatch_webhooks().await, 1);
+    let list = app
+        .webhook_delivery_list(&partner.token, id_of(&endpoint))
+        .await;
     assert_eq!(list[0]["state"], "pending");
     assert_eq!(list[0]["attempts"], 1);
     assert!(list[0]["last_status_code"].is_null());
@@ -278,18 +250,22 @@ async fn a_receiver_down_then_up_gets_the_event_with_the_same_webhook_id() {
     // Up, but failing: not due yet, then due after the first delay.
     let receiver = Receiver::start_on(port);
     receiver.answer(503);
-    assert_eq!(dispatch(&app).await, 0);
+    assert_eq!(app.dispatch_webhooks().await, 0);
     app.clock.advance(TimeDelta::seconds(5));
-    assert_eq!(dispatch(&app).await, 1);
-    let list = deliveries(&app, &partner, &endpoint).await;
+    assert_eq!(app.dispatch_webhooks().await, 1);
+    let list = app
+        .webhook_delivery_list(&partner.token, id_of(&endpoint))
+        .await;
     assert_eq!(list[0]["state"], "pending");
     assert_eq!(list[0]["last_status_code"], 503);
 
     // Healthy: the next attempt delivers.
     receiver.answer(204);
     app.clock.advance(TimeDelta::seconds(300));
-    assert_eq!(dispatch(&app).await, 1);
-    let list = deliveries(&app, &partner, &endpoint).await;
+    assert_eq!(app.dispatch_webhooks().await, 1);
+    let list = app
+        .webhook_delivery_list(&partner.token, id_of(&endpoint))
+        .await;
     assert_eq!(list[0]["state"], "delivered");
     assert_eq!(list[0]["attempts"], 3);
 
@@ -309,29 +285,31 @@ async fn a_delivery_is_dead_after_its_last_attempt_and_can_be_retried() {
     let receiver = Receiver::start();
     receiver.answer(500);
     let mut partner = app.partner().await;
-    let endpoint = register(
-        &app,
-        &partner,
-        &receiver.url(),
-        json!(["conversion.created"]),
-    )
-    .await;
+    let endpoint = app
+        .register_webhook(
+            &partner.token,
+            &receiver.url(),
+            json!(["conversion.created"]),
+        )
+        .await;
     convert(&app, &partner).await;
 
-    assert_eq!(dispatch(&app).await, 1);
+    assert_eq!(app.dispatch_webhooks().await, 1);
     app.clock.advance(TimeDelta::seconds(1));
-    assert_eq!(dispatch(&app).await, 1);
+    assert_eq!(app.dispatch_webhooks().await, 1);
     app.clock.advance(TimeDelta::seconds(2));
-    assert_eq!(dispatch(&app).await, 1);
+    assert_eq!(app.dispatch_webhooks().await, 1);
     app.clock.advance(TimeDelta::days(2));
     assert_eq!(
-        dispatch(&app).await,
+        app.dispatch_webhooks().await,
         0,
         "a dead delivery is not tried again"
     );
     relogin(&app, &mut partner).await;
 
-    let list = deliveries(&app, &partner, &endpoint).await;
+    let list = app
+        .webhook_delivery_list(&partner.token, id_of(&endpoint))
+        .await;
     assert_eq!(list[0]["state"], "dead");
     assert_eq!(list[0]["attempts"], 3);
     assert_eq!(list[0]["last_status_code"], 500);
@@ -341,22 +319,20 @@ async fn a_delivery_is_dead_after_its_last_attempt_and_can_be_retried() {
     // The partner retries it by hand once the receiver is fixed.
     receiver.answer(200);
     let res = app
-        .post_json(
-            &format!(
-                "/api/v1/webhooks/{}/deliveries/{}/retry",
-                endpoint["id"].as_str().unwrap(),
-                list[0]["id"].as_str().unwrap()
-            ),
-            &json!({}),
-            Some(&partner.token),
+        .retry_webhook_delivery(
+            &partner.token,
+            id_of(&endpoint),
+            list[0]["id"].as_str().unwrap(),
         )
         .await;
     assert_eq!(res.status(), 202);
     let retried: Value = res.json().await.unwrap();
     assert_eq!(retried["state"], "pending");
     assert_eq!(retried["attempts"], 0);
-    assert_eq!(dispatch(&app).await, 1);
-    let list = deliveries(&app, &partner, &endpoint).await;
+    assert_eq!(app.dispatch_webhooks().await, 1);
+    let list = app
+        .webhook_delivery_list(&partner.token, id_of(&endpoint))
+        .await;
     assert_eq!(list[0]["state"], "delivered");
 
     let ids: Vec<String> = receiver
@@ -373,35 +349,23 @@ async fn during_a_rotation_both_secrets_sign_and_afterwards_only_the_new_one() {
     let app = app_with_rates(|_| {}).await;
     let receiver = Receiver::start();
     let mut partner = app.partner().await;
-    let endpoint = register(
-        &app,
-        &partner,
-        &receiver.url(),
-        json!(["conversion.created"]),
-    )
-    .await;
+    let endpoint = app
+        .register_webhook(
+            &partner.token,
+            &receiver.url(),
+            json!(["conversion.created"]),
+        )
+        .await;
     let id = endpoint["id"].as_str().unwrap();
     let old = endpoint["secret"].as_str().unwrap().to_owned();
 
-    let res = app
-        .post_json(
-            &format!("/api/v1/webhooks/{id}/rotate-secret"),
-            &json!({}),
-            Some(&partner.token),
-        )
-        .await;
+    let res = app.rotate_webhook_secret(&partner.token, id).await;
     assert_eq!(res.status(), 200);
     let rotated: Value = res.json().await.unwrap();
     let new = rotated["secret"].as_str().unwrap().to_owned();
     assert_ne!(old, new);
 
-    let res = app
-        .post_json(
-            &format!("/api/v1/webhooks/{id}/test"),
-            &json!({}),
-            Some(&partner.token),
-        )
-        .await;
+    let res = app.ping_webhook(&partner.token, id).await;
     assert_eq!(res.status(), 202);
     // The test endpoint queued a dispatcher run: the app's own workers send the ping.
     let stats = app.run_pending_jobs().await;
@@ -421,7 +385,7 @@ async fn during_a_rotation_both_secrets_sign_and_afterwards_only_the_new_one() {
         .advance(TimeDelta::hours(24) + TimeDelta::seconds(1));
     relogin(&app, &mut partner).await;
     convert(&app, &partner).await;
-    assert_eq!(dispatch(&app).await, 1);
+    assert_eq!(app.dispatch_webhooks().await, 1);
     let later = &receiver.received()[1];
     let (msg_id, ts) = (
         later.header("webhook-id"),
@@ -456,10 +420,9 @@ async fn private_and_internal_targets_are_refused_when_the_setting_is_off() {
         "http://[fd00::1]/hook",
     ] {
         let res = app
-            .post_json(
-                "/api/v1/webhooks",
+            .try_register_webhook(
+                &partner.token,
                 &json!({"url": url, "events": ["conversion.created"]}),
-                Some(&partner.token),
             )
             .await;
         let problem = assert_problem(res, 422, "/problems/webhook-target-forbidden").await;
@@ -501,9 +464,7 @@ async fn urls_must_be_https_unless_http_is_allowed_and_events_must_exist() {
             "events",
         ),
     ] {
-        let res = app
-            .post_json("/api/v1/webhooks", &body, Some(&partner.token))
-            .await;
+        let res = app.try_register_webhook(&partner.token, &body).await;
         let problem = assert_problem(res, 422, "/problems/validation-failed").await;
         assert_eq!(problem["errors"][0]["field"], field, "{body}");
     }
@@ -531,7 +492,7 @@ async fn a_name_that_resolves_to_loopback_at_delivery_time_is_not_called() {
     .await
     .unwrap();
     convert(&app, &partner).await;
-    assert_eq!(dispatch(&app).await, 1);
+    assert_eq!(app.dispatch_webhooks().await, 1);
     assert!(
         receiver.received().is_empty(),
         "the guard let a loopback connection through"
@@ -554,9 +515,8 @@ async fn events_commit_with_their_change_or_not_at_all() {
     convert(&app, &other).await;
     assert_eq!(count(&app, "webhook_events").await, 0);
 
-    register(
-        &app,
-        &partner,
+    app.register_webhook(
+        &partner.token,
         &receiver.url(),
         json!(["conversion.created"]),
     )
@@ -619,7 +579,7 @@ async fn events_commit_with_their_change_or_not_at_all() {
         .await;
     assert_eq!(res.status(), 201);
     assert_eq!(count(&app, "webhook_events").await, 2);
-    assert_eq!(dispatch(&app).await, 2);
+    assert_eq!(app.dispatch_webhooks().await, 2);
     let types: Vec<Value> = receiver
         .received()
         .iter()
@@ -633,9 +593,8 @@ async fn cancel_and_finalize_send_their_events_to_subscribers_only() {
     let app = app_with_rates(|_| {}).await;
     let receiver = Receiver::start();
     let partner = app.partner().await;
-    register(
-        &app,
-        &partner,
+    app.register_webhook(
+        &partner.token,
         &receiver.url(),
         json!(["conversion.cancelled", "conversion.finalized"]),
     )
@@ -658,7 +617,7 @@ async fn cancel_and_finalize_send_their_events_to_subscribers_only() {
         .await
         .unwrap();
     assert_eq!(finalized, 1);
-    assert_eq!(dispatch(&app).await, 2);
+    assert_eq!(app.dispatch_webhooks().await, 2);
     let got: Vec<Value> = receiver.received().iter().map(Received::json).collect();
     let by_type = |t: &str| got.iter().find(|b| b["type"] == t).unwrap().clone();
     assert_eq!(
@@ -685,62 +644,47 @@ async fn a_partner_sees_and_receives_only_its_own() {
     let receiver_b = Receiver::start();
     let a = app.partner().await;
     let b = app.partner().await;
-    let endpoint = register(&app, &a, &receiver_a.url(), json!(["conversion.created"])).await;
-    register(&app, &b, &receiver_b.url(), json!(["conversion.created"])).await;
+    let endpoint = app
+        .register_webhook(&a.token, &receiver_a.url(), json!(["conversion.created"]))
+        .await;
+    app.register_webhook(&b.token, &receiver_b.url(), json!(["conversion.created"]))
+        .await;
     convert(&app, &a).await;
-    assert_eq!(dispatch(&app).await, 1);
+    assert_eq!(app.dispatch_webhooks().await, 1);
     assert_eq!(receiver_a.received().len(), 1);
     assert!(receiver_b.received().is_empty());
 
     let id = endpoint["id"].as_str().unwrap();
-    let delivery = deliveries(&app, &a, &endpoint).await[0]["id"]
+    let delivery = app.webhook_delivery_list(&a.token, id_of(&endpoint)).await[0]["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let list: Value = app
-        .get_with_token("/api/v1/webhooks", &b.token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list = app.list_webhooks(&b.token).await;
     assert!(!list.to_string().contains(id));
     assert_problem(
-        app.get_with_token(&format!("/api/v1/webhooks/{id}/deliveries"), &b.token)
-            .await,
+        app.webhook_deliveries(&b.token, id).await,
         404,
         "/problems/not-found",
     )
     .await;
-    for path in [
-        format!("/api/v1/webhooks/{id}/rotate-secret"),
-        format!("/api/v1/webhooks/{id}/test"),
-        format!("/api/v1/webhooks/{id}/deliveries/{delivery}/retry"),
+    for res in [
+        app.rotate_webhook_secret(&b.token, id).await,
+        app.ping_webhook(&b.token, id).await,
+        app.retry_webhook_delivery(&b.token, id, &delivery).await,
     ] {
-        let res = app.post_json(&path, &json!({}), Some(&b.token)).await;
         assert_problem(res, 404, "/problems/not-found").await;
     }
     assert_problem(
-        app.delete(&format!("/api/v1/webhooks/{id}"), &b.token)
-            .await,
+        app.delete_webhook(&b.token, id).await,
         404,
         "/problems/not-found",
     )
     .await;
     // The owner deletes it: gone from the list, nothing more sent.
-    assert_eq!(
-        app.delete(&format!("/api/v1/webhooks/{id}"), &a.token)
-            .await
-            .status(),
-        204
-    );
+    assert_eq!(app.delete_webhook(&a.token, id).await.status(), 204);
     convert(&app, &a).await;
     assert_eq!(count(&app, "webhook_events").await, 1);
-    let list: Value = app
-        .get_with_token("/api/v1/webhooks", &a.token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list = app.list_webhooks(&a.token).await;
     assert_eq!(list["data"].as_array().unwrap().len(), 0);
 }
 
@@ -751,9 +695,8 @@ async fn finalizing_a_thousand_conversions_writes_a_thousand_events() {
     let app = app_with_rates(|s| s.conversions.holding_period_secs = 0).await;
     let receiver = Receiver::start();
     let partner = app.partner().await;
-    register(
-        &app,
-        &partner,
+    app.register_webhook(
+        &partner.token,
         &receiver.url(),
         json!(["conversion.finalized"]),
     )
@@ -775,7 +718,7 @@ async fn finalizing_a_thousand_conversions_writes_a_thousand_events() {
     assert_eq!(finalized, 1000);
     assert_eq!(count(&app, "webhook_events").await, 1000);
     assert_eq!(count(&app, "webhook_deliveries").await, 1000);
-    assert_eq!(dispatch(&app).await, 1000);
+    assert_eq!(app.dispatch_webhooks().await, 1000);
     let received = receiver.received();
     assert_eq!(received.len(), 1000);
     let secret: String = sqlx::query_scalar("SELECT secret FROM webhook_endpoints")
@@ -791,7 +734,8 @@ async fn an_ended_lock_is_announced_once_and_an_indicative_quote_never() {
     let app = app_with_rates(|_| {}).await;
     let receiver = Receiver::start();
     let partner = app.partner().await;
-    register(&app, &partner, &receiver.url(), json!(["quote.expired"])).await;
+    app.register_webhook(&partner.token, &receiver.url(), json!(["quote.expired"]))
+        .await;
     let mut quotes = Vec::new();
     for lock in ["five_minutes", "none"] {
         let res = app
@@ -809,7 +753,7 @@ async fn an_ended_lock_is_announced_once_and_an_indicative_quote_never() {
     app.clock.advance(TimeDelta::minutes(5));
     assert_eq!(record().await.unwrap(), 1);
     assert_eq!(record().await.unwrap(), 0, "an expiry is recorded once");
-    assert_eq!(dispatch(&app).await, 1);
+    assert_eq!(app.dispatch_webhooks().await, 1);
     let got = receiver.received();
     let body = got[0].json();
     assert_eq!(body["type"], "quote.expired");
@@ -824,19 +768,21 @@ async fn a_redirect_is_an_answer_not_an_instruction() {
     let receiver = Receiver::start();
     receiver.answer(307);
     let partner = app.partner().await;
-    let endpoint = register(
-        &app,
-        &partner,
-        &receiver.url(),
-        json!(["conversion.created"]),
-    )
-    .await;
+    let endpoint = app
+        .register_webhook(
+            &partner.token,
+            &receiver.url(),
+            json!(["conversion.created"]),
+        )
+        .await;
     convert(&app, &partner).await;
-    assert_eq!(dispatch(&app).await, 1);
+    assert_eq!(app.dispatch_webhooks().await, 1);
     let got = receiver.received();
     assert_eq!(got.len(), 1, "the redirect was followed");
     assert_eq!(got[0].path, "/hook");
-    let list = deliveries(&app, &partner, &endpoint).await;
+    let list = app
+        .webhook_delivery_list(&partner.token, id_of(&endpoint))
+        .await;
     assert_eq!(list[0]["state"], "pending");
     assert_eq!(list[0]["last_status_code"], 307);
 }
@@ -850,9 +796,8 @@ async fn finalizing_ten_thousand_conversions_writes_ten_thousand_events() {
     let app = app_with_rates(|s| s.conversions.holding_period_secs = 0).await;
     let receiver = Receiver::start();
     let partner = app.partner().await;
-    register(
-        &app,
-        &partner,
+    app.register_webhook(
+        &partner.token,
         &receiver.url(),
         json!(["conversion.finalized"]),
     )
@@ -878,7 +823,7 @@ async fn finalizing_ten_thousand_conversions_writes_ten_thousand_events() {
     assert_eq!(finalized, 10_000);
     assert_eq!(count(&app, "webhook_events").await, 10_000);
     let started = std::time::Instant::now();
-    assert_eq!(dispatch(&app).await, 10_000);
+    assert_eq!(app.dispatch_webhooks().await, 10_000);
     let dispatch_time = started.elapsed();
     let received = receiver.received();
     assert_eq!(received.len(), 10_000);
@@ -900,9 +845,8 @@ async fn dispatchers_racing_each_other_send_every_delivery_once() {
     let app = app_with_rates(|_| {}).await;
     let receiver = Receiver::start();
     let partner = app.partner().await;
-    register(
-        &app,
-        &partner,
+    app.register_webhook(
+        &partner.token,
         &receiver.url(),
         json!(["conversion.created"]),
     )
