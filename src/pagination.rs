@@ -7,8 +7,6 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::error::ApiError;
-
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 200;
 
@@ -16,10 +14,50 @@ pub const MAX_LIMIT: u32 = 200;
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Items per page, 1 to 200 (default 50).
-    #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
+    pub limit: Option<PageLimit>,
     /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub cursor: Option<Cursor>,
+}
+
+impl PageParams {
+    /// The limit (default [`DEFAULT_LIMIT`]) and the position to start after.
+    pub fn limit_and_cursor(&self) -> (i64, Option<Cursor>) {
+        (self.limit.unwrap_or_default().get(), self.cursor)
+    }
+}
+
+/// Items per page: 1 to [`MAX_LIMIT`], [`DEFAULT_LIMIT`] when not asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLimit(u32);
+
+impl PageLimit {
+    pub fn new(n: u32) -> Result<Self, String> {
+        if n == 0 || n > MAX_LIMIT {
+            return Err(format!(
+                "`{n}` is out of range: a page holds 1 to {MAX_LIMIT} items"
+            ));
+        }
+        Ok(Self(n))
+    }
+
+    /// As the `LIMIT` of a query (which fetches one row more to learn whether there is more).
+    pub fn get(self) -> i64 {
+        i64::from(self.0)
+    }
+}
+
+impl Default for PageLimit {
+    fn default() -> Self {
+        Self(DEFAULT_LIMIT)
+    }
+}
+
+impl<'de> Deserialize<'de> for PageLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::new(u32::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
 }
 
 /// A position in a list ordered by `(timestamp DESC, id DESC)`.
@@ -29,13 +67,18 @@ pub struct Cursor {
     pub id: Uuid,
 }
 
+/// Text that is not a cursor this API handed out.
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not a cursor returned by this API")]
+pub struct NotACursor(String);
+
 impl Cursor {
     pub fn encode(&self) -> String {
         hex::encode(format!("{}|{}", self.at.to_rfc3339(), self.id))
     }
 
-    pub fn decode(s: &str) -> Result<Self, ApiError> {
-        let bad = || ApiError::validation("cursor", "is not a cursor returned by this API");
+    pub fn decode(s: &str) -> Result<Self, NotACursor> {
+        let bad = || NotACursor(s.chars().take(40).collect());
         let bytes = hex::decode(s).map_err(|_| bad())?;
         let text = String::from_utf8(bytes).map_err(|_| bad())?;
         let (at, id) = text.split_once('|').ok_or_else(bad)?;
@@ -48,18 +91,10 @@ impl Cursor {
     }
 }
 
-impl PageParams {
-    /// The validated limit and decoded cursor.
-    pub fn parse(&self) -> Result<(i64, Option<Cursor>), ApiError> {
-        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
-        if limit == 0 || limit > MAX_LIMIT {
-            return Err(ApiError::validation(
-                "limit",
-                format!("must be between 1 and {MAX_LIMIT}"),
-            ));
-        }
-        let cursor = self.cursor.as_deref().map(Cursor::decode).transpose()?;
-        Ok((i64::from(limit), cursor))
+impl<'de> Deserialize<'de> for Cursor {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Self::decode(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -100,6 +135,39 @@ mod tests {
         assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
         assert!(Cursor::decode("zz").is_err());
         assert!(Cursor::decode(&hex::encode("nope")).is_err());
+    }
+
+    #[test]
+    fn a_limit_outside_one_to_two_hundred_or_a_foreign_cursor_names_its_parameter() {
+        use crate::extract::Query;
+        let problem = |q: &str| match Query::<PageParams>::from_query(q).unwrap_err() {
+            crate::error::ApiError::Validation { errors, .. } => {
+                (errors[0].field.clone(), errors[0].message.clone())
+            }
+            other => panic!("not a validation error: {other}"),
+        };
+        assert_eq!(problem("limit=0").0, "limit");
+        assert!(
+            problem("limit=201").1.contains("1 to 200"),
+            "{:?}",
+            problem("limit=201")
+        );
+        assert!(
+            problem("limit=ten").1.contains("whole number"),
+            "{:?}",
+            problem("limit=ten")
+        );
+        assert_eq!(
+            problem("cursor=zz"),
+            (
+                "cursor".into(),
+                "`zz` is not a cursor returned by this API".into()
+            )
+        );
+        let ok = Query::<PageParams>::from_query("limit=200").unwrap();
+        assert_eq!(ok.limit_and_cursor(), (200, None));
+        let none = Query::<PageParams>::from_query("").unwrap();
+        assert_eq!(none.limit_and_cursor(), (i64::from(DEFAULT_LIMIT), None));
     }
 
     #[test]

@@ -13,7 +13,9 @@ use serde::Deserialize;
 use crate::currency_code::CurrencyCode;
 
 mod values;
-pub use values::{CronExpression, FallbackProvider, ProviderKind, UnknownProvider};
+pub use values::{
+    CronExpression, FallbackProvider, HttpUrl, LogFilter, ProviderKind, UnknownProvider,
+};
 
 /// The secret shipped in `settings/local.toml` so that `make run` works out of the box.
 /// Refused in production so that nobody deploys it by accident.
@@ -219,15 +221,17 @@ pub struct LogSettings {
     /// `pretty` for people, `json` (one object per line) for log shippers.
     pub format: LogFormat,
     /// `tracing` filter directive, e.g. `info,sqlx=warn`; `RUST_LOG` wins when set.
-    pub level: String,
+    pub level: LogFilter,
 }
 
 #[derive(Clone, Deserialize)]
 pub struct RatesSettings {
     /// Primary provider: `frankfurter`, `ecb`, `openexchangerates` or `exchangerate_api`.
     pub provider: ProviderKind,
-    /// Base URL of the primary provider (tests and mirrors point it elsewhere).
-    pub provider_url: String,
+    /// Base URL of the primary provider (tests and mirrors point it elsewhere); empty for the
+    /// provider's public one.
+    #[serde(default, deserialize_with = "values::optional_url")]
+    pub provider_url: Option<HttpUrl>,
     /// API key of the primary provider, when it needs one.
     pub api_key: Option<SecretString>,
     /// Providers tried in order when the primary fails, as `kind` or `kind=url`.

@@ -12,9 +12,10 @@ use crate::settings::{LogFormat, LogSettings};
 /// Installs the global subscriber. Safe to call more than once (later calls are ignored), which
 /// the tests rely on.
 pub fn init(settings: &LogSettings) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&settings.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    // `RUST_LOG` is the operator's override of the moment; when it does not parse, the
+    // configured filter (checked at load) applies.
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| settings.level.to_env_filter());
     // Colour codes are for a person at a terminal; in a file or a pipe they are noise.
     let ansi = std::io::stdout().is_terminal();
     let builder = tracing_subscriber::fmt()

@@ -203,7 +203,7 @@ pub async fn list_partners(
     _admin: AdminUser,
     page: Query<PageParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let (limit, cursor) = page.parse()?;
+    let (limit, cursor) = page.limit_and_cursor();
     Ok(HttpResponse::Ok().json(service::list_partners(&state, limit, cursor).await?))
 }
 

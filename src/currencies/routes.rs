@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::events::{CurrencyChange, CurrencyEvents};
-use super::service::{self, AddCurrency, Currency, DeleteOutcome};
+use super::service::{self, AddCurrency, Currency, CurrencyName, DeleteOutcome};
 use crate::auth::{AdminUser, AuthenticatedUser};
 use crate::currencies::CurrencyCode;
 use crate::error::{ApiError, Problem};
@@ -47,9 +47,10 @@ pub struct CreateCurrency {
     pub code: CurrencyCode,
     /// Defaults to the ISO 4217 English name. 1 to 100 characters, spaces at the ends trimmed, no control characters.
     #[schema(
+        value_type = Option<String>,
         pattern = r"^\s*[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,98}[^\s\x00-\x1f\x7f-\x9f])?\s*$"
     )]
-    pub name: Option<String>,
+    pub name: Option<CurrencyName>,
     /// Defaults to the ISO 4217 minor units; required for non-ISO codes.
     #[schema(minimum = 0, maximum = 4)]
     #[serde(default, deserialize_with = "crate::extract::opt_whole_number")]
@@ -64,9 +65,10 @@ pub struct CreateCurrency {
 pub struct UpdateCurrency {
     /// 1 to 100 characters, spaces at the ends trimmed, no control characters.
     #[schema(
+        value_type = Option<String>,
         pattern = r"^\s*[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,98}[^\s\x00-\x1f\x7f-\x9f])?\s*$"
     )]
-    pub name: Option<String>,
+    pub name: Option<CurrencyName>,
     /// `false` disables (hidden, refused for new conversions); `true` enables, also bringing a
     /// retired currency back.
     pub enabled: Option<bool>,

@@ -94,7 +94,7 @@ pub fn parse_code(field: &'static str, raw: &str) -> Result<CurrencyCode, Curren
 /// What an admin asks for when adding a currency.
 pub struct AddCurrency {
     pub code: CurrencyCode,
-    pub name: Option<String>,
+    pub name: Option<CurrencyName>,
     pub minor_units: Option<i16>,
     /// Must be `false` (explicitly) to add a code that is not in ISO 4217.
     pub iso: Option<bool>,
@@ -102,16 +102,33 @@ pub struct AddCurrency {
 }
 
 /// A currency's name as stored: trimmed, 1 to 100 characters, no control characters (PostgreSQL
-/// text cannot hold a NUL, and a name is shown in lists and CSV exports).
-fn check_name(raw: &str) -> Result<String, CurrencyError> {
-    let name = raw.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(invalid("name", "must be 1 to 100 characters"));
+/// text cannot hold a NUL, and a name is shown in lists and CSV exports). Parsed where a request
+/// is read, so an admin's bad name is a 422 on `name` before anything else is looked at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrencyName(String);
+
+impl CurrencyName {
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        let name = raw.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err("must be 1 to 100 characters");
+        }
+        if name.chars().any(char::is_control) {
+            return Err("must not contain control characters");
+        }
+        Ok(Self(name.to_owned()))
     }
-    if name.chars().any(char::is_control) {
-        return Err(invalid("name", "must not contain control characters"));
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
-    Ok(name.to_owned())
+}
+
+impl<'de> serde::Deserialize<'de> for CurrencyName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
 }
 
 pub async fn add(
@@ -153,7 +170,13 @@ pub async fn add(
                     ));
                 }
             };
-            (req.name.unwrap_or(e.name), minor, Some(e.numeric), true)
+            let name = match req.name {
+                Some(name) => name,
+                // The catalogue's names are ISO's, all well within the rules; a broken
+                // catalogue entry is refused like a bad name rather than stored.
+                None => CurrencyName::parse(&e.name).map_err(|m| invalid("name", m))?,
+            };
+            (name, minor, Some(e.numeric), true)
         }
         (None, Some(false)) => {
             let Some(minor) = req.minor_units else {
@@ -173,10 +196,9 @@ pub async fn add(
             ));
         }
     };
-    let name = check_name(&name)?;
     let new = NewCurrency {
         code,
-        name: &name,
+        name: name.as_str(),
         minor_units,
         numeric_code: numeric,
         is_iso,
@@ -234,15 +256,20 @@ pub async fn require_usable(db: &PgPool, code: CurrencyCode) -> Result<Currency,
 pub async fn update(
     db: &PgPool,
     code: CurrencyCode,
-    name: Option<String>,
+    name: Option<CurrencyName>,
     enabled: Option<bool>,
     now: DateTime<Utc>,
 ) -> Result<Currency, CurrencyError> {
-    let name = name.as_deref().map(check_name).transpose()?;
-    store::update(db, code, name.as_deref(), enabled, now)
-        .await?
-        .map(Currency::from)
-        .ok_or(CurrencyError::NotFound(code))
+    store::update(
+        db,
+        code,
+        name.as_ref().map(CurrencyName::as_str),
+        enabled,
+        now,
+    )
+    .await?
+    .map(Currency::from)
+    .ok_or(CurrencyError::NotFound(code))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]

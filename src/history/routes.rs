@@ -15,7 +15,7 @@ use crate::currencies::CurrencyCode;
 use crate::error::{ApiError, Problem};
 use crate::extract::Query;
 use crate::money;
-use crate::pagination::{Cursor, Page, PageParams};
+use crate::pagination::{Cursor, Page, PageLimit, PageParams};
 use crate::state::AppState;
 
 /// Rows per database round trip while streaming a CSV export.
@@ -38,10 +38,11 @@ pub struct HistoryParams {
     /// `Accept` says.
     pub format: Option<Format>,
     /// Items per page (JSON only; default 50).
-    #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
+    pub limit: Option<PageLimit>,
     /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub cursor: Option<Cursor>,
 }
 
 /// What `GET /conversions` answers with.
@@ -131,9 +132,9 @@ pub async fn list(
     }
     let (limit, cursor) = PageParams {
         limit: params.limit,
-        cursor: params.cursor.clone(),
+        cursor: params.cursor,
     }
-    .parse()?;
+    .limit_and_cursor();
     let rows = store::list(&state.db, &f, limit, cursor)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;

@@ -20,7 +20,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::provider::{ProviderError, ProviderKind, Query, Snapshot, redact};
 use crate::clock::Clock;
 use crate::currencies::code::CurrencyCode;
-use crate::settings::RatesSettings;
+use crate::settings::{HttpUrl, RatesSettings};
 
 /// Longest `Retry-After` we wait for; a provider asking for more is failed over instead, since
 /// calling it earlier than asked would only fail again.
@@ -88,14 +88,6 @@ impl fmt::Debug for Endpoint {
             .field("api_key", &self.api_key.as_ref().map(|_| "[REDACTED]"))
             .finish()
     }
-}
-
-fn check_url(url: &str) -> anyhow::Result<()> {
-    let parsed = reqwest::Url::parse(url).with_context(|| format!("`{url}` is not a URL"))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        anyhow::bail!("`{url}` is not an http(s) URL");
-    }
-    Ok(())
 }
 
 /// Timeouts, retry and breaker parameters.
@@ -377,12 +369,9 @@ impl RatesClient {
         if primary.needs_api_key() && key.is_none() {
             anyhow::bail!("rates.api_key: {primary} needs an API key");
         }
-        if !settings.provider_url.trim().is_empty() {
-            check_url(settings.provider_url.trim()).context("rates.provider_url")?;
-        }
         let mut chain = vec![Endpoint::new(
             primary,
-            Some(&settings.provider_url),
+            settings.provider_url.as_ref().map(HttpUrl::as_str),
             key.clone().filter(|_| primary.needs_api_key()),
         )];
         for (i, fallback) in settings.fallbacks.iter().enumerate() {
@@ -393,7 +382,11 @@ impl RatesClient {
                     "rates.fallbacks[{i}]: {kind} needs an API key, and rates.api_key belongs to the primary provider ({primary})"
                 );
             }
-            chain.push(Endpoint::new(kind, fallback.url.as_deref(), fallback_key));
+            chain.push(Endpoint::new(
+                kind,
+                fallback.url.as_ref().map(HttpUrl::as_str),
+                fallback_key,
+            ));
         }
         if settings.max_attempts == 0 {
             anyhow::bail!("rates.max_attempts: must be at least 1");

@@ -334,7 +334,11 @@ pub async fn describe_served_rates(state: &Rates) -> anyhow::Result<String> {
 
 /// The configured provider chain in words: `frankfurter (https://…), then ecb`.
 pub fn describe_providers(settings: &crate::settings::RatesSettings) -> String {
-    let mut text = format!("{} ({})", settings.provider, settings.provider_url);
+    let url = settings
+        .provider_url
+        .as_ref()
+        .map_or(settings.provider.default_base_url(), |u| u.as_str());
+    let mut text = format!("{} ({url})", settings.provider);
     for fallback in &settings.fallbacks {
         text.push_str(", then ");
         text.push_str(&fallback.to_string());

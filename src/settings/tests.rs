@@ -27,6 +27,15 @@ fn a_bad_typed_value_stops_the_load_naming_its_key() {
     assert!(e.contains("rates.fallbacks[1]"), "{e}");
     let e = err(&[("CCS__TASKS__SCHEDULE__PRUNE", "0 61 * * * *")]);
     assert!(e.contains("tasks.schedule.prune"), "{e}");
+    let e = err(&[("CCS__RATES__PROVIDER_URL", "not a url")]);
+    assert!(
+        e.contains("rates.provider_url") && e.contains("not a URL"),
+        "{e}"
+    );
+    let e = err(&[("CCS__RATES__PROVIDER_URL", "ftp://mirror.example/v1")]);
+    assert!(e.contains("rates.provider_url"), "{e}");
+    let e = err(&[("CCS__LOG__LEVEL", "info,sqlx=loud")]);
+    assert!(e.contains("log.level") && e.contains("sqlx=loud"), "{e}");
     let empty = load_from(
         dir(),
         Environment::Local,
@@ -34,6 +43,23 @@ fn a_bad_typed_value_stops_the_load_naming_its_key() {
     )
     .unwrap();
     assert!(empty.rates.fallbacks.is_empty());
+    let defaults = load_from(
+        dir(),
+        Environment::Local,
+        env(&[
+            ("CCS__RATES__PROVIDER_URL", ""),
+            (
+                "CCS__LOG__LEVEL",
+                "info,sqlx=warn,currency_conversion::rates=debug",
+            ),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(defaults.rates.provider_url, None);
+    assert_eq!(
+        defaults.log.level.as_str(),
+        "info,sqlx=warn,currency_conversion::rates=debug"
+    );
 }
 
 #[test]

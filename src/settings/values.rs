@@ -71,12 +71,107 @@ impl<'de> Deserialize<'de> for ProviderKind {
     }
 }
 
+/// An absolute http(s) URL from the settings (a provider's base URL), checked when they load.
+/// Kept as written (trimmed), since providers' paths are appended to it as text.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpUrl(String);
+
+impl HttpUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for HttpUrl {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        let parsed =
+            reqwest::Url::parse(text).map_err(|e| format!("`{text}` is not a URL: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(format!("`{text}` is not an http(s) URL"));
+        }
+        Ok(Self(text.to_owned()))
+    }
+}
+
+impl fmt::Debug for HttpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for HttpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An optional URL setting: empty (as `CCS__RATES__PROVIDER_URL=` sets it) means none.
+pub(super) fn optional_url<'de, D>(deserializer: D) -> Result<Option<HttpUrl>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let text = Option::<String>::deserialize(deserializer)?.unwrap_or_default();
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(serde::de::Error::custom)
+}
+
+/// A `tracing` filter directive (`info,sqlx=warn`), checked when the settings load: a typo
+/// such as `inf` stops start-up naming `log.level` instead of silently logging at `info`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LogFilter(String);
+
+impl LogFilter {
+    /// The filter, ready for the subscriber.
+    pub fn to_env_filter(&self) -> tracing_subscriber::EnvFilter {
+        // Parsed once already (see `FromStr`); a second parse of the same text cannot fail, and
+        // `info` is only the type system's answer to "what if it did".
+        tracing_subscriber::EnvFilter::try_new(&self.0)
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for LogFilter {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        // `EnvFilter::try_new` skips directives it cannot parse instead of failing (it only
+        // warns on stderr), so each directive is checked on its own.
+        for directive in text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+            directive
+                .parse::<tracing_subscriber::filter::Directive>()
+                .map_err(|e| format!("`{directive}` is not a tracing filter directive: {e}"))?;
+        }
+        Ok(Self(text.to_owned()))
+    }
+}
+
+impl fmt::Debug for LogFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for LogFilter {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// A provider tried when the primary fails, written `kind` or `kind=url`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FallbackProvider {
     pub kind: ProviderKind,
     /// Its base URL, or `None` for the provider's public one.
-    pub url: Option<String>,
+    pub url: Option<HttpUrl>,
 }
 
 /// As the start-up log names it: `ecb` or `ecb (http://mirror…)`.
@@ -93,16 +188,10 @@ impl FromStr for FallbackProvider {
     type Err = String;
     fn from_str(spec: &str) -> Result<Self, Self::Err> {
         let (kind, url) = match spec.split_once('=') {
-            Some((kind, url)) => (kind, Some(url.trim().to_owned())),
+            Some((kind, url)) => (kind, Some(url.parse::<HttpUrl>()?)),
             None => (spec, None),
         };
         let kind: ProviderKind = kind.parse().map_err(|e: UnknownProvider| e.to_string())?;
-        if let Some(url) = &url {
-            let parsed = reqwest::Url::parse(url).map_err(|e| format!("`{url}`: {e}"))?;
-            if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(format!("`{url}`: only http and https URLs"));
-            }
-        }
         Ok(FallbackProvider { kind, url })
     }
 }
@@ -204,7 +293,10 @@ mod tests {
         );
         let f: FallbackProvider = "frankfurter=http://127.0.0.1:9/v1".parse().unwrap();
         assert_eq!(f.kind, ProviderKind::Frankfurter);
-        assert_eq!(f.url.as_deref(), Some("http://127.0.0.1:9/v1"));
+        assert_eq!(
+            f.url.as_ref().map(HttpUrl::as_str),
+            Some("http://127.0.0.1:9/v1")
+        );
         assert!("fixer".parse::<FallbackProvider>().is_err());
         assert!("ecb=ftp://x".parse::<FallbackProvider>().is_err());
         assert!("ecb=not a url".parse::<FallbackProvider>().is_err());

@@ -184,7 +184,7 @@ pub async fn deliveries(
     params: Query<PageParams>,
 ) -> Result<HttpResponse, ApiError> {
     let endpoint = endpoint_id(&path)?;
-    let (limit, cursor) = params.parse()?;
+    let (limit, cursor) = params.limit_and_cursor();
     let page = service::deliveries(&webhooks, partner.id(), endpoint, limit, cursor).await?;
     Ok(HttpResponse::Ok().json(page))
 }

@@ -104,7 +104,7 @@ async fn fixture() -> Fixture {
     let url = provider.url.clone();
     let app = spawn_app_with(move |s| {
         s.rates.provider = currency_conversion::settings::ProviderKind::Frankfurter;
-        s.rates.provider_url = url;
+        s.rates.provider_url = Some(url.parse().unwrap());
         s.rates.fallbacks = Vec::new();
         s.rates.base = "EUR".parse().unwrap();
         s.rates.max_attempts = 3;

@@ -579,7 +579,7 @@ async fn a_provider_failing_every_attempt_ends_dead_with_its_error() {
         .port();
     let mut h = Harness::new(None, |s| {
         s.tasks.max_attempts = 2;
-        s.rates.provider_url = format!("http://127.0.0.1:{closed}");
+        s.rates.provider_url = Some(format!("http://127.0.0.1:{closed}").parse().unwrap());
         s.rates.fallbacks = Vec::new();
         s.rates.max_attempts = 2;
         s.rates.backoff_base_ms = 1;

@@ -588,7 +588,7 @@ async fn an_open_breaker_stops_retries_and_fails_over() {
 fn settings(provider: &str, url: &str, key: Option<&str>, fallbacks: &[&str]) -> RatesSettings {
     RatesSettings {
         provider: provider.parse().unwrap(),
-        provider_url: url.into(),
+        provider_url: (!url.is_empty()).then(|| url.parse().unwrap()),
         api_key: key.map(SecretString::from),
         fallbacks: fallbacks.iter().map(|s| s.parse().unwrap()).collect(),
         max_age_secs: 172800,
@@ -658,7 +658,6 @@ fn bad_settings_name_their_key() {
         ))
         .contains("rates.fallbacks[1]")
     );
-    assert!(err(settings("frankfurter", "not a url", None, &[])).contains("rates.provider_url"));
 }
 
 #[test]
