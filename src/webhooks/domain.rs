@@ -4,23 +4,31 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 /// What happened. Stored as text in `webhook_events.event_type` and `webhook_endpoints.events`
-/// (CHECK constraints list the values).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, ToSchema)]
+/// (CHECK constraints list the values); a value this enum does not know fails to decode.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, ToSchema, sqlx::Type,
+)]
+#[sqlx(type_name = "text")]
 pub enum EventType {
     /// A conversion was made (one event per conversion of a batch too).
     #[serde(rename = "conversion.created")]
+    #[sqlx(rename = "conversion.created")]
     ConversionCreated,
     /// A conversion became permanent at the end of its holding period.
     #[serde(rename = "conversion.finalized")]
+    #[sqlx(rename = "conversion.finalized")]
     ConversionFinalized,
     /// The partner cancelled a temporary conversion.
     #[serde(rename = "conversion.cancelled")]
+    #[sqlx(rename = "conversion.cancelled")]
     ConversionCancelled,
     /// A quote's rate lock ended (quotes with a lock only).
     #[serde(rename = "quote.expired")]
+    #[sqlx(rename = "quote.expired")]
     QuoteExpired,
     /// Sent by `POST /webhooks/{id}/test`; cannot be subscribed to.
     #[serde(rename = "ping")]
+    #[sqlx(rename = "ping")]
     Ping,
 }
 
