@@ -14,12 +14,14 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::status_cache::StatusMemo;
 use crate::clock::Clock;
+use crate::conversions::Conversions;
 use crate::currencies::CurrencyEvents;
 use crate::error;
 use crate::head_guard::{self, HeadGuard};
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
+use crate::quotes::Quotes;
 use crate::rates::{CurrencyWatcher, Rates};
 use crate::settings::{MetricsExposure, Settings};
 pub use crate::state::{AppState, ProcessRole};
@@ -27,13 +29,15 @@ use crate::tasks::{TaskRegistry, Tasks};
 use crate::webhooks::Webhooks;
 
 /// The per-process pieces built once and handed to routes and jobs: the core state, each
-/// capability's context (rates with its cache, the task queue, webhooks), the token status memo
-/// and the currency listeners.
+/// capability's context (rates with its cache, the task queue, conversions, quotes, webhooks),
+/// the token status memo and the currency listeners.
 #[derive(Clone)]
 struct Parts {
     state: AppState,
     rates: Rates,
     tasks: Tasks,
+    conversions: Conversions,
+    quotes: Quotes,
     webhooks: Webhooks,
     token_memo: Arc<StatusMemo>,
     events: CurrencyEvents,
@@ -54,7 +58,15 @@ impl Parts {
             state.clock.clone(),
             &state.settings.webhooks,
         )?;
-        let registry = Arc::new(crate::jobs::registry(&state, &tasks, &rates, &webhooks)?);
+        let conversions = Conversions::new(&rates, state.settings.conversions.clone());
+        let quotes = Quotes::new(&conversions, state.settings.quotes.clone());
+        let registry = Arc::new(crate::jobs::registry(
+            &tasks,
+            &rates,
+            &conversions,
+            &quotes,
+            &webhooks,
+        )?);
         let mut events = CurrencyEvents::new();
         events.subscribe(Arc::new(CurrencyWatcher {
             rates: rates.clone(),
@@ -65,6 +77,8 @@ impl Parts {
             state,
             rates,
             tasks,
+            conversions,
+            quotes,
             webhooks,
             token_memo: Arc::default(),
             events,
@@ -306,6 +320,8 @@ fn http_server(
     let webhooks = web::Data::new(parts.webhooks);
     let data = web::Data::new(parts.state);
     let rates = web::Data::new(parts.rates);
+    let conversions = web::Data::new(parts.conversions);
+    let quotes = web::Data::new(parts.quotes);
     let token_memo = web::Data::from(parts.token_memo);
     let events = web::Data::new(parts.events);
     let openapi = crate::openapi::document();
@@ -324,6 +340,8 @@ fn http_server(
             .wrap(from_fn(crate::middleware::security_headers))
             .app_data(data.clone())
             .app_data(rates.clone())
+            .app_data(conversions.clone())
+            .app_data(quotes.clone())
             .app_data(token_memo.clone())
             .app_data(events.clone())
             .app_data(tasks.clone())

@@ -1,4 +1,4 @@
--- GET /api/v1/conversions?limit=20: conversions::store::list for one partner, first page.
+-- GET /api/v1/conversions?limit=20: conversions::store::history::list for one partner, first page.
 SELECT id, partner_id, from_currency, to_currency, amount, from_minor_units, to_minor_units, rate,
        result, rate_as_of, rate_provider, from_quote_id, to_quote_id, stale_rate, status,
        created_at, finalizes_at, finalized_at, cancelled_at, quote_id

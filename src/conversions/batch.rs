@@ -11,18 +11,17 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::idempotency::IdempotencyKey;
-use super::service::{
-    self, ConversionError, ConversionView, RateSource, new_row, parse_amount, quote_use_error,
-    refuse_stale,
-};
+use super::Conversions;
+use super::create::{RateSource, new_row, quote_use_error};
+use super::idempotency::{self, IdempotencyKey, KeyScope};
+use super::pricing::{parse_amount, refuse_stale};
+use super::service::{self, ConversionError, ConversionView};
 use super::store;
 use crate::auth::PartnerId;
 use crate::currencies::{Currency, CurrencyCode, service as currencies};
 use crate::money::Amount;
 use crate::quotes::service as quotes;
-use crate::rates::{RateQuote, Rates, RatesError};
-use crate::state::AppState;
+use crate::rates::{RateQuote, RatesError};
 
 /// Most conversions in one batch.
 pub const MAX_BATCH_ITEMS: usize = 1000;
@@ -99,8 +98,7 @@ fn rate_error(from: CurrencyCode, e: ConversionError) -> (&'static str, String) 
 /// The checks of one item that need no transaction. Rates come from memory (one lookup per
 /// distinct pair), currencies from the list read once per batch.
 async fn check_item(
-    state: &AppState,
-    rates: &Rates,
+    conversions: &Conversions,
     known: &HashMap<CurrencyCode, Currency>,
     priced: &mut HashMap<(CurrencyCode, CurrencyCode), FieldResult<RateQuote>>,
     item: &BatchItem<'_>,
@@ -111,7 +109,7 @@ async fn check_item(
         return Err(("to", "must differ from `from`".into()));
     }
     let amount = parse_amount(
-        state,
+        conversions,
         required("amount", item.amount)?,
         from.code,
         from.minor_units,
@@ -131,11 +129,12 @@ async fn check_item(
             let quote = match priced.get(&key) {
                 Some(known) => known.clone(),
                 None => {
-                    let quote = crate::rates::service::quote(rates, from.code, to.code, None)
-                        .await
-                        .map_err(ConversionError::from)
-                        .and_then(|q| refuse_stale(state, &q).map(|()| q))
-                        .map_err(|e| rate_error(from.code, e));
+                    let quote =
+                        crate::rates::service::quote(&conversions.rates, from.code, to.code, None)
+                            .await
+                            .map_err(ConversionError::from)
+                            .and_then(|q| refuse_stale(conversions, &q).map(|()| q))
+                            .map_err(|e| rate_error(from.code, e));
                     priced.insert(key, quote.clone());
                     quote
                 }
@@ -172,8 +171,7 @@ fn batch_hash(items: &[BatchItem<'_>]) -> Vec<u8> {
 /// original batch (`created = false`).
 #[tracing::instrument(skip_all, fields(partner_id = %partner, items = items.len()))]
 pub async fn create(
-    state: &AppState,
-    rates: &Rates,
+    conversions: &Conversions,
     partner: PartnerId,
     items: &[BatchItem<'_>],
     idempotency_key: Option<&IdempotencyKey>,
@@ -191,7 +189,7 @@ pub async fn create(
             format!("at most {MAX_BATCH_ITEMS} conversions per batch"),
         ));
     }
-    let known: HashMap<CurrencyCode, Currency> = currencies::list(&state.db, true)
+    let known: HashMap<CurrencyCode, Currency> = currencies::list(&conversions.db, true)
         .await?
         .into_iter()
         .map(|c| (c.code, c))
@@ -200,7 +198,7 @@ pub async fn create(
     let mut errors = Vec::new();
     let mut checked = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
-        match check_item(state, rates, &known, &mut priced, item).await {
+        match check_item(conversions, &known, &mut priced, item).await {
             Ok(c) => checked.push(Some(c)),
             Err((field, message)) => {
                 errors.push(ItemError {
@@ -214,16 +212,21 @@ pub async fn create(
     }
 
     // PostgreSQL keeps microseconds: the response and the webhooks show what a later read shows.
-    let now: DateTime<Utc> = state.clock.now().trunc_subsecs(6);
+    let now: DateTime<Utc> = conversions.clock.now().trunc_subsecs(6);
     let batch_id = Uuid::now_v7();
-    let mut tx = state.db.begin().await?;
+    let mut tx = conversions.db.begin().await?;
     if let Some(key) = idempotency_key {
         let hash = batch_hash(items);
-        if let Some(original) =
-            claim_batch_key(state, &mut tx, partner, key, &hash, batch_id, now).await?
-        {
+        let claim = idempotency::Claim {
+            scope: KeyScope::Batch,
+            partner,
+            key,
+            request_hash: &hash,
+            id: batch_id,
+        };
+        if let Some(original) = idempotency::claim(conversions, &mut tx, claim, now).await? {
             tx.rollback().await?;
-            let rows = store::find_batch(&state.db, original).await?;
+            let rows = store::find_batch(&conversions.db, original).await?;
             return Ok((
                 BatchView {
                     id: original,
@@ -263,7 +266,7 @@ pub async fn create(
             (None, None) => return Err(anyhow::anyhow!("no rate source for a batch item").into()),
         };
         rows.push(new_row(
-            state,
+            conversions,
             Uuid::now_v7(),
             partner,
             item.from,
@@ -308,33 +311,6 @@ fn item_quote_error(quote_id: Uuid, e: quotes::QuoteUseError) -> (&'static str, 
     match quote_use_error(quote_id, e) {
         ConversionError::Invalid { field, message } => (field, message),
         other => ("quote_id", other.to_string()),
-    }
-}
-
-async fn claim_batch_key(
-    state: &AppState,
-    tx: &mut sqlx::PgConnection,
-    partner: PartnerId,
-    key: &str,
-    hash: &[u8],
-    batch_id: Uuid,
-    now: DateTime<Utc>,
-) -> Result<Option<Uuid>, ConversionError> {
-    let ttl = crate::settings::secs(state.settings.conversions.idempotency_ttl_secs);
-    match store::claim_batch_idempotency_key(
-        tx,
-        partner,
-        key,
-        hash,
-        batch_id,
-        now,
-        now + chrono::Duration::seconds(ttl),
-    )
-    .await?
-    {
-        None => Ok(None),
-        Some((stored, _)) if stored != hash => Err(ConversionError::IdempotencyMismatch),
-        Some((_, existing)) => Ok(Some(existing)),
     }
 }
 

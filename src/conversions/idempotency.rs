@@ -2,10 +2,24 @@
 //! `POST /conversions/batch`, parsed once at the edge. A key is 1 to 255 printable ASCII
 //! characters (HTTP trims spaces at the ends; inside they are kept); the same key and body
 //! return the original answer, see `conversions.idempotency_ttl_secs`.
+//!
+//! Keys are remembered per partner in two tables, one per [`KeyScope`]: a conversion's key names
+//! the conversion (`conversion_idempotency_keys`, also claimed inside the one-statement insert of
+//! [`super::store::create`]), a batch's key names the batch (`conversion_batch_idempotency_keys`).
+//! They stay two tables because each key's foreign key names what the key created: one table with
+//! a kind column would need two nullable references and a check tying them to the kind, for no
+//! gain in what is stored. One [`claim`] serves both.
 
 use std::fmt;
 
+use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::Conversions;
+use super::service::ConversionError;
+use crate::auth::PartnerId;
 
 /// A valid `Idempotency-Key`.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -56,6 +70,167 @@ impl utoipa::PartialSchema for IdempotencyKey {
 }
 
 impl utoipa::ToSchema for IdempotencyKey {}
+
+/// What a key answers for: a single conversion or a whole batch. Each has its own table, and a
+/// key of one scope does not clash with the same key of the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyScope {
+    /// `POST /conversions`: the key names a conversion.
+    Conversion,
+    /// `POST /conversions/batch`: the key names a batch.
+    Batch,
+}
+
+/// When a key claimed `now` is forgotten (`conversions.idempotency_ttl_secs`).
+pub(super) fn expires_at(conversions: &Conversions, now: DateTime<Utc>) -> DateTime<Utc> {
+    now + Duration::seconds(crate::settings::secs(
+        conversions.settings.idempotency_ttl_secs,
+    ))
+}
+
+/// A key to claim for the new conversion or batch `id`, with what it remembers of the request.
+pub(super) struct Claim<'a> {
+    pub scope: KeyScope,
+    pub partner: PartnerId,
+    pub key: &'a str,
+    pub request_hash: &'a [u8],
+    pub id: Uuid,
+}
+
+/// Claims a key for `claim.id` in the caller's transaction. `None` when the key was free (or
+/// expired) and is now taken; `Some(original)` when the same request used it before; a
+/// different request under the same key is refused. A concurrent request with the same key
+/// waits on the unique index until the first commits.
+pub(super) async fn claim(
+    conversions: &Conversions,
+    conn: &mut PgConnection,
+    claim: Claim<'_>,
+    now: DateTime<Utc>,
+) -> Result<Option<Uuid>, ConversionError> {
+    let expires_at = expires_at(conversions, now);
+    match claim_row(conn, &claim, now, expires_at).await? {
+        None => Ok(None),
+        Some((stored_hash, _)) if stored_hash != claim.request_hash => {
+            Err(ConversionError::IdempotencyMismatch)
+        }
+        Some((_, existing)) => Ok(Some(existing)),
+    }
+}
+
+/// The SQL of [`claim`]: an expired key is deleted, then the key is inserted unless held, and a
+/// held key's `(request_hash, id)` is read. The statements are the same for both scopes but for
+/// the table and the column naming what the key created (checked SQL needs literal names).
+async fn claim_row(
+    conn: &mut PgConnection,
+    claim: &Claim<'_>,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> Result<Option<(Vec<u8>, Uuid)>, sqlx::Error> {
+    let (partner, key, hash, id) = (
+        claim.partner.as_uuid(),
+        claim.key,
+        claim.request_hash,
+        claim.id,
+    );
+    let inserted = match claim.scope {
+        KeyScope::Conversion => {
+            sqlx::query!(
+                "DELETE FROM conversion_idempotency_keys WHERE partner_id = $1 AND key = $2 AND expires_at <= $3",
+                partner,
+                key,
+                now,
+            )
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query!(
+                "INSERT INTO conversion_idempotency_keys (partner_id, key, request_hash, conversion_id, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (partner_id, key) DO NOTHING",
+                partner,
+                key,
+                hash,
+                id,
+                now,
+                expires_at,
+            )
+            .execute(&mut *conn)
+            .await?
+        }
+        KeyScope::Batch => {
+            sqlx::query!(
+                "DELETE FROM conversion_batch_idempotency_keys WHERE partner_id = $1 AND key = $2 AND expires_at <= $3",
+                partner,
+                key,
+                now,
+            )
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query!(
+                "INSERT INTO conversion_batch_idempotency_keys (partner_id, key, request_hash, batch_id, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (partner_id, key) DO NOTHING",
+                partner,
+                key,
+                hash,
+                id,
+                now,
+                expires_at,
+            )
+            .execute(&mut *conn)
+            .await?
+        }
+    };
+    if inserted.rows_affected() == 1 {
+        return Ok(None);
+    }
+    match claim.scope {
+        KeyScope::Conversion => find_conversion_key(&mut *conn, claim.partner, key).await,
+        KeyScope::Batch => Ok(sqlx::query!(
+            "SELECT request_hash, batch_id FROM conversion_batch_idempotency_keys WHERE partner_id = $1 AND key = $2",
+            partner,
+            key,
+        )
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|row| (row.request_hash, row.batch_id))),
+    }
+}
+
+/// The `(request_hash, conversion_id)` a single conversion's key holds, if any.
+pub async fn find_conversion_key<'c, E>(
+    db: E,
+    partner: PartnerId,
+    key: &str,
+) -> Result<Option<(Vec<u8>, Uuid)>, sqlx::Error>
+where
+    E: sqlx::PgExecutor<'c>,
+{
+    let row = sqlx::query!(
+        "SELECT request_hash, conversion_id FROM conversion_idempotency_keys WHERE partner_id = $1 AND key = $2",
+        partner.as_uuid(),
+        key,
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| (r.request_hash, r.conversion_id)))
+}
+
+/// Forgets the keys of both scopes that expired by `now`; returns how many.
+pub async fn delete_expired(db: &PgPool, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    let single = sqlx::query!(
+        "DELETE FROM conversion_idempotency_keys WHERE expires_at <= $1",
+        now
+    )
+    .execute(db)
+    .await?;
+    let batches = sqlx::query!(
+        "DELETE FROM conversion_batch_idempotency_keys WHERE expires_at <= $1",
+        now
+    )
+    .execute(db)
+    .await?;
+    Ok(single.rows_affected() + batches.rows_affected())
+}
 
 #[cfg(test)]
 mod tests {

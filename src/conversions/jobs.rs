@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::AppState;
+use super::Conversions;
 use crate::tasks::{Job, JobContext};
 
 /// Makes due `temporary` conversions `permanent` and forgets expired idempotency keys.
@@ -12,14 +12,14 @@ pub struct FinalizeConversions {}
 
 impl Job for FinalizeConversions {
     const NAME: &'static str = "finalize_conversions";
-    type Context = AppState;
+    type Context = Conversions;
 
     #[tracing::instrument(name = "finalize_conversions", skip_all, fields(run_id = %ctx.run_id))]
-    async fn run(&self, ctx: &JobContext<AppState>) -> anyhow::Result<()> {
-        let finalized = super::service::finalize_due(&ctx.state).await?;
+    async fn run(&self, ctx: &JobContext<Conversions>) -> anyhow::Result<()> {
+        let conversions = &ctx.state;
+        let finalized = super::service::finalize_due(conversions).await?;
         let forgotten =
-            super::store::delete_expired_idempotency_keys(&ctx.state.db, ctx.state.clock.now())
-                .await?;
+            super::idempotency::delete_expired(&conversions.db, conversions.clock.now()).await?;
         tracing::info!(finalized, forgotten, "conversions finalized");
         Ok(())
     }

@@ -3,14 +3,56 @@
 //! `permanent`; a partner may cancel its own temporary conversion. A conversion may use a rate
 //! lock's rate (`quote_id`, checked through [`crate::quotes`]), and up to 1,000 conversions may
 //! be made all or nothing as a [`batch`]. Owns the `conversions`, `conversion_batches` and both
-//! idempotency-key tables; `history` reads them through [`store`].
+//! idempotency-key tables; `history` reads them through [`store::history`].
+//!
+//! - [`pricing`]: the checks and pricing a conversion or a quote starts with;
+//! - [`create`]: converting one amount (at the rate in force or on a quote);
+//! - [`service`]: the conversion as the API shows it, reading, cancelling, finalizing.
 
 pub mod batch;
+pub mod create;
 pub mod idempotency;
 pub mod jobs;
+pub mod pricing;
 pub mod routes;
 pub mod service;
 pub mod store;
 
+use std::sync::Arc;
+
+use sqlx::PgPool;
+
+use crate::clock::Clock;
+use crate::rates::Rates;
+use crate::settings::ConversionSettings;
+
 pub use idempotency::IdempotencyKey;
 pub use service::{ConversionError, ConversionView, Status};
+
+/// What the conversion use cases run with: the pool, the clock, `conversions.*` and the rates
+/// handle (pricing reads the latest rates from its cache and checks currencies through it).
+/// Cheap to clone; routes get it as `web::Data<Conversions>`, the `finalize_conversions` job as
+/// its context, and quotes and history hold it to price and to read.
+#[derive(Clone)]
+pub struct Conversions {
+    /// PostgreSQL, the record of conversions and their idempotency keys.
+    pub db: PgPool,
+    /// Now, for creation, holding periods and key expiry.
+    pub clock: Clock,
+    /// `conversions.*`: holding period, maximum amount, stale-rate policy, key TTL.
+    pub settings: Arc<ConversionSettings>,
+    /// The rates of this process.
+    pub rates: Rates,
+}
+
+impl Conversions {
+    /// The conversions handle over `rates` (whose pool and clock it shares).
+    pub fn new(rates: &Rates, settings: ConversionSettings) -> Self {
+        Self {
+            db: rates.db.clone(),
+            clock: rates.clock.clone(),
+            settings: Arc::new(settings),
+            rates: rates.clone(),
+        }
+    }
+}

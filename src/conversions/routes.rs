@@ -6,14 +6,15 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::Conversions;
 use super::batch::{self, BatchItem, BatchView, MAX_BATCH_ITEMS};
+use super::create::ConversionRequest;
 use super::idempotency::{IdempotencyKey, InvalidIdempotencyKey};
-use super::service::{self, ConversionRequest, ConversionView};
+use super::service::{self, ConversionView};
 use crate::auth::{AuthenticatedUser, PartnerUser};
 use crate::currencies::CurrencyCode;
 use crate::error::{ApiError, Problem};
 use crate::extract::Json;
-use crate::state::AppState;
 use uuid::Uuid;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -116,8 +117,7 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError
         (status = 422, description = "Invalid items (each listed by index and field), no or too many items, reused key; nothing stored", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_batch(
-    state: web::Data<AppState>,
-    rates: web::Data<crate::rates::Rates>,
+    conversions: web::Data<Conversions>,
     partner: PartnerUser,
     req: HttpRequest,
     body: Json<CreateBatch>,
@@ -133,7 +133,7 @@ pub async fn create_batch(
             quote_id: i.quote_id.as_deref(),
         })
         .collect();
-    let (view, created) = batch::create(&state, &rates, partner.id(), &items, key.as_ref()).await?;
+    let (view, created) = batch::create(&conversions, partner.id(), &items, key.as_ref()).await?;
     Ok(if created {
         HttpResponse::Created().json(view)
     } else {
@@ -161,16 +161,14 @@ fn conversion_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
         (status = 422, description = "Invalid amount or currency, unsupported/disabled/retired currency, stale rate, reused key, unknown quote or one for another pair or amount", body = Problem),
     ))]
 pub async fn create(
-    state: web::Data<AppState>,
-    rates: web::Data<crate::rates::Rates>,
+    conversions: web::Data<Conversions>,
     partner: PartnerUser,
     req: HttpRequest,
     body: Json<CreateConversion>,
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&req)?;
-    let (view, created) = service::create(
-        &state,
-        &rates,
+    let (view, created) = super::create::create(
+        &conversions,
         partner.id(),
         ConversionRequest {
             from: body.from,
@@ -199,12 +197,12 @@ pub async fn create(
         (status = 404, description = "No such conversion (or another partner's)", body = Problem),
     ))]
 pub async fn get(
-    state: web::Data<AppState>,
+    conversions: web::Data<Conversions>,
     user: AuthenticatedUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let partner = user.as_partner();
-    let view = service::get(&state, conversion_id(&path)?, partner).await?;
+    let view = service::get(&conversions, conversion_id(&path)?, partner).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -220,10 +218,10 @@ pub async fn get(
         (status = 409, description = "The conversion is not `temporary` any more, or its holding period is over and it is being finalized", body = Problem),
     ))]
 pub async fn cancel(
-    state: web::Data<AppState>,
+    conversions: web::Data<Conversions>,
     partner: PartnerUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let view = service::cancel(&state, conversion_id(&path)?, partner.id()).await?;
+    let view = service::cancel(&conversions, conversion_id(&path)?, partner.id()).await?;
     Ok(HttpResponse::Ok().json(view))
 }

@@ -1,4 +1,8 @@
-//! SQL for conversions and idempotency keys.
+//! SQL for conversions: storing them (one, a batch, or one in a single statement with its key
+//! and event), reading one, cancelling and finalizing. The history list and summary are in
+//! [`history`]; the idempotency keys' SQL is in [`super::idempotency`].
+
+pub mod history;
 
 use bigdecimal::BigDecimal;
 use chrono::{DateTime, Utc};
@@ -8,7 +12,6 @@ use uuid::Uuid;
 use super::service::Status;
 use crate::auth::PartnerId;
 use crate::currencies::CurrencyCode;
-use crate::pagination::Cursor;
 
 #[derive(Debug, Clone)]
 pub struct ConversionRow {
@@ -94,7 +97,7 @@ pub enum Created {
     /// stored.
     KeyTaken(Vec<u8>, Uuid),
     /// The key is held by a request that committed while this statement ran, so the statement
-    /// could not read it: ask [`find_idempotency_key`]. Nothing was stored.
+    /// could not read it: ask [`super::idempotency::find_conversion_key`]. Nothing was stored.
     KeyTakenUnseen,
 }
 
@@ -112,7 +115,9 @@ pub enum Created {
 /// - `event` goes to webhooks' outbox in the same statement, and only when the conversion was
 ///   stored and the partner has a live endpoint subscribed to it: the same rows as
 ///   [`crate::webhooks::outbox::record`] writes (kept here, against the module rule, so that a
-///   conversion stays one round trip; keep the two in step).
+///   conversion stays one round trip: checked SQL needs literal text, so the outbox cannot lend
+///   its statement). The API test `a_conversion_writes_the_same_webhook_rows_as_the_outbox`
+///   fails when the two drift apart.
 pub async fn create(
     db: &PgPool,
     c: &ConversionRow,
@@ -197,114 +202,6 @@ pub async fn create(
             _ => Created::KeyTakenUnseen,
         },
     })
-}
-
-/// The `(request_hash, conversion_id)` an idempotency key holds, if any.
-pub async fn find_idempotency_key(
-    db: &PgPool,
-    partner: PartnerId,
-    key: &str,
-) -> Result<Option<(Vec<u8>, Uuid)>, sqlx::Error> {
-    let row = sqlx::query!(
-        "SELECT request_hash, conversion_id FROM conversion_idempotency_keys WHERE partner_id = $1 AND key = $2",
-        partner.as_uuid(),
-        key,
-    )
-    .fetch_optional(db)
-    .await?;
-    Ok(row.map(|r| (r.request_hash, r.conversion_id)))
-}
-
-/// Claims an idempotency key for a new conversion. Returns `None` when the key was free (now
-/// taken by `conversion_id`), or the existing `(request_hash, conversion_id)`. A concurrent
-/// request with the same key waits on the unique index until the first commits.
-pub async fn claim_idempotency_key(
-    conn: &mut PgConnection,
-    partner: PartnerId,
-    key: &str,
-    request_hash: &[u8],
-    conversion_id: Uuid,
-    now: DateTime<Utc>,
-    expires_at: DateTime<Utc>,
-) -> Result<Option<(Vec<u8>, Uuid)>, sqlx::Error> {
-    // An expired key is free again.
-    sqlx::query!(
-        "DELETE FROM conversion_idempotency_keys WHERE partner_id = $1 AND key = $2 AND expires_at <= $3",
-        partner.as_uuid(),
-        key,
-        now,
-    )
-    .execute(&mut *conn)
-    .await?;
-    let inserted = sqlx::query!(
-        "INSERT INTO conversion_idempotency_keys (partner_id, key, request_hash, conversion_id, created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (partner_id, key) DO NOTHING",
-        partner.as_uuid(),
-        key,
-        request_hash,
-        conversion_id,
-        now,
-        expires_at,
-    )
-    .execute(&mut *conn)
-    .await?;
-    if inserted.rows_affected() == 1 {
-        return Ok(None);
-    }
-    let existing = sqlx::query!(
-        "SELECT request_hash, conversion_id FROM conversion_idempotency_keys WHERE partner_id = $1 AND key = $2",
-        partner.as_uuid(),
-        key,
-    )
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(existing.map(|row| (row.request_hash, row.conversion_id)))
-}
-
-/// Claims an idempotency key for a new batch; like [`claim_idempotency_key`], `None` when the
-/// key was free, else the existing `(request_hash, batch_id)`.
-pub async fn claim_batch_idempotency_key(
-    conn: &mut PgConnection,
-    partner: PartnerId,
-    key: &str,
-    request_hash: &[u8],
-    batch_id: Uuid,
-    now: DateTime<Utc>,
-    expires_at: DateTime<Utc>,
-) -> Result<Option<(Vec<u8>, Uuid)>, sqlx::Error> {
-    sqlx::query!(
-        "DELETE FROM conversion_batch_idempotency_keys WHERE partner_id = $1 AND key = $2 AND expires_at <= $3",
-        partner.as_uuid(),
-        key,
-        now,
-    )
-    .execute(&mut *conn)
-    .await?;
-    let inserted = sqlx::query!(
-        "INSERT INTO conversion_batch_idempotency_keys (partner_id, key, request_hash, batch_id, created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (partner_id, key) DO NOTHING",
-        partner.as_uuid(),
-        key,
-        request_hash,
-        batch_id,
-        now,
-        expires_at,
-    )
-    .execute(&mut *conn)
-    .await?;
-    if inserted.rows_affected() == 1 {
-        return Ok(None);
-    }
-    let existing = sqlx::query!(
-        "SELECT request_hash, batch_id FROM conversion_batch_idempotency_keys WHERE partner_id = $1 AND key = $2",
-        partner.as_uuid(),
-        key,
-    )
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(existing.map(|row| (row.request_hash, row.batch_id)))
 }
 
 /// Stores a batch and its conversions (all of one partner, created at one instant, in request
@@ -464,248 +361,4 @@ pub async fn finalize_due(
     )
     .fetch_all(conn)
     .await
-}
-
-pub async fn delete_expired_idempotency_keys(
-    db: &PgPool,
-    now: DateTime<Utc>,
-) -> Result<u64, sqlx::Error> {
-    let single = sqlx::query!(
-        "DELETE FROM conversion_idempotency_keys WHERE expires_at <= $1",
-        now
-    )
-    .execute(db)
-    .await?;
-    let batches = sqlx::query!(
-        "DELETE FROM conversion_batch_idempotency_keys WHERE expires_at <= $1",
-        now
-    )
-    .execute(db)
-    .await?;
-    Ok(single.rows_affected() + batches.rows_affected())
-}
-
-/// Filters of the history list; `partner` is `None` only for admins listing everyone.
-#[derive(Debug, Clone, Default)]
-pub struct HistoryFilter {
-    pub partner: Option<PartnerId>,
-    pub status: Option<Status>,
-    pub currency: Option<CurrencyCode>,
-    pub from: Option<DateTime<Utc>>,
-    pub to: Option<DateTime<Utc>>,
-}
-
-/// One page of history, newest first, keyset-paginated (`limit + 1` rows).
-///
-/// Two static statements, one per partner and one across partners, so each keeps a plan on its
-/// index (`conversions_partner_created_idx`, `conversions_created_idx`) even when PostgreSQL
-/// switches the prepared statement to a generic plan: an `$1 IS NULL OR partner_id = $1` filter
-/// would lose the partner index there. The time bounds and the cursor default to infinities, not
-/// to NULL, for the same reason: they stay index conditions on every page.
-pub async fn list(
-    db: &PgPool,
-    f: &HistoryFilter,
-    limit: i64,
-    after: Option<Cursor>,
-) -> Result<Vec<ConversionRow>, sqlx::Error> {
-    let currency = f.currency.as_ref().map(CurrencyCode::as_str);
-    let (after_at, after_id) = (after.map(|c| c.at), after.map(|c| c.id));
-    match f.partner {
-        Some(partner) => {
-            sqlx::query_as!(
-                ConversionRow,
-                r#"SELECT id, partner_id, from_currency AS "from_currency: CurrencyCode",
-                  to_currency AS "to_currency: CurrencyCode", amount, from_minor_units,
-                  to_minor_units, rate, result, rate_as_of, rate_provider, from_quote_id,
-                  to_quote_id, stale_rate, status AS "status: Status", created_at, finalizes_at,
-                  finalized_at, cancelled_at, quote_id
-                   FROM conversions
-                   WHERE partner_id = $1
-                     AND ($2::text IS NULL OR status = $2)
-                     AND ($3::text IS NULL OR from_currency = $3 OR to_currency = $3)
-                     AND created_at >= COALESCE($4, '-infinity'::timestamptz)
-                     AND created_at < COALESCE($5, 'infinity'::timestamptz)
-                     AND (created_at, id) < (COALESCE($6, 'infinity'::timestamptz),
-                                             COALESCE($7, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
-                   ORDER BY created_at DESC, id DESC
-                   LIMIT $8"#,
-                partner.as_uuid(),
-                f.status.map(Status::as_str),
-                currency,
-                f.from,
-                f.to,
-                after_at,
-                after_id,
-                limit + 1,
-            )
-            .fetch_all(db)
-            .await
-        }
-        None => {
-            sqlx::query_as!(
-                ConversionRow,
-                r#"SELECT id, partner_id, from_currency AS "from_currency: CurrencyCode",
-                  to_currency AS "to_currency: CurrencyCode", amount, from_minor_units,
-                  to_minor_units, rate, result, rate_as_of, rate_provider, from_quote_id,
-                  to_quote_id, stale_rate, status AS "status: Status", created_at, finalizes_at,
-                  finalized_at, cancelled_at, quote_id
-                   FROM conversions
-                   WHERE ($1::text IS NULL OR status = $1)
-                     AND ($2::text IS NULL OR from_currency = $2 OR to_currency = $2)
-                     AND created_at >= COALESCE($3, '-infinity'::timestamptz)
-                     AND created_at < COALESCE($4, 'infinity'::timestamptz)
-                     AND (created_at, id) < (COALESCE($5, 'infinity'::timestamptz),
-                                             COALESCE($6, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
-                   ORDER BY created_at DESC, id DESC
-                   LIMIT $7"#,
-                f.status.map(Status::as_str),
-                currency,
-                f.from,
-                f.to,
-                after_at,
-                after_id,
-                limit + 1,
-            )
-            .fetch_all(db)
-            .await
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct SummaryRow {
-    pub day: Option<chrono::NaiveDate>,
-    pub from_currency: CurrencyCode,
-    pub to_currency: Option<CurrencyCode>,
-    pub count: i64,
-    pub total_amount: BigDecimal,
-    pub total_result: Option<BigDecimal>,
-    pub from_minor_units: i16,
-    pub to_minor_units: Option<i16>,
-}
-
-/// Counts and totals per source currency, grouped by UTC day or by currency pair. Cancelled
-/// conversions are left out: they moved no money.
-///
-/// Whole UTC days inside `[from, to)` come from the `conversion_daily_totals` rollup (kept by
-/// triggers on `conversions`, see its migration); only the partial days at the two edges of the
-/// range are read from `conversions`, each an index range of at most one day. With
-///   `fs` = the first midnight at or after `from`, `fe` = the last midnight at or before `to`,
-/// the range splits into `[from, min(to, fs))` (raw), days `[fs, fe)` (rollup) and
-/// `[max(min(to, fs), fe), to)` (raw); when `from` and `to` fall within one day the first part
-/// covers it and the other two are empty.
-pub async fn summary(
-    db: &PgPool,
-    partner: Option<PartnerId>,
-    by_pair: bool,
-    from: Option<DateTime<Utc>>,
-    to: Option<DateTime<Utc>>,
-) -> Result<Vec<SummaryRow>, sqlx::Error> {
-    // One static statement per scope (one partner or all), for the same reason as `list`: each
-    // keeps its index under a generic plan. The grouping is a parameter: it only shapes the
-    // final aggregation of a few thousand rows at most.
-    match partner {
-        Some(partner) => {
-            sqlx::query_as!(
-                SummaryRow,
-                r#"WITH b AS (
-                       SELECT f, t, fs, fe, LEAST(t, fs_at) AS e1, GREATEST(LEAST(t, fs_at), fe_at) AS s2
-                       FROM (SELECT COALESCE($2::timestamptz, '-infinity') AS f,
-                                    COALESCE($3::timestamptz, 'infinity') AS t) AS i
-                       CROSS JOIN LATERAL (
-                           SELECT CASE WHEN (f AT TIME ZONE 'UTC') = date_trunc('day', f AT TIME ZONE 'UTC')
-                                       THEN (f AT TIME ZONE 'UTC')::date
-                                       ELSE (f AT TIME ZONE 'UTC')::date + 1 END AS fs,
-                                  (t AT TIME ZONE 'UTC')::date AS fe) AS d
-                       CROSS JOIN LATERAL (
-                           SELECT fs::timestamp AT TIME ZONE 'UTC' AS fs_at,
-                                  fe::timestamp AT TIME ZONE 'UTC' AS fe_at) AS x
-                   ),
-                   parts AS (
-                       SELECT r.day, r.from_currency, r.to_currency, r.count, r.total_amount,
-                              r.total_result, r.from_minor_units, r.to_minor_units
-                       FROM b JOIN conversion_daily_totals r
-                         ON r.partner_id = $1 AND r.day >= b.fs AND r.day < b.fe
-                       UNION ALL
-                       SELECT (c.created_at AT TIME ZONE 'UTC')::date, c.from_currency, c.to_currency,
-                              1, c.amount, c.result, c.from_minor_units, c.to_minor_units
-                       FROM b JOIN conversions c
-                         ON c.partner_id = $1 AND c.created_at >= b.f AND c.created_at < b.e1
-                       WHERE c.status <> 'cancelled'
-                       UNION ALL
-                       SELECT (c.created_at AT TIME ZONE 'UTC')::date, c.from_currency, c.to_currency,
-                              1, c.amount, c.result, c.from_minor_units, c.to_minor_units
-                       FROM b JOIN conversions c
-                         ON c.partner_id = $1 AND c.created_at >= b.s2 AND c.created_at < b.t
-                       WHERE c.status <> 'cancelled'
-                   )
-                   SELECT CASE WHEN $4 THEN NULL ELSE day END AS "day?",
-                          from_currency AS "from_currency!: CurrencyCode",
-                          CASE WHEN $4 THEN to_currency END AS "to_currency?: CurrencyCode",
-                          sum(count)::int8 AS "count!", sum(total_amount) AS "total_amount!",
-                          CASE WHEN $4 THEN sum(total_result) END AS "total_result?",
-                          max(from_minor_units) AS "from_minor_units!",
-                          CASE WHEN $4 THEN max(to_minor_units) END AS "to_minor_units?"
-                   FROM parts
-                   GROUP BY 1, 2, 3
-                   HAVING sum(count) > 0
-                   ORDER BY 1 DESC NULLS LAST, 2, 3"#,
-                partner.as_uuid(),
-                from,
-                to,
-                by_pair,
-            )
-            .fetch_all(db)
-            .await
-        }
-        None => {
-            sqlx::query_as!(
-                SummaryRow,
-                r#"WITH b AS (
-                       SELECT f, t, fs, fe, LEAST(t, fs_at) AS e1, GREATEST(LEAST(t, fs_at), fe_at) AS s2
-                       FROM (SELECT COALESCE($1::timestamptz, '-infinity') AS f,
-                                    COALESCE($2::timestamptz, 'infinity') AS t) AS i
-                       CROSS JOIN LATERAL (
-                           SELECT CASE WHEN (f AT TIME ZONE 'UTC') = date_trunc('day', f AT TIME ZONE 'UTC')
-                                       THEN (f AT TIME ZONE 'UTC')::date
-                                       ELSE (f AT TIME ZONE 'UTC')::date + 1 END AS fs,
-                                  (t AT TIME ZONE 'UTC')::date AS fe) AS d
-                       CROSS JOIN LATERAL (
-                           SELECT fs::timestamp AT TIME ZONE 'UTC' AS fs_at,
-                                  fe::timestamp AT TIME ZONE 'UTC' AS fe_at) AS x
-                   ),
-                   parts AS (
-                       SELECT r.day, r.from_currency, r.to_currency, r.count, r.total_amount,
-                              r.total_result, r.from_minor_units, r.to_minor_units
-                       FROM b JOIN conversion_daily_totals r ON r.day >= b.fs AND r.day < b.fe
-                       UNION ALL
-                       SELECT (c.created_at AT TIME ZONE 'UTC')::date, c.from_currency, c.to_currency,
-                              1, c.amount, c.result, c.from_minor_units, c.to_minor_units
-                       FROM b JOIN conversions c ON c.created_at >= b.f AND c.created_at < b.e1
-                       WHERE c.status <> 'cancelled'
-                       UNION ALL
-                       SELECT (c.created_at AT TIME ZONE 'UTC')::date, c.from_currency, c.to_currency,
-                              1, c.amount, c.result, c.from_minor_units, c.to_minor_units
-                       FROM b JOIN conversions c ON c.created_at >= b.s2 AND c.created_at < b.t
-                       WHERE c.status <> 'cancelled'
-                   )
-                   SELECT CASE WHEN $3 THEN NULL ELSE day END AS "day?",
-                          from_currency AS "from_currency!: CurrencyCode",
-                          CASE WHEN $3 THEN to_currency END AS "to_currency?: CurrencyCode",
-                          sum(count)::int8 AS "count!", sum(total_amount) AS "total_amount!",
-                          CASE WHEN $3 THEN sum(total_result) END AS "total_result?",
-                          max(from_minor_units) AS "from_minor_units!",
-                          CASE WHEN $3 THEN max(to_minor_units) END AS "to_minor_units?"
-                   FROM parts
-                   GROUP BY 1, 2, 3
-                   HAVING sum(count) > 0
-                   ORDER BY 1 DESC NULLS LAST, 2, 3"#,
-                from,
-                to,
-                by_pair,
-            )
-            .fetch_all(db)
-            .await
-        }
-    }
 }

@@ -9,14 +9,13 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::{AuthenticatedUser, PartnerId};
-use crate::conversions::store::{self, HistoryFilter};
-use crate::conversions::{ConversionView, Status};
+use crate::conversions::store::history::{self as store, HistoryFilter};
+use crate::conversions::{ConversionView, Conversions, Status};
 use crate::currencies::CurrencyCode;
 use crate::error::{ApiError, Problem};
 use crate::extract::Query;
 use crate::money;
 use crate::pagination::{Cursor, Page, PageLimit, PageParams};
-use crate::state::AppState;
 
 /// Rows per database round trip while streaming a CSV export.
 const EXPORT_CHUNK: i64 = 1000;
@@ -121,21 +120,21 @@ fn wants_csv(req: &HttpRequest, p: &HistoryParams) -> Result<bool, ApiError> {
         (status = 403, description = "`partner_id` naming another partner (admins only)", body = Problem),
     ))]
 pub async fn list(
-    state: web::Data<AppState>,
+    conversions: web::Data<Conversions>,
     user: AuthenticatedUser,
     req: HttpRequest,
     params: Query<HistoryParams>,
 ) -> Result<HttpResponse, ApiError> {
     let f = filter(&user, &params)?;
     if wants_csv(&req, &params)? {
-        return Ok(csv_export(state.into_inner(), f));
+        return Ok(csv_export(conversions.into_inner(), f));
     }
     let (limit, cursor) = PageParams {
         limit: params.limit,
         cursor: params.cursor,
     }
     .limit_and_cursor();
-    let rows = store::list(&state.db, &f, limit, cursor)
+    let rows = store::list(&conversions.db, &f, limit, cursor)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     let views: Vec<ConversionView> = rows.into_iter().map(ConversionView::from).collect();
@@ -214,14 +213,14 @@ fn export_error(e: csv::Error) -> actix_web::Error {
 }
 
 /// Streams the export page by page (keyset), so memory stays flat however long the history.
-fn csv_export(state: std::sync::Arc<AppState>, f: HistoryFilter) -> HttpResponse {
+fn csv_export(conversions: std::sync::Arc<Conversions>, f: HistoryFilter) -> HttpResponse {
     enum Next {
         Header,
         After(Option<Cursor>),
         Done,
     }
     let stream = futures_util::stream::unfold(Next::Header, move |next| {
-        let state = state.clone();
+        let conversions = conversions.clone();
         let f = f.clone();
         async move {
             match next {
@@ -231,7 +230,7 @@ fn csv_export(state: std::sync::Arc<AppState>, f: HistoryFilter) -> HttpResponse
                 )),
                 Next::Done => None,
                 Next::After(cursor) => {
-                    let rows = match store::list(&state.db, &f, EXPORT_CHUNK, cursor).await {
+                    let rows = match store::list(&conversions.db, &f, EXPORT_CHUNK, cursor).await {
                         Ok(rows) => rows,
                         Err(e) => {
                             tracing::error!(error = %e, "CSV export failed mid-stream");
@@ -315,7 +314,7 @@ pub struct Summary {
         (status = 403, description = "`partner_id` naming another partner (admins only)", body = Problem),
     ))]
 pub async fn summary(
-    state: web::Data<AppState>,
+    conversions: web::Data<Conversions>,
     user: AuthenticatedUser,
     params: Query<SummaryParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -334,7 +333,7 @@ pub async fn summary(
             cursor: None,
         },
     )?;
-    let rows = store::summary(&state.db, f.partner, by_pair, f.from, f.to)
+    let rows = store::summary(&conversions.db, f.partner, by_pair, f.from, f.to)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     let data = rows

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::AppState;
+use super::Quotes;
 use crate::tasks::{Job, JobContext};
 
 /// Records the expiry of locked quotes whose lock has ended (announcing `quote.expired` to
@@ -12,10 +12,10 @@ pub struct ExpireQuotes {}
 
 impl Job for ExpireQuotes {
     const NAME: &'static str = "expire_quotes";
-    type Context = AppState;
+    type Context = Quotes;
 
     #[tracing::instrument(name = "expire_quotes", skip_all, fields(run_id = %ctx.run_id))]
-    async fn run(&self, ctx: &JobContext<AppState>) -> anyhow::Result<()> {
+    async fn run(&self, ctx: &JobContext<Quotes>) -> anyhow::Result<()> {
         let expired = super::service::record_expiries(&ctx.state).await?;
         if expired > 0 {
             tracing::info!(expired, "quote expiries recorded");

@@ -4,13 +4,12 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::Lock;
 use super::service::{self, QuoteRequest, QuoteView};
+use super::{Lock, Quotes};
 use crate::auth::PartnerUser;
 use crate::currencies::CurrencyCode;
 use crate::error::{ApiError, Problem};
 use crate::extract::Json;
-use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/quotes").route(web::post().to(create)))
@@ -47,14 +46,12 @@ pub struct CreateQuote {
         (status = 422, description = "Invalid lock, amount or currency; stale reference rate", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
-    state: web::Data<AppState>,
-    rates: web::Data<crate::rates::Rates>,
+    quotes: web::Data<Quotes>,
     partner: PartnerUser,
     body: Json<CreateQuote>,
 ) -> Result<HttpResponse, ApiError> {
     let view = service::create(
-        &state,
-        &rates,
+        &quotes,
         partner.id(),
         QuoteRequest {
             from: body.from,
@@ -79,12 +76,12 @@ pub async fn create(
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get(
-    state: web::Data<AppState>,
+    quotes: web::Data<Quotes>,
     partner: PartnerUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id =
         uuid::Uuid::parse_str(&path).map_err(|_| ApiError::NotFound("no such quote".into()))?;
-    let view = service::get(&state, id, partner.id()).await?;
+    let view = service::get(&quotes, id, partner.id()).await?;
     Ok(HttpResponse::Ok().json(view))
 }

@@ -10,14 +10,15 @@ use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::Quotes;
 use super::domain::{Lock, QuoteStatus};
 use super::store::{self, QuoteRow};
 use crate::auth::PartnerId;
-use crate::conversions::service::{self as conversions, ConversionError};
+use crate::conversions::ConversionError;
+use crate::conversions::pricing::{parse_amount, price_pair, refuse_stale};
 use crate::currencies::CurrencyCode;
 use crate::error::ApiError;
 use crate::money::{self, Rate};
-use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QuoteError {
@@ -139,28 +140,28 @@ pub struct QuoteRequest<'a> {
 
 /// Prices the pair at the rate in force, takes the lock's spread off it and stores the quote.
 /// A stale reference rate is refused where stale conversions are.
-#[tracing::instrument(skip(state, rates, req), fields(partner_id = %partner, from = %req.from, to = %req.to, lock = req.lock.as_str()))]
+#[tracing::instrument(skip(quotes, req), fields(partner_id = %partner, from = %req.from, to = %req.to, lock = req.lock.as_str()))]
 pub async fn create(
-    state: &AppState,
-    rates: &crate::rates::Rates,
+    quotes: &Quotes,
     partner: PartnerId,
     req: QuoteRequest<'_>,
 ) -> Result<QuoteView, QuoteError> {
     let lock = req.lock;
-    let pair = conversions::price_pair(state, rates, req.from, req.to, None).await?;
+    let pricing = &quotes.conversions;
+    let pair = price_pair(pricing, req.from, req.to, None).await?;
     let amount = req
         .amount
-        .map(|raw| conversions::parse_amount(state, raw, pair.from, pair.from_minor_units))
+        .map(|raw| parse_amount(pricing, raw, pair.from, pair.from_minor_units))
         .transpose()?;
-    conversions::refuse_stale(state, &pair.quote)?;
-    let spread_bps = lock.spread_bps(&state.settings.quotes.spread_bps);
+    refuse_stale(pricing, &pair.quote)?;
+    let spread_bps = lock.spread_bps(&quotes.settings.spread_bps);
     let rate: Rate = pair
         .quote
         .rate
         .with_spread(spread_bps)
         .map_err(|e| anyhow::anyhow!("spread of {spread_bps} bps: {e}"))?;
     // PostgreSQL keeps microseconds: answer with what a later read returns.
-    let now = state.clock.now().trunc_subsecs(6);
+    let now = quotes.clock.now().trunc_subsecs(6);
     let row = QuoteRow {
         id: Uuid::now_v7(),
         partner_id: partner.as_uuid(),
@@ -185,17 +186,17 @@ pub async fn create(
         expires_at: lock.expires_at(now),
         used_at: None,
     };
-    store::insert(&state.db, &row).await?;
+    store::insert(&quotes.db, &row).await?;
     tracing::info!(quote_id = %row.id, spread_bps, "quote created");
     Ok(QuoteView::new(row, now))
 }
 
 /// A partner's own quote; another partner's is "not found", never "forbidden".
-pub async fn get(state: &AppState, id: Uuid, partner: PartnerId) -> Result<QuoteView, QuoteError> {
-    let row = store::find(&state.db, id, partner)
+pub async fn get(quotes: &Quotes, id: Uuid, partner: PartnerId) -> Result<QuoteView, QuoteError> {
+    let row = store::find(&quotes.db, id, partner)
         .await?
         .ok_or(QuoteError::NotFound)?;
-    Ok(QuoteView::new(row, state.clock.now()))
+    Ok(QuoteView::new(row, quotes.clock.now()))
 }
 
 /// Quotes whose expiry is recorded per statement; small batches keep row locks short.
@@ -204,14 +205,14 @@ pub const EXPIRE_BATCH: i64 = 500;
 /// Records the expiry of every locked quote whose lock has ended, in batches, each with its
 /// `quote.expired` events (to partners subscribed to them) in the same transaction. Idempotent:
 /// a quote's expiry is recorded once.
-pub async fn record_expiries(state: &AppState) -> anyhow::Result<u64> {
-    let now = state.clock.now();
+pub async fn record_expiries(quotes: &Quotes) -> anyhow::Result<u64> {
+    let now = quotes.clock.now();
     let mut total = 0;
     loop {
-        let mut tx = state.db.begin().await?;
+        let mut tx = quotes.db.begin().await?;
         let rows = store::record_expired(&mut tx, now, EXPIRE_BATCH).await?;
         let n = u64::try_from(rows.len()).unwrap_or(u64::MAX);
-        let quotes: Vec<(Uuid, QuoteView)> = rows
+        let expired: Vec<(Uuid, QuoteView)> = rows
             .into_iter()
             .map(|r| (r.partner_id, QuoteView::new(r, now)))
             .collect();
@@ -219,7 +220,7 @@ pub async fn record_expiries(state: &AppState) -> anyhow::Result<u64> {
             &mut tx,
             crate::webhooks::EventType::QuoteExpired,
             now,
-            quotes
+            expired
                 .iter()
                 .map(|(partner, view)| (PartnerId::from_uuid(*partner), view)),
         )

@@ -2,70 +2,27 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestUser, assert_problem, spawn_app_with};
-
-async fn app_with_rates() -> TestApp {
-    let app = spawn_app_with(|_| {}).await;
-    app.seed_currencies().await;
-    app.store_rates(&[("USD", "1.1"), ("GBP", "0.85"), ("JPY", "163.5")])
-        .await;
-    app
-}
-
-async fn post_batch(
-    app: &TestApp,
-    partner: &TestUser,
-    items: Value,
-    key: Option<&str>,
-) -> reqwest::Response {
-    let mut req = app
-        .client
-        .post(app.url("/api/v1/conversions/batch"))
-        .bearer_auth(&partner.token)
-        .json(&json!({ "items": items }));
-    if let Some(key) = key {
-        req = req.header("Idempotency-Key", key);
-    }
-    req.send().await.unwrap()
-}
-
-async fn stored_conversions(app: &TestApp) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM conversions")
-        .fetch_one(&app.db)
-        .await
-        .unwrap()
-}
-
-async fn lock_quote(app: &TestApp, partner: &TestUser, body: Value) -> Value {
-    let res = app
-        .post_json("/api/v1/quotes", &body, Some(&partner.token))
-        .await;
-    assert_eq!(res.status(), 201);
-    res.json().await.unwrap()
-}
+use crate::helpers::{assert_problem, spawn_app_with_rates};
 
 #[tokio::test]
 async fn a_batch_converts_every_item_in_request_order() {
-    let app = app_with_rates().await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let partner = app.partner().await;
-    let quote = lock_quote(
-        &app,
-        &partner,
-        json!({"from": "EUR", "to": "USD", "amount": "10.00", "lock": "hour"}),
-    )
-    .await;
-    let res = post_batch(
-        &app,
-        &partner,
-        json!([
-            {"from": "EUR", "to": "USD", "amount": "100.00"},
-            {"from": "GBP", "to": "JPY", "amount": "3"},
-            {"from": "EUR", "to": "USD", "amount": "10.00", "quote_id": quote["id"]},
-            {"from": "EUR", "to": "USD", "amount": "1.00"},
-        ]),
-        None,
-    )
-    .await;
+    let quote = app
+        .quoted(&partner.token, "EUR", "USD", Some("10.00"), "hour")
+        .await;
+    let res = app
+        .convert_batch(
+            &partner.token,
+            json!([
+                {"from": "EUR", "to": "USD", "amount": "100.00"},
+                {"from": "GBP", "to": "JPY", "amount": "3"},
+                {"from": "EUR", "to": "USD", "amount": "10.00", "quote_id": quote["id"]},
+                {"from": "EUR", "to": "USD", "amount": "1.00"},
+            ]),
+            None,
+        )
+        .await;
     assert_eq!(res.status(), 201);
     let batch: Value = res.json().await.unwrap();
     let c = batch["conversions"].as_array().unwrap();
@@ -84,48 +41,35 @@ async fn a_batch_converts_every_item_in_request_order() {
     assert_eq!(c[2]["result"], quote["result"]);
     assert_eq!(c[3]["amount"], "1.00");
     assert!(c.iter().all(|c| c["status"] == "temporary"));
-    assert_eq!(stored_conversions(&app).await, 4);
+    assert_eq!(app.stored_conversions().await, 4);
     // Each is an ordinary conversion the partner can read.
-    let one = app
-        .get_with_token(
-            &format!("/api/v1/conversions/{}", c[1]["id"].as_str().unwrap()),
-            &partner.token,
-        )
-        .await;
+    let one = app.get_conversion(&partner.token, &c[1]["id"]).await;
     assert_eq!(one.status(), 200);
 }
 
 #[tokio::test]
 async fn one_bad_item_stores_nothing_and_every_bad_item_is_listed() {
-    let app = app_with_rates().await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let partner = app.partner().await;
-    let fixed = lock_quote(
-        &app,
-        &partner,
-        json!({"from": "EUR", "to": "USD", "amount": "10.00", "lock": "hour"}),
-    )
-    .await;
-    let expired = lock_quote(
-        &app,
-        &partner,
-        json!({"from": "EUR", "to": "USD", "lock": "none"}),
-    )
-    .await;
-    let res = post_batch(
-        &app,
-        &partner,
-        json!([
-            {"from": "EUR", "to": "USD", "amount": "1.00"},
-            {"from": "EUR", "to": "USD", "amount": "1.001"},
-            {"from": "EUR", "to": "XXX", "amount": "1.00"},
-            {"from": "EUR", "to": "USD", "amount": "1.00", "quote_id": expired["id"]},
-            {"from": "EUR", "to": "USD", "amount": "10.00", "quote_id": fixed["id"]},
-            {"from": "EUR", "to": "USD"},
-            {"from": "EUR", "to": "USD", "amount": "10.00", "quote_id": fixed["id"]},
-        ]),
-        None,
-    )
-    .await;
+    let fixed = app
+        .quoted(&partner.token, "EUR", "USD", Some("10.00"), "hour")
+        .await;
+    let expired = app.quoted(&partner.token, "EUR", "USD", None, "none").await;
+    let res = app
+        .convert_batch(
+            &partner.token,
+            json!([
+                {"from": "EUR", "to": "USD", "amount": "1.00"},
+                {"from": "EUR", "to": "USD", "amount": "1.001"},
+                {"from": "EUR", "to": "XXX", "amount": "1.00"},
+                {"from": "EUR", "to": "USD", "amount": "1.00", "quote_id": expired["id"]},
+                {"from": "EUR", "to": "USD", "amount": "10.00", "quote_id": fixed["id"]},
+                {"from": "EUR", "to": "USD"},
+                {"from": "EUR", "to": "USD", "amount": "10.00", "quote_id": fixed["id"]},
+            ]),
+            None,
+        )
+        .await;
     let problem = assert_problem(res, 422, "/problems/validation-failed").await;
     let fields: Vec<&str> = problem["errors"]
         .as_array()
@@ -144,13 +88,10 @@ async fn one_bad_item_stores_nothing_and_every_bad_item_is_listed() {
         ],
         "{problem}"
     );
-    assert_eq!(stored_conversions(&app).await, 0);
+    assert_eq!(app.stored_conversions().await, 0);
     // The single-use quote item 4 would have taken is still unused.
     let q: Value = app
-        .get_with_token(
-            &format!("/api/v1/quotes/{}", fixed["id"].as_str().unwrap()),
-            &partner.token,
-        )
+        .get_quote(&partner.token, &fixed["id"])
         .await
         .json()
         .await
@@ -160,12 +101,14 @@ async fn one_bad_item_stores_nothing_and_every_bad_item_is_listed() {
 
 #[tokio::test]
 async fn a_batch_of_a_thousand_is_stored_whole_and_larger_or_empty_ones_are_refused() {
-    let app = app_with_rates().await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let partner = app.partner().await;
     let items: Vec<Value> = (1..=1000)
         .map(|i| json!({"from": "EUR", "to": "USD", "amount": format!("{i}.00")}))
         .collect();
-    let res = post_batch(&app, &partner, json!(items), Some("thousand")).await;
+    let res = app
+        .convert_batch(&partner.token, json!(items), Some("thousand"))
+        .await;
     assert_eq!(res.status(), 201);
     let batch: Value = res.json().await.unwrap();
     let amounts: Vec<&str> = batch["conversions"]
@@ -176,30 +119,36 @@ async fn a_batch_of_a_thousand_is_stored_whole_and_larger_or_empty_ones_are_refu
         .collect();
     assert_eq!(amounts.len(), 1000);
     assert_eq!((amounts[0], amounts[999]), ("1.00", "1000.00"));
-    assert_eq!(stored_conversions(&app).await, 1000);
+    assert_eq!(app.stored_conversions().await, 1000);
 
     let mut too_many = items.clone();
     too_many.push(json!({"from": "EUR", "to": "USD", "amount": "1.00"}));
-    let res = post_batch(&app, &partner, json!(too_many), None).await;
+    let res = app
+        .convert_batch(&partner.token, json!(too_many), None)
+        .await;
     let problem = assert_problem(res, 422, "/problems/validation-failed").await;
     assert_eq!(problem["errors"][0]["field"], "items");
-    let res = post_batch(&app, &partner, json!([]), None).await;
+    let res = app.convert_batch(&partner.token, json!([]), None).await;
     assert_problem(res, 422, "/problems/validation-failed").await;
-    assert_eq!(stored_conversions(&app).await, 1000);
+    assert_eq!(app.stored_conversions().await, 1000);
 }
 
 #[tokio::test]
 async fn a_replayed_batch_returns_the_original_and_a_changed_one_is_refused() {
-    let app = app_with_rates().await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let partner = app.partner().await;
     let items = json!([
         {"from": "EUR", "to": "USD", "amount": "5.00"},
         {"from": "EUR", "to": "GBP", "amount": "6.00"},
     ]);
-    let first = post_batch(&app, &partner, items.clone(), Some("batch-7")).await;
+    let first = app
+        .convert_batch(&partner.token, items.clone(), Some("batch-7"))
+        .await;
     assert_eq!(first.status(), 201);
     let first: Value = first.json().await.unwrap();
-    let again = post_batch(&app, &partner, items.clone(), Some("batch-7")).await;
+    let again = app
+        .convert_batch(&partner.token, items.clone(), Some("batch-7"))
+        .await;
     assert_eq!(again.status(), 200);
     let again: Value = again.json().await.unwrap();
     assert_eq!(first["id"], again["id"]);
@@ -212,30 +161,32 @@ async fn a_replayed_batch_returns_the_original_and_a_changed_one_is_refused() {
             .collect()
     };
     assert_eq!(ids(&first), ids(&again));
-    let changed = post_batch(
-        &app,
-        &partner,
-        json!([{"from": "EUR", "to": "USD", "amount": "5.00"}]),
-        Some("batch-7"),
-    )
-    .await;
+    let changed = app
+        .convert_batch(
+            &partner.token,
+            json!([{"from": "EUR", "to": "USD", "amount": "5.00"}]),
+            Some("batch-7"),
+        )
+        .await;
     assert_problem(changed, 422, "/problems/idempotency-key-reused").await;
     // Another partner's key is its own.
     let other = app.partner().await;
-    let theirs = post_batch(&app, &other, items, Some("batch-7")).await;
+    let theirs = app
+        .convert_batch(&other.token, items, Some("batch-7"))
+        .await;
     assert_eq!(theirs.status(), 201);
-    assert_eq!(stored_conversions(&app).await, 4);
+    assert_eq!(app.stored_conversions().await, 4);
 }
 
 #[tokio::test]
 async fn concurrent_batches_with_one_key_store_one_batch() {
-    let app = app_with_rates().await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let partner = app.partner().await;
     let items = json!([
         {"from": "EUR", "to": "USD", "amount": "5.00"},
         {"from": "EUR", "to": "JPY", "amount": "6.00"},
     ]);
-    let attempts = (0..6).map(|_| post_batch(&app, &partner, items.clone(), Some("race")));
+    let attempts = (0..6).map(|_| app.convert_batch(&partner.token, items.clone(), Some("race")));
     let mut statuses: Vec<u16> = futures_util::future::join_all(attempts)
         .await
         .into_iter()
@@ -243,24 +194,21 @@ async fn concurrent_batches_with_one_key_store_one_batch() {
         .collect();
     statuses.sort_unstable();
     assert_eq!(statuses, [200, 200, 200, 200, 200, 201]);
-    assert_eq!(stored_conversions(&app).await, 2);
+    assert_eq!(app.stored_conversions().await, 2);
 }
 
 #[tokio::test]
 async fn concurrent_batches_cannot_both_use_one_single_use_quote() {
-    let app = app_with_rates().await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let partner = app.partner().await;
-    let quote = lock_quote(
-        &app,
-        &partner,
-        json!({"from": "EUR", "to": "USD", "amount": "3.00", "lock": "hour"}),
-    )
-    .await;
+    let quote = app
+        .quoted(&partner.token, "EUR", "USD", Some("3.00"), "hour")
+        .await;
     let items = json!([
         {"from": "EUR", "to": "GBP", "amount": "1.00"},
         {"from": "EUR", "to": "USD", "amount": "3.00", "quote_id": quote["id"]},
     ]);
-    let attempts = (0..4).map(|_| post_batch(&app, &partner, items.clone(), None));
+    let attempts = (0..4).map(|_| app.convert_batch(&partner.token, items.clone(), None));
     let mut statuses: Vec<u16> = futures_util::future::join_all(attempts)
         .await
         .into_iter()
@@ -268,5 +216,5 @@ async fn concurrent_batches_cannot_both_use_one_single_use_quote() {
         .collect();
     statuses.sort_unstable();
     assert_eq!(statuses, [201, 422, 422, 422]);
-    assert_eq!(stored_conversions(&app).await, 2);
+    assert_eq!(app.stored_conversions().await, 2);
 }

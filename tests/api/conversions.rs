@@ -458,20 +458,20 @@ async fn finalization_after_the_holding_period_runs_twice_without_double_effect(
         .unwrap();
     let id = c["id"].as_str().unwrap().to_owned();
     assert_eq!(
-        currency_conversion::conversions::service::finalize_due(&app.state)
+        currency_conversion::conversions::service::finalize_due(&app.conversions())
             .await
             .unwrap(),
         0
     );
     app.clock.advance(chrono::Duration::seconds(61));
     assert_eq!(
-        currency_conversion::conversions::service::finalize_due(&app.state)
+        currency_conversion::conversions::service::finalize_due(&app.conversions())
             .await
             .unwrap(),
         1
     );
     assert_eq!(
-        currency_conversion::conversions::service::finalize_due(&app.state)
+        currency_conversion::conversions::service::finalize_due(&app.conversions())
             .await
             .unwrap(),
         0
@@ -515,7 +515,7 @@ async fn a_partner_cancels_a_temporary_conversion_once() {
     assert_eq!(res.status(), 200);
     app.clock.advance(chrono::Duration::hours(49));
     assert_eq!(
-        currency_conversion::conversions::service::finalize_due(&app.state)
+        currency_conversion::conversions::service::finalize_due(&app.conversions())
             .await
             .unwrap(),
         0
@@ -555,7 +555,7 @@ async fn a_cancel_after_the_holding_period_is_refused_as_finalizing_before_the_j
         .unwrap();
     assert_eq!(c["status"], "temporary");
     assert_eq!(
-        currency_conversion::conversions::service::finalize_due(&app.state)
+        currency_conversion::conversions::service::finalize_due(&app.conversions())
             .await
             .unwrap(),
         1
@@ -592,13 +592,13 @@ async fn cancel_racing_finalize_across_the_boundary_agrees_with_the_database() {
     let finalize = async {
         tokio::task::yield_now().await;
         app.clock.advance(chrono::Duration::milliseconds(1));
-        currency_conversion::conversions::service::finalize_due(&app.state).await
+        currency_conversion::conversions::service::finalize_due(&app.conversions()).await
     };
     let (results, finalized) = tokio::join!(join_all(cancels), finalize);
     let finalized = finalized.unwrap();
     // Anything finalize skipped (a row a cancel held) is due now.
     let finalized = finalized
-        + currency_conversion::conversions::service::finalize_due(&app.state)
+        + currency_conversion::conversions::service::finalize_due(&app.conversions())
             .await
             .unwrap();
     for (id, status) in ids.iter().zip(&results) {
@@ -800,7 +800,7 @@ async fn summary_counts_exactly_the_conversions_in_any_range_across_days() {
     );
     app.clock.advance(chrono::Duration::hours(2));
     assert!(
-        currency_conversion::conversions::service::finalize_due(&app.state)
+        currency_conversion::conversions::service::finalize_due(&app.conversions())
             .await
             .unwrap()
             > 0
@@ -893,4 +893,97 @@ async fn an_expired_idempotency_key_is_free_for_a_new_conversion() {
     assert_eq!(replay.status(), 200);
     let replay: Value = replay.json().await.unwrap();
     assert_eq!(replay["id"], later["id"]);
+}
+
+/// `conversions::store::create` writes the `conversion.created` event and its deliveries in its
+/// own single statement, a copy of `webhooks::outbox::record`'s SQL (checked SQL needs literal
+/// text, so the two cannot share it). This keeps the copy honest: a conversion made through
+/// `POST /conversions` must leave exactly the rows `outbox::record` writes for it, column by
+/// column (ids aside), for a partner with subscribed, unsubscribed and deleted endpoints and
+/// another partner subscribed too.
+#[tokio::test]
+async fn a_conversion_writes_the_same_webhook_rows_as_the_outbox() {
+    use currency_conversion::auth::PartnerId;
+    use currency_conversion::webhooks::{EventType, outbox};
+
+    let app = app_with_rates(|_| {}).await;
+    let partner = app.partner().await;
+    let other = app.partner().await;
+    let register = |token: String, events: Value| {
+        let app = &app;
+        async move {
+            let res = app
+                .post_json(
+                    "/api/v1/webhooks",
+                    &json!({"url": "http://127.0.0.1:9/hook", "events": events}),
+                    Some(&token),
+                )
+                .await;
+            assert_eq!(res.status(), 201);
+            res.json::<Value>().await.unwrap()
+        }
+    };
+    register(partner.token.clone(), json!(["conversion.created"])).await;
+    register(
+        partner.token.clone(),
+        json!(["conversion.finalized", "conversion.created"]),
+    )
+    .await;
+    register(partner.token.clone(), json!(["conversion.finalized"])).await;
+    let deleted = register(partner.token.clone(), json!(["conversion.created"])).await;
+    let res = app
+        .delete(
+            &format!("/api/v1/webhooks/{}", deleted["id"].as_str().unwrap()),
+            &partner.token,
+        )
+        .await;
+    assert!(res.status().is_success());
+    register(other.token.clone(), json!(["conversion.created"])).await;
+
+    // Rows as stored, without the generated ids, in a stable order.
+    let rows = || async {
+        let events: Vec<Value> = sqlx::query_scalar(
+            "SELECT to_jsonb(e) - 'id' FROM webhook_events e ORDER BY partner_id, payload",
+        )
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+        let deliveries: Vec<Value> = sqlx::query_scalar(
+            "SELECT to_jsonb(d) - 'id' - 'event_id' FROM webhook_deliveries d ORDER BY endpoint_id",
+        )
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+        (events, deliveries)
+    };
+
+    let res = app.convert(&partner.token, "EUR", "USD", "100.00").await;
+    assert_eq!(res.status(), 201);
+    let created: Value = res.json().await.unwrap();
+    let by_post = rows().await;
+    assert_eq!(by_post.0.len(), 1, "one event: {:?}", by_post.0);
+    assert_eq!(
+        by_post.1.len(),
+        2,
+        "a delivery per live subscribed endpoint"
+    );
+
+    sqlx::query("DELETE FROM webhook_events")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().parse().unwrap();
+    let view = currency_conversion::conversions::service::get(&app.conversions(), id, None)
+        .await
+        .unwrap();
+    let mut conn = app.db.acquire().await.unwrap();
+    outbox::record(
+        &mut conn,
+        EventType::ConversionCreated,
+        view.created_at,
+        [(PartnerId::from_uuid(view.partner_id), &view)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows().await, by_post);
 }

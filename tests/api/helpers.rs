@@ -572,6 +572,127 @@ pub async fn assert_problem(
     body
 }
 
+// Conversions, batches and quotes: what a partner does with them, and the app's handles for
+// running their use cases directly (as the jobs do).
+
+/// EUR-based rates most conversion tests price against (units per 1 EUR).
+pub const EUR_RATES: &[(&str, &str)] = &[("USD", "1.1"), ("GBP", "0.85"), ("JPY", "163.5")];
+
+/// An app (settings adjusted by `customise`) with the default currencies and [`EUR_RATES`]
+/// stored: ready to quote and convert.
+pub async fn spawn_app_with_rates(customise: impl FnOnce(&mut Settings)) -> TestApp {
+    let app = spawn_app_with(customise).await;
+    app.seed_currencies().await;
+    app.store_rates(EUR_RATES).await;
+    app
+}
+
+impl TestApp {
+    /// The app's conversions handle (its pool, clock, `conversions.*` and rates), e.g. for
+    /// `finalize_due` without going through the queue.
+    pub fn conversions(&self) -> currency_conversion::conversions::Conversions {
+        currency_conversion::conversions::Conversions::new(
+            &self.rates,
+            self.settings.conversions.clone(),
+        )
+    }
+
+    /// The app's quotes handle, e.g. for `record_expiries` without going through the queue.
+    pub fn quotes(&self) -> currency_conversion::quotes::Quotes {
+        currency_conversion::quotes::Quotes::new(&self.conversions(), self.settings.quotes.clone())
+    }
+
+    /// Asks for a quote of `from` → `to` held for `lock` (`none`, `five_minutes`, `hour`,
+    /// `day`), for a fixed `amount` when given (`POST /quotes`).
+    pub async fn quote(
+        &self,
+        token: &str,
+        from: &str,
+        to: &str,
+        amount: Option<&str>,
+        lock: &str,
+    ) -> reqwest::Response {
+        let mut body = serde_json::json!({"from": from, "to": to, "lock": lock});
+        if let Some(amount) = amount {
+            body["amount"] = amount.into();
+        }
+        self.post_json("/api/v1/quotes", &body, Some(token)).await
+    }
+
+    /// [`TestApp::quote`], asserting the quote was created; returns it.
+    pub async fn quoted(
+        &self,
+        token: &str,
+        from: &str,
+        to: &str,
+        amount: Option<&str>,
+        lock: &str,
+    ) -> serde_json::Value {
+        let res = self.quote(token, from, to, amount, lock).await;
+        assert_eq!(res.status(), 201, "quote not created");
+        res.json().await.unwrap()
+    }
+
+    /// A quote as its partner reads it now (`GET /quotes/{id}`).
+    pub async fn get_quote(&self, token: &str, id: &serde_json::Value) -> reqwest::Response {
+        let id = id.as_str().expect("a quote id");
+        self.get_with_token(&format!("/api/v1/quotes/{id}"), token)
+            .await
+    }
+
+    /// A conversion as the caller of `token` reads it (`GET /conversions/{id}`).
+    pub async fn get_conversion(&self, token: &str, id: &serde_json::Value) -> reqwest::Response {
+        let id = id.as_str().expect("a conversion id");
+        self.get_with_token(&format!("/api/v1/conversions/{id}"), token)
+            .await
+    }
+
+    /// Converts `amount` of `from` into `to` at the locked rate of quote `quote_id`, as
+    /// [`TestApp::convert`] does at the rate in force (`POST /conversions` with `quote_id`).
+    pub async fn convert_on_quote(
+        &self,
+        token: &str,
+        from: &str,
+        to: &str,
+        amount: &str,
+        quote_id: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.post_json(
+            "/api/v1/conversions",
+            &serde_json::json!({"from": from, "to": to, "amount": amount, "quote_id": quote_id}),
+            Some(token),
+        )
+        .await
+    }
+
+    /// Converts `items` (a JSON array of `{from, to, amount[, quote_id]}`) all or nothing
+    /// (`POST /conversions/batch`), with an `Idempotency-Key` when given.
+    pub async fn convert_batch(
+        &self,
+        token: &str,
+        items: serde_json::Value,
+        idempotency_key: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(self.url("/api/v1/conversions/batch"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "items": items }));
+        if let Some(key) = idempotency_key {
+            req = req.header("Idempotency-Key", key);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// How many conversions are stored, of every partner and status.
+    pub async fn stored_conversions(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM conversions")
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Webhooks: what a partner does with its endpoints and their deliveries, and the dispatcher
 // run as the `deliver_webhooks` job runs it.

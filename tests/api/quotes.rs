@@ -3,45 +3,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestUser, assert_problem, spawn_app_with};
-
-async fn app_with_rates(
-    customise: impl FnOnce(&mut currency_conversion::settings::Settings),
-) -> TestApp {
-    let app = spawn_app_with(customise).await;
-    app.seed_currencies().await;
-    app.store_rates(&[("USD", "1.1"), ("GBP", "0.85"), ("JPY", "163.5")])
-        .await;
-    app
-}
-
-async fn lock_quote(app: &TestApp, partner: &TestUser, body: Value) -> reqwest::Response {
-    app.post_json("/api/v1/quotes", &body, Some(&partner.token))
-        .await
-}
-
-/// Locks a rate and returns the quote, asserting it was created.
-async fn locked(app: &TestApp, partner: &TestUser, body: Value) -> Value {
-    let res = lock_quote(app, partner, body).await;
-    assert_eq!(res.status(), 201);
-    res.json().await.unwrap()
-}
-
-async fn convert_on_quote(
-    app: &TestApp,
-    partner: &TestUser,
-    quote: &Value,
-    from: &str,
-    to: &str,
-    amount: &str,
-) -> reqwest::Response {
-    app.post_json(
-        "/api/v1/conversions",
-        &json!({"from": from, "to": to, "amount": amount, "quote_id": quote["id"]}),
-        Some(&partner.token),
-    )
-    .await
-}
+use crate::helpers::{assert_problem, spawn_app_with_rates};
 
 fn instant(v: &Value) -> DateTime<Utc> {
     v.as_str().unwrap().parse().unwrap()
@@ -49,14 +11,11 @@ fn instant(v: &Value) -> DateTime<Utc> {
 
 #[tokio::test]
 async fn a_quote_shows_the_reference_rate_the_spread_and_the_result() {
-    let app = app_with_rates(|_| {}).await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let partner = app.partner().await;
-    let res = lock_quote(
-        &app,
-        &partner,
-        json!({"from": "EUR", "to": "USD", "amount": "100.00", "lock": "hour"}),
-    )
-    .await;
+    let res = app
+        .quote(&partner.token, "EUR", "USD", Some("100.00"), "hour")
+        .await;
     assert_eq!(res.status(), 201);
     let location = res.headers()["location"].to_str().unwrap().to_owned();
     let q: Value = res.json().await.unwrap();
@@ -93,28 +52,18 @@ async fn a_quote_shows_the_reference_rate_the_spread_and_the_result() {
 
 #[tokio::test]
 async fn each_lock_costs_the_configured_spread_and_results_round_half_even() {
-    let app = app_with_rates(|s| {
+    let app = spawn_app_with_rates(|s| {
         s.quotes.spread_bps.none = 0;
         s.quotes.spread_bps.five_minutes = 1;
         s.quotes.spread_bps.day = 100;
     })
     .await;
     let partner = app.partner().await;
-    let q = locked(
-        &app,
-        &partner,
-        json!({"from": "EUR", "to": "USD", "lock": "none"}),
-    )
-    .await;
+    let q = app.quoted(&partner.token, "EUR", "USD", None, "none").await;
     assert_eq!(q["rate"], "1.1");
     assert_eq!(q["result"], Value::Null);
     assert_eq!(q["amount"], Value::Null);
-    let q = locked(
-        &app,
-        &partner,
-        json!({"from": "EUR", "to": "USD", "lock": "day"}),
-    )
-    .await;
+    let q = app.quoted(&partner.token, "EUR", "USD", None, "day").await;
     assert_eq!(q["rate"], "1.089");
     assert_eq!(
         instant(&q["expires_at"]) - instant(&q["created_at"]),
@@ -122,12 +71,9 @@ async fn each_lock_costs_the_configured_spread_and_results_round_half_even() {
     );
     // Cross rate GBP→JPY = 163.5 / 0.85 = 192.352941176470588 (18 significant digits), less 1 bp;
     // 3 GBP × 192.333705882352941… = 577.00111… → JPY has no minor units: 577.
-    let q = locked(
-        &app,
-        &partner,
-        json!({"from": "GBP", "to": "JPY", "amount": "3", "lock": "five_minutes"}),
-    )
-    .await;
+    let q = app
+        .quoted(&partner.token, "GBP", "JPY", Some("3"), "five_minutes")
+        .await;
     assert_eq!(q["rate_details"]["reference_rate"], "192.352941176470588");
     assert_eq!(q["rate"], "192.3337058823529409412");
     assert_eq!(q["amount"], "3.00");
@@ -136,19 +82,18 @@ async fn each_lock_costs_the_configured_spread_and_results_round_half_even() {
 
 #[tokio::test]
 async fn converting_on_a_quote_uses_its_locked_rate_after_rates_move() {
-    let app = app_with_rates(|_| {}).await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let partner = app.partner().await;
-    let q = locked(
-        &app,
-        &partner,
-        json!({"from": "EUR", "to": "USD", "lock": "five_minutes"}),
-    )
-    .await;
+    let q = app
+        .quoted(&partner.token, "EUR", "USD", None, "five_minutes")
+        .await;
     app.clock.advance(Duration::seconds(30));
     app.store_rates(&[("USD", "1.2"), ("GBP", "0.85"), ("JPY", "163.5")])
         .await;
 
-    let res = convert_on_quote(&app, &partner, &q, "EUR", "USD", "10.00").await;
+    let res = app
+        .convert_on_quote(&partner.token, "EUR", "USD", "10.00", &q["id"])
+        .await;
     assert_eq!(res.status(), 201);
     let c: Value = res.json().await.unwrap();
     // 1.1 less 5 bp = 1.09945; 10 × 1.09945 = 10.9945 → 10.99.
@@ -157,10 +102,7 @@ async fn converting_on_a_quote_uses_its_locked_rate_after_rates_move() {
     assert_eq!(c["quote_id"], q["id"]);
     assert_eq!(c["rate_as_of"], q["rate_details"]["reference_as_of"]);
     let read: Value = app
-        .get_with_token(
-            &format!("/api/v1/conversions/{}", c["id"].as_str().unwrap()),
-            &partner.token,
-        )
+        .get_conversion(&partner.token, &c["id"])
         .await
         .json()
         .await
@@ -169,11 +111,7 @@ async fn converting_on_a_quote_uses_its_locked_rate_after_rates_move() {
 
     // Without a quote, the rate in force.
     let c: Value = app
-        .post_json(
-            "/api/v1/conversions",
-            &json!({"from": "EUR", "to": "USD", "amount": "10.00"}),
-            Some(&partner.token),
-        )
+        .convert(&partner.token, "EUR", "USD", "10.00")
         .await
         .json()
         .await
@@ -184,26 +122,24 @@ async fn converting_on_a_quote_uses_its_locked_rate_after_rates_move() {
 
 #[tokio::test]
 async fn a_quote_expires_when_the_clock_reaches_the_end_of_its_lock() {
-    let app = app_with_rates(|_| {}).await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let partner = app.partner().await;
-    let q = locked(
-        &app,
-        &partner,
-        json!({"from": "EUR", "to": "USD", "lock": "five_minutes"}),
-    )
-    .await;
+    let q = app
+        .quoted(&partner.token, "EUR", "USD", None, "five_minutes")
+        .await;
     app.clock.advance(Duration::seconds(299));
-    let res = convert_on_quote(&app, &partner, &q, "EUR", "USD", "1.00").await;
+    let res = app
+        .convert_on_quote(&partner.token, "EUR", "USD", "1.00", &q["id"])
+        .await;
     assert_eq!(res.status(), 201);
 
     app.clock.advance(Duration::seconds(1));
-    let res = convert_on_quote(&app, &partner, &q, "EUR", "USD", "1.00").await;
+    let res = app
+        .convert_on_quote(&partner.token, "EUR", "USD", "1.00", &q["id"])
+        .await;
     assert_problem(res, 409, "/problems/quote-expired").await;
     let read: Value = app
-        .get_with_token(
-            &format!("/api/v1/quotes/{}", q["id"].as_str().unwrap()),
-            &partner.token,
-        )
+        .get_quote(&partner.token, &q["id"])
         .await
         .json()
         .await
@@ -213,51 +149,44 @@ async fn a_quote_expires_when_the_clock_reaches_the_end_of_its_lock() {
 
 #[tokio::test]
 async fn an_indicative_quote_holds_nothing_to_convert_on() {
-    let app = app_with_rates(|_| {}).await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let partner = app.partner().await;
-    let q = locked(
-        &app,
-        &partner,
-        json!({"from": "EUR", "to": "USD", "lock": "none"}),
-    )
-    .await;
+    let q = app.quoted(&partner.token, "EUR", "USD", None, "none").await;
     assert_eq!(q["status"], "expired");
     assert_eq!(q["expires_at"], q["created_at"]);
-    let res = convert_on_quote(&app, &partner, &q, "EUR", "USD", "1.00").await;
+    let res = app
+        .convert_on_quote(&partner.token, "EUR", "USD", "1.00", &q["id"])
+        .await;
     assert_problem(res, 409, "/problems/quote-expired").await;
 }
 
 #[tokio::test]
 async fn a_partner_can_neither_read_nor_use_another_partners_quote() {
-    let app = app_with_rates(|_| {}).await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let owner = app.partner().await;
     let other = app.partner().await;
-    let q = locked(
-        &app,
-        &owner,
-        json!({"from": "EUR", "to": "USD", "lock": "hour"}),
-    )
-    .await;
-    let path = format!("/api/v1/quotes/{}", q["id"].as_str().unwrap());
+    let q = app.quoted(&owner.token, "EUR", "USD", None, "hour").await;
     assert_problem(
-        app.get_with_token(&path, &other.token).await,
+        app.get_quote(&other.token, &q["id"]).await,
         404,
         "/problems/not-found",
     )
     .await;
 
     // Using it reads exactly like using a quote that does not exist.
-    let foreign = convert_on_quote(&app, &other, &q, "EUR", "USD", "1.00").await;
+    let foreign = app
+        .convert_on_quote(&other.token, "EUR", "USD", "1.00", &q["id"])
+        .await;
     let foreign = assert_problem(foreign, 422, "/problems/validation-failed").await;
-    let missing = convert_on_quote(
-        &app,
-        &other,
-        &json!({"id": uuid::Uuid::now_v7()}),
-        "EUR",
-        "USD",
-        "1.00",
-    )
-    .await;
+    let missing = app
+        .convert_on_quote(
+            &other.token,
+            "EUR",
+            "USD",
+            "1.00",
+            &json!(uuid::Uuid::now_v7()),
+        )
+        .await;
     let missing = assert_problem(missing, 422, "/problems/validation-failed").await;
     assert_eq!(foreign["errors"], missing["errors"]);
     assert_eq!(foreign["errors"][0]["field"], "quote_id");
@@ -268,34 +197,35 @@ async fn a_partner_can_neither_read_nor_use_another_partners_quote() {
         "/problems/not-found",
     )
     .await;
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM conversions")
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
-    assert_eq!(count, 0);
+    assert_eq!(app.stored_conversions().await, 0);
 }
 
 #[tokio::test]
 async fn a_conversion_on_a_quote_must_match_its_pair_and_fixed_amount() {
-    let app = app_with_rates(|_| {}).await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let partner = app.partner().await;
-    let q = locked(
-        &app,
-        &partner,
-        json!({"from": "EUR", "to": "USD", "amount": "50.00", "lock": "hour"}),
-    )
-    .await;
-    let res = convert_on_quote(&app, &partner, &q, "EUR", "GBP", "50.00").await;
+    let q = app
+        .quoted(&partner.token, "EUR", "USD", Some("50.00"), "hour")
+        .await;
+    let res = app
+        .convert_on_quote(&partner.token, "EUR", "GBP", "50.00", &q["id"])
+        .await;
     let body = assert_problem(res, 422, "/problems/validation-failed").await;
     assert_eq!(body["errors"][0]["field"], "to");
-    let res = convert_on_quote(&app, &partner, &q, "USD", "EUR", "50.00").await;
+    let res = app
+        .convert_on_quote(&partner.token, "USD", "EUR", "50.00", &q["id"])
+        .await;
     let body = assert_problem(res, 422, "/problems/validation-failed").await;
     assert_eq!(body["errors"][0]["field"], "from");
-    let res = convert_on_quote(&app, &partner, &q, "EUR", "USD", "50.01").await;
+    let res = app
+        .convert_on_quote(&partner.token, "EUR", "USD", "50.01", &q["id"])
+        .await;
     let body = assert_problem(res, 422, "/problems/validation-failed").await;
     assert_eq!(body["errors"][0]["field"], "amount");
     // The same amount written differently is the same amount.
-    let res = convert_on_quote(&app, &partner, &q, "EUR", "USD", "50").await;
+    let res = app
+        .convert_on_quote(&partner.token, "EUR", "USD", "50", &q["id"])
+        .await;
     assert_eq!(res.status(), 201);
     let c: Value = res.json().await.unwrap();
     assert_eq!(c["result"], q["result"]);
@@ -303,27 +233,23 @@ async fn a_conversion_on_a_quote_must_match_its_pair_and_fixed_amount() {
 
 #[tokio::test]
 async fn a_fixed_amount_quote_converts_once_and_a_rate_lock_many_times() {
-    let app = app_with_rates(|_| {}).await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let partner = app.partner().await;
-    let fixed = locked(
-        &app,
-        &partner,
-        json!({"from": "EUR", "to": "USD", "amount": "5.00", "lock": "hour"}),
-    )
-    .await;
+    let fixed = app
+        .quoted(&partner.token, "EUR", "USD", Some("5.00"), "hour")
+        .await;
     assert_eq!(
-        convert_on_quote(&app, &partner, &fixed, "EUR", "USD", "5.00")
+        app.convert_on_quote(&partner.token, "EUR", "USD", "5.00", &fixed["id"])
             .await
             .status(),
         201
     );
-    let again = convert_on_quote(&app, &partner, &fixed, "EUR", "USD", "5.00").await;
+    let again = app
+        .convert_on_quote(&partner.token, "EUR", "USD", "5.00", &fixed["id"])
+        .await;
     assert_problem(again, 409, "/problems/quote-used").await;
     let read: Value = app
-        .get_with_token(
-            &format!("/api/v1/quotes/{}", fixed["id"].as_str().unwrap()),
-            &partner.token,
-        )
+        .get_quote(&partner.token, &fixed["id"])
         .await
         .json()
         .await
@@ -331,39 +257,28 @@ async fn a_fixed_amount_quote_converts_once_and_a_rate_lock_many_times() {
     assert_eq!(read["status"], "used");
     assert!(read["used_at"].is_string());
 
-    let rate_only = locked(
-        &app,
-        &partner,
-        json!({"from": "EUR", "to": "USD", "lock": "hour"}),
-    )
-    .await;
+    let rate_only = app.quoted(&partner.token, "EUR", "USD", None, "hour").await;
     for amount in ["1.00", "2.00", "3.00"] {
-        let res = convert_on_quote(&app, &partner, &rate_only, "EUR", "USD", amount).await;
+        let res = app
+            .convert_on_quote(&partner.token, "EUR", "USD", amount, &rate_only["id"])
+            .await;
         assert_eq!(res.status(), 201);
     }
 }
 
 #[tokio::test]
 async fn concurrent_conversions_on_a_fixed_amount_quote_convert_it_once() {
-    let app = app_with_rates(|_| {}).await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let partner = app.partner().await;
-    let q = locked(
-        &app,
-        &partner,
-        json!({"from": "EUR", "to": "USD", "amount": "7.00", "lock": "hour"}),
-    )
-    .await;
-    let attempts = (0..8).map(|_| {
-        app.client
-            .post(app.url("/api/v1/conversions"))
-            .bearer_auth(&partner.token)
-            .json(&json!({"from": "EUR", "to": "USD", "amount": "7.00", "quote_id": q["id"]}))
-            .send()
-    });
+    let q = app
+        .quoted(&partner.token, "EUR", "USD", Some("7.00"), "hour")
+        .await;
+    let attempts =
+        (0..8).map(|_| app.convert_on_quote(&partner.token, "EUR", "USD", "7.00", &q["id"]));
     let statuses: Vec<u16> = futures_util::future::join_all(attempts)
         .await
         .into_iter()
-        .map(|r| r.unwrap().status().as_u16())
+        .map(|r| r.status().as_u16())
         .collect();
     assert_eq!(
         statuses.iter().filter(|s| **s == 201).count(),
@@ -385,32 +300,25 @@ async fn concurrent_conversions_on_a_fixed_amount_quote_convert_it_once() {
 
 #[tokio::test]
 async fn a_stale_reference_rate_cannot_be_locked_where_stale_rates_are_refused() {
-    let app = app_with_rates(|s| s.rates.max_age_secs = 3600).await;
+    let app = spawn_app_with_rates(|s| s.rates.max_age_secs = 3600).await;
     app.clock.advance(Duration::hours(2));
     let partner = app.partner().await;
-    let res = lock_quote(
-        &app,
-        &partner,
-        json!({"from": "EUR", "to": "USD", "lock": "day"}),
-    )
-    .await;
+    let res = app.quote(&partner.token, "EUR", "USD", None, "day").await;
     assert_problem(res, 422, "/problems/stale-rate").await;
 
-    let lenient = app_with_rates(|s| {
+    let lenient = spawn_app_with_rates(|s| {
         s.rates.max_age_secs = 3600;
         s.conversions.stale_rates = currency_conversion::settings::StaleRatePolicy::Allow;
     })
     .await;
     lenient.clock.advance(Duration::hours(2));
     let partner = lenient.partner().await;
-    let q = locked(
-        &lenient,
-        &partner,
-        json!({"from": "EUR", "to": "USD", "lock": "day"}),
-    )
-    .await;
+    let q = lenient
+        .quoted(&partner.token, "EUR", "USD", None, "day")
+        .await;
     assert_eq!(q["rate_details"]["stale_rate"], true);
-    let c: Value = convert_on_quote(&lenient, &partner, &q, "EUR", "USD", "1.00")
+    let c: Value = lenient
+        .convert_on_quote(&partner.token, "EUR", "USD", "1.00", &q["id"])
         .await
         .json()
         .await
@@ -420,14 +328,11 @@ async fn a_stale_reference_rate_cannot_be_locked_where_stale_rates_are_refused()
 
 #[tokio::test]
 async fn a_replayed_conversion_on_a_used_quote_returns_the_original() {
-    let app = app_with_rates(|_| {}).await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let partner = app.partner().await;
-    let q = locked(
-        &app,
-        &partner,
-        json!({"from": "EUR", "to": "USD", "amount": "9.00", "lock": "five_minutes"}),
-    )
-    .await;
+    let q = app
+        .quoted(&partner.token, "EUR", "USD", Some("9.00"), "five_minutes")
+        .await;
     let send = || {
         app.client
             .post(app.url("/api/v1/conversions"))
@@ -449,21 +354,15 @@ async fn a_replayed_conversion_on_a_used_quote_returns_the_original() {
 
 #[tokio::test]
 async fn bad_quote_requests_name_the_field() {
-    let app = app_with_rates(|_| {}).await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let partner = app.partner().await;
-    for (body, field) in [
-        (json!({"from": "EUR", "to": "USD", "lock": "week"}), "lock"),
-        (json!({"from": "EUR", "to": "EUR", "lock": "hour"}), "to"),
-        (
-            json!({"from": "EUR", "to": "USD", "amount": "-1", "lock": "hour"}),
-            "amount",
-        ),
-        (
-            json!({"from": "EUR", "to": "USD", "amount": "1.001", "lock": "hour"}),
-            "amount",
-        ),
+    for ((from, to, amount, lock), field) in [
+        (("EUR", "USD", None, "week"), "lock"),
+        (("EUR", "EUR", None, "hour"), "to"),
+        (("EUR", "USD", Some("-1"), "hour"), "amount"),
+        (("EUR", "USD", Some("1.001"), "hour"), "amount"),
     ] {
-        let res = lock_quote(&app, &partner, body).await;
+        let res = app.quote(&partner.token, from, to, amount, lock).await;
         let problem = assert_problem(res, 422, "/problems/validation-failed").await;
         assert_eq!(problem["errors"][0]["field"], field, "{problem}");
     }
@@ -478,12 +377,6 @@ async fn bad_quote_requests_name_the_field() {
     assert_eq!(problem["errors"][0]["field"], "quote_id");
     // Admins do not lock rates.
     let admin = app.admin().await;
-    let res = app
-        .post_json(
-            "/api/v1/quotes",
-            &json!({"from": "EUR", "to": "USD", "lock": "hour"}),
-            Some(&admin.token),
-        )
-        .await;
+    let res = app.quote(&admin.token, "EUR", "USD", None, "hour").await;
     assert_eq!(res.status(), 403);
 }

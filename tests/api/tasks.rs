@@ -593,9 +593,21 @@ async fn a_provider_failing_every_attempt_ends_dead_with_its_error() {
         &instance.settings.webhooks,
     )
     .unwrap();
+    let conversions = currency_conversion::conversions::Conversions::new(
+        &rates,
+        instance.settings.conversions.clone(),
+    );
+    let quotes =
+        currency_conversion::quotes::Quotes::new(&conversions, instance.settings.quotes.clone());
     h.registry = Arc::new(
-        currency_conversion::jobs::registry(&instance, &task_queue(&instance), &rates, &webhooks)
-            .unwrap(),
+        currency_conversion::jobs::registry(
+            &task_queue(&instance),
+            &rates,
+            &conversions,
+            &quotes,
+            &webhooks,
+        )
+        .unwrap(),
     );
     currency_conversion::currencies::service::seed_defaults(&h.db, Utc::now())
         .await

@@ -613,7 +613,7 @@ async fn cancel_and_finalize_send_their_events_to_subscribers_only() {
         .await;
     assert_eq!(res.status(), 200);
     app.clock.advance(TimeDelta::hours(49));
-    let finalized = currency_conversion::conversions::service::finalize_due(&app.state)
+    let finalized = currency_conversion::conversions::service::finalize_due(&app.conversions())
         .await
         .unwrap();
     assert_eq!(finalized, 1);
@@ -712,7 +712,7 @@ async fn finalizing_a_thousand_conversions_writes_a_thousand_events() {
         )
         .await;
     assert_eq!(res.status(), 201);
-    let finalized = currency_conversion::conversions::service::finalize_due(&app.state)
+    let finalized = currency_conversion::conversions::service::finalize_due(&app.conversions())
         .await
         .unwrap();
     assert_eq!(finalized, 1000);
@@ -748,7 +748,8 @@ async fn an_ended_lock_is_announced_once_and_an_indicative_quote_never() {
         assert_eq!(res.status(), 201);
         quotes.push(res.json::<Value>().await.unwrap());
     }
-    let record = || currency_conversion::quotes::service::record_expiries(&app.state);
+    let quotes_handle = app.quotes();
+    let record = || currency_conversion::quotes::service::record_expiries(&quotes_handle);
     assert_eq!(record().await.unwrap(), 0, "nothing has expired yet");
     app.clock.advance(TimeDelta::minutes(5));
     assert_eq!(record().await.unwrap(), 1);
@@ -816,7 +817,7 @@ async fn finalizing_ten_thousand_conversions_writes_ten_thousand_events() {
         assert_eq!(res.status(), 201);
     }
     let started = std::time::Instant::now();
-    let finalized = currency_conversion::conversions::service::finalize_due(&app.state)
+    let finalized = currency_conversion::conversions::service::finalize_due(&app.conversions())
         .await
         .unwrap();
     let finalize_time = started.elapsed();

@@ -1,0 +1,285 @@
+//! Converting one amount (`POST /conversions`): at the rate in force in one statement, or at a
+//! quote's locked rate in a transaction; idempotent with an `Idempotency-Key`. The row built
+//! here ([`new_row`]) is also what a batch stores for each item.
+
+use chrono::{DateTime, Duration, SubsecRound, Utc};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::Conversions;
+use super::idempotency::{self, IdempotencyKey, KeyScope};
+use super::pricing::{UsablePair, cached_usable_pair, parse_amount, refuse_stale, usable_pair};
+use super::service::{ConversionError, ConversionView, Status, invalid};
+use super::store::{self, ConversionRow};
+use crate::auth::PartnerId;
+use crate::currencies::CurrencyCode;
+use crate::money::{self, Amount, Rate};
+use crate::quotes::service::{self as quotes, LockedRate, QuoteUseError};
+use crate::webhooks::EventType;
+
+/// What a partner asks for.
+pub struct ConversionRequest<'a> {
+    pub from: CurrencyCode,
+    pub to: CurrencyCode,
+    pub amount: &'a str,
+    /// Convert at this quote's locked rate instead of the rate in force.
+    pub quote_id: Option<Uuid>,
+}
+
+/// What an `Idempotency-Key` remembers of a request. The quote id is appended only when there
+/// is one, so keys stored before quotes existed still match their replays.
+fn request_hash(
+    from: CurrencyCode,
+    to: CurrencyCode,
+    amount: &Amount,
+    quote_id: Option<Uuid>,
+) -> Vec<u8> {
+    let mut text = format!("{from}|{to}|{amount}");
+    if let Some(q) = quote_id {
+        text.push_str(&format!("|{q}"));
+    }
+    Sha256::digest(text.as_bytes()).to_vec()
+}
+
+/// Where a conversion's rate comes from: the rate in force, or a quote's locked rate.
+pub(super) struct RateSource {
+    rate: Rate,
+    as_of: DateTime<Utc>,
+    provider: String,
+    from_quote_id: Option<i64>,
+    to_quote_id: Option<i64>,
+    stale: bool,
+    quote_id: Option<Uuid>,
+}
+
+impl From<crate::rates::RateQuote> for RateSource {
+    fn from(q: crate::rates::RateQuote) -> Self {
+        Self {
+            rate: q.rate,
+            as_of: q.as_of,
+            provider: q.provider,
+            from_quote_id: q.from_quote_id,
+            to_quote_id: q.to_quote_id,
+            stale: q.stale,
+            quote_id: None,
+        }
+    }
+}
+
+impl From<LockedRate> for RateSource {
+    fn from(q: LockedRate) -> Self {
+        Self {
+            rate: q.rate,
+            as_of: q.reference_as_of,
+            provider: q.provider,
+            from_quote_id: q.from_quote_id,
+            to_quote_id: q.to_quote_id,
+            stale: q.stale_rate,
+            quote_id: Some(q.quote_id),
+        }
+    }
+}
+
+/// A quote the partner cannot use. A missing and another partner's quote read the same.
+pub(super) fn quote_use_error(id: Uuid, e: QuoteUseError) -> ConversionError {
+    match e {
+        QuoteUseError::NotFound => invalid("quote_id", "no such quote"),
+        QuoteUseError::Expired { expires_at } => ConversionError::QuoteExpired { id, expires_at },
+        QuoteUseError::Used => ConversionError::QuoteUsed(id),
+        QuoteUseError::Mismatch { field, message } => invalid(field, message),
+    }
+}
+
+/// A conversion row priced from `source`, created now.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn new_row(
+    conversions: &Conversions,
+    id: Uuid,
+    partner: PartnerId,
+    from: CurrencyCode,
+    to: CurrencyCode,
+    amount: &Amount,
+    minor_units: (i16, i16),
+    source: RateSource,
+    now: DateTime<Utc>,
+) -> ConversionRow {
+    let holding = crate::settings::secs(conversions.settings.holding_period_secs);
+    ConversionRow {
+        id,
+        partner_id: partner.as_uuid(),
+        from_currency: from,
+        to_currency: to,
+        amount: amount.value().clone(),
+        from_minor_units: minor_units.0,
+        to_minor_units: minor_units.1,
+        result: money::convert(amount.value(), &source.rate, minor_units.1),
+        rate: source.rate.into_inner(),
+        rate_as_of: source.as_of,
+        rate_provider: source.provider,
+        from_quote_id: source.from_quote_id,
+        to_quote_id: source.to_quote_id,
+        stale_rate: source.stale,
+        status: Status::Temporary,
+        created_at: now,
+        finalizes_at: now + Duration::seconds(holding),
+        finalized_at: None,
+        cancelled_at: None,
+        quote_id: source.quote_id,
+    }
+}
+
+/// Converts and stores. With an `Idempotency-Key`, the same key and body return the original
+/// conversion (`created = false`); the same key with another body fails.
+///
+/// At the rate in force this is one statement ([`store::create`]): the currencies are checked
+/// against the in-memory rates cache first and again by the statement itself in PostgreSQL, so
+/// a currency an admin just disabled on another instance is still refused at once. With a
+/// `quote_id`, the quote's locked rate is used; the quote is read under a row lock in a
+/// transaction, so a single-use quote converts once however many requests race.
+#[tracing::instrument(skip(conversions, req), fields(partner_id = %partner, quote_id = ?req.quote_id))]
+pub async fn create(
+    conversions: &Conversions,
+    partner: PartnerId,
+    req: ConversionRequest<'_>,
+    idempotency_key: Option<&IdempotencyKey>,
+) -> Result<(ConversionView, bool), ConversionError> {
+    let idempotency_key = idempotency_key.map(IdempotencyKey::as_str);
+    if req.quote_id.is_some() {
+        let pair = usable_pair(conversions, req.from, req.to).await?;
+        return create_on_quote(conversions, partner, &req, pair, idempotency_key).await;
+    }
+    let mut pair = cached_usable_pair(conversions, req.from, req.to).await?;
+    // A second round only when PostgreSQL disagreed with the cache and then agreed with
+    // itself (an admin changed a currency between the two reads).
+    for _ in 0..2 {
+        let amount = parse_amount(conversions, req.amount, pair.from, pair.from_minor_units)?;
+        let quote =
+            crate::rates::service::quote(&conversions.rates, pair.from, pair.to, None).await?;
+        refuse_stale(conversions, &quote)?;
+        // PostgreSQL keeps microseconds: the response and the webhook show what a later read
+        // shows.
+        let now = conversions.clock.now().trunc_subsecs(6);
+        let row = new_row(
+            conversions,
+            Uuid::now_v7(),
+            partner,
+            pair.from,
+            pair.to,
+            &amount,
+            (pair.from_minor_units, pair.to_minor_units),
+            quote.into(),
+            now,
+        );
+        let hash = idempotency_key.map(|_| request_hash(pair.from, pair.to, &amount, None));
+        let key = idempotency_key
+            .zip(hash.as_deref())
+            .map(|(key, request_hash)| store::NewKey {
+                key,
+                request_hash,
+                expires_at: idempotency::expires_at(conversions, now),
+            });
+        let view = ConversionView::from(row.clone());
+        let payload = crate::webhooks::outbox::body(EventType::ConversionCreated, now, &view)
+            .map_err(anyhow::Error::from)?;
+        let event = store::CreatedEvent {
+            id: Uuid::now_v7(),
+            event_type: EventType::ConversionCreated.as_str(),
+            payload: &payload,
+        };
+        let existing = match store::create(&conversions.db, &row, key, event).await? {
+            store::Created::Stored => {
+                tracing::info!(conversion_id = %row.id, from = %row.from_currency, to = %row.to_currency, "conversion created");
+                return Ok((view, true));
+            }
+            store::Created::CurrencyChanged => {
+                // PostgreSQL's word on the currencies, with the precise refusal.
+                pair = usable_pair(conversions, req.from, req.to).await?;
+                continue;
+            }
+            store::Created::KeyTaken(hash, id) => Some((hash, id)),
+            store::Created::KeyTakenUnseen => match idempotency_key {
+                Some(key) => {
+                    idempotency::find_conversion_key(&conversions.db, partner, key).await?
+                }
+                None => None,
+            },
+        };
+        let (stored_hash, original) = existing.ok_or_else(|| {
+            anyhow::anyhow!("an Idempotency-Key was taken and then vanished before it was read")
+        })?;
+        if hash.as_deref() != Some(stored_hash.as_slice()) {
+            return Err(ConversionError::IdempotencyMismatch);
+        }
+        let original = store::find(&conversions.db, original)
+            .await?
+            .ok_or(ConversionError::NotFound)?;
+        return Ok((original.into(), false));
+    }
+    Err(anyhow::anyhow!("the currencies kept changing while a conversion was stored").into())
+}
+
+/// Converts at a quote's locked rate: the key claim, the quote under its row lock and the
+/// insert in one transaction.
+async fn create_on_quote(
+    conversions: &Conversions,
+    partner: PartnerId,
+    req: &ConversionRequest<'_>,
+    pair: UsablePair,
+    idempotency_key: Option<&str>,
+) -> Result<(ConversionView, bool), ConversionError> {
+    let amount = parse_amount(conversions, req.amount, pair.from, pair.from_minor_units)?;
+    let Some(quote_id) = req.quote_id else {
+        return Err(anyhow::anyhow!("no rate source for a conversion").into());
+    };
+    // PostgreSQL keeps microseconds: the response and the webhook show what a later read shows.
+    let now = conversions.clock.now().trunc_subsecs(6);
+    let id = Uuid::now_v7();
+    let mut tx = conversions.db.begin().await?;
+    if let Some(key) = idempotency_key {
+        let hash = request_hash(pair.from, pair.to, &amount, req.quote_id);
+        let claim = idempotency::Claim {
+            scope: KeyScope::Conversion,
+            partner,
+            key,
+            request_hash: &hash,
+            id,
+        };
+        if let Some(original) = idempotency::claim(conversions, &mut tx, claim, now).await? {
+            tx.rollback().await?;
+            let original = store::find(&conversions.db, original)
+                .await?
+                .ok_or(ConversionError::NotFound)?;
+            return Ok((original.into(), false));
+        }
+    }
+    let mut claimed = quotes::claim(&mut tx, partner, &[quote_id], now).await?;
+    let locked = claimed
+        .take(quote_id, pair.from, pair.to, amount.value())
+        .map_err(|e| quote_use_error(quote_id, e))?;
+    claimed.record_use(&mut tx).await?;
+    let source: RateSource = locked.into();
+    let row = new_row(
+        conversions,
+        id,
+        partner,
+        pair.from,
+        pair.to,
+        &amount,
+        (pair.from_minor_units, pair.to_minor_units),
+        source,
+        now,
+    );
+    store::insert(&mut tx, &row).await?;
+    tracing::info!(conversion_id = %row.id, from = %row.from_currency, to = %row.to_currency, "conversion created");
+    let view = ConversionView::from(row);
+    // The event commits with the conversion or not at all (webhooks' outbox).
+    crate::webhooks::outbox::record(
+        &mut tx,
+        EventType::ConversionCreated,
+        now,
+        [(partner, &view)],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((view, true))
+}

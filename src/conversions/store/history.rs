@@ -1,0 +1,238 @@
+//! The history's reads of `conversions` (and its `conversion_daily_totals` rollup): the
+//! filtered, keyset-paginated list behind `GET /conversions` and its CSV export, and the
+//! per-currency summary behind `GET /conversions/summary`.
+
+use bigdecimal::BigDecimal;
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+use super::ConversionRow;
+use crate::auth::PartnerId;
+use crate::conversions::Status;
+use crate::currencies::CurrencyCode;
+use crate::pagination::Cursor;
+
+/// Filters of the history list; `partner` is `None` only for admins listing everyone.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryFilter {
+    pub partner: Option<PartnerId>,
+    pub status: Option<Status>,
+    pub currency: Option<CurrencyCode>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// One page of history, newest first, keyset-paginated (`limit + 1` rows).
+///
+/// Two static statements, one per partner and one across partners, so each keeps a plan on its
+/// index (`conversions_partner_created_idx`, `conversions_created_idx`) even when PostgreSQL
+/// switches the prepared statement to a generic plan: an `$1 IS NULL OR partner_id = $1` filter
+/// would lose the partner index there. The time bounds and the cursor default to infinities, not
+/// to NULL, for the same reason: they stay index conditions on every page.
+pub async fn list(
+    db: &PgPool,
+    f: &HistoryFilter,
+    limit: i64,
+    after: Option<Cursor>,
+) -> Result<Vec<ConversionRow>, sqlx::Error> {
+    let currency = f.currency.as_ref().map(CurrencyCode::as_str);
+    let (after_at, after_id) = (after.map(|c| c.at), after.map(|c| c.id));
+    match f.partner {
+        Some(partner) => {
+            sqlx::query_as!(
+                ConversionRow,
+                r#"SELECT id, partner_id, from_currency AS "from_currency: CurrencyCode",
+                  to_currency AS "to_currency: CurrencyCode", amount, from_minor_units,
+                  to_minor_units, rate, result, rate_as_of, rate_provider, from_quote_id,
+                  to_quote_id, stale_rate, status AS "status: Status", created_at, finalizes_at,
+                  finalized_at, cancelled_at, quote_id
+                   FROM conversions
+                   WHERE partner_id = $1
+                     AND ($2::text IS NULL OR status = $2)
+                     AND ($3::text IS NULL OR from_currency = $3 OR to_currency = $3)
+                     AND created_at >= COALESCE($4, '-infinity'::timestamptz)
+                     AND created_at < COALESCE($5, 'infinity'::timestamptz)
+                     AND (created_at, id) < (COALESCE($6, 'infinity'::timestamptz),
+                                             COALESCE($7, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
+                   ORDER BY created_at DESC, id DESC
+                   LIMIT $8"#,
+                partner.as_uuid(),
+                f.status.map(Status::as_str),
+                currency,
+                f.from,
+                f.to,
+                after_at,
+                after_id,
+                limit + 1,
+            )
+            .fetch_all(db)
+            .await
+        }
+        None => {
+            sqlx::query_as!(
+                ConversionRow,
+                r#"SELECT id, partner_id, from_currency AS "from_currency: CurrencyCode",
+                  to_currency AS "to_currency: CurrencyCode", amount, from_minor_units,
+                  to_minor_units, rate, result, rate_as_of, rate_provider, from_quote_id,
+                  to_quote_id, stale_rate, status AS "status: Status", created_at, finalizes_at,
+                  finalized_at, cancelled_at, quote_id
+                   FROM conversions
+                   WHERE ($1::text IS NULL OR status = $1)
+                     AND ($2::text IS NULL OR from_currency = $2 OR to_currency = $2)
+                     AND created_at >= COALESCE($3, '-infinity'::timestamptz)
+                     AND created_at < COALESCE($4, 'infinity'::timestamptz)
+                     AND (created_at, id) < (COALESCE($5, 'infinity'::timestamptz),
+                                             COALESCE($6, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
+                   ORDER BY created_at DESC, id DESC
+                   LIMIT $7"#,
+                f.status.map(Status::as_str),
+                currency,
+                f.from,
+                f.to,
+                after_at,
+                after_id,
+                limit + 1,
+            )
+            .fetch_all(db)
+            .await
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SummaryRow {
+    pub day: Option<chrono::NaiveDate>,
+    pub from_currency: CurrencyCode,
+    pub to_currency: Option<CurrencyCode>,
+    pub count: i64,
+    pub total_amount: BigDecimal,
+    pub total_result: Option<BigDecimal>,
+    pub from_minor_units: i16,
+    pub to_minor_units: Option<i16>,
+}
+
+/// Counts and totals per source currency, grouped by UTC day or by currency pair. Cancelled
+/// conversions are left out: they moved no money.
+///
+/// Whole UTC days inside `[from, to)` come from the `conversion_daily_totals` rollup (kept by
+/// triggers on `conversions`, see its migration); only the partial days at the two edges of the
+/// range are read from `conversions`, each an index range of at most one day. With
+///   `fs` = the first midnight at or after `from`, `fe` = the last midnight at or before `to`,
+/// the range splits into `[from, min(to, fs))` (raw), days `[fs, fe)` (rollup) and
+/// `[max(min(to, fs), fe), to)` (raw); when `from` and `to` fall within one day the first part
+/// covers it and the other two are empty.
+pub async fn summary(
+    db: &PgPool,
+    partner: Option<PartnerId>,
+    by_pair: bool,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> Result<Vec<SummaryRow>, sqlx::Error> {
+    // One static statement per scope (one partner or all), for the same reason as `list`: each
+    // keeps its index under a generic plan. The grouping is a parameter: it only shapes the
+    // final aggregation of a few thousand rows at most.
+    match partner {
+        Some(partner) => {
+            sqlx::query_as!(
+                SummaryRow,
+                r#"WITH b AS (
+                       SELECT f, t, fs, fe, LEAST(t, fs_at) AS e1, GREATEST(LEAST(t, fs_at), fe_at) AS s2
+                       FROM (SELECT COALESCE($2::timestamptz, '-infinity') AS f,
+                                    COALESCE($3::timestamptz, 'infinity') AS t) AS i
+                       CROSS JOIN LATERAL (
+                           SELECT CASE WHEN (f AT TIME ZONE 'UTC') = date_trunc('day', f AT TIME ZONE 'UTC')
+                                       THEN (f AT TIME ZONE 'UTC')::date
+                                       ELSE (f AT TIME ZONE 'UTC')::date + 1 END AS fs,
+                                  (t AT TIME ZONE 'UTC')::date AS fe) AS d
+                       CROSS JOIN LATERAL (
+                           SELECT fs::timestamp AT TIME ZONE 'UTC' AS fs_at,
+                                  fe::timestamp AT TIME ZONE 'UTC' AS fe_at) AS x
+                   ),
+                   parts AS (
+                       SELECT r.day, r.from_currency, r.to_currency, r.count, r.total_amount,
+                              r.total_result, r.from_minor_units, r.to_minor_units
+                       FROM b JOIN conversion_daily_totals r
+                         ON r.partner_id = $1 AND r.day >= b.fs AND r.day < b.fe
+                       UNION ALL
+                       SELECT (c.created_at AT TIME ZONE 'UTC')::date, c.from_currency, c.to_currency,
+                              1, c.amount, c.result, c.from_minor_units, c.to_minor_units
+                       FROM b JOIN conversions c
+                         ON c.partner_id = $1 AND c.created_at >= b.f AND c.created_at < b.e1
+                       WHERE c.status <> 'cancelled'
+                       UNION ALL
+                       SELECT (c.created_at AT TIME ZONE 'UTC')::date, c.from_currency, c.to_currency,
+                              1, c.amount, c.result, c.from_minor_units, c.to_minor_units
+                       FROM b JOIN conversions c
+                         ON c.partner_id = $1 AND c.created_at >= b.s2 AND c.created_at < b.t
+                       WHERE c.status <> 'cancelled'
+                   )
+                   SELECT CASE WHEN $4 THEN NULL ELSE day END AS "day?",
+                          from_currency AS "from_currency!: CurrencyCode",
+                          CASE WHEN $4 THEN to_currency END AS "to_currency?: CurrencyCode",
+                          sum(count)::int8 AS "count!", sum(total_amount) AS "total_amount!",
+                          CASE WHEN $4 THEN sum(total_result) END AS "total_result?",
+                          max(from_minor_units) AS "from_minor_units!",
+                          CASE WHEN $4 THEN max(to_minor_units) END AS "to_minor_units?"
+                   FROM parts
+                   GROUP BY 1, 2, 3
+                   HAVING sum(count) > 0
+                   ORDER BY 1 DESC NULLS LAST, 2, 3"#,
+                partner.as_uuid(),
+                from,
+                to,
+                by_pair,
+            )
+            .fetch_all(db)
+            .await
+        }
+        None => {
+            sqlx::query_as!(
+                SummaryRow,
+                r#"WITH b AS (
+                       SELECT f, t, fs, fe, LEAST(t, fs_at) AS e1, GREATEST(LEAST(t, fs_at), fe_at) AS s2
+                       FROM (SELECT COALESCE($1::timestamptz, '-infinity') AS f,
+                                    COALESCE($2::timestamptz, 'infinity') AS t) AS i
+                       CROSS JOIN LATERAL (
+                           SELECT CASE WHEN (f AT TIME ZONE 'UTC') = date_trunc('day', f AT TIME ZONE 'UTC')
+                                       THEN (f AT TIME ZONE 'UTC')::date
+                                       ELSE (f AT TIME ZONE 'UTC')::date + 1 END AS fs,
+                                  (t AT TIME ZONE 'UTC')::date AS fe) AS d
+                       CROSS JOIN LATERAL (
+                           SELECT fs::timestamp AT TIME ZONE 'UTC' AS fs_at,
+                                  fe::timestamp AT TIME ZONE 'UTC' AS fe_at) AS x
+                   ),
+                   parts AS (
+                       SELECT r.day, r.from_currency, r.to_currency, r.count, r.total_amount,
+                              r.total_result, r.from_minor_units, r.to_minor_units
+                       FROM b JOIN conversion_daily_totals r ON r.day >= b.fs AND r.day < b.fe
+                       UNION ALL
+                       SELECT (c.created_at AT TIME ZONE 'UTC')::date, c.from_currency, c.to_currency,
+                              1, c.amount, c.result, c.from_minor_units, c.to_minor_units
+                       FROM b JOIN conversions c ON c.created_at >= b.f AND c.created_at < b.e1
+                       WHERE c.status <> 'cancelled'
+                       UNION ALL
+                       SELECT (c.created_at AT TIME ZONE 'UTC')::date, c.from_currency, c.to_currency,
+                              1, c.amount, c.result, c.from_minor_units, c.to_minor_units
+                       FROM b JOIN conversions c ON c.created_at >= b.s2 AND c.created_at < b.t
+                       WHERE c.status <> 'cancelled'
+                   )
+                   SELECT CASE WHEN $3 THEN NULL ELSE day END AS "day?",
+                          from_currency AS "from_currency!: CurrencyCode",
+                          CASE WHEN $3 THEN to_currency END AS "to_currency?: CurrencyCode",
+                          sum(count)::int8 AS "count!", sum(total_amount) AS "total_amount!",
+                          CASE WHEN $3 THEN sum(total_result) END AS "total_result?",
+                          max(from_minor_units) AS "from_minor_units!",
+                          CASE WHEN $3 THEN max(to_minor_units) END AS "to_minor_units?"
+                   FROM parts
+                   GROUP BY 1, 2, 3
+                   HAVING sum(count) > 0
+                   ORDER BY 1 DESC NULLS LAST, 2, 3"#,
+                from,
+                to,
+                by_pair,
+            )
+            .fetch_all(db)
+            .await
+        }
+    }
+}
