@@ -10,7 +10,9 @@ use chrono::TimeDelta;
 use currency_conversion::webhooks::Webhooks;
 use serde_json::{Value, json};
 
-use crate::helpers::{TEST_PASSWORD, TestApp, TestUser, assert_problem, spawn_app_with};
+use crate::helpers::{
+    TEST_PASSWORD, TestApp, TestUser, assert_problem, spawn_app_with, spawn_app_with_rates,
+};
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
@@ -116,16 +118,6 @@ impl Receiver {
     }
 }
 
-async fn app_with_rates(
-    customise: impl FnOnce(&mut currency_conversion::settings::Settings),
-) -> TestApp {
-    let app = spawn_app_with(customise).await;
-    app.seed_currencies().await;
-    app.store_rates(&[("USD", "1.1"), ("GBP", "0.85"), ("JPY", "163.5")])
-        .await;
-    app
-}
-
 /// The id of an endpoint as the API shows it.
 fn id_of(endpoint: &Value) -> &str {
     endpoint["id"].as_str().unwrap()
@@ -137,14 +129,9 @@ async fn relogin(app: &TestApp, partner: &mut TestUser) {
     partner.token = tokens["access_token"].as_str().unwrap().to_owned();
 }
 
+/// The partner converts 100 EUR into USD; returns the conversion.
 async fn convert(app: &TestApp, partner: &TestUser) -> Value {
-    let res = app
-        .post_json(
-            "/api/v1/conversions",
-            &json!({"from": "EUR", "to": "USD", "amount": "100.00"}),
-            Some(&partner.token),
-        )
-        .await;
+    let res = app.convert(&partner.token, "EUR", "USD", "100.00").await;
     assert_eq!(res.status(), 201);
     res.json().await.unwrap()
 }
@@ -158,7 +145,7 @@ async fn count(app: &TestApp, table: &str) -> i64 {
 
 #[tokio::test]
 async fn a_conversion_reaches_the_receiver_signed_as_standard_webhooks_verifies() {
-    let app = app_with_rates(|_| {}).await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let receiver = Receiver::start();
     let partner = app.partner().await;
     let endpoint = app
@@ -221,7 +208,7 @@ async fn a_conversion_reaches_the_receiver_signed_as_standard_webhooks_verifies(
 
 #[tokio::test]
 async fn a_receiver_down_then_up_gets_the_event_with_the_same_webhook_id() {
-    let app = app_with_rates(|_| {}).await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let port = Receiver::reserve_port();
     let partner = app.partner().await;
     let endpoint = app
@@ -281,7 +268,7 @@ async fn a_receiver_down_then_up_gets_the_event_with_the_same_webhook_id() {
 
 #[tokio::test]
 async fn a_delivery_is_dead_after_its_last_attempt_and_can_be_retried() {
-    let app = app_with_rates(|s| s.webhooks.retry_schedule_secs = vec![1, 2]).await;
+    let app = spawn_app_with_rates(|s| s.webhooks.retry_schedule_secs = vec![1, 2]).await;
     let receiver = Receiver::start();
     receiver.answer(500);
     let mut partner = app.partner().await;
@@ -346,7 +333,7 @@ async fn a_delivery_is_dead_after_its_last_attempt_and_can_be_retried() {
 
 #[tokio::test]
 async fn during_a_rotation_both_secrets_sign_and_afterwards_only_the_new_one() {
-    let app = app_with_rates(|_| {}).await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let receiver = Receiver::start();
     let mut partner = app.partner().await;
     let endpoint = app
@@ -474,7 +461,7 @@ async fn urls_must_be_https_unless_http_is_allowed_and_events_must_exist() {
 async fn a_name_that_resolves_to_loopback_at_delivery_time_is_not_called() {
     // Registration found a public address; by delivery the name points at loopback (DNS
     // rebinding). The stored row stands for that registration.
-    let app = app_with_rates(|s| {
+    let app = spawn_app_with_rates(|s| {
         s.webhooks.allow_private_targets = false;
         s.webhooks.allow_http = true;
     })
@@ -506,7 +493,7 @@ async fn a_name_that_resolves_to_loopback_at_delivery_time_is_not_called() {
 
 #[tokio::test]
 async fn events_commit_with_their_change_or_not_at_all() {
-    let app = app_with_rates(|_| {}).await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let partner = app.partner().await;
     let other = app.partner().await;
     let receiver = Receiver::start();
@@ -523,13 +510,13 @@ async fn events_commit_with_their_change_or_not_at_all() {
     .await;
     // A refused conversion (invalid batch item) writes no event.
     let res = app
-        .post_json(
-            "/api/v1/conversions/batch",
-            &json!({"items": [
+        .convert_batch(
+            &partner.token,
+            json!([
                 {"from": "EUR", "to": "USD", "amount": "1.00"},
                 {"from": "EUR", "to": "XXX", "amount": "1.00"},
-            ]}),
-            Some(&partner.token),
+            ]),
+            None,
         )
         .await;
     assert_eq!(res.status(), 422);
@@ -551,13 +538,7 @@ async fn events_commit_with_their_change_or_not_at_all() {
     .await
     .unwrap();
     let before = count(&app, "conversions").await;
-    let res = app
-        .post_json(
-            "/api/v1/conversions",
-            &json!({"from": "EUR", "to": "USD", "amount": "100.00"}),
-            Some(&partner.token),
-        )
-        .await;
+    let res = app.convert(&partner.token, "EUR", "USD", "100.00").await;
     assert_eq!(res.status(), 500);
     assert_eq!(count(&app, "conversions").await, before);
     assert_eq!(count(&app, "webhook_events").await, 0);
@@ -568,13 +549,13 @@ async fn events_commit_with_their_change_or_not_at_all() {
 
     // A batch writes one event per conversion.
     let res = app
-        .post_json(
-            "/api/v1/conversions/batch",
-            &json!({"items": [
+        .convert_batch(
+            &partner.token,
+            json!([
                 {"from": "EUR", "to": "USD", "amount": "1.00"},
                 {"from": "EUR", "to": "GBP", "amount": "2.00"},
-            ]}),
-            Some(&partner.token),
+            ]),
+            None,
         )
         .await;
     assert_eq!(res.status(), 201);
@@ -590,7 +571,7 @@ async fn events_commit_with_their_change_or_not_at_all() {
 
 #[tokio::test]
 async fn cancel_and_finalize_send_their_events_to_subscribers_only() {
-    let app = app_with_rates(|_| {}).await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let receiver = Receiver::start();
     let partner = app.partner().await;
     app.register_webhook(
@@ -602,14 +583,7 @@ async fn cancel_and_finalize_send_their_events_to_subscribers_only() {
     let cancelled = convert(&app, &partner).await;
     let kept = convert(&app, &partner).await;
     let res = app
-        .post_json(
-            &format!(
-                "/api/v1/conversions/{}/cancel",
-                cancelled["id"].as_str().unwrap()
-            ),
-            &json!({}),
-            Some(&partner.token),
-        )
+        .cancel(&partner.token, cancelled["id"].as_str().unwrap())
         .await;
     assert_eq!(res.status(), 200);
     app.clock.advance(TimeDelta::hours(49));
@@ -639,7 +613,7 @@ async fn cancel_and_finalize_send_their_events_to_subscribers_only() {
 
 #[tokio::test]
 async fn a_partner_sees_and_receives_only_its_own() {
-    let app = app_with_rates(|_| {}).await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let receiver_a = Receiver::start();
     let receiver_b = Receiver::start();
     let a = app.partner().await;
@@ -692,7 +666,7 @@ async fn a_partner_sees_and_receives_only_its_own() {
 async fn finalizing_a_thousand_conversions_writes_a_thousand_events() {
     // No holding period: finalize runs on the test clock, which stays on the wall clock the
     // library checks `webhook-timestamp` against.
-    let app = app_with_rates(|s| s.conversions.holding_period_secs = 0).await;
+    let app = spawn_app_with_rates(|s| s.conversions.holding_period_secs = 0).await;
     let receiver = Receiver::start();
     let partner = app.partner().await;
     app.register_webhook(
@@ -704,13 +678,7 @@ async fn finalizing_a_thousand_conversions_writes_a_thousand_events() {
     let items: Vec<Value> = (0..1000)
         .map(|i| json!({"from": "EUR", "to": "USD", "amount": format!("{}.00", i + 1)}))
         .collect();
-    let res = app
-        .post_json(
-            "/api/v1/conversions/batch",
-            &json!({ "items": items }),
-            Some(&partner.token),
-        )
-        .await;
+    let res = app.convert_batch(&partner.token, json!(items), None).await;
     assert_eq!(res.status(), 201);
     let finalized = currency_conversion::conversions::service::finalize_due(&app.conversions())
         .await
@@ -731,22 +699,14 @@ async fn finalizing_a_thousand_conversions_writes_a_thousand_events() {
 
 #[tokio::test]
 async fn an_ended_lock_is_announced_once_and_an_indicative_quote_never() {
-    let app = app_with_rates(|_| {}).await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let receiver = Receiver::start();
     let partner = app.partner().await;
     app.register_webhook(&partner.token, &receiver.url(), json!(["quote.expired"]))
         .await;
     let mut quotes = Vec::new();
     for lock in ["five_minutes", "none"] {
-        let res = app
-            .post_json(
-                "/api/v1/quotes",
-                &json!({"from": "EUR", "to": "USD", "lock": lock}),
-                Some(&partner.token),
-            )
-            .await;
-        assert_eq!(res.status(), 201);
-        quotes.push(res.json::<Value>().await.unwrap());
+        quotes.push(app.quoted(&partner.token, "EUR", "USD", None, lock).await);
     }
     let quotes_handle = app.quotes();
     let record = || currency_conversion::quotes::service::record_expiries(&quotes_handle);
@@ -765,7 +725,7 @@ async fn an_ended_lock_is_announced_once_and_an_indicative_quote_never() {
 
 #[tokio::test]
 async fn a_redirect_is_an_answer_not_an_instruction() {
-    let app = app_with_rates(|_| {}).await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let receiver = Receiver::start();
     receiver.answer(307);
     let partner = app.partner().await;
@@ -794,7 +754,7 @@ async fn a_redirect_is_an_answer_not_an_instruction() {
 #[tokio::test]
 #[ignore = "a measurement: 10,000 conversions take a while in a debug build"]
 async fn finalizing_ten_thousand_conversions_writes_ten_thousand_events() {
-    let app = app_with_rates(|s| s.conversions.holding_period_secs = 0).await;
+    let app = spawn_app_with_rates(|s| s.conversions.holding_period_secs = 0).await;
     let receiver = Receiver::start();
     let partner = app.partner().await;
     app.register_webhook(
@@ -807,13 +767,7 @@ async fn finalizing_ten_thousand_conversions_writes_ten_thousand_events() {
         let items: Vec<Value> = (0..1000)
             .map(|i| json!({"from": "EUR", "to": "USD", "amount": format!("{}.00", i + 1)}))
             .collect();
-        let res = app
-            .post_json(
-                "/api/v1/conversions/batch",
-                &json!({ "items": items }),
-                Some(&partner.token),
-            )
-            .await;
+        let res = app.convert_batch(&partner.token, json!(items), None).await;
         assert_eq!(res.status(), 201);
     }
     let started = std::time::Instant::now();
@@ -843,7 +797,7 @@ async fn finalizing_ten_thousand_conversions_writes_ten_thousand_events() {
 #[tokio::test]
 async fn dispatchers_racing_each_other_send_every_delivery_once() {
     // Two instances' dispatchers on the same PostgreSQL: claims skip each other's rows.
-    let app = app_with_rates(|_| {}).await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let receiver = Receiver::start();
     let partner = app.partner().await;
     app.register_webhook(
@@ -855,13 +809,7 @@ async fn dispatchers_racing_each_other_send_every_delivery_once() {
     let items: Vec<Value> = (0..300)
         .map(|i| json!({"from": "EUR", "to": "USD", "amount": format!("{}.00", i + 1)}))
         .collect();
-    let res = app
-        .post_json(
-            "/api/v1/conversions/batch",
-            &json!({ "items": items }),
-            Some(&partner.token),
-        )
-        .await;
+    let res = app.convert_batch(&partner.token, json!(items), None).await;
     assert_eq!(res.status(), 201);
     let (one, two) = (
         Webhooks::new(app.db.clone(), app.clock.clone(), &app.settings.webhooks).unwrap(),
