@@ -194,7 +194,8 @@ async fn run() -> anyhow::Result<()> {
             let password = read_password()?;
             currency_conversion::db::create_and_migrate(&settings.database).await?;
             let state = AppState::new(settings, Clock::system())?;
-            let user = auth::service::set_password_by_email(&state, &email, &password)
+            let auth = currency_conversion::startup::auth(&state);
+            let user = auth::service::set_password_by_email(&auth, &email, &password)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!(
@@ -212,7 +213,7 @@ async fn run() -> anyhow::Result<()> {
             let state = AppState::new(settings, Clock::system())?;
             let role = Role::parse(&role).context("--role must be admin or partner")?;
             let user = auth::service::create_user(
-                &state,
+                &currency_conversion::startup::auth(&state),
                 &email,
                 &password,
                 role,

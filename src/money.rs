@@ -137,6 +137,47 @@ pub fn convert(amount: &BigDecimal, rate: &Rate, target_minor_units: i16) -> Big
     round_to_minor_units(&(amount * rate.value()), target_minor_units)
 }
 
+/// A positive decimal as a partner writes an amount (a JSON string, a query parameter), read
+/// where the request is read: plain notation, no exponent, `NaN` or spaces, greater than zero.
+/// Which currency it is in is not known yet: [`Amount::of`] checks it against the currency's
+/// minor units and the maximum.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RequestedAmount(BigDecimal);
+
+impl RequestedAmount {
+    pub fn parse(input: &str) -> Result<Self, MoneyError> {
+        let value = parse_decimal(input)?;
+        if value <= BigDecimal::zero() {
+            return Err(MoneyError::NotPositive);
+        }
+        Ok(Self(value.normalized()))
+    }
+
+    pub fn value(&self) -> &BigDecimal {
+        &self.0
+    }
+}
+
+impl fmt::Display for RequestedAmount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.to_plain_string())
+    }
+}
+
+impl fmt::Debug for RequestedAmount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RequestedAmount({self})")
+    }
+}
+
+/// From a JSON string (a JSON number is refused: see [`amount_as_text`]) or a query parameter.
+impl<'de> Deserialize<'de> for RequestedAmount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = amount_as_text(d)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// A positive amount of a currency, with no more decimals than its minor units allow.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Amount(BigDecimal);
@@ -149,11 +190,18 @@ impl Amount {
         minor_units: i16,
         max: &BigDecimal,
     ) -> Result<Self, MoneyError> {
-        let value = parse_decimal(input)?;
-        if value <= BigDecimal::zero() {
-            return Err(MoneyError::NotPositive);
-        }
-        let normalized = value.normalized();
+        Self::of(&RequestedAmount::parse(input)?, currency, minor_units, max)
+    }
+
+    /// `requested` as an amount of `currency`, which has `minor_units` decimals: refused when it
+    /// has more decimals than that or is above `max`; otherwise at exactly that scale.
+    pub fn of(
+        requested: &RequestedAmount,
+        currency: &str,
+        minor_units: i16,
+        max: &BigDecimal,
+    ) -> Result<Self, MoneyError> {
+        let normalized = &requested.0;
         let given = normalized.fractional_digit_count().max(0);
         if given > i64::from(minor_units) {
             return Err(MoneyError::TooManyDecimals {
@@ -162,7 +210,7 @@ impl Amount {
                 currency: currency.to_owned(),
             });
         }
-        if &normalized > max {
+        if normalized > max {
             return Err(MoneyError::TooLarge(max.to_plain_string()));
         }
         Ok(Self(normalized.with_scale(i64::from(minor_units))))
@@ -198,11 +246,6 @@ pub fn serialize_opt_decimal<S: Serializer>(
         Some(v) => s.serialize_str(&v.to_plain_string()),
         None => s.serialize_none(),
     }
-}
-
-/// Accepts a decimal only as a JSON string, so that no client-side float ever reaches us.
-pub fn deserialize_decimal_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    String::deserialize(d)
 }
 
 /// Deserialises an amount that must arrive as a JSON string (`"1.50"`). A JSON number is
@@ -256,6 +299,41 @@ mod tests {
 
     fn d(s: &str) -> BigDecimal {
         BigDecimal::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn a_requested_amount_is_a_positive_decimal_string_and_never_a_json_number() {
+        let read = |v: serde_json::Value| {
+            serde_json::from_value::<RequestedAmount>(v).map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            read(serde_json::json!("100.50")).unwrap().to_string(),
+            "100.5"
+        );
+        let number = read(serde_json::json!(100.5)).unwrap_err();
+        assert!(
+            number.starts_with("amount: must be a JSON string"),
+            "{number}"
+        );
+        assert_eq!(
+            read(serde_json::json!("0")).unwrap_err(),
+            "must be greater than zero"
+        );
+        assert_eq!(
+            read(serde_json::json!("1e3")).unwrap_err(),
+            "`1e3` is not a decimal number"
+        );
+        // Whether it suits a currency is the next question.
+        let max = d("1000000");
+        let requested = RequestedAmount::parse("1.505").unwrap();
+        assert!(matches!(
+            Amount::of(&requested, "USD", 2, &max),
+            Err(MoneyError::TooManyDecimals { given: 3, .. })
+        ));
+        assert_eq!(
+            Amount::of(&requested, "KWD", 3, &max).unwrap().to_string(),
+            "1.505"
+        );
     }
 
     #[test]

@@ -28,12 +28,13 @@ pub async fn run(state: &AppState, rates: &Rates) -> anyhow::Result<()> {
     println!("seed: {added} default currencies added");
     seed_fixture_rates(rates).await?;
     if state.settings.environment == Environment::Local {
+        let auth = crate::startup::auth(state);
         for (email, role, name) in [
             (DEMO_ADMIN_EMAIL, Role::Admin, "Demo admin"),
             (DEMO_PARTNER_EMAIL, Role::Partner, "Demo partner"),
         ] {
             let password = crate::auth::tokens::new_refresh_token()[..20].to_owned();
-            match create_user(state, email, &password, role, name).await {
+            match create_user(&auth, email, &password, role, name).await {
                 Ok(_) => println!(
                     "seed: created {} {email} with password {password}",
                     role.as_str()

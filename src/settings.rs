@@ -512,6 +512,10 @@ impl Settings {
             ),
             ("auth.leeway_secs", self.auth.leeway_secs),
             (
+                "auth.monitor_session_max_secs",
+                self.auth.monitor_session_max_secs,
+            ),
+            (
                 "conversions.idempotency_ttl_secs",
                 self.conversions.idempotency_ttl_secs,
             ),

@@ -12,7 +12,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::status_cache::StatusMemo;
+use crate::auth::Auth;
 use crate::clock::Clock;
 use crate::conversions::Conversions;
 use crate::currencies::CurrencyEvents;
@@ -29,17 +29,17 @@ use crate::tasks::{TaskRegistry, Tasks};
 use crate::webhooks::Webhooks;
 
 /// The per-process pieces built once and handed to routes and jobs: the core state, each
-/// capability's context (rates with its cache, the task queue, conversions, quotes, webhooks),
-/// the token status memo and the currency listeners.
+/// capability's context (rates with its cache, auth with its token keys and status memo, the
+/// task queue, conversions, quotes, webhooks) and the currency listeners.
 #[derive(Clone)]
 struct Parts {
     state: AppState,
     rates: Rates,
+    auth: Auth,
     tasks: Tasks,
     conversions: Conversions,
     quotes: Quotes,
     webhooks: Webhooks,
-    token_memo: Arc<StatusMemo>,
     events: CurrencyEvents,
 }
 
@@ -74,17 +74,28 @@ impl Parts {
             registry: registry.clone(),
         }));
         let parts = Self {
+            auth: auth(&state),
             state,
             rates,
             tasks,
             conversions,
             quotes,
             webhooks,
-            token_memo: Arc::default(),
             events,
         };
         Ok((parts, registry))
     }
+}
+
+/// The auth handle of a process: its token keys are derived here, once.
+pub fn auth(state: &AppState) -> Auth {
+    Auth::new(
+        state.db.clone(),
+        state.redis.clone(),
+        state.clock.clone(),
+        &state.settings.auth,
+        &state.settings.server.trusted_proxies,
+    )
 }
 
 pub struct Application {
@@ -146,6 +157,11 @@ impl Application {
     /// The rates handle (cache and provider client) the app serves from.
     pub fn rates(&self) -> &Rates {
         &self.parts.rates
+    }
+
+    /// The auth handle the app serves with (the same token keys and status memo).
+    pub fn auth(&self) -> &Auth {
+        &self.parts.auth
     }
 
     /// The task registry the app was built with.
@@ -322,7 +338,11 @@ fn http_server(
     let rates = web::Data::new(parts.rates);
     let conversions = web::Data::new(parts.conversions);
     let quotes = web::Data::new(parts.quotes);
-    let token_memo = web::Data::from(parts.token_memo);
+    let sessions = web::Data::new(crate::monitor::session::Sessions::new(
+        parts.auth.clone(),
+        settings.environment,
+    ));
+    let auth = web::Data::new(parts.auth);
     let events = web::Data::new(parts.events);
     let openapi = crate::openapi::document();
     let server_settings = settings.server.clone();
@@ -342,7 +362,8 @@ fn http_server(
             .app_data(rates.clone())
             .app_data(conversions.clone())
             .app_data(quotes.clone())
-            .app_data(token_memo.clone())
+            .app_data(auth.clone())
+            .app_data(sessions.clone())
             .app_data(events.clone())
             .app_data(tasks.clone())
             .app_data(task_queue.clone())

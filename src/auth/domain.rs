@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::error::AuthError;
+
 /// Any user's id (admin or partner), as stored in `users.id`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(transparent)]
@@ -83,8 +85,10 @@ impl Role {
 
 /// An email address, lower-cased (accounts are case-insensitive). Deliberately loose: one `@`,
 /// non-empty local part, a dotted domain, no spaces or control characters, at most 254
-/// characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// characters. Request bodies deserialise straight into it, so a bad address is a 422 naming
+/// the field.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Email(String);
 
 impl Email {
@@ -120,9 +124,99 @@ impl Email {
     }
 }
 
+impl TryFrom<String> for Email {
+    type Error = &'static str;
+    fn try_from(input: String) -> Result<Self, Self::Error> {
+        Self::parse(&input)
+    }
+}
+
 impl fmt::Display for Email {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// The email a login names: anything non-blank. It is not refused for failing to be an address
+/// (a malformed one is simply no account, and gets the same 401 as a wrong password, after
+/// counting against the throttle); what it names, if anything, is parsed once here.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub struct LoginEmail {
+    sent: String,
+    email: Option<Email>,
+}
+
+impl LoginEmail {
+    pub fn parse(input: &str) -> Result<Self, &'static str> {
+        if input.trim().is_empty() {
+            return Err("is required");
+        }
+        Ok(Self {
+            sent: input.to_owned(),
+            email: Email::parse(input).ok(),
+        })
+    }
+
+    /// The account's address, when what was sent is one.
+    pub fn email(&self) -> Option<&Email> {
+        self.email.as_ref()
+    }
+
+    /// What names the login throttle's account bucket: the address, or what was sent when it is
+    /// not one.
+    pub fn throttle_subject(&self) -> &str {
+        self.email.as_ref().map_or(&self.sent, Email::as_str)
+    }
+}
+
+/// What was sent, as the login's log fields show it.
+impl fmt::Display for LoginEmail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.sent)
+    }
+}
+
+impl TryFrom<String> for LoginEmail {
+    type Error = &'static str;
+    fn try_from(input: String) -> Result<Self, Self::Error> {
+        Self::parse(&input)
+    }
+}
+
+/// The password a login presents: opaque and non-empty, checked only against the stored hash.
+/// Its `Debug` hides it, so it cannot reach a log.
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+pub struct LoginPassword(String);
+
+impl LoginPassword {
+    pub fn parse(input: String) -> Result<Self, &'static str> {
+        if input.is_empty() {
+            return Err("is required");
+        }
+        Ok(Self(input))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+impl TryFrom<String> for LoginPassword {
+    type Error = &'static str;
+    fn try_from(input: String) -> Result<Self, Self::Error> {
+        Self::parse(input)
+    }
+}
+
+impl fmt::Debug for LoginPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LoginPassword(<hidden>)")
     }
 }
 
@@ -185,19 +279,73 @@ fn guessable_because(feedback: Option<&zxcvbn::feedback::Feedback>) -> String {
     message
 }
 
-/// A display name: 1 to 200 characters after trimming.
-pub fn parse_display_name(input: &str) -> Result<String, &'static str> {
-    let s = input.trim();
-    if s.is_empty() {
-        return Err("is required");
+impl fmt::Debug for NewPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NewPassword(<hidden>)")
     }
-    if s.chars().count() > 200 {
-        return Err("must be at most 200 characters");
+}
+
+/// A display name: 1 to 200 characters after trimming the ends, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    pub fn parse(input: &str) -> Result<Self, &'static str> {
+        let s = input.trim();
+        if s.is_empty() {
+            return Err("is required");
+        }
+        if s.chars().count() > 200 {
+            return Err("must be at most 200 characters");
+        }
+        if s.chars().any(char::is_control) {
+            return Err("must not contain control characters");
+        }
+        Ok(Self(s.to_owned()))
     }
-    if s.chars().any(char::is_control) {
-        return Err("must not contain control characters");
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
-    Ok(s.to_owned())
+}
+
+impl TryFrom<String> for DisplayName {
+    type Error = &'static str;
+    fn try_from(input: String) -> Result<Self, Self::Error> {
+        Self::parse(&input)
+    }
+}
+
+/// A new account's details, each valid: what registration, the admin API and the CLI hand to
+/// [`super::service::create_account`].
+#[derive(Debug)]
+pub struct NewAccount {
+    pub email: Email,
+    pub display_name: DisplayName,
+    pub password: NewPassword,
+}
+
+impl NewAccount {
+    /// Checks the password, which must not be guessable from the account's own email and display
+    /// name.
+    pub fn new(email: Email, display_name: DisplayName, password: &str) -> Result<Self, AuthError> {
+        let password = NewPassword::parse(password, &[email.as_str(), display_name.as_str()])
+            .map_err(|m| AuthError::invalid("password", m))?;
+        Ok(Self {
+            email,
+            display_name,
+            password,
+        })
+    }
+
+    /// From raw input (the CLI, the seed), field by field: email, display name, password.
+    pub fn parse(email: &str, display_name: &str, password: &str) -> Result<Self, AuthError> {
+        let email = Email::parse(email).map_err(|m| AuthError::invalid("email", m))?;
+        let display_name =
+            DisplayName::parse(display_name).map_err(|m| AuthError::invalid("display_name", m))?;
+        Self::new(email, display_name, password)
+    }
 }
 
 #[cfg(test)]
@@ -229,6 +377,34 @@ mod tests {
         let longest = format!("{}@x.io", "a".repeat(248));
         assert!(Email::parse(&longest).is_ok());
         assert!(Email::parse(&format!("\n\n{longest}")).is_err());
+    }
+
+    #[test]
+    fn passwords_never_show_in_debug_output() {
+        let login = LoginPassword::parse("hunter2 hunter2".into()).unwrap();
+        assert!(!format!("{login:?}").contains("hunter2"));
+        let new = NewPassword::parse("correct horse battery staple", &[]).unwrap();
+        assert!(!format!("{new:?}").contains("horse"));
+        assert!(LoginPassword::parse(String::new()).is_err());
+    }
+
+    #[test]
+    fn a_login_email_is_anything_non_blank_and_names_an_account_only_when_it_is_one() {
+        assert!(LoginEmail::parse("  ").is_err());
+        let odd = LoginEmail::parse("' OR '1'='1").unwrap();
+        assert!(odd.email().is_none());
+        assert_eq!(odd.throttle_subject(), "' OR '1'='1");
+        let real = LoginEmail::parse(" Alice@Example.COM").unwrap();
+        assert_eq!(real.email().map(Email::as_str), Some("alice@example.com"));
+        assert_eq!(real.throttle_subject(), "alice@example.com");
+    }
+
+    #[test]
+    fn display_names_are_trimmed_and_checked() {
+        assert_eq!(DisplayName::parse("  Acme ").unwrap().as_str(), "Acme");
+        assert!(DisplayName::parse("   ").is_err());
+        assert!(DisplayName::parse(&"x".repeat(201)).is_err());
+        assert!(DisplayName::parse("a\u{7}b").is_err());
     }
 
     #[test]

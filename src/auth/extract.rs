@@ -9,11 +9,10 @@ use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
 use actix_web_httpauth::extractors::bearer::BearerAuth;
 
+use super::Auth;
 use super::domain::{PartnerId, Role, UserId};
 use super::service::{self, AuthError, Caller};
-use super::status_cache::StatusMemo;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// Any caller with a valid access token.
 #[derive(Debug, Clone)]
@@ -51,18 +50,14 @@ impl PartnerUser {
 }
 
 async fn caller(req: HttpRequest) -> Result<Caller, ApiError> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
+    let auth = req
+        .app_data::<web::Data<Auth>>()
         .cloned()
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("AppState is not registered")))?;
-    let memo = req
-        .app_data::<web::Data<StatusMemo>>()
-        .cloned()
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("StatusMemo is not registered")))?;
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("Auth is not registered")))?;
     let bearer = BearerAuth::extract(&req)
         .await
         .map_err(|_| AuthError::InvalidToken("a bearer token is required".into()))?;
-    Ok(service::authenticate(&state, &memo, bearer.token()).await?)
+    Ok(service::authenticate(&auth, bearer.token()).await?)
 }
 
 type Fut<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;

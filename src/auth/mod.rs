@@ -4,6 +4,7 @@
 //! [`AuthenticatedUser`] and its role-specific wrappers.
 
 pub mod domain;
+pub mod error;
 pub mod extract;
 pub mod jwt_hmac;
 pub mod password;
@@ -14,6 +15,61 @@ pub mod store;
 pub mod throttle;
 pub mod tokens;
 
-pub use domain::{Email, PartnerId, Role, UserId};
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use sqlx::PgPool;
+
+use crate::clock::Clock;
+use crate::redis_client::Redis;
+use crate::settings::AuthSettings;
+
+pub use domain::{DisplayName, Email, PartnerId, Role, UserId};
 pub use extract::{AdminUser, AuthenticatedUser, PartnerUser};
 pub use service::AuthError;
+use status_cache::StatusMemo;
+use tokens::TokenKeys;
+
+/// What the auth use cases run with: the pool, Redis (status cache, deny-list, throttle), the
+/// clock, `auth.*`, and this process's token keys and status memo, both built once. Cheap to
+/// clone; routes and extractors get it as `web::Data<Auth>`.
+#[derive(Clone)]
+pub struct Auth {
+    /// PostgreSQL, where users and refresh tokens are stored.
+    pub db: PgPool,
+    /// Redis, for the user status cache, logged-out tokens and the login throttle.
+    pub redis: Redis,
+    /// Now, for token lifetimes.
+    pub clock: Clock,
+    /// The `auth.*` settings.
+    pub settings: Arc<AuthSettings>,
+    /// Signing and verifying keys of access tokens, derived from `auth.jwt_secret` once rather
+    /// than on every request.
+    pub keys: Arc<TokenKeys>,
+    /// This process's memo of recently checked tokens (see [`status_cache`]).
+    pub memo: Arc<StatusMemo>,
+    /// `server.trusted_proxies`: peers whose forwarded client address names the throttle bucket
+    /// (see [`routes::client_ip`]).
+    pub trusted_proxies: Arc<[IpNet]>,
+}
+
+impl Auth {
+    /// The auth handle of a process, with an empty status memo.
+    pub fn new(
+        db: PgPool,
+        redis: Redis,
+        clock: Clock,
+        settings: &AuthSettings,
+        trusted_proxies: &[IpNet],
+    ) -> Self {
+        Self {
+            db,
+            redis,
+            clock,
+            keys: Arc::new(TokenKeys::new(settings)),
+            settings: Arc::new(settings.clone()),
+            memo: Arc::default(),
+            trusted_proxies: trusted_proxies.into(),
+        }
+    }
+}

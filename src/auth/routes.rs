@@ -4,14 +4,13 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::domain::{Role, UserId};
+use super::Auth;
+use super::domain::{DisplayName, Email, LoginEmail, LoginPassword, NewAccount, Role, UserId};
 use super::extract::{AdminUser, AuthenticatedUser};
-use super::service::{self, TokenResponse, UserView};
-use super::status_cache::StatusMemo;
+use super::service::{self, AuthError, TokenResponse, UserView};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, OptionalJson, Query};
 use crate::pagination::{Page, PageParams};
-use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/auth/token").route(web::post().to(token)))
@@ -37,12 +36,13 @@ pub struct TokenRequest {
     /// The account's email address (case-insensitive).
     #[schema(
         pattern = r"^\s*[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s.\x00-\x1f\x7f-\x9f][^@\s\x00-\x1f\x7f-\x9f]*\.[^@\s\x00-\x1f\x7f-\x9f]*[^@\s.\x00-\x1f\x7f-\x9f]\s*$",
-        max_length = 254
+        max_length = 254,
+        value_type = String
     )]
-    pub email: String,
+    pub email: LoginEmail,
     /// The account's password; an empty one is refused as missing (422).
-    #[schema(min_length = 1)]
-    pub password: String,
+    #[schema(min_length = 1, value_type = String)]
+    pub password: LoginPassword,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -61,9 +61,10 @@ pub struct RegisterRequest {
     /// An email address: one `@`, a dotted domain, no spaces; at most 254 characters.
     #[schema(
         pattern = r"^\s*[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s.\x00-\x1f\x7f-\x9f][^@\s\x00-\x1f\x7f-\x9f]*\.[^@\s\x00-\x1f\x7f-\x9f]*[^@\s.\x00-\x1f\x7f-\x9f]\s*$",
-        max_length = 254
+        max_length = 254,
+        value_type = String
     )]
-    pub email: String,
+    pub email: Email,
     /// 12 to 128 characters, and not guessable (zxcvbn score 3 or more; the 422 says why).
     #[schema(min_length = 12, max_length = 128)]
     pub password: String,
@@ -74,13 +75,25 @@ pub struct RegisterRequest {
     pub display_name: String,
 }
 
+impl RegisterRequest {
+    /// The account the body asks for, each field valid. The email is parsed by
+    /// deserialisation; the display name and the password are checked here, in that order, since
+    /// the password must not be guessable from the account's own email and name.
+    pub fn parse(self) -> Result<NewAccount, AuthError> {
+        let display_name = DisplayName::parse(&self.display_name)
+            .map_err(|m| AuthError::invalid("display_name", m))?;
+        NewAccount::new(self.email, display_name, &self.password)
+    }
+}
+
 #[derive(Deserialize, ToSchema)]
 pub struct UpdatePartnerRequest {
     /// 1 to 200 characters (spaces at the ends trimmed), no control characters.
     #[schema(
-        pattern = r"^\s*[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,198}[^\s\x00-\x1f\x7f-\x9f])?\s*$"
+        pattern = r"^\s*[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,198}[^\s\x00-\x1f\x7f-\x9f])?\s*$",
+        value_type = Option<String>
     )]
-    pub display_name: Option<String>,
+    pub display_name: Option<DisplayName>,
     /// `true` disables the partner at once (its tokens stop working); `false` enables it.
     pub disabled: Option<bool>,
 }
@@ -94,8 +107,8 @@ pub struct PasswordRequest {
 
 /// The throttle bucket of the caller: the socket peer, or the forwarded client when the peer is
 /// one of `server.trusted_proxies` (see [`crate::client_ip`]).
-pub fn client_ip(state: &AppState, req: &HttpRequest) -> String {
-    crate::client_ip::client_ip(req, &state.settings.server.trusted_proxies)
+pub fn client_ip(auth: &Auth, req: &HttpRequest) -> String {
+    crate::client_ip::client_ip(req, &auth.trusted_proxies)
         .map(|ip| ip.to_string())
         .unwrap_or_else(|| "unknown".into())
 }
@@ -109,12 +122,12 @@ pub fn client_ip(state: &AppState, req: &HttpRequest) -> String {
         (status = 429, description = "Too many failed logins; retry after `Retry-After` seconds", body = Problem),
     ))]
 pub async fn token(
-    state: web::Data<AppState>,
+    auth: web::Data<Auth>,
     req: HttpRequest,
     body: Json<TokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let pair = service::login(&state, &body.email, body.password, &client_ip(&state, &req)).await?;
+    let pair = service::login(&auth, &body.email, body.password, &client_ip(&auth, &req)).await?;
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(pair))
@@ -128,10 +141,10 @@ pub async fn token(
         (status = 401, description = "The refresh token is unknown, expired, revoked or was already used", body = Problem),
     ))]
 pub async fn refresh(
-    state: web::Data<AppState>,
+    auth: web::Data<Auth>,
     body: Json<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let pair = service::refresh(&state, &body.refresh_token).await?;
+    let pair = service::refresh(&auth, &body.refresh_token).await?;
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(pair))
@@ -143,13 +156,12 @@ pub async fn refresh(
     security(("bearer" = [])),
     responses((status = 204, description = "The access token and the refresh-token family are revoked")))]
 pub async fn logout(
-    state: web::Data<AppState>,
-    memo: web::Data<StatusMemo>,
+    auth: web::Data<Auth>,
     user: AuthenticatedUser,
     body: OptionalJson<LogoutRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.0.unwrap_or_default();
-    service::logout(&state, &memo, &user.0, body.refresh_token.as_deref()).await?;
+    service::logout(&auth, &user.0, body.refresh_token.as_deref()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -176,10 +188,12 @@ const REGISTRATION_ACCEPTED: RegistrationAccepted = RegistrationAccepted {
         (status = 422, body = Problem),
     ))]
 pub async fn register(
-    state: web::Data<AppState>,
+    auth: web::Data<Auth>,
     body: Json<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    service::register(&state, &body.email, &body.password, &body.display_name).await?;
+    // A closed registration answers 403 before the body's display name and password are judged.
+    service::check_registration_open(&auth)?;
+    service::register(&auth, body.into_inner().parse()?).await?;
     Ok(HttpResponse::Accepted().json(REGISTRATION_ACCEPTED))
 }
 
@@ -187,11 +201,8 @@ pub async fn register(
 #[utoipa::path(get, path = "/api/v1/me", tag = "auth", operation_id = "getMe",
     security(("bearer" = [])),
     responses((status = 200, description = "The caller's account", body = UserView)))]
-pub async fn me(
-    state: web::Data<AppState>,
-    user: AuthenticatedUser,
-) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(service::me(&state, &user.0).await?))
+pub async fn me(auth: web::Data<Auth>, user: AuthenticatedUser) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(service::me(&auth, &user.0).await?))
 }
 
 /// List partners, newest first (admin).
@@ -199,12 +210,12 @@ pub async fn me(
     params(PageParams), security(("bearer" = ["admin"])),
     responses((status = 200, description = "One page of partners, newest first", body = Page<UserView>)))]
 pub async fn list_partners(
-    state: web::Data<AppState>,
+    auth: web::Data<Auth>,
     _admin: AdminUser,
     page: Query<PageParams>,
 ) -> Result<HttpResponse, ApiError> {
     let (limit, cursor) = page.limit_and_cursor();
-    Ok(HttpResponse::Ok().json(service::list_partners(&state, limit, cursor).await?))
+    Ok(HttpResponse::Ok().json(service::list_partners(&auth, limit, cursor).await?))
 }
 
 /// Create a partner account (admin).
@@ -215,18 +226,11 @@ pub async fn list_partners(
         (status = 409, description = "An account with this email already exists", body = Problem),
     ))]
 pub async fn create_partner(
-    state: web::Data<AppState>,
+    auth: web::Data<Auth>,
     _admin: AdminUser,
     body: Json<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = service::create_user(
-        &state,
-        &body.email,
-        &body.password,
-        Role::Partner,
-        &body.display_name,
-    )
-    .await?;
+    let user = service::create_account(&auth, body.into_inner().parse()?, Role::Partner).await?;
     Ok(HttpResponse::Created().json(user))
 }
 
@@ -244,11 +248,11 @@ fn partner_id(raw: &str) -> Result<UserId, ApiError> {
         (status = 404, description = "No such partner", body = Problem),
     ))]
 pub async fn get_partner(
-    state: web::Data<AppState>,
+    auth: web::Data<Auth>,
     _admin: AdminUser,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(service::get_partner(&state, partner_id(&id)?).await?))
+    Ok(HttpResponse::Ok().json(service::get_partner(&auth, partner_id(&id)?).await?))
 }
 
 /// Rename, disable or enable a partner (admin). Disabling takes effect at once.
@@ -260,17 +264,15 @@ pub async fn get_partner(
         (status = 404, description = "No such partner", body = Problem),
     ))]
 pub async fn update_partner(
-    state: web::Data<AppState>,
-    memo: web::Data<StatusMemo>,
+    auth: web::Data<Auth>,
     _admin: AdminUser,
     id: web::Path<String>,
     body: Json<UpdatePartnerRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let user = service::update_partner(
-        &state,
-        &memo,
+        &auth,
         partner_id(&id)?,
-        body.display_name.as_deref(),
+        body.display_name.as_ref(),
         body.disabled,
     )
     .await?;
@@ -286,12 +288,63 @@ pub async fn update_partner(
         (status = 404, description = "No such partner", body = Problem),
     ))]
 pub async fn reset_password(
-    state: web::Data<AppState>,
-    memo: web::Data<StatusMemo>,
+    auth: web::Data<Auth>,
     _admin: AdminUser,
     id: web::Path<String>,
     body: Json<PasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    service::reset_password(&state, &memo, partner_id(&id)?, &body.password).await?;
+    service::reset_password(&auth, partner_id(&id)?, &body.password).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem_field(err: ApiError) -> (String, String) {
+        match err {
+            ApiError::Validation { errors, .. } => {
+                (errors[0].field.clone(), errors[0].message.clone())
+            }
+            other => panic!("not a validation error: {other}"),
+        }
+    }
+
+    #[test]
+    fn a_bad_email_or_display_name_is_a_problem_naming_its_field() {
+        let body = |email: &str, name: &str| {
+            serde_json::json!({"email": email, "password": "correct horse battery staple",
+                "display_name": name})
+        };
+        let err = Json::<RegisterRequest>::from_value(body("bad", ""))
+            .err()
+            .unwrap();
+        assert_eq!(
+            problem_field(err),
+            ("email".into(), "is not an email address".into())
+        );
+        let request = Json::<RegisterRequest>::from_value(body("a@b.io", " "))
+            .unwrap()
+            .into_inner();
+        let err = ApiError::from(request.parse().err().unwrap());
+        assert_eq!(
+            problem_field(err),
+            ("display_name".into(), "is required".into())
+        );
+        let err = Json::<UpdatePartnerRequest>::from_value(serde_json::json!({"display_name": ""}))
+            .err()
+            .unwrap();
+        assert_eq!(
+            problem_field(err),
+            ("display_name".into(), "is required".into())
+        );
+        let err =
+            Json::<TokenRequest>::from_value(serde_json::json!({"email": "x", "password": ""}))
+                .err()
+                .unwrap();
+        assert_eq!(
+            problem_field(err),
+            ("password".into(), "is required".into())
+        );
+    }
 }

@@ -6,56 +6,16 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::domain::{Email, NewPassword, Role, UserId, parse_display_name};
-use super::status_cache::StatusMemo;
+use super::Auth;
+use super::domain::{
+    DisplayName, Email, LoginEmail, LoginPassword, NewAccount, NewPassword, Role, UserId,
+};
+pub use super::error::AuthError;
 use super::store::{self, UserRow};
 use super::throttle::{Attempt, LoginThrottle};
-use super::tokens::{self, TokenError, TokenKeys};
-use crate::error::ApiError;
+use super::tokens::{self, TokenError};
 use crate::error::unique_violation;
 use crate::pagination::{Cursor, Page};
-use crate::state::AppState;
-
-#[derive(Debug, thiserror::Error)]
-pub enum AuthError {
-    /// Same answer for an unknown email, a wrong password and a disabled account.
-    #[error("invalid email or password")]
-    InvalidCredentials,
-    #[error("invalid token: {0}")]
-    InvalidToken(String),
-    #[error("this endpoint requires the {0} role")]
-    WrongRole(&'static str),
-    #[error("too many failed logins")]
-    Throttled { retry_after_secs: u64 },
-    #[error("an account with this email already exists")]
-    EmailTaken,
-    #[error("self-registration is disabled on this service")]
-    RegistrationClosed,
-    #[error("no such partner")]
-    PartnerNotFound,
-    #[error("no user has this email")]
-    UserNotFound,
-    #[error("{field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
-    #[error(transparent)]
-    Unexpected(#[from] anyhow::Error),
-}
-
-impl From<sqlx::Error> for AuthError {
-    fn from(e: sqlx::Error) -> Self {
-        AuthError::Unexpected(e.into())
-    }
-}
-
-fn invalid(field: &'static str, message: &str) -> AuthError {
-    AuthError::Invalid {
-        field,
-        message: message.to_owned(),
-    }
-}
 
 /// A user as the API shows it (never the password hash).
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -113,12 +73,22 @@ pub struct Caller {
     pub session_started: i64,
 }
 
-fn keys(state: &AppState) -> TokenKeys {
-    TokenKeys::new(&state.settings.auth)
+impl From<&tokens::Claims> for Caller {
+    fn from(claims: &tokens::Claims) -> Self {
+        Self {
+            id: UserId::from_uuid(claims.sub),
+            role: claims.role,
+            jti: claims.jti,
+            expires_at: claims.exp,
+            epoch: claims.epoch,
+            session: claims.session(),
+            session_started: claims.session_started(),
+        }
+    }
 }
 
 async fn issue_pair(
-    state: &AppState,
+    auth: &Auth,
     conn: &mut sqlx::PgConnection,
     user: UserId,
     role: Role,
@@ -126,10 +96,9 @@ async fn issue_pair(
     family: Uuid,
     now: DateTime<Utc>,
 ) -> Result<TokenResponse, AuthError> {
-    let keys = keys(state);
-    let (access, _) = keys.issue(user, role, token_epoch, now)?;
+    let (access, _) = auth.keys.issue(user, role, token_epoch, now)?;
     let refresh = tokens::new_refresh_token();
-    let ttl = crate::settings::secs(state.settings.auth.refresh_token_ttl_secs);
+    let ttl = crate::settings::secs(auth.settings.refresh_token_ttl_secs);
     store::insert_refresh(
         conn,
         user,
@@ -143,53 +112,60 @@ async fn issue_pair(
     Ok(TokenResponse {
         access_token: access,
         token_type: "Bearer",
-        expires_in: keys.access_ttl_secs(),
+        expires_in: auth.keys.access_ttl_secs(),
         refresh_token: refresh,
         refresh_expires_in: ttl,
     })
 }
 
-#[tracing::instrument(skip(state, password), fields(ip = %ip))]
-pub async fn login(
-    state: &AppState,
-    email: &str,
-    password: String,
+/// Checks a login's credentials against the throttle and the stored hash: the enabled user
+/// they name, or why not.
+async fn verify_login(
+    auth: &Auth,
+    email: &LoginEmail,
+    password: LoginPassword,
     ip: &str,
-) -> Result<TokenResponse, AuthError> {
-    if email.trim().is_empty() {
-        return Err(invalid("email", "is required"));
-    }
-    if password.is_empty() {
-        return Err(invalid("password", "is required"));
-    }
-    if password.len() > 1024 {
+) -> Result<UserRow, AuthError> {
+    if password.expose().len() > 1024 {
         return Err(AuthError::InvalidCredentials);
     }
-    let throttle = LoginThrottle::new(&state.redis, &state.settings.auth, email, ip);
+    let throttle = LoginThrottle::new(&auth.redis, &auth.settings, email, ip);
     // The attempt is counted before the (slow) password check, so concurrent guesses cannot
     // all pass a check that none of them has counted yet.
     if let Attempt::Blocked { retry_after_secs } = throttle.reserve().await {
         return Err(AuthError::Throttled { retry_after_secs });
     }
-    let user = match Email::parse(email) {
-        Ok(e) => store::find_by_email(&state.db, &e).await?,
-        Err(_) => None,
+    let user = match email.email() {
+        Some(e) => store::find_by_email(&auth.db, e).await?,
+        None => None,
     };
     // Verify against a dummy hash for unknown emails so both cost the same time.
     let hash = user
         .as_ref()
         .map(|u| u.password_hash.clone())
         .unwrap_or_else(|| super::password::DUMMY_HASH.to_owned());
-    let password_ok = super::password::verify(password, hash).await?;
+    let password_ok = super::password::verify(password.into_inner(), hash).await?;
     let user = match user {
         Some(u) if password_ok && u.disabled_at.is_none() => u,
         _ => return Err(AuthError::InvalidCredentials),
     };
     throttle.release().await;
-    let now = state.clock.now();
-    let mut tx = state.db.begin().await?;
+    Ok(user)
+}
+
+/// Exchanges credentials for an access token and a refresh token (a new token family).
+#[tracing::instrument(skip(auth, email, password), fields(ip = %ip, email = %email))]
+pub async fn login(
+    auth: &Auth,
+    email: &LoginEmail,
+    password: LoginPassword,
+    ip: &str,
+) -> Result<TokenResponse, AuthError> {
+    let user = verify_login(auth, email, password, ip).await?;
+    let now = auth.clock.now();
+    let mut tx = auth.db.begin().await?;
     let pair = issue_pair(
-        state,
+        auth,
         &mut tx,
         UserId::from_uuid(user.id),
         user.role,
@@ -203,15 +179,35 @@ pub async fn login(
     Ok(pair)
 }
 
+/// Exchanges credentials for an access token alone, and the caller it establishes: a session
+/// that is kept alive by [`renew_session`] rather than by a refresh token (the monitor's).
+#[tracing::instrument(skip(auth, email, password), fields(ip = %ip, email = %email))]
+pub async fn start_session(
+    auth: &Auth,
+    email: &LoginEmail,
+    password: LoginPassword,
+    ip: &str,
+) -> Result<(String, Caller), AuthError> {
+    let user = verify_login(auth, email, password, ip).await?;
+    let (token, claims) = auth.keys.issue(
+        UserId::from_uuid(user.id),
+        user.role,
+        user.token_epoch,
+        auth.clock.now(),
+    )?;
+    tracing::info!(user_id = %user.id, "login succeeded");
+    Ok((token, Caller::from(&claims)))
+}
+
 /// Rotates a refresh token. Presenting a token that was already used (a replay, likely a theft)
 /// revokes its whole family, so both the thief and the victim must log in again.
 #[tracing::instrument(skip_all)]
-pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<TokenResponse, AuthError> {
+pub async fn refresh(auth: &Auth, refresh_token: &str) -> Result<TokenResponse, AuthError> {
     if refresh_token.is_empty() || refresh_token.len() > 256 {
         return Err(AuthError::InvalidToken("unknown refresh token".into()));
     }
-    let now = state.clock.now();
-    let mut tx = state.db.begin().await?;
+    let now = auth.clock.now();
+    let mut tx = auth.db.begin().await?;
     let Some(row) =
         store::lock_refresh(&mut tx, &tokens::hash_refresh_token(refresh_token)).await?
     else {
@@ -230,7 +226,7 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<TokenRespo
     if row.expires_at <= now {
         return Err(AuthError::InvalidToken("refresh token expired".into()));
     }
-    let user = store::find_by_id(&state.db, UserId::from_uuid(row.user_id)).await?;
+    let user = store::find_by_id(&auth.db, UserId::from_uuid(row.user_id)).await?;
     let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
         return Err(AuthError::InvalidToken("account is disabled".into()));
     };
@@ -240,7 +236,7 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<TokenRespo
     }
     store::mark_used(&mut tx, row.id, now).await?;
     let pair = issue_pair(
-        state,
+        auth,
         &mut tx,
         UserId::from_uuid(user.id),
         user.role,
@@ -256,14 +252,13 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<TokenRespo
 /// Revokes the refresh-token family of `refresh_token` (when given and owned by the caller)
 /// and deny-lists the caller's access token until it would have expired.
 pub async fn logout(
-    state: &AppState,
-    memo: &StatusMemo,
+    auth: &Auth,
     caller: &Caller,
     refresh_token: Option<&str>,
 ) -> Result<(), AuthError> {
-    let now = state.clock.now();
+    let now = auth.clock.now();
     if let Some(token) = refresh_token {
-        let mut tx = state.db.begin().await?;
+        let mut tx = auth.db.begin().await?;
         if let Some(row) = store::lock_refresh(&mut tx, &tokens::hash_refresh_token(token)).await?
             && row.user_id == caller.id.as_uuid()
         {
@@ -271,47 +266,46 @@ pub async fn logout(
         }
         tx.commit().await?;
     }
-    let leeway = crate::settings::secs(state.settings.auth.leeway_secs);
+    let leeway = crate::settings::secs(auth.settings.leeway_secs);
     let ttl = (caller.expires_at - now.timestamp()).max(1) + leeway;
-    memo.forget_user(caller.id.as_uuid());
+    auth.memo.forget_user(caller.id.as_uuid());
     let revoke = |jti: Uuid, ttl: i64| {
         let mut cmd = redis::cmd("SET");
-        cmd.arg(revoked_key(state, jti)).arg(1).arg("EX").arg(ttl);
+        cmd.arg(revoked_key(auth, jti)).arg(1).arg("EX").arg(ttl);
         cmd
     };
-    state.redis.run::<()>(&revoke(caller.jti, ttl)).await?;
+    auth.redis.run::<()>(&revoke(caller.jti, ttl)).await?;
     if caller.session != caller.jti {
         // A renewed session: its earlier tokens may still be unexpired (and renewable) too.
-        let session_end = caller.session_started
-            + i64::try_from(state.settings.auth.monitor_session_max_secs).unwrap_or(i64::MAX / 2);
+        let session_end =
+            caller.session_started + crate::settings::secs(auth.settings.monitor_session_max_secs);
         let ttl = (session_end - now.timestamp()).max(1) + leeway;
-        state.redis.run::<()>(&revoke(caller.session, ttl)).await?;
+        auth.redis.run::<()>(&revoke(caller.session, ttl)).await?;
     }
     Ok(())
 }
 
-fn revoked_key(state: &AppState, jti: Uuid) -> String {
-    state.redis.key(&format!("auth:revoked_jti:{jti}"))
+fn revoked_key(auth: &Auth, jti: Uuid) -> String {
+    auth.redis.key(&format!("auth:revoked_jti:{jti}"))
 }
 
 /// A fresh access token continuing `caller`'s session, for a sliding session (the monitor's):
-/// valid for another `auth.access_token_ttl_secs`, but never past `max_secs` after the session
-/// began. `None` when the session has nothing left to gain (already at its absolute end).
+/// valid for another `auth.access_token_ttl_secs`, but never past `max_secs` seconds after the
+/// session began. `None` when the session has nothing left to gain (already at its absolute end).
 /// `caller` must come from [`authenticate`], which checked that the account is enabled and in
 /// the token's epoch.
 pub fn renew_session(
-    state: &AppState,
+    auth: &Auth,
     caller: &Caller,
-    max_secs: u64,
+    max_secs: i64,
 ) -> Result<Option<(String, Caller)>, AuthError> {
-    let now = state.clock.now();
-    let keys = keys(state);
-    let session_end = caller.session_started + i64::try_from(max_secs).unwrap_or(i64::MAX / 2);
-    let expires_at = (now.timestamp() + keys.access_ttl_secs()).min(session_end);
+    let now = auth.clock.now();
+    let session_end = caller.session_started.saturating_add(max_secs);
+    let expires_at = (now.timestamp() + auth.keys.access_ttl_secs()).min(session_end);
     if expires_at <= caller.expires_at {
         return Ok(None);
     }
-    let (token, claims) = keys.issue_continuing(
+    let (token, claims) = auth.keys.issue_continuing(
         caller.id,
         caller.role,
         caller.epoch,
@@ -339,13 +333,10 @@ pub fn renew_session(
 /// [`super::status_cache::STATUS_MEMO_TTL`]. Every change this service makes overwrites the Redis
 /// entry with the new status, so it takes effect at once on every instance (within the memo's
 /// second on the others).
-pub async fn authenticate(
-    state: &AppState,
-    memo: &StatusMemo,
-    token: &str,
-) -> Result<Caller, AuthError> {
-    let claims = keys(state)
-        .verify(token, state.clock.now())
+pub async fn authenticate(auth: &Auth, token: &str) -> Result<Caller, AuthError> {
+    let claims = auth
+        .keys
+        .verify(token, auth.clock.now())
         .map_err(|e| match e {
             TokenError::Expired => AuthError::InvalidToken("token has expired".into()),
             TokenError::NotYetValid => AuthError::InvalidToken("token is not valid yet".into()),
@@ -355,23 +346,15 @@ pub async fn authenticate(
             }
         })?;
     let user = UserId::from_uuid(claims.sub);
-    let caller = Caller {
-        id: user,
-        role: claims.role,
-        jti: claims.jti,
-        expires_at: claims.exp,
-        epoch: claims.epoch,
-        session: claims.session(),
-        session_started: claims.session_started(),
-    };
-    if memo.is_fresh(user.as_uuid(), claims.jti) {
+    let caller = Caller::from(&claims);
+    if auth.memo.is_fresh(user.as_uuid(), claims.jti) {
         return Ok(caller);
     }
-    let status_key = status_key(state, user);
-    let token_revoked_key = revoked_key(state, claims.jti);
+    let status_key = status_key(auth, user);
+    let token_revoked_key = revoked_key(auth, claims.jti);
     // A renewed token is logged out with its session, whichever of its tokens logged out.
-    let session_revoked_key = revoked_key(state, claims.session());
-    let cached: anyhow::Result<(Option<String>, Option<String>, Option<String>)> = state
+    let session_revoked_key = revoked_key(auth, claims.session());
+    let cached: anyhow::Result<(Option<String>, Option<String>, Option<String>)> = auth
         .redis
         .run(
             redis::cmd("MGET")
@@ -386,9 +369,9 @@ pub async fn authenticate(
         }
         Ok((Some(cached), None, None)) => UserStatus::decode(&cached),
         Ok((None, None, None)) => {
-            let status = UserStatus::from(store::active_token_epoch(&state.db, user).await?);
+            let status = UserStatus::from(store::active_token_epoch(&auth.db, user).await?);
             // NX: a status written by a change since our read must not be overwritten by it.
-            let _ = state
+            let _ = auth
                 .redis
                 .run::<Option<String>>(
                     redis::cmd("SET")
@@ -396,14 +379,14 @@ pub async fn authenticate(
                         .arg(status.encode())
                         .arg("NX")
                         .arg("EX")
-                        .arg(state.settings.auth.user_status_cache_secs.max(1)),
+                        .arg(auth.settings.user_status_cache_secs.max(1)),
                 )
                 .await;
             status
         }
         Err(e) => {
             tracing::warn!(error = %e, "user status cache unavailable; asking PostgreSQL");
-            UserStatus::from(store::active_token_epoch(&state.db, user).await?)
+            UserStatus::from(store::active_token_epoch(&auth.db, user).await?)
         }
     };
     match status {
@@ -419,7 +402,7 @@ pub async fn authenticate(
             ));
         }
     }
-    memo.remember(user.as_uuid(), claims.jti);
+    auth.memo.remember(user.as_uuid(), claims.jti);
     Ok(caller)
 }
 
@@ -458,25 +441,24 @@ impl UserStatus {
     }
 }
 
-fn status_key(state: &AppState, user: UserId) -> String {
-    state
-        .redis
+fn status_key(auth: &Auth, user: UserId) -> String {
+    auth.redis
         .key(&format!("auth:user_status:{}", user.as_uuid()))
 }
 
 /// Publishes a user's new status after a change (disable, enable, new password): this process
 /// forgets the tokens it vouched for, and the Redis entry is overwritten (not deleted) so that a
 /// concurrent check that read the old row cannot put the old status back.
-async fn publish_status(state: &AppState, memo: &StatusMemo, user: UserId, status: UserStatus) {
-    memo.forget_user(user.as_uuid());
-    let result = state
+async fn publish_status(auth: &Auth, user: UserId, status: UserStatus) {
+    auth.memo.forget_user(user.as_uuid());
+    let result = auth
         .redis
         .run::<()>(
             redis::cmd("SET")
-                .arg(status_key(state, user))
+                .arg(status_key(auth, user))
                 .arg(status.encode())
                 .arg("EX")
-                .arg(state.settings.auth.user_status_cache_secs.max(1)),
+                .arg(auth.settings.user_status_cache_secs.max(1)),
         )
         .await;
     if let Err(e) = result {
@@ -485,26 +467,37 @@ async fn publish_status(state: &AppState, memo: &StatusMemo, user: UserId, statu
     }
 }
 
-/// Creates a user (CLI, seed, admin API, registration).
+/// Creates a user from raw input (the CLI, the seed): parsed field by field, as a request's
+/// would be, then [`create_account`].
 pub async fn create_user(
-    state: &AppState,
+    auth: &Auth,
     email: &str,
     password: &str,
     role: Role,
     display_name: &str,
 ) -> Result<UserView, AuthError> {
-    let email = Email::parse(email).map_err(|m| invalid("email", m))?;
-    let display_name = parse_display_name(display_name).map_err(|m| invalid("display_name", m))?;
-    let password = NewPassword::parse(password, &[email.as_str(), &display_name])
-        .map_err(|m| invalid("password", &m))?;
-    let hash = super::password::hash(password.expose().to_owned()).await?;
+    create_account(
+        auth,
+        NewAccount::parse(email, display_name, password)?,
+        role,
+    )
+    .await
+}
+
+/// Creates a user (admin API, registration, and through [`create_user`] the CLI and the seed).
+pub async fn create_account(
+    auth: &Auth,
+    account: NewAccount,
+    role: Role,
+) -> Result<UserView, AuthError> {
+    let hash = super::password::hash(account.password.expose().to_owned()).await?;
     match store::insert_user(
-        &state.db,
-        &email,
+        &auth.db,
+        &account.email,
         &hash,
         role,
-        &display_name,
-        state.clock.now(),
+        account.display_name.as_str(),
+        auth.clock.now(),
     )
     .await
     {
@@ -514,19 +507,21 @@ pub async fn create_user(
     }
 }
 
+/// Whether self-registration is open (`auth.registration_enabled`).
+pub fn check_registration_open(auth: &Auth) -> Result<(), AuthError> {
+    if auth.settings.registration_enabled {
+        Ok(())
+    } else {
+        Err(AuthError::RegistrationClosed)
+    }
+}
+
 /// Self-registration of a partner. A taken email gets the same answer as a new one (and costs
 /// the same: the password is hashed either way), so registration does not tell a stranger which
 /// addresses have accounts; the existing account is left untouched.
-pub async fn register(
-    state: &AppState,
-    email: &str,
-    password: &str,
-    display_name: &str,
-) -> Result<(), AuthError> {
-    if !state.settings.auth.registration_enabled {
-        return Err(AuthError::RegistrationClosed);
-    }
-    match create_user(state, email, password, Role::Partner, display_name).await {
+pub async fn register(auth: &Auth, account: NewAccount) -> Result<(), AuthError> {
+    check_registration_open(auth)?;
+    match create_account(auth, account, Role::Partner).await {
         Ok(user) => {
             tracing::info!(user_id = %user.id, "partner registered");
             Ok(())
@@ -539,19 +534,19 @@ pub async fn register(
     }
 }
 
-pub async fn me(state: &AppState, caller: &Caller) -> Result<UserView, AuthError> {
-    store::find_by_id(&state.db, caller.id)
+pub async fn me(auth: &Auth, caller: &Caller) -> Result<UserView, AuthError> {
+    store::find_by_id(&auth.db, caller.id)
         .await?
         .map(UserView::from)
         .ok_or_else(|| AuthError::InvalidToken("account no longer exists".into()))
 }
 
 pub async fn list_partners(
-    state: &AppState,
+    auth: &Auth,
     limit: i64,
     cursor: Option<Cursor>,
 ) -> Result<Page<UserView>, AuthError> {
-    let rows = store::list_partners(&state.db, limit, cursor).await?;
+    let rows = store::list_partners(&auth.db, limit, cursor).await?;
     let views: Vec<UserView> = rows.into_iter().map(UserView::from).collect();
     Ok(Page::from_rows(views, limit, |u| Cursor {
         at: u.created_at,
@@ -559,8 +554,8 @@ pub async fn list_partners(
     }))
 }
 
-pub async fn get_partner(state: &AppState, id: UserId) -> Result<UserView, AuthError> {
-    store::find_by_id(&state.db, id)
+pub async fn get_partner(auth: &Auth, id: UserId) -> Result<UserView, AuthError> {
+    store::find_by_id(&auth.db, id)
         .await?
         .filter(|u| u.role == Role::Partner)
         .map(UserView::from)
@@ -568,22 +563,17 @@ pub async fn get_partner(state: &AppState, id: UserId) -> Result<UserView, AuthE
 }
 
 pub async fn update_partner(
-    state: &AppState,
-    memo: &StatusMemo,
+    auth: &Auth,
     id: UserId,
-    display_name: Option<&str>,
+    display_name: Option<&DisplayName>,
     disabled: Option<bool>,
 ) -> Result<UserView, AuthError> {
-    let display_name = display_name
-        .map(parse_display_name)
-        .transpose()
-        .map_err(|m| invalid("display_name", m))?;
     let row = store::update_partner(
-        &state.db,
+        &auth.db,
         id,
-        display_name.as_deref(),
+        display_name.map(DisplayName::as_str),
         disabled,
-        state.clock.now(),
+        auth.clock.now(),
     )
     .await?
     .ok_or(AuthError::PartnerNotFound)?;
@@ -594,7 +584,7 @@ pub async fn update_partner(
                 token_epoch: row.token_epoch,
             },
         };
-        publish_status(state, memo, id, status).await;
+        publish_status(auth, id, status).await;
     }
     Ok(row.into())
 }
@@ -603,16 +593,16 @@ pub async fn update_partner(
 /// `user set-password`): the token epoch moves on and the refresh tokens are revoked, so the
 /// user's other sessions end.
 pub async fn set_password_by_email(
-    state: &AppState,
+    auth: &Auth,
     email: &str,
     password: &str,
 ) -> Result<UserView, AuthError> {
-    let email = Email::parse(email).map_err(|m| invalid("email", m))?;
-    let password =
-        NewPassword::parse(password, &[email.as_str()]).map_err(|m| invalid("password", &m))?;
+    let email = Email::parse(email).map_err(|m| AuthError::invalid("email", m))?;
+    let password = NewPassword::parse(password, &[email.as_str()])
+        .map_err(|m| AuthError::invalid("password", m))?;
     let hash = super::password::hash(password.expose().to_owned()).await?;
-    let now = state.clock.now();
-    let mut tx = state.db.begin().await?;
+    let now = auth.clock.now();
+    let mut tx = auth.db.begin().await?;
     let row = store::set_password_of_email(&mut tx, &email, &hash, now)
         .await?
         .ok_or(AuthError::UserNotFound)?;
@@ -624,52 +614,27 @@ pub async fn set_password_by_email(
 
 /// Sets a new password; every access and refresh token of the partner stops working (the token
 /// epoch moves on, and the refresh tokens are marked revoked too).
-pub async fn reset_password(
-    state: &AppState,
-    memo: &StatusMemo,
-    id: UserId,
-    password: &str,
-) -> Result<(), AuthError> {
-    let user = store::find_by_id(&state.db, id)
+pub async fn reset_password(auth: &Auth, id: UserId, password: &str) -> Result<(), AuthError> {
+    let user = store::find_by_id(&auth.db, id)
         .await?
         .filter(|u| u.role == Role::Partner)
         .ok_or(AuthError::PartnerNotFound)?;
+    // The strength check needs the account's own email and name, so it happens here, once the
+    // partner is found (an unknown partner is a 404 whatever the password).
     let password = NewPassword::parse(password, &[&user.email, &user.display_name])
-        .map_err(|m| invalid("password", &m))?;
+        .map_err(|m| AuthError::invalid("password", m))?;
     let hash = super::password::hash(password.expose().to_owned()).await?;
-    let now = state.clock.now();
-    let mut tx = state.db.begin().await?;
+    let now = auth.clock.now();
+    let mut tx = auth.db.begin().await?;
     let Some(token_epoch) = store::set_password(&mut tx, id, &hash, now).await? else {
         return Err(AuthError::PartnerNotFound);
     };
     store::revoke_all_for_user(&mut tx, id, now).await?;
     tx.commit().await?;
-    let status = match store::find_by_id(&state.db, id).await? {
+    let status = match store::find_by_id(&auth.db, id).await? {
         Some(user) if user.disabled_at.is_none() => UserStatus::Active { token_epoch },
         _ => UserStatus::Inactive,
     };
-    publish_status(state, memo, id, status).await;
+    publish_status(auth, id, status).await;
     Ok(())
-}
-
-impl From<AuthError> for ApiError {
-    fn from(e: AuthError) -> Self {
-        use AuthError as A;
-        match e {
-            A::InvalidCredentials => ApiError::Unauthorized("invalid email or password".into()),
-            A::InvalidToken(d) => ApiError::Unauthorized(d),
-            A::WrongRole(role) => {
-                ApiError::Forbidden(format!("this endpoint requires the {role} role"))
-            }
-            A::Throttled { retry_after_secs } => ApiError::TooManyRequests { retry_after_secs },
-            A::EmailTaken => ApiError::Conflict("an account with this email already exists".into()),
-            A::RegistrationClosed => {
-                ApiError::Forbidden("self-registration is disabled on this service".into())
-            }
-            A::PartnerNotFound => ApiError::NotFound("no such partner".into()),
-            A::UserNotFound => ApiError::NotFound("no such user".into()),
-            A::Invalid { field, message } => ApiError::validation(field, message),
-            A::Unexpected(e) => ApiError::Internal(e),
-        }
-    }
 }

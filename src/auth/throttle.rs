@@ -16,7 +16,7 @@ use std::sync::LazyLock;
 
 use sha2::{Digest, Sha256};
 
-use super::domain::Email;
+use super::domain::LoginEmail;
 use crate::redis_client::Redis;
 use crate::settings::AuthSettings;
 
@@ -76,13 +76,8 @@ pub struct LoginThrottle<'a> {
 }
 
 impl<'a> LoginThrottle<'a> {
-    pub fn new(redis: &'a Redis, settings: &AuthSettings, email: &str, ip: &str) -> Self {
-        let email_hash = hex::encode(Sha256::digest(
-            Email::parse(email)
-                .map(|e| e.as_str().to_owned())
-                .unwrap_or_else(|_| email.to_owned())
-                .as_bytes(),
-        ));
+    pub fn new(redis: &'a Redis, settings: &AuthSettings, email: &LoginEmail, ip: &str) -> Self {
+        let email_hash = hex::encode(Sha256::digest(email.throttle_subject().as_bytes()));
         Self {
             redis,
             account_key: redis.key(&format!("login:account:{email_hash}")),

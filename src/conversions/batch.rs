@@ -19,7 +19,7 @@ use super::service::{self, ConversionError, ConversionView};
 use super::store;
 use crate::auth::PartnerId;
 use crate::currencies::{Currency, CurrencyCode, service as currencies};
-use crate::money::Amount;
+use crate::money::{Amount, RequestedAmount};
 use crate::quotes::service as quotes;
 use crate::rates::{RateQuote, RatesError};
 
@@ -108,16 +108,15 @@ async fn check_item(
     if from.code == to.code {
         return Err(("to", "must differ from `from`".into()));
     }
-    let amount = parse_amount(
-        conversions,
-        required("amount", item.amount)?,
-        from.code,
-        from.minor_units,
-    )
-    .map_err(|e| match e {
-        ConversionError::Invalid { message, .. } => ("amount", message),
-        other => ("amount", other.to_string()),
-    })?;
+    // Items are read as text (so that every bad item is listed), so the amount is parsed here.
+    let requested = RequestedAmount::parse(required("amount", item.amount)?)
+        .map_err(|e| ("amount", e.to_string()))?;
+    let amount = parse_amount(conversions, &requested, from.code, from.minor_units).map_err(
+        |e| match e {
+            ConversionError::Invalid { message, .. } => ("amount", message),
+            other => ("amount", other.to_string()),
+        },
+    )?;
     let quote_id = item
         .quote_id
         .map(|raw| Uuid::parse_str(raw).map_err(|_| ("quote_id", "no such quote".to_owned())))

@@ -13,7 +13,7 @@ use super::service::{ConversionError, ConversionView, Status, invalid};
 use super::store::{self, ConversionRow};
 use crate::auth::PartnerId;
 use crate::currencies::CurrencyCode;
-use crate::money::{self, Amount, Rate};
+use crate::money::{self, Amount, Rate, RequestedAmount};
 use crate::quotes::service::{self as quotes, LockedRate, QuoteUseError};
 use crate::webhooks::EventType;
 
@@ -21,7 +21,7 @@ use crate::webhooks::EventType;
 pub struct ConversionRequest<'a> {
     pub from: CurrencyCode,
     pub to: CurrencyCode,
-    pub amount: &'a str,
+    pub amount: &'a RequestedAmount,
     /// Convert at this quote's locked rate instead of the rate in force.
     pub quote_id: Option<Uuid>,
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use super::Conversions;
 use super::service::{ConversionError, invalid};
 use crate::currencies::CurrencyCode;
-use crate::money::Amount;
+use crate::money::{Amount, RequestedAmount};
 use crate::rates::pricing::{self, Purpose};
 use crate::settings::StaleRatePolicy;
 
@@ -87,12 +87,12 @@ pub async fn price_pair(
 /// `conversions.max_amount`.
 pub fn parse_amount(
     conversions: &Conversions,
-    raw: &str,
+    requested: &RequestedAmount,
     currency: CurrencyCode,
     minor_units: i16,
 ) -> Result<Amount, ConversionError> {
     let max = &conversions.settings.max_amount;
-    Amount::parse(raw, currency.as_str(), minor_units, max)
+    Amount::of(requested, currency.as_str(), minor_units, max)
         .map_err(|e| invalid("amount", e.to_string()))
 }
 

@@ -15,6 +15,7 @@ use crate::auth::{AuthenticatedUser, PartnerUser};
 use crate::currencies::CurrencyCode;
 use crate::error::{ApiError, Problem};
 use crate::extract::Json;
+use crate::money::RequestedAmount;
 use uuid::Uuid;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -50,8 +51,7 @@ pub struct CreateConversion {
     pub to: CurrencyCode,
     /// Decimal string, positive, with at most the source currency's minor units.
     #[schema(value_type = crate::openapi::PositiveDecimal, example = "100.00")]
-    #[serde(deserialize_with = "crate::money::amount_as_text")]
-    pub amount: String,
+    pub amount: RequestedAmount,
     /// Convert at this quote's locked rate (see `POST /quotes`): same pair, same amount when
     /// the quote fixed one, before it expires.
     pub quote_id: Option<Uuid>,

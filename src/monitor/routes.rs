@@ -9,12 +9,11 @@ use maud::Markup;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::session::{self, MonitorSession};
+use super::session::{self, MonitorSession, Sessions};
 use super::{Monitor, MonitorError, data, views};
 use crate::auth::AuthError;
-use crate::auth::status_cache::StatusMemo;
+use crate::auth::domain::{LoginEmail, LoginPassword};
 use crate::currencies::CurrencyCode;
-use crate::state::AppState;
 use crate::tasks::{TaskRegistry, TaskState};
 
 pub const LOGIN_PATH: &str = "/monitor/login";
@@ -74,26 +73,20 @@ async fn stylesheet() -> HttpResponse {
         .body(CSS)
 }
 
-async fn login_form(
-    state: web::Data<AppState>,
-    memo: web::Data<StatusMemo>,
-    req: HttpRequest,
-) -> HttpResponse {
+async fn login_form(sessions: web::Data<Sessions>, req: HttpRequest) -> HttpResponse {
     // Already signed in: straight to the overview.
     if let Some(cookie) = req.cookie(session::COOKIE)
-        && session::admin_from_token(&state, &memo, cookie.value())
-            .await
-            .is_ok()
+        && sessions.admin_from_token(cookie.value()).await.is_ok()
     {
         return see_other("/monitor");
     }
-    login_page(&state, &req, StatusCode::OK, None, "")
+    login_page(&sessions, &req, StatusCode::OK, None, "")
 }
 
 /// The login form, with the CSRF token of the browser's pre-login nonce; a browser without one
 /// (or with one this service could not have set) gets a new nonce cookie with the page.
 fn login_page(
-    state: &AppState,
+    sessions: &Sessions,
     req: &HttpRequest,
     status: StatusCode,
     message: Option<&str>,
@@ -102,11 +95,11 @@ fn login_page(
     let (nonce, cookie) = match session::login_nonce(req) {
         Some(nonce) => (nonce, None),
         None => {
-            let (nonce, cookie) = session::new_login_cookie(&state.settings);
+            let (nonce, cookie) = sessions.new_login_cookie();
             (nonce, Some(cookie))
         }
     };
-    let csrf = session::login_csrf_token(&state.settings, &nonce);
+    let csrf = sessions.login_csrf_token(&nonce);
     let mut res = html(status, views::login_page(message, email, &csrf));
     if let Some(cookie) = cookie {
         // A cookie built here always encodes into a valid header value.
@@ -121,7 +114,7 @@ pub struct LoginForm {
     email: String,
     #[serde(default)]
     password: String,
-    /// The form's CSRF token ([`session::login_csrf_token`]).
+    /// The form's CSRF token ([`Sessions::login_csrf_token`]).
     #[serde(default)]
     csrf: String,
 }
@@ -132,8 +125,7 @@ const FORM_EXPIRED: &str =
 
 #[tracing::instrument(name = "monitor.login", skip_all)]
 async fn login(
-    state: web::Data<AppState>,
-    memo: web::Data<StatusMemo>,
+    sessions: web::Data<Sessions>,
     req: HttpRequest,
     form: web::Form<LoginForm>,
 ) -> Result<HttpResponse, MonitorError> {
@@ -142,18 +134,28 @@ async fn login(
         password,
         csrf,
     } = form.into_inner();
-    let refused =
-        |status: StatusCode, message: &str| login_page(&state, &req, status, Some(message), &email);
+    let refused = |status: StatusCode, message: &str| {
+        login_page(&sessions, &req, status, Some(message), &email)
+    };
     // Before the credentials are looked at: a forged post neither signs in nor counts as a
     // failed attempt against the throttle.
     let nonce = session::login_nonce(&req);
-    if session::verify_login_csrf(&state.settings, nonce.as_deref(), &csrf).is_err() {
+    if sessions.verify_login_csrf(nonce.as_deref(), &csrf).is_err() {
         tracing::info!("monitor login refused: CSRF token missing or not this browser's");
         return Ok(refused(StatusCode::FORBIDDEN, FORM_EXPIRED));
     }
-    let ip = crate::auth::routes::client_ip(&state, &req);
-    let tokens = match crate::auth::service::login(&state, &email, password, &ip).await {
-        Ok(tokens) => tokens,
+    let auth = &sessions.auth;
+    let ip = crate::auth::routes::client_ip(auth, &req);
+    // Blank fields are refused like wrong ones. The monitor keeps only a short-lived access
+    // token, renewed while the admin is active: no refresh token is issued for it.
+    let started = match (LoginEmail::parse(&email), LoginPassword::parse(password)) {
+        (Ok(email), Ok(password)) => {
+            crate::auth::service::start_session(auth, &email, password, &ip).await
+        }
+        _ => Err(AuthError::InvalidCredentials),
+    };
+    let (access_token, caller) = match started {
+        Ok(started) => started,
         Err(AuthError::InvalidCredentials | AuthError::Invalid { .. }) => {
             return Ok(refused(StatusCode::UNAUTHORIZED, REFUSED));
         }
@@ -171,27 +173,18 @@ async fn login(
         }
         Err(e) => return Err(MonitorError::Internal(anyhow::Error::new(e))),
     };
-    let caller = crate::auth::service::authenticate(&state, &memo, &tokens.access_token)
-        .await
-        .map_err(|e| MonitorError::Internal(anyhow::Error::new(e)))?;
     if caller.role != crate::auth::Role::Admin {
-        // A partner's credentials are right but open nothing here: revoke what login issued.
-        crate::auth::service::logout(&state, &memo, &caller, Some(&tokens.refresh_token))
-            .await
-            .map_err(|e| MonitorError::Internal(anyhow::Error::new(e)))?;
+        // A partner's credentials are right but open nothing here: its token is never sent.
         tracing::info!(user_id = %caller.id, "partner refused at the monitor login");
         return Ok(refused(StatusCode::FORBIDDEN, REFUSED));
     }
-    // The monitor keeps only the short-lived access token: the refresh token never leaves the
-    // server, so the session cannot outlive `auth.access_token_ttl_secs`.
-    let cookie = session::session_cookie(
-        &state.settings,
-        &tokens.access_token,
-        caller.expires_at - state.clock.now().timestamp(),
+    let cookie = sessions.session_cookie(
+        &access_token,
+        caller.expires_at - auth.clock.now().timestamp(),
     );
     Ok(HttpResponse::SeeOther()
         .cookie(cookie)
-        .cookie(session::cleared_login_cookie(&state.settings))
+        .cookie(sessions.cleared_login_cookie())
         .insert_header((header::LOCATION, "/monitor"))
         .finish())
 }
@@ -209,17 +202,16 @@ fn sent_csrf(form: &Option<web::Form<CsrfForm>>) -> Option<&str> {
 
 #[tracing::instrument(name = "monitor.logout", skip_all, fields(user_id = %session.caller.id))]
 async fn logout(
-    state: web::Data<AppState>,
-    memo: web::Data<StatusMemo>,
+    sessions: web::Data<Sessions>,
     session: MonitorSession,
     form: Option<web::Form<CsrfForm>>,
 ) -> Result<HttpResponse, MonitorError> {
-    session.verify_csrf(&state, sent_csrf(&form))?;
-    crate::auth::service::logout(&state, &memo, &session.caller, None)
+    session.verify_csrf(sent_csrf(&form))?;
+    crate::auth::service::logout(&sessions.auth, &session.caller, None)
         .await
         .map_err(|e| MonitorError::Internal(anyhow::Error::new(e)))?;
     Ok(HttpResponse::SeeOther()
-        .cookie(session::cleared_cookie(&state.settings))
+        .cookie(sessions.cleared_cookie())
         .insert_header((header::LOCATION, LOGIN_PATH))
         .finish())
 }
@@ -296,13 +288,11 @@ async fn run(
 #[tracing::instrument(name = "monitor.retry", skip_all, fields(run_id = %id))]
 async fn retry(
     monitor: web::Data<Monitor>,
-    // Only for the session's CSRF check, which is the auth capability's.
-    state: web::Data<AppState>,
     session: MonitorSession,
     id: web::Path<String>,
     form: Option<web::Form<CsrfForm>>,
 ) -> Result<HttpResponse, MonitorError> {
-    session.verify_csrf(&state, sent_csrf(&form))?;
+    session.verify_csrf(sent_csrf(&form))?;
     let run = crate::tasks::retry(&monitor.tasks, run_id(&id)?).await?;
     tracing::info!(run_id = %run.id, user_id = %session.caller.id, "run retried from the monitor");
     Ok(see_other(&format!("/monitor/runs/{}", run.id)))
@@ -311,14 +301,12 @@ async fn retry(
 #[tracing::instrument(name = "monitor.run_now", skip_all, fields(task = %name))]
 async fn run_now(
     monitor: web::Data<Monitor>,
-    // Only for the session's CSRF check, which is the auth capability's.
-    state: web::Data<AppState>,
     registry: web::Data<TaskRegistry>,
     session: MonitorSession,
     name: web::Path<String>,
     form: Option<web::Form<CsrfForm>>,
 ) -> Result<HttpResponse, MonitorError> {
-    session.verify_csrf(&state, sent_csrf(&form))?;
+    session.verify_csrf(sent_csrf(&form))?;
     let run =
         crate::tasks::enqueue(&monitor.tasks, &registry, &name, serde_json::json!({})).await?;
     tracing::info!(run_id = %run.id, user_id = %session.caller.id, "run enqueued from the monitor");

@@ -35,11 +35,9 @@ use secrecy::ExposeSecret;
 use sha2::Sha256;
 
 use super::MonitorError;
-use crate::auth::Role;
 use crate::auth::service::{self, Caller};
-use crate::auth::status_cache::StatusMemo;
-use crate::settings::{Environment, Settings};
-use crate::state::AppState;
+use crate::auth::{Auth, Role};
+use crate::settings::{AuthSettings, Environment};
 
 /// Name of the session cookie.
 pub const COOKIE: &str = "ccs_monitor";
@@ -56,41 +54,125 @@ const RENEW_AFTER_SECS: i64 = 60;
 
 type HmacSha256 = hmac::Hmac<Sha256>;
 
+/// What the monitor's sign-in runs with: the auth capability (token checks and renewals, and
+/// `auth.jwt_secret` as the CSRF key) and whether its cookies are `Secure`. Routes and the
+/// [`MonitorSession`] extractor get it as `web::Data<Sessions>`.
+#[derive(Clone)]
+pub struct Sessions {
+    pub auth: Auth,
+    /// `Secure` cookies: everywhere but `local` and `test` (plain HTTP on a laptop).
+    pub secure_cookies: bool,
+}
+
+impl Sessions {
+    pub fn new(auth: Auth, environment: Environment) -> Self {
+        Self {
+            auth,
+            secure_cookies: secure_cookies(environment),
+        }
+    }
+
+    /// The login form's CSRF token for the pre-login nonce `nonce`.
+    pub fn login_csrf_token(&self, nonce: &str) -> String {
+        login_csrf_token(&self.auth.settings, nonce)
+    }
+
+    /// Checks a login post: its form field must be the token of the nonce in its pre-login
+    /// cookie.
+    pub fn verify_login_csrf(&self, nonce: Option<&str>, sent: &str) -> Result<(), MonitorError> {
+        verify_login_csrf(&self.auth.settings, nonce, sent)
+    }
+
+    /// A new pre-login nonce and the cookie carrying it, scoped to the login form.
+    pub fn new_login_cookie(&self) -> (String, Cookie<'static>) {
+        new_login_cookie(self.secure_cookies)
+    }
+
+    /// A cookie that makes the browser forget the pre-login nonce (after a successful login).
+    pub fn cleared_login_cookie(&self) -> Cookie<'static> {
+        let (_, mut cookie) = self.new_login_cookie();
+        cookie.make_removal();
+        cookie
+    }
+
+    /// The session cookie holding `access_token` for `max_age_secs`.
+    pub fn session_cookie(&self, access_token: &str, max_age_secs: i64) -> Cookie<'static> {
+        session_cookie(self.secure_cookies, access_token, max_age_secs)
+    }
+
+    /// A cookie that makes the browser forget the session.
+    pub fn cleared_cookie(&self) -> Cookie<'static> {
+        let mut cookie = self.session_cookie("", 1);
+        cookie.make_removal();
+        cookie
+    }
+
+    /// Checks an access token for the monitor: valid, not logged out, of an enabled admin.
+    pub async fn admin_from_token(&self, token: &str) -> Result<Caller, MonitorError> {
+        let caller = service::authenticate(&self.auth, token)
+            .await
+            .map_err(|_| MonitorError::LoginRequired)?;
+        if caller.role != Role::Admin {
+            return Err(MonitorError::LoginRequired);
+        }
+        Ok(caller)
+    }
+}
+
 /// An admin signed in to the monitor, established from the session cookie.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MonitorSession {
     /// The admin, as the auth service sees them.
     pub caller: Caller,
     /// The CSRF token every form of this session must send back.
     pub csrf: String,
+    /// The MAC [`MonitorSession::csrf`] is the output of, to check a sent token against.
+    csrf_mac: HmacSha256,
+}
+
+impl std::fmt::Debug for MonitorSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MonitorSession")
+            .field("caller", &self.caller)
+            .finish_non_exhaustive()
+    }
 }
 
 impl MonitorSession {
+    fn new(settings: &AuthSettings, caller: Caller) -> Self {
+        let csrf_mac = csrf_mac(settings, &caller);
+        Self {
+            csrf: hex::encode(csrf_mac.clone().finalize().into_bytes()),
+            csrf_mac,
+            caller,
+        }
+    }
+
     /// Refuses a state-changing request whose form did not carry this session's CSRF token.
-    pub fn verify_csrf(&self, state: &AppState, sent: Option<&str>) -> Result<(), MonitorError> {
+    pub fn verify_csrf(&self, sent: Option<&str>) -> Result<(), MonitorError> {
         let sent = sent.and_then(|s| hex::decode(s).ok()).unwrap_or_default();
         // `verify_slice` compares in constant time.
-        csrf_mac(&state.settings, &self.caller)
+        self.csrf_mac
+            .clone()
             .verify_slice(&sent)
             .map_err(|_| MonitorError::Csrf)
     }
 }
 
-fn keyed_mac(settings: &Settings, purpose: &[u8], subject: &[u8]) -> HmacSha256 {
-    let mut mac = HmacSha256::new_from_slice(settings.auth.jwt_secret.expose_secret().as_bytes())
+fn keyed_mac(settings: &AuthSettings, purpose: &[u8], subject: &[u8]) -> HmacSha256 {
+    let mut mac = HmacSha256::new_from_slice(settings.jwt_secret.expose_secret().as_bytes())
         .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
     mac.update(purpose);
     mac.update(subject);
     mac
 }
 
-fn csrf_mac(settings: &Settings, caller: &Caller) -> HmacSha256 {
+fn csrf_mac(settings: &AuthSettings, caller: &Caller) -> HmacSha256 {
     // The session, not the token: a page rendered just before a renewal still posts fine.
     keyed_mac(settings, b"monitor-csrf:", caller.session.as_bytes())
 }
 
-/// The login form's CSRF token for the pre-login nonce `nonce`.
-pub fn login_csrf_token(settings: &Settings, nonce: &str) -> String {
+fn login_csrf_token(settings: &AuthSettings, nonce: &str) -> String {
     hex::encode(
         keyed_mac(settings, b"monitor-login-csrf:", nonce.as_bytes())
             .finalize()
@@ -105,29 +187,20 @@ pub fn login_nonce(req: &HttpRequest) -> Option<String> {
         .filter(|v| v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// A new pre-login nonce and the cookie carrying it, scoped to the login form.
-pub fn new_login_cookie(settings: &Settings) -> (String, Cookie<'static>) {
+fn new_login_cookie(secure: bool) -> (String, Cookie<'static>) {
     let nonce = hex::encode(rand::random::<[u8; 16]>());
     let cookie = Cookie::build(LOGIN_COOKIE, nonce.clone())
         .path(super::routes::LOGIN_PATH)
         .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(secure(settings))
+        .secure(secure)
         .max_age(CookieDuration::seconds(LOGIN_FORM_SECS))
         .finish();
     (nonce, cookie)
 }
 
-/// A cookie that makes the browser forget the pre-login nonce (after a successful login).
-pub fn cleared_login_cookie(settings: &Settings) -> Cookie<'static> {
-    let (_, mut cookie) = new_login_cookie(settings);
-    cookie.make_removal();
-    cookie
-}
-
-/// Checks a login post: its form field must be the token of the nonce in its pre-login cookie.
-pub fn verify_login_csrf(
-    settings: &Settings,
+fn verify_login_csrf(
+    settings: &AuthSettings,
     nonce: Option<&str>,
     sent: &str,
 ) -> Result<(), MonitorError> {
@@ -138,49 +211,20 @@ pub fn verify_login_csrf(
         .map_err(|_| MonitorError::Csrf)
 }
 
-fn secure(settings: &Settings) -> bool {
-    !matches!(settings.environment, Environment::Local | Environment::Test)
+/// Whether cookies are `Secure` in `environment`: not in `local` and `test`, which serve plain
+/// HTTP on a laptop.
+fn secure_cookies(environment: Environment) -> bool {
+    !matches!(environment, Environment::Local | Environment::Test)
 }
 
-fn csrf_token(settings: &Settings, caller: &Caller) -> String {
-    hex::encode(csrf_mac(settings, caller).finalize().into_bytes())
-}
-
-/// The session cookie holding `access_token` for `max_age_secs`.
-pub fn session_cookie(
-    settings: &Settings,
-    access_token: &str,
-    max_age_secs: i64,
-) -> Cookie<'static> {
+fn session_cookie(secure: bool, access_token: &str, max_age_secs: i64) -> Cookie<'static> {
     Cookie::build(COOKIE, access_token.to_owned())
         .path(COOKIE_PATH)
         .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(secure(settings))
+        .secure(secure)
         .max_age(CookieDuration::seconds(max_age_secs.max(1)))
         .finish()
-}
-
-/// A cookie that makes the browser forget the session.
-pub fn cleared_cookie(settings: &Settings) -> Cookie<'static> {
-    let mut cookie = session_cookie(settings, "", 1);
-    cookie.make_removal();
-    cookie
-}
-
-/// Checks an access token for the monitor: valid, not logged out, of an enabled admin.
-pub async fn admin_from_token(
-    state: &AppState,
-    memo: &StatusMemo,
-    token: &str,
-) -> Result<Caller, MonitorError> {
-    let caller = service::authenticate(state, memo, token)
-        .await
-        .map_err(|_| MonitorError::LoginRequired)?;
-    if caller.role != Role::Admin {
-        return Err(MonitorError::LoginRequired);
-    }
-    Ok(caller)
 }
 
 impl FromRequest for MonitorSession {
@@ -188,24 +232,19 @@ impl FromRequest for MonitorSession {
     type Future = Pin<Box<dyn Future<Output = Result<Self, MonitorError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        let memo = req.app_data::<web::Data<StatusMemo>>().cloned();
+        let sessions = req.app_data::<web::Data<Sessions>>().cloned();
         let token = req.cookie(COOKIE).map(|c| c.value().to_owned());
         let req = req.clone();
         Box::pin(async move {
-            let state = state.ok_or_else(|| {
-                MonitorError::Internal(anyhow::anyhow!("AppState is not registered"))
-            })?;
-            let memo = memo.ok_or_else(|| {
-                MonitorError::Internal(anyhow::anyhow!("StatusMemo is not registered"))
+            let sessions = sessions.ok_or_else(|| {
+                MonitorError::Internal(anyhow::anyhow!("monitor Sessions are not registered"))
             })?;
             let token = token
                 .filter(|t| !t.is_empty())
                 .ok_or(MonitorError::LoginRequired)?;
-            let caller = admin_from_token(&state, &memo, &token).await?;
-            let caller = renew_if_due(&state, &req, caller)?;
-            let csrf = csrf_token(&state.settings, &caller);
-            Ok(MonitorSession { caller, csrf })
+            let caller = sessions.admin_from_token(&token).await?;
+            let caller = renew_if_due(&sessions, &req, caller)?;
+            Ok(MonitorSession::new(&sessions.auth.settings, caller))
         })
     }
 }
@@ -217,22 +256,23 @@ struct Renewed(Cookie<'static>);
 /// Renews the session's token when more than [`RENEW_AFTER_SECS`] of its life is used up,
 /// leaving the new cookie for [`renew_cookie`]; returns the caller the request continues as.
 fn renew_if_due(
-    state: &AppState,
+    sessions: &Sessions,
     req: &HttpRequest,
     caller: Caller,
 ) -> Result<Caller, MonitorError> {
-    let ttl = crate::settings::secs(state.settings.auth.access_token_ttl_secs);
-    let now = state.clock.now().timestamp();
+    let auth = &sessions.auth;
+    let ttl = auth.keys.access_ttl_secs();
+    let now = auth.clock.now().timestamp();
     if caller.expires_at - now > ttl - RENEW_AFTER_SECS {
         return Ok(caller);
     }
-    let renewed =
-        service::renew_session(state, &caller, state.settings.auth.monitor_session_max_secs)
-            .map_err(|e| MonitorError::Internal(anyhow::Error::new(e)))?;
+    let max_secs = crate::settings::secs(auth.settings.monitor_session_max_secs);
+    let renewed = service::renew_session(auth, &caller, max_secs)
+        .map_err(|e| MonitorError::Internal(anyhow::Error::new(e)))?;
     let Some((token, renewed)) = renewed else {
         return Ok(caller);
     };
-    let cookie = session_cookie(&state.settings, &token, renewed.expires_at - now);
+    let cookie = sessions.session_cookie(&token, renewed.expires_at - now);
     req.extensions_mut().insert(Renewed(cookie));
     Ok(renewed)
 }
@@ -270,34 +310,39 @@ mod tests {
         }
     }
 
-    fn settings() -> Settings {
+    fn settings() -> AuthSettings {
         crate::settings::load_from(
             std::path::Path::new("settings"),
             Environment::Test,
             std::iter::empty(),
         )
         .unwrap()
+        .auth
     }
 
     #[test]
     fn csrf_tokens_are_bound_to_the_session() {
         let settings = settings();
-        let a = caller();
-        let b = caller();
-        assert_eq!(csrf_token(&settings, &a), csrf_token(&settings, &a));
-        assert_ne!(csrf_token(&settings, &a), csrf_token(&settings, &b));
-        assert_eq!(csrf_token(&settings, &a).len(), 64);
+        let (a, b) = (caller(), caller());
+        let session = MonitorSession::new(&settings, a.clone());
+        assert_eq!(session.csrf, MonitorSession::new(&settings, a).csrf);
+        assert_ne!(session.csrf, MonitorSession::new(&settings, b.clone()).csrf);
+        assert_eq!(session.csrf.len(), 64);
+        assert!(session.verify_csrf(Some(&session.csrf)).is_ok());
+        let other = MonitorSession::new(&settings, b);
+        assert!(session.verify_csrf(Some(&other.csrf)).is_err());
+        assert!(session.verify_csrf(None).is_err());
     }
 
     #[test]
     fn the_cookie_is_http_only_strict_and_secure_outside_local_and_test() {
-        let mut settings = settings();
-        let cookie = session_cookie(&settings, "t", 900);
+        let cookie = session_cookie(false, "t", 900);
         assert_eq!(cookie.http_only(), Some(true));
         assert_eq!(cookie.same_site(), Some(SameSite::Strict));
         assert_eq!(cookie.path(), Some("/monitor"));
         assert_eq!(cookie.secure(), Some(false));
-        settings.environment = Environment::Production;
-        assert_eq!(session_cookie(&settings, "t", 900).secure(), Some(true));
+        assert_eq!(session_cookie(true, "t", 900).secure(), Some(true));
+        assert!(!secure_cookies(Environment::Local) && !secure_cookies(Environment::Test));
+        assert!(secure_cookies(Environment::Production));
     }
 }

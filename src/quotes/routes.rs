@@ -10,6 +10,7 @@ use crate::auth::PartnerUser;
 use crate::currencies::CurrencyCode;
 use crate::error::{ApiError, Problem};
 use crate::extract::Json;
+use crate::money::RequestedAmount;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/quotes").route(web::post().to(create)))
@@ -27,7 +28,7 @@ pub struct CreateQuote {
     /// A fixed amount of `from` (decimal string): the quote then shows the result, and a
     /// conversion on it must be for exactly this amount, once. Leave out to lock only the rate.
     #[schema(value_type = Option<crate::openapi::PositiveDecimal>, example = "100.00")]
-    pub amount: Option<String>,
+    pub amount: Option<RequestedAmount>,
     /// How long the rate is held: `none` (indicative), `five_minutes`, `hour` or `day`.
     #[schema(example = "hour")]
     pub lock: Lock,
@@ -56,7 +57,7 @@ pub async fn create(
         QuoteRequest {
             from: body.from,
             to: body.to,
-            amount: body.amount.as_deref(),
+            amount: body.amount.as_ref(),
             lock: body.lock,
         },
     )

@@ -18,7 +18,7 @@ use crate::conversions::ConversionError;
 use crate::conversions::pricing::{parse_amount, price_pair, refuse_stale};
 use crate::currencies::CurrencyCode;
 use crate::error::ApiError;
-use crate::money::{self, Rate};
+use crate::money::{self, Rate, RequestedAmount};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QuoteError {
@@ -134,7 +134,7 @@ impl QuoteView {
 pub struct QuoteRequest<'a> {
     pub from: CurrencyCode,
     pub to: CurrencyCode,
-    pub amount: Option<&'a str>,
+    pub amount: Option<&'a RequestedAmount>,
     pub lock: Lock,
 }
 

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::Rates;
 use super::service::{self, RateQuote, RatesError, Use, check_currency};
 use crate::currencies::{Currency, CurrencyCode, CurrencyError};
-use crate::money::{self, Amount, Rate};
+use crate::money::{self, Amount, Rate, RequestedAmount};
 
 /// What is asked: `amount` of `from` in `to`, now (`at = None`) or at a past instant.
 #[derive(Debug, Clone, Copy)]
@@ -19,8 +19,8 @@ pub struct PriceRequest<'a> {
     pub from: CurrencyCode,
     /// Target currency.
     pub to: CurrencyCode,
-    /// The amount as sent, a decimal string.
-    pub amount: &'a str,
+    /// The amount as sent (checked against the source currency by [`price`]).
+    pub amount: &'a RequestedAmount,
     /// A past instant, or `None` for the rate in force.
     pub at: Option<DateTime<Utc>>,
 }
@@ -122,12 +122,12 @@ pub async fn usable_pair(
 /// currency's minor units. The second step of [`price`].
 pub fn parse_amount(
     settings: &crate::settings::Settings,
-    raw: &str,
+    requested: &RequestedAmount,
     currency: &Currency,
 ) -> Result<Amount, RatesError> {
     let max = &settings.conversions.max_amount;
-    Ok(Amount::parse(
-        raw,
+    Ok(Amount::of(
+        requested,
         currency.code.as_str(),
         currency.minor_units,
         max,

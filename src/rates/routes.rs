@@ -16,6 +16,7 @@ use crate::auth::AuthenticatedUser;
 use crate::currencies::{CurrencyCode, CurrencyCodes};
 use crate::error::{ApiError, Problem};
 use crate::extract::Query;
+use crate::money::RequestedAmount;
 
 /// Registers the rates routes (inside `/api/v1`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -78,7 +79,7 @@ pub struct ConvertParams {
     pub to: CurrencyCode,
     /// Amount in the source currency, as a decimal with at most its minor units.
     #[param(value_type = crate::openapi::PositiveDecimal)]
-    pub amount: String,
+    pub amount: RequestedAmount,
     /// RFC 3339 instant to price at (default: now).
     pub at: Option<DateTime<Utc>>,
 }

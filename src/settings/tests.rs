@@ -202,6 +202,27 @@ fn a_duration_setting_beyond_a_century_is_refused_naming_its_key() {
 }
 
 #[test]
+fn a_monitor_session_beyond_a_century_is_refused_naming_its_key() {
+    let err = load_from(
+        dir(),
+        Environment::Local,
+        env(&[("CCS__AUTH__MONITOR_SESSION_MAX_SECS", "9223372036854775808")]),
+    )
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("auth.monitor_session_max_secs"),
+        "{err:#}"
+    );
+    let fine = load_from(
+        dir(),
+        Environment::Local,
+        env(&[("CCS__AUTH__MONITOR_SESSION_MAX_SECS", "3600")]),
+    )
+    .unwrap();
+    assert_eq!(fine.auth.monitor_session_max_secs, 3600);
+}
+
+#[test]
 fn a_rates_max_age_beyond_a_century_is_refused_naming_its_key() {
     let err = load_from(
         dir(),

@@ -13,10 +13,7 @@ use super::{TaskError, TaskStats, Tasks};
 use crate::auth::AdminUser;
 use crate::error::ApiError;
 use crate::extract::{OptionalJson, Query};
-
-/// Largest page of runs.
-const MAX_LIMIT: i64 = 200;
-const DEFAULT_LIMIT: i64 = 50;
+use crate::pagination::PageLimit;
 
 /// Registers the admin task routes under the caller's scope (`/api/v1`). Needs the
 /// [`TaskRegistry`] as `web::Data`.
@@ -31,11 +28,33 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/tasks/{name}/run").route(web::post().to(run_now)));
 }
 
-fn is_task_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+/// A task name in a filter: 1 to 64 letters, digits, `_`, `.`, `:` or `-`. Anything else (a NUL
+/// byte, say) names no task and would only reach PostgreSQL to be refused there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskNameFilter(String);
+
+impl TaskNameFilter {
+    pub fn parse(name: &str) -> Result<Self, &'static str> {
+        let ok = (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
+        if !ok {
+            return Err("must be 1 to 64 letters, digits, `_`, `.`, `:` or `-`");
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for TaskNameFilter {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Filters and cursor of the run list.
@@ -43,13 +62,13 @@ fn is_task_name(name: &str) -> bool {
 #[into_params(parameter_in = Query)]
 pub struct RunListQuery {
     /// Only runs of this task.
-    #[param(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
-    pub task: Option<String>,
+    #[param(value_type = Option<String>, pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
+    pub task: Option<TaskNameFilter>,
     /// Only runs in this state.
     pub state: Option<TaskState>,
     /// Page size, 1 to 200 (default 50).
-    #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<i64>,
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
+    pub limit: Option<PageLimit>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<Uuid>,
 }
@@ -90,26 +109,16 @@ pub async fn list_runs(
     query: Query<RunListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
-    // Task names are identifiers; anything else (a NUL byte, say) names no task and would only
-    // reach PostgreSQL to be refused there.
-    if let Some(task) = &q.task
-        && !is_task_name(task)
-    {
-        return Err(ApiError::validation(
-            "task",
-            "must be 1 to 64 letters, digits, `_`, `.`, `:` or `-`",
-        ));
-    }
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::validation(
-            "limit",
-            format!("must be between 1 and {MAX_LIMIT}"),
-        ));
-    }
-    let mut data = store::list(&tasks.db, q.task.as_deref(), q.state, q.cursor, limit + 1)
-        .await
-        .map_err(TaskError::from)?;
+    let limit = q.limit.unwrap_or_default().get();
+    let mut data = store::list(
+        &tasks.db,
+        q.task.as_ref().map(TaskNameFilter::as_str),
+        q.state,
+        q.cursor,
+        limit + 1,
+    )
+    .await
+    .map_err(TaskError::from)?;
     let next_cursor = if data.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
         data.pop();
         data.last().map(|r| r.id)

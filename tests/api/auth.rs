@@ -533,7 +533,7 @@ async fn an_operator_sets_a_lost_admin_password_and_old_sessions_end() {
     let new_password = "a brand new passphrase";
 
     // The email is matched case-insensitively, as at login.
-    let user = set_password_by_email(&app.state, &admin.email.to_uppercase(), new_password)
+    let user = set_password_by_email(&app.auth, &admin.email.to_uppercase(), new_password)
         .await
         .unwrap();
     assert_eq!(user.id, admin.id);
@@ -558,11 +558,11 @@ async fn an_operator_sets_a_lost_admin_password_and_old_sessions_end() {
     assert_eq!(res.status(), 401, "a session from before survived");
 
     assert!(matches!(
-        set_password_by_email(&app.state, "nobody@example.com", new_password).await,
+        set_password_by_email(&app.auth, "nobody@example.com", new_password).await,
         Err(AuthError::UserNotFound)
     ));
     assert!(matches!(
-        set_password_by_email(&app.state, &admin.email, "short").await,
+        set_password_by_email(&app.auth, &admin.email, "short").await,
         Err(AuthError::Invalid {
             field: "password",
             ..

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-use currency_conversion::auth::Role;
+use currency_conversion::auth::{Auth, Role};
 use currency_conversion::clock::Clock;
 use currency_conversion::rates::Rates;
 use currency_conversion::settings::{self, Environment, Settings};
@@ -29,6 +29,8 @@ pub struct TestApp {
     pub settings: Settings,
     pub clock: Clock,
     pub state: AppState,
+    /// The app's own auth handle (its token keys and status memo).
+    pub auth: Auth,
     /// The app's own rates handle: storing through it refreshes the app's cache at once.
     pub rates: Rates,
     /// The app's task registry (every job of the service, with its context).
@@ -251,6 +253,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
     let db = app.state().db.clone();
     let state = app.state().clone();
     let rates = app.rates().clone();
+    let auth = app.auth().clone();
     let tasks = app.tasks().clone();
     let task_queue = app.task_queue().clone();
     let webhooks = app.webhooks().clone();
@@ -269,6 +272,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         settings,
         clock,
         state,
+        auth,
         rates,
         tasks,
         task_queue,
@@ -296,7 +300,7 @@ impl TestApp {
             uuid::Uuid::new_v4().simple()
         );
         let user = currency_conversion::auth::service::create_user(
-            &self.state,
+            &self.auth,
             &email,
             TEST_PASSWORD,
             role,

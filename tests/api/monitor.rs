@@ -271,6 +271,34 @@ async fn partners_and_wrong_passwords_are_refused_with_the_same_message() {
     assert!(body.contains("&lt;b&gt;x&lt;/b&gt;@example.com") && !body.contains("<b>x</b>"));
 }
 
+/// Refresh tokens stored for a user.
+async fn refresh_tokens_of(app: &TestApp, user: Uuid) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM refresh_tokens WHERE user_id = $1")
+        .bind(user)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_monitor_login_stores_no_refresh_token() {
+    let app = spawn_app().await;
+    // Each created over the API's login, which stores one refresh token.
+    let admin = app.admin().await;
+    let partner = app.create_user(Role::Partner).await;
+    assert_eq!(refresh_tokens_of(&app, admin.id).await, 1);
+
+    let res = post_login(&app, &admin.email, TEST_PASSWORD).await;
+    assert_eq!(res.status(), 303);
+    assert!(session_cookie(&res).is_some());
+    let as_partner = post_login(&app, &partner.email, TEST_PASSWORD).await;
+    assert_eq!(as_partner.status(), 403);
+
+    // The session lives in its cookie's access token alone.
+    assert_eq!(refresh_tokens_of(&app, admin.id).await, 1);
+    assert_eq!(refresh_tokens_of(&app, partner.id).await, 1);
+}
+
 #[tokio::test]
 async fn the_monitor_login_is_throttled_like_the_api_login() {
     let app = spawn_app().await;

@@ -64,7 +64,7 @@ async fn admins_get_no_exemption_from_the_password_policy() {
     // Admins are created by the CLI (`user create --role admin`), which calls this.
     for weak in GUESSABLE {
         let refused = currency_conversion::auth::service::create_user(
-            &app.state,
+            &app.auth,
             "root@example.com",
             weak,
             Role::Admin,

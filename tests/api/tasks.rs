@@ -519,6 +519,16 @@ async fn admin_api_runs_lists_retries_and_reports() {
         "/problems/validation-failed",
     )
     .await;
+    for (query, field) in [("task=pr%00une", "task"), ("limit=201", "limit")] {
+        let problem = assert_problem(
+            app.get_with_token(&format!("/api/v1/tasks/runs?{query}"), &admin.token)
+                .await,
+            422,
+            "/problems/validation-failed",
+        )
+        .await;
+        assert_eq!(problem["errors"][0]["field"], field, "{problem}");
+    }
 
     // A dead run can be retried, with fresh attempts.
     sqlx::query(

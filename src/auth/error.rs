@@ -1,0 +1,69 @@
+//! What can go wrong in `auth`, and how each failure reaches a client.
+
+use crate::error::ApiError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Same answer for an unknown email, a wrong password and a disabled account.
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
+    #[error("this endpoint requires the {0} role")]
+    WrongRole(&'static str),
+    #[error("too many failed logins")]
+    Throttled { retry_after_secs: u64 },
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error("self-registration is disabled on this service")]
+    RegistrationClosed,
+    #[error("no such partner")]
+    PartnerNotFound,
+    #[error("no user has this email")]
+    UserNotFound,
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl AuthError {
+    /// `field` of the request (or of the CLI's input) is not acceptable, for `message`.
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        AuthError::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<sqlx::Error> for AuthError {
+    fn from(e: sqlx::Error) -> Self {
+        AuthError::Unexpected(e.into())
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        use AuthError as A;
+        match e {
+            A::InvalidCredentials => ApiError::Unauthorized("invalid email or password".into()),
+            A::InvalidToken(d) => ApiError::Unauthorized(d),
+            A::WrongRole(role) => {
+                ApiError::Forbidden(format!("this endpoint requires the {role} role"))
+            }
+            A::Throttled { retry_after_secs } => ApiError::TooManyRequests { retry_after_secs },
+            A::EmailTaken => ApiError::Conflict("an account with this email already exists".into()),
+            A::RegistrationClosed => {
+                ApiError::Forbidden("self-registration is disabled on this service".into())
+            }
+            A::PartnerNotFound => ApiError::NotFound("no such partner".into()),
+            A::UserNotFound => ApiError::NotFound("no such user".into()),
+            A::Invalid { field, message } => ApiError::validation(field, message),
+            A::Unexpected(e) => ApiError::Internal(e),
+        }
+    }
+}
