@@ -131,11 +131,7 @@ async fn bad_conversion_requests_get_clear_problems_and_store_nothing() {
         )
         .await;
     assert_problem(res, 422, "/problems/validation-failed").await;
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM conversions")
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
-    assert_eq!(count, 0);
+    assert_eq!(app.stored_conversions().await, 0);
 }
 
 #[tokio::test]
@@ -155,12 +151,7 @@ async fn disabled_and_retired_currencies_are_refused_for_new_conversions_but_his
     assert_eq!(outcome["outcome"], "retired");
     let res = app.convert(&partner.token, "EUR", "GBP", "10.00").await;
     assert_problem(res, 422, "/problems/currency-retired").await;
-    let old = app
-        .get_with_token(
-            &format!("/api/v1/conversions/{}", c["id"].as_str().unwrap()),
-            &partner.token,
-        )
-        .await;
+    let old = app.get_conversion(&partner.token, &c["id"]).await;
     assert_eq!(old.status(), 200);
     app.patch_json(
         "/api/v1/currencies/JPY",
@@ -201,36 +192,30 @@ async fn idempotency_keys_return_the_original_and_refuse_a_different_body() {
     let app = app_with_rates(|_| {}).await;
     let partner = app.partner().await;
     let body = json!({"from": "EUR", "to": "USD", "amount": "5.00"});
-    let send = |b: Value| {
-        app.client
-            .post(app.url("/api/v1/conversions"))
-            .bearer_auth(&partner.token)
-            .header("Idempotency-Key", "order-42")
-            .json(&b)
-            .send()
-    };
-    let first = send(body.clone()).await.unwrap();
+    let first = app
+        .convert_idempotently(&partner.token, &body, "order-42")
+        .await;
     assert_eq!(first.status(), 201);
     let first: Value = first.json().await.unwrap();
-    let again = send(body.clone()).await.unwrap();
+    let again = app
+        .convert_idempotently(&partner.token, &body, "order-42")
+        .await;
     assert_eq!(again.status(), 200);
     let again: Value = again.json().await.unwrap();
     assert_eq!(first["id"], again["id"]);
-    let other = send(json!({"from": "EUR", "to": "USD", "amount": "6.00"}))
-        .await
-        .unwrap();
+    let other = app
+        .convert_idempotently(
+            &partner.token,
+            &json!({"from": "EUR", "to": "USD", "amount": "6.00"}),
+            "order-42",
+        )
+        .await;
     assert_problem(other, 422, "/problems/idempotency-key-reused").await;
     // Another partner's identical key is its own.
     let someone = app.partner().await;
     let res = app
-        .client
-        .post(app.url("/api/v1/conversions"))
-        .bearer_auth(&someone.token)
-        .header("Idempotency-Key", "order-42")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+        .convert_idempotently(&someone.token, &body, "order-42")
+        .await;
     assert_eq!(res.status(), 201);
 }
 
@@ -240,18 +225,10 @@ async fn concurrent_requests_with_one_idempotency_key_store_one_row() {
     let partner = app.partner().await;
     let body = json!({"from": "EUR", "to": "USD", "amount": "7.00"});
     let requests: Vec<_> = (0..10)
-        .map(|_| {
-            app.client
-                .post(app.url("/api/v1/conversions"))
-                .bearer_auth(&partner.token)
-                .header("Idempotency-Key", "same-key")
-                .json(&body)
-                .send()
-        })
+        .map(|_| app.convert_idempotently(&partner.token, &body, "same-key"))
         .collect();
     let mut ids = std::collections::HashSet::new();
     for res in join_all(requests).await {
-        let res = res.unwrap();
         assert!(
             res.status() == 201 || res.status() == 200,
             "{}",
@@ -261,11 +238,7 @@ async fn concurrent_requests_with_one_idempotency_key_store_one_row() {
         ids.insert(c["id"].as_str().unwrap().to_owned());
     }
     assert_eq!(ids.len(), 1);
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM conversions")
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
-    assert_eq!(count, 1);
+    assert_eq!(app.stored_conversions().await, 1);
 }
 
 async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
@@ -837,20 +810,14 @@ async fn a_currency_disabled_behind_the_cache_is_refused_at_once_and_nothing_is_
     let res = app.convert(&partner.token, "EUR", "JPY", "1.00").await;
     assert_problem(res, 422, "/problems/currency-disabled").await;
     let res = app
-        .client
-        .post(app.url("/api/v1/conversions"))
-        .bearer_auth(&partner.token)
-        .header("Idempotency-Key", "behind-the-cache")
-        .json(&json!({"from": "GBP", "to": "EUR", "amount": "1.00"}))
-        .send()
-        .await
-        .unwrap();
+        .convert_idempotently(
+            &partner.token,
+            &json!({"from": "GBP", "to": "EUR", "amount": "1.00"}),
+            "behind-the-cache",
+        )
+        .await;
     assert_problem(res, 422, "/problems/currency-retired").await;
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM conversions")
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
-    assert_eq!(stored, 2);
+    assert_eq!(app.stored_conversions().await, 2);
     let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM conversion_idempotency_keys")
         .fetch_one(&app.db)
         .await
@@ -868,28 +835,29 @@ async fn an_expired_idempotency_key_is_free_for_a_new_conversion() {
     })
     .await;
     let partner = app.partner().await;
-    let send = |token: String, amount: &'static str| {
-        app.client
-            .post(app.url("/api/v1/conversions"))
-            .bearer_auth(token)
-            .header("Idempotency-Key", "order-7")
-            .json(&json!({"from": "EUR", "to": "USD", "amount": amount}))
-            .send()
-    };
-    let first = send(partner.token.clone(), "5.00").await.unwrap();
+    let body = |amount: &str| json!({"from": "EUR", "to": "USD", "amount": amount});
+    let first = app
+        .convert_idempotently(&partner.token, &body("5.00"), "order-7")
+        .await;
     assert_eq!(first.status(), 201);
     let first: Value = first.json().await.unwrap();
-    let early = send(partner.token.clone(), "6.00").await.unwrap();
+    let early = app
+        .convert_idempotently(&partner.token, &body("6.00"), "order-7")
+        .await;
     assert_problem(early, 422, "/problems/idempotency-key-reused").await;
     app.clock.advance(chrono::Duration::seconds(61));
     let token = fresh_token(&app, &partner.email).await;
-    let later = send(token.clone(), "6.00").await.unwrap();
+    let later = app
+        .convert_idempotently(&token, &body("6.00"), "order-7")
+        .await;
     assert_eq!(later.status(), 201);
     let later: Value = later.json().await.unwrap();
     assert_ne!(later["id"], first["id"]);
     assert_eq!(later["amount"], "6.00");
     // And the key now stands for the new conversion.
-    let replay = send(token, "6.00").await.unwrap();
+    let replay = app
+        .convert_idempotently(&token, &body("6.00"), "order-7")
+        .await;
     assert_eq!(replay.status(), 200);
     let replay: Value = replay.json().await.unwrap();
     assert_eq!(replay["id"], later["id"]);

@@ -669,6 +669,24 @@ impl TestApp {
         .await
     }
 
+    /// Sends `body` to `POST /conversions` with `Idempotency-Key: key`, as a partner retrying
+    /// safely does.
+    pub async fn convert_idempotently(
+        &self,
+        token: &str,
+        body: &serde_json::Value,
+        key: &str,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/v1/conversions"))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Converts `items` (a JSON array of `{from, to, amount[, quote_id]}`) all or nothing
     /// (`POST /conversions/batch`), with an `Idempotency-Key` when given.
     pub async fn convert_batch(

@@ -333,20 +333,14 @@ async fn a_replayed_conversion_on_a_used_quote_returns_the_original() {
     let q = app
         .quoted(&partner.token, "EUR", "USD", Some("9.00"), "five_minutes")
         .await;
-    let send = || {
-        app.client
-            .post(app.url("/api/v1/conversions"))
-            .bearer_auth(&partner.token)
-            .header("Idempotency-Key", "quote-order-1")
-            .json(&json!({"from": "EUR", "to": "USD", "amount": "9.00", "quote_id": q["id"]}))
-            .send()
-    };
-    let first = send().await.unwrap();
+    let body = json!({"from": "EUR", "to": "USD", "amount": "9.00", "quote_id": q["id"]});
+    let send = || app.convert_idempotently(&partner.token, &body, "quote-order-1");
+    let first = send().await;
     assert_eq!(first.status(), 201);
     let first: Value = first.json().await.unwrap();
     // Even after the lock ended, the key answers with what was done.
     app.clock.advance(Duration::minutes(10));
-    let again = send().await.unwrap();
+    let again = send().await;
     assert_eq!(again.status(), 200);
     let again: Value = again.json().await.unwrap();
     assert_eq!(first["id"], again["id"]);
