@@ -334,7 +334,6 @@ fn http_server(
     ));
     let task_queue = web::Data::new(parts.tasks);
     let webhooks = web::Data::new(parts.webhooks);
-    let data = web::Data::new(parts.state);
     let rates = web::Data::new(parts.rates);
     let conversions = web::Data::new(parts.conversions);
     let quotes = web::Data::new(parts.quotes);
@@ -343,7 +342,11 @@ fn http_server(
         settings.environment,
     ));
     let auth = web::Data::new(parts.auth);
-    let events = web::Data::new(parts.events);
+    let currencies = web::Data::new(crate::currencies::Currencies {
+        db: parts.state.db.clone(),
+        clock: parts.state.clock.clone(),
+        events: parts.events,
+    });
     let openapi = crate::openapi::document();
     let server_settings = settings.server.clone();
     let body_limit = settings.server.body_limit_bytes;
@@ -358,13 +361,12 @@ fn http_server(
             .wrap(from_fn(crate::middleware::json_objects_only))
             .wrap(from_fn(crate::middleware::request_context))
             .wrap(from_fn(crate::middleware::security_headers))
-            .app_data(data.clone())
             .app_data(rates.clone())
             .app_data(conversions.clone())
             .app_data(quotes.clone())
             .app_data(auth.clone())
             .app_data(sessions.clone())
-            .app_data(events.clone())
+            .app_data(currencies.clone())
             .app_data(tasks.clone())
             .app_data(task_queue.clone())
             .app_data(webhooks.clone())

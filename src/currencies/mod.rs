@@ -14,3 +14,16 @@ pub use crate::currency_code as code;
 pub use code::{CurrencyCode, CurrencyCodes, InvalidCurrencyCode};
 pub use events::{CurrencyChange, CurrencyEvents};
 pub use service::{Currency, CurrencyError};
+
+use sqlx::PgPool;
+
+use crate::clock::Clock;
+
+/// What the currency routes use: the pool, the clock, and the listeners that hear of changes
+/// (rates, which drops its cache or asks for a fetch). Registered by `startup` as `web::Data`.
+#[derive(Clone)]
+pub struct Currencies {
+    pub db: PgPool,
+    pub clock: Clock,
+    pub events: CurrencyEvents,
+}

@@ -4,13 +4,13 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::events::{CurrencyChange, CurrencyEvents};
+use super::Currencies;
+use super::events::CurrencyChange;
 use super::service::{self, AddCurrency, Currency, CurrencyName, DeleteOutcome};
 use crate::auth::{AdminUser, AuthenticatedUser};
 use crate::currencies::CurrencyCode;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Query};
-use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -92,7 +92,7 @@ fn code(raw: &str) -> Result<crate::currencies::CurrencyCode, ApiError> {
         (status = 403, description = "`include_inactive` is for admins only", body = Problem),
     ))]
 pub async fn list(
-    state: web::Data<AppState>,
+    currencies: web::Data<Currencies>,
     user: AuthenticatedUser,
     params: Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -101,7 +101,7 @@ pub async fn list(
             "only admins may list inactive currencies".into(),
         ));
     }
-    let data = service::list(&state.db, params.include_inactive).await?;
+    let data = service::list(&currencies.db, params.include_inactive).await?;
     Ok(HttpResponse::Ok().json(CurrencyList {
         data,
         next_cursor: None,
@@ -117,11 +117,11 @@ pub async fn list(
         (status = 422, description = "The code is not three letters", body = Problem),
     ))]
 pub async fn get(
-    state: web::Data<AppState>,
+    currencies: web::Data<Currencies>,
     user: AuthenticatedUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let currency = service::get(&state.db, code(&path)?, user.is_admin()).await?;
+    let currency = service::get(&currencies.db, code(&path)?, user.is_admin()).await?;
     Ok(HttpResponse::Ok().json(currency))
 }
 
@@ -133,14 +133,13 @@ pub async fn get(
         (status = 409, description = "The currency exists already (or is retired: enable it instead)", body = Problem),
     ))]
 pub async fn create(
-    state: web::Data<AppState>,
-    events: web::Data<CurrencyEvents>,
+    currencies: web::Data<Currencies>,
     _admin: AdminUser,
     body: Json<CreateCurrency>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let currency = service::add(
-        &state.db,
+        &currencies.db,
         AddCurrency {
             code: body.code,
             name: body.name,
@@ -148,11 +147,14 @@ pub async fn create(
             iso: body.iso,
             enabled: body.enabled,
         },
-        state.clock.now(),
+        currencies.clock.now(),
     )
     .await?;
     if currency.usable() {
-        events.announce(CurrencyChange::Added(currency.code)).await;
+        currencies
+            .events
+            .announce(CurrencyChange::Added(currency.code))
+            .await;
     }
     Ok(HttpResponse::Created().json(currency))
 }
@@ -165,22 +167,22 @@ pub async fn create(
         (status = 404, description = "No such currency", body = Problem),
     ))]
 pub async fn update(
-    state: web::Data<AppState>,
-    events: web::Data<CurrencyEvents>,
+    currencies: web::Data<Currencies>,
     _admin: AdminUser,
     path: web::Path<String>,
     body: Json<UpdateCurrency>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let currency = service::update(
-        &state.db,
+        &currencies.db,
         code(&path)?,
         body.name,
         body.enabled,
-        state.clock.now(),
+        currencies.clock.now(),
     )
     .await?;
-    events
+    currencies
+        .events
         .announce(if body.enabled == Some(true) {
             CurrencyChange::Enabled(currency.code)
         } else {
@@ -201,13 +203,15 @@ pub async fn update(
         (status = 422, description = "The code is not three letters", body = Problem),
     ))]
 pub async fn delete(
-    state: web::Data<AppState>,
-    events: web::Data<CurrencyEvents>,
+    currencies: web::Data<Currencies>,
     _admin: AdminUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let code = code(&path)?;
-    let outcome = service::delete(&state.db, code, state.clock.now()).await?;
-    events.announce(CurrencyChange::Removed(code)).await;
+    let outcome = service::delete(&currencies.db, code, currencies.clock.now()).await?;
+    currencies
+        .events
+        .announce(CurrencyChange::Removed(code))
+        .await;
     Ok(HttpResponse::Ok().json(DeleteResult { code, outcome }))
 }

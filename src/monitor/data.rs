@@ -199,7 +199,7 @@ pub async fn rates_page(
 ) -> Result<RatesPage, MonitorError> {
     let rates = &monitor.rates;
     let now = monitor.clock.now();
-    let pivot = rates.settings.rates.base;
+    let pivot = rates.settings.base;
     let entry = rates.runtime.cache.get(rates).await?;
     let mut usable: Vec<_> = entry.currencies.values().filter(|c| c.usable()).collect();
     usable.sort_by_key(|c| c.code);

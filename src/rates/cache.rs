@@ -88,7 +88,7 @@ impl LatestRatesCache {
     /// The current entry, reloaded from the database when it is missing, too old, or another
     /// process stored newer rates.
     pub async fn get(&self, state: &Rates) -> anyhow::Result<Arc<LatestEntry>> {
-        let ttl = Duration::from_secs(state.settings.rates.cache_ttl_secs.max(1));
+        let ttl = Duration::from_secs(state.settings.cache_ttl_secs.max(1));
         if let Some(entry) = self.fresh(ttl) {
             return Ok(entry);
         }

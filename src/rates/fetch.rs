@@ -135,7 +135,7 @@ pub async fn known_currencies(state: &Rates) -> anyhow::Result<HashMap<CurrencyC
 pub async fn fetch_and_store(state: &Rates) -> anyhow::Result<FetchReport> {
     let now = state.clock.now();
     let currencies = known_currencies(state).await?;
-    let pivot = state.settings.rates.base;
+    let pivot = state.settings.base;
     let mut symbols: Vec<CurrencyCode> = currencies
         .values()
         .filter(|c| c.usable() && c.code != pivot)

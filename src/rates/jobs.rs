@@ -38,7 +38,7 @@ impl Job for FetchRates {
 /// user to piece it together from retry warnings.
 async fn first_fetch_summary(ctx: &JobContext<super::Rates>, error: Option<&anyhow::Error>) {
     let state = &ctx.state;
-    let providers = super::service::describe_providers(&state.settings.rates);
+    let providers = super::service::describe_providers(&state.settings);
     let served = super::service::describe_served_rates(state)
         .await
         .unwrap_or_else(|e| format!("stored rates unknown ({e:#})"));

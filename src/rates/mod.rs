@@ -24,13 +24,14 @@ pub mod view;
 
 use std::sync::Arc;
 
+use bigdecimal::BigDecimal;
 use futures_util::future::BoxFuture;
 use sqlx::PgPool;
 
 use crate::clock::Clock;
 use crate::currencies::events::{CurrencyChange, CurrencyListener};
 use crate::redis_client::Redis;
-use crate::settings::Settings;
+use crate::settings::RatesSettings;
 use crate::state::AppState;
 use crate::tasks::{TaskRegistry, Tasks};
 
@@ -45,8 +46,11 @@ pub struct Rates {
     pub db: PgPool,
     /// Redis, for the `rates:version` counter.
     pub redis: Redis,
-    /// `rates.*` and `conversions.max_amount` are read.
-    pub settings: Arc<Settings>,
+    /// `rates.*`.
+    pub settings: Arc<RatesSettings>,
+    /// `conversions.max_amount`: the largest amount priced (the one pricing path checks it for
+    /// `GET /convert` and for conversions alike).
+    pub max_amount: Arc<BigDecimal>,
     /// Now, for staleness and fetch times.
     pub clock: Clock,
     /// The latest-rates cache and provider client of this process.
@@ -59,7 +63,8 @@ impl Rates {
         Self {
             db: state.db.clone(),
             redis: state.redis.clone(),
-            settings: state.settings.clone(),
+            settings: Arc::new(state.settings.rates.clone()),
+            max_amount: Arc::new(state.settings.conversions.max_amount.clone()),
             clock: state.clock.clone(),
             runtime: Arc::default(),
         }
@@ -82,12 +87,12 @@ impl RatesRuntime {
     /// clock.
     pub async fn client(
         &self,
-        settings: &Settings,
+        settings: &RatesSettings,
         clock: &crate::clock::Clock,
     ) -> anyhow::Result<Arc<client::RatesClient>> {
         self.client
             .get_or_try_init(|| async {
-                client::RatesClient::from_settings(&settings.rates)
+                client::RatesClient::from_settings(settings)
                     .map(|client| Arc::new(client.with_clock(clock.clone())))
             })
             .await

@@ -121,11 +121,10 @@ pub async fn usable_pair(
 /// An amount of `currency` as sent: positive, within `conversions.max_amount`, with at most the
 /// currency's minor units. The second step of [`price`].
 pub fn parse_amount(
-    settings: &crate::settings::Settings,
+    max: &BigDecimal,
     requested: &RequestedAmount,
     currency: &Currency,
 ) -> Result<Amount, RatesError> {
-    let max = &settings.conversions.max_amount;
     Ok(Amount::of(
         requested,
         currency.code.as_str(),
@@ -144,7 +143,7 @@ pub async fn price(
 ) -> Result<Priced, RatesError> {
     let PriceRequest { from, to, at, .. } = req;
     let (source, target) = usable_pair(rates, from, to, at, purpose).await?;
-    let amount = parse_amount(&rates.settings, req.amount, &source)?;
+    let amount = parse_amount(&rates.max_amount, req.amount, &source)?;
     let quote = service::quote(rates, from, to, at).await?;
     let result = money::convert(amount.value(), &quote.rate, target.minor_units);
     Ok(Priced {

@@ -145,7 +145,7 @@ impl utoipa::PartialSchema for InstantOrDate {
 impl utoipa::ToSchema for InstantOrDate {}
 
 fn base_or_default(state: &Rates, base: Option<CurrencyCode>) -> CurrencyCode {
-    base.unwrap_or(state.settings.rates.base)
+    base.unwrap_or(state.settings.base)
 }
 
 fn end_of_day(date: NaiveDate) -> DateTime<Utc> {
@@ -210,7 +210,7 @@ pub async fn latest(
     let base = base_or_default(&state, params.base);
     let symbols = params.symbols.map(CurrencyCodes::into_vec);
     let table = service::rates_table(&state, base, symbols, None).await?;
-    cached_json(&req, &table, state.settings.rates.cache_ttl_secs)
+    cached_json(&req, &table, state.settings.cache_ttl_secs)
 }
 
 /// The rates in force at an instant (last observation at or before it).

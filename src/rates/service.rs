@@ -122,7 +122,7 @@ pub(crate) fn check_currency<'e>(
 }
 
 fn is_stale(state: &Rates, as_of: DateTime<Utc>, at: DateTime<Utc>) -> bool {
-    let max_age = TimeDelta::seconds(crate::settings::secs(state.settings.rates.max_age_secs));
+    let max_age = TimeDelta::seconds(crate::settings::secs(state.settings.max_age_secs));
     at - as_of > max_age
 }
 
@@ -319,7 +319,7 @@ pub async fn describe_served_rates(state: &Rates) -> anyhow::Result<String> {
             let freshness = if p.stale {
                 format!(
                     "stale: older than rates.max_age_secs = {}s",
-                    state.settings.rates.max_age_secs
+                    state.settings.max_age_secs
                 )
             } else {
                 "fresh".to_owned()
