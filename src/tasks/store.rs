@@ -106,13 +106,20 @@ struct Row {
     lease_expires_at: Option<DateTime<Utc>>,
 }
 
-impl From<Row> for TaskRun {
-    fn from(r: Row) -> Self {
-        TaskRun {
+impl TryFrom<Row> for TaskRun {
+    type Error = sqlx::Error;
+
+    fn try_from(r: Row) -> Result<Self, sqlx::Error> {
+        // The text of a jsonb value, so it parses; if it ever did not, the row fails to decode
+        // like any other malformed column instead of passing for arguments.
+        let args = serde_json::from_str(&r.args).map_err(|e| sqlx::Error::ColumnDecode {
+            index: "args".to_owned(),
+            source: Box::new(e),
+        })?;
+        Ok(TaskRun {
             id: r.id,
             task_name: r.task_name,
-            // Written by us from a serde_json::Value, so it parses; keep the text if it ever does not.
-            args: serde_json::from_str(&r.args).unwrap_or(serde_json::Value::String(r.args)),
+            args,
             state: r.state,
             attempts: r.attempts,
             max_attempts: r.max_attempts,
@@ -125,7 +132,7 @@ impl From<Row> for TaskRun {
             last_error: r.last_error,
             next_attempt_at: r.next_attempt_at,
             lease_expires_at: r.lease_expires_at,
-        }
+        })
     }
 }
 
@@ -163,7 +170,7 @@ pub async fn insert(
     )
     .fetch_optional(db)
     .await?;
-    Ok(row.map(Into::into))
+    row.map(TaskRun::try_from).transpose()
 }
 
 /// One run by id.
@@ -178,7 +185,7 @@ pub async fn get(db: &PgPool, id: Uuid) -> sqlx::Result<Option<TaskRun>> {
     )
     .fetch_optional(db)
     .await?;
-    Ok(row.map(Into::into))
+    row.map(TaskRun::try_from).transpose()
 }
 
 /// Runs newest first, optionally of one task and/or in one state, strictly older than `before`.
@@ -229,7 +236,7 @@ pub async fn list(
         .fetch_all(db)
         .await?,
     };
-    Ok(rows.into_iter().map(Into::into).collect())
+    rows.into_iter().map(TaskRun::try_from).collect()
 }
 
 /// What a worker may do with a delivered run.
@@ -279,7 +286,7 @@ pub async fn claim(
     .fetch_optional(db)
     .await;
     match claimed {
-        Ok(Some(row)) => return Ok(Claim::Claimed(Box::new(row.into()))),
+        Ok(Some(row)) => return Ok(Claim::Claimed(Box::new(row.try_into()?))),
         Ok(None) => {}
         Err(e) if crate::error::unique_violation(&e) == Some("task_runs_one_running_per_task") => {
             return Ok(Claim::Overlap);
@@ -442,7 +449,7 @@ pub async fn requeue_finished(
     .fetch_optional(db)
     .await?;
     if let Some(row) = row {
-        return Ok(Ok(Some(row.into())));
+        return Ok(Ok(Some(row.try_into()?)));
     }
     Ok(match get(db, id).await? {
         Some(run) => Err(run.state),

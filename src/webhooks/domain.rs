@@ -1,26 +1,34 @@
 //! Event types and endpoint URLs, parsed at the boundary.
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 /// What happened. Stored as text in `webhook_events.event_type` and `webhook_endpoints.events`
-/// (CHECK constraints list the values).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, ToSchema)]
+/// (CHECK constraints list the values); a value this enum does not know fails to decode.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, ToSchema, sqlx::Type,
+)]
+#[sqlx(type_name = "text")]
 pub enum EventType {
     /// A conversion was made (one event per conversion of a batch too).
     #[serde(rename = "conversion.created")]
+    #[sqlx(rename = "conversion.created")]
     ConversionCreated,
     /// A conversion became permanent at the end of its holding period.
     #[serde(rename = "conversion.finalized")]
+    #[sqlx(rename = "conversion.finalized")]
     ConversionFinalized,
     /// The partner cancelled a temporary conversion.
     #[serde(rename = "conversion.cancelled")]
+    #[sqlx(rename = "conversion.cancelled")]
     ConversionCancelled,
     /// A quote's rate lock ended (quotes with a lock only).
     #[serde(rename = "quote.expired")]
+    #[sqlx(rename = "quote.expired")]
     QuoteExpired,
     /// Sent by `POST /webhooks/{id}/test`; cannot be subscribed to.
     #[serde(rename = "ping")]
+    #[sqlx(rename = "ping")]
     Ping,
 }
 
@@ -71,26 +79,65 @@ pub enum DeliveryState {
     Dead,
 }
 
-/// Parses a partner's event list: at least one, each subscribable; duplicates collapse.
-pub fn parse_events(raw: &[String]) -> Result<Vec<EventType>, String> {
-    if raw.is_empty() {
-        return Err("list at least one event type".into());
-    }
-    let mut events = Vec::new();
-    for name in raw {
-        let t = EventType::parse_subscribable(name).ok_or_else(|| {
-            format!(
-                "`{name}` is not an event type; use {}",
-                EventType::SUBSCRIBABLE.map(EventType::as_str).join(", ")
-            )
-        })?;
-        if !events.contains(&t) {
-            events.push(t);
+/// The event types an endpoint subscribes to, parsed from the partner's list: at least one,
+/// each subscribable (never `ping`), each once, in [`EventType`] order. A request carries it
+/// already parsed: an unknown name is refused while the body is read, as a 422 naming `events`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSubscription(Vec<EventType>);
+
+impl EventSubscription {
+    /// Parses a partner's event list; duplicates collapse.
+    pub fn parse(raw: &[String]) -> Result<Self, String> {
+        if raw.is_empty() {
+            return Err("list at least one event type".into());
         }
+        let mut events = Vec::new();
+        for name in raw {
+            let t = EventType::parse_subscribable(name).ok_or_else(|| {
+                format!(
+                    "`{name}` is not an event type; use {}",
+                    EventType::SUBSCRIBABLE.map(EventType::as_str).join(", ")
+                )
+            })?;
+            if !events.contains(&t) {
+                events.push(t);
+            }
+        }
+        events.sort();
+        Ok(Self(events))
     }
-    events.sort();
-    Ok(events)
+
+    /// The event types, each once, in [`EventType`] order.
+    pub fn events(&self) -> &[EventType] {
+        &self.0
+    }
 }
+
+impl<'de> Deserialize<'de> for EventSubscription {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Vec::<String>::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The OpenAPI schema of one name in an [`EventSubscription`]: the names of
+/// [`EventType::SUBSCRIBABLE`], so the document lists exactly what parsing accepts.
+pub struct SubscribableEvent;
+
+impl utoipa::PartialSchema for SubscribableEvent {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(EventType::SUBSCRIBABLE.map(EventType::as_str)))
+            .description(Some(
+                "An event type an endpoint may subscribe to (`ping` is sent by \
+                 `POST /webhooks/{id}/test` only).",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for SubscribableEvent {}
 
 /// An endpoint URL whose form is acceptable: `https` (or `http` where allowed), a host, no
 /// credentials, no fragment. Whether its addresses may be called is [`super::guard`]'s question.
@@ -156,11 +203,37 @@ mod tests {
             "quote.expired".to_owned(),
         ];
         assert_eq!(
-            parse_events(&raw).unwrap(),
+            EventSubscription::parse(&raw).unwrap().events(),
             [EventType::ConversionCreated, EventType::QuoteExpired]
         );
-        assert!(parse_events(&[]).is_err());
-        assert!(parse_events(&["ping".to_owned()]).is_err());
+        assert!(EventSubscription::parse(&[]).is_err());
+        assert!(EventSubscription::parse(&["ping".to_owned()]).is_err());
+    }
+
+    #[test]
+    fn a_subscription_deserialises_from_the_names_or_says_which_name_is_wrong() {
+        let parsed: EventSubscription =
+            serde_json::from_value(serde_json::json!(["conversion.cancelled"])).unwrap();
+        assert_eq!(parsed.events(), [EventType::ConversionCancelled]);
+        let err = serde_json::from_value::<EventSubscription>(serde_json::json!(["ping"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("`ping` is not an event type; use conversion.created"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_documented_names_are_the_subscribable_ones() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(SubscribableEvent::schema()).unwrap();
+        let names: Vec<EventType> = EventType::SUBSCRIBABLE.to_vec();
+        let documented: Vec<String> = serde_json::from_value(schema["enum"].clone()).unwrap();
+        assert_eq!(
+            documented,
+            names.iter().map(|t| t.as_str()).collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::domain::{EventSubscription, SubscribableEvent};
 use super::service::{self, CreatedEndpoint, DeliveryView, EndpointView, RotatedSecret};
 use super::{DeliverWebhooks, WebhookError, Webhooks};
 use crate::auth::PartnerUser;
@@ -41,22 +42,7 @@ pub struct CreateEndpoint {
     pub url: String,
     /// Event types to receive (at least one; a type listed twice counts once).
     #[schema(value_type = Vec<SubscribableEvent>, min_items = 1, example = json!(["conversion.created", "conversion.finalized"]))]
-    pub events: Vec<String>,
-}
-
-/// An event type an endpoint may subscribe to (`ping` is sent by `POST /webhooks/{id}/test`
-/// only). Documentation of the names [`super::domain::EventType::parse_subscribable`] accepts.
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub enum SubscribableEvent {
-    #[serde(rename = "conversion.created")]
-    ConversionCreated,
-    #[serde(rename = "conversion.finalized")]
-    ConversionFinalized,
-    #[serde(rename = "conversion.cancelled")]
-    ConversionCancelled,
-    #[serde(rename = "quote.expired")]
-    QuoteExpired,
+    pub events: EventSubscription,
 }
 
 /// The partner's live endpoints.

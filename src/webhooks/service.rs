@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::domain::{self, DeliveryState, EndpointUrl, EventType};
+use super::domain::{DeliveryState, EndpointUrl, EventSubscription, EventType};
 use super::guard;
 use super::signing;
 use super::store::{self, DeliveryRow, EndpointRow};
@@ -24,7 +24,7 @@ pub struct EndpointView {
     pub url: String,
     /// The event types delivered here.
     #[schema(value_type = Vec<String>, example = json!(["conversion.created", "conversion.finalized"]))]
-    pub events: Vec<String>,
+    pub events: Vec<EventType>,
     pub created_at: DateTime<Utc>,
     /// After a rotation: until when the previous secret still signs (beside the new one).
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
@@ -70,8 +70,8 @@ pub struct DeliveryView {
     pub id: Uuid,
     /// The event, sent as the `webhook-id` header on every attempt.
     pub event_id: Uuid,
-    #[schema(example = "conversion.created")]
-    pub event_type: String,
+    #[schema(value_type = String, example = "conversion.created")]
+    pub event_type: EventType,
     pub state: DeliveryState,
     /// Attempts made on the current schedule.
     pub attempts: i32,
@@ -141,14 +141,14 @@ pub async fn create_endpoint(
     webhooks: &Webhooks,
     partner: PartnerId,
     url: &str,
-    events: &[String],
+    events: &EventSubscription,
 ) -> Result<CreatedEndpoint, WebhookError> {
-    let events = domain::parse_events(events).map_err(|message| WebhookError::Invalid {
-        field: "events",
-        message,
-    })?;
     let url = check_url(&webhooks.settings, url).await?;
-    let events: Vec<String> = events.iter().map(|e| e.as_str().to_owned()).collect();
+    let names: Vec<String> = events
+        .events()
+        .iter()
+        .map(|e| e.as_str().to_owned())
+        .collect();
     let secret = signing::new_secret();
     let id = Uuid::now_v7();
     // PostgreSQL keeps microseconds: answer with what a later read returns.
@@ -160,7 +160,7 @@ pub async fn create_endpoint(
             id,
             partner_id: partner.as_uuid(),
             url: url.as_str(),
-            events: &events,
+            events: &names,
             secret: &secret,
             created_at: now,
         },
@@ -175,7 +175,7 @@ pub async fn create_endpoint(
         endpoint: EndpointView {
             id,
             url: url.as_str().to_owned(),
-            events,
+            events: events.events().to_vec(),
             created_at: now,
             previous_secret_expires_at: None,
         },
@@ -252,7 +252,7 @@ pub async fn ping(
     Ok(DeliveryView {
         id: delivery,
         event_id,
-        event_type: EventType::Ping.as_str().to_owned(),
+        event_type: EventType::Ping,
         state: DeliveryState::Pending,
         attempts: 0,
         next_attempt_at: Some(now),

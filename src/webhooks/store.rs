@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::domain::DeliveryState;
+use super::domain::{DeliveryState, EventType};
 use crate::auth::PartnerId;
 use crate::pagination::Cursor;
 
@@ -13,7 +13,7 @@ pub struct EndpointRow {
     pub id: Uuid,
     pub partner_id: Uuid,
     pub url: String,
-    pub events: Vec<String>,
+    pub events: Vec<EventType>,
     pub created_at: DateTime<Utc>,
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
 }
@@ -68,9 +68,10 @@ pub async fn list_endpoints(
 ) -> Result<Vec<EndpointRow>, sqlx::Error> {
     sqlx::query_as!(
         EndpointRow,
-        "SELECT id, partner_id, url, events, created_at, previous_secret_expires_at
+        r#"SELECT id, partner_id, url, events AS "events: Vec<EventType>", created_at,
+                previous_secret_expires_at
          FROM webhook_endpoints WHERE partner_id = $1 AND deleted_at IS NULL
-         ORDER BY created_at, id",
+         ORDER BY created_at, id"#,
         partner.as_uuid(),
     )
     .fetch_all(db)
@@ -85,8 +86,9 @@ pub async fn find_endpoint(
 ) -> Result<Option<EndpointRow>, sqlx::Error> {
     sqlx::query_as!(
         EndpointRow,
-        "SELECT id, partner_id, url, events, created_at, previous_secret_expires_at
-         FROM webhook_endpoints WHERE id = $1 AND partner_id = $2 AND deleted_at IS NULL",
+        r#"SELECT id, partner_id, url, events AS "events: Vec<EventType>", created_at,
+                previous_secret_expires_at
+         FROM webhook_endpoints WHERE id = $1 AND partner_id = $2 AND deleted_at IS NULL"#,
         id,
         partner.as_uuid(),
     )
@@ -137,10 +139,11 @@ pub async fn rotate_secret(
 ) -> Result<Option<EndpointRow>, sqlx::Error> {
     sqlx::query_as!(
         EndpointRow,
-        "UPDATE webhook_endpoints
-         SET previous_secret = secret, previous_secret_expires_at = $4, secret = $3
-         WHERE id = $1 AND partner_id = $2 AND deleted_at IS NULL
-         RETURNING id, partner_id, url, events, created_at, previous_secret_expires_at",
+        r#"UPDATE webhook_endpoints
+           SET previous_secret = secret, previous_secret_expires_at = $4, secret = $3
+           WHERE id = $1 AND partner_id = $2 AND deleted_at IS NULL
+           RETURNING id, partner_id, url, events AS "events: Vec<EventType>", created_at,
+                     previous_secret_expires_at"#,
         id,
         partner.as_uuid(),
         secret,
@@ -183,7 +186,7 @@ pub async fn insert_ping(
 pub struct DeliveryRow {
     pub id: Uuid,
     pub event_id: Uuid,
-    pub event_type: String,
+    pub event_type: EventType,
     pub endpoint_id: Uuid,
     pub state: DeliveryState,
     pub attempts: i32,
@@ -206,7 +209,7 @@ pub async fn list_deliveries(
     let (after_at, after_id) = (after.map(|c| c.at), after.map(|c| c.id));
     sqlx::query_as!(
         DeliveryRow,
-        r#"SELECT d.id, d.event_id, e.event_type, d.endpoint_id, d.state AS "state: DeliveryState", d.attempts,
+        r#"SELECT d.id, d.event_id, e.event_type AS "event_type: EventType", d.endpoint_id, d.state AS "state: DeliveryState", d.attempts,
                   d.next_attempt_at, d.last_attempt_at, d.last_status_code, d.last_latency_ms,
                   d.last_error, d.delivered_at, d.created_at
            FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
@@ -244,7 +247,7 @@ pub async fn retry_delivery(
                  AND ep.partner_id = $3 AND ep.deleted_at IS NULL
                RETURNING d.*
            )
-           SELECT r.id, r.event_id, e.event_type, r.endpoint_id, r.state AS "state: DeliveryState", r.attempts,
+           SELECT r.id, r.event_id, e.event_type AS "event_type: EventType", r.endpoint_id, r.state AS "state: DeliveryState", r.attempts,
                   r.next_attempt_at, r.last_attempt_at, r.last_status_code, r.last_latency_ms,
                   r.last_error, r.delivered_at, r.created_at
            FROM retried r JOIN webhook_events e ON e.id = r.event_id"#,

@@ -10,7 +10,9 @@ use chrono::TimeDelta;
 use currency_conversion::webhooks::Webhooks;
 use serde_json::{Value, json};
 
-use crate::helpers::{TEST_PASSWORD, TestApp, TestUser, assert_problem, spawn_app_with};
+use crate::helpers::{
+    TEST_PASSWORD, TestApp, TestUser, assert_problem, spawn_app_with, spawn_app_with_rates,
+};
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
@@ -116,19 +118,9 @@ impl Receiver {
     }
 }
 
-async fn app_with_rates(
-    customise: impl FnOnce(&mut currency_conversion::settings::Settings),
-) -> TestApp {
-    let app = spawn_app_with(customise).await;
-    app.seed_currencies().await;
-    app.store_rates(&[("USD", "1.1"), ("GBP", "0.85"), ("JPY", "163.5")])
-        .await;
-    app
-}
-
-/// Runs the dispatcher once, as the `deliver_webhooks` job does.
-async fn dispatch(app: &TestApp) -> u64 {
-    app.webhooks.dispatch_due().await.unwrap()
+/// The id of an endpoint as the API shows it.
+fn id_of(endpoint: &Value) -> &str {
+    endpoint["id"].as_str().unwrap()
 }
 
 /// The partner logged in again: moving the clock by hours expires its access token.
@@ -137,43 +129,11 @@ async fn relogin(app: &TestApp, partner: &mut TestUser) {
     partner.token = tokens["access_token"].as_str().unwrap().to_owned();
 }
 
-async fn register(app: &TestApp, partner: &TestUser, url: &str, events: Value) -> Value {
-    let res = app
-        .post_json(
-            "/api/v1/webhooks",
-            &json!({"url": url, "events": events}),
-            Some(&partner.token),
-        )
-        .await;
-    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
-    res.json().await.unwrap()
-}
-
+/// The partner converts 100 EUR into USD; returns the conversion.
 async fn convert(app: &TestApp, partner: &TestUser) -> Value {
-    let res = app
-        .post_json(
-            "/api/v1/conversions",
-            &json!({"from": "EUR", "to": "USD", "amount": "100.00"}),
-            Some(&partner.token),
-        )
-        .await;
+    let res = app.convert(&partner.token, "EUR", "USD", "100.00").await;
     assert_eq!(res.status(), 201);
     res.json().await.unwrap()
-}
-
-async fn deliveries(app: &TestApp, partner: &TestUser, endpoint: &Value) -> Vec<Value> {
-    let res = app
-        .get_with_token(
-            &format!(
-                "/api/v1/webhooks/{}/deliveries",
-                endpoint["id"].as_str().unwrap()
-            ),
-            &partner.token,
-        )
-        .await;
-    assert_eq!(res.status(), 200);
-    let page: Value = res.json().await.unwrap();
-    page["data"].as_array().unwrap().clone()
 }
 
 async fn count(app: &TestApp, table: &str) -> i64 {
@@ -185,21 +145,21 @@ async fn count(app: &TestApp, table: &str) -> i64 {
 
 #[tokio::test]
 async fn a_conversion_reaches_the_receiver_signed_as_standard_webhooks_verifies() {
-    let app = app_with_rates(|_| {}).await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let receiver = Receiver::start();
     let partner = app.partner().await;
-    let endpoint = register(
-        &app,
-        &partner,
-        &receiver.url(),
-        json!(["conversion.created"]),
-    )
-    .await;
+    let endpoint = app
+        .register_webhook(
+            &partner.token,
+            &receiver.url(),
+            json!(["conversion.created"]),
+        )
+        .await;
     let secret = endpoint["secret"].as_str().unwrap();
     assert!(secret.starts_with("whsec_"));
 
     let conversion = convert(&app, &partner).await;
-    assert_eq!(dispatch(&app).await, 1);
+    assert_eq!(app.dispatch_webhooks().await, 1);
 
     let got = receiver.received();
     assert_eq!(got.len(), 1);
@@ -224,7 +184,9 @@ async fn a_conversion_reaches_the_receiver_signed_as_standard_webhooks_verifies(
     assert_eq!(body["data"], shown);
     assert_eq!(got[0].header("content-type"), "application/json");
 
-    let list = deliveries(&app, &partner, &endpoint).await;
+    let list = app
+        .webhook_delivery_list(&partner.token, id_of(&endpoint))
+        .await;
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["state"], "delivered");
     assert_eq!(list[0]["attempts"], 1);
@@ -237,35 +199,32 @@ async fn a_conversion_reaches_the_receiver_signed_as_standard_webhooks_verifies(
     );
 
     // The list shows no secrets.
-    let endpoints: Value = app
-        .get_with_token("/api/v1/webhooks", &partner.token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let endpoints = app.list_webhooks(&partner.token).await;
     assert_eq!(endpoints["data"].as_array().unwrap().len(), 1);
     assert!(!endpoints.to_string().contains("whsec_"));
     // Nothing is left to send.
-    assert_eq!(dispatch(&app).await, 0);
+    assert_eq!(app.dispatch_webhooks().await, 0);
 }
 
 #[tokio::test]
 async fn a_receiver_down_then_up_gets_the_event_with_the_same_webhook_id() {
-    let app = app_with_rates(|_| {}).await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let port = Receiver::reserve_port();
     let partner = app.partner().await;
-    let endpoint = register(
-        &app,
-        &partner,
-        &format!("http://127.0.0.1:{port}/hook"),
-        json!(["conversion.created"]),
-    )
-    .await;
+    let endpoint = app
+        .register_webhook(
+            &partner.token,
+            &format!("http://127.0.0.1:{port}/hook"),
+            json!(["conversion.created"]),
+        )
+        .await;
     convert(&app, &partner).await;
 
     // Down: nothing listens.
-    assert_eq!(dispatch(&app).await, 1);
-    let list = deliveries(&app, &partner, &endpoint).await;
+    assert_eq!(app.dispatch_webhooks().await, 1);
+    let list = app
+        .webhook_delivery_list(&partner.token, id_of(&endpoint))
+        .await;
     assert_eq!(list[0]["state"], "pending");
     assert_eq!(list[0]["attempts"], 1);
     assert!(list[0]["last_status_code"].is_null());
@@ -278,18 +237,22 @@ async fn a_receiver_down_then_up_gets_the_event_with_the_same_webhook_id() {
     // Up, but failing: not due yet, then due after the first delay.
     let receiver = Receiver::start_on(port);
     receiver.answer(503);
-    assert_eq!(dispatch(&app).await, 0);
+    assert_eq!(app.dispatch_webhooks().await, 0);
     app.clock.advance(TimeDelta::seconds(5));
-    assert_eq!(dispatch(&app).await, 1);
-    let list = deliveries(&app, &partner, &endpoint).await;
+    assert_eq!(app.dispatch_webhooks().await, 1);
+    let list = app
+        .webhook_delivery_list(&partner.token, id_of(&endpoint))
+        .await;
     assert_eq!(list[0]["state"], "pending");
     assert_eq!(list[0]["last_status_code"], 503);
 
     // Healthy: the next attempt delivers.
     receiver.answer(204);
     app.clock.advance(TimeDelta::seconds(300));
-    assert_eq!(dispatch(&app).await, 1);
-    let list = deliveries(&app, &partner, &endpoint).await;
+    assert_eq!(app.dispatch_webhooks().await, 1);
+    let list = app
+        .webhook_delivery_list(&partner.token, id_of(&endpoint))
+        .await;
     assert_eq!(list[0]["state"], "delivered");
     assert_eq!(list[0]["attempts"], 3);
 
@@ -305,33 +268,35 @@ async fn a_receiver_down_then_up_gets_the_event_with_the_same_webhook_id() {
 
 #[tokio::test]
 async fn a_delivery_is_dead_after_its_last_attempt_and_can_be_retried() {
-    let app = app_with_rates(|s| s.webhooks.retry_schedule_secs = vec![1, 2]).await;
+    let app = spawn_app_with_rates(|s| s.webhooks.retry_schedule_secs = vec![1, 2]).await;
     let receiver = Receiver::start();
     receiver.answer(500);
     let mut partner = app.partner().await;
-    let endpoint = register(
-        &app,
-        &partner,
-        &receiver.url(),
-        json!(["conversion.created"]),
-    )
-    .await;
+    let endpoint = app
+        .register_webhook(
+            &partner.token,
+            &receiver.url(),
+            json!(["conversion.created"]),
+        )
+        .await;
     convert(&app, &partner).await;
 
-    assert_eq!(dispatch(&app).await, 1);
+    assert_eq!(app.dispatch_webhooks().await, 1);
     app.clock.advance(TimeDelta::seconds(1));
-    assert_eq!(dispatch(&app).await, 1);
+    assert_eq!(app.dispatch_webhooks().await, 1);
     app.clock.advance(TimeDelta::seconds(2));
-    assert_eq!(dispatch(&app).await, 1);
+    assert_eq!(app.dispatch_webhooks().await, 1);
     app.clock.advance(TimeDelta::days(2));
     assert_eq!(
-        dispatch(&app).await,
+        app.dispatch_webhooks().await,
         0,
         "a dead delivery is not tried again"
     );
     relogin(&app, &mut partner).await;
 
-    let list = deliveries(&app, &partner, &endpoint).await;
+    let list = app
+        .webhook_delivery_list(&partner.token, id_of(&endpoint))
+        .await;
     assert_eq!(list[0]["state"], "dead");
     assert_eq!(list[0]["attempts"], 3);
     assert_eq!(list[0]["last_status_code"], 500);
@@ -341,22 +306,20 @@ async fn a_delivery_is_dead_after_its_last_attempt_and_can_be_retried() {
     // The partner retries it by hand once the receiver is fixed.
     receiver.answer(200);
     let res = app
-        .post_json(
-            &format!(
-                "/api/v1/webhooks/{}/deliveries/{}/retry",
-                endpoint["id"].as_str().unwrap(),
-                list[0]["id"].as_str().unwrap()
-            ),
-            &json!({}),
-            Some(&partner.token),
+        .retry_webhook_delivery(
+            &partner.token,
+            id_of(&endpoint),
+            list[0]["id"].as_str().unwrap(),
         )
         .await;
     assert_eq!(res.status(), 202);
     let retried: Value = res.json().await.unwrap();
     assert_eq!(retried["state"], "pending");
     assert_eq!(retried["attempts"], 0);
-    assert_eq!(dispatch(&app).await, 1);
-    let list = deliveries(&app, &partner, &endpoint).await;
+    assert_eq!(app.dispatch_webhooks().await, 1);
+    let list = app
+        .webhook_delivery_list(&partner.token, id_of(&endpoint))
+        .await;
     assert_eq!(list[0]["state"], "delivered");
 
     let ids: Vec<String> = receiver
@@ -370,38 +333,26 @@ async fn a_delivery_is_dead_after_its_last_attempt_and_can_be_retried() {
 
 #[tokio::test]
 async fn during_a_rotation_both_secrets_sign_and_afterwards_only_the_new_one() {
-    let app = app_with_rates(|_| {}).await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let receiver = Receiver::start();
     let mut partner = app.partner().await;
-    let endpoint = register(
-        &app,
-        &partner,
-        &receiver.url(),
-        json!(["conversion.created"]),
-    )
-    .await;
+    let endpoint = app
+        .register_webhook(
+            &partner.token,
+            &receiver.url(),
+            json!(["conversion.created"]),
+        )
+        .await;
     let id = endpoint["id"].as_str().unwrap();
     let old = endpoint["secret"].as_str().unwrap().to_owned();
 
-    let res = app
-        .post_json(
-            &format!("/api/v1/webhooks/{id}/rotate-secret"),
-            &json!({}),
-            Some(&partner.token),
-        )
-        .await;
+    let res = app.rotate_webhook_secret(&partner.token, id).await;
     assert_eq!(res.status(), 200);
     let rotated: Value = res.json().await.unwrap();
     let new = rotated["secret"].as_str().unwrap().to_owned();
     assert_ne!(old, new);
 
-    let res = app
-        .post_json(
-            &format!("/api/v1/webhooks/{id}/test"),
-            &json!({}),
-            Some(&partner.token),
-        )
-        .await;
+    let res = app.ping_webhook(&partner.token, id).await;
     assert_eq!(res.status(), 202);
     // The test endpoint queued a dispatcher run: the app's own workers send the ping.
     let stats = app.run_pending_jobs().await;
@@ -421,7 +372,7 @@ async fn during_a_rotation_both_secrets_sign_and_afterwards_only_the_new_one() {
         .advance(TimeDelta::hours(24) + TimeDelta::seconds(1));
     relogin(&app, &mut partner).await;
     convert(&app, &partner).await;
-    assert_eq!(dispatch(&app).await, 1);
+    assert_eq!(app.dispatch_webhooks().await, 1);
     let later = &receiver.received()[1];
     let (msg_id, ts) = (
         later.header("webhook-id"),
@@ -456,10 +407,9 @@ async fn private_and_internal_targets_are_refused_when_the_setting_is_off() {
         "http://[fd00::1]/hook",
     ] {
         let res = app
-            .post_json(
-                "/api/v1/webhooks",
+            .try_register_webhook(
+                &partner.token,
                 &json!({"url": url, "events": ["conversion.created"]}),
-                Some(&partner.token),
             )
             .await;
         let problem = assert_problem(res, 422, "/problems/webhook-target-forbidden").await;
@@ -501,9 +451,7 @@ async fn urls_must_be_https_unless_http_is_allowed_and_events_must_exist() {
             "events",
         ),
     ] {
-        let res = app
-            .post_json("/api/v1/webhooks", &body, Some(&partner.token))
-            .await;
+        let res = app.try_register_webhook(&partner.token, &body).await;
         let problem = assert_problem(res, 422, "/problems/validation-failed").await;
         assert_eq!(problem["errors"][0]["field"], field, "{body}");
     }
@@ -513,7 +461,7 @@ async fn urls_must_be_https_unless_http_is_allowed_and_events_must_exist() {
 async fn a_name_that_resolves_to_loopback_at_delivery_time_is_not_called() {
     // Registration found a public address; by delivery the name points at loopback (DNS
     // rebinding). The stored row stands for that registration.
-    let app = app_with_rates(|s| {
+    let app = spawn_app_with_rates(|s| {
         s.webhooks.allow_private_targets = false;
         s.webhooks.allow_http = true;
     })
@@ -531,7 +479,7 @@ async fn a_name_that_resolves_to_loopback_at_delivery_time_is_not_called() {
     .await
     .unwrap();
     convert(&app, &partner).await;
-    assert_eq!(dispatch(&app).await, 1);
+    assert_eq!(app.dispatch_webhooks().await, 1);
     assert!(
         receiver.received().is_empty(),
         "the guard let a loopback connection through"
@@ -545,7 +493,7 @@ async fn a_name_that_resolves_to_loopback_at_delivery_time_is_not_called() {
 
 #[tokio::test]
 async fn events_commit_with_their_change_or_not_at_all() {
-    let app = app_with_rates(|_| {}).await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let partner = app.partner().await;
     let other = app.partner().await;
     let receiver = Receiver::start();
@@ -554,22 +502,21 @@ async fn events_commit_with_their_change_or_not_at_all() {
     convert(&app, &other).await;
     assert_eq!(count(&app, "webhook_events").await, 0);
 
-    register(
-        &app,
-        &partner,
+    app.register_webhook(
+        &partner.token,
         &receiver.url(),
         json!(["conversion.created"]),
     )
     .await;
     // A refused conversion (invalid batch item) writes no event.
     let res = app
-        .post_json(
-            "/api/v1/conversions/batch",
-            &json!({"items": [
+        .convert_batch(
+            &partner.token,
+            json!([
                 {"from": "EUR", "to": "USD", "amount": "1.00"},
                 {"from": "EUR", "to": "XXX", "amount": "1.00"},
-            ]}),
-            Some(&partner.token),
+            ]),
+            None,
         )
         .await;
     assert_eq!(res.status(), 422);
@@ -591,13 +538,7 @@ async fn events_commit_with_their_change_or_not_at_all() {
     .await
     .unwrap();
     let before = count(&app, "conversions").await;
-    let res = app
-        .post_json(
-            "/api/v1/conversions",
-            &json!({"from": "EUR", "to": "USD", "amount": "100.00"}),
-            Some(&partner.token),
-        )
-        .await;
+    let res = app.convert(&partner.token, "EUR", "USD", "100.00").await;
     assert_eq!(res.status(), 500);
     assert_eq!(count(&app, "conversions").await, before);
     assert_eq!(count(&app, "webhook_events").await, 0);
@@ -608,18 +549,18 @@ async fn events_commit_with_their_change_or_not_at_all() {
 
     // A batch writes one event per conversion.
     let res = app
-        .post_json(
-            "/api/v1/conversions/batch",
-            &json!({"items": [
+        .convert_batch(
+            &partner.token,
+            json!([
                 {"from": "EUR", "to": "USD", "amount": "1.00"},
                 {"from": "EUR", "to": "GBP", "amount": "2.00"},
-            ]}),
-            Some(&partner.token),
+            ]),
+            None,
         )
         .await;
     assert_eq!(res.status(), 201);
     assert_eq!(count(&app, "webhook_events").await, 2);
-    assert_eq!(dispatch(&app).await, 2);
+    assert_eq!(app.dispatch_webhooks().await, 2);
     let types: Vec<Value> = receiver
         .received()
         .iter()
@@ -630,12 +571,11 @@ async fn events_commit_with_their_change_or_not_at_all() {
 
 #[tokio::test]
 async fn cancel_and_finalize_send_their_events_to_subscribers_only() {
-    let app = app_with_rates(|_| {}).await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let receiver = Receiver::start();
     let partner = app.partner().await;
-    register(
-        &app,
-        &partner,
+    app.register_webhook(
+        &partner.token,
         &receiver.url(),
         json!(["conversion.cancelled", "conversion.finalized"]),
     )
@@ -643,14 +583,7 @@ async fn cancel_and_finalize_send_their_events_to_subscribers_only() {
     let cancelled = convert(&app, &partner).await;
     let kept = convert(&app, &partner).await;
     let res = app
-        .post_json(
-            &format!(
-                "/api/v1/conversions/{}/cancel",
-                cancelled["id"].as_str().unwrap()
-            ),
-            &json!({}),
-            Some(&partner.token),
-        )
+        .cancel(&partner.token, cancelled["id"].as_str().unwrap())
         .await;
     assert_eq!(res.status(), 200);
     app.clock.advance(TimeDelta::hours(49));
@@ -658,7 +591,7 @@ async fn cancel_and_finalize_send_their_events_to_subscribers_only() {
         .await
         .unwrap();
     assert_eq!(finalized, 1);
-    assert_eq!(dispatch(&app).await, 2);
+    assert_eq!(app.dispatch_webhooks().await, 2);
     let got: Vec<Value> = receiver.received().iter().map(Received::json).collect();
     let by_type = |t: &str| got.iter().find(|b| b["type"] == t).unwrap().clone();
     assert_eq!(
@@ -680,67 +613,52 @@ async fn cancel_and_finalize_send_their_events_to_subscribers_only() {
 
 #[tokio::test]
 async fn a_partner_sees_and_receives_only_its_own() {
-    let app = app_with_rates(|_| {}).await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let receiver_a = Receiver::start();
     let receiver_b = Receiver::start();
     let a = app.partner().await;
     let b = app.partner().await;
-    let endpoint = register(&app, &a, &receiver_a.url(), json!(["conversion.created"])).await;
-    register(&app, &b, &receiver_b.url(), json!(["conversion.created"])).await;
+    let endpoint = app
+        .register_webhook(&a.token, &receiver_a.url(), json!(["conversion.created"]))
+        .await;
+    app.register_webhook(&b.token, &receiver_b.url(), json!(["conversion.created"]))
+        .await;
     convert(&app, &a).await;
-    assert_eq!(dispatch(&app).await, 1);
+    assert_eq!(app.dispatch_webhooks().await, 1);
     assert_eq!(receiver_a.received().len(), 1);
     assert!(receiver_b.received().is_empty());
 
     let id = endpoint["id"].as_str().unwrap();
-    let delivery = deliveries(&app, &a, &endpoint).await[0]["id"]
+    let delivery = app.webhook_delivery_list(&a.token, id_of(&endpoint)).await[0]["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let list: Value = app
-        .get_with_token("/api/v1/webhooks", &b.token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list = app.list_webhooks(&b.token).await;
     assert!(!list.to_string().contains(id));
     assert_problem(
-        app.get_with_token(&format!("/api/v1/webhooks/{id}/deliveries"), &b.token)
-            .await,
+        app.webhook_deliveries(&b.token, id).await,
         404,
         "/problems/not-found",
     )
     .await;
-    for path in [
-        format!("/api/v1/webhooks/{id}/rotate-secret"),
-        format!("/api/v1/webhooks/{id}/test"),
-        format!("/api/v1/webhooks/{id}/deliveries/{delivery}/retry"),
+    for res in [
+        app.rotate_webhook_secret(&b.token, id).await,
+        app.ping_webhook(&b.token, id).await,
+        app.retry_webhook_delivery(&b.token, id, &delivery).await,
     ] {
-        let res = app.post_json(&path, &json!({}), Some(&b.token)).await;
         assert_problem(res, 404, "/problems/not-found").await;
     }
     assert_problem(
-        app.delete(&format!("/api/v1/webhooks/{id}"), &b.token)
-            .await,
+        app.delete_webhook(&b.token, id).await,
         404,
         "/problems/not-found",
     )
     .await;
     // The owner deletes it: gone from the list, nothing more sent.
-    assert_eq!(
-        app.delete(&format!("/api/v1/webhooks/{id}"), &a.token)
-            .await
-            .status(),
-        204
-    );
+    assert_eq!(app.delete_webhook(&a.token, id).await.status(), 204);
     convert(&app, &a).await;
     assert_eq!(count(&app, "webhook_events").await, 1);
-    let list: Value = app
-        .get_with_token("/api/v1/webhooks", &a.token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list = app.list_webhooks(&a.token).await;
     assert_eq!(list["data"].as_array().unwrap().len(), 0);
 }
 
@@ -748,12 +666,11 @@ async fn a_partner_sees_and_receives_only_its_own() {
 async fn finalizing_a_thousand_conversions_writes_a_thousand_events() {
     // No holding period: finalize runs on the test clock, which stays on the wall clock the
     // library checks `webhook-timestamp` against.
-    let app = app_with_rates(|s| s.conversions.holding_period_secs = 0).await;
+    let app = spawn_app_with_rates(|s| s.conversions.holding_period_secs = 0).await;
     let receiver = Receiver::start();
     let partner = app.partner().await;
-    register(
-        &app,
-        &partner,
+    app.register_webhook(
+        &partner.token,
         &receiver.url(),
         json!(["conversion.finalized"]),
     )
@@ -761,13 +678,7 @@ async fn finalizing_a_thousand_conversions_writes_a_thousand_events() {
     let items: Vec<Value> = (0..1000)
         .map(|i| json!({"from": "EUR", "to": "USD", "amount": format!("{}.00", i + 1)}))
         .collect();
-    let res = app
-        .post_json(
-            "/api/v1/conversions/batch",
-            &json!({ "items": items }),
-            Some(&partner.token),
-        )
-        .await;
+    let res = app.convert_batch(&partner.token, json!(items), None).await;
     assert_eq!(res.status(), 201);
     let finalized = currency_conversion::conversions::service::finalize_due(&app.conversions())
         .await
@@ -775,7 +686,7 @@ async fn finalizing_a_thousand_conversions_writes_a_thousand_events() {
     assert_eq!(finalized, 1000);
     assert_eq!(count(&app, "webhook_events").await, 1000);
     assert_eq!(count(&app, "webhook_deliveries").await, 1000);
-    assert_eq!(dispatch(&app).await, 1000);
+    assert_eq!(app.dispatch_webhooks().await, 1000);
     let received = receiver.received();
     assert_eq!(received.len(), 1000);
     let secret: String = sqlx::query_scalar("SELECT secret FROM webhook_endpoints")
@@ -788,21 +699,14 @@ async fn finalizing_a_thousand_conversions_writes_a_thousand_events() {
 
 #[tokio::test]
 async fn an_ended_lock_is_announced_once_and_an_indicative_quote_never() {
-    let app = app_with_rates(|_| {}).await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let receiver = Receiver::start();
     let partner = app.partner().await;
-    register(&app, &partner, &receiver.url(), json!(["quote.expired"])).await;
+    app.register_webhook(&partner.token, &receiver.url(), json!(["quote.expired"]))
+        .await;
     let mut quotes = Vec::new();
     for lock in ["five_minutes", "none"] {
-        let res = app
-            .post_json(
-                "/api/v1/quotes",
-                &json!({"from": "EUR", "to": "USD", "lock": lock}),
-                Some(&partner.token),
-            )
-            .await;
-        assert_eq!(res.status(), 201);
-        quotes.push(res.json::<Value>().await.unwrap());
+        quotes.push(app.quoted(&partner.token, "EUR", "USD", None, lock).await);
     }
     let quotes_handle = app.quotes();
     let record = || currency_conversion::quotes::service::record_expiries(&quotes_handle);
@@ -810,7 +714,7 @@ async fn an_ended_lock_is_announced_once_and_an_indicative_quote_never() {
     app.clock.advance(TimeDelta::minutes(5));
     assert_eq!(record().await.unwrap(), 1);
     assert_eq!(record().await.unwrap(), 0, "an expiry is recorded once");
-    assert_eq!(dispatch(&app).await, 1);
+    assert_eq!(app.dispatch_webhooks().await, 1);
     let got = receiver.received();
     let body = got[0].json();
     assert_eq!(body["type"], "quote.expired");
@@ -821,23 +725,25 @@ async fn an_ended_lock_is_announced_once_and_an_indicative_quote_never() {
 
 #[tokio::test]
 async fn a_redirect_is_an_answer_not_an_instruction() {
-    let app = app_with_rates(|_| {}).await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let receiver = Receiver::start();
     receiver.answer(307);
     let partner = app.partner().await;
-    let endpoint = register(
-        &app,
-        &partner,
-        &receiver.url(),
-        json!(["conversion.created"]),
-    )
-    .await;
+    let endpoint = app
+        .register_webhook(
+            &partner.token,
+            &receiver.url(),
+            json!(["conversion.created"]),
+        )
+        .await;
     convert(&app, &partner).await;
-    assert_eq!(dispatch(&app).await, 1);
+    assert_eq!(app.dispatch_webhooks().await, 1);
     let got = receiver.received();
     assert_eq!(got.len(), 1, "the redirect was followed");
     assert_eq!(got[0].path, "/hook");
-    let list = deliveries(&app, &partner, &endpoint).await;
+    let list = app
+        .webhook_delivery_list(&partner.token, id_of(&endpoint))
+        .await;
     assert_eq!(list[0]["state"], "pending");
     assert_eq!(list[0]["last_status_code"], 307);
 }
@@ -848,12 +754,11 @@ async fn a_redirect_is_an_answer_not_an_instruction() {
 #[tokio::test]
 #[ignore = "a measurement: 10,000 conversions take a while in a debug build"]
 async fn finalizing_ten_thousand_conversions_writes_ten_thousand_events() {
-    let app = app_with_rates(|s| s.conversions.holding_period_secs = 0).await;
+    let app = spawn_app_with_rates(|s| s.conversions.holding_period_secs = 0).await;
     let receiver = Receiver::start();
     let partner = app.partner().await;
-    register(
-        &app,
-        &partner,
+    app.register_webhook(
+        &partner.token,
         &receiver.url(),
         json!(["conversion.finalized"]),
     )
@@ -862,13 +767,7 @@ async fn finalizing_ten_thousand_conversions_writes_ten_thousand_events() {
         let items: Vec<Value> = (0..1000)
             .map(|i| json!({"from": "EUR", "to": "USD", "amount": format!("{}.00", i + 1)}))
             .collect();
-        let res = app
-            .post_json(
-                "/api/v1/conversions/batch",
-                &json!({ "items": items }),
-                Some(&partner.token),
-            )
-            .await;
+        let res = app.convert_batch(&partner.token, json!(items), None).await;
         assert_eq!(res.status(), 201);
     }
     let started = std::time::Instant::now();
@@ -879,7 +778,7 @@ async fn finalizing_ten_thousand_conversions_writes_ten_thousand_events() {
     assert_eq!(finalized, 10_000);
     assert_eq!(count(&app, "webhook_events").await, 10_000);
     let started = std::time::Instant::now();
-    assert_eq!(dispatch(&app).await, 10_000);
+    assert_eq!(app.dispatch_webhooks().await, 10_000);
     let dispatch_time = started.elapsed();
     let received = receiver.received();
     assert_eq!(received.len(), 10_000);
@@ -898,12 +797,11 @@ async fn finalizing_ten_thousand_conversions_writes_ten_thousand_events() {
 #[tokio::test]
 async fn dispatchers_racing_each_other_send_every_delivery_once() {
     // Two instances' dispatchers on the same PostgreSQL: claims skip each other's rows.
-    let app = app_with_rates(|_| {}).await;
+    let app = spawn_app_with_rates(|_| {}).await;
     let receiver = Receiver::start();
     let partner = app.partner().await;
-    register(
-        &app,
-        &partner,
+    app.register_webhook(
+        &partner.token,
         &receiver.url(),
         json!(["conversion.created"]),
     )
@@ -911,13 +809,7 @@ async fn dispatchers_racing_each_other_send_every_delivery_once() {
     let items: Vec<Value> = (0..300)
         .map(|i| json!({"from": "EUR", "to": "USD", "amount": format!("{}.00", i + 1)}))
         .collect();
-    let res = app
-        .post_json(
-            "/api/v1/conversions/batch",
-            &json!({ "items": items }),
-            Some(&partner.token),
-        )
-        .await;
+    let res = app.convert_batch(&partner.token, json!(items), None).await;
     assert_eq!(res.status(), 201);
     let (one, two) = (
         Webhooks::new(app.db.clone(), app.clock.clone(), &app.settings.webhooks).unwrap(),
