@@ -276,6 +276,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(crate::auth::routes::configure)
             .configure(crate::currencies::routes::configure)
             .configure(crate::rates::routes::configure)
+            // One resource per path: POST is a conversion, GET the history.
+            .service(
+                web::resource("/conversions")
+                    .route(web::post().to(crate::conversions::routes::create))
+                    .route(web::get().to(crate::history::routes::list)),
+            )
+            .service(
+                web::resource("/conversions/summary")
+                    .route(web::get().to(crate::history::routes::summary)),
+            )
             .configure(crate::conversions::routes::configure)
             .configure(crate::quotes::routes::configure)
             .configure(crate::webhooks::routes::configure)

@@ -18,14 +18,14 @@ use crate::extract::Json;
 use crate::money::RequestedAmount;
 use uuid::Uuid;
 
+/// Registers the conversion routes under `/api/v1`, except `/conversions` itself, whose POST
+/// ([`create`]) shares the resource with history's GET: `startup` builds that one resource, so
+/// that a wrong method is a 405 with `Allow` and neither module imports the other's routes.
+/// Call after the static `/conversions/*` paths of other modules (history's `summary`), since
+/// `/conversions/{id}` would take them for an id.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/conversions")
-            .route(web::post().to(create))
-            .route(web::get().to(crate::history::routes::list)),
-    )
     // Before `/conversions/{id}`, which would otherwise take `batch` for an id.
-    .service(
+    cfg.service(
         web::resource("/conversions/batch")
             .app_data(
                 web::JsonConfig::default()
@@ -33,9 +33,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .error_handler(crate::error::json_error),
             )
             .route(web::post().to(create_batch)),
-    )
-    .service(
-        web::resource("/conversions/summary").route(web::get().to(crate::history::routes::summary)),
     )
     .service(web::resource("/conversions/{id}").route(web::get().to(get)))
     .service(web::resource("/conversions/{id}/cancel").route(web::post().to(cancel)));
