@@ -59,7 +59,11 @@ impl Parts {
             &state.settings.webhooks,
         )?;
         let conversions = Conversions::new(&rates, state.settings.conversions.clone());
-        let quotes = Quotes::new(&conversions, state.settings.quotes.clone());
+        let quotes = Quotes::new(
+            &rates,
+            state.settings.quotes.clone(),
+            state.settings.conversions.stale_rates,
+        );
         let registry = Arc::new(crate::jobs::registry(
             &tasks,
             &rates,

@@ -1,24 +1,12 @@
-//! What a conversion or a quote starts with: two usable, distinct currencies, their rate and the
-//! partner's amount, checked and priced on the one pricing path ([`crate::rates::pricing`]).
-
-use chrono::{DateTime, Utc};
+//! What a conversion starts with: two usable, distinct currencies, their rate and the
+//! partner's amount, checked and priced on the one pricing path ([`crate::rates::pricing`]),
+//! which rate locks ([`crate::quotes`]) build on too.
 
 use super::Conversions;
 use super::service::{ConversionError, invalid};
 use crate::currencies::CurrencyCode;
 use crate::money::{Amount, RequestedAmount};
 use crate::rates::pricing::{self, Purpose};
-use crate::settings::StaleRatePolicy;
-
-/// A currency pair priced at the rate in force (or at `at`), before any amount: what a rate
-/// lock needs.
-pub struct PricedPair {
-    pub from: CurrencyCode,
-    pub to: CurrencyCode,
-    pub quote: crate::rates::RateQuote,
-    pub from_minor_units: i16,
-    pub to_minor_units: i16,
-}
 
 /// Two distinct currencies usable for new business, with their minor units.
 pub(super) struct UsablePair {
@@ -65,24 +53,6 @@ pub(super) async fn cached_usable_pair(
     }
 }
 
-/// Validates both currencies (usable for new business, distinct) and finds their rate.
-pub async fn price_pair(
-    conversions: &Conversions,
-    from: CurrencyCode,
-    to: CurrencyCode,
-    at: Option<DateTime<Utc>>,
-) -> Result<PricedPair, ConversionError> {
-    let pair = usable_pair(conversions, from, to).await?;
-    let quote = crate::rates::service::quote(&conversions.rates, pair.from, pair.to, at).await?;
-    Ok(PricedPair {
-        from: pair.from,
-        to: pair.to,
-        quote,
-        from_minor_units: pair.from_minor_units,
-        to_minor_units: pair.to_minor_units,
-    })
-}
-
 /// Parses a partner's amount of a currency with `minor_units` decimals, within
 /// `conversions.max_amount`.
 pub fn parse_amount(
@@ -96,17 +66,14 @@ pub fn parse_amount(
         .map_err(|e| invalid("amount", e.to_string()))
 }
 
-/// Refuses a stale rate where `conversions.stale_rates` says so.
+/// Refuses a stale rate where `conversions.stale_rates` says so (the same check as a rate
+/// lock's, [`pricing::refuse_stale`]).
 pub fn refuse_stale(
     conversions: &Conversions,
     quote: &crate::rates::RateQuote,
 ) -> Result<(), ConversionError> {
-    if quote.stale && conversions.settings.stale_rates == StaleRatePolicy::Refuse {
-        return Err(ConversionError::StaleRate {
-            from: quote.from,
-            to: quote.to,
-            as_of: quote.as_of,
-        });
-    }
-    Ok(())
+    Ok(pricing::refuse_stale(
+        conversions.settings.stale_rates,
+        quote,
+    )?)
 }

@@ -50,12 +50,6 @@ pub enum ConversionError {
     Currency(#[from] CurrencyError),
     #[error(transparent)]
     Rates(#[from] crate::rates::RatesError),
-    #[error("the newest {from}/{to} rate is from {as_of}, older than the allowed maximum age")]
-    StaleRate {
-        from: CurrencyCode,
-        to: CurrencyCode,
-        as_of: DateTime<Utc>,
-    },
     /// The quote's lock ended (or it never held one).
     #[error("quote {id} expired at {expires_at}")]
     QuoteExpired { id: Uuid, expires_at: DateTime<Utc> },
@@ -243,10 +237,6 @@ impl From<ConversionError> for ApiError {
             C::Invalid { field, message } => ApiError::validation(field, message),
             C::Currency(e) => e.into(),
             C::Rates(e) => e.into(),
-            e @ C::StaleRate { .. } => ApiError::Unprocessable {
-                slug: "stale-rate",
-                detail: e.to_string(),
-            },
             e @ C::QuoteExpired { .. } => ApiError::ConflictAs {
                 slug: "quote-expired",
                 detail: e.to_string(),

@@ -1,10 +1,11 @@
 //! Rate locks (quotes): a partner asks for the rate of a currency pair, optionally for a fixed
 //! amount, and chooses how long it is held (`none`, `five_minutes`, `hour`, `day`). Each lock
 //! costs a spread in basis points (`quotes.spread_bps.<lock>`) taken off the reference rate and
-//! shown beside it. Owns the `quotes` table. A quote is priced as a conversion is
-//! ([`crate::conversions::pricing::price_pair`], on the one pricing path [`crate::rates::pricing`]);
-//! converting on a quote is the conversions
-//! module's job, which asks this module to [`service::claim`] the quote inside its transaction.
+//! shown beside it. Owns the `quotes` table. A quote is priced as a conversion is, on the one
+//! pricing path [`crate::rates::pricing`] (the same checks, the same errors, the same
+//! stale-rate policy); converting on a quote is the conversions module's job, which asks this
+//! module to [`service::claim`] the quote inside its transaction. This module imports nothing
+//! from conversions.
 
 pub mod domain;
 pub mod jobs;
@@ -20,13 +21,13 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 use crate::clock::Clock;
-use crate::conversions::Conversions;
-use crate::settings::QuoteSettings;
+use crate::rates::Rates;
+use crate::settings::{QuoteSettings, StaleRatePolicy};
 
-/// What the quote use cases run with: the pool, the clock, `quotes.*` (the spreads) and the
-/// conversions handle, whose pricing (currencies, rate, amount, stale-rate policy) a quote
-/// shares. Cheap to clone; routes get it as `web::Data<Quotes>`, the `expire_quotes` job as its
-/// context.
+/// What the quote use cases run with: the pool, the clock, `quotes.*` (the spreads), the rates
+/// handle to price through (currencies, rate, `conversions.max_amount`) and
+/// `conversions.stale_rates`, so that a quote refuses a stale rate where a conversion does.
+/// Cheap to clone; routes get it as `web::Data<Quotes>`, the `expire_quotes` job as its context.
 #[derive(Clone)]
 pub struct Quotes {
     /// PostgreSQL, where quotes are stored.
@@ -36,17 +37,21 @@ pub struct Quotes {
     /// `quotes.*`: the spread per lock.
     pub settings: Arc<QuoteSettings>,
     /// Pricing, as for a conversion.
-    pub conversions: Conversions,
+    pub rates: Rates,
+    /// `conversions.stale_rates`: whether a stale reference rate may be locked.
+    pub stale_rates: StaleRatePolicy,
 }
 
 impl Quotes {
-    /// The quotes handle pricing through `conversions` (whose pool and clock it shares).
-    pub fn new(conversions: &Conversions, settings: QuoteSettings) -> Self {
+    /// The quotes handle pricing through `rates` (whose pool and clock it shares), refusing a
+    /// stale rate where `stale_rates` (`conversions.stale_rates`) says so.
+    pub fn new(rates: &Rates, settings: QuoteSettings, stale_rates: StaleRatePolicy) -> Self {
         Self {
-            db: conversions.db.clone(),
-            clock: conversions.clock.clone(),
+            db: rates.db.clone(),
+            clock: rates.clock.clone(),
             settings: Arc::new(settings),
-            conversions: conversions.clone(),
+            rates: rates.clone(),
+            stale_rates,
         }
     }
 }

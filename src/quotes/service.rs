@@ -14,11 +14,11 @@ use super::Quotes;
 use super::domain::{Lock, QuoteStatus};
 use super::store::{self, QuoteRow};
 use crate::auth::PartnerId;
-use crate::conversions::ConversionError;
-use crate::conversions::pricing::{parse_amount, price_pair, refuse_stale};
 use crate::currencies::CurrencyCode;
 use crate::error::ApiError;
 use crate::money::{self, Rate, RequestedAmount};
+use crate::rates::RatesError;
+use crate::rates::pricing::{self, Purpose};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QuoteError {
@@ -27,9 +27,10 @@ pub enum QuoteError {
         field: &'static str,
         message: String,
     },
-    /// The pair or amount cannot be priced (currency, rates, stale rate).
+    /// The pair or amount cannot be priced (currency, rates, amount, stale rate): the same
+    /// errors as a conversion's, from the one pricing path.
     #[error(transparent)]
-    Pricing(#[from] ConversionError),
+    Pricing(#[from] RatesError),
     #[error("no such quote")]
     NotFound,
     #[error(transparent)]
@@ -147,16 +148,18 @@ pub async fn create(
     req: QuoteRequest<'_>,
 ) -> Result<QuoteView, QuoteError> {
     let lock = req.lock;
-    let pricing = &quotes.conversions;
-    let pair = price_pair(pricing, req.from, req.to, None).await?;
+    let rates = &quotes.rates;
+    // Checked against PostgreSQL, as for a conversion, since the quote is recorded.
+    let (source, target) =
+        pricing::usable_pair(rates, req.from, req.to, None, Purpose::Record).await?;
+    let quote = crate::rates::service::quote(rates, req.from, req.to, None).await?;
     let amount = req
         .amount
-        .map(|raw| parse_amount(pricing, raw, pair.from, pair.from_minor_units))
+        .map(|raw| pricing::parse_amount(&rates.max_amount, raw, &source))
         .transpose()?;
-    refuse_stale(pricing, &pair.quote)?;
+    pricing::refuse_stale(quotes.stale_rates, &quote)?;
     let spread_bps = lock.spread_bps(&quotes.settings.spread_bps);
-    let rate: Rate = pair
-        .quote
+    let rate: Rate = quote
         .rate
         .with_spread(spread_bps)
         .map_err(|e| anyhow::anyhow!("spread of {spread_bps} bps: {e}"))?;
@@ -165,22 +168,22 @@ pub async fn create(
     let row = QuoteRow {
         id: Uuid::now_v7(),
         partner_id: partner.as_uuid(),
-        from_currency: pair.from,
-        to_currency: pair.to,
+        from_currency: req.from,
+        to_currency: req.to,
         result: amount
             .as_ref()
-            .map(|a| money::convert(a.value(), &rate, pair.to_minor_units)),
+            .map(|a| money::convert(a.value(), &rate, target.minor_units)),
         amount: amount.map(|a| a.value().clone()),
-        from_minor_units: pair.from_minor_units,
-        to_minor_units: pair.to_minor_units,
-        reference_rate: pair.quote.rate.value().clone(),
+        from_minor_units: source.minor_units,
+        to_minor_units: target.minor_units,
+        reference_rate: quote.rate.value().clone(),
         spread_bps: i32::try_from(spread_bps).unwrap_or(i32::MAX),
         rate: rate.into_inner(),
-        rate_provider: pair.quote.provider.clone(),
-        reference_as_of: pair.quote.as_of,
-        from_quote_id: pair.quote.from_quote_id,
-        to_quote_id: pair.quote.to_quote_id,
-        stale_rate: pair.quote.stale,
+        rate_provider: quote.provider.clone(),
+        reference_as_of: quote.as_of,
+        from_quote_id: quote.from_quote_id,
+        to_quote_id: quote.to_quote_id,
+        stale_rate: quote.stale,
         lock,
         created_at: now,
         expires_at: lock.expires_at(now),

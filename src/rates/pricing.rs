@@ -11,6 +11,7 @@ use super::Rates;
 use super::service::{self, RateQuote, RatesError, Use, check_currency};
 use crate::currencies::{Currency, CurrencyCode, CurrencyError};
 use crate::money::{self, Amount, Rate, RequestedAmount};
+use crate::settings::StaleRatePolicy;
 
 /// What is asked: `amount` of `from` in `to`, now (`at = None`) or at a past instant.
 #[derive(Debug, Clone, Copy)]
@@ -131,6 +132,19 @@ pub fn parse_amount(
         currency.minor_units,
         max,
     )?)
+}
+
+/// Refuses a stale rate where `policy` (`conversions.stale_rates`) says so: the last step of
+/// pricing what is recorded or held (a conversion, a rate lock); `GET /convert` only flags it.
+pub fn refuse_stale(policy: StaleRatePolicy, quote: &RateQuote) -> Result<(), RatesError> {
+    if quote.stale && policy == StaleRatePolicy::Refuse {
+        return Err(RatesError::StaleRate {
+            from: quote.from,
+            to: quote.to,
+            as_of: quote.as_of,
+        });
+    }
+    Ok(())
 }
 
 /// Validates and prices `req`: the currencies differ and may be used (any known one for a past

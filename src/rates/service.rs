@@ -63,6 +63,17 @@ pub enum RatesError {
     /// The amount is not acceptable for the source currency.
     #[error("amount: {0}")]
     Amount(#[from] MoneyError),
+    /// The rate is older than `rates.max_age_secs` and `conversions.stale_rates` refuses it
+    /// (for what is recorded or held: a conversion, a rate lock).
+    #[error("the newest {from}/{to} rate is from {as_of}, older than the allowed maximum age")]
+    StaleRate {
+        /// Source currency.
+        from: CurrencyCode,
+        /// Target currency.
+        to: CurrencyCode,
+        /// The provider's timestamp of the rate.
+        as_of: DateTime<Utc>,
+    },
     /// Anything else (database, Redis): a 500.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
@@ -375,6 +386,10 @@ impl From<RatesError> for ApiError {
                 detail: format!("no rate is stored for {code}"),
             },
             R::Amount(e) => ApiError::validation("amount", e.to_string()),
+            e @ R::StaleRate { .. } => ApiError::Unprocessable {
+                slug: "stale-rate",
+                detail: e.to_string(),
+            },
             R::Unexpected(e) => ApiError::Internal(e),
         }
     }

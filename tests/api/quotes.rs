@@ -374,3 +374,69 @@ async fn bad_quote_requests_name_the_field() {
     let res = app.quote(&admin.token, "EUR", "USD", None, "hour").await;
     assert_eq!(res.status(), 403);
 }
+
+/// A rate lock is priced as a conversion is, on the one pricing path: for every pricing fault
+/// `POST /quotes` answers with exactly the problem `POST /conversions` gives (status, type,
+/// title, detail, field errors).
+#[tokio::test]
+async fn a_quote_is_refused_with_the_problem_a_conversion_gets() {
+    let app = spawn_app_with_rates(|s| s.rates.max_age_secs = 3600).await;
+    let admin = app.admin().await;
+    let partner = app.partner().await;
+    let res = app.delete("/api/v1/currencies/GBP", &admin.token).await;
+    assert_eq!(res.status(), 200);
+    let res = app
+        .patch_json(
+            "/api/v1/currencies/JPY",
+            &json!({"enabled": false}),
+            &admin.token,
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    for (from, to, amount, problem) in [
+        ("EUR", "EUR", "1.00", "/problems/validation-failed"),
+        ("XYZ", "USD", "1.00", "/problems/currency-not-supported"),
+        ("EUR", "XYZ", "1.00", "/problems/currency-not-supported"),
+        ("EUR", "JPY", "1.00", "/problems/currency-disabled"),
+        ("GBP", "EUR", "1.00", "/problems/currency-retired"),
+        ("EUR", "USD", "1.001", "/problems/validation-failed"),
+        ("EUR", "USD", "0", "/problems/validation-failed"),
+        (
+            "EUR",
+            "USD",
+            "100000000000000000000",
+            "/problems/validation-failed",
+        ),
+    ] {
+        let problem_body = same_problem(&app, &partner.token, from, to, amount).await;
+        assert_eq!(problem_body["type"], problem, "{problem_body}");
+    }
+    app.clock.advance(Duration::hours(2));
+    // A fresh token: the first one expired with the rates.
+    let partner = app.partner().await;
+    let stale = same_problem(&app, &partner.token, "EUR", "USD", "1.00").await;
+    assert_eq!(stale["type"], "/problems/stale-rate", "{stale}");
+}
+
+/// Asks for a quote and for a conversion of `amount` of `from` in `to`, asserts both answer the
+/// same, and returns the quote's answer.
+async fn same_problem(
+    app: &crate::helpers::TestApp,
+    token: &str,
+    from: &str,
+    to: &str,
+    amount: &str,
+) -> Value {
+    let quoted = app.quote(token, from, to, Some(amount), "hour").await;
+    let converted = app.convert(token, from, to, amount).await;
+    let (quoted_status, converted_status) = (quoted.status(), converted.status());
+    let quoted: Value = quoted.json().await.unwrap();
+    let converted: Value = converted.json().await.unwrap();
+    eprintln!("quote-fault {from}->{to} {amount}: {quoted_status} {quoted}");
+    assert_eq!(
+        (quoted_status, &quoted),
+        (converted_status, &converted),
+        "{from} → {to}, {amount}"
+    );
+    quoted
+}

@@ -607,8 +607,11 @@ async fn a_provider_failing_every_attempt_ends_dead_with_its_error() {
         &rates,
         instance.settings.conversions.clone(),
     );
-    let quotes =
-        currency_conversion::quotes::Quotes::new(&conversions, instance.settings.quotes.clone());
+    let quotes = currency_conversion::quotes::Quotes::new(
+        &rates,
+        instance.settings.quotes.clone(),
+        instance.settings.conversions.stale_rates,
+    );
     h.registry = Arc::new(
         currency_conversion::jobs::registry(
             &task_queue(&instance),
