@@ -1,6 +1,8 @@
-//! The one way an amount is priced, for `GET /convert` (a quote, nothing recorded) and for
-//! `POST /conversions` (recorded by `conversions`): the same validation in the same order and
-//! the same errors for the same fault. Money arithmetic is [`crate::money`]'s.
+//! The one way an amount is priced, for `GET /convert` (a quote, nothing recorded), for
+//! `POST /conversions` (recorded by `conversions`) and for rate locks (`POST /quotes`, recorded
+//! by `quotes` from the steps [`usable_pair`], [`service::quote`], [`parse_amount`] and
+//! [`refuse_stale`]): the same validation in the same order and the same errors for the same
+//! fault. Money arithmetic is [`crate::money`]'s.
 
 use bigdecimal::BigDecimal;
 use chrono::{DateTime, Utc};
