@@ -144,16 +144,22 @@ impl utoipa::ToSchema for SubscribableEvent {}
 #[derive(Debug, Clone)]
 pub struct EndpointUrl(reqwest::Url);
 
-impl EndpointUrl {
-    pub fn parse(raw: &str, allow_http: bool) -> Result<Self, String> {
+/// A webhook target as a partner writes it, read where the request is read: an absolute http(s)
+/// URL of at most 2048 characters that names a host, without credentials or a fragment. Whether
+/// plain http is allowed is the deployment's setting (`webhooks.allow_http`), and whether the host
+/// is public is the SSRF guard's question (it may resolve the name): both are asked when the
+/// endpoint is registered, by [`EndpointUrl::allowing`] and `service::check_url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookUrl(reqwest::Url);
+
+impl WebhookUrl {
+    pub fn parse(raw: &str) -> Result<Self, String> {
         if raw.len() > 2048 {
             return Err("at most 2048 characters".into());
         }
         let url = reqwest::Url::parse(raw).map_err(|e| format!("not a URL: {e}"))?;
         match url.scheme() {
-            "https" => {}
-            "http" if allow_http => {}
-            "http" => return Err("must be https (plain http is refused here)".into()),
+            "https" | "http" => {}
             other => return Err(format!("scheme `{other}` is not allowed; use https")),
         }
         if url.host_str().is_none_or(str::is_empty) {
@@ -166,6 +172,27 @@ impl EndpointUrl {
             return Err("must not have a fragment".into());
         }
         Ok(Self(url))
+    }
+}
+
+impl<'de> Deserialize<'de> for WebhookUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+impl EndpointUrl {
+    /// `url` as a target of this deployment: https, or plain http where `allow_http` says so.
+    pub fn allowing(url: WebhookUrl, allow_http: bool) -> Result<Self, String> {
+        if url.0.scheme() == "http" && !allow_http {
+            return Err("must be https (plain http is refused here)".into());
+        }
+        Ok(Self(url.0))
+    }
+
+    pub fn parse(raw: &str, allow_http: bool) -> Result<Self, String> {
+        Self::allowing(WebhookUrl::parse(raw)?, allow_http)
     }
 
     pub fn as_url(&self) -> &reqwest::Url {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::domain::{EventSubscription, SubscribableEvent};
+use super::domain::{EventSubscription, SubscribableEvent, WebhookUrl};
 use super::service::{self, CreatedEndpoint, DeliveryView, EndpointView, RotatedSecret};
 use super::{DeliverWebhooks, WebhookError, Webhooks};
 use crate::auth::PartnerUser;
@@ -37,9 +37,10 @@ pub struct CreateEndpoint {
     #[schema(
         example = "https://partner.example/webhooks",
         pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://",
-        max_length = 2048
+        max_length = 2048,
+        value_type = String
     )]
-    pub url: String,
+    pub url: WebhookUrl,
     /// Event types to receive (at least one; a type listed twice counts once).
     #[schema(value_type = Vec<SubscribableEvent>, min_items = 1, example = json!(["conversion.created", "conversion.finalized"]))]
     pub events: EventSubscription,

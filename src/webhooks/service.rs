@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::domain::{DeliveryState, EndpointUrl, EventSubscription, EventType};
+use super::domain::{DeliveryState, EndpointUrl, EventSubscription, EventType, WebhookUrl};
 use super::guard;
 use super::signing;
 use super::store::{self, DeliveryRow, EndpointRow};
@@ -108,14 +108,19 @@ impl From<DeliveryRow> for DeliveryView {
     }
 }
 
-/// Checks an endpoint URL: its form, and unless `webhooks.allow_private_targets`, every address
+/// Checks an endpoint URL (its form was checked where the request was read): plain http only
+/// where `webhooks.allow_http` says so, and unless `webhooks.allow_private_targets`, every address
 /// it resolves to now. Delivery checks the addresses again on each connection.
-pub async fn check_url(settings: &WebhookSettings, raw: &str) -> Result<EndpointUrl, WebhookError> {
-    let url =
-        EndpointUrl::parse(raw, settings.allow_http).map_err(|message| WebhookError::Invalid {
+pub async fn check_url(
+    settings: &WebhookSettings,
+    url: &WebhookUrl,
+) -> Result<EndpointUrl, WebhookError> {
+    let url = EndpointUrl::allowing(url.clone(), settings.allow_http).map_err(|message| {
+        WebhookError::Invalid {
             field: "url",
             message,
-        })?;
+        }
+    })?;
     if settings.allow_private_targets {
         return Ok(url);
     }
@@ -140,7 +145,7 @@ pub async fn check_url(settings: &WebhookSettings, raw: &str) -> Result<Endpoint
 pub async fn create_endpoint(
     webhooks: &Webhooks,
     partner: PartnerId,
-    url: &str,
+    url: &WebhookUrl,
     events: &EventSubscription,
 ) -> Result<CreatedEndpoint, WebhookError> {
     let url = check_url(&webhooks.settings, url).await?;
