@@ -4,7 +4,6 @@ SELECT id, partner_id, from_currency, to_currency, amount, from_minor_units, to_
        created_at, finalizes_at, finalized_at, cancelled_at, quote_id
 FROM conversions
 WHERE partner_id = :partner
-  AND (NULL::text IS NULL OR status = NULL::text)
   AND (NULL::text IS NULL OR from_currency = NULL::text OR to_currency = NULL::text)
   AND created_at >= COALESCE(NULL::timestamptz, '-infinity'::timestamptz)
   AND created_at < COALESCE(NULL::timestamptz, 'infinity'::timestamptz)

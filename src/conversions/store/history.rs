@@ -24,8 +24,9 @@ pub struct HistoryFilter {
 
 /// One page of history, newest first, keyset-paginated (`limit + 1` rows).
 ///
-/// Two static statements, one per partner and one across partners, so each keeps a plan on its
-/// index (`conversions_partner_created_idx`, `conversions_created_idx`) even when PostgreSQL
+/// Static statements per scope (one partner with a status, one partner, all partners), so each
+/// keeps a plan on its index (`conversions_partner_status_created_idx`,
+/// `conversions_partner_created_idx`, `conversions_created_idx`) even when PostgreSQL
 /// switches the prepared statement to a generic plan: an `$1 IS NULL OR partner_id = $1` filter
 /// would lose the partner index there. The time bounds and the cursor default to infinities, not
 /// to NULL, for the same reason: they stay index conditions on every page.
@@ -37,8 +38,10 @@ pub async fn list(
 ) -> Result<Vec<ConversionRow>, sqlx::Error> {
     let currency = f.currency.as_ref().map(CurrencyCode::as_str);
     let (after_at, after_id) = (after.map(|c| c.at), after.map(|c| c.id));
-    match f.partner {
-        Some(partner) => {
+    match (f.partner, f.status) {
+        // One partner, one status: `conversions_partner_status_created_idx` gives that status's
+        // rows in order, so a page never walks the partner's rows of other statuses.
+        (Some(partner), Some(status)) => {
             sqlx::query_as!(
                 ConversionRow,
                 r#"SELECT id, partner_id, from_currency AS "from_currency: CurrencyCode",
@@ -48,7 +51,7 @@ pub async fn list(
                   finalized_at, cancelled_at, quote_id
                    FROM conversions
                    WHERE partner_id = $1
-                     AND ($2::text IS NULL OR status = $2)
+                     AND status = $2
                      AND ($3::text IS NULL OR from_currency = $3 OR to_currency = $3)
                      AND created_at >= COALESCE($4, '-infinity'::timestamptz)
                      AND created_at < COALESCE($5, 'infinity'::timestamptz)
@@ -57,7 +60,7 @@ pub async fn list(
                    ORDER BY created_at DESC, id DESC
                    LIMIT $8"#,
                 partner.as_uuid(),
-                f.status.map(Status::as_str),
+                status.as_str(),
                 currency,
                 f.from,
                 f.to,
@@ -68,7 +71,35 @@ pub async fn list(
             .fetch_all(db)
             .await
         }
-        None => {
+        (Some(partner), None) => {
+            sqlx::query_as!(
+                ConversionRow,
+                r#"SELECT id, partner_id, from_currency AS "from_currency: CurrencyCode",
+                  to_currency AS "to_currency: CurrencyCode", amount, from_minor_units,
+                  to_minor_units, rate, result, rate_as_of, rate_provider, from_quote_id,
+                  to_quote_id, stale_rate, status AS "status: Status", created_at, finalizes_at,
+                  finalized_at, cancelled_at, quote_id
+                   FROM conversions
+                   WHERE partner_id = $1
+                     AND ($2::text IS NULL OR from_currency = $2 OR to_currency = $2)
+                     AND created_at >= COALESCE($3, '-infinity'::timestamptz)
+                     AND created_at < COALESCE($4, 'infinity'::timestamptz)
+                     AND (created_at, id) < (COALESCE($5, 'infinity'::timestamptz),
+                                             COALESCE($6, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
+                   ORDER BY created_at DESC, id DESC
+                   LIMIT $7"#,
+                partner.as_uuid(),
+                currency,
+                f.from,
+                f.to,
+                after_at,
+                after_id,
+                limit + 1,
+            )
+            .fetch_all(db)
+            .await
+        }
+        (None, _) => {
             sqlx::query_as!(
                 ConversionRow,
                 r#"SELECT id, partner_id, from_currency AS "from_currency: CurrencyCode",
