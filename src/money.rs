@@ -183,7 +183,10 @@ impl<'de> Deserialize<'de> for RequestedAmount {
 pub struct Amount(BigDecimal);
 
 impl Amount {
-    /// Parses a partner's amount for a currency with `minor_units` decimals, at most `max`.
+    /// Both steps at once, from text: what the tests of the rules read best. The service parses
+    /// a [`RequestedAmount`] where the request is read and calls [`Amount::of`] when the
+    /// currency is known.
+    #[cfg(test)]
     pub fn parse(
         input: &str,
         currency: &str,

@@ -43,11 +43,8 @@ pub struct Endpoint {
 impl Endpoint {
     /// An endpoint at `base_url`, or at the provider's public URL when `None`.
     pub fn new(kind: ProviderKind, base_url: Option<&str>, api_key: Option<SecretString>) -> Self {
-        let base_url = base_url
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-            .unwrap_or(kind.default_base_url())
-            .to_owned();
+        // Settings hand over a checked, trimmed URL (`settings::HttpUrl`), or none.
+        let base_url = base_url.unwrap_or(kind.default_base_url()).to_owned();
         Self {
             kind,
             base_url,
