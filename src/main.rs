@@ -17,7 +17,9 @@ Settings:
   production), then environment variables CCS__SECTION__KEY, e.g.
     CCS__SERVER__PORT=9000  CCS__RATES__PROVIDER=openexchangerates  CCS__RATES__API_KEY=...
   plus DATABASE_URL, REDIS_URL and JWT_SECRET. The settings folder is found relative to the
-  working directory; set CCS_SETTINGS_DIR to run from elsewhere. Log level: RUST_LOG.";
+  working directory; set CCS_SETTINGS_DIR to run from elsewhere. Log level: RUST_LOG.
+  A CCS__ variable or file key that is not a setting stops start-up, naming the nearest one;
+  `currency-conversion settings` lists them all with their values and origins.";
 
 #[derive(Parser)]
 #[command(
@@ -66,6 +68,11 @@ enum Command {
     },
     /// Exit 0 when the local server answers `/health/live` (container HEALTHCHECK).
     Healthcheck,
+    /// Print the effective settings, one `key = value` line each with where it came from:
+    /// default (settings/base.toml), file (settings/{APP_ENV}.toml) or environment (the
+    /// variable's name). Secrets are redacted. Fails, as start-up does, on invalid settings.
+    #[command(after_help = SETTINGS_HELP)]
+    Settings,
     /// Print the OpenAPI document (the one served at `/api-docs/openapi.json`), to generate a
     /// client without a running server.
     Openapi,
@@ -254,6 +261,9 @@ async fn run() -> anyhow::Result<()> {
                     );
                 }
             }
+        }
+        Command::Settings => {
+            print!("{}", settings::describe()?);
         }
         Command::Openapi => {
             let document = currency_conversion::openapi::document();
