@@ -104,9 +104,17 @@ enum UserCommand {
         name: Option<String>,
     },
     /// Set a user's password (admin or partner), e.g. a demo password printed once by `seed`
-    /// and lost. Ends the user's other sessions (refresh tokens are revoked).
+    /// and lost. Ends the user's other sessions (refresh tokens are revoked) and lifts the
+    /// account's login lock, so the new password works at once.
     #[command(after_help = PASSWORD_HELP)]
     SetPassword {
+        /// Email of the existing user.
+        #[arg(long)]
+        email: String,
+    },
+    /// Lift a user's login lock (too many failed logins: 429 until the window ends) without
+    /// changing the password.
+    Unlock {
         /// Email of the existing user.
         #[arg(long)]
         email: String,
@@ -211,6 +219,21 @@ async fn run() -> anyhow::Result<()> {
                 user.email,
                 user.id
             );
+        }
+        Command::User {
+            command: UserCommand::Unlock { email },
+        } => {
+            currency_conversion::db::create_and_migrate(&settings.database).await?;
+            let state = AppState::new(settings, Clock::system())?;
+            let auth = currency_conversion::startup::auth(&state);
+            let was_locked = auth::service::unlock_login(&auth, &email)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if was_locked {
+                println!("login lock lifted for {email}");
+            } else {
+                println!("{email} had no failed logins counted; nothing to lift");
+            }
         }
         Command::User {
             command: UserCommand::Create { email, role, name },
