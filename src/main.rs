@@ -313,6 +313,9 @@ async fn start_up_summary(state: &AppState) {
     match currency_conversion::seed::demo_accounts_reminder(state).await {
         Ok(Some(reminder)) => tracing::info!("{reminder}"),
         Ok(None) => {}
-        Err(e) => tracing::warn!(error = format!("{e:#}"), "looking up the demo accounts failed"),
+        Err(e) => tracing::warn!(
+            error = format!("{e:#}"),
+            "looking up the demo accounts failed"
+        ),
     }
 }
