@@ -251,6 +251,10 @@ const QUEUE_DEPTH_HELP: &str = "Messages in the Redis stream: runs waiting for a
 const PENDING_HELP: &str = "Of those, runs delivered to a worker and not yet acknowledged (running, or left by a worker that died: redelivered after tasks.visibility_timeout_secs).";
 const QUEUED_HELP: &str = "Runs recorded in PostgreSQL as queued: due or waiting for their time, not yet started. PostgreSQL is the record; a queued run Redis lost is re-enqueued.";
 
+/// How to tell why rates are stale: the fetch job treats "no provider reachable" as an outage (its
+/// runs succeed, the log says why once per cycle) and a refused answer as a fault (failed runs).
+const OUTAGE_OR_FAULT: &str = "No provider reachable (an outage) shows only here and as one log line per fetch; a provider answering something refused shows as failing fetch_rates runs under Recent failures.";
+
 /// `/monitor`: is the service healthy, at a glance.
 pub fn overview_page(session: &MonitorSession, o: &Overview) -> Markup {
     let s = &o.stats;
@@ -267,7 +271,7 @@ pub fn overview_page(session: &MonitorSession, o: &Overview) -> Markup {
                 p.alert.bad role="alert" {
                     "Stale rates: a provider's newest rates are older than "
                     (relative(o.now, o.now - o.max_age).trim_end_matches(" ago"))
-                    "."
+                    ". " (OUTAGE_OR_FAULT)
                 }
             }
             section.tiles {
