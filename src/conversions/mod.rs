@@ -13,7 +13,6 @@ pub mod batch;
 pub mod create;
 pub mod idempotency;
 pub mod jobs;
-pub mod pricing;
 pub mod routes;
 pub mod service;
 pub mod store;

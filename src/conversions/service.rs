@@ -257,6 +257,7 @@ impl From<ConversionError> for ApiError {
                             format!("items[{}].{}", e.index, e.field),
                             e.message,
                         )
+                        .with_type(e.problem_type)
                     })
                     .collect(),
             },
