@@ -206,6 +206,29 @@ impl<'de> Deserialize<'de> for RequestedAmount {
     }
 }
 
+/// The OpenAPI schema of a [`RequestedAmount`]: a positive decimal string, as amounts are sent:
+/// digits with an optional fraction, greater than zero (`+` allowed in front). How many decimals an amount may have depends on its currency's
+/// minor units, and how large on `conversions.max_amount`: those answer 422 naming the field.
+pub struct PositiveDecimal;
+
+impl utoipa::PartialSchema for PositiveDecimal {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(
+                r"^\+?([0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)$",
+            ))
+            .max_length(Some(61))
+            .description(Some(
+                "Positive decimal number as a string, e.g. `100.00`, with at most the currency's minor units",
+            ))
+            .examples([serde_json::json!("100.00")])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for PositiveDecimal {}
+
 /// What one amount may be: at most `max` units of any currency (`conversions.max_amount`), and
 /// at least the currency's own minimum where one is set (`conversions.min_amounts`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use super::Conversions;
 use super::create::{PricedAmount, RateSource, new_row, quote_use_error};
+use super::domain::{self, ConversionError, ConversionView, ItemError};
 use super::idempotency::{self, IdempotencyKey, KeyScope};
-use super::service::{self, ConversionError, ConversionView};
 use super::store;
 use crate::auth::PartnerId;
 use crate::currencies::CurrencyCode;
@@ -32,18 +32,6 @@ pub struct BatchItem<'a> {
     pub to: Option<&'a str>,
     pub amount: Option<&'a str>,
     pub quote_id: Option<&'a str>,
-}
-
-/// What is wrong with one item of a batch: the problem the same conversion sent alone would get.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ItemError {
-    /// Position in `items`, from 0.
-    pub index: usize,
-    /// The item's field (`from`, `to`, `amount`, `quote_id`).
-    pub field: String,
-    pub message: String,
-    /// The problem type of the same fault in a single request (`/problems/…`).
-    pub problem_type: String,
 }
 
 /// A stored batch: its conversions in request order.
@@ -209,13 +197,13 @@ pub async fn create(
 ) -> Result<(BatchView, bool), ConversionError> {
     let idempotency_key = idempotency_key.map(IdempotencyKey::as_str);
     if items.is_empty() {
-        return Err(service::invalid(
+        return Err(domain::invalid(
             "items",
             "must list at least one conversion",
         ));
     }
     if items.len() > MAX_BATCH_ITEMS {
-        return Err(service::invalid(
+        return Err(domain::invalid(
             "items",
             format!("at most {MAX_BATCH_ITEMS} conversions per batch"),
         ));

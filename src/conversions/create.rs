@@ -7,8 +7,8 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::Conversions;
+use super::domain::{ConversionError, ConversionView, Status, invalid};
 use super::idempotency::{self, IdempotencyKey, KeyScope};
-use super::service::{ConversionError, ConversionView, Status, invalid};
 use super::store::{self, ConversionRow};
 use crate::auth::PartnerId;
 use crate::currencies::CurrencyCode;

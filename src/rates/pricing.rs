@@ -262,12 +262,14 @@ impl<'r> Pricer<'r> {
                 Ok(check_currency(&entry, code, usage, field)?.clone())
             }
             Purpose::Conversion => {
-                let entry = self.rates.runtime.cache.get(self.rates).await?;
-                match check_currency(&entry, code, Use::Latest, field) {
-                    Ok(c) => Ok(c.clone()),
-                    // The cache may be behind an admin's change on another instance.
-                    Err(_) => from_database(self.rates, code, field).await,
+                if let Ok(entry) = self.rates.runtime.cache.get(self.rates).await {
+                    if let Ok(c) = check_currency(&entry, code, Use::Latest, field) {
+                        return Ok(c.clone());
+                    }
                 }
+                // The cache may be behind an admin's change on another instance, or unable to
+                // load: PostgreSQL decides, and says precisely why (or that it is unavailable).
+                from_database(self.rates, code, field).await
             }
             Purpose::LockedConversion | Purpose::RateLock { .. } => {
                 from_database(self.rates, code, field).await

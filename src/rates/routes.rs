@@ -78,7 +78,7 @@ pub struct ConvertParams {
     /// Target currency.
     pub to: CurrencyCode,
     /// Amount in the source currency, as a decimal with at most its minor units.
-    #[param(value_type = crate::openapi::PositiveDecimal)]
+    #[param(value_type = crate::money::PositiveDecimal)]
     pub amount: RequestedAmount,
     /// RFC 3339 instant to price at (default: now).
     pub at: Option<DateTime<Utc>>,
