@@ -165,7 +165,11 @@ pub enum ApiError {
         message: String,
     },
     #[error("too many requests")]
-    TooManyRequests { retry_after_secs: u64 },
+    TooManyRequests {
+        retry_after_secs: u64,
+        /// What was limited and how to get out, for the problem's `detail`.
+        detail: String,
+    },
     /// A 429 with its own problem type (e.g. `/problems/too-many-open-locks`).
     #[error("too many ({slug}): {detail}")]
     TooManyRequestsAs {
@@ -243,9 +247,7 @@ impl ApiError {
             | ApiError::ConflictAs { detail, .. } => detail.clone(),
             ApiError::UnprocessableField { field, message, .. } => format!("{field}: {message}"),
             ApiError::MethodNotAllowed => "this resource does not support that method".into(),
-            ApiError::TooManyRequests { retry_after_secs } => {
-                format!("too many attempts; retry after {retry_after_secs} seconds")
-            }
+            ApiError::TooManyRequests { detail, .. } => detail.clone(),
             ApiError::Internal(e) if dependency_unavailable(e) => {
                 "the database is unavailable; retry later".into()
             }
@@ -321,7 +323,9 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => {
                 builder.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
             }
-            ApiError::TooManyRequests { retry_after_secs }
+            ApiError::TooManyRequests {
+                retry_after_secs, ..
+            }
             | ApiError::TooManyRequestsAs {
                 retry_after_secs, ..
             } => {
