@@ -194,9 +194,16 @@ impl Layers {
         if let Ok(table) = merged.collect() {
             flatten(String::new(), table, &mut effective);
         }
-        let lines: Vec<(String, Origin)> = self
-            .base
-            .keys()
+        // Every setting of base.toml, and the entries given to map settings.
+        let mut keys: Vec<&String> = self.base.keys().collect();
+        keys.extend(
+            effective
+                .keys()
+                .filter(|k| !self.base.contains_key(*k) && is_known(&self.base, k)),
+        );
+        keys.sort();
+        let lines: Vec<(String, Origin)> = keys
+            .into_iter()
             .map(|key| {
                 let value = effective
                     .get(key)
