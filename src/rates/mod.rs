@@ -54,6 +54,8 @@ pub struct Rates {
     pub clock: Clock,
     /// The latest-rates cache and provider client of this process.
     pub runtime: Arc<RatesRuntime>,
+    /// `tasks.schedule.fetch_rates`: when the next fetch comes, as an outage's log line says.
+    pub fetch_schedule: crate::settings::CronExpression,
 }
 
 impl Rates {
@@ -72,6 +74,7 @@ impl Rates {
             rules: Arc::new(rules),
             clock,
             runtime: Arc::default(),
+            fetch_schedule: state.settings.tasks.schedule.fetch_rates.clone(),
         }
     }
 
