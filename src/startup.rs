@@ -53,6 +53,7 @@ impl Parts {
             state.clock.clone(),
             state.settings.rates.clone(),
             PricingRules::from_settings(&state.settings.conversions),
+            state.settings.tasks.schedule.fetch_rates.clone(),
         );
         let tasks = Tasks::new(
             state.db.clone(),

@@ -66,6 +66,7 @@ impl Rates {
         clock: Clock,
         settings: RatesSettings,
         rules: pricing::PricingRules,
+        fetch_schedule: crate::settings::CronExpression,
     ) -> Self {
         Self {
             db,
@@ -74,7 +75,7 @@ impl Rates {
             rules: Arc::new(rules),
             clock,
             runtime: Arc::default(),
-            fetch_schedule: state.settings.tasks.schedule.fetch_rates.clone(),
+            fetch_schedule,
         }
     }
 
@@ -86,6 +87,7 @@ impl Rates {
             state.clock.clone(),
             state.settings.rates.clone(),
             pricing::PricingRules::from_settings(&state.settings.conversions),
+            state.settings.tasks.schedule.fetch_rates.clone(),
         )
     }
 }
