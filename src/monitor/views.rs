@@ -6,10 +6,10 @@
 use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, html};
 
-use super::chart::{self, Bar};
+use super::chart::{self, Bar, format_ms};
 use super::data::{Overview, RatesPage, RunFilter, RunsPage};
-use super::routes::{CSS_PATH, LOGIN_PATH};
 use super::session::MonitorSession;
+use super::{CSS_PATH, LOGIN_PATH};
 use crate::tasks::{TaskRun, TaskState};
 
 /// Seconds between automatic reloads of live pages.
@@ -119,17 +119,6 @@ pub fn error_page(title: &str, message: &str) -> Markup {
             }
         },
     )
-}
-
-/// `1.2 s`, `350 ms`, `2 min 5 s`.
-pub fn format_ms(ms: i64) -> String {
-    if ms < 1000 {
-        format!("{ms} ms")
-    } else if ms < 60_000 {
-        format!("{:.1} s", ms as f64 / 1000.0)
-    } else {
-        format!("{} min {} s", ms / 60_000, (ms % 60_000) / 1000)
-    }
 }
 
 /// How long ago (or, for a future instant, in how long) `t` is from `now`, roughly.
