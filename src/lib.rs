@@ -13,6 +13,7 @@ pub mod head_guard;
 pub mod health;
 pub mod history;
 pub mod jobs;
+pub mod markups;
 pub mod metrics;
 pub mod middleware;
 pub mod money;

@@ -12,6 +12,7 @@ mod first_start;
 mod foundation;
 mod helpers;
 mod login_throttle;
+mod markups;
 mod monitor;
 mod outages;
 mod password_policy;
