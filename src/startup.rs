@@ -364,6 +364,10 @@ fn http_server(
     let openapi = crate::openapi::document();
     let server_settings = settings.server.clone();
     let body_limit = settings.server.body_limit_bytes;
+    let body_limits = crate::middleware::BodyLimits::new(body_limit).route(
+        "/api/v1/conversions/batch",
+        crate::conversions::routes::BATCH_BODY_LIMIT_BYTES,
+    );
     let app = move || {
         App::new()
             .wrap(
@@ -393,6 +397,7 @@ fn http_server(
                     .error_handler(error::json_error),
             )
             .app_data(web::PayloadConfig::new(body_limit))
+            .app_data(body_limits.clone())
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
             .app_data(web::PathConfig::default().error_handler(error::path_error))
             .configure(routes)
