@@ -105,8 +105,9 @@ pub fn auth(state: &AppState) -> Auth {
 pub struct Application {
     port: u16,
     server: Server,
-    /// The listener of its own for `/metrics` (`metrics.expose = "separate"`), and its port.
-    metrics_server: Option<(u16, Server)>,
+    /// The listener of its own for `/metrics` (`metrics.expose = "separate"`), and where it is
+    /// bound.
+    metrics_server: Option<(std::net::SocketAddr, Server)>,
     parts: Parts,
     tasks: Arc<TaskRegistry>,
 }
@@ -128,11 +129,25 @@ impl Application {
         let server = http_server(listener, parts.clone(), tasks.clone(), metrics.clone())?;
         let metrics_server = match state.settings.metrics.expose {
             MetricsExposure::Separate => {
-                let address = &state.settings.metrics.address;
+                let metrics_settings = &state.settings.metrics;
+                let (address, narrowed) =
+                    metrics_settings.listen_address(state.settings.environment)?;
                 let listener = TcpListener::bind(address)
                     .with_context(|| format!("metrics.address: cannot bind {address}"))?;
-                let port = listener.local_addr()?.port();
-                Some((port, metrics_server(listener, state, metrics)?))
+                let bound = listener.local_addr()?;
+                match narrowed {
+                    Some(why) => tracing::warn!(
+                        address = %bound,
+                        configured = metrics_settings.address,
+                        "{why}"
+                    ),
+                    None => tracing::info!(
+                        address = %bound,
+                        token = metrics_settings.bearer_token.is_some(),
+                        "metrics listener"
+                    ),
+                }
+                Some((bound, metrics_server(listener, state, metrics)?))
             }
             MetricsExposure::Api | MetricsExposure::Off => None,
         };
@@ -151,7 +166,12 @@ impl Application {
 
     /// The port of the separate `/metrics` listener, when there is one.
     pub fn metrics_port(&self) -> Option<u16> {
-        self.metrics_server.as_ref().map(|(port, _)| *port)
+        self.metrics_address().map(|a| a.port())
+    }
+
+    /// Where the separate `/metrics` listener is bound, when there is one.
+    pub fn metrics_address(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_server.as_ref().map(|(address, _)| *address)
     }
 
     pub fn state(&self) -> &AppState {
