@@ -279,12 +279,13 @@ pub async fn update_partner(
     Ok(HttpResponse::Ok().json(user))
 }
 
-/// Set a partner's password (admin); ends the partner's sessions.
+/// Set a partner's password (admin); ends the partner's sessions and lifts its login lock
+/// (after too many failed logins), so the new password works at once.
 #[utoipa::path(post, path = "/api/v1/partners/{id}/password", tag = "partners", operation_id = "setPartnerPassword",
     request_body = PasswordRequest,
     params(("id" = uuid::Uuid, Path, description = "Partner id")), security(("bearer" = ["admin"])),
     responses(
-        (status = 204, description = "Password set; the partner's sessions are ended"),
+        (status = 204, description = "Password set; the partner's sessions are ended and its login lock lifted"),
         (status = 404, description = "No such partner", body = Problem),
     ))]
 pub async fn reset_password(

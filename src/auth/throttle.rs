@@ -16,27 +16,30 @@ use std::sync::LazyLock;
 
 use sha2::{Digest, Sha256};
 
-use super::domain::LoginEmail;
+use super::domain::{Email, LoginEmail};
 use crate::redis_client::Redis;
 use crate::settings::AuthSettings;
 
 /// KEYS: account counter, IP counter. ARGV: account limit, IP limit, window in seconds.
-/// Returns 0 when the attempt was counted, or the seconds to wait when a limit is reached.
+/// Returns `{0, 0}` when the attempt was counted, or `{seconds to wait, 1 if the account's own
+/// limit is among those reached}`.
 static RESERVE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
         local wait = 0
+        local account = 0
         for i, key in ipairs(KEYS) do
             if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[i]) then
                 wait = math.max(wait, redis.call('TTL', key), 1)
+                if i == 1 then account = 1 end
             end
         end
-        if wait > 0 then return wait end
+        if wait > 0 then return {wait, account} end
         for _, key in ipairs(KEYS) do
             redis.call('INCR', key)
             redis.call('EXPIRE', key, ARGV[3], 'NX')
         end
-        return 0
+        return {0, 0}
         ",
     )
 });
@@ -60,8 +63,12 @@ static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
 pub enum Attempt {
     /// Counted against both limits; verify the password.
     Reserved,
-    /// A limit is reached: wait this many seconds.
-    Blocked { retry_after_secs: u64 },
+    /// A limit is reached: wait this many seconds. `account` when the account's own limit is
+    /// (the lock a new password or `user unlock` lifts), not only the client address's.
+    Blocked {
+        retry_after_secs: u64,
+        account: bool,
+    },
     /// Redis did not answer: the attempt goes ahead uncounted.
     Unthrottled,
 }
@@ -77,10 +84,9 @@ pub struct LoginThrottle<'a> {
 
 impl<'a> LoginThrottle<'a> {
     pub fn new(redis: &'a Redis, settings: &AuthSettings, email: &LoginEmail, ip: &str) -> Self {
-        let email_hash = hex::encode(Sha256::digest(email.throttle_subject().as_bytes()));
         Self {
             redis,
-            account_key: redis.key(&format!("login:account:{email_hash}")),
+            account_key: account_key(redis, email.throttle_subject()),
             ip_key: redis.key(&format!("login:ip:{ip}")),
             max_account: settings.max_failed_logins,
             max_ip: settings.max_failed_logins.saturating_mul(4),
@@ -90,7 +96,7 @@ impl<'a> LoginThrottle<'a> {
 
     /// Counts this attempt against both limits, or says how long to wait, in one round trip.
     pub async fn reserve(&self) -> Attempt {
-        let result: anyhow::Result<i64> = async {
+        let result: anyhow::Result<(i64, i64)> = async {
             let mut conn = self.redis.conn().await?;
             let mut call = RESERVE.prepare_invoke();
             call.key(&self.account_key)
@@ -102,9 +108,10 @@ impl<'a> LoginThrottle<'a> {
         }
         .await;
         match result {
-            Ok(0) => Attempt::Reserved,
-            Ok(wait) => Attempt::Blocked {
+            Ok((0, _)) => Attempt::Reserved,
+            Ok((wait, account)) => Attempt::Blocked {
                 retry_after_secs: u64::try_from(wait).unwrap_or(1).max(1),
+                account: account == 1,
             },
             Err(e) => {
                 tracing::warn!(error = %e, "login throttle unavailable (Redis); allowing the attempt");
@@ -127,4 +134,23 @@ impl<'a> LoginThrottle<'a> {
             tracing::warn!(error = %e, "could not reset the login throttle (Redis)");
         }
     }
+}
+
+/// The account counter's key: a hash of the normalised email, never the address itself.
+fn account_key(redis: &Redis, subject: &str) -> String {
+    let email_hash = hex::encode(Sha256::digest(subject.as_bytes()));
+    redis.key(&format!("login:account:{email_hash}"))
+}
+
+/// Lifts the account's login lock (its failed-login counter), as a new password or an
+/// operator's `user unlock` does. True when there was a counter to clear. The per-address
+/// counters stay: they protect every account, and an operator unlocking one account does not
+/// vouch for the address that guessed at it.
+pub async fn clear_account(redis: &Redis, email: &Email) -> anyhow::Result<bool> {
+    let mut conn = redis.conn().await?;
+    let removed: i64 = redis::cmd("DEL")
+        .arg(account_key(redis, email.as_str()))
+        .query_async(&mut conn)
+        .await?;
+    Ok(removed > 0)
 }
