@@ -75,6 +75,8 @@ use crate::error::PROBLEM_CONTENT_TYPE;
         crate::conversions::IdempotencyKey,
         crate::currencies::CurrencyCodes,
         crate::rates::routes::InstantOrDate,
+        crate::rates::routes::RatesPricing,
+        crate::history::routes::MarkupGroupBy,
         crate::history::routes::Format,
         crate::history::routes::GroupBy,
     )),

@@ -315,7 +315,7 @@ async fn the_markup_report_equals_the_conversions_own_markups_without_cancelled_
     .fetch_all(&app.db)
     .await
     .unwrap();
-    assert!(expected.iter().any(|e| e.3 > BigDecimal::from(0)));
+    assert!(expected.iter().any(|e| e.3 > 0));
     let today = app.clock.now().date_naive();
     let tomorrow = today.succ_opt().unwrap();
     let report: Value = app
