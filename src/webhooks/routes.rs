@@ -91,14 +91,9 @@ pub async fn create(
     body: Json<CreateEndpoint>,
     key: IdempotencyHeader,
 ) -> Result<HttpResponse, ApiError> {
-    let (created, new) = service::create_endpoint(
-        &webhooks,
-        partner.id(),
-        &body.url,
-        &body.events,
-        key.key(),
-    )
-    .await?;
+    let (created, new) =
+        service::create_endpoint(&webhooks, partner.id(), &body.url, &body.events, key.key())
+            .await?;
     let mut res = if new {
         HttpResponse::Created()
     } else {

@@ -53,7 +53,10 @@ async fn counts(app: &TestApp) -> (i64, i64, i64) {
 async fn an_amount_written_with_more_zeros_is_a_replay_of_a_conversion_and_of_a_batch() {
     let app = spawn_app_with_rates(|_| {}).await;
     let partner = app.partner().await;
-    for (path, body) in [(CONVERSIONS, conversion as fn(&str) -> Value), (BATCHES, batch)] {
+    for (path, body) in [
+        (CONVERSIONS, conversion as fn(&str) -> Value),
+        (BATCHES, batch),
+    ] {
         let (status, first) = send(&app, path, &partner.token, &body("100.0"), "k-100").await;
         assert_eq!(status, 201, "{path}: {first}");
         let (status, again) = send(&app, path, &partner.token, &body("100.00"), "k-100").await;
@@ -169,7 +172,14 @@ async fn parallel_requests_with_one_key_create_one_quote_and_one_webhook_endpoin
 async fn keys_stored_before_the_one_table_still_replay_after_the_migration() {
     let app = spawn_app_with_rates(|_| {}).await;
     let partner = app.partner().await;
-    let (_, single) = send(&app, CONVERSIONS, &partner.token, &conversion("5.00"), "old-1").await;
+    let (_, single) = send(
+        &app,
+        CONVERSIONS,
+        &partner.token,
+        &conversion("5.00"),
+        "old-1",
+    )
+    .await;
     let (_, batched) = send(&app, BATCHES, &partner.token, &batch("5.00"), "old-2").await;
     let locked = app
         .quoted(&partner.token, "EUR", "USD", Some("3.00"), "hour")
@@ -178,7 +188,14 @@ async fn keys_stored_before_the_one_table_still_replay_after_the_migration() {
     let (status, on_quote_first) =
         send(&app, CONVERSIONS, &partner.token, &on_quote, "old-3").await;
     assert_eq!(status, 201);
-    let (_, expired) = send(&app, CONVERSIONS, &partner.token, &conversion("9.00"), "old-4").await;
+    let (_, expired) = send(
+        &app,
+        CONVERSIONS,
+        &partner.token,
+        &conversion("9.00"),
+        "old-4",
+    )
+    .await;
 
     // Runtime SQL: test-only DDL, the schema before the migration.
     sqlx::raw_sql(
@@ -220,8 +237,14 @@ async fn keys_stored_before_the_one_table_still_replay_after_the_migration() {
     .unwrap();
 
     assert_eq!(counts(&app).await.2, 3, "the expired key is left behind");
-    let (status, again) =
-        send(&app, CONVERSIONS, &partner.token, &conversion("5.0"), "old-1").await;
+    let (status, again) = send(
+        &app,
+        CONVERSIONS,
+        &partner.token,
+        &conversion("5.0"),
+        "old-1",
+    )
+    .await;
     assert_eq!((status, &again["id"]), (200, &single["id"]));
     let (status, again) = send(&app, BATCHES, &partner.token, &batch("5.00"), "old-2").await;
     assert_eq!((status, &again["id"]), (200, &batched["id"]));
@@ -231,8 +254,14 @@ async fn keys_stored_before_the_one_table_still_replay_after_the_migration() {
         .post_idempotently(CONVERSIONS, &partner.token, &conversion("6.00"), "old-1")
         .await;
     assert_problem(res, 422, "/problems/idempotency-key-reused").await;
-    let (status, fresh) =
-        send(&app, CONVERSIONS, &partner.token, &conversion("8.00"), "old-4").await;
+    let (status, fresh) = send(
+        &app,
+        CONVERSIONS,
+        &partner.token,
+        &conversion("8.00"),
+        "old-4",
+    )
+    .await;
     assert_eq!(status, 201);
     assert_ne!(fresh["id"], expired["id"]);
 }
