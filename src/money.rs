@@ -178,8 +178,8 @@ pub fn markup_amount(
         .with_scale_round(i64::from(target_minor_units), RoundingMode::Down);
     // Both terms are whole minor units (a stored result may carry trailing zeros): shown at
     // the currency's scale.
-    let kept = (at_reference - result)
-        .with_scale_round(i64::from(target_minor_units), RoundingMode::Down);
+    let kept =
+        (at_reference - result).with_scale_round(i64::from(target_minor_units), RoundingMode::Down);
     if kept < BigDecimal::zero() {
         BigDecimal::zero().with_scale(i64::from(target_minor_units))
     } else {
