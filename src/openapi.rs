@@ -8,7 +8,9 @@
 use serde_json::{Map, Value, json};
 use utoipa::Modify;
 use utoipa::OpenApi;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{
+    ClientCredentials, Flow, HttpAuthScheme, HttpBuilder, OAuth2, Scopes, SecurityScheme,
+};
 
 use crate::error::PROBLEM_CONTENT_TYPE;
 
@@ -32,6 +34,9 @@ use crate::error::PROBLEM_CONTENT_TYPE;
         crate::auth::routes::get_partner,
         crate::auth::routes::update_partner,
         crate::auth::routes::reset_password,
+        crate::auth::routes::create_credential,
+        crate::auth::routes::list_credentials,
+        crate::auth::routes::revoke_credential,
         crate::currencies::routes::list,
         crate::currencies::routes::get,
         crate::currencies::routes::create,
@@ -73,6 +78,7 @@ use crate::error::PROBLEM_CONTENT_TYPE;
         crate::rates::routes::InstantOrDate,
         crate::history::routes::Format,
         crate::history::routes::GroupBy,
+        crate::auth::credentials::ClientToken,
     )),
     // A server-relative URL, so that generated clients and schemathesis call the host the
     // document was fetched from.
@@ -82,6 +88,7 @@ use crate::error::PROBLEM_CONTENT_TYPE;
         (name = "health", description = "Liveness, readiness, metrics"),
         (name = "auth", description = "Tokens, refresh, logout, registration"),
         (name = "partners", description = "Partner accounts (admin)"),
+        (name = "credentials", description = "Client credentials for partners' machines (OAuth 2.0 client_credentials)"),
         (name = "currencies", description = "Supported currencies (ISO 4217 and explicit others)"),
         (name = "rates", description = "Exchange rates: latest, as of an instant, series, conversion quotes"),
         (name = "conversions", description = "Convert amounts; temporary during the holding period, then permanent"),
@@ -104,11 +111,28 @@ impl Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
+                    .description(Some(
+                        "An access token from `POST /api/v1/auth/token` with email and password (JSON).",
+                    ))
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            CLIENT_CREDENTIALS_SCHEME,
+            SecurityScheme::OAuth2(OAuth2::with_description(
+                [Flow::ClientCredentials(ClientCredentials::new(
+                    "/api/v1/auth/token",
+                    Scopes::new(),
+                ))],
+                "A partner's machine: `grant_type=client_credentials` as a form to `POST /api/v1/auth/token`, the client authenticated with HTTP Basic or `client_id`/`client_secret` in the form (`POST /api/v1/credentials` creates them). The access token is sent as `Authorization: Bearer`.",
+            )),
+        );
     }
 }
+
+/// The security scheme of tokens issued on client credentials: accepted wherever a partner's
+/// token is.
+const CLIENT_CREDENTIALS_SCHEME: &str = "clientCredentials";
 
 /// A decimal number as a string (amounts and rates never travel as JSON numbers, which clients
 /// would read as binary floating point). Documentation only: the values are `BigDecimal`s.
@@ -194,6 +218,16 @@ fn complete_operation(path: &str, operation: &mut Value) {
         .filter_map(|role| role.as_str().map(str::to_owned))
         .collect();
     let protected = operation.get("security").is_some();
+    // A partner's operations take a token from client credentials as well as from a login.
+    let partner_operation = protected && (roles.is_empty() || roles.iter().any(|r| r == "partner"));
+    if partner_operation
+        && let Some(security) = operation.get_mut("security").and_then(Value::as_array_mut)
+        && !security
+            .iter()
+            .any(|r| r.get(CLIENT_CREDENTIALS_SCHEME).is_some())
+    {
+        security.push(json!({ CLIENT_CREDENTIALS_SCHEME: [] }));
+    }
     let has_body = operation.get("requestBody").is_some();
     // Bodies a handler takes as `extract::OptionalJson`: the request may have none at all.
     if operation
@@ -294,12 +328,23 @@ fn complete_operation(path: &str, operation: &mut Value) {
         if !response.contains_key("description") {
             response.insert("description".into(), default_description(status).into());
         }
-        // Every error is RFC 9457 problem details, whatever the annotation said.
+        // Every error is RFC 9457 problem details, whatever the annotation said; the token
+        // endpoint's grant errors are OAuth's own JSON (RFC 6749 §5.2) beside them.
+        let oauth = response
+            .get("content")
+            .and_then(|c| c.get("application/json"))
+            .filter(|c| {
+                c.pointer("/schema/$ref").and_then(Value::as_str)
+                    == Some("#/components/schemas/OAuthError")
+            })
+            .cloned();
         response.remove("content");
-        response.insert(
-            "content".into(),
-            json!({ PROBLEM_CONTENT_TYPE: { "schema": { "$ref": "#/components/schemas/Problem" } } }),
-        );
+        let mut content =
+            json!({ PROBLEM_CONTENT_TYPE: { "schema": { "$ref": "#/components/schemas/Problem" } } });
+        if let (Some(oauth), Some(content)) = (oauth, content.as_object_mut()) {
+            content.insert("application/json".into(), oauth);
+        }
+        response.insert("content".into(), content);
         let headers = response
             .entry("headers")
             .or_insert_with(|| Value::Object(Map::new()));

@@ -203,6 +203,9 @@ pub struct AuthSettings {
     /// `access_token_ttl_secs` without a request (the self-refreshing pages count).
     #[serde(default = "default_monitor_session_max_secs")]
     pub monitor_session_max_secs: u64,
+    /// Live client credentials (`POST /api/v1/credentials`) a partner may hold at once; revoked
+    /// ones do not count.
+    pub max_credentials_per_partner: u32,
 }
 
 fn default_monitor_session_max_secs() -> u64 {
@@ -573,6 +576,9 @@ impl Settings {
             if bps >= 10_000 {
                 anyhow::bail!("{key}: {bps} basis points would leave no rate; use 0 to 9999");
             }
+        }
+        if self.auth.max_credentials_per_partner == 0 {
+            anyhow::bail!("auth.max_credentials_per_partner: must be at least 1");
         }
         if self.tasks.max_attempts == 0 {
             anyhow::bail!("tasks.max_attempts: must be at least 1");

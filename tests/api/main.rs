@@ -7,6 +7,7 @@ mod auth;
 mod batches;
 mod contract;
 mod conversions;
+mod credentials;
 mod currencies;
 mod first_start;
 mod foundation;
