@@ -504,7 +504,11 @@ where
         .extensions()
         .get::<StandardErrorBody>()
         .is_some();
-    if is_problem || is_page || is_standard || !res.status().is_client_error() && !res.status().is_server_error() {
+    if is_problem
+        || is_page
+        || is_standard
+        || !res.status().is_client_error() && !res.status().is_server_error()
+    {
         return Ok(actix_web::middleware::ErrorHandlerResponse::Response(
             res.map_into_left_body(),
         ));

@@ -339,8 +339,7 @@ fn complete_operation(path: &str, operation: &mut Value) {
             })
             .cloned();
         response.remove("content");
-        let mut content =
-            json!({ PROBLEM_CONTENT_TYPE: { "schema": { "$ref": "#/components/schemas/Problem" } } });
+        let mut content = json!({ PROBLEM_CONTENT_TYPE: { "schema": { "$ref": "#/components/schemas/Problem" } } });
         if let (Some(oauth), Some(content)) = (oauth, content.as_object_mut()) {
             content.insert("application/json".into(), oauth);
         }

@@ -238,8 +238,7 @@ pub struct ClientToken {
 /// back, so only failures accumulate.
 #[tracing::instrument(skip(auth, client), fields(ip = %ip))]
 pub async fn grant(auth: &Auth, client: &ClientAuth, ip: &str) -> Result<ClientToken, GrantError> {
-    if client.client_id.len() > MAX_CLIENT_FIELD || client.client_secret.len() > MAX_CLIENT_FIELD
-    {
+    if client.client_id.len() > MAX_CLIENT_FIELD || client.client_secret.len() > MAX_CLIENT_FIELD {
         return Err(GrantError::InvalidClient);
     }
     let throttle = LoginThrottle::for_client(auth, &client.client_id, ip);

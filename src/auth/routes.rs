@@ -153,7 +153,10 @@ fn oauth_error(status: StatusCode, error: &'static str, description: &str) -> Ht
     res.insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"));
     if status == StatusCode::UNAUTHORIZED {
-        res.insert_header((header::WWW_AUTHENTICATE, r#"Basic realm="currency-conversion""#));
+        res.insert_header((
+            header::WWW_AUTHENTICATE,
+            r#"Basic realm="currency-conversion""#,
+        ));
     }
     let mut res = res.json(OAuthError {
         error,
@@ -168,7 +171,10 @@ fn is_form(req: &HttpRequest) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
 }
 
 /// One part of HTTP Basic client authentication, form-urlencoded as RFC 6749 §2.3.1 requires.
@@ -212,17 +218,17 @@ async fn client_credentials_grant(auth: &Auth, req: &HttpRequest, body: &[u8]) -
     // Parameters sent without a value count as omitted (RFC 6749 §3.2); a repeated one is
     // refused by the deserialiser (duplicate field).
     let pairs = form_urlencoded::parse(body).filter(|(_, v)| !v.is_empty());
-    let form: ClientCredentialsRequest =
-        match serde_urlencoded::from_str(&form_urlencoded::Serializer::new(String::new())
+    let form: ClientCredentialsRequest = match serde_urlencoded::from_str(
+        &form_urlencoded::Serializer::new(String::new())
             .extend_pairs(pairs)
-            .finish())
-        {
-            Ok(form) => form,
-            Err(e) if e.to_string().starts_with("missing field") => {
-                return invalid_request("grant_type is required");
-            }
-            Err(e) => return invalid_request(&format!("the form is not acceptable: {e}")),
-        };
+            .finish(),
+    ) {
+        Ok(form) => form,
+        Err(e) if e.to_string().starts_with("missing field") => {
+            return invalid_request("grant_type is required");
+        }
+        Err(e) => return invalid_request(&format!("the form is not acceptable: {e}")),
+    };
     if form.grant_type != "client_credentials" {
         return oauth_error(
             StatusCode::BAD_REQUEST,

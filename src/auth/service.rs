@@ -373,8 +373,7 @@ pub async fn authenticate(auth: &Auth, token: &str) -> Result<Caller, AuthError>
             let status = match cached_status {
                 Some(cached) => UserStatus::decode(cached),
                 None => {
-                    let status =
-                        UserStatus::from(store::active_token_epoch(&auth.db, user).await?);
+                    let status = UserStatus::from(store::active_token_epoch(&auth.db, user).await?);
                     cache_nx(auth, &status_key, &status.encode()).await;
                     status
                 }
@@ -385,7 +384,11 @@ pub async fn authenticate(auth: &Auth, token: &str) -> Result<Caller, AuthError>
                 (Some(credential), _) => {
                     let live =
                         store::credential_is_live(&auth.db, credential, user.as_uuid()).await?;
-                    let value = if live { CREDENTIAL_LIVE } else { CREDENTIAL_REVOKED };
+                    let value = if live {
+                        CREDENTIAL_LIVE
+                    } else {
+                        CREDENTIAL_REVOKED
+                    };
                     cache_nx(auth, &credential_status_key(auth, credential), value).await;
                     live
                 }

@@ -419,11 +419,7 @@ pub async fn touch_credential(
 }
 
 /// Whether credential `id` of `partner` is live (the per-request check behind its tokens).
-pub async fn credential_is_live(
-    db: &PgPool,
-    id: Uuid,
-    partner: Uuid,
-) -> Result<bool, sqlx::Error> {
+pub async fn credential_is_live(db: &PgPool, id: Uuid, partner: Uuid) -> Result<bool, sqlx::Error> {
     Ok(sqlx::query_scalar!(
         "SELECT 1 AS \"one!\" FROM api_credentials
          WHERE id = $1 AND partner_id = $2 AND revoked_at IS NULL",

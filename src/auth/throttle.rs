@@ -23,8 +23,8 @@ use std::sync::{LazyLock, Mutex};
 
 use sha2::{Digest, Sha256};
 
-use super::domain::LoginEmail;
 use super::Auth;
+use super::domain::LoginEmail;
 use crate::clock::Clock;
 use crate::redis_client::{OutageLog, Redis};
 

@@ -35,7 +35,9 @@ async fn list(app: &TestApp, token: &str, query: &str) -> reqwest::Response {
 async fn a_partners_machine_gets_a_token_with_basic_or_form_fields_and_uses_it() {
     let app = spawn_app().await;
     let partner = app.partner().await;
-    let created = app.create_credential(&partner.token, " billing server ").await;
+    let created = app
+        .create_credential(&partner.token, " billing server ")
+        .await;
     assert_eq!(created["name"], "billing server");
     assert_eq!(created["partner_id"], partner.id.to_string());
     assert!(created["last_used_at"].is_null());
@@ -117,7 +119,11 @@ async fn grant_errors_are_oauth_json() {
     oauth_error(wrong, 401, "invalid_client").await;
     let unknown = app
         .token_form(
-            &[grant, ("client_id", "ccs_nobody"), ("client_secret", secret)],
+            &[
+                grant,
+                ("client_id", "ccs_nobody"),
+                ("client_secret", secret),
+            ],
             None,
         )
         .await;
@@ -214,10 +220,7 @@ async fn a_revoked_credentials_tokens_stop_working_on_every_instance() {
         )
         .await;
     assert_eq!(res.status(), 204);
-    assert_eq!(
-        app.get_with_token("/api/v1/me", &token).await.status(),
-        401
-    );
+    assert_eq!(app.get_with_token("/api/v1/me", &token).await.status(), 401);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let status = me_on_other().await.unwrap().status();
@@ -266,10 +269,7 @@ async fn a_disabled_partners_credentials_issue_nothing_and_their_tokens_stop() {
         )
         .await;
     assert_eq!(res.status(), 200);
-    assert_eq!(
-        app.get_with_token("/api/v1/me", &token).await.status(),
-        401
-    );
+    assert_eq!(app.get_with_token("/api/v1/me", &token).await.status(), 401);
     let res = app
         .token_form(
             &[("grant_type", "client_credentials")],
@@ -288,7 +288,9 @@ async fn a_partner_holds_at_most_the_configured_live_credentials() {
     let partner = app.partner().await;
     let first = app.create_credential(&partner.token, "one").await;
     app.create_credential(&partner.token, "two").await;
-    let third = app.try_create_credential(&partner.token, "three", None).await;
+    let third = app
+        .try_create_credential(&partner.token, "three", None)
+        .await;
     assert_problem(third, 409, "/problems/credential-limit").await;
     let res = app
         .delete(
@@ -325,7 +327,9 @@ async fn admins_manage_a_partners_credentials_and_partners_only_their_own() {
         .unwrap();
     assert_eq!(me["id"], partner.id.to_string());
 
-    let res = app.try_create_credential(&admin.token, "whose?", None).await;
+    let res = app
+        .try_create_credential(&admin.token, "whose?", None)
+        .await;
     assert_problem(res, 422, "/problems/validation-failed").await;
     let res = app
         .try_create_credential(&admin.token, "nobody", Some(uuid::Uuid::new_v4()))
@@ -371,8 +375,5 @@ async fn admins_manage_a_partners_credentials_and_partners_only_their_own() {
         "/problems/not-found",
     )
     .await;
-    assert_eq!(
-        app.get_with_token("/api/v1/me", &token).await.status(),
-        401
-    );
+    assert_eq!(app.get_with_token("/api/v1/me", &token).await.status(), 401);
 }
