@@ -32,6 +32,14 @@ const RUN_BUDGET: Duration = Duration::from_secs(120);
 /// Longest response body kept in `last_error`, in characters.
 const ERROR_BODY_CHARS: usize = 200;
 
+/// Most bytes of a receiver's answer ever read. A receiver decides how much it sends; we decide
+/// how much we take: enough for the excerpt in `last_error`, never the body it streams.
+const ERROR_BODY_BYTES: usize = 4096;
+
+/// How long reading that excerpt may take: a receiver trickling its body keeps a dispatcher slot
+/// for this long at most, whatever `webhooks.timeout_secs` allows for the whole attempt.
+const ERROR_BODY_WAIT: Duration = Duration::from_secs(2);
+
 /// The client deliveries are sent with: `webhooks.timeout_secs`, no redirects, no proxy, and
 /// the SSRF guard as its resolver.
 pub(super) fn http_client(settings: &WebhookSettings) -> anyhow::Result<reqwest::Client> {
@@ -154,9 +162,8 @@ impl Webhooks {
                 .parse::<std::net::IpAddr>()
             && let Some(reason) = guard::forbidden_reason(ip)
         {
-            return Err(SendError::Failed(format!(
-                "{ip} is {reason}; such targets are refused (webhooks.allow_private_targets)"
-            )));
+            tracing::warn!(%ip, reason, "webhook target refused at delivery");
+            return Err(SendError::Failed(format!("{ip} is {}", guard::NOT_ALLOWED)));
         }
         let mut secrets = vec![d.secret.as_str()];
         if let (Some(previous), Some(until)) = (&d.previous_secret, d.previous_secret_expires_at)
@@ -183,13 +190,37 @@ impl Webhooks {
         if status.is_success() {
             return Ok(status);
         }
-        let body = response.text().await.unwrap_or_default();
-        let body: String = body.chars().take(ERROR_BODY_CHARS).collect();
         Err(SendError::Answered {
             status: status.as_u16(),
-            body,
+            body: excerpt(response).await,
         })
     }
+}
+
+/// The start of a receiver's answer, for `last_error`: at most [`ERROR_BODY_BYTES`] read within
+/// [`ERROR_BODY_WAIT`], then the response is dropped unfinished, which closes the connection
+/// rather than draining it, so the rest is never received, let alone buffered.
+async fn excerpt(mut response: reqwest::Response) -> String {
+    let mut head = Vec::with_capacity(ERROR_BODY_BYTES);
+    let read = async {
+        while head.len() < ERROR_BODY_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    let room = ERROR_BODY_BYTES - head.len();
+                    head.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                }
+                // The end of the body, or a broken one: the excerpt is what arrived.
+                Ok(None) | Err(_) => break,
+            }
+        }
+    };
+    // Out of time: keep what arrived.
+    let _ = tokio::time::timeout(ERROR_BODY_WAIT, read).await;
+    drop(response);
+    String::from_utf8_lossy(&head)
+        .chars()
+        .take(ERROR_BODY_CHARS)
+        .collect()
 }
 
 enum SendError {

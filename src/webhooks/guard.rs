@@ -53,24 +53,33 @@ fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
 }
 
 fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
-    // IPv4-mapped (::ffff:a.b.c.d), NAT64 (64:ff9b::/96) and 6to4 (2002::/16) reach an IPv4
-    // address: judge that one.
+    // IPv4-mapped (::ffff:a.b.c.d), IPv4-translated (::ffff:0:a.b.c.d), NAT64 (64:ff9b::/96)
+    // and 6to4 (2002::/16) reach an IPv4 address: judge that one. A stack or a gateway that
+    // translates them connects to the embedded address, loopback and private ones included.
+    let segments = ip.segments();
+    let o = ip.octets();
+    let last_v4 = Ipv4Addr::new(o[12], o[13], o[14], o[15]);
     if let Some(v4) = ip.to_ipv4_mapped() {
         return forbidden_v4(v4);
     }
-    let segments = ip.segments();
+    if segments[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        return forbidden_v4(last_v4);
+    }
     if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        let o = ip.octets();
-        return forbidden_v4(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+        return forbidden_v4(last_v4);
     }
     if segments[0] == 0x2002 {
-        let o = ip.octets();
         return forbidden_v4(Ipv4Addr::new(o[2], o[3], o[4], o[5]));
     }
     let nets: &[(&str, &'static str)] = &[
         ("::/128", "an unspecified address"),
         ("::1/128", "a loopback address"),
         ("::/96", "an IPv4-compatible address"),
+        // Translated by a gateway of the operator's own network to addresses we cannot judge.
+        ("64:ff9b:1::/48", "a local-use NAT64 address"),
+        // Teredo hides an (obfuscated) IPv4 address of a relay and a client; nothing public
+        // needs it to receive webhooks.
+        ("2001::/32", "a Teredo address"),
         ("fc00::/7", "a unique-local address"),
         ("fe80::/10", "a link-local address"),
         ("fec0::/10", "a site-local address"),
@@ -87,16 +96,20 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
 }
 
 /// A refused target, as the resolver reports it (the delivery's `last_error`) and as
-/// registration answers it (422).
+/// registration answers it (422). Its message names the host only: what an internal name
+/// resolves to, and which kind of internal address that is, is ours to know (the log has it),
+/// not a partner's to map our network with.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error(
-    "{host} resolves to {ip}, {reason}; such targets are refused (webhooks.allow_private_targets)"
-)]
+#[error("{host} is {NOT_ALLOWED}")]
 pub struct Refused {
     pub host: String,
     pub ip: IpAddr,
     pub reason: &'static str,
 }
+
+/// What a refused target is called wherever a partner reads it.
+pub const NOT_ALLOWED: &str =
+    "not an allowed destination: webhooks are delivered to public addresses only";
 
 /// Checks every address of `host`: one forbidden address refuses the host, since the client
 /// might pick it.
@@ -134,8 +147,9 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let host = name.as_str().to_owned();
         Box::pin(async move {
             let addrs = resolve(&host).await?;
-            if !allow_private {
-                check_addresses(&host, &addrs)?;
+            if !allow_private && let Err(refused) = check_addresses(&host, &addrs) {
+                tracing::warn!(host, ip = %refused.ip, reason = refused.reason, "webhook target refused at delivery");
+                return Err(refused.into());
             }
             let addrs: reqwest::dns::Addrs = Box::new(addrs.into_iter());
             Ok(addrs)
@@ -173,6 +187,21 @@ mod tests {
             "64:ff9b::a9fe:a9fe",
             "2002:7f00:1::",
             "224.0.0.1",
+            // IPv4-translated (::ffff:0:a.b.c.d), which `to_ipv4_mapped` does not see.
+            "::ffff:0:7f00:1",
+            "::ffff:0:a00:1",
+            "::ffff:0:a9fe:a9fe",
+            "::ffff:0:0.0.0.0",
+            // IPv4-compatible, NAT64 and 6to4 with private and metadata addresses inside.
+            "::7f00:1",
+            "64:ff9b::10.0.0.1",
+            "64:ff9b::127.0.0.1",
+            "64:ff9b::192.168.1.1",
+            "64:ff9b:1::808:808",
+            "2002:a00:1::1",
+            "2002:c0a8:101::",
+            "2002:a9fe:a9fe::",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
         ] {
             assert!(reason(ip).is_some(), "{ip} should be forbidden");
         }
@@ -191,6 +220,10 @@ mod tests {
             "100.128.0.1",
             "2606:4700:4700::1111",
             "::ffff:93.184.216.34",
+            "::ffff:0:5db8:d822",
+            "64:ff9b::93.184.216.34",
+            "2002:5db8:d822::1",
+            "2001:4860:4860::8888",
         ] {
             assert_eq!(reason(ip), None, "{ip} should be allowed");
         }

@@ -126,8 +126,11 @@ pub async fn check_url(
     }
     if let Some(ip) = url.ip_literal() {
         if let Some(reason) = guard::forbidden_reason(ip) {
+            tracing::info!(%ip, reason, "webhook endpoint refused");
             return Err(WebhookError::ForbiddenTarget(format!(
-                "{ip} is {reason}; webhooks cannot target it"
+                "{} is {}",
+                url.host(),
+                guard::NOT_ALLOWED
             )));
         }
         return Ok(url);
@@ -135,8 +138,10 @@ pub async fn check_url(
     // A name that does not resolve (yet) is accepted: its addresses are checked when it is
     // called.
     if let Ok(addrs) = guard::resolve(url.host()).await {
-        guard::check_addresses(url.host(), &addrs)
-            .map_err(|refused| WebhookError::ForbiddenTarget(refused.to_string()))?;
+        guard::check_addresses(url.host(), &addrs).map_err(|refused| {
+            tracing::info!(host = refused.host, ip = %refused.ip, reason = refused.reason, "webhook endpoint refused");
+            WebhookError::ForbiddenTarget(refused.to_string())
+        })?;
     }
     Ok(url)
 }

@@ -405,6 +405,12 @@ async fn private_and_internal_targets_are_refused_when_the_setting_is_off() {
         "http://[::ffff:127.0.0.1]/hook",
         "http://100.64.0.1/hook",
         "http://[fd00::1]/hook",
+        // IPv4-translated, IPv4-compatible, NAT64 and 6to4 spellings of internal IPv4 addresses.
+        "http://[::ffff:0:7f00:1]/hook",
+        "http://[::ffff:0:a9fe:a9fe]/hook",
+        "http://[::7f00:1]/hook",
+        "http://[64:ff9b::a00:1]/hook",
+        "http://[2002:c0a8:101::1]/hook",
     ] {
         let res = app
             .try_register_webhook(
@@ -413,8 +419,14 @@ async fn private_and_internal_targets_are_refused_when_the_setting_is_off() {
             )
             .await;
         let problem = assert_problem(res, 422, "/problems/webhook-target-forbidden").await;
+        let detail = problem["detail"].as_str().unwrap();
         assert!(
-            problem["detail"].as_str().unwrap().contains("address"),
+            detail.contains("not an allowed destination"),
+            "{url}: {problem}"
+        );
+        // What a name resolves to inside our network is not the partner's to learn.
+        assert!(
+            !detail.contains("127.0.0.1") || url.contains("127.0.0.1"),
             "{url}: {problem}"
         );
     }
@@ -488,7 +500,8 @@ async fn a_name_that_resolves_to_loopback_at_delivery_time_is_not_called() {
         .fetch_one(&app.db)
         .await
         .unwrap();
-    assert!(error.contains("loopback"), "{error}");
+    assert!(error.contains("not an allowed destination"), "{error}");
+    assert!(!error.contains("127.0.0.1"), "{error}");
 }
 
 #[tokio::test]
@@ -826,4 +839,112 @@ async fn dispatchers_racing_each_other_send_every_delivery_once() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 300, "an event was sent twice");
+}
+
+/// A receiver that answers every delivery `500` with a body of `len` bytes, written in chunks as
+/// the connection takes them (never held in memory), and reports how many bytes it got to send
+/// before the dispatcher hung up.
+struct FloodingReceiver {
+    port: u16,
+    sent: tokio::task::JoinHandle<u64>,
+}
+
+impl FloodingReceiver {
+    const FIRST_LINE: &'static [u8] = b"receiver is failing: ";
+
+    async fn start(len: u64) -> FloodingReceiver {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sent = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            // The request: its head, then as many body bytes as it announces.
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            let head_end = loop {
+                let n = socket.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the dispatcher hung up before sending its request");
+                request.extend_from_slice(&buf[..n]);
+                if let Some(at) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break at + 4;
+                }
+            };
+            let head = String::from_utf8_lossy(&request[..head_end]).to_ascii_lowercase();
+            let body_len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse().unwrap())
+                .unwrap_or(0);
+            while request.len() < head_end + body_len {
+                let n = socket.read(&mut buf).await.unwrap();
+                assert!(n > 0);
+                request.extend_from_slice(&buf[..n]);
+            }
+            let answer = format!(
+                "HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain\r\ncontent-length: {len}\r\n\r\n"
+            );
+            socket.write_all(answer.as_bytes()).await.unwrap();
+            let mut chunk = vec![b'x'; 64 * 1024];
+            chunk[..Self::FIRST_LINE.len()].copy_from_slice(Self::FIRST_LINE);
+            let mut sent = 0u64;
+            while sent < len {
+                let n = usize::try_from((len - sent).min(chunk.len() as u64)).unwrap();
+                if socket.write_all(&chunk[..n]).await.is_err() {
+                    break;
+                }
+                sent += n as u64;
+                // Only the first chunk starts with the line.
+                chunk[..Self::FIRST_LINE.len()].fill(b'x');
+            }
+            sent
+        });
+        FloodingReceiver { port, sent }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
+    }
+}
+
+#[tokio::test]
+async fn a_huge_error_body_is_cut_after_a_few_kilobytes_and_the_attempt_is_recorded() {
+    const BODY: u64 = 512 * 1024 * 1024;
+    let app = spawn_app_with_rates(|_| {}).await;
+    let receiver = FloodingReceiver::start(BODY).await;
+    let partner = app.partner().await;
+    let endpoint = app
+        .register_webhook(
+            &partner.token,
+            &receiver.url(),
+            json!(["conversion.created"]),
+        )
+        .await;
+    convert(&app, &partner).await;
+
+    assert_eq!(app.dispatch_webhooks().await, 1);
+
+    // The receiver stops when its writes fail: the dispatcher closed the connection instead of
+    // reading on. What it got to send is what the dispatcher read plus what the kernel's socket
+    // buffers held (a few MB on loopback), nowhere near the body.
+    let sent = tokio::time::timeout(std::time::Duration::from_secs(120), receiver.sent)
+        .await
+        .expect("the receiver was still sending: the dispatcher kept reading")
+        .unwrap();
+    assert!(
+        sent < 32 * 1024 * 1024,
+        "the dispatcher took {sent} of {BODY} bytes"
+    );
+
+    let list = app
+        .webhook_delivery_list(&partner.token, id_of(&endpoint))
+        .await;
+    assert_eq!(list[0]["state"], "pending");
+    assert_eq!(list[0]["attempts"], 1);
+    assert_eq!(list[0]["last_status_code"], 500);
+    let error = list[0]["last_error"].as_str().unwrap();
+    assert!(
+        error.starts_with("the endpoint answered 500: receiver is failing: xxx"),
+        "{error}"
+    );
+    assert!(error.len() < 300, "{} characters kept", error.len());
 }
