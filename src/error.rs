@@ -153,7 +153,11 @@ pub enum ApiError {
         message: String,
     },
     #[error("too many requests")]
-    TooManyRequests { retry_after_secs: u64 },
+    TooManyRequests {
+        retry_after_secs: u64,
+        /// What was limited and how to get out, for the problem's `detail`.
+        detail: String,
+    },
     #[error("service unavailable: {0}")]
     Unavailable(String),
     #[error(transparent)]
@@ -222,9 +226,7 @@ impl ApiError {
             | ApiError::ConflictAs { detail, .. } => detail.clone(),
             ApiError::UnprocessableField { field, message, .. } => format!("{field}: {message}"),
             ApiError::MethodNotAllowed => "this resource does not support that method".into(),
-            ApiError::TooManyRequests { retry_after_secs } => {
-                format!("too many attempts; retry after {retry_after_secs} seconds")
-            }
+            ApiError::TooManyRequests { detail, .. } => detail.clone(),
             ApiError::Internal(e) if dependency_unavailable(e) => {
                 "the database is unavailable; retry later".into()
             }
@@ -298,7 +300,9 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => {
                 builder.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
             }
-            ApiError::TooManyRequests { retry_after_secs } => {
+            ApiError::TooManyRequests {
+                retry_after_secs, ..
+            } => {
                 builder.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }
             _ if self.status_code() == StatusCode::SERVICE_UNAVAILABLE => {

@@ -17,7 +17,9 @@ Settings:
   production), then environment variables CCS__SECTION__KEY, e.g.
     CCS__SERVER__PORT=9000  CCS__RATES__PROVIDER=openexchangerates  CCS__RATES__API_KEY=...
   plus DATABASE_URL, REDIS_URL and JWT_SECRET. The settings folder is found relative to the
-  working directory; set CCS_SETTINGS_DIR to run from elsewhere. Log level: RUST_LOG.";
+  working directory; set CCS_SETTINGS_DIR to run from elsewhere. Log level: RUST_LOG.
+  A CCS__ variable or file key that is not a setting stops start-up, naming the nearest one;
+  `currency-conversion settings` lists them all with their values and origins.";
 
 #[derive(Parser)]
 #[command(
@@ -66,6 +68,11 @@ enum Command {
     },
     /// Exit 0 when the local server answers `/health/live` (container HEALTHCHECK).
     Healthcheck,
+    /// Print the effective settings, one `key = value` line each with where it came from:
+    /// default (settings/base.toml), file (settings/{APP_ENV}.toml) or environment (the
+    /// variable's name). Secrets are redacted. Fails, as start-up does, on invalid settings.
+    #[command(after_help = SETTINGS_HELP)]
+    Settings,
     /// Print the OpenAPI document (the one served at `/api-docs/openapi.json`), to generate a
     /// client without a running server.
     Openapi,
@@ -97,9 +104,17 @@ enum UserCommand {
         name: Option<String>,
     },
     /// Set a user's password (admin or partner), e.g. a demo password printed once by `seed`
-    /// and lost. Ends the user's other sessions (refresh tokens are revoked).
+    /// and lost. Ends the user's other sessions (refresh tokens are revoked) and lifts the
+    /// account's login lock, so the new password works at once.
     #[command(after_help = PASSWORD_HELP)]
     SetPassword {
+        /// Email of the existing user.
+        #[arg(long)]
+        email: String,
+    },
+    /// Lift a user's login lock (too many failed logins: 429 until the window ends) without
+    /// changing the password.
+    Unlock {
         /// Email of the existing user.
         #[arg(long)]
         email: String,
@@ -206,6 +221,21 @@ async fn run() -> anyhow::Result<()> {
             );
         }
         Command::User {
+            command: UserCommand::Unlock { email },
+        } => {
+            currency_conversion::db::create_and_migrate(&settings.database).await?;
+            let state = AppState::new(settings, Clock::system())?;
+            let auth = currency_conversion::startup::auth(&state);
+            let was_locked = auth::service::unlock_login(&auth, &email)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if was_locked {
+                println!("login lock lifted for {email}");
+            } else {
+                println!("{email} had no failed logins counted; nothing to lift");
+            }
+        }
+        Command::User {
             command: UserCommand::Create { email, role, name },
         } => {
             let password = read_password()?;
@@ -254,6 +284,9 @@ async fn run() -> anyhow::Result<()> {
                     );
                 }
             }
+        }
+        Command::Settings => {
+            print!("{}", settings::describe()?);
         }
         Command::Openapi => {
             let document = currency_conversion::openapi::document();

@@ -12,7 +12,9 @@ use serde::Deserialize;
 
 use crate::currency_code::CurrencyCode;
 
+mod layers;
 mod values;
+pub use layers::{Origin, edit_distance, nearest};
 pub use values::{
     CronExpression, FallbackProvider, HttpUrl, LogFilter, ProviderKind, UnknownProvider,
 };
@@ -55,6 +57,7 @@ impl std::str::FromStr for Environment {
 }
 
 #[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Filled in from `APP_ENV`, not from the files.
     #[serde(skip, default = "default_env")]
@@ -69,7 +72,6 @@ pub struct Settings {
     /// Rate locks: the spread each lock duration costs.
     pub quotes: QuoteSettings,
     pub tasks: TaskSettings,
-    #[serde(default)]
     pub metrics: MetricsSettings,
     /// Webhook delivery: retry schedule, timeout, which targets may be called.
     pub webhooks: WebhookSettings,
@@ -89,25 +91,16 @@ pub enum MetricsExposure {
 }
 
 #[derive(Clone, Deserialize)]
-#[serde(default)]
+#[serde(deny_unknown_fields)]
 pub struct MetricsSettings {
     /// `off`, `api` or `separate`.
     pub expose: MetricsExposure,
     /// Listen address (`host:port`) of the separate metrics listener; port 0 picks a free one.
     pub address: String,
     /// When set, `/metrics` answers only requests with `Authorization: Bearer <token>`,
-    /// wherever it is served (`CCS__METRICS__BEARER_TOKEN`).
+    /// wherever it is served (`CCS__METRICS__BEARER_TOKEN`); empty for none.
+    #[serde(deserialize_with = "values::optional_secret")]
     pub bearer_token: Option<SecretString>,
-}
-
-impl Default for MetricsSettings {
-    fn default() -> Self {
-        Self {
-            expose: MetricsExposure::Api,
-            address: "127.0.0.1:9464".into(),
-            bearer_token: None,
-        }
-    }
 }
 
 impl fmt::Debug for MetricsSettings {
@@ -125,6 +118,7 @@ fn default_env() -> Environment {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServerSettings {
     /// Interface to bind; `127.0.0.1` locally, `0.0.0.0` in containers.
     pub host: String,
@@ -140,20 +134,18 @@ pub struct ServerSettings {
     /// Empty (the default): the socket peer is the client and the header is ignored, because
     /// any client can write it. Set it to the proxy's range when the service sits behind one,
     /// or every client shares the proxy's per-IP login limit.
-    #[serde(default)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Serve Swagger UI at `/docs`. On in local and test; off in production (an interactive
     /// console on the public bind invites probing; use it locally instead).
-    #[serde(default)]
     pub swagger_ui: bool,
     /// Serve the OpenAPI document at `/api-docs/openapi.json` (Swagger UI needs it). On in local
     /// and test; off in production unless partners fetch the contract from the service — it
     /// describes only the public API, but every route it lists is one more thing to probe.
-    #[serde(default)]
     pub openapi_document: bool,
 }
 
 #[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// PostgreSQL URL; the database is created on start if it does not exist.
     pub url: SecretString,
@@ -164,6 +156,7 @@ pub struct DatabaseSettings {
 }
 
 #[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RedisSettings {
     /// Redis URL (`redis://host:port/db`).
     pub url: SecretString,
@@ -177,6 +170,7 @@ pub struct RedisSettings {
 }
 
 #[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AuthSettings {
     /// HS256 key for access tokens; at least 32 bytes. Set it with `JWT_SECRET`.
     pub jwt_secret: SecretString,
@@ -201,15 +195,10 @@ pub struct AuthSettings {
     /// Longest a monitor session lasts from its login, in seconds, however active the admin
     /// is. Within it, each page renews the session's token, so it ends only after
     /// `access_token_ttl_secs` without a request (the self-refreshing pages count).
-    #[serde(default = "default_monitor_session_max_secs")]
     pub monitor_session_max_secs: u64,
     /// Live client credentials (`POST /api/v1/credentials`) a partner may hold at once; revoked
     /// ones do not count.
     pub max_credentials_per_partner: u32,
-}
-
-fn default_monitor_session_max_secs() -> u64 {
-    8 * 3600
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -220,6 +209,7 @@ pub enum LogFormat {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogSettings {
     /// `pretty` for people, `json` (one object per line) for log shippers.
     pub format: LogFormat,
@@ -228,17 +218,20 @@ pub struct LogSettings {
 }
 
 #[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RatesSettings {
     /// Primary provider: `frankfurter`, `ecb`, `openexchangerates` or `exchangerate_api`.
     pub provider: ProviderKind,
     /// Base URL of the primary provider (tests and mirrors point it elsewhere); empty for the
     /// provider's public one.
-    #[serde(default, deserialize_with = "values::optional_url")]
+    #[serde(deserialize_with = "values::optional_url")]
     pub provider_url: Option<HttpUrl>,
-    /// API key of the primary provider, when it needs one.
+    /// API key of the primary provider, when it needs one (`openexchangerates`,
+    /// `exchangerate_api`); empty for none. Set it with `CCS__RATES__API_KEY`.
+    #[serde(deserialize_with = "values::optional_secret")]
     pub api_key: Option<SecretString>,
     /// Providers tried in order when the primary fails, as `kind` or `kind=url`.
-    #[serde(default, deserialize_with = "values::fallbacks")]
+    #[serde(deserialize_with = "values::fallbacks")]
     pub fallbacks: Vec<FallbackProvider>,
     /// Age in seconds after which the latest stored rates count as stale.
     pub max_age_secs: u64,
@@ -270,6 +263,7 @@ pub enum StaleRatePolicy {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ConversionSettings {
     /// Seconds a conversion stays `temporary` before it may become `permanent`.
     pub holding_period_secs: u64,
@@ -285,6 +279,7 @@ pub struct ConversionSettings {
 
 /// Rate locks (`quotes`).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct QuoteSettings {
     /// Spread per lock duration, in basis points (1 bp = 0.01 %) below the reference rate.
     pub spread_bps: SpreadSettings,
@@ -293,6 +288,7 @@ pub struct QuoteSettings {
 /// Spread in basis points per lock duration (`quotes.spread_bps.<lock>`): the longer the
 /// partner holds the option, the more it costs. Each must be below 10000 (a rate stays positive).
 #[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SpreadSettings {
     /// Indicative quote, nothing locked.
     pub none: u32,
@@ -306,6 +302,7 @@ pub struct SpreadSettings {
 
 /// Webhooks (Standard Webhooks) and their delivery.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WebhookSettings {
     /// Call endpoints on loopback, private, link-local, CGNAT, unique-local or metadata
     /// addresses. Off in production: a partner's URL must not reach our own network (SSRF).
@@ -328,6 +325,7 @@ pub struct WebhookSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ScheduleSettings {
     /// Cron expression with seconds for the rates fetch.
     pub fetch_rates: CronExpression,
@@ -342,6 +340,7 @@ pub struct ScheduleSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TaskSettings {
     pub schedule: ScheduleSettings,
     /// Worker tasks per process.
@@ -381,6 +380,26 @@ pub fn load_from(
     environment: Environment,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> anyhow::Result<Settings> {
+    Ok(read(dir, environment, env)?.0)
+}
+
+/// The effective settings, one `key = value  # origin` line each (origin: `default` for
+/// `base.toml`, `file` for `{APP_ENV}.toml`, `environment` with the variable's name), secrets
+/// redacted. Loads them first, so invalid settings fail here as they would at start.
+pub fn describe_from(
+    dir: &Path,
+    environment: Environment,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> anyhow::Result<String> {
+    let (_, layers, merged) = read(dir, environment, env)?;
+    Ok(layers.describe(&merged))
+}
+
+fn read(
+    dir: &Path,
+    environment: Environment,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> anyhow::Result<(Settings, layers::Layers, config::Config)> {
     let env: std::collections::HashMap<String, String> = env.into_iter().collect();
     let base = dir.join("base.toml");
     if !base.is_file() {
@@ -394,11 +413,12 @@ pub fn load_from(
             base.display()
         );
     }
+    let env_file = dir.join(format!("{}.toml", environment.as_str()));
+    let layers = layers::Layers::read(dir, &env_file, &env)?;
+    layers.check_known_keys()?;
     let mut builder = config::Config::builder()
-        .add_source(config::File::from(dir.join("base.toml")).required(true))
-        .add_source(
-            config::File::from(dir.join(format!("{}.toml", environment.as_str()))).required(false),
-        )
+        .add_source(config::File::from(base).required(true))
+        .add_source(config::File::from(env_file).required(false))
         .add_source(
             config::Environment::with_prefix("CCS")
                 .prefix_separator("__")
@@ -415,22 +435,21 @@ pub fn load_from(
                         .collect(),
                 )),
         );
-    for (var, key) in [
-        ("DATABASE_URL", "database.url"),
-        ("REDIS_URL", "redis.url"),
-        ("JWT_SECRET", "auth.jwt_secret"),
-    ] {
+    for (var, key) in layers::CONVENTIONAL {
         if let Some(value) = env.get(var).filter(|v| !v.is_empty()) {
             builder = builder.set_override(key, value.clone())?;
         }
     }
-    let mut settings: Settings = builder
+    let merged = builder
         .build()
-        .and_then(|c| c.try_deserialize())
+        .map_err(|e| anyhow::anyhow!("invalid settings: {e}"))?;
+    let mut settings: Settings = merged
+        .clone()
+        .try_deserialize()
         .map_err(|e| anyhow::anyhow!("invalid settings: {e}"))?;
     settings.environment = environment;
     settings.validate()?;
-    Ok(settings)
+    Ok((settings, layers, merged))
 }
 
 /// Reads the settings for the running process: `APP_ENV` (default `local`), files from
@@ -441,6 +460,19 @@ pub fn load() -> anyhow::Result<Settings> {
         .parse()?;
     let dir = std::env::var("CCS_SETTINGS_DIR").unwrap_or_else(|_| "settings".into());
     load_from(Path::new(&dir), environment, std::env::vars())
+}
+
+/// [`describe_from`] for the running process, as [`load`] reads it.
+pub fn describe() -> anyhow::Result<String> {
+    let environment: Environment = std::env::var("APP_ENV")
+        .unwrap_or_else(|_| "local".into())
+        .parse()?;
+    let dir = std::env::var("CCS_SETTINGS_DIR").unwrap_or_else(|_| "settings".into());
+    let lines = describe_from(Path::new(&dir), environment, std::env::vars())?;
+    Ok(format!(
+        "# Effective settings for APP_ENV={} from {dir}/ and the environment; secrets redacted.\n{lines}",
+        environment.as_str()
+    ))
 }
 
 impl Settings {
@@ -579,6 +611,23 @@ impl Settings {
         }
         if self.auth.max_credentials_per_partner == 0 {
             anyhow::bail!("auth.max_credentials_per_partner: must be at least 1");
+        }
+        let provider = self.rates.provider;
+        if provider.needs_api_key() && self.rates.api_key.is_none() {
+            anyhow::bail!(
+                "rates.api_key: rates.provider `{provider}` needs an API key; set \
+                 CCS__RATES__API_KEY, or choose a provider without one (frankfurter, ecb)"
+            );
+        }
+        for (i, fallback) in self.rates.fallbacks.iter().enumerate() {
+            if fallback.kind.needs_api_key() && fallback.kind != provider {
+                anyhow::bail!(
+                    "rates.fallbacks[{i}]: `{}` needs an API key, and rates.api_key belongs to \
+                     the primary provider (`{provider}`); use a fallback without one \
+                     (frankfurter, ecb)",
+                    fallback.kind
+                );
+            }
         }
         if self.tasks.max_attempts == 0 {
             anyhow::bail!("tasks.max_attempts: must be at least 1");

@@ -212,7 +212,11 @@ pub enum GrantError {
     #[error("unsupported_grant_type")]
     UnsupportedGrantType,
     #[error("too many failed client authentications")]
-    Throttled { retry_after_secs: u64 },
+    Throttled {
+        retry_after_secs: u64,
+        /// The client id's own limit is reached, not only the address's.
+        client: bool,
+    },
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -242,8 +246,15 @@ pub async fn grant(auth: &Auth, client: &ClientAuth, ip: &str) -> Result<ClientT
         return Err(GrantError::InvalidClient);
     }
     let throttle = LoginThrottle::for_client(auth, &client.client_id, ip);
-    if let Attempt::Blocked { retry_after_secs } = throttle.reserve().await {
-        return Err(GrantError::Throttled { retry_after_secs });
+    if let Attempt::Blocked {
+        retry_after_secs,
+        account,
+    } = throttle.reserve().await
+    {
+        return Err(GrantError::Throttled {
+            retry_after_secs,
+            client: account,
+        });
     }
     let row = store::find_client(&auth.db, &client.client_id).await?;
     let presented = hash_secret(&client.client_secret);

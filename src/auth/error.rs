@@ -12,7 +12,12 @@ pub enum AuthError {
     #[error("this endpoint requires the {0} role")]
     WrongRole(&'static str),
     #[error("too many failed logins")]
-    Throttled { retry_after_secs: u64 },
+    Throttled {
+        retry_after_secs: u64,
+        /// The account's own limit is reached (not only the client address's): a new password
+        /// or `user unlock` lifts it.
+        account: bool,
+    },
     #[error("an account with this email already exists")]
     EmailTaken,
     #[error("self-registration is disabled on this service")]
@@ -59,7 +64,26 @@ impl From<AuthError> for ApiError {
             A::WrongRole(role) => {
                 ApiError::Forbidden(format!("this endpoint requires the {role} role"))
             }
-            A::Throttled { retry_after_secs } => ApiError::TooManyRequests { retry_after_secs },
+            A::Throttled {
+                retry_after_secs,
+                account,
+            } => ApiError::TooManyRequests {
+                retry_after_secs,
+                detail: if account {
+                    format!(
+                        "too many failed logins for this account; retry after {retry_after_secs} \
+                         seconds, or unlock it now: setting a new password unlocks it \
+                         (`currency-conversion user set-password --email …`, or an admin's \
+                         POST /api/v1/partners/{{id}}/password), and so does \
+                         `currency-conversion user unlock --email …`"
+                    )
+                } else {
+                    format!(
+                        "too many failed logins from this address; retry after \
+                         {retry_after_secs} seconds"
+                    )
+                },
+            },
             A::EmailTaken => ApiError::Conflict("an account with this email already exists".into()),
             A::RegistrationClosed => {
                 ApiError::Forbidden("self-registration is disabled on this service".into())

@@ -281,11 +281,23 @@ async fn client_credentials_grant(auth: &Auth, req: &HttpRequest, body: &[u8]) -
             "unsupported_grant_type",
             "only client_credentials is supported",
         ),
-        Err(GrantError::Throttled { retry_after_secs }) => {
-            actix_web::ResponseError::error_response(&ApiError::TooManyRequests {
-                retry_after_secs,
-            })
-        }
+        Err(GrantError::Throttled {
+            retry_after_secs,
+            client,
+        }) => actix_web::ResponseError::error_response(&ApiError::TooManyRequests {
+            retry_after_secs,
+            detail: if client {
+                format!(
+                    "too many failed authentications for this client; retry after \
+                     {retry_after_secs} seconds"
+                )
+            } else {
+                format!(
+                    "too many failed logins from this address; retry after {retry_after_secs} \
+                     seconds"
+                )
+            },
+        }),
         Err(GrantError::Unexpected(e)) => {
             actix_web::ResponseError::error_response(&ApiError::Internal(e))
         }
@@ -579,12 +591,13 @@ pub async fn update_partner(
     Ok(HttpResponse::Ok().json(user))
 }
 
-/// Set a partner's password (admin); ends the partner's sessions.
+/// Set a partner's password (admin); ends the partner's sessions and lifts its login lock
+/// (after too many failed logins), so the new password works at once.
 #[utoipa::path(post, path = "/api/v1/partners/{id}/password", tag = "partners", operation_id = "setPartnerPassword",
     request_body = PasswordRequest,
     params(("id" = uuid::Uuid, Path, description = "Partner id")), security(("bearer" = ["admin"])),
     responses(
-        (status = 204, description = "Password set; the partner's sessions are ended"),
+        (status = 204, description = "Password set; the partner's sessions are ended and its login lock lifted"),
         (status = 404, description = "No such partner", body = Problem),
     ))]
 pub async fn reset_password(

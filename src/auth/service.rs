@@ -135,8 +135,15 @@ async fn verify_login(
     let throttle = LoginThrottle::new(auth, email, ip);
     // The attempt is counted before the (slow) password check, so concurrent guesses cannot
     // all pass a check that none of them has counted yet.
-    if let Attempt::Blocked { retry_after_secs } = throttle.reserve().await {
-        return Err(AuthError::Throttled { retry_after_secs });
+    if let Attempt::Blocked {
+        retry_after_secs,
+        account,
+    } = throttle.reserve().await
+    {
+        return Err(AuthError::Throttled {
+            retry_after_secs,
+            account,
+        });
     }
     let user = match email.email() {
         Some(e) => store::find_by_email(&auth.db, e).await?,
@@ -662,7 +669,8 @@ pub async fn update_partner(
 
 /// Sets a new password for any user, admin or partner, found by email (the CLI's
 /// `user set-password`): the token epoch moves on and the refresh tokens are revoked, so the
-/// user's other sessions end.
+/// user's other sessions end, and the account's login lock is lifted (whoever sets a password
+/// means the user to log in with it now, not after the throttle window).
 pub async fn set_password_by_email(
     auth: &Auth,
     email: &str,
@@ -680,7 +688,27 @@ pub async fn set_password_by_email(
     let user: UserView = row.into();
     store::revoke_all_for_user(&mut tx, UserId::from_uuid(user.id), now).await?;
     tx.commit().await?;
+    lift_login_lock(auth, &email).await;
     Ok(user)
+}
+
+/// Lifts a user's login lock after a new password: best effort, since the password is set
+/// either way. This instance's fallback counter is cleared even without Redis; another
+/// instance's clears with its window.
+async fn lift_login_lock(auth: &Auth, email: &Email) {
+    if let Err(e) = super::throttle::clear_account(auth, email).await {
+        tracing::warn!(error = %e, "could not lift the login lock after a new password (Redis)");
+    }
+}
+
+/// Lifts the login lock of the account with this email (the CLI's `user unlock`), without
+/// changing its password. Ok(true) when it was locked (had failed logins counted).
+pub async fn unlock_login(auth: &Auth, email: &str) -> Result<bool, AuthError> {
+    let email = Email::parse(email).map_err(|m| AuthError::invalid("email", m))?;
+    store::find_by_email(&auth.db, &email)
+        .await?
+        .ok_or(AuthError::UserNotFound)?;
+    Ok(super::throttle::clear_account(auth, &email).await?)
 }
 
 /// Sets a new password; every access and refresh token of the partner stops working (the token
@@ -702,6 +730,9 @@ pub async fn reset_password(auth: &Auth, id: UserId, password: &str) -> Result<(
     };
     store::revoke_all_for_user(&mut tx, id, now).await?;
     tx.commit().await?;
+    if let Ok(email) = Email::parse(&user.email) {
+        lift_login_lock(auth, &email).await;
+    }
     let status = match store::find_by_id(&auth.db, id).await? {
         Some(user) if user.disabled_at.is_none() => UserStatus::Active { token_epoch },
         _ => UserStatus::Inactive,

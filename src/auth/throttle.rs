@@ -24,27 +24,30 @@ use std::sync::{LazyLock, Mutex};
 use sha2::{Digest, Sha256};
 
 use super::Auth;
-use super::domain::LoginEmail;
+use super::domain::{Email, LoginEmail};
 use crate::clock::Clock;
 use crate::redis_client::{OutageLog, Redis};
 
 /// KEYS: account counter, IP counter. ARGV: account limit, IP limit, window in seconds.
-/// Returns 0 when the attempt was counted, or the seconds to wait when a limit is reached.
+/// Returns `{0, 0}` when the attempt was counted, or `{seconds to wait, 1 if the account's own
+/// limit is among those reached}`.
 static RESERVE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
         local wait = 0
+        local account = 0
         for i, key in ipairs(KEYS) do
             if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[i]) then
                 wait = math.max(wait, redis.call('TTL', key), 1)
+                if i == 1 then account = 1 end
             end
         end
-        if wait > 0 then return wait end
+        if wait > 0 then return {wait, account} end
         for _, key in ipairs(KEYS) do
             redis.call('INCR', key)
             redis.call('EXPIRE', key, ARGV[3], 'NX')
         end
-        return 0
+        return {0, 0}
         ",
     )
 });
@@ -68,8 +71,13 @@ static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
 pub enum Attempt {
     /// Counted against both limits; verify the password.
     Reserved,
-    /// A limit is reached: wait this many seconds.
-    Blocked { retry_after_secs: u64 },
+    /// A limit is reached: wait this many seconds. `account` when the account's (or client
+    /// id's) own limit is (the lock a new password or `user unlock` lifts), not only the client
+    /// address's.
+    Blocked {
+        retry_after_secs: u64,
+        account: bool,
+    },
 }
 
 /// The throttle's counters in this process, used while Redis does not answer: the same fixed
@@ -84,22 +92,25 @@ pub struct LocalCounters {
 const SWEEP_AT: usize = 10_000;
 
 impl LocalCounters {
-    /// The script's RESERVE, in process: 0 when counted, else the seconds to wait.
-    fn reserve(&self, keys: [(&str, u32); 2], window_secs: i64, now: i64) -> u64 {
+    /// The script's RESERVE, in process: `(0, false)` when counted, else the seconds to wait
+    /// and whether the first key (the account's) is among the limits reached.
+    fn reserve(&self, keys: [(&str, u32); 2], window_secs: i64, now: i64) -> (u64, bool) {
         let mut map = self.counters.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= SWEEP_AT {
             map.retain(|_, (_, end)| *end > now);
         }
         let mut wait = 0;
-        for (key, limit) in keys {
+        let mut account = false;
+        for (i, (key, limit)) in keys.into_iter().enumerate() {
             if let Some(&(count, end)) = map.get(key).filter(|(_, end)| *end > now)
                 && count >= limit
             {
                 wait = wait.max(u64::try_from(end - now).unwrap_or(1).max(1));
+                account |= i == 0;
             }
         }
         if wait > 0 {
-            return wait;
+            return (wait, account);
         }
         for (key, _) in keys {
             let entry = map.entry(key.to_owned()).or_insert((0, now + window_secs));
@@ -108,7 +119,13 @@ impl LocalCounters {
             }
             entry.0 += 1;
         }
-        0
+        (0, false)
+    }
+
+    /// Forgets the account's counter (a lifted lock).
+    fn clear(&self, account_key: &str) {
+        let mut map = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(account_key);
     }
 
     /// The script's RELEASE, in process.
@@ -145,14 +162,13 @@ impl<'a> LoginThrottle<'a> {
     }
 
     fn for_subject(auth: &'a Auth, kind: &str, subject: &str, ip: &str) -> Self {
-        let subject_hash = hex::encode(Sha256::digest(subject.as_bytes()));
         let settings = &auth.settings;
         Self {
             redis: &auth.redis,
             local: &auth.throttle_fallback,
             outage: &auth.throttle_outage,
             clock: &auth.clock,
-            account_key: auth.redis.key(&format!("login:{kind}:{subject_hash}")),
+            account_key: subject_key(&auth.redis, kind, subject),
             ip_key: auth.redis.key(&format!("login:ip:{ip}")),
             max_account: settings.max_failed_logins,
             max_ip: settings.max_failed_logins.saturating_mul(4),
@@ -168,12 +184,12 @@ impl<'a> LoginThrottle<'a> {
             .arg(self.max_account)
             .arg(self.max_ip)
             .arg(self.window_secs.max(1));
-        let wait = match self.redis.invoke::<i64>(&call).await {
-            Ok(wait) => {
+        let (wait, account) = match self.redis.invoke::<(i64, i64)>(&call).await {
+            Ok((wait, account)) => {
                 if self.outage.succeeded() {
                     tracing::info!("login throttle: Redis answers again; counting there");
                 }
-                u64::try_from(wait).unwrap_or(1)
+                (u64::try_from(wait).unwrap_or(1), account == 1)
             }
             Err(e) => {
                 if self.outage.failed() {
@@ -194,6 +210,7 @@ impl<'a> LoginThrottle<'a> {
             0 => Attempt::Reserved,
             wait => Attempt::Blocked {
                 retry_after_secs: wait.max(1),
+                account,
             },
         }
     }
@@ -211,6 +228,24 @@ impl<'a> LoginThrottle<'a> {
     }
 }
 
+/// The counter key of an account (`kind` `account`, by normalised email) or a client
+/// (`client`, by client id): a hash of the subject, never the value itself.
+fn subject_key(redis: &Redis, kind: &str, subject: &str) -> String {
+    let hash = hex::encode(Sha256::digest(subject.as_bytes()));
+    redis.key(&format!("login:{kind}:{hash}"))
+}
+
+/// Lifts the account's login lock (its failed-login counter), as a new password or an
+/// operator's `user unlock` does. True when there was a counter to clear. The per-address
+/// counters stay: they protect every account, and an operator unlocking one account does not
+/// vouch for the address that guessed at it.
+pub async fn clear_account(auth: &Auth, email: &Email) -> anyhow::Result<bool> {
+    let key = subject_key(&auth.redis, "account", email.as_str());
+    auth.throttle_fallback.clear(&key);
+    let removed: i64 = auth.redis.run(redis::cmd("DEL").arg(&key)).await?;
+    Ok(removed > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,15 +254,16 @@ mod tests {
     fn local_counters_allow_the_limit_per_window_then_say_how_long_to_wait() {
         let local = LocalCounters::default();
         let keys = [("a", 2), ("ip", 3)];
-        assert_eq!(local.reserve(keys, 60, 1000), 0);
-        assert_eq!(local.reserve(keys, 60, 1010), 0);
-        assert_eq!(local.reserve(keys, 60, 1020), 40);
+        assert_eq!(local.reserve(keys, 60, 1000), (0, false));
+        assert_eq!(local.reserve(keys, 60, 1010), (0, false));
+        assert_eq!(local.reserve(keys, 60, 1020), (40, true));
         // Another account from the same address: one IP slot is left.
-        assert_eq!(local.reserve([("b", 2), ("ip", 3)], 60, 1020), 0);
-        assert_eq!(local.reserve([("c", 2), ("ip", 3)], 60, 1020), 40);
+        assert_eq!(local.reserve([("b", 2), ("ip", 3)], 60, 1020), (0, false));
+        assert_eq!(local.reserve([("c", 2), ("ip", 3)], 60, 1020), (40, false));
         local.release("a", "ip");
-        assert_eq!(local.reserve(keys, 60, 1030), 0);
+        assert_eq!(local.reserve(keys, 60, 1030), (0, false));
+        local.clear("a");
         // A new window starts afresh.
-        assert_eq!(local.reserve([("b", 2), ("ip", 3)], 60, 1060), 0);
+        assert_eq!(local.reserve([("b", 2), ("ip", 3)], 60, 1060), (0, false));
     }
 }

@@ -159,11 +159,20 @@ async fn login(
         Err(AuthError::InvalidCredentials | AuthError::Invalid { .. }) => {
             return Ok(refused(StatusCode::UNAUTHORIZED, REFUSED));
         }
-        Err(AuthError::Throttled { retry_after_secs }) => {
-            let message = format!(
-                "Too many failed attempts. Try again in {} minutes.",
-                retry_after_secs.div_ceil(60).max(1)
-            );
+        Err(AuthError::Throttled {
+            retry_after_secs,
+            account,
+        }) => {
+            let minutes = retry_after_secs.div_ceil(60).max(1);
+            let message = if account {
+                format!(
+                    "Too many failed attempts. Try again in {minutes} minutes, or unlock the \
+                     account now with `currency-conversion user unlock --email …` (setting a \
+                     new password unlocks it too)."
+                )
+            } else {
+                format!("Too many failed attempts. Try again in {minutes} minutes.")
+            };
             let mut res = refused(StatusCode::TOO_MANY_REQUESTS, &message);
             res.headers_mut().insert(
                 header::RETRY_AFTER,

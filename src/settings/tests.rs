@@ -78,7 +78,7 @@ fn environment_variables_override_files() {
         Environment::Local,
         env(&[
             ("CCS__SERVER__PORT", "9123"),
-            ("CCS__RATES__FALLBACKS", "ecb,openexchangerates"),
+            ("CCS__RATES__FALLBACKS", "ecb,frankfurter"),
             ("CCS__TASKS__SCHEDULE__FETCH_RATES", "*/5 * * * * *"),
             ("DATABASE_URL", "postgres://postgres@db:5432/other"),
             ("JWT_SECRET", "an-environment-secret-of-enough-length-123"),
@@ -88,7 +88,7 @@ fn environment_variables_override_files() {
     assert_eq!(s.server.port, 9123);
     assert_eq!(
         s.rates.fallbacks.iter().map(|f| f.kind).collect::<Vec<_>>(),
-        vec![ProviderKind::Ecb, ProviderKind::OpenExchangeRates]
+        vec![ProviderKind::Ecb, ProviderKind::Frankfurter]
     );
     assert_eq!(s.tasks.schedule.fetch_rates, "*/5 * * * * *");
     assert_eq!(
@@ -240,4 +240,173 @@ fn a_rates_max_age_beyond_a_century_is_refused_naming_its_key() {
     )
     .unwrap_err();
     assert!(format!("{err:#}").contains("rates.max_age_secs"), "{err:#}");
+}
+
+fn load_err(environment: Environment, pairs: &[(&str, &str)]) -> String {
+    format!(
+        "{:#}",
+        load_from(dir(), environment, env(pairs)).unwrap_err()
+    )
+}
+
+#[test]
+fn an_unknown_variable_stops_the_load_naming_it_and_the_nearest_setting() {
+    let e = load_err(Environment::Local, &[("CCS__SERVER__PROT", "9000")]);
+    assert!(
+        e.contains("unknown setting CCS__SERVER__PROT (did you mean CCS__SERVER__PORT?)"),
+        "{e}"
+    );
+    let e = load_err(
+        Environment::Local,
+        &[("CCS__CONVERSIONS__HOLDING_PERIOD", "3")],
+    );
+    assert!(
+        e.contains(
+            "unknown setting CCS__CONVERSIONS__HOLDING_PERIOD (did you mean \
+             CCS__CONVERSIONS__HOLDING_PERIOD_SECS?)"
+        ),
+        "{e}"
+    );
+    // Every unknown one is named at once, not one per attempt.
+    let e = load_err(
+        Environment::Test,
+        &[("CCS__SERVR__PORT", "1"), ("CCS__COLOUR__SCHEME", "dark")],
+    );
+    assert!(
+        e.contains("CCS__SERVR__PORT (did you mean CCS__SERVER__PORT?)"),
+        "{e}"
+    );
+    assert!(e.contains("unknown setting CCS__COLOUR__SCHEME"), "{e}");
+    assert!(!e.contains("CCS__COLOUR__SCHEME (did you mean"), "{e}");
+}
+
+#[test]
+fn every_documented_setting_is_accepted_from_the_environment() {
+    // base.toml is the list of settings: each of its keys set by its variable (to the value the
+    // file holds) loads, including the optional secrets that are empty by default.
+    let s = load_from(
+        dir(),
+        Environment::Local,
+        env(&[
+            ("CCS__RATES__API_KEY", ""),
+            ("CCS__METRICS__BEARER_TOKEN", ""),
+            ("CCS__AUTH__MONITOR_SESSION_MAX_SECS", "60"),
+            ("CCS__QUOTES__SPREAD_BPS__DAY", "7"),
+            ("CCS__TASKS__SCHEDULE__EXPIRE_QUOTES", "*/30 * * * * *"),
+        ]),
+    )
+    .unwrap();
+    assert!(s.rates.api_key.is_none() && s.metrics.bearer_token.is_none());
+    assert_eq!(s.auth.monitor_session_max_secs, 60);
+    assert_eq!(s.quotes.spread_bps.day, 7);
+}
+
+/// A settings folder in a scratch directory: the real base.toml and a given local.toml.
+fn folder_with_local(local: &str) -> std::path::PathBuf {
+    let folder = std::env::temp_dir().join(format!(
+        "ccs-settings-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4()
+    ));
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::copy(dir().join("base.toml"), folder.join("base.toml")).unwrap();
+    std::fs::write(folder.join("local.toml"), local).unwrap();
+    folder
+}
+
+#[test]
+fn an_unknown_file_key_stops_the_load_naming_the_file_and_the_nearest_key() {
+    let folder = folder_with_local(
+        "[auth]\njwt_secret = \"local-development-secret-do-not-use-in-production!\"\n\
+         [server]\nprot = 9000\n",
+    );
+    let e = format!(
+        "{:#}",
+        load_from(&folder, Environment::Local, env(&[])).unwrap_err()
+    );
+    std::fs::remove_dir_all(&folder).unwrap();
+    assert!(
+        e.contains("unknown setting server.prot in ") && e.contains("(did you mean server.port?)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_provider_that_needs_a_key_is_refused_without_one() {
+    for provider in ["openexchangerates", "exchangerate_api"] {
+        let e = load_err(Environment::Local, &[("CCS__RATES__PROVIDER", provider)]);
+        assert!(
+            e.contains("rates.api_key")
+                && e.contains(provider)
+                && e.contains("CCS__RATES__API_KEY"),
+            "{e}"
+        );
+        let blank = load_err(
+            Environment::Local,
+            &[
+                ("CCS__RATES__PROVIDER", provider),
+                ("CCS__RATES__API_KEY", "  "),
+            ],
+        );
+        assert!(blank.contains("CCS__RATES__API_KEY"), "{blank}");
+        let keyed = load_from(
+            dir(),
+            Environment::Local,
+            env(&[
+                ("CCS__RATES__PROVIDER", provider),
+                ("CCS__RATES__API_KEY", "k-123"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(keyed.rates.provider.as_str(), provider);
+    }
+    let e = load_err(
+        Environment::Local,
+        &[("CCS__RATES__FALLBACKS", "ecb,openexchangerates")],
+    );
+    assert!(
+        e.contains("rates.fallbacks[1]") && e.contains("openexchangerates"),
+        "{e}"
+    );
+}
+
+#[test]
+fn describe_prints_each_setting_with_its_origin_and_hides_secrets() {
+    let text = describe_from(
+        dir(),
+        Environment::Local,
+        env(&[
+            ("CCS__SERVER__PORT", "9100"),
+            ("CCS__RATES__API_KEY", "very-secret-key"),
+            (
+                "DATABASE_URL",
+                "postgres://app:pa55word@db.example:5432/ccs",
+            ),
+        ]),
+    )
+    .unwrap();
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("no line for {key} in\n{text}"))
+            .to_owned()
+    };
+    assert!(
+        line("server.port").contains("9100")
+            && line("server.port").ends_with("# environment (CCS__SERVER__PORT)")
+    );
+    assert!(
+        line("server.host").contains("# default (") && line("server.host").contains("base.toml")
+    );
+    assert!(
+        line("auth.registration_enabled").contains("# file (")
+            && line("auth.registration_enabled").contains("local.toml")
+    );
+    assert!(line("rates.api_key").contains("[redacted]"));
+    assert!(line("auth.jwt_secret").contains("[redacted]"));
+    assert!(line("database.url").contains("postgres://app:redacted@db.example:5432/ccs"));
+    assert!(line("database.url").ends_with("# environment (DATABASE_URL)"));
+    assert!(!text.contains("very-secret-key") && !text.contains("pa55word"));
+    assert!(!text.contains("local-development-secret"));
+    assert!(line("tasks.schedule.expire_quotes").contains("*/15 * * * * *"));
 }

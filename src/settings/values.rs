@@ -36,6 +36,14 @@ impl ProviderKind {
         ProviderKind::ExchangeRateApi,
     ];
 
+    /// Whether requests need an API key (app id): settings without one are refused at load.
+    pub fn needs_api_key(self) -> bool {
+        matches!(
+            self,
+            ProviderKind::OpenExchangeRates | ProviderKind::ExchangeRateApi
+        )
+    }
+
     /// The name used in settings, logs and the `provider` field of stored rates.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -117,6 +125,21 @@ where
         return Ok(None);
     }
     text.parse().map(Some).map_err(serde::de::Error::custom)
+}
+
+/// An optional secret setting: empty (`api_key = ""` in `base.toml`, or the variable set to
+/// nothing) means none.
+pub(super) fn optional_secret<'de, D>(
+    deserializer: D,
+) -> Result<Option<secrecy::SecretString>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let text = Option::<String>::deserialize(deserializer)?.unwrap_or_default();
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(secrecy::SecretString::from(text)))
 }
 
 /// A `tracing` filter directive (`info,sqlx=warn`), checked when the settings load: a typo

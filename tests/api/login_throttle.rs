@@ -141,3 +141,100 @@ async fn with_redis_killed_failed_logins_are_still_throttled_in_process() {
     .await;
     assert_eq!(right, [429]);
 }
+
+/// Fails `email`'s login until the account is locked; returns the 429's problem body.
+async fn lock_out(app: &TestApp, email: &str) -> serde_json::Value {
+    let wrong = json!({"email": email, "password": "not the password at all"});
+    for _ in 0..app.settings.auth.max_failed_logins {
+        let res = app.post_json("/api/v1/auth/token", &wrong, None).await;
+        assert_eq!(res.status(), 401);
+    }
+    let right = json!({"email": email, "password": TEST_PASSWORD});
+    let res = app.post_json("/api/v1/auth/token", &right, None).await;
+    assert_eq!(res.status(), 429, "the account should be locked now");
+    res.json().await.unwrap()
+}
+
+async fn login_status(app: &TestApp, email: &str, password: &str) -> u16 {
+    let body = json!({"email": email, "password": password});
+    app.post_json("/api/v1/auth/token", &body, None)
+        .await
+        .status()
+        .as_u16()
+}
+
+const NEW_PASSWORD: &str = "a brand new passphrase for the demo";
+
+#[tokio::test]
+async fn a_locked_login_says_how_to_unlock_the_account() {
+    let app = spawn_app_with(|s| s.auth.max_failed_logins = 3).await;
+    let partner = app.partner().await;
+    let problem = lock_out(&app, &partner.email).await;
+    assert_eq!(problem["type"], "/problems/too-many-requests", "{problem}");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("for this account")
+            && detail.contains("currency-conversion user unlock --email")
+            && detail.contains("user set-password"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn an_admin_setting_a_new_password_lifts_the_login_lock() {
+    let app = spawn_app_with(|s| s.auth.max_failed_logins = 3).await;
+    let partner = app.partner().await;
+    let admin = app.admin().await;
+    lock_out(&app, &partner.email).await;
+
+    let res = app
+        .post_json(
+            &format!("/api/v1/partners/{}/password", partner.id),
+            &json!({"password": NEW_PASSWORD}),
+            Some(&admin.token),
+        )
+        .await;
+    assert_eq!(res.status(), 204);
+    assert_eq!(login_status(&app, &partner.email, NEW_PASSWORD).await, 200);
+}
+
+#[tokio::test]
+async fn set_password_by_email_lifts_the_login_lock() {
+    let app = spawn_app_with(|s| s.auth.max_failed_logins = 3).await;
+    let admin = app.admin().await;
+    lock_out(&app, &admin.email).await;
+
+    currency_conversion::auth::service::set_password_by_email(
+        &app.auth,
+        &admin.email,
+        NEW_PASSWORD,
+    )
+    .await
+    .unwrap();
+    assert_eq!(login_status(&app, &admin.email, NEW_PASSWORD).await, 200);
+}
+
+#[tokio::test]
+async fn unlock_lifts_the_lock_and_keeps_the_password() {
+    let app = spawn_app_with(|s| s.auth.max_failed_logins = 3).await;
+    let partner = app.partner().await;
+    lock_out(&app, &partner.email).await;
+
+    let unlocked =
+        currency_conversion::auth::service::unlock_login(&app.auth, &partner.email.to_uppercase())
+            .await
+            .unwrap();
+    assert!(unlocked);
+    assert_eq!(login_status(&app, &partner.email, TEST_PASSWORD).await, 200);
+    // A successful login cleared the counter: nothing left to lift.
+    let again = currency_conversion::auth::service::unlock_login(&app.auth, &partner.email)
+        .await
+        .unwrap();
+    assert!(!again);
+    let unknown =
+        currency_conversion::auth::service::unlock_login(&app.auth, "nobody@example.com").await;
+    assert!(matches!(
+        unknown,
+        Err(currency_conversion::auth::error::AuthError::UserNotFound)
+    ));
+}

@@ -23,5 +23,6 @@ mod registration;
 mod request_heads;
 mod security_headers;
 mod sessions;
+mod settings_cli;
 mod tasks;
 mod webhooks;

@@ -55,14 +55,6 @@ impl ProviderKind {
         }
     }
 
-    /// Whether requests need an API key (app id).
-    pub fn needs_api_key(self) -> bool {
-        matches!(
-            self,
-            ProviderKind::OpenExchangeRates | ProviderKind::ExchangeRateApi
-        )
-    }
-
     /// The base this provider always quotes against, if it cannot be chosen.
     pub fn fixed_base(self) -> Option<CurrencyCode> {
         match self {
