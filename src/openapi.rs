@@ -34,6 +34,8 @@ use crate::error::PROBLEM_CONTENT_TYPE;
         crate::auth::routes::get_partner,
         crate::auth::routes::update_partner,
         crate::auth::routes::reset_password,
+        crate::access::routes::get_limits,
+        crate::access::routes::put_limits,
         crate::auth::routes::create_credential,
         crate::auth::routes::list_credentials,
         crate::auth::routes::revoke_credential,
@@ -312,11 +314,44 @@ fn complete_operation(path: &str, operation: &mut Value) {
             add("403", "The caller's role may not do this.");
         }
     }
+    if partner_operation {
+        add(
+            "429",
+            "The partner's requests per minute are used up (or, on a login, too many failures); retry after `Retry-After` seconds.",
+        );
+    }
     if path.starts_with("/api/") || path == "/health/ready" {
         add(
             "503",
             "A dependency (PostgreSQL or Redis) is unavailable; retry after `Retry-After` seconds.",
         );
+    }
+    if partner_operation {
+        for response in responses.values_mut() {
+            let Some(headers) = response
+                .as_object_mut()
+                .map(|r| r.entry("headers").or_insert_with(|| json!({})))
+                .and_then(Value::as_object_mut)
+            else {
+                continue;
+            };
+            headers.insert(
+                "RateLimit-Policy".into(),
+                json!({
+                    "description": "The partner's request limit (draft-ietf-httpapi-ratelimit-headers): `\"default\";q=<requests>;w=60`, requests per 60 seconds across every instance.",
+                    "schema": { "type": "string" },
+                    "example": "\"default\";q=600;w=60",
+                }),
+            );
+            headers.insert(
+                "RateLimit".into(),
+                json!({
+                    "description": "What is left of it: `\"default\";r=<remaining>;t=<seconds until the whole budget is back>`.",
+                    "schema": { "type": "string" },
+                    "example": "\"default\";r=599;t=1",
+                }),
+            );
+        }
     }
     for (status, response) in responses.iter_mut() {
         let Some(response) = response.as_object_mut() else {

@@ -75,6 +75,16 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     /// Webhook delivery: retry schedule, timeout, which targets may be called.
     pub webhooks: WebhookSettings,
+    /// Request limits per partner.
+    pub limits: LimitSettings,
+}
+
+/// Request limits per partner (`access`), shared by every instance through Redis.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LimitSettings {
+    /// Requests a partner may make per minute, unless an admin set its own limit
+    /// (`PUT /api/v1/partners/{id}/limits`). A full minute's worth may come in one burst.
+    pub requests_per_minute: u32,
 }
 
 /// Where the Prometheus `/metrics` endpoint is served.
@@ -609,6 +619,11 @@ impl Settings {
                 anyhow::bail!("{key}: {bps} basis points would leave no rate; use 0 to 9999");
             }
         }
+        if !(1..=MAX_REQUESTS_PER_MINUTE).contains(&self.limits.requests_per_minute) {
+            anyhow::bail!(
+                "limits.requests_per_minute: must be between 1 and {MAX_REQUESTS_PER_MINUTE}"
+            );
+        }
         if self.auth.max_credentials_per_partner == 0 {
             anyhow::bail!("auth.max_credentials_per_partner: must be at least 1");
         }
@@ -639,6 +654,10 @@ impl Settings {
         Duration::from_secs(self.server.shutdown_timeout_secs)
     }
 }
+
+/// The highest request limit a partner can have, by default or by an admin's choice: a million
+/// a minute is far above what one deployment serves, and keeps the limiter's arithmetic exact.
+pub const MAX_REQUESTS_PER_MINUTE: u32 = 1_000_000;
 
 /// Longest duration any `*_secs` setting may hold (a century): `validate` refuses more, so that
 /// every one of them fits the `i64` seconds that chrono and SQL intervals use.

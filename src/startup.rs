@@ -12,6 +12,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::access::Access;
 use crate::auth::Auth;
 use crate::clock::Clock;
 use crate::conversions::Conversions;
@@ -36,6 +37,7 @@ struct Parts {
     state: AppState,
     rates: Rates,
     auth: Auth,
+    access: Access,
     tasks: Tasks,
     conversions: Conversions,
     quotes: Quotes,
@@ -79,6 +81,12 @@ impl Parts {
         }));
         let parts = Self {
             auth: auth(&state),
+            access: Access::new(
+                state.db.clone(),
+                state.redis.clone(),
+                state.clock.clone(),
+                &state.settings.limits,
+            ),
             state,
             rates,
             tasks,
@@ -278,6 +286,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1")
             .configure(crate::auth::routes::configure)
+            .configure(crate::access::routes::configure)
             .configure(crate::currencies::routes::configure)
             .configure(crate::rates::routes::configure)
             // One resource per path: POST is a conversion, GET the history.
@@ -356,6 +365,7 @@ fn http_server(
         settings.environment,
     ));
     let auth = web::Data::new(parts.auth);
+    let access = web::Data::new(parts.access);
     let currencies = web::Data::new(crate::currencies::Currencies {
         db: parts.state.db.clone(),
         clock: parts.state.clock.clone(),
@@ -373,12 +383,14 @@ fn http_server(
                     .handler(StatusCode::NOT_FOUND, error::ensure_problem_json),
             )
             .wrap(from_fn(crate::middleware::json_objects_only))
+            .wrap(from_fn(crate::access::middleware::limit))
             .wrap(from_fn(crate::middleware::request_context))
             .wrap(from_fn(crate::middleware::security_headers))
             .app_data(rates.clone())
             .app_data(conversions.clone())
             .app_data(quotes.clone())
             .app_data(auth.clone())
+            .app_data(access.clone())
             .app_data(sessions.clone())
             .app_data(currencies.clone())
             .app_data(tasks.clone())
