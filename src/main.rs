@@ -301,12 +301,21 @@ async fn run() -> anyhow::Result<()> {
 }
 
 /// What a new user needs to know at start: which rates provider is configured and what the
-/// service serves until it answers (the first fetch's outcome follows in one line).
+/// service serves until it answers (the first fetch's outcome follows in one line), and where
+/// the demo accounts are.
 async fn start_up_summary(state: &AppState) {
     use currency_conversion::rates::service::{describe_providers, describe_served_rates};
     let providers = describe_providers(&state.settings.rates);
     match describe_served_rates(&currency_conversion::rates::Rates::new(state)).await {
         Ok(served) => tracing::info!("rates provider {providers}; {served} until a fetch succeeds"),
         Err(e) => tracing::warn!(error = format!("{e:#}"), "reading the stored rates failed"),
+    }
+    match currency_conversion::seed::demo_accounts_reminder(state).await {
+        Ok(Some(reminder)) => tracing::info!("{reminder}"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(
+            error = format!("{e:#}"),
+            "looking up the demo accounts failed"
+        ),
     }
 }

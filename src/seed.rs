@@ -52,6 +52,35 @@ pub async fn run(state: &AppState, rates: &Rates) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The start-up reminder of the demo accounts, when `seed` created them (in `local`): their
+/// passwords were printed once, at the top of a log that has scrolled since, so say where they
+/// are and how to get back in.
+pub async fn demo_accounts_reminder(state: &AppState) -> anyhow::Result<Option<String>> {
+    if state.settings.environment != Environment::Local {
+        return Ok(None);
+    }
+    let mut present = Vec::new();
+    for email in [DEMO_ADMIN_EMAIL, DEMO_PARTNER_EMAIL] {
+        let parsed = crate::auth::domain::Email::parse(email)
+            .map_err(|m| anyhow::anyhow!("{email}: {m}"))?;
+        if crate::auth::store::find_by_email(&state.db, &parsed)
+            .await?
+            .is_some()
+        {
+            present.push(email);
+        }
+    }
+    if present.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "demo accounts {} (passwords printed once by `seed`); lost or locked out: \
+         CCS_PASSWORD='a new passphrase' currency-conversion user set-password --email {}",
+        present.join(" and "),
+        present.last().copied().unwrap_or(DEMO_PARTNER_EMAIL)
+    )))
+}
+
 /// A year of the ECB's euro reference rates (2025-10-31 to 2026-10-30, every publication day),
 /// cut from the ECB's `eurofxref-hist.csv` in its own layout, keeping the currencies quoted in
 /// that year. A year lets charts, `rates/at` and `rates/series` work on a machine that has never

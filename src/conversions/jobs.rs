@@ -20,7 +20,12 @@ impl Job for FinalizeConversions {
         let finalized = super::service::finalize_due(conversions).await?;
         let forgotten =
             super::idempotency::delete_expired(&conversions.db, conversions.clock.now()).await?;
-        tracing::info!(finalized, forgotten, "conversions finalized");
+        // Every minute: worth a line only when it did something.
+        if finalized > 0 || forgotten > 0 {
+            tracing::info!(finalized, forgotten, "conversions finalized");
+        } else {
+            tracing::debug!("no conversions due to finalize");
+        }
         Ok(())
     }
 }

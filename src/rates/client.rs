@@ -267,12 +267,22 @@ pub struct FetchOutcome {
     pub failures: Vec<(ProviderKind, String)>,
 }
 
+/// Why one provider gave no snapshot: `unavailable` when its last failure was one to wait out
+/// (no answer, timeout, 5xx, 429, breaker open), not a refusal of what it answered.
+struct Unobtained {
+    unavailable: bool,
+}
+
 /// Every provider in the chain failed.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("all rates providers failed: {}", describe(.failures))]
 pub struct FetchFailure {
     /// Every failed attempt, in order, with redacted messages.
     pub failures: Vec<(ProviderKind, String)>,
+    /// Every provider was unavailable (no answer, a timeout, a 5xx or 429, or its breaker
+    /// open), as opposed to one answering with something we refuse (a 4xx such as a bad key,
+    /// a malformed or invalid payload): an outage to wait out, not a fault to fix.
+    pub outage: bool,
 }
 
 fn describe(failures: &[(ProviderKind, String)]) -> String {
@@ -462,12 +472,13 @@ impl RatesClient {
         now: DateTime<Utc>,
     ) -> Result<FetchOutcome, FetchFailure> {
         let mut failures = Vec::new();
+        let mut outage = true;
         for link in &self.chain {
             match self
                 .fetch_from(link, base, symbols, now, &mut failures)
                 .await
             {
-                Some(snapshot) => {
+                Ok(snapshot) => {
                     if !failures.is_empty() {
                         tracing::warn!(
                             provider = %snapshot.provider,
@@ -478,12 +489,12 @@ impl RatesClient {
                     }
                     return Ok(FetchOutcome { snapshot, failures });
                 }
-                None => continue,
+                Err(Unobtained { unavailable }) => outage &= unavailable,
             }
         }
         // The caller (the fetch job) reports the failure with this text; one line is enough.
         tracing::debug!("all rates providers failed: {}", describe(&failures));
-        Err(FetchFailure { failures })
+        Err(FetchFailure { failures, outage })
     }
 
     /// Up to `max_attempts` calls to one provider; failures are appended to `failures`.
@@ -494,7 +505,7 @@ impl RatesClient {
         symbols: &[CurrencyCode],
         now: DateTime<Utc>,
         failures: &mut Vec<(ProviderKind, String)>,
-    ) -> Option<Snapshot> {
+    ) -> Result<Snapshot, Unobtained> {
         let kind = link.endpoint.kind;
         let provider_base = kind.base_for(base);
         // Ask a fixed-base provider for the requested base too, so the caller can rebase.
@@ -520,14 +531,14 @@ impl RatesClient {
                     None => open,
                 };
                 failures.push((kind, message));
-                return None;
+                return Err(Unobtained { unavailable: true });
             }
             let result = self.attempt(link, provider_base, &wanted, now).await;
             let error = match result {
                 Ok(snapshot) => {
                     link.breaker().record_success();
                     *link.last_failure() = None;
-                    return Some(snapshot);
+                    return Ok(snapshot);
                 }
                 Err(error) => error,
             };
@@ -538,7 +549,9 @@ impl RatesClient {
             tracing::debug!(provider = %kind, "rates fetch failed, {message}");
             failures.push((kind, message));
             if !error.is_retryable() || attempt == max_attempts {
-                return None;
+                return Err(Unobtained {
+                    unavailable: error.is_retryable(),
+                });
             }
             let delay = match error.retry_after() {
                 Some(asked) if asked > self.config.max_retry_after => {
@@ -550,14 +563,14 @@ impl RatesClient {
                             self.config.max_retry_after.as_secs()
                         ),
                     ));
-                    return None;
+                    return Err(Unobtained { unavailable: true });
                 }
                 Some(asked) => asked,
                 None => self.config.backoff(attempt),
             };
             self.sleeper.sleep(delay).await;
         }
-        None
+        Err(Unobtained { unavailable: true })
     }
 
     /// One HTTP call and the parse of its body.

@@ -2,11 +2,24 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::client::FetchFailure;
+use crate::settings::ProviderKind;
 use crate::tasks::{Job, JobContext};
 
 /// Fetches and stores the latest rates (`rates::service::fetch_and_store`). Idempotent: the
-/// same publication fetched twice stores nothing new. A fetch where every provider fails is an
-/// error, so the queue retries it with backoff and finally marks it dead, visibly.
+/// same publication fetched twice stores nothing new.
+///
+/// Two kinds of failure, told apart because they call for different people:
+/// - **An outage**: every provider was unavailable (no network, DNS, refused, timeouts, 5xx/429,
+///   breakers open). The client has already retried within the run, and the next cron tick is
+///   the next attempt, so the run ends `succeeded` with one WARN line naming each provider's
+///   cause and the time of the next fetch. Retrying it through the queue would only repeat the
+///   same warning and end `dead` every cycle, drowning the runs that need a person. The outage
+///   shows where it matters: on the monitor the rates turn `stale` ("last fetched …", or "never
+///   fetched" for the seed), and conversions follow `conversions.stale_rates`.
+/// - **A broken job**: a provider answered with something we refuse (a 4xx such as a bad key, a
+///   malformed or invalid payload), or storing failed. That is an error: the queue retries it
+///   with backoff and finally marks it `dead`, with the error on the monitor's Recent failures.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct FetchRates {}
 
@@ -17,10 +30,31 @@ impl Job for FetchRates {
     #[tracing::instrument(name = "fetch_rates", skip_all, fields(run_id = %ctx.run_id, attempt = ctx.attempt))]
     async fn run(&self, ctx: &JobContext<super::Rates>) -> anyhow::Result<()> {
         let result = super::service::fetch_and_store(&ctx.state).await;
-        if ctx.state.runtime.first_fetch() {
-            first_fetch_summary(ctx, result.as_ref().err()).await;
+        let first = ctx.state.runtime.first_fetch();
+        let report = match result {
+            Ok(report) => report,
+            Err(e) => {
+                let outage = e
+                    .downcast_ref::<FetchFailure>()
+                    .filter(|failure| failure.outage)
+                    .map(causes);
+                return match outage {
+                    Some(causes) => {
+                        report_outage(ctx, first, &causes);
+                        Ok(())
+                    }
+                    None => {
+                        if first {
+                            first_fetch_summary(ctx, Some(&e)).await;
+                        }
+                        Err(e)
+                    }
+                };
+            }
+        };
+        if first {
+            first_fetch_summary(ctx, None).await;
         }
-        let report = result?;
         tracing::info!(
             provider = %report.provider,
             as_of = %report.as_of,
@@ -30,6 +64,55 @@ impl Job for FetchRates {
             "rates fetched"
         );
         Ok(())
+    }
+}
+
+/// Each provider's last cause, short, providers that failed alike together:
+/// `frankfurter, ecb: Name or service not known`.
+fn causes(failure: &FetchFailure) -> String {
+    let mut last: Vec<(ProviderKind, String)> = Vec::new();
+    for (kind, message) in &failure.failures {
+        let cause = tail(message);
+        match last.iter_mut().find(|(k, _)| k == kind) {
+            Some(entry) => entry.1 = cause,
+            None => last.push((*kind, cause)),
+        }
+    }
+    let mut grouped: Vec<(Vec<ProviderKind>, String)> = Vec::new();
+    for (kind, cause) in last {
+        match grouped.iter_mut().find(|(_, c)| *c == cause) {
+            Some((kinds, _)) => kinds.push(kind),
+            None => grouped.push((vec![kind], cause)),
+        }
+    }
+    grouped
+        .iter()
+        .map(|(kinds, cause)| {
+            let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+            format!("{}: {cause}", names.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// One WARN line for a fetch cycle that found every provider unavailable: the causes and when
+/// the next fetch comes (the start-up line has already said what is served meanwhile).
+fn report_outage(ctx: &JobContext<super::Rates>, first: bool, causes: &str) {
+    let state = &ctx.state;
+    let next = state
+        .fetch_schedule
+        .cron()
+        .find_next_occurrence(&state.clock.now(), false)
+        .map(|at| format!("at {}", at.format("%H:%M:%S UTC")))
+        .unwrap_or_else(|_| "at the next tick".into());
+    if first {
+        tracing::warn!(
+            "rates providers unreachable ({causes}); the stored rates are served meanwhile. \
+             Next fetch {next} (tasks.schedule.fetch_rates); `currency-conversion rates fetch` \
+             tries now"
+        );
+    } else {
+        tracing::warn!("rates providers unreachable ({causes}); next fetch {next}");
     }
 }
 
@@ -45,8 +128,8 @@ async fn first_fetch_summary(ctx: &JobContext<super::Rates>, error: Option<&anyh
     match error {
         None => tracing::info!("rates provider {providers} answered; {served}"),
         Some(e) => tracing::warn!(
-            "rates provider {providers} did not answer ({}); {served}. Fetches are retried \
-             with backoff; failed runs and their cause are on /monitor",
+            "rates provider {providers} failed ({}); {served}. The fetch is retried with \
+             backoff; failed runs and their cause are on /monitor",
             root_cause(e)
         ),
     }
@@ -55,13 +138,16 @@ async fn first_fetch_summary(ctx: &JobContext<super::Rates>, error: Option<&anyh
 /// The innermost cause of a fetch failure, short enough for one log line (the full chain is in
 /// the task run's error).
 fn root_cause(error: &anyhow::Error) -> String {
-    let text = error.root_cause().to_string();
-    // "…: dns error: failed to lookup address information: Name or service not known" — the
-    // tail after the last transport layer names what went wrong.
+    tail(&error.root_cause().to_string())
+}
+
+/// The end of a failure message that names what went wrong: "…: dns error: failed to lookup
+/// address information: Name or service not known" — the tail after the last transport layer.
+fn tail(text: &str) -> String {
     let last = text
         .split("; ")
         .last()
-        .unwrap_or(&text)
+        .unwrap_or(text)
         .rsplitn(3, ": ")
         .collect::<Vec<_>>();
     let mut parts: Vec<&str> = last.into_iter().rev().collect();
@@ -73,7 +159,31 @@ fn root_cause(error: &anyhow::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::root_cause;
+    use super::{FetchFailure, ProviderKind, causes, root_cause};
+
+    #[test]
+    fn an_outage_names_each_providers_last_cause_once() {
+        let dns = "transport error: GET https://x/latest: error sending request: client error \
+                   (Connect): dns error: failed to lookup address information: Name or service \
+                   not known";
+        let failure = FetchFailure {
+            failures: vec![
+                (ProviderKind::Frankfurter, format!("attempt 1/2: {dns}")),
+                (ProviderKind::Frankfurter, format!("attempt 2/2: {dns}")),
+                (ProviderKind::Ecb, format!("attempt 1/1: {dns}")),
+                (
+                    ProviderKind::OpenExchangeRates,
+                    "attempt 1/1: timed out: GET https://y: operation timed out".into(),
+                ),
+            ],
+            outage: true,
+        };
+        assert_eq!(
+            causes(&failure),
+            "frankfurter, ecb: failed to lookup address information: Name or service not known; \
+             openexchangerates: GET https://y: operation timed out"
+        );
+    }
 
     #[test]
     fn the_root_cause_is_the_tail_of_the_last_failure() {

@@ -55,6 +55,8 @@ pub struct Rates {
     pub clock: Clock,
     /// The latest-rates cache and provider client of this process.
     pub runtime: Arc<RatesRuntime>,
+    /// `tasks.schedule.fetch_rates`: when the next fetch comes, as an outage's log line says.
+    pub fetch_schedule: crate::settings::CronExpression,
 }
 
 impl Rates {
@@ -67,6 +69,7 @@ impl Rates {
             max_amount: Arc::new(state.settings.conversions.max_amount.clone()),
             clock: state.clock.clone(),
             runtime: Arc::default(),
+            fetch_schedule: state.settings.tasks.schedule.fetch_rates.clone(),
         }
     }
 }

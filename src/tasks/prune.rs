@@ -34,7 +34,11 @@ impl Job for Prune {
         let days = i64::from(ctx.state.retention_days);
         let before = ctx.state.clock.now() - TimeDelta::days(days);
         let deleted = store::delete_finished_before(&ctx.state.db, before).await?;
-        tracing::info!(deleted, %before, "pruned finished task runs");
+        if deleted > 0 {
+            tracing::info!(deleted, %before, "pruned finished task runs");
+        } else {
+            tracing::debug!(%before, "no finished task runs to prune");
+        }
         Ok(())
     }
 }

@@ -57,7 +57,7 @@ pub async fn record_tick(
     let Some(run) = inserted else {
         return Ok(false);
     };
-    tracing::info!(run_id = %run.id, task = %run.task_name, scheduled_for = %tick, "scheduled run recorded");
+    tracing::debug!(run_id = %run.id, task = %run.task_name, scheduled_for = %tick, "scheduled run recorded");
     if let Err(e) = queue.push(run.id).await {
         // The run is recorded as queued; the reconciler enqueues it when Redis is back.
         tracing::warn!(run_id = %run.id, error = format!("{e:#}"), "enqueueing a scheduled run failed");
@@ -81,7 +81,7 @@ pub async fn catch_up(
     // A task that never ran counts as behind too: a fresh installation fetches rates at once
     // instead of waiting up to a whole interval.
     if last.is_none_or(|last| last < previous) {
-        tracing::info!(task = %schedule.task_name, ?last, %previous, "catching up on missed ticks with one run");
+        tracing::debug!(task = %schedule.task_name, ?last, %previous, "catching up on missed ticks with one run");
         record_tick(tasks, queue, schedule, previous).await?;
     }
     Ok(previous)

@@ -57,7 +57,7 @@ impl Worker {
     /// Reads and executes runs until `shutdown`; a run in progress then gets the shutdown grace
     /// period to finish, after which it is stopped and queued again for another worker.
     pub async fn run(self, shutdown: CancellationToken) {
-        tracing::info!(worker = %self.id, "task worker started");
+        tracing::debug!(worker = %self.id, "task worker started");
         let visibility_ms = u64::try_from(self.lease().as_millis()).unwrap_or(u64::MAX);
         let mut group_ready = false;
         while !shutdown.is_cancelled() {
@@ -82,7 +82,7 @@ impl Worker {
                 }
             }
         }
-        tracing::info!(worker = %self.id, "task worker stopped");
+        tracing::debug!(worker = %self.id, "task worker stopped");
     }
 
     async fn handle(&self, message: Message, shutdown: &CancellationToken) {

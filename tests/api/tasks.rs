@@ -577,19 +577,12 @@ async fn admin_api_runs_lists_retries_and_reports() {
     assert!(prune["next_fire_at"].is_string());
 }
 
-/// Scenario 5: the provider fails every attempt → the fetch retries with backoff, then ends
-/// `dead` with the error visible, and nothing is stored.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_provider_failing_every_attempt_ends_dead_with_its_error() {
-    // A port nobody listens on.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+/// A harness whose worker fetches rates from `provider_url` only (no fallback), two attempts
+/// per run and per provider.
+async fn fetching_from(provider_url: &str) -> Harness {
     let mut h = Harness::new(None, |s| {
         s.tasks.max_attempts = 2;
-        s.rates.provider_url = Some(format!("http://127.0.0.1:{closed}").parse().unwrap());
+        s.rates.provider_url = Some(provider_url.to_owned().parse().unwrap());
         s.rates.fallbacks = Vec::new();
         s.rates.max_attempts = 2;
         s.rates.backoff_base_ms = 1;
@@ -626,18 +619,77 @@ async fn a_provider_failing_every_attempt_ends_dead_with_its_error() {
         .await
         .unwrap();
     h.start_kept(ProcessRole::Worker);
+    h
+}
+
+/// A provider that answers every request, 200 with an HTML page instead of rates: broken, not
+/// down. Returns its base URL.
+fn provider_answering_html() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut stream in listener.incoming().flatten() {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let body = "<html>maintenance</html>";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+async fn stored_quotes(h: &Harness) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM rate_quotes")
+        .fetch_one(&h.db)
+        .await
+        .unwrap()
+}
+
+/// Scenario 5: the provider fails every attempt (it answers, with something that is not rates)
+/// → the fetch retries with backoff, then ends `dead` with the error visible, and nothing is
+/// stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_failing_every_attempt_ends_dead_with_its_error() {
+    let mut h = fetching_from(&provider_answering_html()).await;
     let run = tasks::enqueue(&h.instance(), &h.registry, "fetch_rates", json!({}))
         .await
         .unwrap();
     let dead = h.wait_for_state(run.id, TaskState::Dead, 30).await;
     assert_eq!(dead.attempts, 2);
     let error = dead.last_error.unwrap_or_default();
-    assert!(error.contains("fetching rates"), "{error}");
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM rate_quotes")
-        .fetch_one(&h.db)
+    assert!(
+        error.contains("fetching rates") && error.contains("malformed"),
+        "{error}"
+    );
+    assert_eq!(stored_quotes(&h).await, 0);
+    h.stop().await;
+}
+
+/// An unreachable provider is an outage, not a broken job: the run ends after one attempt (the
+/// client retried inside it; the next tick is the next try) instead of retrying into `dead`
+/// every cycle, and nothing is stored, so the rates go stale where the monitor shows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_provider_is_an_outage_not_a_dead_run() {
+    // A port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut h = fetching_from(&format!("http://127.0.0.1:{closed}")).await;
+    let run = tasks::enqueue(&h.instance(), &h.registry, "fetch_rates", json!({}))
         .await
         .unwrap();
-    assert_eq!(stored, 0);
+    let done = h.wait_for_state(run.id, TaskState::Succeeded, 30).await;
+    assert_eq!(done.attempts, 1);
+    assert_eq!(done.last_error, None);
+    assert_eq!(stored_quotes(&h).await, 0);
     h.stop().await;
 }
 
