@@ -77,6 +77,18 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     /// Request limits per partner.
     pub limits: LimitSettings,
+    /// Partners' usage counts.
+    pub usage: UsageSettings,
+}
+
+/// Partners' usage counts (`GET /api/v1/usage`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct UsageSettings {
+    /// Days of usage kept; older days are deleted.
+    pub retention_days: u32,
+    /// How often each instance writes the counts it buffered, in milliseconds (100 to 4000, so
+    /// a request is visible in the usage within 5 seconds).
+    pub flush_interval_ms: u64,
 }
 
 /// Request limits per partner (`access`), shared by every instance through Redis.
@@ -622,6 +634,14 @@ impl Settings {
         if !(1..=MAX_REQUESTS_PER_MINUTE).contains(&self.limits.requests_per_minute) {
             anyhow::bail!(
                 "limits.requests_per_minute: must be between 1 and {MAX_REQUESTS_PER_MINUTE}"
+            );
+        }
+        if !(1..=36_600).contains(&self.usage.retention_days) {
+            anyhow::bail!("usage.retention_days: must be between 1 and 36600");
+        }
+        if !(100..=4000).contains(&self.usage.flush_interval_ms) {
+            anyhow::bail!(
+                "usage.flush_interval_ms: must be between 100 and 4000 (counts are visible within 5 s)"
             );
         }
         if self.auth.max_credentials_per_partner == 0 {

@@ -86,6 +86,7 @@ impl Parts {
                 state.redis.clone(),
                 state.clock.clone(),
                 &state.settings.limits,
+                &state.settings.usage,
             ),
             state,
             rates,
@@ -195,7 +196,12 @@ impl Application {
     /// stops accepting, lets in-flight requests finish within `server.shutdown_timeout_secs`.
     /// Tests use this for a quiet app.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        serve(self.server, self.metrics_server.map(|(_, s)| s)).await
+        serve_counting_usage(
+            self.parts.access,
+            self.server,
+            self.metrics_server.map(|(_, s)| s),
+        )
+        .await
     }
 
     /// Serves HTTP and runs the background tasks of `role` until SIGTERM/SIGINT, then stops the
@@ -208,10 +214,32 @@ impl Application {
             role,
             shutdown.clone(),
         );
-        let served = serve(self.server, self.metrics_server.map(|(_, s)| s)).await;
+        let served = serve_counting_usage(
+            self.parts.access.clone(),
+            self.server,
+            self.metrics_server.map(|(_, s)| s),
+        )
+        .await;
         stop_background(&self.parts.state, shutdown, background).await;
         served.context("HTTP server failed")
     }
+}
+
+/// [`serve`], with this instance's usage counts written while it serves and once more when it
+/// has stopped (after the last request was answered).
+async fn serve_counting_usage(
+    access: Access,
+    api: Server,
+    metrics: Option<Server>,
+) -> std::io::Result<()> {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let flusher = tokio::spawn(crate::access::usage::run_flusher(access, stop.clone()));
+    let served = serve(api, metrics).await;
+    stop.cancel();
+    if let Err(e) = flusher.await {
+        tracing::error!(error = %e, "the usage flusher failed");
+    }
+    served
 }
 
 /// Serves the API until it stops (SIGTERM/SIGINT), and the metrics listener, if any, as long.

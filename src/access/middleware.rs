@@ -4,8 +4,9 @@
 //! answered with the IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers,
 //! structured-field form): `RateLimit-Policy: "default";q=<limit>;w=60` and
 //! `RateLimit: "default";r=<remaining>;t=<seconds until the whole budget is back>`. Over the
-//! limit the route is not called: 429 problem+json with `Retry-After`. Admins and anonymous
-//! requests are not limited here.
+//! limit the route is not called: 429 problem+json with `Retry-After`. Every answer, 429s
+//! included, is counted in the partner's usage. Admins and anonymous requests are not limited
+//! here.
 
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -16,6 +17,7 @@ use uuid::Uuid;
 
 use super::Access;
 use super::limiter::Decision;
+use super::usage::RequestClass;
 use crate::auth::{Auth, Role};
 use crate::error::ApiError;
 
@@ -65,6 +67,7 @@ pub async fn limit(
             .map(ServiceResponse::map_into_left_body);
     };
     let decision = access.check(partner).await;
+    let class = RequestClass::of(req.method());
     if !decision.allowed {
         tracing::info!(partner_id = %partner, limit = decision.limit, "request limit reached");
         let (http, _) = req.into_parts();
@@ -77,11 +80,22 @@ pub async fn limit(
         }
         .error_response();
         set_headers(res.headers_mut(), &decision);
+        access
+            .usage
+            .record(partner, access.clock.now(), class, res.status().as_u16());
         return Ok(ServiceResponse::new(http, res).map_into_right_body());
     }
     // An error a middleware inside returns (a body that is not a JSON object) is rendered
     // further out, without these headers; the request was counted all the same.
-    let mut res = next.call(req).await?.map_into_left_body();
+    let res = next.call(req).await;
+    let status = match &res {
+        Ok(res) => res.status(),
+        Err(e) => e.as_response_error().status_code(),
+    };
+    access
+        .usage
+        .record(partner, access.clock.now(), class, status.as_u16());
+    let mut res = res?.map_into_left_body();
     set_headers(res.headers_mut(), &decision);
     Ok(res)
 }

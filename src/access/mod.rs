@@ -2,7 +2,8 @@
 //! instance in Redis ([`limiter`]), with each instance counting on its own while Redis does not
 //! answer (never unlimited); the IETF `RateLimit-Policy`/`RateLimit` headers on every partner
 //! response and 429 beyond the limit ([`middleware`]); admins' per-partner limits
-//! (`partner_limits`, [`routes`]). Owns the `partner_limits` table. Knows a partner only as the
+//! (`partner_limits`, [`routes`]); each partner's usage per day ([`usage`]). Owns the
+//! `partner_limits` and `partner_usage_daily` tables. Knows a partner only as the
 //! subject of a verified access token (through `auth`'s token keys); what a partner may do is
 //! still `auth`'s extractors' business.
 
@@ -10,6 +11,7 @@ pub mod limiter;
 pub mod middleware;
 pub mod routes;
 pub mod store;
+pub mod usage;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,7 +22,7 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::redis_client::{OutageLog, Redis};
-use crate::settings::LimitSettings;
+use crate::settings::{LimitSettings, UsageSettings};
 use limiter::{Decision, LocalLimiter};
 
 /// How long an instance trusts the limit it read for a partner. An admin's change is applied at
@@ -41,10 +43,22 @@ pub struct Access {
     memo: Arc<LimitMemo>,
     fallback: Arc<LocalLimiter>,
     outage: Arc<OutageLog>,
+    /// `usage.*`.
+    pub usage_settings: Arc<UsageSettings>,
+    /// Usage counted on this instance, not yet written.
+    pub usage: Arc<usage::UsageBuffer>,
+    /// Whether writing usage is failing now, so it is logged once per outage.
+    usage_outage: Arc<OutageLog>,
 }
 
 impl Access {
-    pub fn new(db: PgPool, redis: Redis, clock: Clock, settings: &LimitSettings) -> Self {
+    pub fn new(
+        db: PgPool,
+        redis: Redis,
+        clock: Clock,
+        settings: &LimitSettings,
+        usage_settings: &UsageSettings,
+    ) -> Self {
         Self {
             db,
             redis,
@@ -53,6 +67,9 @@ impl Access {
             memo: Arc::default(),
             fallback: Arc::default(),
             outage: Arc::default(),
+            usage_settings: Arc::new(usage_settings.clone()),
+            usage: Arc::default(),
+            usage_outage: Arc::default(),
         }
     }
 

@@ -1,14 +1,17 @@
-//! HTTP routes of `access`: an admin reads and sets a partner's request limit.
+//! HTTP routes of `access`: an admin reads and sets a partner's request limit; a partner reads
+//! its usage (an admin any partner's).
 
 use actix_web::{HttpResponse, web};
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::usage::{self, MAX_REPORT_DAYS, UsageReport};
 use super::{Access, store};
-use crate::auth::{AdminUser, Auth, UserId};
+use crate::auth::{AdminUser, Auth, AuthenticatedUser, PartnerId, UserId};
 use crate::error::{ApiError, Problem};
-use crate::extract::Json;
+use crate::extract::{Json, Query};
 use crate::settings::MAX_REQUESTS_PER_MINUTE;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -16,7 +19,66 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/partners/{id}/limits")
             .route(web::get().to(get_limits))
             .route(web::put().to(put_limits)),
-    );
+    )
+    .service(web::resource("/usage").route(web::get().to(get_usage)));
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UsageParams {
+    /// First UTC day (`YYYY-MM-DD`), included; default 29 days before `to`.
+    #[param(value_type = Option<String>, format = Date)]
+    pub from: Option<NaiveDate>,
+    /// Last UTC day, included; default today. At most 366 days after `from`.
+    #[param(value_type = Option<String>, format = Date)]
+    pub to: Option<NaiveDate>,
+    /// Admins: whose usage (required). A partner sees its own.
+    pub partner_id: Option<Uuid>,
+}
+
+/// A partner's usage per UTC day: requests answered by class (read, write) and status class,
+/// the 429s among them, and conversions with their volume per source currency. Requests are
+/// counted as they are answered and written within about a second
+/// (`usage.flush_interval_ms`); days are kept `usage.retention_days`.
+#[utoipa::path(get, path = "/api/v1/usage", tag = "usage", operation_id = "getUsage",
+    params(UsageParams), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The partner's usage, day by day (days without any left out)", body = UsageReport),
+        (status = 403, description = "A partner named another partner", body = Problem),
+    ))]
+pub async fn get_usage(
+    access: web::Data<Access>,
+    user: AuthenticatedUser,
+    params: Query<UsageParams>,
+) -> Result<HttpResponse, ApiError> {
+    let partner = match (user.as_partner(), params.partner_id) {
+        (Some(me), None) => me,
+        (Some(me), Some(id)) if id == me.as_uuid() => me,
+        (Some(_), Some(_)) => {
+            return Err(ApiError::Forbidden(
+                "a partner sees only its own usage".into(),
+            ));
+        }
+        (None, Some(id)) => PartnerId::from_uuid(id),
+        (None, None) => {
+            return Err(ApiError::validation(
+                "partner_id",
+                "is required for an admin: whose usage",
+            ));
+        }
+    };
+    let to = params.to.unwrap_or_else(|| access.clock.now().date_naive());
+    let from = params.from.unwrap_or(to - chrono::Days::new(29));
+    if from > to {
+        return Err(ApiError::validation("from", "must not be after `to`"));
+    }
+    if (to - from).num_days() >= i64::try_from(MAX_REPORT_DAYS).unwrap_or(i64::MAX) {
+        return Err(ApiError::validation(
+            "from",
+            format!("the range may cover at most {MAX_REPORT_DAYS} days"),
+        ));
+    }
+    Ok(HttpResponse::Ok().json(usage::report(&access, partner, from, to).await?))
 }
 
 /// A partner's request limit.

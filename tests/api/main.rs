@@ -26,4 +26,5 @@ mod security_headers;
 mod sessions;
 mod settings_cli;
 mod tasks;
+mod usage;
 mod webhooks;
