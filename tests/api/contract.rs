@@ -400,3 +400,54 @@ async fn an_idempotency_key_outside_its_rule_is_a_422_naming_the_header() {
         );
     }
 }
+
+#[tokio::test]
+async fn partner_operations_document_both_token_schemes_the_ratelimit_fields_and_429() {
+    let doc = currency_conversion::openapi::document();
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    assert_eq!(
+        schemes["clientCredentials"]["flows"]["clientCredentials"]["tokenUrl"],
+        "/api/v1/auth/token"
+    );
+    let partner_ops = [
+        ("/api/v1/conversions", "post"),
+        ("/api/v1/conversions", "get"),
+        ("/api/v1/rates/latest", "get"),
+        ("/api/v1/usage", "get"),
+        ("/api/v1/credentials", "post"),
+    ];
+    for (path, method) in partner_ops {
+        let op = &doc["paths"][path][method];
+        let security = op["security"].as_array().unwrap();
+        assert!(
+            security.iter().any(|s| s.get("clientCredentials").is_some())
+                && security.iter().any(|s| s.get("bearer").is_some()),
+            "{method} {path}: {security:?}"
+        );
+        let responses = op["responses"].as_object().unwrap();
+        assert!(responses.contains_key("429"), "{method} {path}: no 429");
+        for (status, response) in responses {
+            for header in ["RateLimit", "RateLimit-Policy"] {
+                assert!(
+                    response["headers"].get(header).is_some(),
+                    "{method} {path} {status}: no {header}"
+                );
+            }
+        }
+        assert!(
+            responses["429"]["headers"].get("Retry-After").is_some(),
+            "{method} {path}"
+        );
+    }
+    // Admin-only operations take neither a machine token nor a partner's budget.
+    let admin_only = &doc["paths"]["/api/v1/partners/{id}/limits"]["put"];
+    assert!(
+        !admin_only["security"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s.get("clientCredentials").is_some())
+    );
+    assert!(admin_only["responses"]["200"].get("headers").is_none());
+}
