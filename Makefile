@@ -6,7 +6,7 @@ CARGO ?= cargo
 BIN := $(or $(CARGO_TARGET_DIR),target)/debug/currency-conversion
 COMPOSE ?= $(shell command -v podman >/dev/null 2>&1 && echo "podman compose" || echo "docker compose")
 
-.PHONY: run test up down fmt lint bench e2e check-services build sqlx-prepare sqlx-check audit
+.PHONY: run test up down fmt lint bench e2e check-services build sqlx-prepare sqlx-check audit docs-test
 
 build:
 	$(CARGO) build --locked
@@ -21,6 +21,13 @@ run: build check-services
 test:
 	@scripts/check-services test
 	$(CARGO) test --locked --all-targets --no-fail-fast
+
+## The README's walkthrough, run as written (the ```sh runnable blocks, in order, in one shell)
+## against a fresh server on a free port, its own database and a scratch directory; fails when a
+## command fails or an output no longer has the shape the README shows (scripts/docs-test).
+## Reuses the debug binary that `make test` and `make run` build.
+docs-test: build check-services
+	scripts/docs-test README.md
 
 ## Fail fast when the PostgreSQL or Redis the service will use (DATABASE_URL, REDIS_URL,
 ## CCS__DATABASE__URL, settings/*.toml; see scripts/check-services) is not answering, naming it.

@@ -77,6 +77,11 @@ pub struct FieldError {
     pub field: String,
     /// What is wrong with it.
     pub message: String,
+    /// For one item of a batch: the problem type the same fault gets in a request of its own
+    /// (`/problems/currency-disabled`, `/problems/stale-rate`…), so that a client handles both
+    /// alike.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub problem_type: Option<String>,
 }
 
 impl FieldError {
@@ -84,7 +89,14 @@ impl FieldError {
         Self {
             field: field.into(),
             message: message.into(),
+            problem_type: None,
         }
+    }
+
+    /// The same, naming the problem type of the fault.
+    pub fn with_type(mut self, problem_type: impl Into<String>) -> Self {
+        self.problem_type = Some(problem_type.into());
+        self
     }
 }
 
@@ -158,6 +170,13 @@ pub enum ApiError {
         /// What was limited and how to get out, for the problem's `detail`.
         detail: String,
     },
+    /// A 429 with its own problem type (e.g. `/problems/too-many-open-locks`).
+    #[error("too many ({slug}): {detail}")]
+    TooManyRequestsAs {
+        slug: &'static str,
+        detail: String,
+        retry_after_secs: u64,
+    },
     #[error("service unavailable: {0}")]
     Unavailable(String),
     #[error(transparent)]
@@ -198,6 +217,7 @@ impl ApiError {
                 (slug, "Request cannot be carried out")
             }
             ApiError::TooManyRequests { .. } => ("too-many-requests", "Too many requests"),
+            ApiError::TooManyRequestsAs { slug, .. } => (slug, "Too many requests"),
             ApiError::Unavailable(_) => ("service-unavailable", "Service unavailable"),
             ApiError::Internal(e) if dependency_unavailable(e) => {
                 ("service-unavailable", "Service unavailable")
@@ -222,6 +242,7 @@ impl ApiError {
             | ApiError::NotAcceptable(d)
             | ApiError::Unavailable(d) => d.clone(),
             ApiError::Unprocessable { detail, .. }
+            | ApiError::TooManyRequestsAs { detail, .. }
             | ApiError::NotFoundAs { detail, .. }
             | ApiError::ConflictAs { detail, .. } => detail.clone(),
             ApiError::UnprocessableField { field, message, .. } => format!("{field}: {message}"),
@@ -269,7 +290,9 @@ impl ResponseError for ApiError {
             ApiError::Unprocessable { .. } | ApiError::UnprocessableField { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests { .. } | ApiError::TooManyRequestsAs { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(e) if dependency_unavailable(e) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -301,6 +324,9 @@ impl ResponseError for ApiError {
                 builder.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
             }
             ApiError::TooManyRequests {
+                retry_after_secs, ..
+            }
+            | ApiError::TooManyRequestsAs {
                 retry_after_secs, ..
             } => {
                 builder.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));

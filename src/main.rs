@@ -200,7 +200,7 @@ async fn run() -> anyhow::Result<()> {
         Command::Seed => {
             currency_conversion::db::create_and_migrate(&settings.database).await?;
             let state = AppState::new(settings, Clock::system())?;
-            let rates = currency_conversion::rates::Rates::new(&state);
+            let rates = currency_conversion::rates::Rates::of(&state);
             currency_conversion::seed::run(&state, &rates).await?;
         }
         Command::User {
@@ -261,7 +261,7 @@ async fn run() -> anyhow::Result<()> {
         Command::Rates { command } => {
             currency_conversion::db::create_and_migrate(&settings.database).await?;
             let state = AppState::new(settings, Clock::system())?;
-            let rates = currency_conversion::rates::Rates::new(&state);
+            let rates = currency_conversion::rates::Rates::of(&state);
             match command {
                 RatesCommand::Fetch => {
                     let report = currency_conversion::rates::fetch_and_store(&rates).await?;
@@ -306,7 +306,7 @@ async fn run() -> anyhow::Result<()> {
 async fn start_up_summary(state: &AppState) {
     use currency_conversion::rates::service::{describe_providers, describe_served_rates};
     let providers = describe_providers(&state.settings.rates);
-    match describe_served_rates(&currency_conversion::rates::Rates::new(state)).await {
+    match describe_served_rates(&currency_conversion::rates::Rates::of(state)).await {
         Ok(served) => tracing::info!("rates provider {providers}; {served} until a fetch succeeds"),
         Err(e) => tracing::warn!(error = format!("{e:#}"), "reading the stored rates failed"),
     }

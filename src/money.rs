@@ -5,8 +5,14 @@
 //! - Amounts are `BigDecimal`, never floats, and travel as JSON strings.
 //! - An input amount may not have more decimals than its currency's minor units (no silent
 //!   truncation of what a partner sent).
-//! - A converted result is rounded to the target currency's minor units with **half-even**
-//!   (banker's) rounding: ties go to the even digit, so rounding errors do not drift one way.
+//! - A partner's converted result is rounded to the target currency's minor units **toward
+//!   zero** ([`convert`]): it never exceeds `amount × rate`, so no sequence of conversions
+//!   (round trips, dust amounts split over a batch) can return more value than was put in. The
+//!   fraction of a minor unit left over stays with the service.
+//! - A result that rounds to zero is refused ([`MoneyError::ResultRoundsToZero`]): the partner
+//!   would give an amount and receive nothing.
+//! - Stored values are shown at their currency's minor units with **half-even** rounding
+//!   ([`round_to_minor_units`]); they are already at that scale, so this changes no digit.
 //! - A cross rate derived from two stored quotes keeps [`RATE_SIGNIFICANT_DIGITS`] significant
 //!   digits (half-even); the rate used is stored with the conversion so results are reproducible.
 
@@ -15,6 +21,8 @@ use std::str::FromStr;
 
 use bigdecimal::{BigDecimal, RoundingMode, Zero};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::currency_code::CurrencyCode;
 
 /// Significant digits kept in a derived (cross) rate. Providers publish 4–6; 18 keeps the cross
 /// rate exact to far below any minor unit for any amount we accept.
@@ -37,6 +45,10 @@ pub enum MoneyError {
     },
     #[error("exceeds the maximum of {0}")]
     TooLarge(String),
+    #[error("is below the minimum of {minimum} {currency}")]
+    TooSmall { minimum: String, currency: String },
+    #[error("converts to less than one minor unit of {currency} (0 at its {minor_units} decimals)")]
+    ResultRoundsToZero { currency: String, minor_units: i16 },
 }
 
 /// Parses a decimal written the way people and JSON strings write it: optional sign, digits,
@@ -127,14 +139,30 @@ impl Serialize for Rate {
     }
 }
 
-/// Rounds `value` to `minor_units` decimal places, half-even. The only rounding of money.
+/// Rounds `value` to `minor_units` decimal places, half-even: how a stored value (already at
+/// that scale) or a report's total is shown. Never used to price: see [`convert`].
 pub fn round_to_minor_units(value: &BigDecimal, minor_units: i16) -> BigDecimal {
     value.with_scale_round(i64::from(minor_units), RoundingMode::HalfEven)
 }
 
-/// Converts `amount` at `rate` and rounds to the target currency's minor units.
-pub fn convert(amount: &BigDecimal, rate: &Rate, target_minor_units: i16) -> BigDecimal {
-    round_to_minor_units(&(amount * rate.value()), target_minor_units)
+/// Converts `amount` at `rate` and rounds **toward zero** to the target currency's minor units,
+/// so the result never exceeds `amount × rate`. A result of zero is refused: the partner would
+/// pay and receive nothing. The only rounding of a price.
+pub fn convert(
+    amount: &BigDecimal,
+    rate: &Rate,
+    target: CurrencyCode,
+    target_minor_units: i16,
+) -> Result<BigDecimal, MoneyError> {
+    let exact = amount * rate.value();
+    let result = exact.with_scale_round(i64::from(target_minor_units), RoundingMode::Down);
+    if result <= BigDecimal::zero() {
+        return Err(MoneyError::ResultRoundsToZero {
+            currency: target.to_string(),
+            minor_units: target_minor_units,
+        });
+    }
+    Ok(result)
 }
 
 /// A positive decimal as a partner writes an amount (a JSON string, a query parameter), read
@@ -178,6 +206,49 @@ impl<'de> Deserialize<'de> for RequestedAmount {
     }
 }
 
+/// The OpenAPI schema of a [`RequestedAmount`]: a positive decimal string, as amounts are sent:
+/// digits with an optional fraction, greater than zero (`+` allowed in front). How many decimals an amount may have depends on its currency's
+/// minor units, and how large on `conversions.max_amount`: those answer 422 naming the field.
+pub struct PositiveDecimal;
+
+impl utoipa::PartialSchema for PositiveDecimal {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(
+                r"^\+?([0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)$",
+            ))
+            .max_length(Some(61))
+            .description(Some(
+                "Positive decimal number as a string, e.g. `100.00`, with at most the currency's minor units",
+            ))
+            .examples([serde_json::json!("100.00")])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for PositiveDecimal {}
+
+/// What one amount may be: at most `max` units of any currency (`conversions.max_amount`), and
+/// at least the currency's own minimum where one is set (`conversions.min_amounts`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bounds {
+    /// Largest amount of any currency.
+    pub max: BigDecimal,
+    /// Smallest amount per currency; a currency not listed may go down to one minor unit.
+    pub min: std::collections::HashMap<CurrencyCode, BigDecimal>,
+}
+
+impl Bounds {
+    /// Only a maximum.
+    pub fn up_to(max: BigDecimal) -> Self {
+        Self {
+            max,
+            min: Default::default(),
+        }
+    }
+}
+
 /// A positive amount of a currency, with no more decimals than its minor units allow.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Amount(BigDecimal);
@@ -193,28 +264,44 @@ impl Amount {
         minor_units: i16,
         max: &BigDecimal,
     ) -> Result<Self, MoneyError> {
-        Self::of(&RequestedAmount::parse(input)?, currency, minor_units, max)
+        let code =
+            CurrencyCode::parse(currency).map_err(|_| MoneyError::NotDecimal(input.into()))?;
+        Self::of(
+            &RequestedAmount::parse(input)?,
+            code,
+            minor_units,
+            &Bounds::up_to(max.clone()),
+        )
     }
 
     /// `requested` as an amount of `currency`, which has `minor_units` decimals: refused when it
-    /// has more decimals than that or is above `max`; otherwise at exactly that scale.
+    /// has more decimals than that or lies outside `bounds`; otherwise at exactly that scale.
     pub fn of(
         requested: &RequestedAmount,
-        currency: &str,
+        currency: CurrencyCode,
         minor_units: i16,
-        max: &BigDecimal,
+        bounds: &Bounds,
     ) -> Result<Self, MoneyError> {
+        let max = &bounds.max;
         let normalized = &requested.0;
         let given = normalized.fractional_digit_count().max(0);
         if given > i64::from(minor_units) {
             return Err(MoneyError::TooManyDecimals {
                 given,
                 allowed: minor_units,
-                currency: currency.to_owned(),
+                currency: currency.to_string(),
             });
         }
         if normalized > max {
             return Err(MoneyError::TooLarge(max.to_plain_string()));
+        }
+        if let Some(minimum) = bounds.min.get(&currency) {
+            if normalized < minimum {
+                return Err(MoneyError::TooSmall {
+                    minimum: minimum.to_plain_string(),
+                    currency: currency.to_string(),
+                });
+            }
         }
         Ok(Self(normalized.with_scale(i64::from(minor_units))))
     }
@@ -304,6 +391,10 @@ mod tests {
         BigDecimal::from_str(s).unwrap()
     }
 
+    fn code(s: &str) -> CurrencyCode {
+        CurrencyCode::parse(s).unwrap()
+    }
+
     #[test]
     fn a_requested_amount_is_a_positive_decimal_string_and_never_a_json_number() {
         let read = |v: serde_json::Value| {
@@ -329,12 +420,15 @@ mod tests {
         // Whether it suits a currency is the next question.
         let max = d("1000000");
         let requested = RequestedAmount::parse("1.505").unwrap();
+        let bounds = Bounds::up_to(max);
         assert!(matches!(
-            Amount::of(&requested, "USD", 2, &max),
+            Amount::of(&requested, code("USD"), 2, &bounds),
             Err(MoneyError::TooManyDecimals { given: 3, .. })
         ));
         assert_eq!(
-            Amount::of(&requested, "KWD", 3, &max).unwrap().to_string(),
+            Amount::of(&requested, code("KWD"), 3, &bounds)
+                .unwrap()
+                .to_string(),
             "1.505"
         );
     }
@@ -458,14 +552,144 @@ mod tests {
     }
 
     #[test]
-    fn conversion_rounds_the_product_half_even() {
+    fn conversion_rounds_the_product_toward_zero() {
+        let usd = code("USD");
         let rate = Rate::parse("0.0205").unwrap();
-        // 100 EGP at 0.0205 = 2.05 USD exactly
-        assert_eq!(convert(&d("100.00"), &rate, 2).to_plain_string(), "2.05");
-        // 1 at 0.0205 → 0.0205 → 0.02 (tie on 5 after the 2: 0.0205 → 0.02, even)
-        assert_eq!(convert(&d("1"), &rate, 2).to_plain_string(), "0.02");
-        let jpy = Rate::parse("151.235").unwrap();
-        assert_eq!(convert(&d("2.00"), &jpy, 0).to_plain_string(), "302");
+        // (amount, rate, target minor units, expected): never above amount × rate.
+        let table = [
+            ("100.00", "0.0205", 2, "2.05"), // exact
+            ("1.99", "0.0205", 2, "0.04"),   // 0.040795 → 0.04 (half-even agrees)
+            ("3", "0.0205", 2, "0.06"),      // 0.0615 → 0.06
+            ("2.00", "151.235", 0, "302"),   // 302.47 → 302
+            ("1.00", "151.995", 0, "151"),   // 151.995 → 151, where half-even gave 152
+            ("1", "0.009999", 4, "0.0099"),
+            ("7", "1.0005", 3, "7.003"), // 7.0035 → 7.003
+        ];
+        for (amount, r, minor, expected) in table {
+            let rate = Rate::parse(r).unwrap();
+            assert_eq!(
+                convert(&d(amount), &rate, usd, minor)
+                    .unwrap()
+                    .to_plain_string(),
+                expected,
+                "{amount} at {r}"
+            );
+        }
+        // 0.48 at 0.0205 is 0.00984: a cent would be a gift (half-even gave one); zero is
+        // refused.
+        assert_eq!(
+            convert(&d("0.48"), &rate, usd, 2),
+            Err(MoneyError::ResultRoundsToZero {
+                currency: "USD".into(),
+                minor_units: 2
+            })
+        );
+    }
+
+    #[test]
+    fn one_yen_does_not_become_a_cent_and_a_cent_does_not_become_two_yen() {
+        // USD per JPY and JPY per USD as the cross rates of the probe that found the minting.
+        let jpy_usd = Rate::parse("0.0064").unwrap();
+        let usd_jpy = Rate::parse("157.3").unwrap();
+        assert!(matches!(
+            convert(&d("1"), &jpy_usd, code("USD"), 2),
+            Err(MoneyError::ResultRoundsToZero { .. })
+        ));
+        assert_eq!(
+            convert(&d("0.01"), &usd_jpy, code("JPY"), 0).unwrap(),
+            d("1")
+        );
+        assert_eq!(
+            convert(&d("100"), &jpy_usd, code("USD"), 2).unwrap(),
+            d("0.64")
+        );
+    }
+
+    /// A deterministic stream of pseudo-random numbers (64-bit LCG): the same cases every run,
+    /// without a dependency for it.
+    struct Cases(u64);
+
+    impl Cases {
+        fn next(&mut self) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            self.0 >> 11
+        }
+    }
+
+    #[test]
+    fn a_round_trip_never_returns_more_than_it_started_with() {
+        // Pivot rates of a few currencies of every kind of minor units (EUR pivot, ECB-like).
+        let pivot = [
+            ("EUR", "1", 2),
+            ("USD", "1.0823", 2),
+            ("JPY", "162.57", 0),
+            ("KWD", "0.33241", 3),
+            ("HUF", "392.18", 2),
+            ("GBP", "0.83945", 2),
+            ("IDR", "17364.12", 2),
+            ("CLF", "0.0358", 4),
+        ];
+        let mut cases = Cases(0x5eed);
+        let mut checked = 0;
+        for _ in 0..10_000 {
+            let a = &pivot[(cases.next() % pivot.len() as u64) as usize];
+            let b = &pivot[(cases.next() % pivot.len() as u64) as usize];
+            if a.0 == b.0 {
+                continue;
+            }
+            let (ra, rb) = (Rate::parse(a.1).unwrap(), Rate::parse(b.1).unwrap());
+            let there = Rate::cross(&ra, &rb);
+            let back = Rate::cross(&rb, &ra);
+            // A → B × B → A is 1 to within the 18 significant digits each cross rate keeps.
+            let product = there.value() * back.value();
+            assert!(
+                (product - BigDecimal::from(1)).abs() < d("0.0000000000000001"),
+                "{}/{}",
+                a.0,
+                b.0
+            );
+            // Amounts from one minor unit to ten million units of `a`.
+            let units = cases.next() % 10_000_000_000;
+            let amount = BigDecimal::new(units.into(), i64::from(a.2))
+                + BigDecimal::new(1.into(), i64::from(a.2));
+            let Ok(got) = convert(&amount, &there, code(b.0), b.2) else {
+                continue;
+            };
+            let Ok(returned) = convert(&got, &back, code(a.0), a.2) else {
+                continue;
+            };
+            assert!(
+                returned <= amount,
+                "{amount} {} → {got} {} → {returned} {}",
+                a.0,
+                b.0,
+                a.0
+            );
+            checked += 1;
+        }
+        assert!(checked > 5_000, "only {checked} round trips were priced");
+    }
+
+    #[test]
+    fn an_amount_below_the_currencys_minimum_is_refused() {
+        let mut bounds = Bounds::up_to(d("1000000"));
+        bounds.min.insert(code("JPY"), d("100"));
+        let requested = RequestedAmount::parse("99").unwrap();
+        assert_eq!(
+            Amount::of(&requested, code("JPY"), 0, &bounds),
+            Err(MoneyError::TooSmall {
+                minimum: "100".into(),
+                currency: "JPY".into()
+            })
+        );
+        let hundred = RequestedAmount::parse("100").unwrap();
+        assert!(Amount::of(&hundred, code("JPY"), 0, &bounds).is_ok());
+        // No minimum for USD: one cent is an amount.
+        let cent = RequestedAmount::parse("0.01").unwrap();
+        assert!(Amount::of(&cent, code("USD"), 2, &bounds).is_ok());
     }
 
     #[test]

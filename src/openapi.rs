@@ -75,7 +75,7 @@ use crate::error::PROBLEM_CONTENT_TYPE;
         crate::error::Problem,
         crate::error::FieldError,
         Decimal,
-        PositiveDecimal,
+        crate::money::PositiveDecimal,
         crate::conversions::IdempotencyKey,
         crate::currencies::CurrencyCodes,
         crate::rates::routes::InstantOrDate,
@@ -156,29 +156,6 @@ impl utoipa::PartialSchema for Decimal {
 }
 
 impl utoipa::ToSchema for Decimal {}
-
-/// A positive decimal string, as amounts are sent: digits with an optional fraction, greater than
-/// zero (`+` allowed in front). How many decimals an amount may have depends on its currency's
-/// minor units, and how large on `conversions.max_amount`: those answer 422 naming the field.
-pub struct PositiveDecimal;
-
-impl utoipa::PartialSchema for PositiveDecimal {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .pattern(Some(
-                r"^\+?([0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)$",
-            ))
-            .max_length(Some(61))
-            .description(Some(
-                "Positive decimal number as a string, e.g. `100.00`, with at most the currency's minor units",
-            ))
-            .examples([json!("100.00")])
-            .into()
-    }
-}
-
-impl utoipa::ToSchema for PositiveDecimal {}
 
 /// The document as served at `/api-docs/openapi.json`.
 pub fn document() -> Value {

@@ -297,6 +297,24 @@ pub struct ConversionSettings {
     pub stale_rates: StaleRatePolicy,
     /// How long an `Idempotency-Key` is remembered, in seconds.
     pub idempotency_ttl_secs: u64,
+    /// Smallest amount accepted per source currency, as decimal strings
+    /// (`[conversions.min_amounts] JPY = "100"`, or `CCS__CONVERSIONS__MIN_AMOUNTS__JPY=100`). A
+    /// currency not listed goes down to one minor unit; a result that rounds to zero is refused
+    /// whatever the minimum.
+    // The one serde default among the settings: a map chosen by the operator is empty until it
+    // is given entries, and `base.toml`'s empty table is dropped when the layers are merged.
+    #[serde(default, deserialize_with = "min_amounts_from_text")]
+    pub min_amounts: std::collections::HashMap<CurrencyCode, bigdecimal::BigDecimal>,
+}
+
+impl ConversionSettings {
+    /// The bounds of one amount, for the pricing pipeline.
+    pub fn amount_bounds(&self) -> crate::money::Bounds {
+        crate::money::Bounds {
+            max: self.max_amount.clone(),
+            min: self.min_amounts.clone(),
+        }
+    }
 }
 
 /// Rate locks (`quotes`).
@@ -305,6 +323,16 @@ pub struct ConversionSettings {
 pub struct QuoteSettings {
     /// Spread per lock duration, in basis points (1 bp = 0.01 %) below the reference rate.
     pub spread_bps: SpreadSettings,
+    /// Rate locks (any lock but `none`) one partner may hold open at once; the next is refused
+    /// with 429 until one is used or expires. A lock is an option the service writes: the cap
+    /// bounds how many a partner can hold.
+    pub max_open_locks: u32,
+    /// Total notional of one partner's open rate locks, in `quotes.notional_currency`, valued
+    /// at the reference rate when each lock was made. Decimal string.
+    #[serde(deserialize_with = "decimal_from_text")]
+    pub max_open_notional: bigdecimal::BigDecimal,
+    /// Currency in which open locks' notional is summed and capped.
+    pub notional_currency: CurrencyCode,
 }
 
 /// Spread in basis points per lock duration (`quotes.spread_bps.<lock>`): the longer the
@@ -667,6 +695,9 @@ impl Settings {
         if self.tasks.max_attempts == 0 {
             anyhow::bail!("tasks.max_attempts: must be at least 1");
         }
+        if self.quotes.max_open_notional <= bigdecimal::BigDecimal::default() {
+            anyhow::bail!("quotes.max_open_notional: must be positive");
+        }
         Ok(())
     }
 
@@ -691,6 +722,29 @@ pub fn secs(value: u64) -> i64 {
 
 /// Reads a decimal from its text (a TOML string or an environment variable), never through a
 /// float, so that a money limit is exactly what the operator wrote.
+fn min_amounts_from_text<'de, D>(
+    deserializer: D,
+) -> Result<std::collections::HashMap<CurrencyCode, bigdecimal::BigDecimal>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let raw = std::collections::HashMap::<String, String>::deserialize(deserializer)?;
+    raw.into_iter()
+        .map(|(code, text)| {
+            let code = CurrencyCode::parse(code.trim()).map_err(serde::de::Error::custom)?;
+            let value = crate::money::parse_decimal(text.trim())
+                .ok()
+                .filter(|v| *v > bigdecimal::BigDecimal::default())
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "{code}: `{text}` is not a positive decimal number"
+                    ))
+                })?;
+            Ok((code, value))
+        })
+        .collect()
+}
+
 fn decimal_from_text<'de, D>(deserializer: D) -> Result<bigdecimal::BigDecimal, D::Error>
 where
     D: serde::Deserializer<'de>,

@@ -23,6 +23,7 @@ use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
 use crate::quotes::Quotes;
+use crate::rates::pricing::PricingRules;
 use crate::rates::{CurrencyWatcher, Rates};
 use crate::settings::{MetricsExposure, Settings};
 pub use crate::state::{AppState, ProcessRole};
@@ -48,7 +49,14 @@ struct Parts {
 impl Parts {
     /// Builds the capabilities' contexts from the core state, and the task registry with them.
     fn build(state: AppState) -> anyhow::Result<(Self, Arc<TaskRegistry>)> {
-        let rates = Rates::new(&state);
+        let rates = Rates::new(
+            state.db.clone(),
+            state.redis.clone(),
+            state.clock.clone(),
+            state.settings.rates.clone(),
+            PricingRules::from_settings(&state.settings.conversions),
+            state.settings.tasks.schedule.fetch_rates.clone(),
+        );
         let tasks = Tasks::new(
             state.db.clone(),
             state.redis.clone(),
@@ -61,11 +69,7 @@ impl Parts {
             &state.settings.webhooks,
         )?;
         let conversions = Conversions::new(&rates, state.settings.conversions.clone());
-        let quotes = Quotes::new(
-            &rates,
-            state.settings.quotes.clone(),
-            state.settings.conversions.stale_rates,
-        );
+        let quotes = Quotes::new(&rates, state.settings.quotes.clone());
         let registry = Arc::new(crate::jobs::registry(
             &tasks,
             &rates,

@@ -317,7 +317,7 @@ pub struct UsageDay {
     pub requests: RequestCounts,
     /// All of them.
     pub total_requests: i64,
-    /// Of them, refused with 429 (the request limit).
+    /// Of them, answered 429 (the request limit, or another limit such as open rate locks).
     pub rate_limited: i64,
     /// Conversions and their volume per source currency.
     pub conversions: Vec<CurrencyVolume>,

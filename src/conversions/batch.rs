@@ -3,8 +3,6 @@
 //! and field); a valid batch is stored in one transaction with a fixed number of statements
 //! (the conversions go in as arrays, not one `INSERT` each).
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -12,16 +10,17 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::Conversions;
-use super::create::{RateSource, new_row, quote_use_error};
+use super::create::{PricedAmount, RateSource, new_row, quote_use_error};
+use super::domain::{self, ConversionError, ConversionView, ItemError};
 use super::idempotency::{self, IdempotencyKey, KeyScope};
-use super::pricing::{parse_amount, refuse_stale};
-use super::service::{self, ConversionError, ConversionView};
 use super::store;
 use crate::auth::PartnerId;
-use crate::currencies::{Currency, CurrencyCode, service as currencies};
-use crate::money::{Amount, RequestedAmount};
+use crate::currencies::CurrencyCode;
+use crate::error::ApiError;
+use crate::money::RequestedAmount;
 use crate::quotes::service as quotes;
-use crate::rates::{RateQuote, RatesError};
+use crate::rates::RatesError;
+use crate::rates::pricing::{Checked, PriceRequest, Priced, Pricer, Purpose};
 
 /// Most conversions in one batch.
 pub const MAX_BATCH_ITEMS: usize = 1000;
@@ -35,16 +34,6 @@ pub struct BatchItem<'a> {
     pub quote_id: Option<&'a str>,
 }
 
-/// What is wrong with one item of a batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ItemError {
-    /// Position in `items`, from 0.
-    pub index: usize,
-    /// The item's field (`from`, `to`, `amount`, `quote_id`).
-    pub field: &'static str,
-    pub message: String,
-}
-
 /// A stored batch: its conversions in request order.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct BatchView {
@@ -52,112 +41,143 @@ pub struct BatchView {
     pub conversions: Vec<ConversionView>,
 }
 
-/// An item that passed every check that needs no lock: currencies, amount, and (without a
-/// quote) the rate in force.
-struct CheckedItem {
+/// An item that passed every step of the pricing pipeline that needs no lock.
+enum CheckedItem {
+    /// Priced at the rate in force.
+    Live(Priced),
+    /// Checked (pair and amount); the rate comes from the quote, taken in the transaction.
+    OnQuote { quote_id: Uuid, checked: Checked },
+}
+
+/// An item's fault, as (field, problem): the index is added by the caller.
+struct ItemFault {
+    field: String,
+    message: String,
+    problem_type: String,
+}
+
+impl ItemFault {
+    /// The problem `error` makes on its own, attributed to its field (or to `field` when the
+    /// problem names none).
+    fn of(error: ApiError, field: &str) -> Self {
+        let problem = error.problem();
+        let (field, message) = match problem.errors.into_iter().next() {
+            Some(f) => (f.field, f.message),
+            None => (field.to_owned(), problem.detail),
+        };
+        Self {
+            field,
+            message,
+            problem_type: problem.problem_type,
+        }
+    }
+
+    fn validation(field: &'static str, message: impl Into<String>) -> Self {
+        Self::of(ApiError::validation(field, message), field)
+    }
+
+    fn at(self, index: usize) -> ItemError {
+        ItemError {
+            index,
+            field: self.field,
+            message: self.message,
+            problem_type: self.problem_type,
+        }
+    }
+}
+
+/// A pricing error of one item, or of the whole batch when it is not about the item (a
+/// database that does not answer).
+fn pricing_fault(from: CurrencyCode, e: RatesError) -> Result<ItemFault, ConversionError> {
+    let field = match &e {
+        RatesError::Unexpected(_) => return Err(e.into()),
+        RatesError::NotQuoted(code) if *code == from => "from",
+        _ => "to",
+    };
+    Ok(ItemFault::of(e.into(), field))
+}
+
+fn required<'a>(field: &'static str, value: Option<&'a str>) -> Result<&'a str, ItemFault> {
+    value.ok_or_else(|| ItemFault::validation(field, "is required"))
+}
+
+fn currency(field: &'static str, value: Option<&str>) -> Result<CurrencyCode, ItemFault> {
+    CurrencyCode::parse(required(field, value)?)
+        .map_err(|e| ItemFault::validation(field, e.to_string()))
+}
+
+/// The parsed request of one item (what its idempotency hash remembers).
+struct ParsedItem {
     from: CurrencyCode,
     to: CurrencyCode,
-    amount: Amount,
-    minor_units: (i16, i16),
-    /// Priced now, or `None` when the item converts on a quote.
-    live: Option<RateQuote>,
+    amount: RequestedAmount,
     quote_id: Option<Uuid>,
 }
 
-type FieldResult<T> = Result<T, (&'static str, String)>;
-
-fn required<'a>(field: &'static str, value: Option<&'a str>) -> FieldResult<&'a str> {
-    value.ok_or((field, "is required".to_owned()))
-}
-
-fn usable<'c>(
-    known: &'c HashMap<CurrencyCode, Currency>,
-    field: &'static str,
-    raw: &str,
-) -> FieldResult<&'c Currency> {
-    let code = CurrencyCode::parse(raw).map_err(|e| (field, e.to_string()))?;
-    match known.get(&code) {
-        None => Err((field, format!("currency {code} is not supported"))),
-        Some(c) if c.retired => Err((field, format!("currency {code} is retired"))),
-        Some(c) if !c.enabled => Err((field, format!("currency {code} is disabled"))),
-        Some(c) => Ok(c),
-    }
-}
-
-/// Why the rate of a pair cannot be used, attributed to the currency it is about (`to` when
-/// it is about the pair as a whole).
-fn rate_error(from: CurrencyCode, e: ConversionError) -> (&'static str, String) {
-    match e {
-        ConversionError::Rates(RatesError::NotQuoted(code)) if code == from => {
-            ("from", format!("no rate is stored for {code}"))
-        }
-        other => ("to", other.to_string()),
-    }
-}
-
-/// The checks of one item that need no transaction. Rates come from memory (one lookup per
-/// distinct pair), currencies from the list read once per batch.
-async fn check_item(
-    conversions: &Conversions,
-    known: &HashMap<CurrencyCode, Currency>,
-    priced: &mut HashMap<(CurrencyCode, CurrencyCode), FieldResult<RateQuote>>,
-    item: &BatchItem<'_>,
-) -> FieldResult<CheckedItem> {
-    let from = usable(known, "from", required("from", item.from)?)?;
-    let to = usable(known, "to", required("to", item.to)?)?;
-    if from.code == to.code {
-        return Err(("to", "must differ from `from`".into()));
-    }
-    // Items are read as text (so that every bad item is listed), so the amount is parsed here.
-    let requested = RequestedAmount::parse(required("amount", item.amount)?)
-        .map_err(|e| ("amount", e.to_string()))?;
-    let amount = parse_amount(conversions, &requested, from.code, from.minor_units).map_err(
-        |e| match e {
-            ConversionError::Invalid { message, .. } => ("amount", message),
-            other => ("amount", other.to_string()),
-        },
-    )?;
+/// Reads an item's fields as a single request reads them (items arrive as text so that every
+/// bad item is listed).
+fn parse_item(item: &BatchItem<'_>) -> Result<ParsedItem, ItemFault> {
+    let from = currency("from", item.from)?;
+    let to = currency("to", item.to)?;
+    let amount = RequestedAmount::parse(required("amount", item.amount)?)
+        .map_err(|e| ItemFault::validation("amount", e.to_string()))?;
     let quote_id = item
         .quote_id
-        .map(|raw| Uuid::parse_str(raw).map_err(|_| ("quote_id", "no such quote".to_owned())))
+        .map(|raw| {
+            Uuid::parse_str(raw).map_err(|_| ItemFault::validation("quote_id", "no such quote"))
+        })
         .transpose()?;
-    let live = match quote_id {
-        Some(_) => None,
-        None => {
-            let key = (from.code, to.code);
-            let quote = match priced.get(&key) {
-                Some(known) => known.clone(),
-                None => {
-                    let quote =
-                        crate::rates::service::quote(&conversions.rates, from.code, to.code, None)
-                            .await
-                            .map_err(ConversionError::from)
-                            .and_then(|q| refuse_stale(conversions, &q).map(|()| q))
-                            .map_err(|e| rate_error(from.code, e));
-                    priced.insert(key, quote.clone());
-                    quote
-                }
-            };
-            Some(quote?)
-        }
-    };
-    Ok(CheckedItem {
-        from: from.code,
-        to: to.code,
+    Ok(ParsedItem {
+        from,
+        to,
         amount,
-        minor_units: (from.minor_units, to.minor_units),
-        live,
         quote_id,
     })
 }
 
-/// What an `Idempotency-Key` remembers of a batch: every item as sent, in order.
-fn batch_hash(items: &[BatchItem<'_>]) -> Vec<u8> {
+/// One item through the pricing pipeline (every step for an item at the rate in force; the
+/// pair and the amount for an item on a quote).
+async fn check_item(
+    pricer: &mut Pricer<'_>,
+    item: &ParsedItem,
+) -> Result<Result<CheckedItem, ItemFault>, ConversionError> {
+    let req = PriceRequest {
+        from: item.from,
+        to: item.to,
+        amount: Some(&item.amount),
+        at: None,
+    };
+    let outcome = match item.quote_id {
+        Some(quote_id) => pricer
+            .check(req)
+            .await
+            .map(|checked| CheckedItem::OnQuote { quote_id, checked }),
+        None => pricer.price(req).await.map(CheckedItem::Live),
+    };
+    match outcome {
+        Ok(checked) => Ok(Ok(checked)),
+        Err(e) => pricing_fault(item.from, e).map(Err),
+    }
+}
+
+/// What an `Idempotency-Key` remembers of a batch: every item as parsed (so `"100.0"` and
+/// `"100.00"` are the same request, as for a single conversion), in order; an item that does
+/// not parse by its text (such a batch is refused and its key released).
+fn batch_hash(items: &[BatchItem<'_>], parsed: &[Result<ParsedItem, ItemFault>]) -> Vec<u8> {
     let mut hasher = Sha256::new();
-    for item in items {
-        for field in [item.from, item.to, item.amount, item.quote_id] {
+    for (item, parsed) in items.iter().zip(parsed) {
+        let fields: [String; 4] = match parsed {
+            Ok(p) => [
+                p.from.to_string(),
+                p.to.to_string(),
+                p.amount.to_string(),
+                p.quote_id.map(|q| q.to_string()).unwrap_or_default(),
+            ],
+            Err(_) => [item.from, item.to, item.amount, item.quote_id]
+                .map(|f| f.unwrap_or("\u{0}").to_owned()),
+        };
+        for value in fields {
             // Length-prefixed so that no two different batches hash the same text.
-            let value = field.unwrap_or("\u{0}");
             hasher.update((value.len() as u64).to_be_bytes());
             hasher.update(value.as_bytes());
         }
@@ -177,34 +197,34 @@ pub async fn create(
 ) -> Result<(BatchView, bool), ConversionError> {
     let idempotency_key = idempotency_key.map(IdempotencyKey::as_str);
     if items.is_empty() {
-        return Err(service::invalid(
+        return Err(domain::invalid(
             "items",
             "must list at least one conversion",
         ));
     }
     if items.len() > MAX_BATCH_ITEMS {
-        return Err(service::invalid(
+        return Err(domain::invalid(
             "items",
             format!("at most {MAX_BATCH_ITEMS} conversions per batch"),
         ));
     }
-    let known: HashMap<CurrencyCode, Currency> = currencies::list(&conversions.db, true)
-        .await?
-        .into_iter()
-        .map(|c| (c.code, c))
-        .collect();
-    let mut priced = HashMap::new();
+    let parsed: Vec<Result<ParsedItem, ItemFault>> = items.iter().map(parse_item).collect();
+    let mut pricer = Pricer::new(&conversions.rates, Purpose::BatchItem);
     let mut errors = Vec::new();
     let mut checked = Vec::with_capacity(items.len());
-    for (index, item) in items.iter().enumerate() {
-        match check_item(conversions, &known, &mut priced, item).await {
+    for (index, item) in parsed.iter().enumerate() {
+        let outcome = match item {
+            Ok(item) => check_item(&mut pricer, item).await?,
+            Err(fault) => Err(ItemFault {
+                field: fault.field.clone(),
+                message: fault.message.clone(),
+                problem_type: fault.problem_type.clone(),
+            }),
+        };
+        match outcome {
             Ok(c) => checked.push(Some(c)),
-            Err((field, message)) => {
-                errors.push(ItemError {
-                    index,
-                    field,
-                    message,
-                });
+            Err(fault) => {
+                errors.push(fault.at(index));
                 checked.push(None);
             }
         }
@@ -215,7 +235,7 @@ pub async fn create(
     let batch_id = Uuid::now_v7();
     let mut tx = conversions.db.begin().await?;
     if let Some(key) = idempotency_key {
-        let hash = batch_hash(items);
+        let hash = batch_hash(items, &parsed);
         let claim = idempotency::Claim {
             scope: KeyScope::Batch,
             partner,
@@ -240,38 +260,46 @@ pub async fn create(
     let quote_ids: Vec<Uuid> = checked
         .iter()
         .flatten()
-        .filter_map(|c| c.quote_id)
+        .filter_map(|c| match c {
+            CheckedItem::OnQuote { quote_id, .. } => Some(*quote_id),
+            CheckedItem::Live(_) => None,
+        })
         .collect();
     let mut claimed = quotes::claim(&mut tx, partner, &quote_ids, now).await?;
     let mut rows = Vec::with_capacity(items.len());
     for (index, item) in checked.into_iter().enumerate() {
         let Some(item) = item else { continue };
-        let source: RateSource = match (item.live, item.quote_id) {
-            (Some(quote), _) => quote.into(),
-            (None, Some(quote_id)) => {
-                match claimed.take(quote_id, item.from, item.to, item.amount.value()) {
-                    Ok(locked) => locked.into(),
-                    Err(e) => {
-                        let (field, message) = item_quote_error(quote_id, e);
-                        errors.push(ItemError {
-                            index,
-                            field,
-                            message,
-                        });
+        let (priced, source) = match item {
+            CheckedItem::Live(priced) => (
+                PricedAmount::of(&priced)?,
+                RateSource::from(priced.reference),
+            ),
+            CheckedItem::OnQuote { quote_id, checked } => {
+                let Some(amount) = checked.amount.as_ref() else {
+                    return Err(anyhow::anyhow!("a batch item without an amount").into());
+                };
+                let taken = claimed
+                    .take(quote_id, checked.from.code, checked.to.code, amount.value())
+                    .map_err(|e| ItemFault::of(quote_use_error(quote_id, e).into(), "quote_id"))
+                    .and_then(|locked| {
+                        PricedAmount::on_lock(&checked, &locked.rate)
+                            .map(|priced| (priced, RateSource::from(locked)))
+                            .map_err(|e| ItemFault::of(e.into(), "amount"))
+                    });
+                match taken {
+                    Ok(taken) => taken,
+                    Err(fault) => {
+                        errors.push(fault.at(index));
                         continue;
                     }
                 }
             }
-            (None, None) => return Err(anyhow::anyhow!("no rate source for a batch item").into()),
         };
         rows.push(new_row(
             conversions,
             Uuid::now_v7(),
             partner,
-            item.from,
-            item.to,
-            &item.amount,
-            item.minor_units,
+            priced,
             source,
             now,
         ));
@@ -306,16 +334,14 @@ pub async fn create(
     ))
 }
 
-fn item_quote_error(quote_id: Uuid, e: quotes::QuoteUseError) -> (&'static str, String) {
-    match quote_use_error(quote_id, e) {
-        ConversionError::Invalid { field, message } => (field, message),
-        other => ("quote_id", other.to_string()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hash(items: &[BatchItem<'_>]) -> Vec<u8> {
+        let parsed: Vec<_> = items.iter().map(parse_item).collect();
+        batch_hash(items, &parsed)
+    }
 
     #[test]
     fn batches_differing_in_any_item_hash_differently() {
@@ -325,10 +351,10 @@ mod tests {
             amount: Some(amount),
             quote_id: None,
         };
-        let a = batch_hash(&[item("1.00"), item("2.00")]);
-        assert_eq!(a, batch_hash(&[item("1.00"), item("2.00")]));
-        assert_ne!(a, batch_hash(&[item("2.00"), item("1.00")]));
-        assert_ne!(a, batch_hash(&[item("1.00")]));
+        let a = hash(&[item("1.00"), item("2.00")]);
+        assert_eq!(a, hash(&[item("1.00"), item("2.00")]));
+        assert_ne!(a, hash(&[item("2.00"), item("1.00")]));
+        assert_ne!(a, hash(&[item("1.00")]));
         // Field boundaries count: "EU"+"RUSD" is not "EUR"+"USD".
         let shifted = BatchItem {
             from: Some("EU"),
@@ -336,6 +362,20 @@ mod tests {
             amount: Some("1.00"),
             quote_id: None,
         };
-        assert_ne!(batch_hash(&[item("1.00")]), batch_hash(&[shifted]));
+        assert_ne!(hash(&[item("1.00")]), hash(&[shifted]));
+    }
+
+    #[test]
+    fn the_same_amount_written_differently_is_the_same_batch() {
+        let item = |amount, from| BatchItem {
+            from: Some(from),
+            to: Some("USD"),
+            amount: Some(amount),
+            quote_id: None,
+        };
+        assert_eq!(
+            hash(&[item("100.0", "eur")]),
+            hash(&[item("100.00", "EUR")])
+        );
     }
 }

@@ -7,14 +7,14 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::Conversions;
+use super::domain::{ConversionError, ConversionView, Status, invalid};
 use super::idempotency::{self, IdempotencyKey, KeyScope};
-use super::pricing::{UsablePair, cached_usable_pair, parse_amount, refuse_stale, usable_pair};
-use super::service::{ConversionError, ConversionView, Status, invalid};
 use super::store::{self, ConversionRow};
 use crate::auth::PartnerId;
 use crate::currencies::CurrencyCode;
-use crate::money::{self, Amount, Rate, RequestedAmount};
+use crate::money::{Amount, Rate, RequestedAmount};
 use crate::quotes::service::{self as quotes, LockedRate, QuoteUseError};
+use crate::rates::pricing::{Checked, PriceRequest, Priced, Pricer, Purpose};
 use crate::webhooks::EventType;
 
 /// What a partner asks for.
@@ -87,19 +87,58 @@ pub(super) fn quote_use_error(id: Uuid, e: QuoteUseError) -> ConversionError {
         QuoteUseError::Expired { expires_at } => ConversionError::QuoteExpired { id, expires_at },
         QuoteUseError::Used => ConversionError::QuoteUsed(id),
         QuoteUseError::Mismatch { field, message } => invalid(field, message),
+        QuoteUseError::NoAmount => invalid(
+            "quote_id",
+            "the quote fixed no amount, so it is indicative only: lock a rate for the amount to convert",
+        ),
     }
 }
 
-/// A conversion row priced from `source`, created now.
-#[allow(clippy::too_many_arguments)]
+/// What a conversion row records of its price: the currencies with their minor units, the
+/// amount and the result the pricing pipeline gave.
+pub(super) struct PricedAmount {
+    pub from: CurrencyCode,
+    pub to: CurrencyCode,
+    pub minor_units: (i16, i16),
+    pub amount: Amount,
+    pub result: bigdecimal::BigDecimal,
+}
+
+impl PricedAmount {
+    /// At the rate in force.
+    pub(super) fn of(priced: &Priced) -> Result<Self, ConversionError> {
+        let (amount, result) = priced.amount_and_result()?;
+        Ok(Self {
+            from: priced.from,
+            to: priced.to,
+            minor_units: (priced.from_minor_units, priced.to_minor_units),
+            amount: amount.clone(),
+            result: result.clone(),
+        })
+    }
+
+    /// On a locked rate.
+    pub(super) fn on_lock(checked: &Checked, rate: &Rate) -> Result<Self, ConversionError> {
+        let result = checked.at_locked_rate(rate)?;
+        let (Some(amount), Some(result)) = (checked.amount.clone(), result) else {
+            return Err(anyhow::anyhow!("a conversion without an amount").into());
+        };
+        Ok(Self {
+            from: checked.from.code,
+            to: checked.to.code,
+            minor_units: (checked.from.minor_units, checked.to.minor_units),
+            amount,
+            result,
+        })
+    }
+}
+
+/// A conversion row of `priced`, from `source`, created now.
 pub(super) fn new_row(
     conversions: &Conversions,
     id: Uuid,
     partner: PartnerId,
-    from: CurrencyCode,
-    to: CurrencyCode,
-    amount: &Amount,
-    minor_units: (i16, i16),
+    priced: PricedAmount,
     source: RateSource,
     now: DateTime<Utc>,
 ) -> ConversionRow {
@@ -107,12 +146,12 @@ pub(super) fn new_row(
     ConversionRow {
         id,
         partner_id: partner.as_uuid(),
-        from_currency: from,
-        to_currency: to,
-        amount: amount.value().clone(),
-        from_minor_units: minor_units.0,
-        to_minor_units: minor_units.1,
-        result: money::convert(amount.value(), &source.rate, minor_units.1),
+        from_currency: priced.from,
+        to_currency: priced.to,
+        amount: priced.amount.value().clone(),
+        from_minor_units: priced.minor_units.0,
+        to_minor_units: priced.minor_units.1,
+        result: priced.result,
         rate: source.rate.into_inner(),
         rate_as_of: source.as_of,
         rate_provider: source.provider,
@@ -144,33 +183,31 @@ pub async fn create(
     idempotency_key: Option<&IdempotencyKey>,
 ) -> Result<(ConversionView, bool), ConversionError> {
     let idempotency_key = idempotency_key.map(IdempotencyKey::as_str);
-    if req.quote_id.is_some() {
-        let pair = usable_pair(conversions, req.from, req.to).await?;
-        return create_on_quote(conversions, partner, &req, pair, idempotency_key).await;
+    let price_request = PriceRequest {
+        from: req.from,
+        to: req.to,
+        amount: Some(req.amount),
+        at: None,
+    };
+    if let Some(quote_id) = req.quote_id {
+        let checked = Pricer::new(&conversions.rates, Purpose::LockedConversion)
+            .check(price_request)
+            .await?;
+        return create_on_quote(conversions, partner, quote_id, checked, idempotency_key).await;
     }
-    let mut pair = cached_usable_pair(conversions, req.from, req.to).await?;
+    let mut pricer = Pricer::new(&conversions.rates, Purpose::Conversion);
     // A second round only when PostgreSQL disagreed with the cache and then agreed with
     // itself (an admin changed a currency between the two reads).
     for _ in 0..2 {
-        let amount = parse_amount(conversions, req.amount, pair.from, pair.from_minor_units)?;
-        let quote =
-            crate::rates::service::quote(&conversions.rates, pair.from, pair.to, None).await?;
-        refuse_stale(conversions, &quote)?;
+        let priced = pricer.price(price_request).await?;
+        let source = RateSource::from(priced.reference.clone());
+        let priced = PricedAmount::of(&priced)?;
+        let (from, to, amount) = (priced.from, priced.to, priced.amount.clone());
         // PostgreSQL keeps microseconds: the response and the webhook show what a later read
         // shows.
         let now = conversions.clock.now().trunc_subsecs(6);
-        let row = new_row(
-            conversions,
-            Uuid::now_v7(),
-            partner,
-            pair.from,
-            pair.to,
-            &amount,
-            (pair.from_minor_units, pair.to_minor_units),
-            quote.into(),
-            now,
-        );
-        let hash = idempotency_key.map(|_| request_hash(pair.from, pair.to, &amount, None));
+        let row = new_row(conversions, Uuid::now_v7(), partner, priced, source, now);
+        let hash = idempotency_key.map(|_| request_hash(from, to, &amount, None));
         let key = idempotency_key
             .zip(hash.as_deref())
             .map(|(key, request_hash)| store::NewKey {
@@ -193,7 +230,7 @@ pub async fn create(
             }
             store::Created::CurrencyChanged => {
                 // PostgreSQL's word on the currencies, with the precise refusal.
-                pair = usable_pair(conversions, req.from, req.to).await?;
+                pricer = pricer.currencies_from_database();
                 continue;
             }
             store::Created::KeyTaken(hash, id) => Some((hash, id)),
@@ -223,20 +260,19 @@ pub async fn create(
 async fn create_on_quote(
     conversions: &Conversions,
     partner: PartnerId,
-    req: &ConversionRequest<'_>,
-    pair: UsablePair,
+    quote_id: Uuid,
+    checked: Checked,
     idempotency_key: Option<&str>,
 ) -> Result<(ConversionView, bool), ConversionError> {
-    let amount = parse_amount(conversions, req.amount, pair.from, pair.from_minor_units)?;
-    let Some(quote_id) = req.quote_id else {
-        return Err(anyhow::anyhow!("no rate source for a conversion").into());
+    let Some(amount) = checked.amount.clone() else {
+        return Err(anyhow::anyhow!("a conversion without an amount").into());
     };
     // PostgreSQL keeps microseconds: the response and the webhook show what a later read shows.
     let now = conversions.clock.now().trunc_subsecs(6);
     let id = Uuid::now_v7();
     let mut tx = conversions.db.begin().await?;
     if let Some(key) = idempotency_key {
-        let hash = request_hash(pair.from, pair.to, &amount, req.quote_id);
+        let hash = request_hash(checked.from.code, checked.to.code, &amount, Some(quote_id));
         let claim = idempotency::Claim {
             scope: KeyScope::Conversion,
             partner,
@@ -254,21 +290,11 @@ async fn create_on_quote(
     }
     let mut claimed = quotes::claim(&mut tx, partner, &[quote_id], now).await?;
     let locked = claimed
-        .take(quote_id, pair.from, pair.to, amount.value())
+        .take(quote_id, checked.from.code, checked.to.code, amount.value())
         .map_err(|e| quote_use_error(quote_id, e))?;
     claimed.record_use(&mut tx).await?;
-    let source: RateSource = locked.into();
-    let row = new_row(
-        conversions,
-        id,
-        partner,
-        pair.from,
-        pair.to,
-        &amount,
-        (pair.from_minor_units, pair.to_minor_units),
-        source,
-        now,
-    );
+    let priced = PricedAmount::on_lock(&checked, &locked.rate)?;
+    let row = new_row(conversions, id, partner, priced, locked.into(), now);
     store::insert(&mut tx, &row).await?;
     tracing::info!(conversion_id = %row.id, from = %row.from_currency, to = %row.to_currency, "conversion created");
     let view = ConversionView::from(row);

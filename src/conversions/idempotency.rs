@@ -18,7 +18,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::Conversions;
-use super::service::ConversionError;
+use super::domain::ConversionError;
 use crate::auth::PartnerId;
 
 /// A valid `Idempotency-Key`.

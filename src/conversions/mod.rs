@@ -11,9 +11,9 @@
 
 pub mod batch;
 pub mod create;
+pub mod domain;
 pub mod idempotency;
 pub mod jobs;
-pub mod pricing;
 pub mod routes;
 pub mod service;
 pub mod store;
@@ -26,8 +26,8 @@ use crate::clock::Clock;
 use crate::rates::Rates;
 use crate::settings::ConversionSettings;
 
+pub use domain::{ConversionError, ConversionView, Status};
 pub use idempotency::IdempotencyKey;
-pub use service::{ConversionError, ConversionView, Status};
 
 /// What the conversion use cases run with: the pool, the clock, `conversions.*` and the rates
 /// handle (pricing reads the latest rates from its cache and checks currencies through it).

@@ -47,7 +47,7 @@ pub struct CreateConversion {
     #[schema(example = "USD")]
     pub to: CurrencyCode,
     /// Decimal string, positive, with at most the source currency's minor units.
-    #[schema(value_type = crate::openapi::PositiveDecimal, example = "100.00")]
+    #[schema(value_type = crate::money::PositiveDecimal, example = "100.00")]
     pub amount: RequestedAmount,
     /// Convert at this quote's locked rate (see `POST /quotes`): same pair, same amount when
     /// the quote fixed one, before it expires.
@@ -69,7 +69,7 @@ pub struct BatchItemBody {
     #[schema(value_type = CurrencyCode, example = "USD")]
     pub to: Option<String>,
     /// Decimal string, positive, with at most the source currency's minor units.
-    #[schema(value_type = crate::openapi::PositiveDecimal, example = "100.00")]
+    #[schema(value_type = crate::money::PositiveDecimal, example = "100.00")]
     pub amount: Option<String>,
     /// Convert this item at a quote's locked rate.
     #[schema(value_type = Option<Uuid>)]

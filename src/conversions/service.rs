@@ -1,153 +1,16 @@
-//! A conversion as the API shows it, its errors, and the use cases after its creation: read,
-//! cancel, finalize. Creating one is [`super::create`] (a batch: [`super::batch`]).
+//! The use cases of a conversion after its creation: read, cancel, finalize. Creating one is
+//! [`super::create`] (a batch: [`super::batch`]); what a conversion is, [`super::domain`].
 
-use bigdecimal::BigDecimal;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::Conversions;
-use super::store::{self, ConversionRow};
+pub use super::domain::{ConversionError, ConversionView, Status};
+use super::store;
 use crate::auth::PartnerId;
-use crate::currencies::{CurrencyCode, CurrencyError};
-use crate::error::ApiError;
-use crate::money;
 use crate::webhooks::EventType;
 
 /// Conversions finalized per statement; small batches keep row locks short.
 pub const FINALIZE_BATCH: i64 = 500;
-
-/// Stored as text in `conversions.status` (a CHECK constraint lists the values); a value this
-/// enum does not know fails to decode instead of being read as some default status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
-#[serde(rename_all = "lowercase")]
-#[sqlx(type_name = "text", rename_all = "lowercase")]
-pub enum Status {
-    Temporary,
-    Permanent,
-    Cancelled,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Temporary => "temporary",
-            Status::Permanent => "permanent",
-            Status::Cancelled => "cancelled",
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConversionError {
-    #[error("{field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
-    #[error(transparent)]
-    Currency(#[from] CurrencyError),
-    #[error(transparent)]
-    Rates(#[from] crate::rates::RatesError),
-    /// The quote's lock ended (or it never held one).
-    #[error("quote {id} expired at {expires_at}")]
-    QuoteExpired { id: Uuid, expires_at: DateTime<Utc> },
-    /// A fixed-amount quote was already converted on.
-    #[error("quote {0} was already converted on")]
-    QuoteUsed(Uuid),
-    /// Items of a batch that cannot be converted (the batch stores nothing).
-    #[error("{} of {count} items are invalid; nothing was converted", errors.len())]
-    InvalidItems {
-        count: usize,
-        errors: Vec<super::batch::ItemError>,
-    },
-    #[error("this Idempotency-Key was used with a different request")]
-    IdempotencyMismatch,
-    #[error("no such conversion")]
-    NotFound,
-    #[error("a {0} conversion cannot be cancelled")]
-    NotCancellable(&'static str),
-    /// The holding period is over: the conversion is about to become permanent, even though
-    /// the finalize job may not have run yet.
-    #[error(
-        "the holding period ended at {finalizes_at}; the conversion is being finalized and can no longer be cancelled"
-    )]
-    Finalizing { finalizes_at: DateTime<Utc> },
-    #[error(transparent)]
-    Unexpected(#[from] anyhow::Error),
-}
-
-impl From<sqlx::Error> for ConversionError {
-    fn from(e: sqlx::Error) -> Self {
-        ConversionError::Unexpected(e.into())
-    }
-}
-
-/// A conversion as the API shows it. Decimals are strings.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ConversionView {
-    pub id: Uuid,
-    pub partner_id: Uuid,
-    pub from: CurrencyCode,
-    pub to: CurrencyCode,
-    /// In the source currency, at its minor units.
-    #[schema(value_type = String, example = "100.00")]
-    #[serde(serialize_with = "money::serialize_decimal")]
-    pub amount: BigDecimal,
-    /// Units of `to` per one `from`, full precision.
-    #[schema(value_type = String, example = "0.0205")]
-    #[serde(serialize_with = "money::serialize_decimal")]
-    pub rate: BigDecimal,
-    /// `amount × rate`, rounded half-even to the target currency's minor units.
-    #[schema(value_type = String, example = "2.05")]
-    #[serde(serialize_with = "money::serialize_decimal")]
-    pub result: BigDecimal,
-    /// The provider's timestamp of the rate used.
-    pub rate_as_of: DateTime<Utc>,
-    pub rate_provider: String,
-    /// Whether the rate was older than `rates.max_age` (only when stale rates are allowed).
-    pub stale_rate: bool,
-    pub status: Status,
-    pub created_at: DateTime<Utc>,
-    pub finalizes_at: DateTime<Utc>,
-    pub finalized_at: Option<DateTime<Utc>>,
-    pub cancelled_at: Option<DateTime<Utc>>,
-    /// The quote (rate lock) whose rate was used, if any.
-    pub quote_id: Option<Uuid>,
-}
-
-impl From<ConversionRow> for ConversionView {
-    fn from(r: ConversionRow) -> Self {
-        Self {
-            id: r.id,
-            partner_id: r.partner_id,
-            from: r.from_currency,
-            to: r.to_currency,
-            // PostgreSQL may hand NUMERIC back without trailing zeros; show money at the
-            // currency's scale ("5.00", not "5").
-            amount: money::round_to_minor_units(&r.amount, r.from_minor_units),
-            rate: r.rate.normalized(),
-            result: money::round_to_minor_units(&r.result, r.to_minor_units),
-            rate_as_of: r.rate_as_of,
-            rate_provider: r.rate_provider,
-            stale_rate: r.stale_rate,
-            status: r.status,
-            created_at: r.created_at,
-            finalizes_at: r.finalizes_at,
-            finalized_at: r.finalized_at,
-            cancelled_at: r.cancelled_at,
-            quote_id: r.quote_id,
-        }
-    }
-}
-
-pub(super) fn invalid(field: &'static str, message: impl Into<String>) -> ConversionError {
-    ConversionError::Invalid {
-        field,
-        message: message.into(),
-    }
-}
 
 /// A conversion visible to the caller: partners see only their own (another partner's is
 /// "not found", never "forbidden", so existence does not leak).
@@ -228,52 +91,4 @@ pub async fn finalize_due(conversions: &Conversions) -> anyhow::Result<u64> {
         tracing::info!(finalized = total, "conversions finalized");
     }
     Ok(total)
-}
-
-impl From<ConversionError> for ApiError {
-    fn from(e: ConversionError) -> Self {
-        use ConversionError as C;
-        match e {
-            C::Invalid { field, message } => ApiError::validation(field, message),
-            C::Currency(e) => e.into(),
-            C::Rates(e) => e.into(),
-            e @ C::QuoteExpired { .. } => ApiError::ConflictAs {
-                slug: "quote-expired",
-                detail: e.to_string(),
-            },
-            e @ C::QuoteUsed(_) => ApiError::ConflictAs {
-                slug: "quote-used",
-                detail: e.to_string(),
-            },
-            C::InvalidItems { count, errors } => ApiError::Validation {
-                detail: format!(
-                    "{} of {count} items are invalid; nothing was converted",
-                    errors.len()
-                ),
-                errors: errors
-                    .into_iter()
-                    .map(|e| {
-                        crate::error::FieldError::new(
-                            format!("items[{}].{}", e.index, e.field),
-                            e.message,
-                        )
-                    })
-                    .collect(),
-            },
-            C::IdempotencyMismatch => ApiError::Unprocessable {
-                slug: "idempotency-key-reused",
-                detail: "this Idempotency-Key was already used with a different request body"
-                    .into(),
-            },
-            C::NotFound => ApiError::NotFound("no such conversion".into()),
-            C::NotCancellable(status) => {
-                ApiError::Conflict(format!("a {status} conversion cannot be cancelled"))
-            }
-            e @ C::Finalizing { .. } => ApiError::ConflictAs {
-                slug: "conversion-finalizing",
-                detail: e.to_string(),
-            },
-            C::Unexpected(e) => ApiError::Internal(e),
-        }
-    }
 }

@@ -9,9 +9,10 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::service::Status;
+use super::domain::{ConversionView, Status};
 use crate::auth::PartnerId;
 use crate::currencies::CurrencyCode;
+use crate::money;
 
 #[derive(Debug, Clone)]
 pub struct ConversionRow {
@@ -361,4 +362,29 @@ pub async fn finalize_due(
     )
     .fetch_all(conn)
     .await
+}
+
+impl From<ConversionRow> for ConversionView {
+    fn from(r: ConversionRow) -> Self {
+        Self {
+            id: r.id,
+            partner_id: r.partner_id,
+            from: r.from_currency,
+            to: r.to_currency,
+            // PostgreSQL may hand NUMERIC back without trailing zeros; show money at the
+            // currency's scale ("5.00", not "5").
+            amount: money::round_to_minor_units(&r.amount, r.from_minor_units),
+            rate: r.rate.normalized(),
+            result: money::round_to_minor_units(&r.result, r.to_minor_units),
+            rate_as_of: r.rate_as_of,
+            rate_provider: r.rate_provider,
+            stale_rate: r.stale_rate,
+            status: r.status,
+            created_at: r.created_at,
+            finalizes_at: r.finalizes_at,
+            finalized_at: r.finalized_at,
+            cancelled_at: r.cancelled_at,
+            quote_id: r.quote_id,
+        }
+    }
 }

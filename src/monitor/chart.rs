@@ -131,7 +131,7 @@ pub fn duration_chart(title: &str, bars: &[Bar]) -> Markup {
         svg.chart viewBox=(format!("0 0 {WIDTH} {HEIGHT}")) role="img" aria-label=(title) {
             title { (title) }
             line.axis x1=(LEFT) y1=(HEIGHT - BOTTOM) x2=(WIDTH - RIGHT) y2=(HEIGHT - BOTTOM) {}
-            text.tick x=(LEFT - 6.0) y=(TOP + 4.0) text-anchor="end" { (super::views::format_ms(max)) }
+            text.tick x=(LEFT - 6.0) y=(TOP + 4.0) text-anchor="end" { (format_ms(max)) }
             text.tick x=(LEFT - 6.0) y=(HEIGHT - BOTTOM) text-anchor="end" { "0" }
             @if let Some(first) = bars.first().and_then(|b| b.at) {
                 text.tick x=(LEFT) y=(HEIGHT - 6.0) { (first.format("%m-%d %H:%M")) }
@@ -149,6 +149,17 @@ pub fn duration_chart(title: &str, bars: &[Bar]) -> Markup {
                 }
             }
         }
+    }
+}
+
+/// `1.2 s`, `350 ms`, `2 min 5 s`.
+pub fn format_ms(ms: i64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else {
+        format!("{} min {} s", ms / 60_000, (ms % 60_000) / 1000)
     }
 }
 

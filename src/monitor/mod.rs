@@ -26,6 +26,11 @@ use crate::rates::Rates;
 use crate::tasks::Tasks;
 
 pub use routes::configure;
+
+/// The login page, where every page without a session sends the browser.
+pub const LOGIN_PATH: &str = "/monitor/login";
+/// The monitor's one stylesheet.
+pub const CSS_PATH: &str = "/monitor/static/monitor.css";
 pub use session::MonitorSession;
 
 /// What the monitor's pages read and act through: the pool (for run lists and counts of other
@@ -123,7 +128,7 @@ impl ResponseError for MonitorError {
         let message = match self {
             MonitorError::LoginRequired => {
                 return HttpResponse::SeeOther()
-                    .insert_header((header::LOCATION, routes::LOGIN_PATH))
+                    .insert_header((header::LOCATION, LOGIN_PATH))
                     .insert_header((header::CACHE_CONTROL, "no-store"))
                     .finish();
             }

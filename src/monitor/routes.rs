@@ -10,14 +10,11 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::session::{self, MonitorSession, Sessions};
-use super::{Monitor, MonitorError, data, views};
+use super::{LOGIN_PATH, Monitor, MonitorError, data, views};
 use crate::auth::AuthError;
 use crate::auth::domain::{LoginEmail, LoginPassword};
 use crate::currencies::CurrencyCode;
 use crate::tasks::{TaskRegistry, TaskState};
-
-pub const LOGIN_PATH: &str = "/monitor/login";
-pub const CSS_PATH: &str = "/monitor/static/monitor.css";
 
 /// Embedded so that the binary serves it from any working directory.
 const CSS: &str = include_str!("../../static/monitor.css");

@@ -190,7 +190,7 @@ pub fn login_nonce(req: &HttpRequest) -> Option<String> {
 fn new_login_cookie(secure: bool) -> (String, Cookie<'static>) {
     let nonce = hex::encode(rand::random::<[u8; 16]>());
     let cookie = Cookie::build(LOGIN_COOKIE, nonce.clone())
-        .path(super::routes::LOGIN_PATH)
+        .path(super::LOGIN_PATH)
         .http_only(true)
         .same_site(SameSite::Strict)
         .secure(secure)

@@ -6,10 +6,10 @@
 use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, html};
 
-use super::chart::{self, Bar};
+use super::chart::{self, Bar, format_ms};
 use super::data::{Overview, RatesPage, RunFilter, RunsPage};
-use super::routes::{CSS_PATH, LOGIN_PATH};
 use super::session::MonitorSession;
+use super::{CSS_PATH, LOGIN_PATH};
 use crate::tasks::{TaskRun, TaskState};
 
 /// Seconds between automatic reloads of live pages.
@@ -119,17 +119,6 @@ pub fn error_page(title: &str, message: &str) -> Markup {
             }
         },
     )
-}
-
-/// `1.2 s`, `350 ms`, `2 min 5 s`.
-pub fn format_ms(ms: i64) -> String {
-    if ms < 1000 {
-        format!("{ms} ms")
-    } else if ms < 60_000 {
-        format!("{:.1} s", ms as f64 / 1000.0)
-    } else {
-        format!("{} min {} s", ms / 60_000, (ms % 60_000) / 1000)
-    }
 }
 
 /// How long ago (or, for a future instant, in how long) `t` is from `now`, roughly.
@@ -251,6 +240,10 @@ const QUEUE_DEPTH_HELP: &str = "Messages in the Redis stream: runs waiting for a
 const PENDING_HELP: &str = "Of those, runs delivered to a worker and not yet acknowledged (running, or left by a worker that died: redelivered after tasks.visibility_timeout_secs).";
 const QUEUED_HELP: &str = "Runs recorded in PostgreSQL as queued: due or waiting for their time, not yet started. PostgreSQL is the record; a queued run Redis lost is re-enqueued.";
 
+/// How to tell why rates are stale: the fetch job treats "no provider reachable" as an outage (its
+/// runs succeed, the log says why once per cycle) and a refused answer as a fault (failed runs).
+const OUTAGE_OR_FAULT: &str = "No provider reachable (an outage) shows only here and as one log line per fetch; a provider answering something refused shows as failing fetch_rates runs under Recent failures.";
+
 /// `/monitor`: is the service healthy, at a glance.
 pub fn overview_page(session: &MonitorSession, o: &Overview) -> Markup {
     let s = &o.stats;
@@ -267,7 +260,7 @@ pub fn overview_page(session: &MonitorSession, o: &Overview) -> Markup {
                 p.alert.bad role="alert" {
                     "Stale rates: a provider's newest rates are older than "
                     (relative(o.now, o.now - o.max_age).trim_end_matches(" ago"))
-                    "."
+                    ". " (OUTAGE_OR_FAULT)
                 }
             }
             section.tiles {

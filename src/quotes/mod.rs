@@ -22,11 +22,11 @@ use sqlx::PgPool;
 
 use crate::clock::Clock;
 use crate::rates::Rates;
-use crate::settings::{QuoteSettings, StaleRatePolicy};
+use crate::settings::QuoteSettings;
 
-/// What the quote use cases run with: the pool, the clock, `quotes.*` (the spreads), the rates
-/// handle to price through (currencies, rate, `conversions.max_amount`) and
-/// `conversions.stale_rates`, so that a quote refuses a stale rate where a conversion does.
+/// What the quote use cases run with: the pool, the clock, `quotes.*` (the spreads and the caps
+/// on open locks) and the rates handle to price through (the one pricing pipeline, with the
+/// rules of `conversions.*`), so that a quote refuses what a conversion refuses.
 /// Cheap to clone; routes get it as `web::Data<Quotes>`, the `expire_quotes` job as its context.
 #[derive(Clone)]
 pub struct Quotes {
@@ -36,22 +36,19 @@ pub struct Quotes {
     pub clock: Clock,
     /// `quotes.*`: the spread per lock.
     pub settings: Arc<QuoteSettings>,
-    /// Pricing, as for a conversion.
+    /// Pricing, as for a conversion (with its rules: amounts, stale rates).
     pub rates: Rates,
-    /// `conversions.stale_rates`: whether a stale reference rate may be locked.
-    pub stale_rates: StaleRatePolicy,
 }
 
 impl Quotes {
-    /// The quotes handle pricing through `rates` (whose pool and clock it shares), refusing a
-    /// stale rate where `stale_rates` (`conversions.stale_rates`) says so.
-    pub fn new(rates: &Rates, settings: QuoteSettings, stale_rates: StaleRatePolicy) -> Self {
+    /// The quotes handle pricing through `rates` (whose pool, clock and pricing rules it
+    /// shares).
+    pub fn new(rates: &Rates, settings: QuoteSettings) -> Self {
         Self {
             db: rates.db.clone(),
             clock: rates.clock.clone(),
             settings: Arc::new(settings),
             rates: rates.clone(),
-            stale_rates,
         }
     }
 }

@@ -25,9 +25,10 @@ pub struct CreateQuote {
     /// Target currency code.
     #[schema(example = "USD")]
     pub to: CurrencyCode,
-    /// A fixed amount of `from` (decimal string): the quote then shows the result, and a
-    /// conversion on it must be for exactly this amount, once. Leave out to lock only the rate.
-    #[schema(value_type = Option<crate::openapi::PositiveDecimal>, example = "100.00")]
+    /// A fixed amount of `from` (decimal string): the quote shows the result, and a conversion
+    /// on it must be for exactly this amount, once. Required for every lock but `none`; left
+    /// out, the quote is indicative only.
+    #[schema(value_type = Option<crate::money::PositiveDecimal>, example = "100.00")]
     pub amount: Option<RequestedAmount>,
     /// How long the rate is held: `none` (indicative), `five_minutes`, `hour` or `day`.
     #[schema(example = "hour")]
@@ -44,7 +45,9 @@ pub struct CreateQuote {
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No rates for this pair", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid lock, amount or currency; stale reference rate", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid lock, amount or currency (a lock other than `none` needs an amount); stale reference rate", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The partner holds as many open rate locks, or as much notional, as it may (`/problems/too-many-open-locks`)", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds until the first open lock expires"))),
     ))]
 pub async fn create(
     quotes: web::Data<Quotes>,

@@ -18,7 +18,7 @@ use crate::currencies::CurrencyCode;
 use crate::error::ApiError;
 use crate::money::{self, Rate, RequestedAmount};
 use crate::rates::RatesError;
-use crate::rates::pricing::{self, Purpose};
+use crate::rates::pricing::{PriceRequest, Pricer, Purpose};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QuoteError {
@@ -33,6 +33,12 @@ pub enum QuoteError {
     Pricing(#[from] RatesError),
     #[error("no such quote")]
     NotFound,
+    /// The partner holds as many open rate locks (or as much notional) as it may.
+    #[error("{detail}")]
+    TooManyOpenLocks {
+        detail: String,
+        retry_after_secs: u64,
+    },
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -49,6 +55,14 @@ impl From<QuoteError> for ApiError {
             QuoteError::Invalid { field, message } => ApiError::validation(field, message),
             QuoteError::Pricing(e) => e.into(),
             QuoteError::NotFound => ApiError::NotFound("no such quote".into()),
+            QuoteError::TooManyOpenLocks {
+                detail,
+                retry_after_secs,
+            } => ApiError::TooManyRequestsAs {
+                slug: "too-many-open-locks",
+                detail,
+                retry_after_secs,
+            },
             QuoteError::Unexpected(e) => ApiError::Internal(e),
         }
     }
@@ -87,7 +101,8 @@ pub struct QuoteView {
     #[schema(value_type = String, example = "1.09945")]
     #[serde(serialize_with = "money::serialize_decimal")]
     pub rate: BigDecimal,
-    /// `amount × rate`, half-even to the target's minor units, when an amount was given.
+    /// `amount × rate`, rounded toward zero to the target's minor units, when an amount was
+    /// given.
     #[schema(value_type = Option<String>, example = "109.95")]
     #[serde(serialize_with = "money::serialize_opt_decimal")]
     pub result: Option<BigDecimal>,
@@ -139,8 +154,11 @@ pub struct QuoteRequest<'a> {
     pub lock: Lock,
 }
 
-/// Prices the pair at the rate in force, takes the lock's spread off it and stores the quote.
-/// A stale reference rate is refused where stale conversions are.
+/// Prices the pair on the pricing pipeline (the reference rate less the lock's spread) and
+/// stores the quote. A redeemable lock is for a fixed amount, used once, and counts against the
+/// partner's cap on open locks (`quotes.max_open_locks`, `quotes.max_open_notional`): the
+/// count, the check and the insert are one transaction, serialised per partner, so parallel
+/// requests cannot pass the cap together.
 #[tracing::instrument(skip(quotes, req), fields(partner_id = %partner, from = %req.from, to = %req.to, lock = req.lock.as_str()))]
 pub async fn create(
     quotes: &Quotes,
@@ -148,50 +166,99 @@ pub async fn create(
     req: QuoteRequest<'_>,
 ) -> Result<QuoteView, QuoteError> {
     let lock = req.lock;
-    let rates = &quotes.rates;
-    // Checked against PostgreSQL, as for a conversion, since the quote is recorded.
-    let (source, target) =
-        pricing::usable_pair(rates, req.from, req.to, None, Purpose::Record).await?;
-    let quote = crate::rates::service::quote(rates, req.from, req.to, None).await?;
-    let amount = req
-        .amount
-        .map(|raw| pricing::parse_amount(&rates.max_amount, raw, &source))
-        .transpose()?;
-    pricing::refuse_stale(quotes.stale_rates, &quote)?;
-    let spread_bps = lock.spread_bps(&quotes.settings.spread_bps);
-    let rate: Rate = quote
-        .rate
-        .with_spread(spread_bps)
-        .map_err(|e| anyhow::anyhow!("spread of {spread_bps} bps: {e}"))?;
+    let redeemable = lock != Lock::None;
+    let purpose = Purpose::RateLock {
+        lock_bps: lock.spread_bps(&quotes.settings.spread_bps),
+        redeemable,
+    };
+    let priced = Pricer::new(&quotes.rates, purpose)
+        .price(PriceRequest {
+            from: req.from,
+            to: req.to,
+            amount: req.amount,
+            at: None,
+        })
+        .await?;
+    let notional = match (&priced.amount, redeemable) {
+        (Some(amount), true) => Some(notional(quotes, priced.from, amount.value()).await?),
+        _ => None,
+    };
     // PostgreSQL keeps microseconds: answer with what a later read returns.
     let now = quotes.clock.now().trunc_subsecs(6);
     let row = QuoteRow {
         id: Uuid::now_v7(),
         partner_id: partner.as_uuid(),
-        from_currency: req.from,
-        to_currency: req.to,
-        result: amount
-            .as_ref()
-            .map(|a| money::convert(a.value(), &rate, target.minor_units)),
-        amount: amount.map(|a| a.value().clone()),
-        from_minor_units: source.minor_units,
-        to_minor_units: target.minor_units,
-        reference_rate: quote.rate.value().clone(),
-        spread_bps: i32::try_from(spread_bps).unwrap_or(i32::MAX),
-        rate: rate.into_inner(),
-        rate_provider: quote.provider.clone(),
-        reference_as_of: quote.as_of,
-        from_quote_id: quote.from_quote_id,
-        to_quote_id: quote.to_quote_id,
-        stale_rate: quote.stale,
+        from_currency: priced.from,
+        to_currency: priced.to,
+        amount: priced.amount.as_ref().map(|a| a.value().clone()),
+        result: priced.result.clone(),
+        from_minor_units: priced.from_minor_units,
+        to_minor_units: priced.to_minor_units,
+        reference_rate: priced.reference.rate.value().clone(),
+        spread_bps: i32::try_from(priced.spread_bps).unwrap_or(i32::MAX),
+        rate: priced.rate.value().clone(),
+        rate_provider: priced.reference.provider.clone(),
+        reference_as_of: priced.reference.as_of,
+        from_quote_id: priced.reference.from_quote_id,
+        to_quote_id: priced.reference.to_quote_id,
+        stale_rate: priced.reference.stale,
         lock,
         created_at: now,
         expires_at: lock.expires_at(now),
         used_at: None,
     };
-    store::insert(&quotes.db, &row).await?;
-    tracing::info!(quote_id = %row.id, spread_bps, "quote created");
+    let mut tx = quotes.db.begin().await?;
+    if let Some(notional) = &notional {
+        store::lock_partner_locks(&mut tx, partner).await?;
+        let open = store::open_locks(&mut tx, partner, now).await?;
+        let settings = &quotes.settings;
+        let over_count = open.count >= i64::from(settings.max_open_locks);
+        let over_notional = &open.notional + notional > settings.max_open_notional;
+        if over_count || over_notional {
+            let retry_after_secs = open
+                .first_expiry
+                .map(|t| (t - now).num_seconds().max(1))
+                .and_then(|s| u64::try_from(s).ok())
+                .unwrap_or(1);
+            let detail = if over_count {
+                format!(
+                    "{} rate locks are open, the most one partner may hold; one frees up when a lock is used or expires",
+                    open.count
+                )
+            } else {
+                format!(
+                    "open rate locks would be worth {} {}, above the {} {} one partner may hold",
+                    money::round_to_minor_units(&(&open.notional + notional), 2).to_plain_string(),
+                    settings.notional_currency,
+                    settings.max_open_notional.to_plain_string(),
+                    settings.notional_currency,
+                )
+            };
+            return Err(QuoteError::TooManyOpenLocks {
+                detail,
+                retry_after_secs,
+            });
+        }
+    }
+    store::insert(&mut tx, &row, notional.as_ref()).await?;
+    tx.commit().await?;
+    tracing::info!(quote_id = %row.id, spread_bps = priced.spread_bps, "quote created");
     Ok(QuoteView::new(row, now))
+}
+
+/// What `amount` of `from` is worth in `quotes.notional_currency` at the reference rate in
+/// force: the measure of a lock's size for the cap on open locks.
+async fn notional(
+    quotes: &Quotes,
+    from: CurrencyCode,
+    amount: &BigDecimal,
+) -> Result<BigDecimal, QuoteError> {
+    let unit = quotes.settings.notional_currency;
+    if from == unit {
+        return Ok(amount.clone());
+    }
+    let rate = crate::rates::service::quote(&quotes.rates, from, unit, None).await?;
+    Ok(amount * rate.rate.value())
 }
 
 /// A partner's own quote; another partner's is "not found", never "forbidden".
@@ -254,6 +321,9 @@ pub enum QuoteUseError {
     Expired { expires_at: DateTime<Utc> },
     /// A fixed-amount quote already converted on.
     Used,
+    /// A lock without an amount (made before locks required one): indicative only, since a
+    /// rate held for any amount, any number of times, is a free option.
+    NoAmount,
     /// The conversion is not what was quoted (`from`, `to` or `amount`).
     Mismatch {
         field: &'static str,
@@ -305,8 +375,8 @@ pub async fn claim(
 }
 
 impl ClaimedQuotes {
-    /// Checks that quote `id` covers converting `amount` from `from` to `to` now, and takes it
-    /// when it is single use.
+    /// Checks that quote `id` covers converting exactly `amount` from `from` to `to` now, and
+    /// takes it: a lock is used once.
     pub fn take(
         &mut self,
         id: Uuid,
@@ -331,18 +401,18 @@ impl ClaimedQuotes {
                 });
             }
         }
-        if let Some(fixed) = &q.amount {
-            if fixed != amount {
-                return Err(QuoteUseError::Mismatch {
-                    field: "amount",
-                    message: format!(
-                        "the quote is for exactly {}",
-                        money::round_to_minor_units(fixed, q.from_minor_units).to_plain_string()
-                    ),
-                });
-            }
-            self.taken.insert(id);
+        let fixed = q.amount.as_ref().ok_or(QuoteUseError::NoAmount)?;
+        if fixed != amount {
+            return Err(QuoteUseError::Mismatch {
+                field: "amount",
+                message: format!(
+                    "the quote is for exactly {}",
+                    money::round_to_minor_units(fixed, q.from_minor_units).to_plain_string()
+                ),
+            });
         }
+        // Every redeemable lock is single use.
+        self.taken.insert(id);
         // The schema keeps a stored rate positive.
         let rate = Rate::new(q.rate.clone()).map_err(|_| QuoteUseError::NotFound)?;
         Ok(LockedRate {

@@ -33,12 +33,17 @@ pub struct QuoteRow {
     pub used_at: Option<DateTime<Utc>>,
 }
 
-pub async fn insert(db: &PgPool, q: &QuoteRow) -> Result<(), sqlx::Error> {
+pub async fn insert(
+    conn: &mut PgConnection,
+    q: &QuoteRow,
+    notional: Option<&BigDecimal>,
+) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "INSERT INTO quotes (id, partner_id, from_currency, to_currency, amount, result,
              from_minor_units, to_minor_units, reference_rate, spread_bps, rate, rate_provider,
-             reference_as_of, from_quote_id, to_quote_id, stale_rate, lock, created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+             reference_as_of, from_quote_id, to_quote_id, stale_rate, lock, created_at, expires_at,
+             notional)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
         q.id,
         q.partner_id,
         q.from_currency.as_str(),
@@ -58,10 +63,59 @@ pub async fn insert(db: &PgPool, q: &QuoteRow) -> Result<(), sqlx::Error> {
         q.lock.as_str(),
         q.created_at,
         q.expires_at,
+        notional,
     )
-    .execute(db)
+    .execute(conn)
     .await?;
     Ok(())
+}
+
+/// A partner's rate locks that are still open (redeemable, unused, unexpired).
+#[derive(Debug, Clone)]
+pub struct OpenLocks {
+    pub count: i64,
+    /// Their notional, summed (in `quotes.notional_currency`).
+    pub notional: BigDecimal,
+    /// When the first of them expires.
+    pub first_expiry: Option<DateTime<Utc>>,
+}
+
+/// Serialises the creation of one partner's locks until the transaction ends, so that the
+/// count read by [`open_locks`] is still true when the new lock is inserted.
+pub async fn lock_partner_locks(
+    conn: &mut PgConnection,
+    partner: PartnerId,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock(hashtextextended('quotes.open_locks:' || $1::uuid::text, 0))",
+        partner.as_uuid(),
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The partner's open locks at `now`.
+pub async fn open_locks(
+    conn: &mut PgConnection,
+    partner: PartnerId,
+    now: DateTime<Utc>,
+) -> Result<OpenLocks, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"SELECT count(*) AS "count!", coalesce(sum(notional), 0) AS "notional!",
+                  min(expires_at) AS first_expiry
+           FROM quotes
+           WHERE partner_id = $1 AND lock <> 'none' AND used_at IS NULL AND expires_at > $2"#,
+        partner.as_uuid(),
+        now,
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(OpenLocks {
+        count: row.count,
+        notional: row.notional,
+        first_expiry: row.first_expiry,
+    })
 }
 
 /// A partner's quote; another partner's is as absent as a missing one.

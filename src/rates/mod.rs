@@ -24,7 +24,6 @@ pub mod view;
 
 use std::sync::Arc;
 
-use bigdecimal::BigDecimal;
 use futures_util::future::BoxFuture;
 use sqlx::PgPool;
 
@@ -48,9 +47,9 @@ pub struct Rates {
     pub redis: Redis,
     /// `rates.*`.
     pub settings: Arc<RatesSettings>,
-    /// `conversions.max_amount`: the largest amount priced (the one pricing path checks it for
-    /// `GET /convert` and for conversions alike).
-    pub max_amount: Arc<BigDecimal>,
+    /// `conversions.*` rules every price follows ([`pricing::Pricer`]): the bounds of an
+    /// amount and the stale-rate policy.
+    pub rules: Arc<pricing::PricingRules>,
     /// Now, for staleness and fetch times.
     pub clock: Clock,
     /// The latest-rates cache and provider client of this process.
@@ -61,16 +60,35 @@ pub struct Rates {
 
 impl Rates {
     /// The rates handle of a process, with a fresh (empty) cache.
-    pub fn new(state: &AppState) -> Self {
+    pub fn new(
+        db: PgPool,
+        redis: Redis,
+        clock: Clock,
+        settings: RatesSettings,
+        rules: pricing::PricingRules,
+        fetch_schedule: crate::settings::CronExpression,
+    ) -> Self {
         Self {
-            db: state.db.clone(),
-            redis: state.redis.clone(),
-            settings: Arc::new(state.settings.rates.clone()),
-            max_amount: Arc::new(state.settings.conversions.max_amount.clone()),
-            clock: state.clock.clone(),
+            db,
+            redis,
+            settings: Arc::new(settings),
+            rules: Arc::new(rules),
+            clock,
             runtime: Arc::default(),
-            fetch_schedule: state.settings.tasks.schedule.fetch_rates.clone(),
+            fetch_schedule,
         }
+    }
+
+    /// The rates handle of an application's state.
+    pub fn of(state: &AppState) -> Self {
+        Self::new(
+            state.db.clone(),
+            state.redis.clone(),
+            state.clock.clone(),
+            state.settings.rates.clone(),
+            pricing::PricingRules::from_settings(&state.settings.conversions),
+            state.settings.tasks.schedule.fetch_rates.clone(),
+        )
     }
 }
 

@@ -1,8 +1,24 @@
-//! The one way an amount is priced, for `GET /convert` (a quote, nothing recorded), for
-//! `POST /conversions` (recorded by `conversions`) and for rate locks (`POST /quotes`, recorded
-//! by `quotes` from the steps [`usable_pair`], [`service::quote`], [`parse_amount`] and
-//! [`refuse_stale`]): the same validation in the same order and the same errors for the same
-//! fault. Money arithmetic is [`crate::money`]'s.
+//! The one pricing pipeline. Every price the service makes goes through [`Pricer`]: the
+//! indicative `GET /convert`, `POST /conversions` (at the rate in force or on a rate lock), each
+//! item of `POST /conversions/batch` and `POST /quotes`. The steps run in one fixed order, so one
+//! faulty request gets one answer wherever it is sent:
+//!
+//! 1. **pair**: two distinct currencies, both supported, enabled and not retired (any known one
+//!    for an instant in the past);
+//! 2. **amount**: positive, with at most the source currency's minor units, within
+//!    `conversions.max_amount` and the currency's `conversions.min_amounts` (required for what
+//!    is recorded and for a redeemable lock);
+//! 3. **rate**: a rate is stored for the pair;
+//! 4. **freshness**: a stale rate is refused where `conversions.stale_rates` says so, for what
+//!    is recorded or held; an indicative price only flags it;
+//! 5. **price**: the reference rate less the lock's spread, then the result, rounded toward zero
+//!    by [`crate::money::convert`], which refuses a result of zero.
+//!
+//! Where a purpose reads currencies (the in-memory cache, PostgreSQL, one read per batch) is the
+//! only thing that differs, and it changes no answer: only how quickly an admin's change on
+//! another instance is seen. Money arithmetic is [`crate::money`]'s.
+
+use std::collections::HashMap;
 
 use bigdecimal::BigDecimal;
 use chrono::{DateTime, Utc};
@@ -12,8 +28,28 @@ use utoipa::ToSchema;
 use super::Rates;
 use super::service::{self, RateQuote, RatesError, Use, check_currency};
 use crate::currencies::{Currency, CurrencyCode, CurrencyError};
-use crate::money::{self, Amount, Rate, RequestedAmount};
-use crate::settings::StaleRatePolicy;
+use crate::money::{self, Amount, Bounds, Rate, RequestedAmount};
+use crate::settings::{ConversionSettings, StaleRatePolicy};
+
+/// The rules every price follows, from `conversions.*`: the bounds of an amount and what a
+/// stale rate means for what is recorded.
+#[derive(Debug, Clone)]
+pub struct PricingRules {
+    /// `conversions.max_amount` and `conversions.min_amounts`.
+    pub bounds: Bounds,
+    /// `conversions.stale_rates`.
+    pub stale_rates: StaleRatePolicy,
+}
+
+impl PricingRules {
+    /// The rules of `conversions.*`.
+    pub fn from_settings(settings: &ConversionSettings) -> Self {
+        Self {
+            bounds: settings.amount_bounds(),
+            stale_rates: settings.stale_rates,
+        }
+    }
+}
 
 /// What is asked: `amount` of `from` in `to`, now (`at = None`) or at a past instant.
 #[derive(Debug, Clone, Copy)]
@@ -22,40 +58,275 @@ pub struct PriceRequest<'a> {
     pub from: CurrencyCode,
     /// Target currency.
     pub to: CurrencyCode,
-    /// The amount as sent (checked against the source currency by [`price`]).
-    pub amount: &'a RequestedAmount,
-    /// A past instant, or `None` for the rate in force.
+    /// The amount as sent (checked against the source currency in step 2). `None` only for an
+    /// indicative rate lock.
+    pub amount: Option<&'a RequestedAmount>,
+    /// A past instant (indicative prices only), or `None` for the rate in force.
     pub at: Option<DateTime<Utc>>,
 }
 
-/// Why the amount is priced, which decides where currencies are checked.
+/// Why an amount is priced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
-    /// A quote: currencies are checked against the latest-rates cache (at most
-    /// [`super::cache::VERSION_CHECK_INTERVAL`] behind another instance's change).
-    Quote,
-    /// A conversion about to be recorded: currencies are read from PostgreSQL, so a currency an
-    /// admin just disabled on another instance is refused at once.
-    Record,
+    /// `GET /convert`: nothing is recorded. Currencies come from the latest-rates cache (at most
+    /// [`super::cache::VERSION_CHECK_INTERVAL`] behind another instance's change); a stale rate
+    /// is flagged, not refused.
+    Indicative,
+    /// `POST /conversions` at the rate in force: currencies from the cache, and from PostgreSQL
+    /// when the cache refuses (the insert checks them again in PostgreSQL).
+    Conversion,
+    /// `POST /conversions` on a rate lock: steps 1–2 here, the rate is the lock's
+    /// ([`Checked::at_locked_rate`]). Currencies from PostgreSQL.
+    LockedConversion,
+    /// One item of a batch: currencies from one read of PostgreSQL for the whole batch.
+    BatchItem,
+    /// `POST /quotes`: the reference rate less `lock_bps`. A `redeemable` lock (any lock but
+    /// `none`) holds a rate for a fixed amount, so the amount is required. Currencies from
+    /// PostgreSQL.
+    RateLock {
+        /// The lock's spread, in basis points below the reference rate.
+        lock_bps: u32,
+        /// Whether a conversion may later use it.
+        redeemable: bool,
+    },
 }
 
-/// A priced amount: what was asked, at which rate, and the rounded result.
+impl Purpose {
+    /// Whether what is priced is recorded or held, so that a stale rate is refused where
+    /// `conversions.stale_rates` says so.
+    fn commits(self) -> bool {
+        !matches!(self, Purpose::Indicative)
+    }
+
+    fn lock_bps(self) -> u32 {
+        match self {
+            Purpose::RateLock { lock_bps, .. } => lock_bps,
+            _ => 0,
+        }
+    }
+}
+
+/// Steps 1–2 passed: the pair and the amount.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// Source currency.
+    pub from: Currency,
+    /// Target currency.
+    pub to: Currency,
+    /// The amount, at the source currency's minor units (`None` for an indicative lock).
+    pub amount: Option<Amount>,
+}
+
+impl Checked {
+    /// Step 5 on a rate the partner locked earlier (its spread already taken): the result of
+    /// the amount, refused when it rounds to zero.
+    pub fn at_locked_rate(&self, rate: &Rate) -> Result<Option<BigDecimal>, RatesError> {
+        self.amount
+            .as_ref()
+            .map(|a| money::convert(a.value(), rate, self.to.code, self.to.minor_units))
+            .transpose()
+            .map_err(RatesError::Amount)
+    }
+}
+
+/// A price: what was asked, the reference rate and where it comes from, what was taken off
+/// it, the rate the partner gets and the result.
 #[derive(Debug, Clone)]
 pub struct Priced {
     /// Source currency.
     pub from: CurrencyCode,
     /// Target currency.
     pub to: CurrencyCode,
-    /// The amount, at the source currency's minor units.
-    pub amount: Amount,
-    /// The rate used and where it comes from.
-    pub quote: RateQuote,
-    /// `amount × rate`, rounded half-even to the target's minor units.
-    pub result: BigDecimal,
     /// Minor units of `from`.
     pub from_minor_units: i16,
     /// Minor units of `to`.
     pub to_minor_units: i16,
+    /// The reference rate and its provenance.
+    pub reference: RateQuote,
+    /// Basis points taken off the reference rate (the lock's spread; 0 for a conversion).
+    pub spread_bps: u32,
+    /// The rate the partner gets: `reference × (1 − spread_bps / 10000)`.
+    pub rate: Rate,
+    /// The amount, at the source currency's minor units (`None` for an indicative lock).
+    pub amount: Option<Amount>,
+    /// `amount × rate` rounded toward zero to the target's minor units, never zero.
+    pub result: Option<BigDecimal>,
+}
+
+impl Priced {
+    /// The amount and its result, which every purpose but an indicative lock has (step 2
+    /// requires the amount).
+    pub fn amount_and_result(&self) -> Result<(&Amount, &BigDecimal), RatesError> {
+        self.amount
+            .as_ref()
+            .zip(self.result.as_ref())
+            .ok_or_else(|| RatesError::Unexpected(anyhow::anyhow!("a price without an amount")))
+    }
+}
+
+/// Prices requests for one purpose. One per request; a batch keeps one for all its items, so
+/// that currencies are read once and each pair's rate is looked up once.
+pub struct Pricer<'r> {
+    rates: &'r Rates,
+    purpose: Purpose,
+    /// PostgreSQL decides the currencies (after it disagreed with the cache).
+    from_database: bool,
+    /// A batch's one read of the currencies.
+    currencies: Option<HashMap<CurrencyCode, Currency>>,
+    /// Rates already looked up for this request.
+    rates_seen: HashMap<(CurrencyCode, CurrencyCode), RateQuote>,
+}
+
+impl<'r> Pricer<'r> {
+    /// A pricer for `purpose` on the rates (and pricing rules) of `rates`.
+    pub fn new(rates: &'r Rates, purpose: Purpose) -> Self {
+        Self {
+            rates,
+            purpose,
+            from_database: false,
+            currencies: None,
+            rates_seen: HashMap::new(),
+        }
+    }
+
+    /// From now on currencies are read from PostgreSQL, whatever the purpose: for a second
+    /// attempt after PostgreSQL refused what the cache accepted.
+    pub fn currencies_from_database(mut self) -> Self {
+        self.from_database = true;
+        self
+    }
+
+    /// Steps 1 and 2: the pair and the amount.
+    pub async fn check(&mut self, req: PriceRequest<'_>) -> Result<Checked, RatesError> {
+        let (from, to) = self.pair(req).await?;
+        let amount = self.amount(req, &from)?;
+        Ok(Checked { from, to, amount })
+    }
+
+    /// Every step: the pair, the amount, the rate, its freshness, the price.
+    pub async fn price(&mut self, req: PriceRequest<'_>) -> Result<Priced, RatesError> {
+        let checked = self.check(req).await?;
+        let reference = self.rate(req).await?;
+        if self.purpose.commits() {
+            refuse_stale(self.rates.rules.stale_rates, &reference)?;
+        }
+        let spread_bps = self.purpose.lock_bps();
+        let rate = reference
+            .rate
+            .with_spread(spread_bps)
+            .map_err(|e| anyhow::anyhow!("a spread of {spread_bps} bps: {e}"))?;
+        let result = checked.at_locked_rate(&rate)?;
+        Ok(Priced {
+            from: checked.from.code,
+            to: checked.to.code,
+            from_minor_units: checked.from.minor_units,
+            to_minor_units: checked.to.minor_units,
+            reference,
+            spread_bps,
+            rate,
+            amount: checked.amount,
+            result,
+        })
+    }
+
+    /// Step 1.
+    async fn pair(&mut self, req: PriceRequest<'_>) -> Result<(Currency, Currency), RatesError> {
+        if req.from == req.to {
+            return Err(RatesError::Invalid {
+                field: "to",
+                message: "must differ from `from`".into(),
+            });
+        }
+        let from = self.currency(req.from, "from", req.at).await?;
+        let to = self.currency(req.to, "to", req.at).await?;
+        Ok((from, to))
+    }
+
+    async fn currency(
+        &mut self,
+        code: CurrencyCode,
+        field: &'static str,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<Currency, RatesError> {
+        if self.from_database {
+            return from_database(self.rates, code, field).await;
+        }
+        match self.purpose {
+            Purpose::Indicative => {
+                let entry = self.rates.runtime.cache.get(self.rates).await?;
+                let usage = if at.is_some() {
+                    Use::History
+                } else {
+                    Use::Latest
+                };
+                Ok(check_currency(&entry, code, usage, field)?.clone())
+            }
+            Purpose::Conversion => {
+                if let Ok(entry) = self.rates.runtime.cache.get(self.rates).await {
+                    if let Ok(c) = check_currency(&entry, code, Use::Latest, field) {
+                        return Ok(c.clone());
+                    }
+                }
+                // The cache may be behind an admin's change on another instance, or unable to
+                // load: PostgreSQL decides, and says precisely why (or that it is unavailable).
+                from_database(self.rates, code, field).await
+            }
+            Purpose::LockedConversion | Purpose::RateLock { .. } => {
+                from_database(self.rates, code, field).await
+            }
+            Purpose::BatchItem => {
+                if self.currencies.is_none() {
+                    let all = crate::currencies::service::list(&self.rates.db, true)
+                        .await
+                        .map_err(currency_error)?;
+                    self.currencies = Some(all.into_iter().map(|c| (c.code, c)).collect());
+                }
+                let found = self.currencies.as_ref().and_then(|m| m.get(&code)).cloned();
+                usable(found, code, field)
+            }
+        }
+    }
+
+    /// Step 2.
+    fn amount(&self, req: PriceRequest<'_>, from: &Currency) -> Result<Option<Amount>, RatesError> {
+        match req.amount {
+            Some(requested) => Ok(Some(Amount::of(
+                requested,
+                from.code,
+                from.minor_units,
+                &self.rates.rules.bounds,
+            )?)),
+            None => match self.purpose {
+                Purpose::RateLock {
+                    redeemable: false, ..
+                } => Ok(None),
+                Purpose::RateLock { .. } => Err(RatesError::Invalid {
+                    field: "amount",
+                    message: "a rate lock holds a rate for a fixed amount, once: send `amount` \
+                              (or `lock: none` for an indicative quote without one)"
+                        .into(),
+                }),
+                _ => Err(RatesError::Invalid {
+                    field: "amount",
+                    message: "is required".into(),
+                }),
+            },
+        }
+    }
+
+    /// Step 3.
+    async fn rate(&mut self, req: PriceRequest<'_>) -> Result<RateQuote, RatesError> {
+        if req.at.is_none() {
+            if let Some(seen) = self.rates_seen.get(&(req.from, req.to)) {
+                return Ok(seen.clone());
+            }
+        }
+        let quote = service::quote(self.rates, req.from, req.to, req.at).await?;
+        if req.at.is_none() {
+            self.rates_seen.insert((req.from, req.to), quote.clone());
+        }
+        Ok(quote)
+    }
 }
 
 fn usable(
@@ -71,6 +342,14 @@ fn usable(
     }
 }
 
+fn currency_error(e: CurrencyError) -> RatesError {
+    match e {
+        // Kept whole, so that an unavailable database still reads as one (503).
+        CurrencyError::Unexpected(e) => RatesError::Unexpected(e),
+        other => RatesError::Unexpected(anyhow::Error::new(other)),
+    }
+}
+
 async fn from_database(
     rates: &Rates,
     code: CurrencyCode,
@@ -78,67 +357,12 @@ async fn from_database(
 ) -> Result<Currency, RatesError> {
     let found = crate::currencies::service::find(&rates.db, code)
         .await
-        .map_err(|e| match e {
-            // Kept whole, so that an unavailable database still reads as one (503).
-            CurrencyError::Unexpected(e) => RatesError::Unexpected(e),
-            other => RatesError::Unexpected(anyhow::Error::new(other)),
-        })?;
+        .map_err(currency_error)?;
     usable(found, code, field)
 }
 
-/// The two currencies of a request, checked: distinct, and usable (any known one for a past
-/// instant when `purpose` is a quote). The first step of [`price`]; rate locks use it alone.
-pub async fn usable_pair(
-    rates: &Rates,
-    from: CurrencyCode,
-    to: CurrencyCode,
-    at: Option<DateTime<Utc>>,
-    purpose: Purpose,
-) -> Result<(Currency, Currency), RatesError> {
-    if from == to {
-        return Err(RatesError::Invalid {
-            field: "to",
-            message: "must differ from `from`".into(),
-        });
-    }
-    Ok(match purpose {
-        Purpose::Record => (
-            from_database(rates, from, "from").await?,
-            from_database(rates, to, "to").await?,
-        ),
-        Purpose::Quote => {
-            let entry = rates.runtime.cache.get(rates).await?;
-            let usage = if at.is_some() {
-                Use::History
-            } else {
-                Use::Latest
-            };
-            (
-                check_currency(&entry, from, usage, "from")?.clone(),
-                check_currency(&entry, to, usage, "to")?.clone(),
-            )
-        }
-    })
-}
-
-/// An amount of `currency` as sent: positive, within `conversions.max_amount`, with at most the
-/// currency's minor units. The second step of [`price`].
-pub fn parse_amount(
-    max: &BigDecimal,
-    requested: &RequestedAmount,
-    currency: &Currency,
-) -> Result<Amount, RatesError> {
-    Ok(Amount::of(
-        requested,
-        currency.code.as_str(),
-        currency.minor_units,
-        max,
-    )?)
-}
-
-/// Refuses a stale rate where `policy` (`conversions.stale_rates`) says so: the last step of
-/// pricing what is recorded or held (a conversion, a rate lock); `GET /convert` only flags it.
-pub fn refuse_stale(policy: StaleRatePolicy, quote: &RateQuote) -> Result<(), RatesError> {
+/// Step 4: refuses a stale rate where `policy` (`conversions.stale_rates`) says so.
+fn refuse_stale(policy: StaleRatePolicy, quote: &RateQuote) -> Result<(), RatesError> {
     if quote.stale && policy == StaleRatePolicy::Refuse {
         return Err(RatesError::StaleRate {
             from: quote.from,
@@ -147,30 +371,6 @@ pub fn refuse_stale(policy: StaleRatePolicy, quote: &RateQuote) -> Result<(), Ra
         });
     }
     Ok(())
-}
-
-/// Validates and prices `req`: the currencies differ and may be used (any known one for a past
-/// instant), the amount is positive, within `conversions.max_amount` and has at most the source
-/// currency's minor units; then the rate in force (or at `at`) is applied.
-pub async fn price(
-    rates: &Rates,
-    req: PriceRequest<'_>,
-    purpose: Purpose,
-) -> Result<Priced, RatesError> {
-    let PriceRequest { from, to, at, .. } = req;
-    let (source, target) = usable_pair(rates, from, to, at, purpose).await?;
-    let amount = parse_amount(&rates.max_amount, req.amount, &source)?;
-    let quote = service::quote(rates, from, to, at).await?;
-    let result = money::convert(amount.value(), &quote.rate, target.minor_units);
-    Ok(Priced {
-        from,
-        to,
-        amount,
-        quote,
-        result,
-        from_minor_units: source.minor_units,
-        to_minor_units: target.minor_units,
-    })
 }
 
 /// A conversion priced but not recorded.
@@ -187,7 +387,7 @@ pub struct ConversionQuote {
     /// Units of `to` per one `from`.
     #[schema(value_type = String)]
     pub rate: Rate,
-    /// `amount × rate`, rounded half-even to `to`'s minor units.
+    /// `amount × rate`, rounded toward zero to `to`'s minor units.
     #[schema(value_type = String)]
     #[serde(serialize_with = "money::serialize_decimal")]
     pub result: BigDecimal,
@@ -201,17 +401,21 @@ pub struct ConversionQuote {
     pub stale_rate: bool,
 }
 
-impl From<Priced> for ConversionQuote {
-    fn from(p: Priced) -> Self {
-        Self {
+impl TryFrom<Priced> for ConversionQuote {
+    type Error = RatesError;
+
+    fn try_from(p: Priced) -> Result<Self, RatesError> {
+        let (amount, result) = p.amount_and_result()?;
+        let (amount, result) = (amount.value().clone(), result.clone());
+        Ok(Self {
             from: p.from,
             to: p.to,
-            amount: p.amount.value().clone(),
-            rate: p.quote.rate,
-            result: p.result,
-            rate_as_of: p.quote.as_of,
-            rate_provider: p.quote.provider,
-            stale_rate: p.quote.stale,
-        }
+            amount,
+            rate: p.rate,
+            result,
+            rate_as_of: p.reference.as_of,
+            rate_provider: p.reference.provider,
+            stale_rate: p.reference.stale,
+        })
     }
 }

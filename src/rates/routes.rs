@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use utoipa::IntoParams;
 
 use super::Rates;
-use super::pricing::{self, ConversionQuote, PriceRequest, Purpose};
+use super::pricing::{ConversionQuote, PriceRequest, Pricer, Purpose};
 use super::series::{self, Interval, Series};
 use super::service::{self, RatesTable};
 use crate::auth::AuthenticatedUser;
@@ -78,7 +78,7 @@ pub struct ConvertParams {
     /// Target currency.
     pub to: CurrencyCode,
     /// Amount in the source currency, as a decimal with at most its minor units.
-    #[param(value_type = crate::openapi::PositiveDecimal)]
+    #[param(value_type = crate::money::PositiveDecimal)]
     pub amount: RequestedAmount,
     /// RFC 3339 instant to price at (default: now).
     pub at: Option<DateTime<Utc>>,
@@ -295,10 +295,13 @@ pub async fn convert(
     let request = PriceRequest {
         from: params.from,
         to: params.to,
-        amount: &params.amount,
+        amount: Some(&params.amount),
         at: params.at,
     };
-    let quote = ConversionQuote::from(pricing::price(&state, request, Purpose::Quote).await?);
+    let priced = Pricer::new(&state, Purpose::Indicative)
+        .price(request)
+        .await?;
+    let quote = ConversionQuote::try_from(priced)?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(quote))

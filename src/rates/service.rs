@@ -398,4 +398,3 @@ impl From<RatesError> for ApiError {
 pub use super::fetch::{
     FetchReport, StoreOutcome, any_rates_stored, fetch_and_store, known_currencies, store_snapshot,
 };
-pub use super::pricing::ConversionQuote;

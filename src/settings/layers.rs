@@ -23,6 +23,20 @@ pub(super) const CONVENTIONAL: [(&str, &str); 3] = [
     ("JWT_SECRET", "auth.jwt_secret"),
 ];
 
+/// Settings that are maps, whose keys the operator chooses (a currency code): any key under
+/// them is a setting. `base.toml` has each as an empty table.
+const MAP_SECTIONS: [&str; 1] = ["conversions.min_amounts"];
+
+/// Whether `key` is a setting: a key of `base.toml`, or an entry of a map setting.
+fn is_known(base: &BTreeMap<String, Value>, key: &str) -> bool {
+    base.contains_key(key)
+        || MAP_SECTIONS.iter().any(|section| {
+            key.strip_prefix(section)
+                .and_then(|rest| rest.strip_prefix('.'))
+                .is_some_and(|entry| !entry.is_empty() && !entry.contains('.'))
+        })
+}
+
 /// Keys whose values are never printed.
 const SECRETS: [&str; 3] = ["auth.jwt_secret", "rates.api_key", "metrics.bearer_token"];
 /// Keys holding URLs whose password (if any) is never printed.
@@ -131,7 +145,7 @@ impl Layers {
         let known: Vec<&str> = self.base.keys().map(String::as_str).collect();
         let mut problems = Vec::new();
         for key in self.env_file.keys() {
-            if !self.base.contains_key(key) {
+            if !is_known(&self.base, key) {
                 let hint = nearest(key, &known)
                     .map(|k| format!(" (did you mean {k}?)"))
                     .unwrap_or_default();
@@ -142,7 +156,7 @@ impl Layers {
             }
         }
         for (var, key) in &self.env_vars {
-            if !self.base.contains_key(key) {
+            if !is_known(&self.base, key) {
                 let hint = nearest(key, &known)
                     .map(|k| format!(" (did you mean {}?)", key_env_var(k)))
                     .unwrap_or_default();
@@ -180,9 +194,16 @@ impl Layers {
         if let Ok(table) = merged.collect() {
             flatten(String::new(), table, &mut effective);
         }
-        let lines: Vec<(String, Origin)> = self
-            .base
-            .keys()
+        // Every setting of base.toml, and the entries given to map settings.
+        let mut keys: Vec<&String> = self.base.keys().collect();
+        keys.extend(
+            effective
+                .keys()
+                .filter(|k| !self.base.contains_key(*k) && is_known(&self.base, k)),
+        );
+        keys.sort();
+        let lines: Vec<(String, Origin)> = keys
+            .into_iter()
             .map(|key| {
                 let value = effective
                     .get(key)

@@ -421,7 +421,9 @@ async fn partner_operations_document_both_token_schemes_the_ratelimit_fields_and
         let op = &doc["paths"][path][method];
         let security = op["security"].as_array().unwrap();
         assert!(
-            security.iter().any(|s| s.get("clientCredentials").is_some())
+            security
+                .iter()
+                .any(|s| s.get("clientCredentials").is_some())
                 && security.iter().any(|s| s.get("bearer").is_some()),
             "{method} {path}: {security:?}"
         );

@@ -73,17 +73,17 @@ async fn a_partner_converts_and_gets_a_temporary_reproducible_result() {
 }
 
 #[tokio::test]
-async fn results_round_half_even_to_the_target_minor_units() {
+async fn results_round_toward_zero_to_the_target_minor_units() {
     let app = app_with_rates(|_| {}).await;
     let partner = app.partner().await;
-    // JPY has 0 decimals: 10.01 EUR × 163.5 = 1636.635 → 1637
+    // JPY has 0 decimals: 10.01 EUR × 163.5 = 1636.635 → 1636, never more than amount × rate
     let c: Value = app
         .convert(&partner.token, "EUR", "JPY", "10.01")
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!(c["result"], "1637");
+    assert_eq!(c["result"], "1636");
     // KWD has 3 decimals: 12.34 EUR × 0.3372 = 4.161048 → 4.161
     let c: Value = app
         .convert(&partner.token, "EUR", "KWD", "12.34")

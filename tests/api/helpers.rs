@@ -603,11 +603,7 @@ impl TestApp {
 
     /// The app's quotes handle, e.g. for `record_expiries` without going through the queue.
     pub fn quotes(&self) -> currency_conversion::quotes::Quotes {
-        currency_conversion::quotes::Quotes::new(
-            &self.rates,
-            self.settings.quotes.clone(),
-            self.settings.conversions.stale_rates,
-        )
+        currency_conversion::quotes::Quotes::new(&self.rates, self.settings.quotes.clone())
     }
 
     /// Asks for a quote of `from` → `to` held for `lock` (`none`, `five_minutes`, `hour`,

@@ -17,6 +17,7 @@ mod login_throttle;
 mod monitor;
 mod outages;
 mod password_policy;
+mod pricing;
 mod proxy;
 mod quotes;
 mod rates;

@@ -508,6 +508,11 @@ async fn the_rates_page_lists_currencies_and_draws_charts() {
     let monitor = sign_in(&app).await;
     let overview = monitor.page("/monitor").await;
     assert!(overview.contains("Stale rates"), "no stale warning");
+    // Where to look next: an outage is only stale rates; a broken fetch is a failed run.
+    assert!(
+        overview.contains("No provider reachable (an outage)"),
+        "{overview}"
+    );
     assert!(overview.contains("frankfurter"));
     let rates = monitor.page("/monitor/rates").await;
     assert!(rates.contains("Stale rates"));

@@ -63,7 +63,9 @@ async fn each_lock_costs_the_configured_spread_and_results_round_half_even() {
     assert_eq!(q["rate"], "1.1");
     assert_eq!(q["result"], Value::Null);
     assert_eq!(q["amount"], Value::Null);
-    let q = app.quoted(&partner.token, "EUR", "USD", None, "day").await;
+    let q = app
+        .quoted(&partner.token, "EUR", "USD", Some("100.00"), "day")
+        .await;
     assert_eq!(q["rate"], "1.089");
     assert_eq!(
         instant(&q["expires_at"]) - instant(&q["created_at"]),
@@ -85,7 +87,7 @@ async fn converting_on_a_quote_uses_its_locked_rate_after_rates_move() {
     let app = spawn_app_with_rates(|_| {}).await;
     let partner = app.partner().await;
     let q = app
-        .quoted(&partner.token, "EUR", "USD", None, "five_minutes")
+        .quoted(&partner.token, "EUR", "USD", Some("10.00"), "five_minutes")
         .await;
     app.clock.advance(Duration::seconds(30));
     app.store_rates(&[("USD", "1.2"), ("GBP", "0.85"), ("JPY", "163.5")])
@@ -125,13 +127,16 @@ async fn a_quote_expires_when_the_clock_reaches_the_end_of_its_lock() {
     let app = spawn_app_with_rates(|_| {}).await;
     let partner = app.partner().await;
     let q = app
-        .quoted(&partner.token, "EUR", "USD", None, "five_minutes")
+        .quoted(&partner.token, "EUR", "USD", Some("1.00"), "five_minutes")
         .await;
     app.clock.advance(Duration::seconds(299));
-    let res = app
-        .convert_on_quote(&partner.token, "EUR", "USD", "1.00", &q["id"])
-        .await;
-    assert_eq!(res.status(), 201);
+    let read: Value = app
+        .get_quote(&partner.token, &q["id"])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["status"], "active");
 
     app.clock.advance(Duration::seconds(1));
     let res = app
@@ -165,7 +170,9 @@ async fn a_partner_can_neither_read_nor_use_another_partners_quote() {
     let app = spawn_app_with_rates(|_| {}).await;
     let owner = app.partner().await;
     let other = app.partner().await;
-    let q = app.quoted(&owner.token, "EUR", "USD", None, "hour").await;
+    let q = app
+        .quoted(&owner.token, "EUR", "USD", Some("1.00"), "hour")
+        .await;
     assert_problem(
         app.get_quote(&other.token, &q["id"]).await,
         404,
@@ -232,7 +239,7 @@ async fn a_conversion_on_a_quote_must_match_its_pair_and_fixed_amount() {
 }
 
 #[tokio::test]
-async fn a_fixed_amount_quote_converts_once_and_a_rate_lock_many_times() {
+async fn a_rate_lock_converts_once() {
     let app = spawn_app_with_rates(|_| {}).await;
     let partner = app.partner().await;
     let fixed = app
@@ -256,14 +263,25 @@ async fn a_fixed_amount_quote_converts_once_and_a_rate_lock_many_times() {
         .unwrap();
     assert_eq!(read["status"], "used");
     assert!(read["used_at"].is_string());
+}
 
-    let rate_only = app.quoted(&partner.token, "EUR", "USD", None, "hour").await;
-    for amount in ["1.00", "2.00", "3.00"] {
-        let res = app
-            .convert_on_quote(&partner.token, "EUR", "USD", amount, &rate_only["id"])
-            .await;
-        assert_eq!(res.status(), 201);
+#[tokio::test]
+async fn a_rate_lock_without_an_amount_is_refused_since_it_would_be_a_free_option() {
+    let app = spawn_app_with_rates(|_| {}).await;
+    let partner = app.partner().await;
+    for lock in ["five_minutes", "hour", "day"] {
+        let res = app.quote(&partner.token, "EUR", "USD", None, lock).await;
+        let problem = assert_problem(res, 422, "/problems/validation-failed").await;
+        assert_eq!(problem["errors"][0]["field"], "amount", "{lock}");
     }
+    // Indicative: shown, holds nothing.
+    let q = app.quoted(&partner.token, "EUR", "USD", None, "none").await;
+    assert_eq!(q["status"], "expired");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM quotes WHERE lock <> 'none'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
 }
 
 #[tokio::test]
@@ -303,7 +321,9 @@ async fn a_stale_reference_rate_cannot_be_locked_where_stale_rates_are_refused()
     let app = spawn_app_with_rates(|s| s.rates.max_age_secs = 3600).await;
     app.clock.advance(Duration::hours(2));
     let partner = app.partner().await;
-    let res = app.quote(&partner.token, "EUR", "USD", None, "day").await;
+    let res = app
+        .quote(&partner.token, "EUR", "USD", Some("1.00"), "day")
+        .await;
     assert_problem(res, 422, "/problems/stale-rate").await;
 
     let lenient = spawn_app_with_rates(|s| {
@@ -314,7 +334,7 @@ async fn a_stale_reference_rate_cannot_be_locked_where_stale_rates_are_refused()
     lenient.clock.advance(Duration::hours(2));
     let partner = lenient.partner().await;
     let q = lenient
-        .quoted(&partner.token, "EUR", "USD", None, "day")
+        .quoted(&partner.token, "EUR", "USD", Some("1.00"), "day")
         .await;
     assert_eq!(q["rate_details"]["stale_rate"], true);
     let c: Value = lenient
@@ -439,4 +459,70 @@ async fn same_problem(
         "{from} → {to}, {amount}"
     );
     quoted
+}
+
+#[tokio::test]
+async fn open_rate_locks_are_capped_per_partner_even_when_requested_in_parallel() {
+    let app = spawn_app_with_rates(|s| s.quotes.max_open_locks = 3).await;
+    let partner = app.partner().await;
+    let other = app.partner().await;
+    let attempts = (0..10).map(|_| app.quote(&partner.token, "EUR", "USD", Some("10.00"), "hour"));
+    let answers = futures_util::future::join_all(attempts).await;
+    let mut statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 201, 201, 429, 429, 429, 429, 429, 429, 429]);
+    let refused = answers
+        .into_iter()
+        .find(|r| r.status() == 429)
+        .expect("a refusal");
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=3600).contains(&retry_after), "{retry_after}");
+    assert_problem(refused, 429, "/problems/too-many-open-locks").await;
+    // Indicative quotes hold nothing and are not counted; another partner has its own cap.
+    app.quoted(&partner.token, "EUR", "USD", None, "none").await;
+    app.quoted(&other.token, "EUR", "USD", Some("10.00"), "hour")
+        .await;
+    // A lock used frees its place.
+    let open: Vec<String> = sqlx::query_scalar(
+        "SELECT id::text FROM quotes WHERE lock = 'hour' AND partner_id = $1 LIMIT 1",
+    )
+    .bind(partner.id)
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    let res = app
+        .convert_on_quote(&partner.token, "EUR", "USD", "10.00", &json!(open[0]))
+        .await;
+    assert_eq!(res.status(), 201);
+    app.quoted(&partner.token, "EUR", "USD", Some("10.00"), "hour")
+        .await;
+}
+
+#[tokio::test]
+async fn the_notional_of_open_rate_locks_is_capped_in_the_notional_currency() {
+    // 1 EUR = 1.1 USD: 1,000 USD is worth 909.09 EUR.
+    let app = spawn_app_with_rates(|s| {
+        s.quotes.max_open_notional = "2000".parse().unwrap();
+    })
+    .await;
+    let partner = app.partner().await;
+    app.quoted(&partner.token, "USD", "GBP", Some("1000.00"), "day")
+        .await;
+    app.quoted(&partner.token, "EUR", "GBP", Some("1000.00"), "day")
+        .await;
+    // 1,909.09 EUR open: another 150 USD (136.36 EUR) would pass 2,000.
+    let res = app
+        .quote(&partner.token, "USD", "GBP", Some("150.00"), "day")
+        .await;
+    let problem = assert_problem(res, 429, "/problems/too-many-open-locks").await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("EUR"),
+        "{problem}"
+    );
+    app.quoted(&partner.token, "USD", "GBP", Some("99.00"), "day")
+        .await;
 }

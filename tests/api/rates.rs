@@ -300,15 +300,15 @@ async fn fetch_stores_each_change_once_and_serves_cross_rates() {
         .await;
     assert_eq!(body["rates"]["GBP"].as_array().unwrap().len(), 2);
 
-    // Conversion quotes round once, half-even, to the target's minor units.
+    // Conversion quotes round once, toward zero, to the target's minor units.
     let body = f.json("/api/v1/convert?from=EUR&to=JPY&amount=1.00").await;
     assert_eq!(body["rate"], "160.5");
-    assert_eq!(body["result"], "160", "160.5 → 160 (half-even)");
+    assert_eq!(body["result"], "160", "160.5 → 160 (toward zero)");
     let body = f.json("/api/v1/convert?from=EUR&to=JPY&amount=3").await;
-    assert_eq!(body["result"], "482", "481.5 → 482 (half-even)");
+    assert_eq!(body["result"], "481", "481.5 → 481 (toward zero)");
     assert_eq!(body["amount"], "3.00");
     let body = f.json("/api/v1/convert?from=EUR&to=KWD&amount=1").await;
-    assert_eq!(body["result"], "0.384", "0.3845 → 0.384 (half-even)");
+    assert_eq!(body["result"], "0.384", "0.3845 → 0.384 (toward zero)");
     let body = f.json("/api/v1/convert?from=JPY&to=USD&amount=1000").await;
     assert_eq!(body["rate"], "0.00685358255451713396");
     assert_eq!(body["result"], "6.85");

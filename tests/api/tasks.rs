@@ -589,7 +589,7 @@ async fn fetching_from(provider_url: &str) -> Harness {
     })
     .await;
     let instance = AppState::new(h.app.settings.clone(), Clock::system()).unwrap();
-    let rates = currency_conversion::rates::Rates::new(&instance);
+    let rates = currency_conversion::rates::Rates::of(&instance);
     let webhooks = currency_conversion::webhooks::Webhooks::new(
         instance.db.clone(),
         instance.clock.clone(),
@@ -600,11 +600,7 @@ async fn fetching_from(provider_url: &str) -> Harness {
         &rates,
         instance.settings.conversions.clone(),
     );
-    let quotes = currency_conversion::quotes::Quotes::new(
-        &rates,
-        instance.settings.quotes.clone(),
-        instance.settings.conversions.stale_rates,
-    );
+    let quotes = currency_conversion::quotes::Quotes::new(&rates, instance.settings.quotes.clone());
     h.registry = Arc::new(
         currency_conversion::jobs::registry(
             &task_queue(&instance),

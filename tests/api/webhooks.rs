@@ -718,8 +718,8 @@ async fn an_ended_lock_is_announced_once_and_an_indicative_quote_never() {
     app.register_webhook(&partner.token, &receiver.url(), json!(["quote.expired"]))
         .await;
     let mut quotes = Vec::new();
-    for lock in ["five_minutes", "none"] {
-        quotes.push(app.quoted(&partner.token, "EUR", "USD", None, lock).await);
+    for (lock, amount) in [("five_minutes", Some("1.00")), ("none", None)] {
+        quotes.push(app.quoted(&partner.token, "EUR", "USD", amount, lock).await);
     }
     let quotes_handle = app.quotes();
     let record = || currency_conversion::quotes::service::record_expiries(&quotes_handle);
