@@ -97,9 +97,9 @@ impl OutageLog {
     }
 }
 
-/// Runs a Lua script with the configured timeout (a script call otherwise waits as long as the
-/// connection does).
 impl Redis {
+    /// Runs a Lua script with the configured timeout (a script call otherwise waits as long as
+    /// the connection does).
     pub async fn invoke<T: redis::FromRedisValue>(
         &self,
         call: &redis::ScriptInvocation<'_>,
@@ -109,5 +109,24 @@ impl Redis {
             .await
             .map_err(|_| anyhow::anyhow!("Redis script timed out"))?
             .context("Redis script failed")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OutageLog;
+
+    #[test]
+    fn an_outage_is_reported_once_when_it_begins_and_once_when_it_ends() {
+        let log = OutageLog::default();
+        assert!(!log.succeeded(), "no outage yet: nothing ends");
+        assert!(log.failed(), "the first failure begins the outage");
+        assert!(
+            !log.failed() && !log.failed(),
+            "later failures are the same outage"
+        );
+        assert!(log.succeeded(), "the first success ends it");
+        assert!(!log.succeeded());
+        assert!(log.failed(), "a new outage is reported again");
     }
 }
