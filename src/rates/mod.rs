@@ -10,11 +10,13 @@
 
 pub mod cache;
 pub mod client;
+pub mod consensus;
 pub mod ecb_csv;
 pub mod fetch;
 pub mod import;
 pub mod jobs;
 pub mod pricing;
+pub mod provenance;
 pub mod provider;
 pub mod routes;
 pub mod series;
@@ -99,6 +101,7 @@ pub struct RatesRuntime {
     /// The in-memory latest rates.
     pub cache: cache::LatestRatesCache,
     client: tokio::sync::OnceCell<Arc<client::RatesClient>>,
+    sources: tokio::sync::OnceCell<Arc<Vec<Source>>>,
     /// Set once this process has said whether the provider answered its first fetch.
     first_fetch_reported: std::sync::atomic::AtomicBool,
 }
@@ -120,6 +123,44 @@ impl RatesRuntime {
             .cloned()
     }
 
+    /// One client per `rates.sources` entry (each its own breaker), built on first use.
+    pub async fn sources(
+        &self,
+        settings: &RatesSettings,
+        clock: &crate::clock::Clock,
+    ) -> anyhow::Result<Arc<Vec<Source>>> {
+        self.sources
+            .get_or_try_init(|| async {
+                let config = client::ClientConfig::from_settings(settings);
+                settings
+                    .sources
+                    .iter()
+                    .map(|source| {
+                        let key = settings
+                            .source_keys
+                            .0
+                            .get(&source.name)
+                            .cloned()
+                            .filter(|_| source.kind.needs_api_key());
+                        let endpoint = client::Endpoint::new(
+                            source.kind,
+                            source.url.as_ref().map(crate::settings::HttpUrl::as_str),
+                            key,
+                        );
+                        let client = client::RatesClient::new(vec![endpoint], config.clone())?
+                            .with_clock(clock.clone());
+                        Ok(Source {
+                            name: source.name.clone(),
+                            client,
+                        })
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()
+                    .map(Arc::new)
+            })
+            .await
+            .cloned()
+    }
+
     /// True the first time it is called in this process: the first fetch's outcome is worth a
     /// start-up summary line, later ones are routine.
     pub fn first_fetch(&self) -> bool {
@@ -127,6 +168,15 @@ impl RatesRuntime {
             .first_fetch_reported
             .swap(true, std::sync::atomic::Ordering::Relaxed)
     }
+}
+
+/// One named source of `rates.sources` and its client.
+#[derive(Debug)]
+pub struct Source {
+    /// Its name in `rates.sources`.
+    pub name: String,
+    /// Its client: one endpoint, its own retries and breaker.
+    pub client: client::RatesClient,
 }
 
 /// A currency was disabled, retired or renamed: every instance drops its cached view of the
