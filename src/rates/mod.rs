@@ -81,6 +81,19 @@ impl Rates {
         }
     }
 
+    /// Seconds until the next scheduled fetch (at least 1): how long a client should wait
+    /// before asking again for a rate that only a fetch can bring.
+    pub fn secs_to_next_fetch(&self) -> u64 {
+        let now = self.clock.now();
+        self.fetch_schedule
+            .cron()
+            .find_next_occurrence(&now, false)
+            .ok()
+            .and_then(|next| u64::try_from((next - now).num_seconds()).ok())
+            .unwrap_or(60)
+            .max(1)
+    }
+
     /// The rates handle of an application's state.
     pub fn of(state: &AppState) -> Self {
         Self::new(

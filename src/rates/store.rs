@@ -367,7 +367,7 @@ pub async fn consensus_at(
                   used, excluded::text AS "excluded!", observed_at, last_seen_at
            FROM rate_consensus_observations
            WHERE base = $1 AND observed_at <= $2
-           ORDER BY quote, observed_at DESC"#,
+           ORDER BY quote, observed_at DESC, id DESC"#,
         base.as_str(),
         at,
     )
@@ -404,7 +404,7 @@ pub async fn last_agreed(
                   last_seen_at
            FROM rate_consensus_observations
            WHERE base = $1 AND observed_at <= $2 AND rate IS NOT NULL
-           ORDER BY quote, observed_at DESC"#,
+           ORDER BY quote, observed_at DESC, id DESC"#,
         base.as_str(),
         at,
     )
@@ -428,7 +428,7 @@ pub async fn touch_consensus(
         r#"UPDATE rate_consensus_observations o SET last_seen_at = $3
            FROM (SELECT DISTINCT ON (quote) id FROM rate_consensus_observations
                  WHERE base = $1 AND quote = ANY($2::text[])
-                 ORDER BY quote, observed_at DESC) newest
+                 ORDER BY quote, observed_at DESC, id DESC) newest
            WHERE o.id = newest.id AND o.last_seen_at < $3"#,
         base.as_str(),
         &codes,

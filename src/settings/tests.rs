@@ -500,12 +500,18 @@ fn bad_sources_are_refused_naming_the_key() {
     let e = err(&[("CCS__RATES__SOURCES", "a=fixer")]);
     assert!(e.contains("rates.sources[0]") && e.contains("fixer"), "{e}");
     let e = err(&[("CCS__RATES__SOURCES", "a=frankfurter,oxr=openexchangerates")]);
-    assert!(e.contains("rates.sources[1]") && e.contains("API key"), "{e}");
+    assert!(
+        e.contains("rates.sources[1]") && e.contains("API key"),
+        "{e}"
+    );
     let e = err(&[
         ("CCS__RATES__SOURCES", "a=frankfurter"),
         ("CCS__RATES__SOURCE_KEYS", "b=SECRETKEY"),
     ]);
-    assert!(e.contains("rates.source_keys") && !e.contains("SECRETKEY"), "{e}");
+    assert!(
+        e.contains("rates.source_keys") && !e.contains("SECRETKEY"),
+        "{e}"
+    );
     let e = err(&[
         ("CCS__RATES__SOURCES", "a=frankfurter,b=ecb"),
         ("CCS__RATES__CONSENSUS__MIN_SOURCES", "3"),

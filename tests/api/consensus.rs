@@ -7,7 +7,7 @@ use currency_conversion::currencies::service as currencies;
 use currency_conversion::rates;
 use currency_conversion::settings::RateSource;
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{TestApp, assert_problem, spawn_app_with};
 use crate::rates::{FakeProvider, frankfurter};
 
 struct Sources {
@@ -121,6 +121,66 @@ async fn two_lying_sources_are_excluded_and_the_honest_median_is_served() {
     );
     assert_eq!(excluded[1]["source"], "scaled");
     assert_eq!(excluded[1]["rate"], "1.21");
+    // The same provenance, read over HTTP.
+    let body: serde_json::Value = app
+        .get_with_token("/api/v1/rates/latest?symbols=USD&expand=sources", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        body["sources"]["USD"]["used"],
+        serde_json::json!(["honest1", "honest2", "honest3"])
+    );
+    assert_eq!(body["sources"]["USD"]["excluded"][1]["source"], "scaled");
+    assert_eq!(body["sources"]["USD"]["excluded"][1]["rate"], "1.21");
+    let plain: serde_json::Value = app
+        .get_with_token("/api/v1/rates/latest?symbols=USD", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(plain.get("sources").is_none(), "{plain}");
+    let bad = app
+        .get_with_token("/api/v1/rates/latest?expand=providers", &token)
+        .await;
+    assert_problem(bad, 422, "/problems/validation-failed").await;
+
+    // Nothing is priced on CHF, whichever way it is asked: 503 until the next fetch.
+    for res in [
+        app.get_with_token("/api/v1/convert?from=EUR&to=CHF&amount=10", &token)
+            .await,
+        app.convert(&token, "CHF", "USD", "10").await,
+        app.quote(&token, "USD", "CHF", Some("10"), "hour").await,
+        // The whole batch: it is retried after Retry-After, as one conversion would be.
+        app.convert_batch(
+            &token,
+            serde_json::json!([
+                {"from": "EUR", "to": "USD", "amount": "10"},
+                {"from": "EUR", "to": "CHF", "amount": "10"}
+            ]),
+            None,
+        )
+        .await,
+    ] {
+        let retry_after: u64 = match res.headers().get("retry-after") {
+            Some(v) => v.to_str().unwrap().parse().unwrap(),
+            None => panic!("{} {}", res.status(), res.text().await.unwrap()),
+        };
+        assert!((1..=900).contains(&retry_after), "{retry_after}");
+        let problem = assert_problem(res, 503, "/problems/rate-unavailable").await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains("CHF"),
+            "{problem}"
+        );
+    }
+    assert_eq!(app.stored_conversions().await, 0);
+    // USD is priced, and says where its rate came from.
+    let res = app
+        .get_with_token("/api/v1/convert?from=EUR&to=USD&amount=10", &token)
+        .await;
+    assert_eq!(res.status(), 200);
+
     let gbp = observations(&app, "GBP").await;
     assert_eq!(gbp[0].1, ["honest1", "honest2", "honest3"]);
     let chf = observations(&app, "CHF").await;
@@ -171,6 +231,10 @@ async fn below_quorum_a_currency_keeps_its_last_consensus_until_it_is_too_old() 
         .await
         .unwrap();
     assert_eq!(body["rates"]["USD"], "1.1");
+    // Shown, flagged; not priced.
+    assert_eq!(body["degraded"], serde_json::json!(["USD"]), "{body}");
+    let res = app.convert(&token, "EUR", "USD", "10").await;
+    assert_problem(res, 503, "/problems/rate-unavailable").await;
     let usd = observations(&app, "USD").await;
     assert_eq!(usd.len(), 2);
     assert_eq!(usd[1].0, None, "below quorum: no consensus recorded");
