@@ -158,8 +158,7 @@ pub async fn fetch_and_store(state: &Rates) -> anyhow::Result<FetchReport> {
     store_snapshot(state, outcome.snapshot, &currencies, &symbols, failures).await
 }
 
-/// The name the consensus of `rates.sources` is stored under (`rate_snapshots.provider`).
-pub const CONSENSUS_FEED: &str = "consensus";
+pub use super::store::CONSENSUS_FEED;
 
 /// One fetch cycle over `rates.sources`: asks every source at once (each with its own
 /// timeout, retries and breaker), makes each currency's consensus on the pivot and stores it

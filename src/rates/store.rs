@@ -13,6 +13,9 @@ use sqlx::{PgConnection, PgPool};
 use crate::currencies::CurrencyCode;
 use crate::money::Rate;
 
+/// The name the consensus of `rates.sources` is stored under (`rate_snapshots.provider`).
+pub const CONSENSUS_FEED: &str = "consensus";
+
 /// One stored publication of a provider.
 #[derive(Debug, Clone)]
 pub struct SnapshotRow {

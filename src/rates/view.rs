@@ -41,7 +41,7 @@ impl RatesView {
         at: Option<DateTime<Utc>>,
     ) -> anyhow::Result<RatesView> {
         let mut conn = db.acquire().await?;
-        let provenance = if snapshot.provider == super::fetch::CONSENSUS_FEED {
+        let provenance = if snapshot.provider == store::CONSENSUS_FEED {
             let seen = at.map_or(snapshot.last_seen_at, |t| t.min(snapshot.last_seen_at));
             store::consensus_at(&mut conn, snapshot.base, seen).await?
         } else {
