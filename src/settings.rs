@@ -302,7 +302,9 @@ pub struct ConversionSettings {
     pub max_amount: bigdecimal::BigDecimal,
     /// What to do when the newest rate is older than `rates.max_age_secs`.
     pub stale_rates: StaleRatePolicy,
-    /// How long an `Idempotency-Key` is remembered, in seconds.
+    /// How long an `Idempotency-Key` is remembered, in seconds: the keys of every idempotent
+    /// POST (conversions, batches, quotes, webhook endpoints), kept under this name since it
+    /// came with conversions.
     pub idempotency_ttl_secs: u64,
     /// Smallest amount accepted per source currency, as decimal strings
     /// (`[conversions.min_amounts] JPY = "100"`, or `CCS__CONVERSIONS__MIN_AMOUNTS__JPY=100`). A

@@ -1,4 +1,6 @@
-//! The retention job: deletes finished run records older than `tasks.retention_days`.
+//! The retention job: deletes finished run records older than `tasks.retention_days`, and the
+//! `Idempotency-Key`s of every scope that have expired ([`crate::idempotency`]; an expired key is
+//! already free to be claimed again, so this only keeps the table small).
 
 use chrono::TimeDelta;
 use serde::{Deserialize, Serialize};
@@ -21,7 +23,8 @@ pub struct PruneContext {
 }
 
 /// Deletes `succeeded`, `failed` and `dead` runs that finished more than
-/// `tasks.retention_days` ago. Pending and running runs are never touched.
+/// `tasks.retention_days` ago (pending and running runs are never touched), and expired
+/// idempotency keys.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Prune {}
 
@@ -32,12 +35,17 @@ impl Job for Prune {
     #[tracing::instrument(name = "prune", skip_all, fields(run_id = %ctx.run_id))]
     async fn run(&self, ctx: &JobContext<PruneContext>) -> anyhow::Result<()> {
         let days = i64::from(ctx.state.retention_days);
-        let before = ctx.state.clock.now() - TimeDelta::days(days);
+        let now = ctx.state.clock.now();
+        let before = now - TimeDelta::days(days);
         let deleted = store::delete_finished_before(&ctx.state.db, before).await?;
         if deleted > 0 {
             tracing::info!(deleted, %before, "pruned finished task runs");
         } else {
             tracing::debug!(%before, "no finished task runs to prune");
+        }
+        let forgotten = crate::idempotency::delete_expired(&ctx.state.db, now).await?;
+        if forgotten > 0 {
+            tracing::info!(forgotten, "forgot expired idempotency keys");
         }
         Ok(())
     }
