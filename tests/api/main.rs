@@ -6,6 +6,7 @@
 mod auth;
 mod batches;
 mod contract;
+mod conversion_history;
 mod conversions;
 mod currencies;
 mod first_start;

@@ -1,6 +1,5 @@
 //! Test databases: a template migrated once per migration set, and a fresh copy of it per test.
 
-
 use currency_conversion::settings::Settings;
 use secrecy::ExposeSecret;
 use sqlx::postgres::PgConnectOptions;
