@@ -6,9 +6,11 @@
 //! each, so that a test reads like a partner using the API (`app.convert(...)`,
 //! `app.quoted(...)`, `app.register_webhook(...)`).
 
+mod access;
 mod auth;
 mod conversions;
 mod database;
+mod private_redis;
 mod quotes;
 mod rates;
 mod tasks;
@@ -16,6 +18,7 @@ mod webhooks;
 
 pub use auth::{TEST_PASSWORD, TestUser};
 pub use database::fresh_database;
+pub use private_redis::PrivateRedis;
 pub use rates::spawn_app_with_rates;
 pub use tasks::task_queue;
 
