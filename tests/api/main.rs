@@ -20,6 +20,7 @@ mod monitor;
 mod outages;
 mod password_policy;
 mod pricing;
+mod private_redis;
 mod proxy;
 mod quotes;
 mod rates;
