@@ -5,6 +5,7 @@
 
 mod auth;
 mod batches;
+mod consensus;
 mod contract;
 mod conversion_history;
 mod conversions;
