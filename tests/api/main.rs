@@ -7,6 +7,7 @@ mod auth;
 mod batches;
 mod consensus;
 mod contract;
+mod conversion_history;
 mod conversions;
 mod credentials;
 mod currencies;
