@@ -96,7 +96,29 @@ pub struct LimitsRequest {
     /// 1 to 1000000; `null` (or left out) removes the partner's own limit, so the default
     /// applies again.
     #[schema(minimum = 1, maximum = 1000000)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub requests_per_minute: Option<u32>,
+}
+
+/// A count as JSON Schema reads an `integer`: `350` and `350.0` alike (a client that writes
+/// every number as a float is not wrong). Anything with a fraction, negative or too large is
+/// refused. A request count, not money.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = match (n.as_u64(), n.as_f64()) {
+        (Some(u), _) => Some(u),
+        (None, Some(f)) if f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&f) => {
+            // Exact: a whole f64 within u32's range converts without loss.
+            Some(f as u64)
+        }
+        _ => None,
+    };
+    whole
+        .and_then(|u| u32::try_from(u).ok())
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("expected a whole number, got {n}")))
 }
 
 /// The partner named in the path, as the auth module knows it (404 for no such partner).

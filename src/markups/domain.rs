@@ -162,6 +162,12 @@ pub struct PricingChange {
     pub current: serde_json::Value,
 }
 
+/// A partner's pricing changes, newest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PricingChanges {
+    pub data: Vec<PricingChange>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum MarkupsError {
     #[error("{field}: {message}")]

@@ -3,7 +3,7 @@
 
 use actix_web::{HttpResponse, web};
 
-use super::domain::{MarkupsError, PricingChange, PricingRequest, PricingView};
+use super::domain::{MarkupsError, PricingChanges, PricingRequest, PricingView};
 use super::{Markups, store};
 use crate::auth::service as accounts;
 use crate::auth::{AdminUser, Auth, AuthenticatedUser, PartnerId, Role, UserId};
@@ -110,7 +110,7 @@ pub async fn put(
 #[utoipa::path(get, path = "/api/v1/partners/{id}/pricing/changes", tag = "partners", operation_id = "listPartnerPricingChanges",
     params(("id" = uuid::Uuid, Path, description = "Partner id")), security(("bearer" = ["admin"])),
     responses(
-        (status = 200, description = "The changes, newest first (at most 100)", body = [PricingChange]),
+        (status = 200, description = "The changes, newest first (at most 100)", body = PricingChanges),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such partner", body = Problem, content_type = "application/problem+json"),
@@ -125,5 +125,5 @@ pub async fn changes(
     let changes = store::changes(&markups.db, partner, 100)
         .await
         .map_err(MarkupsError::from)?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": changes })))
+    Ok(HttpResponse::Ok().json(PricingChanges { data: changes }))
 }
