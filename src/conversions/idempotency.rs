@@ -215,17 +215,28 @@ where
     Ok(row.map(|r| (r.request_hash, r.conversion_id)))
 }
 
-/// Forgets the keys of both scopes that expired by `now`; returns how many.
-pub async fn delete_expired(db: &PgPool, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+/// Deletes at most `limit` keys of each scope that expired before `before`; returns how many.
+/// An expired key is already free to reuse (a claim replaces it), so this only reclaims space.
+pub async fn delete_expired_batch(
+    db: &PgPool,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> Result<u64, sqlx::Error> {
     let single = sqlx::query!(
-        "DELETE FROM conversion_idempotency_keys WHERE expires_at <= $1",
-        now
+        "DELETE FROM conversion_idempotency_keys WHERE (partner_id, key) IN (
+             SELECT partner_id, key FROM conversion_idempotency_keys
+             WHERE expires_at < $1 LIMIT $2)",
+        before,
+        limit,
     )
     .execute(db)
     .await?;
     let batches = sqlx::query!(
-        "DELETE FROM conversion_batch_idempotency_keys WHERE expires_at <= $1",
-        now
+        "DELETE FROM conversion_batch_idempotency_keys WHERE (partner_id, key) IN (
+             SELECT partner_id, key FROM conversion_batch_idempotency_keys
+             WHERE expires_at < $1 LIMIT $2)",
+        before,
+        limit,
     )
     .execute(db)
     .await?;

@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use super::Conversions;
 use crate::tasks::{Job, JobContext};
 
-/// Makes due `temporary` conversions `permanent` and forgets expired idempotency keys.
+/// Makes due `temporary` conversions `permanent` (expired idempotency keys are deleted by
+/// `prune_expired_data`, a day after their TTL).
 /// Idempotent: a second delivery finds nothing left to do.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct FinalizeConversions {}
@@ -18,11 +19,9 @@ impl Job for FinalizeConversions {
     async fn run(&self, ctx: &JobContext<Conversions>) -> anyhow::Result<()> {
         let conversions = &ctx.state;
         let finalized = super::service::finalize_due(conversions).await?;
-        let forgotten =
-            super::idempotency::delete_expired(&conversions.db, conversions.clock.now()).await?;
         // Every minute: worth a line only when it did something.
-        if finalized > 0 || forgotten > 0 {
-            tracing::info!(finalized, forgotten, "conversions finalized");
+        if finalized > 0 {
+            tracing::info!(finalized, "conversions finalized");
         } else {
             tracing::debug!("no conversions due to finalize");
         }
