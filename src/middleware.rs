@@ -9,10 +9,14 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, web};
+use futures_util::StreamExt;
 use tracing::Instrument;
 
 use crate::error::{ApiError, FieldError};
 use crate::metrics::Metrics;
+
+/// The limit where no [`BodyLimits`] is registered (actix-web's own default).
+const DEFAULT_BODY_LIMIT: usize = 256 * 1024;
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -103,10 +107,68 @@ pub async fn security_headers(
     Ok(res)
 }
 
+/// The largest body each path accepts: `server.body_limit_bytes`, except where a route needs
+/// more (a batch). Kept here, by path, because [`json_objects_only`] reads a body before routing
+/// has found the route and its own `JsonConfig`: a route's larger limit would otherwise never
+/// apply, the server-wide one refusing first.
+#[derive(Debug, Clone)]
+pub struct BodyLimits {
+    default: usize,
+    routes: Vec<(&'static str, usize)>,
+}
+
+impl BodyLimits {
+    /// Every path takes at most `default` bytes.
+    pub fn new(default: usize) -> Self {
+        Self {
+            default,
+            routes: Vec::new(),
+        }
+    }
+
+    /// The exact path `path` takes at most `limit` bytes.
+    pub fn route(mut self, path: &'static str, limit: usize) -> Self {
+        self.routes.push((path, limit));
+        self
+    }
+
+    /// The limit of a request to `path`.
+    pub fn for_path(&self, path: &str) -> usize {
+        self.routes
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map_or(self.default, |(_, limit)| *limit)
+    }
+}
+
+/// The body of `req`, refused as 413 once it is over `limit` bytes (announced or sent), so no
+/// more than `limit` bytes are ever held.
+async fn read_body(req: &mut ServiceRequest, limit: usize) -> Result<web::Bytes, ApiError> {
+    let too_large = || ApiError::PayloadTooLarge(format!("the body is over {limit} bytes"));
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|len| len > u64::try_from(limit).unwrap_or(u64::MAX)) {
+        return Err(too_large());
+    }
+    let mut payload = req.take_payload();
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("unreadable body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
 /// Every JSON body this API takes is an object. serde would otherwise fill a struct from an
 /// array by position (`["USD","JPY","1.00"]` as a conversion), so anything else is refused
-/// here, once, with 422 — before any handler sees it. Bodies are small (`server.body_limit_bytes`),
-/// so reading one ahead of the handler costs nothing worth avoiding.
+/// here, once, with 422 — before any handler sees it. Bodies are small (the path's
+/// [`BodyLimits`]), so reading one ahead of the handler costs nothing worth avoiding.
 pub async fn json_objects_only(
     mut req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -121,15 +183,11 @@ pub async fn json_objects_only(
             mime == "application/json" || mime.ends_with("+json")
         });
     if is_json {
-        let body = req.extract::<web::Bytes>().await.map_err(|e| {
-            // The error middleware sits inside this one: answer in problem+json here.
-            let status = e.as_response_error().status_code();
-            if status == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge(e.to_string())
-            } else {
-                ApiError::BadRequest(format!("unreadable body: {e}"))
-            }
-        })?;
+        let limit = req
+            .app_data::<BodyLimits>()
+            .map_or(DEFAULT_BODY_LIMIT, |limits| limits.for_path(req.path()));
+        // The error middleware sits inside this one: answer in problem+json here.
+        let body = read_body(&mut req, limit).await?;
         let first = body.iter().find(|b| !b.is_ascii_whitespace());
         if first.is_some_and(|&b| b != b'{') {
             return Err(ApiError::Validation {

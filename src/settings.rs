@@ -103,6 +103,38 @@ pub struct MetricsSettings {
     pub bearer_token: Option<SecretString>,
 }
 
+impl MetricsSettings {
+    /// Where the separate listener binds in `environment`, with the reason when that is not
+    /// `address`: in production, `/metrics` without a bearer token is served to this machine
+    /// only (loopback, on `address`'s port), whatever interface `address` names, since its
+    /// counters describe our traffic to whoever reaches the port.
+    pub fn listen_address(
+        &self,
+        environment: Environment,
+    ) -> anyhow::Result<(std::net::SocketAddr, Option<&'static str>)> {
+        let configured: std::net::SocketAddr = self.address.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "metrics.address: `{}` is not host:port (e.g. 127.0.0.1:9464)",
+                self.address
+            )
+        })?;
+        if environment == Environment::Production
+            && self.bearer_token.is_none()
+            && !configured.ip().is_loopback()
+        {
+            let loopback =
+                std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), configured.port());
+            return Ok((
+                loopback,
+                Some(
+                    "metrics.bearer_token is unset: production serves /metrics without a token on loopback only; set CCS__METRICS__BEARER_TOKEN to serve it on metrics.address",
+                ),
+            ));
+        }
+        Ok((configured, None))
+    }
+}
+
 impl fmt::Debug for MetricsSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MetricsSettings")
@@ -539,6 +571,14 @@ impl Settings {
             .is_some_and(|t| t.expose_secret().len() < 16)
         {
             anyhow::bail!("metrics.bearer_token: at least 16 characters, or unset it for no token");
+        }
+        if self.environment == Environment::Production
+            && self.metrics.expose == MetricsExposure::Api
+            && self.metrics.bearer_token.is_none()
+        {
+            anyhow::bail!(
+                "metrics.expose: `api` in production serves /metrics on the public port; set CCS__METRICS__BEARER_TOKEN, or use `separate` (loopback only without a token) or `off`"
+            );
         }
         let secret = self.auth.jwt_secret.expose_secret();
         if secret.len() < 32 {

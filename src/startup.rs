@@ -114,8 +114,9 @@ pub fn auth(state: &AppState) -> Auth {
 pub struct Application {
     port: u16,
     server: Server,
-    /// The listener of its own for `/metrics` (`metrics.expose = "separate"`), and its port.
-    metrics_server: Option<(u16, Server)>,
+    /// The listener of its own for `/metrics` (`metrics.expose = "separate"`), and where it is
+    /// bound.
+    metrics_server: Option<(std::net::SocketAddr, Server)>,
     parts: Parts,
     tasks: Arc<TaskRegistry>,
 }
@@ -137,11 +138,25 @@ impl Application {
         let server = http_server(listener, parts.clone(), tasks.clone(), metrics.clone())?;
         let metrics_server = match state.settings.metrics.expose {
             MetricsExposure::Separate => {
-                let address = &state.settings.metrics.address;
+                let metrics_settings = &state.settings.metrics;
+                let (address, narrowed) =
+                    metrics_settings.listen_address(state.settings.environment)?;
                 let listener = TcpListener::bind(address)
                     .with_context(|| format!("metrics.address: cannot bind {address}"))?;
-                let port = listener.local_addr()?.port();
-                Some((port, metrics_server(listener, state, metrics)?))
+                let bound = listener.local_addr()?;
+                match narrowed {
+                    Some(why) => tracing::warn!(
+                        address = %bound,
+                        configured = metrics_settings.address,
+                        "{why}"
+                    ),
+                    None => tracing::info!(
+                        address = %bound,
+                        token = metrics_settings.bearer_token.is_some(),
+                        "metrics listener"
+                    ),
+                }
+                Some((bound, metrics_server(listener, state, metrics)?))
             }
             MetricsExposure::Api | MetricsExposure::Off => None,
         };
@@ -160,7 +175,12 @@ impl Application {
 
     /// The port of the separate `/metrics` listener, when there is one.
     pub fn metrics_port(&self) -> Option<u16> {
-        self.metrics_server.as_ref().map(|(port, _)| *port)
+        self.metrics_address().map(|a| a.port())
+    }
+
+    /// Where the separate `/metrics` listener is bound, when there is one.
+    pub fn metrics_address(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_server.as_ref().map(|(address, _)| *address)
     }
 
     pub fn state(&self) -> &AppState {
@@ -373,6 +393,10 @@ fn http_server(
     let openapi = crate::openapi::document();
     let server_settings = settings.server.clone();
     let body_limit = settings.server.body_limit_bytes;
+    let body_limits = crate::middleware::BodyLimits::new(body_limit).route(
+        "/api/v1/conversions/batch",
+        crate::conversions::routes::BATCH_BODY_LIMIT_BYTES,
+    );
     let app = move || {
         App::new()
             .wrap(
@@ -402,6 +426,7 @@ fn http_server(
                     .error_handler(error::json_error),
             )
             .app_data(web::PayloadConfig::new(body_limit))
+            .app_data(body_limits.clone())
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
             .app_data(web::PathConfig::default().error_handler(error::path_error))
             .configure(routes)

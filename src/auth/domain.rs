@@ -170,13 +170,6 @@ impl LoginEmail {
     }
 }
 
-/// What was sent, as the login's log fields show it.
-impl fmt::Display for LoginEmail {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.sent)
-    }
-}
-
 impl TryFrom<String> for LoginEmail {
     type Error = &'static str;
     fn try_from(input: String) -> Result<Self, Self::Error> {

@@ -161,7 +161,8 @@ async fn verify_login(
 }
 
 /// Exchanges credentials for an access token and a refresh token (a new token family).
-#[tracing::instrument(skip(auth, email, password), fields(ip = %ip, email = %email))]
+// The email stays out of the log: a pseudonym stands for the account it names.
+#[tracing::instrument(skip(auth, email, password), fields(ip = %ip, account = %auth.keys.pseudonym(email)))]
 pub async fn login(
     auth: &Auth,
     email: &LoginEmail,
@@ -188,7 +189,8 @@ pub async fn login(
 
 /// Exchanges credentials for an access token alone, and the caller it establishes: a session
 /// that is kept alive by [`renew_session`] rather than by a refresh token (the monitor's).
-#[tracing::instrument(skip(auth, email, password), fields(ip = %ip, email = %email))]
+// The email stays out of the log: a pseudonym stands for the account it names.
+#[tracing::instrument(skip(auth, email, password), fields(ip = %ip, account = %auth.keys.pseudonym(email)))]
 pub async fn start_session(
     auth: &Auth,
     email: &LoginEmail,

@@ -4,13 +4,14 @@
 //! than by `jsonwebtoken`'s system-clock check, so that expiry is tested by moving time.
 
 use chrono::{DateTime, Utc};
+use hmac::{Hmac, KeyInit, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::domain::{Role, UserId};
+use super::domain::{LoginEmail, Role, UserId};
 use crate::settings::AuthSettings;
 
 /// Longest bearer token we look at; anything larger is refused before parsing.
@@ -78,6 +79,9 @@ pub enum TokenError {
 
 #[derive(Clone)]
 pub struct TokenKeys {
+    /// Keys [`Self::pseudonym`]: a log line names an account without its email, and the name
+    /// cannot be reversed by hashing a list of known emails without the secret.
+    pseudonyms: Hmac<Sha256>,
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -98,7 +102,11 @@ impl TokenKeys {
         validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub", "jti"]);
         validation.validate_exp = false;
         validation.validate_nbf = false;
+        let pseudonyms = Hmac::<Sha256>::new_from_slice(secret)
+            .expect("HMAC takes a key of any length")
+            .chain_update(b"log pseudonyms\0");
         Self {
+            pseudonyms,
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
@@ -107,6 +115,19 @@ impl TokenKeys {
             access_ttl: crate::settings::secs(settings.access_token_ttl_secs),
             leeway: crate::settings::secs(settings.leeway_secs),
         }
+    }
+
+    /// What log lines call the account a login names instead of its email: 16 hex characters
+    /// of an HMAC keyed by `auth.jwt_secret`, the same for every spelling the login accepts, so
+    /// failed attempts on one account can be told apart from a spray across many.
+    pub fn pseudonym(&self, email: &LoginEmail) -> String {
+        let digest = self
+            .pseudonyms
+            .clone()
+            .chain_update(email.throttle_subject().as_bytes())
+            .finalize()
+            .into_bytes();
+        hex::encode(&digest[..8])
     }
 
     pub fn access_ttl_secs(&self) -> i64 {

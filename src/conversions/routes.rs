@@ -110,7 +110,7 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError
         (status = 200, description = "Replay of an Idempotency-Key: the original batch", body = BatchView),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over the batch limit", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the batch limit, 512,000 bytes (1,000 items of up to 512 bytes)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid items (each listed by index and field), no or too many items, reused key; nothing stored", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_batch(

@@ -177,6 +177,50 @@ fn api_docs_are_on_locally_and_a_deliberate_choice_in_production() {
 }
 
 #[test]
+fn production_metrics_need_a_token_off_loopback() {
+    let secret = ("JWT_SECRET", "Zq8#rT2!mW9pLx4&vN7sKb1@dF6hJc3^");
+    let err = load_from(
+        dir(),
+        Environment::Production,
+        env(&[secret, ("CCS__METRICS__EXPOSE", "api")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("metrics.expose"), "{err}");
+    let with_token = load_from(
+        dir(),
+        Environment::Production,
+        env(&[
+            secret,
+            ("CCS__METRICS__EXPOSE", "api"),
+            (
+                "CCS__METRICS__BEARER_TOKEN",
+                "a-scraper-token-of-some-length",
+            ),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(with_token.metrics.expose, MetricsExposure::Api);
+
+    // The shipped production file: a listener of its own on 0.0.0.0, narrowed without a token.
+    let production = load_from(dir(), Environment::Production, env(&[secret])).unwrap();
+    let (address, why) = production
+        .metrics
+        .listen_address(Environment::Production)
+        .unwrap();
+    assert_eq!(address.to_string(), "127.0.0.1:9464");
+    assert!(why.unwrap().contains("CCS__METRICS__BEARER_TOKEN"));
+    let (address, why) = production
+        .metrics
+        .listen_address(Environment::Local)
+        .unwrap();
+    assert_eq!(
+        (address.to_string(), why),
+        ("0.0.0.0:9464".to_owned(), None)
+    );
+}
+
+#[test]
 fn debug_output_hides_secrets() {
     let s = load_from(dir(), Environment::Local, env(&[])).unwrap();
     assert!(!format!("{s:?}").contains(LOCAL_DEV_JWT_SECRET));

@@ -569,3 +569,32 @@ async fn an_operator_sets_a_lost_admin_password_and_old_sessions_end() {
         })
     ));
 }
+
+#[tokio::test]
+async fn login_log_lines_name_the_account_by_id_or_pseudonym_never_by_email() {
+    let app = spawn_app().await;
+    let partner = app.partner().await;
+    let wrong = json!({"email": partner.email, "password": "not the password at all"});
+    let res = app.post_json("/api/v1/auth/token", &wrong, None).await;
+    assert_problem(res, 401, "/problems/unauthorized").await;
+    app.login(&partner.email.to_uppercase(), TEST_PASSWORD)
+        .await;
+
+    // The success is logged (before its answer is sent), naming the user and, from the login's
+    // span, the account's pseudonym.
+    let lines = crate::helpers::logged_lines_with(&partner.id.to_string());
+    let success = lines
+        .iter()
+        .find(|l| l.contains("login succeeded"))
+        .unwrap_or_else(|| panic!("no login line for {}: {lines:?}", partner.id));
+    let line: serde_json::Value = serde_json::from_str(success).unwrap();
+    let account = line["span"]["account"].as_str().unwrap_or_default();
+    assert!(
+        account.len() == 16 && account.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{success}"
+    );
+    for spelling in [partner.email.clone(), partner.email.to_uppercase()] {
+        let leaked = crate::helpers::logged_lines_with(&spelling);
+        assert!(leaked.is_empty(), "{leaked:?}");
+    }
+}

@@ -218,3 +218,88 @@ async fn concurrent_batches_cannot_both_use_one_single_use_quote() {
     assert_eq!(statuses, [201, 422, 422, 422]);
     assert_eq!(app.stored_conversions().await, 2);
 }
+
+/// `value` as a JSON text of exactly `len` bytes: padded with spaces, which JSON ignores.
+fn padded(value: &Value, len: usize) -> String {
+    let mut text = value.to_string();
+    assert!(text.len() <= len, "{} bytes before padding", text.len());
+    text.push_str(&" ".repeat(len - text.len()));
+    text
+}
+
+async fn post_text(
+    app: &crate::helpers::TestApp,
+    path: &str,
+    token: &str,
+    body: String,
+) -> reqwest::Response {
+    app.client
+        .post(app.url(path))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The README's limit for a batch body: 1,000 items of up to 512 bytes each.
+const BATCH_BODY_LIMIT: usize = 512_000;
+
+#[tokio::test]
+async fn a_batch_body_is_accepted_up_to_its_documented_limit_and_refused_one_byte_over() {
+    let app = spawn_app_with_rates(|_| {}).await;
+    let partner = app.partner().await;
+    let items: Vec<Value> = (0..1000)
+        .map(|_| json!({"from": "EUR", "to": "USD", "amount": "1.00"}))
+        .collect();
+    let body = json!({ "items": items });
+
+    let res = post_text(
+        &app,
+        "/api/v1/conversions/batch",
+        &partner.token,
+        padded(&body, BATCH_BODY_LIMIT),
+    )
+    .await;
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    assert_eq!(app.stored_conversions().await, 1000);
+
+    let res = post_text(
+        &app,
+        "/api/v1/conversions/batch",
+        &partner.token,
+        padded(&body, BATCH_BODY_LIMIT + 1),
+    )
+    .await;
+    assert_problem(res, 413, "/problems/payload-too-large").await;
+    assert_eq!(app.stored_conversions().await, 1000);
+}
+
+#[tokio::test]
+async fn other_bodies_keep_the_server_wide_limit_at_its_boundary() {
+    let app = spawn_app_with_rates(|_| {}).await;
+    let limit = app.settings.server.body_limit_bytes;
+    assert!(limit < BATCH_BODY_LIMIT);
+    let partner = app.partner().await;
+    let body = json!({"from": "EUR", "to": "USD", "amount": "1.00"});
+
+    let res = post_text(
+        &app,
+        "/api/v1/conversions",
+        &partner.token,
+        padded(&body, limit),
+    )
+    .await;
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+
+    let res = post_text(
+        &app,
+        "/api/v1/conversions",
+        &partner.token,
+        padded(&body, limit + 1),
+    )
+    .await;
+    assert_problem(res, 413, "/problems/payload-too-large").await;
+    assert_eq!(app.stored_conversions().await, 1);
+}

@@ -1,4 +1,4 @@
-use currency_conversion::settings::MetricsExposure;
+use currency_conversion::settings::{Environment, MetricsExposure};
 use secrecy::SecretString;
 
 use crate::helpers::{assert_problem, spawn_app, spawn_app_with};
@@ -207,6 +207,36 @@ async fn metrics_behind_a_bearer_token_refuse_everyone_else() {
             .unwrap()
             .contains("db_pool_max_connections")
     );
+}
+
+#[tokio::test]
+async fn production_serves_metrics_without_a_token_on_loopback_only_and_says_so() {
+    let app = spawn_app_with(|s| {
+        s.environment = Environment::Production;
+        s.metrics.expose = MetricsExposure::Separate;
+        s.metrics.address = "0.0.0.0:0".into();
+        s.metrics.bearer_token = None;
+    })
+    .await;
+    let address = app.metrics_address.expect("a metrics listener");
+    assert!(address.ip().is_loopback(), "bound on {address}");
+    let said = crate::helpers::logged_lines_with(&format!("127.0.0.1:{}", address.port()));
+    assert!(
+        said.iter()
+            .any(|l| l.contains("loopback only") && l.contains("CCS__METRICS__BEARER_TOKEN")),
+        "{said:?}"
+    );
+
+    // With a token, the configured interface.
+    let app = spawn_app_with(|s| {
+        s.environment = Environment::Production;
+        s.metrics.expose = MetricsExposure::Separate;
+        s.metrics.address = "0.0.0.0:0".into();
+        s.metrics.bearer_token = Some("a-scraper-token-of-some-length".to_owned().into());
+    })
+    .await;
+    let address = app.metrics_address.expect("a metrics listener");
+    assert!(address.ip().is_unspecified(), "bound on {address}");
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 //! (copied from a migrated template) and its own Redis key prefix, so tests run in parallel.
 
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use currency_conversion::auth::{Auth, Role};
 use currency_conversion::clock::Clock;
@@ -23,6 +23,8 @@ pub struct TestApp {
     pub port: u16,
     /// The separate `/metrics` listener's port (`metrics.expose = "separate"`).
     pub metrics_port: Option<u16>,
+    /// Where that listener is bound.
+    pub metrics_address: Option<std::net::SocketAddr>,
     pub client: reqwest::Client,
     pub db: PgPool,
     pub db_name: String,
@@ -229,6 +231,38 @@ pub fn test_settings_with(db_url: &str, customise: impl FnOnce(&mut Settings)) -
 
 static TELEMETRY: OnceLock<()> = OnceLock::new();
 
+/// What every app of this test process logged, as production writes it (JSON lines): the auth
+/// lines from `info`, the rest from `warn` (`RUST_LOG` overrides). With `TEST_LOG` set, echoed to
+/// stderr as well.
+static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct LogCapture {
+    echo: bool,
+}
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap().extend_from_slice(buf);
+        if self.echo {
+            std::io::stderr().write_all(buf)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The lines logged so far (by every test of this process) that contain `needle`.
+pub fn logged_lines_with(needle: &str) -> Vec<String> {
+    String::from_utf8_lossy(&LOGS.lock().unwrap())
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_owned)
+        .collect()
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
@@ -237,9 +271,11 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
     TELEMETRY.get_or_init(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        if std::env::var("TEST_LOG").is_ok() {
-            currency_conversion::telemetry::init(&base_settings().log);
-        }
+        let echo = std::env::var("TEST_LOG").is_ok();
+        let mut log = base_settings().log;
+        log.format = settings::LogFormat::Json;
+        log.level = "warn,currency_conversion::auth=info".parse().unwrap();
+        currency_conversion::telemetry::init_writing_to(&log, move || LogCapture { echo }, false);
     });
     let base = base_settings();
     let (db_url, db_name) = fresh_database(&base).await;
@@ -250,6 +286,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         .expect("app builds");
     let port = app.port();
     let metrics_port = app.metrics_port();
+    let metrics_address = app.metrics_address();
     let db = app.state().db.clone();
     let state = app.state().clone();
     let rates = app.rates().clone();
@@ -266,6 +303,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
         metrics_port,
+        metrics_address,
         client,
         db,
         db_name,
