@@ -203,3 +203,23 @@ async fn unlock_lifts_the_lock_and_keeps_the_password() {
         Err(currency_conversion::auth::error::AuthError::UserNotFound)
     ));
 }
+
+#[tokio::test]
+async fn a_login_limited_by_its_address_says_so_and_offers_no_account_unlock() {
+    // 3 per account, 12 per IP: twelve failures on twelve accounts lock the address only.
+    let app = spawn_app_with(|s| s.auth.max_failed_logins = 3).await;
+    for i in 0..12 {
+        let body = json!({"email": format!("guess{i}@example.com"), "password": "wrong password!"});
+        let res = app.post_json("/api/v1/auth/token", &body, None).await;
+        assert_eq!(res.status(), 401);
+    }
+    let body = json!({"email": "fresh@example.com", "password": "wrong password!"});
+    let res = app.post_json("/api/v1/auth/token", &body, None).await;
+    assert_eq!(res.status(), 429);
+    let problem: serde_json::Value = res.json().await.unwrap();
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("from this address") && !detail.contains("unlock"),
+        "{detail}"
+    );
+}
