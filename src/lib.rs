@@ -12,6 +12,7 @@ pub mod extract;
 pub mod head_guard;
 pub mod health;
 pub mod history;
+pub mod idempotency;
 pub mod jobs;
 pub mod metrics;
 pub mod middleware;

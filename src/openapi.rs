@@ -68,7 +68,7 @@ use crate::error::PROBLEM_CONTENT_TYPE;
         crate::error::FieldError,
         Decimal,
         crate::money::PositiveDecimal,
-        crate::conversions::IdempotencyKey,
+        crate::idempotency::IdempotencyKey,
         crate::currencies::CurrencyCodes,
         crate::rates::routes::InstantOrDate,
         crate::history::routes::Format,

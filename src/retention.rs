@@ -88,11 +88,7 @@ pub async fn prune(retention: &Retention) -> anyhow::Result<Pruned> {
         })
         .await?,
         idempotency_keys: drain("idempotency keys", n, || {
-            crate::conversions::idempotency::delete_expired_batch(
-                db,
-                cut(now, retention.idempotency_keys),
-                n,
-            )
+            crate::idempotency::delete_expired_batch(db, cut(now, retention.idempotency_keys), n)
         })
         .await?,
         sessions: drain("refresh tokens", n, || {

@@ -305,7 +305,9 @@ pub struct ConversionSettings {
     pub max_amount: bigdecimal::BigDecimal,
     /// What to do when the newest rate is older than `rates.max_age_secs`.
     pub stale_rates: StaleRatePolicy,
-    /// How long an `Idempotency-Key` is remembered, in seconds.
+    /// How long an `Idempotency-Key` is remembered, in seconds: the keys of every idempotent
+    /// POST (conversions, batches, quotes, webhook endpoints), kept under this name since it
+    /// came with conversions.
     pub idempotency_ttl_secs: u64,
     /// Seconds an idempotency key is kept past its TTL before `prune_expired_data` deletes it
     /// (at least a day: an expired key is already free to reuse; the row only helps support

@@ -19,6 +19,7 @@ use crate::currencies::CurrencyEvents;
 use crate::error;
 use crate::head_guard::{self, HeadGuard};
 use crate::health::Health;
+use crate::idempotency::Keys;
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
 use crate::quotes::Quotes;
@@ -61,13 +62,15 @@ impl Parts {
             state.clock.clone(),
             &state.settings,
         );
+        let keys = Keys::new(state.settings.conversions.idempotency_ttl_secs);
         let webhooks = Webhooks::new(
             state.db.clone(),
             state.clock.clone(),
             &state.settings.webhooks,
+            keys,
         )?;
         let conversions = Conversions::new(&rates, state.settings.conversions.clone());
-        let quotes = Quotes::new(&rates, state.settings.quotes.clone());
+        let quotes = Quotes::new(&rates, state.settings.quotes.clone(), keys);
         let registry = Arc::new(crate::jobs::registry(
             &tasks,
             &rates,

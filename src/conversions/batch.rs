@@ -5,18 +5,17 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::Conversions;
-use super::create::{PricedAmount, RateSource, new_row, quote_use_error};
+use super::create::{PricedAmount, RateSource, hash_conversion, new_row, quote_use_error};
 use super::domain::{self, ConversionError, ConversionView, ItemError};
-use super::idempotency::{self, IdempotencyKey, KeyScope};
 use super::store;
 use crate::auth::PartnerId;
 use crate::currencies::CurrencyCode;
 use crate::error::ApiError;
+use crate::idempotency::{Claim, IdempotencyKey, RequestHash, Scope};
 use crate::money::RequestedAmount;
 use crate::quotes::service as quotes;
 use crate::rates::RatesError;
@@ -160,34 +159,30 @@ async fn check_item(
     }
 }
 
-/// What an `Idempotency-Key` remembers of a batch: every item as parsed (so `"100.0"` and
-/// `"100.00"` are the same request, as for a single conversion), in order; an item that does
-/// not parse by its text (such a batch is refused and its key released).
-fn batch_hash(items: &[BatchItem<'_>], parsed: &[Result<ParsedItem, ItemFault>]) -> Vec<u8> {
-    let mut hasher = Sha256::new();
-    for (item, parsed) in items.iter().zip(parsed) {
-        let fields: [String; 4] = match parsed {
-            Ok(p) => [
-                p.from.to_string(),
-                p.to.to_string(),
-                p.amount.to_string(),
-                p.quote_id.map(|q| q.to_string()).unwrap_or_default(),
-            ],
-            Err(_) => [item.from, item.to, item.amount, item.quote_id]
-                .map(|f| f.unwrap_or("\u{0}").to_owned()),
-        };
-        for value in fields {
-            // Length-prefixed so that no two different batches hash the same text.
-            hasher.update((value.len() as u64).to_be_bytes());
-            hasher.update(value.as_bytes());
-        }
-    }
-    hasher.finalize().to_vec()
+/// What an `Idempotency-Key` remembers of a batch: every item as parsed, in order, written as a
+/// single conversion writes its request (so `"100.0"` and `"100.00"` are the same batch, as they
+/// are the same conversion). `None` when an item does not parse: such a batch is refused before
+/// its key is looked at, as a single conversion whose body does not parse is.
+fn batch_hash(parsed: &[Result<ParsedItem, ItemFault>]) -> Option<Vec<u8>> {
+    parsed
+        .iter()
+        .try_fold(RequestHash::new(), |hash, item| {
+            let item = item.as_ref().ok()?;
+            Some(hash_conversion(
+                hash,
+                item.from,
+                item.to,
+                item.amount.value(),
+                item.quote_id,
+            ))
+        })
+        .map(RequestHash::finish)
 }
 
 /// Converts every item or none. Invalid items → [`ConversionError::InvalidItems`] listing each
 /// one and nothing stored. With an `Idempotency-Key`, the same key and items return the
-/// original batch (`created = false`).
+/// original batch (`created = false`), even when an item could not be priced now; a batch with
+/// an item that does not parse is refused without looking at the key.
 #[tracing::instrument(skip_all, fields(partner_id = %partner, items = items.len()))]
 pub async fn create(
     conversions: &Conversions,
@@ -195,7 +190,6 @@ pub async fn create(
     items: &[BatchItem<'_>],
     idempotency_key: Option<&IdempotencyKey>,
 ) -> Result<(BatchView, bool), ConversionError> {
-    let idempotency_key = idempotency_key.map(IdempotencyKey::as_str);
     if items.is_empty() {
         return Err(domain::invalid(
             "items",
@@ -234,16 +228,16 @@ pub async fn create(
     let now: DateTime<Utc> = conversions.clock.now().trunc_subsecs(6);
     let batch_id = Uuid::now_v7();
     let mut tx = conversions.db.begin().await?;
-    if let Some(key) = idempotency_key {
-        let hash = batch_hash(items, &parsed);
-        let claim = idempotency::Claim {
-            scope: KeyScope::Batch,
-            partner,
+    if let Some((key, hash)) = idempotency_key.zip(batch_hash(&parsed)) {
+        let claim = Claim {
+            scope: Scope::Batch,
+            partner_id: partner.as_uuid(),
             key,
             request_hash: &hash,
-            id: batch_id,
+            resource_id: batch_id,
         };
-        if let Some(original) = idempotency::claim(conversions, &mut tx, claim, now).await? {
+        let claimed = conversions.keys.claim(&mut tx, claim, now).await?;
+        if let Some(original) = claimed.replay()? {
             tx.rollback().await?;
             let rows = store::find_batch(&conversions.db, original).await?;
             return Ok((
@@ -338,9 +332,9 @@ pub async fn create(
 mod tests {
     use super::*;
 
-    fn hash(items: &[BatchItem<'_>]) -> Vec<u8> {
+    fn hash(items: &[BatchItem<'_>]) -> Option<Vec<u8>> {
         let parsed: Vec<_> = items.iter().map(parse_item).collect();
-        batch_hash(items, &parsed)
+        batch_hash(&parsed)
     }
 
     #[test]
@@ -355,14 +349,8 @@ mod tests {
         assert_eq!(a, hash(&[item("1.00"), item("2.00")]));
         assert_ne!(a, hash(&[item("2.00"), item("1.00")]));
         assert_ne!(a, hash(&[item("1.00")]));
-        // Field boundaries count: "EU"+"RUSD" is not "EUR"+"USD".
-        let shifted = BatchItem {
-            from: Some("EU"),
-            to: Some("RUSD"),
-            amount: Some("1.00"),
-            quote_id: None,
-        };
-        assert_ne!(hash(&[item("1.00")]), hash(&[shifted]));
+        // An item that does not parse leaves nothing to remember.
+        assert_eq!(hash(&[item("1.00"), item("1.x")]), None);
     }
 
     #[test]

@@ -2,16 +2,16 @@
 //! quote's locked rate in a transaction; idempotent with an `Idempotency-Key`. The row built
 //! here ([`new_row`]) is also what a batch stores for each item.
 
+use bigdecimal::BigDecimal;
 use chrono::{DateTime, Duration, SubsecRound, Utc};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::Conversions;
 use super::domain::{ConversionError, ConversionView, Status, invalid};
-use super::idempotency::{self, IdempotencyKey, KeyScope};
 use super::store::{self, ConversionRow};
 use crate::auth::PartnerId;
 use crate::currencies::CurrencyCode;
+use crate::idempotency::{self, Claim, IdempotencyKey, RequestHash, Scope};
 use crate::money::{Amount, Rate, RequestedAmount};
 use crate::quotes::service::{self as quotes, LockedRate, QuoteUseError};
 use crate::rates::pricing::{Checked, PriceRequest, Priced, Pricer, Purpose};
@@ -26,19 +26,19 @@ pub struct ConversionRequest<'a> {
     pub quote_id: Option<Uuid>,
 }
 
-/// What an `Idempotency-Key` remembers of a request. The quote id is appended only when there
-/// is one, so keys stored before quotes existed still match their replays.
-fn request_hash(
+/// What an `Idempotency-Key` remembers of one conversion, as parsed: a single conversion is
+/// these fields, a batch these fields of each item in order.
+pub(super) fn hash_conversion(
+    hash: RequestHash,
     from: CurrencyCode,
     to: CurrencyCode,
-    amount: &Amount,
+    amount: &BigDecimal,
     quote_id: Option<Uuid>,
-) -> Vec<u8> {
-    let mut text = format!("{from}|{to}|{amount}");
-    if let Some(q) = quote_id {
-        text.push_str(&format!("|{q}"));
-    }
-    Sha256::digest(text.as_bytes()).to_vec()
+) -> RequestHash {
+    hash.text(from.as_str())
+        .text(to.as_str())
+        .decimal(amount)
+        .optional(quote_id, RequestHash::uuid)
 }
 
 /// Where a conversion's rate comes from: the rate in force, or a quote's locked rate.
@@ -182,7 +182,6 @@ pub async fn create(
     req: ConversionRequest<'_>,
     idempotency_key: Option<&IdempotencyKey>,
 ) -> Result<(ConversionView, bool), ConversionError> {
-    let idempotency_key = idempotency_key.map(IdempotencyKey::as_str);
     let price_request = PriceRequest {
         from: req.from,
         to: req.to,
@@ -207,13 +206,14 @@ pub async fn create(
         // shows.
         let now = conversions.clock.now().trunc_subsecs(6);
         let row = new_row(conversions, Uuid::now_v7(), partner, priced, source, now);
-        let hash = idempotency_key.map(|_| request_hash(from, to, &amount, None));
+        let hash = idempotency_key
+            .map(|_| hash_conversion(RequestHash::new(), from, to, amount.value(), None).finish());
         let key = idempotency_key
             .zip(hash.as_deref())
             .map(|(key, request_hash)| store::NewKey {
-                key,
+                key: key.as_str(),
                 request_hash,
-                expires_at: idempotency::expires_at(conversions, now),
+                expires_at: conversions.keys.expires_at(now),
             });
         let view = ConversionView::from(row.clone());
         let payload = crate::webhooks::outbox::body(EventType::ConversionCreated, now, &view)
@@ -223,7 +223,7 @@ pub async fn create(
             event_type: EventType::ConversionCreated.as_str(),
             payload: &payload,
         };
-        let existing = match store::create(&conversions.db, &row, key, event).await? {
+        let held = match store::create(&conversions.db, &row, key, event).await? {
             store::Created::Stored => {
                 tracing::info!(conversion_id = %row.id, from = %row.from_currency, to = %row.to_currency, "conversion created");
                 return Ok((view, true));
@@ -233,20 +233,24 @@ pub async fn create(
                 pricer = pricer.currencies_from_database();
                 continue;
             }
-            store::Created::KeyTaken(hash, id) => Some((hash, id)),
+            store::Created::KeyTaken(held) => Some(held),
             store::Created::KeyTakenUnseen => match idempotency_key {
                 Some(key) => {
-                    idempotency::find_conversion_key(&conversions.db, partner, key).await?
+                    let partner = partner.as_uuid();
+                    idempotency::find(&conversions.db, partner, Scope::Conversion, key).await?
                 }
                 None => None,
             },
         };
-        let (stored_hash, original) = existing.ok_or_else(|| {
-            anyhow::anyhow!("an Idempotency-Key was taken and then vanished before it was read")
-        })?;
-        if hash.as_deref() != Some(stored_hash.as_slice()) {
-            return Err(ConversionError::IdempotencyMismatch);
-        }
+        let (Some(held), Some(hash)) = (held, hash) else {
+            return Err(anyhow::anyhow!(
+                "an Idempotency-Key was taken and then vanished before it was read"
+            )
+            .into());
+        };
+        let Some(original) = held.answer(&hash).replay()? else {
+            return Err(anyhow::anyhow!("a held Idempotency-Key claimed as new").into());
+        };
         let original = store::find(&conversions.db, original)
             .await?
             .ok_or(ConversionError::NotFound)?;
@@ -262,7 +266,7 @@ async fn create_on_quote(
     partner: PartnerId,
     quote_id: Uuid,
     checked: Checked,
-    idempotency_key: Option<&str>,
+    idempotency_key: Option<&IdempotencyKey>,
 ) -> Result<(ConversionView, bool), ConversionError> {
     let Some(amount) = checked.amount.clone() else {
         return Err(anyhow::anyhow!("a conversion without an amount").into());
@@ -272,15 +276,23 @@ async fn create_on_quote(
     let id = Uuid::now_v7();
     let mut tx = conversions.db.begin().await?;
     if let Some(key) = idempotency_key {
-        let hash = request_hash(checked.from.code, checked.to.code, &amount, Some(quote_id));
-        let claim = idempotency::Claim {
-            scope: KeyScope::Conversion,
-            partner,
+        let hash = hash_conversion(
+            RequestHash::new(),
+            checked.from.code,
+            checked.to.code,
+            amount.value(),
+            Some(quote_id),
+        )
+        .finish();
+        let claim = Claim {
+            scope: Scope::Conversion,
+            partner_id: partner.as_uuid(),
             key,
             request_hash: &hash,
-            id,
+            resource_id: id,
         };
-        if let Some(original) = idempotency::claim(conversions, &mut tx, claim, now).await? {
+        let claimed = conversions.keys.claim(&mut tx, claim, now).await?;
+        if let Some(original) = claimed.replay()? {
             tx.rollback().await?;
             let original = store::find(&conversions.db, original)
                 .await?

@@ -56,8 +56,8 @@ pub enum ConversionError {
         count: usize,
         errors: Vec<ItemError>,
     },
-    #[error("this Idempotency-Key was used with a different request")]
-    IdempotencyMismatch,
+    #[error(transparent)]
+    IdempotencyKeyReused(#[from] crate::idempotency::KeyReused),
     #[error("no such conversion")]
     NotFound,
     #[error("a {0} conversion cannot be cancelled")]
@@ -161,11 +161,7 @@ impl From<ConversionError> for ApiError {
                     })
                     .collect(),
             },
-            C::IdempotencyMismatch => ApiError::Unprocessable {
-                slug: "idempotency-key-reused",
-                detail: "this Idempotency-Key was already used with a different request body"
-                    .into(),
-            },
+            C::IdempotencyKeyReused(e) => e.into(),
             C::NotFound => ApiError::NotFound("no such conversion".into()),
             C::NotCancellable(status) => {
                 ApiError::Conflict(format!("a {status} conversion cannot be cancelled"))

@@ -5,9 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::Conversions;
 use crate::tasks::{Job, JobContext};
 
-/// Makes due `temporary` conversions `permanent` (expired idempotency keys are deleted by
-/// `prune_expired_data`, a day after their TTL).
-/// Idempotent: a second delivery finds nothing left to do.
+/// Makes due `temporary` conversions `permanent`. Idempotent: a second delivery finds nothing left to do.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct FinalizeConversions {}
 

@@ -2,8 +2,9 @@
 //! conversion is `temporary` for the holding period, then the `finalize_conversions` job makes it
 //! `permanent`; a partner may cancel its own temporary conversion. A conversion may use a rate
 //! lock's rate (`quote_id`, checked through [`crate::quotes`]), and up to 1,000 conversions may
-//! be made all or nothing as a [`batch`]. Owns the `conversions`, `conversion_batches` and both
-//! idempotency-key tables; `history` reads them through [`store::history`].
+//! be made all or nothing as a [`batch`]. Owns the `conversions` and `conversion_batches`
+//! tables; `history` reads them through [`store::history`]. Idempotency keys are
+//! [`crate::idempotency`]'s (scopes `conversion` and `batch`).
 //!
 //! - [`pricing`]: the checks and pricing a conversion or a quote starts with;
 //! - [`create`]: converting one amount (at the rate in force or on a quote);
@@ -12,7 +13,6 @@
 pub mod batch;
 pub mod create;
 pub mod domain;
-pub mod idempotency;
 pub mod jobs;
 pub mod routes;
 pub mod service;
@@ -23,11 +23,11 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 use crate::clock::Clock;
+use crate::idempotency::Keys;
 use crate::rates::Rates;
 use crate::settings::ConversionSettings;
 
 pub use domain::{ConversionError, ConversionView, Status};
-pub use idempotency::IdempotencyKey;
 
 /// What the conversion use cases run with: the pool, the clock, `conversions.*` and the rates
 /// handle (pricing reads the latest rates from its cache and checks currencies through it).
@@ -43,6 +43,8 @@ pub struct Conversions {
     pub settings: Arc<ConversionSettings>,
     /// The rates of this process.
     pub rates: Rates,
+    /// How long an `Idempotency-Key` is remembered (`conversions.idempotency_ttl_secs`).
+    pub keys: Keys,
 }
 
 impl Conversions {
@@ -51,6 +53,7 @@ impl Conversions {
         Self {
             db: rates.db.clone(),
             clock: rates.clock.clone(),
+            keys: Keys::new(settings.idempotency_ttl_secs),
             settings: Arc::new(settings),
             rates: rates.clone(),
         }

@@ -2,19 +2,19 @@
 //! `/conversions/summary`) belong to `history`; they share the `/conversions` resource here so
 //! that an unsupported method answers 405.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::Conversions;
 use super::batch::{self, BatchItem, BatchView, MAX_BATCH_ITEMS};
 use super::create::ConversionRequest;
-use super::idempotency::{IdempotencyKey, InvalidIdempotencyKey};
 use super::service::{self, ConversionView};
 use crate::auth::{AuthenticatedUser, PartnerUser};
 use crate::currencies::CurrencyCode;
 use crate::error::{ApiError, Problem};
 use crate::extract::Json;
+use crate::idempotency::{IdempotencyHeader, IdempotencyKey};
 use crate::money::RequestedAmount;
 use uuid::Uuid;
 
@@ -82,21 +82,6 @@ pub struct CreateBatch {
     pub items: Vec<BatchItemBody>,
 }
 
-/// The `Idempotency-Key` header, when sent; a 422 naming it when it is not a key.
-fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError> {
-    req.headers()
-        .get("Idempotency-Key")
-        .map(|v| {
-            v.to_str()
-                .ok()
-                .and_then(|raw| IdempotencyKey::parse(raw).ok())
-                .ok_or_else(|| {
-                    ApiError::validation("Idempotency-Key", InvalidIdempotencyKey.to_string())
-                })
-        })
-        .transpose()
-}
-
 /// Convert up to 1,000 amounts at once, all or nothing (partner). If any item is invalid the
 /// answer is 422 listing every bad item as `items[<index>].<field>` and nothing is stored;
 /// otherwise 201 with the conversions in request order. `Idempotency-Key` covers the whole
@@ -116,10 +101,9 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError
 pub async fn create_batch(
     conversions: web::Data<Conversions>,
     partner: PartnerUser,
-    req: HttpRequest,
     body: Json<CreateBatch>,
+    key: IdempotencyHeader,
 ) -> Result<HttpResponse, ApiError> {
-    let key = idempotency_key(&req)?;
     let items: Vec<BatchItem<'_>> = body
         .items
         .iter()
@@ -130,7 +114,7 @@ pub async fn create_batch(
             quote_id: i.quote_id.as_deref(),
         })
         .collect();
-    let (view, created) = batch::create(&conversions, partner.id(), &items, key.as_ref()).await?;
+    let (view, created) = batch::create(&conversions, partner.id(), &items, key.key()).await?;
     Ok(if created {
         HttpResponse::Created().json(view)
     } else {
@@ -160,10 +144,9 @@ fn conversion_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
 pub async fn create(
     conversions: web::Data<Conversions>,
     partner: PartnerUser,
-    req: HttpRequest,
     body: Json<CreateConversion>,
+    key: IdempotencyHeader,
 ) -> Result<HttpResponse, ApiError> {
-    let key = idempotency_key(&req)?;
     let (view, created) = super::create::create(
         &conversions,
         partner.id(),
@@ -173,7 +156,7 @@ pub async fn create(
             amount: &body.amount,
             quote_id: body.quote_id,
         },
-        key.as_ref(),
+        key.key(),
     )
     .await?;
     let mut res = if created {

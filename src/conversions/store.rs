@@ -1,6 +1,6 @@
 //! SQL for conversions: storing them (one, a batch, or one in a single statement with its key
 //! and event), reading one, cancelling and finalizing. The history list and summary are in
-//! [`history`]; the idempotency keys' SQL is in [`super::idempotency`].
+//! [`history`]; idempotency keys are [`crate::idempotency`]'s.
 
 pub mod history;
 
@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::domain::{ConversionView, Status};
 use crate::auth::PartnerId;
 use crate::currencies::CurrencyCode;
+use crate::idempotency::{HeldKey, Scope};
 use crate::money;
 
 #[derive(Debug, Clone)]
@@ -78,7 +79,7 @@ pub struct CreatedEvent<'a> {
     pub payload: &'a str,
 }
 
-/// An `Idempotency-Key` to claim for a new conversion.
+/// An `Idempotency-Key` to claim for a new conversion (scope [`Scope::Conversion`]).
 #[derive(Debug, Clone, Copy)]
 pub struct NewKey<'a> {
     pub key: &'a str,
@@ -94,11 +95,10 @@ pub enum Created {
     /// One of the two currencies is no longer usable with the minor units the row was priced
     /// at (disabled, retired or changed since the caller looked); nothing was stored.
     CurrencyChanged,
-    /// The key is held by an earlier request: its `(request_hash, conversion_id)`. Nothing was
-    /// stored.
-    KeyTaken(Vec<u8>, Uuid),
+    /// The key is held by an earlier request. Nothing was stored.
+    KeyTaken(HeldKey),
     /// The key is held by a request that committed while this statement ran, so the statement
-    /// could not read it: ask [`super::idempotency::find_conversion_key`]. Nothing was stored.
+    /// could not read it: ask [`crate::idempotency::find`]. Nothing was stored.
     KeyTakenUnseen,
 }
 
@@ -108,11 +108,11 @@ pub enum Created {
 ///
 /// - Both currencies must still be enabled, not retired and at the minor units `c` was priced
 ///   at (the caller may have checked them against the in-memory rates cache).
-/// - A key is claimed with `INSERT … ON CONFLICT DO UPDATE … WHERE expired`: a free or expired
-///   key is taken for `c.id`, a live one is left alone and reported. A concurrent request with
-///   the same key waits on the unique index until the first commits, then sees its key.
-/// - The key's foreign key to `conversions` is deferred, so the key may name the conversion
-///   inserted by the same statement.
+/// - A key is claimed in `idempotency_keys` as [`crate::idempotency::Keys::claim`] claims one
+///   (the same `INSERT … ON CONFLICT DO UPDATE … WHERE expired`, inlined here for the one round
+///   trip): a free or expired key is taken for `c.id`, a live one is left alone and reported. A
+///   concurrent request with the same key waits on the primary key until the first commits,
+///   then sees its key.
 /// - `event` goes to webhooks' outbox in the same statement, and only when the conversion was
 ///   stored and the partner has a live endpoint subscribed to it: the same rows as
 ///   [`crate::webhooks::outbox::record`] writes (kept here, against the module rule, so that a
@@ -132,14 +132,14 @@ pub async fn create(
                  AND enabled AND retired_at IS NULL
            ),
            claim AS (
-               INSERT INTO conversion_idempotency_keys AS k
-                   (partner_id, key, request_hash, conversion_id, created_at, expires_at)
-               SELECT $2, $18, $19, $1, $13, $20 FROM usable WHERE ok AND $18::text IS NOT NULL
-               ON CONFLICT (partner_id, key) DO UPDATE
-                   SET request_hash = EXCLUDED.request_hash, conversion_id = EXCLUDED.conversion_id,
+               INSERT INTO idempotency_keys AS k
+                   (partner_id, scope, key, request_hash, resource_id, created_at, expires_at)
+               SELECT $2, $24, $18, $19, $1, $13, $20 FROM usable WHERE ok AND $18::text IS NOT NULL
+               ON CONFLICT (partner_id, scope, key) DO UPDATE
+                   SET request_hash = EXCLUDED.request_hash, resource_id = EXCLUDED.resource_id,
                        created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
                    WHERE k.expires_at <= EXCLUDED.created_at
-               RETURNING conversion_id
+               RETURNING resource_id
            ),
            inserted AS (
                INSERT INTO conversions (id, partner_id, from_currency, to_currency, amount, rate, result,
@@ -166,9 +166,9 @@ pub async fn create(
            )
            SELECT (SELECT ok FROM usable) AS "usable!",
                   EXISTS (SELECT FROM inserted) AS "stored!",
-                  k.request_hash AS "existing_hash?", k.conversion_id AS "existing_id?"
+                  k.request_hash AS "existing_hash?", k.resource_id AS "existing_id?"
            FROM (SELECT) AS one
-           LEFT JOIN conversion_idempotency_keys k ON k.partner_id = $2 AND k.key = $18"#,
+           LEFT JOIN idempotency_keys k ON k.partner_id = $2 AND k.scope = $24 AND k.key = $18"#,
         c.id,
         c.partner_id,
         c.from_currency.as_str(),
@@ -192,6 +192,7 @@ pub async fn create(
         event.id,
         event.event_type,
         event.payload,
+        Scope::Conversion.as_str(),
     )
     .fetch_one(db)
     .await?;
@@ -199,7 +200,10 @@ pub async fn create(
         r if r.stored => Created::Stored,
         r if !r.usable => Created::CurrencyChanged,
         r => match (r.existing_hash, r.existing_id) {
-            (Some(hash), Some(id)) => Created::KeyTaken(hash, id),
+            (Some(request_hash), Some(resource_id)) => Created::KeyTaken(HeldKey {
+                request_hash,
+                resource_id,
+            }),
             _ => Created::KeyTakenUnseen,
         },
     })

@@ -5,7 +5,8 @@
 //! pricing path [`crate::rates::pricing`] (the same checks, the same errors, the same
 //! stale-rate policy); converting on a quote is the conversions module's job, which asks this
 //! module to [`service::claim`] the quote inside its transaction. This module imports nothing
-//! from conversions.
+//! from conversions. `POST /quotes` is idempotent with an `Idempotency-Key`
+//! ([`crate::idempotency`], scope `quote`).
 
 pub mod domain;
 pub mod jobs;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 use crate::clock::Clock;
+use crate::idempotency::Keys;
 use crate::rates::Rates;
 use crate::settings::QuoteSettings;
 
@@ -38,13 +40,16 @@ pub struct Quotes {
     pub settings: Arc<QuoteSettings>,
     /// Pricing, as for a conversion (with its rules: amounts, stale rates).
     pub rates: Rates,
+    /// How long an `Idempotency-Key` is remembered.
+    pub keys: Keys,
 }
 
 impl Quotes {
     /// The quotes handle pricing through `rates` (whose pool, clock and pricing rules it
-    /// shares).
-    pub fn new(rates: &Rates, settings: QuoteSettings) -> Self {
+    /// shares), remembering idempotency keys as long as `keys` says.
+    pub fn new(rates: &Rates, settings: QuoteSettings, keys: Keys) -> Self {
         Self {
+            keys,
             db: rates.db.clone(),
             clock: rates.clock.clone(),
             settings: Arc::new(settings),

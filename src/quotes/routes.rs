@@ -10,6 +10,7 @@ use crate::auth::PartnerUser;
 use crate::currencies::CurrencyCode;
 use crate::error::{ApiError, Problem};
 use crate::extract::Json;
+use crate::idempotency::{IdempotencyHeader, IdempotencyKey};
 use crate::money::RequestedAmount;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -37,15 +38,20 @@ pub struct CreateQuote {
 
 /// Lock a rate (partner). The quoted rate is the reference rate less the lock's spread
 /// (`quotes.spread_bps.<lock>`), both shown. Convert on it with `quote_id` in
-/// `POST /conversions` before `expires_at`.
+/// `POST /conversions` before `expires_at`. Send `Idempotency-Key` to make retries safe: the
+/// same key and body return the original quote (200); the same key with another body is
+/// refused (422).
 #[utoipa::path(post, path = "/api/v1/quotes", tag = "quotes", operation_id = "createQuote",
     request_body = CreateQuote, security(("bearer" = ["partner"])),
+    params(("Idempotency-Key" = Option<IdempotencyKey>, Header,
+        description = "1 to 255 printable characters. Retrying with the same key and body returns the original quote as it is now (200), even when the partner is at its cap on open locks; the same key with another body is refused (422). Keys are remembered for `conversions.idempotency_ttl_secs`.")),
     responses(
-        (status = 201, description = "The quote: its locked rate, spread and expiry", body = QuoteView),
+        (status = 201, description = "The quote: its locked rate, spread and expiry", body = QuoteView, headers(("Location" = String, description = "URL of the quote"))),
+        (status = 200, description = "Replay of an `Idempotency-Key`: the original quote, with its status now", body = QuoteView, headers(("Location" = String, description = "URL of the quote"))),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No rates for this pair", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid lock, amount or currency (a lock other than `none` needs an amount); stale reference rate", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid lock, amount or currency (a lock other than `none` needs an amount); stale reference rate; reused `Idempotency-Key`", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "The partner holds as many open rate locks, or as much notional, as it may (`/problems/too-many-open-locks`)", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds until the first open lock expires"))),
     ))]
@@ -53,8 +59,9 @@ pub async fn create(
     quotes: web::Data<Quotes>,
     partner: PartnerUser,
     body: Json<CreateQuote>,
+    key: IdempotencyHeader,
 ) -> Result<HttpResponse, ApiError> {
-    let view = service::create(
+    let (view, created) = service::create(
         &quotes,
         partner.id(),
         QuoteRequest {
@@ -63,9 +70,15 @@ pub async fn create(
             amount: body.amount.as_ref(),
             lock: body.lock,
         },
+        key.key(),
     )
     .await?;
-    Ok(HttpResponse::Created()
+    let mut res = if created {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    };
+    Ok(res
         .insert_header(("Location", format!("/api/v1/quotes/{}", view.id)))
         .json(view))
 }

@@ -16,6 +16,7 @@ use super::store::{self, QuoteRow};
 use crate::auth::PartnerId;
 use crate::currencies::CurrencyCode;
 use crate::error::ApiError;
+use crate::idempotency::{Claim, IdempotencyKey, RequestHash, Scope};
 use crate::money::{self, Rate, RequestedAmount};
 use crate::rates::RatesError;
 use crate::rates::pricing::{PriceRequest, Pricer, Purpose};
@@ -33,6 +34,8 @@ pub enum QuoteError {
     Pricing(#[from] RatesError),
     #[error("no such quote")]
     NotFound,
+    #[error(transparent)]
+    IdempotencyKeyReused(#[from] crate::idempotency::KeyReused),
     /// The partner holds as many open rate locks (or as much notional) as it may.
     #[error("{detail}")]
     TooManyOpenLocks {
@@ -55,6 +58,7 @@ impl From<QuoteError> for ApiError {
             QuoteError::Invalid { field, message } => ApiError::validation(field, message),
             QuoteError::Pricing(e) => e.into(),
             QuoteError::NotFound => ApiError::NotFound("no such quote".into()),
+            QuoteError::IdempotencyKeyReused(e) => e.into(),
             QuoteError::TooManyOpenLocks {
                 detail,
                 retry_after_secs,
@@ -159,12 +163,16 @@ pub struct QuoteRequest<'a> {
 /// partner's cap on open locks (`quotes.max_open_locks`, `quotes.max_open_notional`): the
 /// count, the check and the insert are one transaction, serialised per partner, so parallel
 /// requests cannot pass the cap together.
-#[tracing::instrument(skip(quotes, req), fields(partner_id = %partner, from = %req.from, to = %req.to, lock = req.lock.as_str()))]
+///
+/// With an `Idempotency-Key`, the same key and request return the original quote as it is now
+/// (`created = false`), before the cap is looked at; the same key with another request fails.
+#[tracing::instrument(skip(quotes, req, idempotency_key), fields(partner_id = %partner, from = %req.from, to = %req.to, lock = req.lock.as_str()))]
 pub async fn create(
     quotes: &Quotes,
     partner: PartnerId,
     req: QuoteRequest<'_>,
-) -> Result<QuoteView, QuoteError> {
+    idempotency_key: Option<&IdempotencyKey>,
+) -> Result<(QuoteView, bool), QuoteError> {
     let lock = req.lock;
     let redeemable = lock != Lock::None;
     let purpose = Purpose::RateLock {
@@ -208,6 +216,28 @@ pub async fn create(
         used_at: None,
     };
     let mut tx = quotes.db.begin().await?;
+    if let Some(key) = idempotency_key {
+        let hash = RequestHash::new()
+            .text(req.from.as_str())
+            .text(req.to.as_str())
+            .optional(req.amount.map(RequestedAmount::value), RequestHash::decimal)
+            .text(lock.as_str())
+            .finish();
+        let claim = Claim {
+            scope: Scope::Quote,
+            partner_id: partner.as_uuid(),
+            key,
+            request_hash: &hash,
+            resource_id: row.id,
+        };
+        if let Some(original) = quotes.keys.claim(&mut tx, claim, now).await?.replay()? {
+            tx.rollback().await?;
+            let original = store::find(&quotes.db, original, partner)
+                .await?
+                .ok_or(QuoteError::NotFound)?;
+            return Ok((QuoteView::new(original, quotes.clock.now()), false));
+        }
+    }
     if let Some(notional) = &notional {
         store::lock_partner_locks(&mut tx, partner).await?;
         let open = store::open_locks(&mut tx, partner, now).await?;
@@ -243,7 +273,7 @@ pub async fn create(
     store::insert(&mut tx, &row, notional.as_ref()).await?;
     tx.commit().await?;
     tracing::info!(quote_id = %row.id, spread_bps = priced.spread_bps, "quote created");
-    Ok(QuoteView::new(row, now))
+    Ok((QuoteView::new(row, now), true))
 }
 
 /// What `amount` of `from` is worth in `quotes.notional_currency` at the reference rate in

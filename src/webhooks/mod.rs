@@ -1,7 +1,8 @@
 //! Webhooks (Standard Webhooks): a partner registers endpoints for event types and receives
 //! each event signed (`webhook-id`, `webhook-timestamp`, `webhook-signature`), at least once,
 //! with retries over about a day. Owns `webhook_endpoints`, `webhook_events` and
-//! `webhook_deliveries`.
+//! `webhook_deliveries`. Registering an endpoint is idempotent with an `Idempotency-Key`
+//! ([`crate::idempotency`], scope `webhook_endpoint`).
 //!
 //! Other capabilities never send anything: inside the transaction of their change they call
 //! [`outbox::record`] with the resource as the API shows it, and the `deliver_webhooks` job
@@ -26,6 +27,7 @@ use sqlx::PgPool;
 
 use crate::clock::Clock;
 use crate::error::ApiError;
+use crate::idempotency::Keys;
 use crate::settings::WebhookSettings;
 
 /// What the webhook use cases and the `deliver_webhooks` job run with: the pool, the clock,
@@ -39,16 +41,25 @@ pub struct Webhooks {
     pub clock: Clock,
     /// `webhooks.*`.
     pub settings: Arc<WebhookSettings>,
+    /// How long an `Idempotency-Key` is remembered.
+    pub keys: Keys,
     /// The delivering client ([`delivery::http_client`]).
     http: reqwest::Client,
 }
 
 impl Webhooks {
-    /// The webhooks of a process, with its delivering HTTP client built from `settings`.
-    pub fn new(db: PgPool, clock: Clock, settings: &WebhookSettings) -> anyhow::Result<Self> {
+    /// The webhooks of a process, with its delivering HTTP client built from `settings`,
+    /// remembering idempotency keys as long as `keys` says.
+    pub fn new(
+        db: PgPool,
+        clock: Clock,
+        settings: &WebhookSettings,
+        keys: Keys,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
             db,
             clock,
+            keys,
             http: delivery::http_client(settings)?,
             settings: Arc::new(settings.clone()),
         })
@@ -71,6 +82,8 @@ pub enum WebhookError {
     EndpointNotFound,
     #[error("no such delivery")]
     DeliveryNotFound,
+    #[error(transparent)]
+    IdempotencyKeyReused(#[from] crate::idempotency::KeyReused),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -96,6 +109,7 @@ impl From<WebhookError> for ApiError {
             e @ (WebhookError::EndpointNotFound | WebhookError::DeliveryNotFound) => {
                 ApiError::NotFound(e.to_string())
             }
+            WebhookError::IdempotencyKeyReused(e) => e.into(),
             WebhookError::Unexpected(e) => ApiError::Internal(e),
         }
     }

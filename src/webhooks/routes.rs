@@ -12,6 +12,7 @@ use super::{DeliverWebhooks, WebhookError, Webhooks};
 use crate::auth::PartnerUser;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Query};
+use crate::idempotency::{IdempotencyHeader, IdempotencyKey};
 use crate::pagination::{Page, PageParams};
 use crate::tasks::{TaskRegistry, Tasks};
 
@@ -66,25 +67,39 @@ async fn dispatch_soon(tasks: &Tasks, registry: &TaskRegistry) {
 
 /// Register a webhook endpoint (partner). The answer holds the signing secret, shown only
 /// here. Deliveries follow the Standard Webhooks specification: verify `webhook-signature`
-/// over `{webhook-id}.{webhook-timestamp}.{body}` with any Standard Webhooks library.
+/// over `{webhook-id}.{webhook-timestamp}.{body}` with any Standard Webhooks library. Send
+/// `Idempotency-Key` to make retries safe: the same key and body return the original endpoint
+/// (200); the same key with another body is refused (422).
 #[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks", operation_id = "createWebhookEndpoint",
     request_body = CreateEndpoint, security(("bearer" = ["partner"])),
+    params(("Idempotency-Key" = Option<IdempotencyKey>, Header,
+        description = "1 to 255 printable characters. Retrying with the same key and body (the same URL and set of events) returns the original endpoint with its current secret (200), or 404 if it was deleted since; the same key with another body is refused (422). Keys are remembered for `conversions.idempotency_ttl_secs`.")),
     responses(
         (status = 201, description = "The endpoint and its signing secret (shown once)", body = CreatedEndpoint,
+            headers(("Location" = String, description = "The endpoint's deliveries"))),
+        (status = 200, description = "Replay of an `Idempotency-Key`: the original endpoint and its current signing secret", body = CreatedEndpoint,
             headers(("Location" = String, description = "The endpoint's deliveries"))),
         (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a partner", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`/problems/webhook-endpoint-limit`: the partner has as many endpoints as allowed", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`/problems/validation-failed` (url form, events) or `/problems/webhook-target-forbidden` (the URL resolves to a loopback, private, link-local or metadata address)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Replay of an `Idempotency-Key` whose endpoint was deleted since", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`/problems/validation-failed` (url form, events), `/problems/webhook-target-forbidden` (the URL resolves to a loopback, private, link-local or metadata address) or `/problems/idempotency-key-reused`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
     webhooks: web::Data<Webhooks>,
     partner: PartnerUser,
     body: Json<CreateEndpoint>,
+    key: IdempotencyHeader,
 ) -> Result<HttpResponse, ApiError> {
-    let created =
-        service::create_endpoint(&webhooks, partner.id(), &body.url, &body.events).await?;
-    Ok(HttpResponse::Created()
+    let (created, new) =
+        service::create_endpoint(&webhooks, partner.id(), &body.url, &body.events, key.key())
+            .await?;
+    let mut res = if new {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    };
+    Ok(res
         .insert_header((
             "Location",
             format!("/api/v1/webhooks/{}/deliveries", created.endpoint.id),

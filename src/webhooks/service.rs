@@ -12,6 +12,7 @@ use super::signing;
 use super::store::{self, DeliveryRow, EndpointRow};
 use super::{WebhookError, Webhooks};
 use crate::auth::PartnerId;
+use crate::idempotency::{Claim, IdempotencyKey, RequestHash, Scope};
 use crate::pagination::{Cursor, Page};
 use crate::settings::WebhookSettings;
 
@@ -146,13 +147,18 @@ pub async fn check_url(
     Ok(url)
 }
 
-#[tracing::instrument(skip(webhooks, events), fields(partner_id = %partner))]
+/// Registers an endpoint. With an `Idempotency-Key`, the same key and request (the URL as
+/// parsed, the set of event types) return the original endpoint as it is now, with its current
+/// secret (`created = false`), or 404 when it was deleted since; the same key with another
+/// request fails.
+#[tracing::instrument(skip(webhooks, events, idempotency_key), fields(partner_id = %partner))]
 pub async fn create_endpoint(
     webhooks: &Webhooks,
     partner: PartnerId,
     url: &WebhookUrl,
     events: &EventSubscription,
-) -> Result<CreatedEndpoint, WebhookError> {
+    idempotency_key: Option<&IdempotencyKey>,
+) -> Result<(CreatedEndpoint, bool), WebhookError> {
     let url = check_url(&webhooks.settings, url).await?;
     let names: Vec<String> = events
         .events()
@@ -164,8 +170,34 @@ pub async fn create_endpoint(
     // PostgreSQL keeps microseconds: answer with what a later read returns.
     let now = webhooks.clock.now().trunc_subsecs(6);
     let max = webhooks.settings.max_endpoints_per_partner;
+    let mut tx = webhooks.db.begin().await?;
+    if let Some(key) = idempotency_key {
+        let mut sorted: Vec<&str> = names.iter().map(String::as_str).collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let hash = sorted
+            .iter()
+            .fold(RequestHash::new().text(url.as_str()), |h, e| h.text(e))
+            .finish();
+        let claim = Claim {
+            scope: Scope::WebhookEndpoint,
+            partner_id: partner.as_uuid(),
+            key,
+            request_hash: &hash,
+            resource_id: id,
+        };
+        if let Some(original) = webhooks.keys.claim(&mut tx, claim, now).await?.replay()? {
+            tx.rollback().await?;
+            let (endpoint, secret) =
+                store::find_endpoint_with_secret(&webhooks.db, original, partner)
+                    .await?
+                    .ok_or(WebhookError::EndpointNotFound)?;
+            let endpoint = EndpointView::from(endpoint);
+            return Ok((CreatedEndpoint { endpoint, secret }, false));
+        }
+    }
     let inserted = store::insert_endpoint(
-        &webhooks.db,
+        &mut tx,
         &store::NewEndpoint {
             id,
             partner_id: partner.as_uuid(),
@@ -180,17 +212,16 @@ pub async fn create_endpoint(
     if !inserted {
         return Err(WebhookError::TooManyEndpoints(max));
     }
+    tx.commit().await?;
     tracing::info!(endpoint_id = %id, "webhook endpoint registered");
-    Ok(CreatedEndpoint {
-        endpoint: EndpointView {
-            id,
-            url: url.as_str().to_owned(),
-            events: events.events().to_vec(),
-            created_at: now,
-            previous_secret_expires_at: None,
-        },
-        secret,
-    })
+    let endpoint = EndpointView {
+        id,
+        url: url.as_str().to_owned(),
+        events: events.events().to_vec(),
+        created_at: now,
+        previous_secret_expires_at: None,
+    };
+    Ok((CreatedEndpoint { endpoint, secret }, true))
 }
 
 pub async fn list_endpoints(

@@ -1,7 +1,7 @@
 //! SQL for webhook endpoints, events and deliveries.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::domain::{DeliveryState, EventType};
@@ -28,19 +28,19 @@ pub struct NewEndpoint<'a> {
 }
 
 /// Inserts an endpoint unless the partner already has `max` live ones; `false` when it has.
-/// The count and the insert are one statement, under a lock on the partner's row so that two
-/// concurrent registrations cannot both pass the limit.
+/// The count and the insert are one statement, under a lock on the partner's row (held until
+/// the caller's transaction ends) so that two concurrent registrations cannot both pass the
+/// limit.
 pub async fn insert_endpoint(
-    db: &PgPool,
+    conn: &mut PgConnection,
     e: &NewEndpoint<'_>,
     max: i64,
 ) -> Result<bool, sqlx::Error> {
-    let mut tx = db.begin().await?;
     sqlx::query!(
         "SELECT id FROM users WHERE id = $1 FOR UPDATE",
         e.partner_id
     )
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut *conn)
     .await?;
     let done = sqlx::query!(
         "INSERT INTO webhook_endpoints (id, partner_id, url, events, secret, created_at)
@@ -55,10 +55,38 @@ pub async fn insert_endpoint(
         e.created_at,
         max,
     )
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
-    tx.commit().await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// One of the partner's live endpoints with its current signing secret (the answer to a
+/// replayed registration).
+pub async fn find_endpoint_with_secret(
+    db: &PgPool,
+    id: Uuid,
+    partner: PartnerId,
+) -> Result<Option<(EndpointRow, String)>, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"SELECT id, partner_id, url, events AS "events: Vec<EventType>", created_at,
+                previous_secret_expires_at, secret
+         FROM webhook_endpoints WHERE id = $1 AND partner_id = $2 AND deleted_at IS NULL"#,
+        id,
+        partner.as_uuid(),
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| {
+        let endpoint = EndpointRow {
+            id: r.id,
+            partner_id: r.partner_id,
+            url: r.url,
+            events: r.events,
+            created_at: r.created_at,
+            previous_secret_expires_at: r.previous_secret_expires_at,
+        };
+        (endpoint, r.secret)
+    }))
 }
 
 /// A partner's live endpoints, oldest first.

@@ -818,7 +818,7 @@ async fn a_currency_disabled_behind_the_cache_is_refused_at_once_and_nothing_is_
         .await;
     assert_problem(res, 422, "/problems/currency-retired").await;
     assert_eq!(app.stored_conversions().await, 2);
-    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM conversion_idempotency_keys")
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_keys")
         .fetch_one(&app.db)
         .await
         .unwrap();

@@ -641,7 +641,16 @@ impl TestApp {
 
     /// The app's quotes handle, e.g. for `record_expiries` without going through the queue.
     pub fn quotes(&self) -> currency_conversion::quotes::Quotes {
-        currency_conversion::quotes::Quotes::new(&self.rates, self.settings.quotes.clone())
+        currency_conversion::quotes::Quotes::new(
+            &self.rates,
+            self.settings.quotes.clone(),
+            self.idempotency_keys(),
+        )
+    }
+
+    /// How long the app remembers an `Idempotency-Key` (`conversions.idempotency_ttl_secs`).
+    pub fn idempotency_keys(&self) -> currency_conversion::idempotency::Keys {
+        currency_conversion::idempotency::Keys::new(self.settings.conversions.idempotency_ttl_secs)
     }
 
     /// Asks for a quote of `from` → `to` held for `lock` (`none`, `five_minutes`, `hour`,
@@ -705,6 +714,25 @@ impl TestApp {
             Some(token),
         )
         .await
+    }
+
+    /// Sends `body` to `POST path` with `Idempotency-Key: key`, as a partner retrying safely
+    /// does.
+    pub async fn post_idempotently(
+        &self,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+        key: &str,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Sends `body` to `POST /conversions` with `Idempotency-Key: key`, as a partner retrying

@@ -11,6 +11,7 @@ mod currencies;
 mod first_start;
 mod foundation;
 mod helpers;
+mod idempotency;
 mod login_throttle;
 mod monitor;
 mod outages;

@@ -98,7 +98,7 @@ async fn prune_expired_data_deletes_each_kind_only_after_its_retention() {
 
     let webhook_events = "SELECT count(*) FROM webhook_events";
     let deliveries = "SELECT count(*) FROM webhook_deliveries";
-    let keys = "SELECT count(*) FROM conversion_idempotency_keys";
+    let keys = "SELECT count(*) FROM idempotency_keys";
     let quotes = "SELECT count(*) FROM quotes";
     let sessions = "SELECT count(*) FROM refresh_tokens";
     let runs = |state: &str| format!("SELECT count(*) FROM task_runs WHERE state = '{state}'");

@@ -605,13 +605,18 @@ async fn fetching_from(provider_url: &str) -> Harness {
         instance.db.clone(),
         instance.clock.clone(),
         &instance.settings.webhooks,
+        h.app.idempotency_keys(),
     )
     .unwrap();
     let conversions = currency_conversion::conversions::Conversions::new(
         &rates,
         instance.settings.conversions.clone(),
     );
-    let quotes = currency_conversion::quotes::Quotes::new(&rates, instance.settings.quotes.clone());
+    let quotes = currency_conversion::quotes::Quotes::new(
+        &rates,
+        instance.settings.quotes.clone(),
+        h.app.idempotency_keys(),
+    );
     h.registry = Arc::new(
         currency_conversion::jobs::registry(
             &task_queue(&instance),

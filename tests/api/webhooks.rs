@@ -825,8 +825,20 @@ async fn dispatchers_racing_each_other_send_every_delivery_once() {
     let res = app.convert_batch(&partner.token, json!(items), None).await;
     assert_eq!(res.status(), 201);
     let (one, two) = (
-        Webhooks::new(app.db.clone(), app.clock.clone(), &app.settings.webhooks).unwrap(),
-        Webhooks::new(app.db.clone(), app.clock.clone(), &app.settings.webhooks).unwrap(),
+        Webhooks::new(
+            app.db.clone(),
+            app.clock.clone(),
+            &app.settings.webhooks,
+            app.idempotency_keys(),
+        )
+        .unwrap(),
+        Webhooks::new(
+            app.db.clone(),
+            app.clock.clone(),
+            &app.settings.webhooks,
+            app.idempotency_keys(),
+        )
+        .unwrap(),
     );
     let (a, b) = tokio::join!(one.dispatch_due(), two.dispatch_due());
     assert_eq!(a.unwrap() + b.unwrap(), 300);
