@@ -505,6 +505,11 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     )))
 }
 
+/// Marks an error response whose body a standard dictates (the OAuth token endpoint's
+/// RFC 6749 §5.2 errors), so [`ensure_problem_json`] leaves it as it is.
+#[derive(Debug, Clone, Copy)]
+pub struct StandardErrorBody;
+
 /// Rewrites any error response that is not already problem+json (actix's own 404/405/413 pages,
 /// middleware failures) into problem+json, so clients always get one format.
 pub fn ensure_problem_json<B>(
@@ -524,7 +529,16 @@ where
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
-    if is_problem || is_page || !res.status().is_client_error() && !res.status().is_server_error() {
+    let is_standard = res
+        .response()
+        .extensions()
+        .get::<StandardErrorBody>()
+        .is_some();
+    if is_problem
+        || is_page
+        || is_standard
+        || !res.status().is_client_error() && !res.status().is_server_error()
+    {
         return Ok(actix_web::middleware::ErrorHandlerResponse::Response(
             res.map_into_left_body(),
         ));

@@ -1,5 +1,6 @@
 //! Currency conversion service: one crate, modules by capability. See README.md for the tour.
 
+pub mod access;
 pub mod auth;
 pub mod client_ip;
 pub mod clock;

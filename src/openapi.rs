@@ -8,7 +8,9 @@
 use serde_json::{Map, Value, json};
 use utoipa::Modify;
 use utoipa::OpenApi;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{
+    ClientCredentials, Flow, HttpAuthScheme, HttpBuilder, OAuth2, Scopes, SecurityScheme,
+};
 
 use crate::error::PROBLEM_CONTENT_TYPE;
 
@@ -32,6 +34,12 @@ use crate::error::PROBLEM_CONTENT_TYPE;
         crate::auth::routes::get_partner,
         crate::auth::routes::update_partner,
         crate::auth::routes::reset_password,
+        crate::access::routes::get_limits,
+        crate::access::routes::put_limits,
+        crate::access::routes::get_usage,
+        crate::auth::routes::create_credential,
+        crate::auth::routes::list_credentials,
+        crate::auth::routes::revoke_credential,
         crate::currencies::routes::list,
         crate::currencies::routes::get,
         crate::currencies::routes::create,
@@ -73,6 +81,7 @@ use crate::error::PROBLEM_CONTENT_TYPE;
         crate::rates::routes::InstantOrDate,
         crate::history::routes::Format,
         crate::history::routes::GroupBy,
+        crate::auth::credentials::ClientToken,
     )),
     // A server-relative URL, so that generated clients and schemathesis call the host the
     // document was fetched from.
@@ -82,6 +91,8 @@ use crate::error::PROBLEM_CONTENT_TYPE;
         (name = "health", description = "Liveness, readiness, metrics"),
         (name = "auth", description = "Tokens, refresh, logout, registration"),
         (name = "partners", description = "Partner accounts (admin)"),
+        (name = "usage", description = "A partner's usage per day: requests, 429s, conversions and volume"),
+        (name = "credentials", description = "Client credentials for partners' machines (OAuth 2.0 client_credentials)"),
         (name = "currencies", description = "Supported currencies (ISO 4217 and explicit others)"),
         (name = "rates", description = "Exchange rates: latest, as of an instant, series, conversion quotes"),
         (name = "conversions", description = "Convert amounts; temporary during the holding period, then permanent"),
@@ -104,11 +115,28 @@ impl Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
+                    .description(Some(
+                        "An access token from `POST /api/v1/auth/token` with email and password (JSON).",
+                    ))
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            CLIENT_CREDENTIALS_SCHEME,
+            SecurityScheme::OAuth2(OAuth2::with_description(
+                [Flow::ClientCredentials(ClientCredentials::new(
+                    "/api/v1/auth/token",
+                    Scopes::new(),
+                ))],
+                "A partner's machine: `grant_type=client_credentials` as a form to `POST /api/v1/auth/token`, the client authenticated with HTTP Basic or `client_id`/`client_secret` in the form (`POST /api/v1/credentials` creates them). The access token is sent as `Authorization: Bearer`.",
+            )),
+        );
     }
 }
+
+/// The security scheme of tokens issued on client credentials: accepted wherever a partner's
+/// token is.
+const CLIENT_CREDENTIALS_SCHEME: &str = "clientCredentials";
 
 /// A decimal number as a string (amounts and rates never travel as JSON numbers, which clients
 /// would read as binary floating point). Documentation only: the values are `BigDecimal`s.
@@ -171,6 +199,16 @@ fn complete_operation(path: &str, operation: &mut Value) {
         .filter_map(|role| role.as_str().map(str::to_owned))
         .collect();
     let protected = operation.get("security").is_some();
+    // A partner's operations take a token from client credentials as well as from a login.
+    let partner_operation = protected && (roles.is_empty() || roles.iter().any(|r| r == "partner"));
+    if partner_operation
+        && let Some(security) = operation.get_mut("security").and_then(Value::as_array_mut)
+        && !security
+            .iter()
+            .any(|r| r.get(CLIENT_CREDENTIALS_SCHEME).is_some())
+    {
+        security.push(json!({ CLIENT_CREDENTIALS_SCHEME: [] }));
+    }
     let has_body = operation.get("requestBody").is_some();
     // Bodies a handler takes as `extract::OptionalJson`: the request may have none at all.
     if operation
@@ -255,11 +293,44 @@ fn complete_operation(path: &str, operation: &mut Value) {
             add("403", "The caller's role may not do this.");
         }
     }
+    if partner_operation {
+        add(
+            "429",
+            "The partner's requests per minute are used up (or, on a login, too many failures); retry after `Retry-After` seconds.",
+        );
+    }
     if path.starts_with("/api/") || path == "/health/ready" {
         add(
             "503",
             "A dependency (PostgreSQL or Redis) is unavailable; retry after `Retry-After` seconds.",
         );
+    }
+    if partner_operation {
+        for response in responses.values_mut() {
+            let Some(headers) = response
+                .as_object_mut()
+                .map(|r| r.entry("headers").or_insert_with(|| json!({})))
+                .and_then(Value::as_object_mut)
+            else {
+                continue;
+            };
+            headers.insert(
+                "RateLimit-Policy".into(),
+                json!({
+                    "description": "The partner's request limit (draft-ietf-httpapi-ratelimit-headers): `\"default\";q=<requests>;w=60`, requests per 60 seconds across every instance.",
+                    "schema": { "type": "string" },
+                    "example": "\"default\";q=600;w=60",
+                }),
+            );
+            headers.insert(
+                "RateLimit".into(),
+                json!({
+                    "description": "What is left of it: `\"default\";r=<remaining>;t=<seconds until the whole budget is back>`.",
+                    "schema": { "type": "string" },
+                    "example": "\"default\";r=599;t=1",
+                }),
+            );
+        }
     }
     for (status, response) in responses.iter_mut() {
         let Some(response) = response.as_object_mut() else {
@@ -271,12 +342,22 @@ fn complete_operation(path: &str, operation: &mut Value) {
         if !response.contains_key("description") {
             response.insert("description".into(), default_description(status).into());
         }
-        // Every error is RFC 9457 problem details, whatever the annotation said.
+        // Every error is RFC 9457 problem details, whatever the annotation said; the token
+        // endpoint's grant errors are OAuth's own JSON (RFC 6749 §5.2) beside them.
+        let oauth = response
+            .get("content")
+            .and_then(|c| c.get("application/json"))
+            .filter(|c| {
+                c.pointer("/schema/$ref").and_then(Value::as_str)
+                    == Some("#/components/schemas/OAuthError")
+            })
+            .cloned();
         response.remove("content");
-        response.insert(
-            "content".into(),
-            json!({ PROBLEM_CONTENT_TYPE: { "schema": { "$ref": "#/components/schemas/Problem" } } }),
-        );
+        let mut content = json!({ PROBLEM_CONTENT_TYPE: { "schema": { "$ref": "#/components/schemas/Problem" } } });
+        if let (Some(oauth), Some(content)) = (oauth, content.as_object_mut()) {
+            content.insert("application/json".into(), oauth);
+        }
+        response.insert("content".into(), content);
         let headers = response
             .entry("headers")
             .or_insert_with(|| Value::Object(Map::new()));

@@ -77,3 +77,56 @@ impl Redis {
         self.pool.status()
     }
 }
+
+/// Remembers whether Redis is currently failing for one purpose, so that a fallback is logged
+/// once when an outage begins and once when it ends, not once per request.
+#[derive(Debug, Default)]
+pub struct OutageLog {
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl OutageLog {
+    /// Records a failure; `true` when it starts an outage (the caller logs it).
+    pub fn failed(&self) -> bool {
+        !self.down.swap(true, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Records a success; `true` when it ends an outage (the caller logs it).
+    pub fn succeeded(&self) -> bool {
+        self.down.swap(false, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Redis {
+    /// Runs a Lua script with the configured timeout (a script call otherwise waits as long as
+    /// the connection does).
+    pub async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        call: &redis::ScriptInvocation<'_>,
+    ) -> anyhow::Result<T> {
+        let mut conn = self.conn().await?;
+        tokio::time::timeout(self.timeout, call.invoke_async::<T>(&mut conn))
+            .await
+            .map_err(|_| anyhow::anyhow!("Redis script timed out"))?
+            .context("Redis script failed")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OutageLog;
+
+    #[test]
+    fn an_outage_is_reported_once_when_it_begins_and_once_when_it_ends() {
+        let log = OutageLog::default();
+        assert!(!log.succeeded(), "no outage yet: nothing ends");
+        assert!(log.failed(), "the first failure begins the outage");
+        assert!(
+            !log.failed() && !log.failed(),
+            "later failures are the same outage"
+        );
+        assert!(log.succeeded(), "the first success ends it");
+        assert!(!log.succeeded());
+        assert!(log.failed(), "a new outage is reported again");
+    }
+}

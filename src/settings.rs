@@ -75,6 +75,28 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     /// Webhook delivery: retry schedule, timeout, which targets may be called.
     pub webhooks: WebhookSettings,
+    /// Request limits per partner.
+    pub limits: LimitSettings,
+    /// Partners' usage counts.
+    pub usage: UsageSettings,
+}
+
+/// Partners' usage counts (`GET /api/v1/usage`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct UsageSettings {
+    /// Days of usage kept; older days are deleted.
+    pub retention_days: u32,
+    /// How often each instance writes the counts it buffered, in milliseconds (100 to 4000, so
+    /// a request is visible in the usage within 5 seconds).
+    pub flush_interval_ms: u64,
+}
+
+/// Request limits per partner (`access`), shared by every instance through Redis.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LimitSettings {
+    /// Requests a partner may make per minute, unless an admin set its own limit
+    /// (`PUT /api/v1/partners/{id}/limits`). A full minute's worth may come in one burst.
+    pub requests_per_minute: u32,
 }
 
 /// Where the Prometheus `/metrics` endpoint is served.
@@ -231,6 +253,9 @@ pub struct AuthSettings {
     /// Days a refresh token (an API or monitor session's renewal) is kept after it expired,
     /// then `prune_expired_data` deletes it; an expired token is refused either way.
     pub session_retention_days: u32,
+    /// Live client credentials (`POST /api/v1/credentials`) a partner may hold at once; revoked
+    /// ones do not count.
+    pub max_credentials_per_partner: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -697,6 +722,22 @@ impl Settings {
                 anyhow::bail!("{key}: {bps} basis points would leave no rate; use 0 to 9999");
             }
         }
+        if !(1..=MAX_REQUESTS_PER_MINUTE).contains(&self.limits.requests_per_minute) {
+            anyhow::bail!(
+                "limits.requests_per_minute: must be between 1 and {MAX_REQUESTS_PER_MINUTE}"
+            );
+        }
+        if !(1..=36_600).contains(&self.usage.retention_days) {
+            anyhow::bail!("usage.retention_days: must be between 1 and 36600");
+        }
+        if !(100..=4000).contains(&self.usage.flush_interval_ms) {
+            anyhow::bail!(
+                "usage.flush_interval_ms: must be between 100 and 4000 (counts are visible within 5 s)"
+            );
+        }
+        if self.auth.max_credentials_per_partner == 0 {
+            anyhow::bail!("auth.max_credentials_per_partner: must be at least 1");
+        }
         let provider = self.rates.provider;
         if provider.needs_api_key() && self.rates.api_key.is_none() {
             anyhow::bail!(
@@ -735,6 +776,10 @@ impl Settings {
         Duration::from_secs(self.server.shutdown_timeout_secs)
     }
 }
+
+/// The highest request limit a partner can have, by default or by an admin's choice: a million
+/// a minute is far above what one deployment serves, and keeps the limiter's arithmetic exact.
+pub const MAX_REQUESTS_PER_MINUTE: u32 = 1_000_000;
 
 /// Longest duration any `*_secs` setting may hold (a century): `validate` refuses more, so that
 /// every one of them fits the `i64` seconds that chrono and SQL intervals use.

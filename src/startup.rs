@@ -12,6 +12,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::access::Access;
 use crate::auth::Auth;
 use crate::clock::Clock;
 use crate::conversions::Conversions;
@@ -38,6 +39,7 @@ struct Parts {
     state: AppState,
     rates: Rates,
     auth: Auth,
+    access: Access,
     tasks: Tasks,
     conversions: Conversions,
     quotes: Quotes,
@@ -91,6 +93,13 @@ impl Parts {
         }));
         let parts = Self {
             auth: auth(&state),
+            access: Access::new(
+                state.db.clone(),
+                state.redis.clone(),
+                state.clock.clone(),
+                &state.settings.limits,
+                &state.settings.usage,
+            ),
             state,
             rates,
             tasks,
@@ -219,7 +228,12 @@ impl Application {
     /// stops accepting, lets in-flight requests finish within `server.shutdown_timeout_secs`.
     /// Tests use this for a quiet app.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        serve(self.server, self.metrics_server.map(|(_, s)| s)).await
+        serve_counting_usage(
+            self.parts.access,
+            self.server,
+            self.metrics_server.map(|(_, s)| s),
+        )
+        .await
     }
 
     /// Serves HTTP and runs the background tasks of `role` until SIGTERM/SIGINT, then stops the
@@ -232,10 +246,32 @@ impl Application {
             role,
             shutdown.clone(),
         );
-        let served = serve(self.server, self.metrics_server.map(|(_, s)| s)).await;
+        let served = serve_counting_usage(
+            self.parts.access.clone(),
+            self.server,
+            self.metrics_server.map(|(_, s)| s),
+        )
+        .await;
         stop_background(&self.parts.state, shutdown, background).await;
         served.context("HTTP server failed")
     }
+}
+
+/// [`serve`], with this instance's usage counts written while it serves and once more when it
+/// has stopped (after the last request was answered).
+async fn serve_counting_usage(
+    access: Access,
+    api: Server,
+    metrics: Option<Server>,
+) -> std::io::Result<()> {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let flusher = tokio::spawn(crate::access::usage::run_flusher(access, stop.clone()));
+    let served = serve(api, metrics).await;
+    stop.cancel();
+    if let Err(e) = flusher.await {
+        tracing::error!(error = %e, "the usage flusher failed");
+    }
+    served
 }
 
 /// Serves the API until it stops (SIGTERM/SIGINT), and the metrics listener, if any, as long.
@@ -310,6 +346,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1")
             .configure(crate::auth::routes::configure)
+            .configure(crate::access::routes::configure)
             .configure(crate::currencies::routes::configure)
             .configure(crate::rates::routes::configure)
             // One resource per path: POST is a conversion, GET the history.
@@ -388,6 +425,7 @@ fn http_server(
         settings.environment,
     ));
     let auth = web::Data::new(parts.auth);
+    let access = web::Data::new(parts.access);
     let currencies = web::Data::new(crate::currencies::Currencies {
         db: parts.state.db.clone(),
         clock: parts.state.clock.clone(),
@@ -409,12 +447,14 @@ fn http_server(
                     .handler(StatusCode::NOT_FOUND, error::ensure_problem_json),
             )
             .wrap(from_fn(crate::middleware::json_objects_only))
+            .wrap(from_fn(crate::access::middleware::limit))
             .wrap(from_fn(crate::middleware::request_context))
             .wrap(from_fn(crate::middleware::security_headers))
             .app_data(rates.clone())
             .app_data(conversions.clone())
             .app_data(quotes.clone())
             .app_data(auth.clone())
+            .app_data(access.clone())
             .app_data(sessions.clone())
             .app_data(currencies.clone())
             .app_data(tasks.clone())

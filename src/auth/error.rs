@@ -26,6 +26,10 @@ pub enum AuthError {
     PartnerNotFound,
     #[error("no user has this email")]
     UserNotFound,
+    #[error("the partner already has {0} live client credentials")]
+    CredentialLimit(u32),
+    #[error("no such client credential")]
+    CredentialNotFound,
     #[error("{field}: {message}")]
     Invalid {
         field: &'static str,
@@ -86,6 +90,13 @@ impl From<AuthError> for ApiError {
             }
             A::PartnerNotFound => ApiError::NotFound("no such partner".into()),
             A::UserNotFound => ApiError::NotFound("no such user".into()),
+            A::CredentialLimit(max) => ApiError::ConflictAs {
+                slug: "credential-limit",
+                detail: format!(
+                    "the partner already has {max} live client credentials; revoke one first"
+                ),
+            },
+            A::CredentialNotFound => ApiError::NotFound("no such client credential".into()),
             A::Invalid { field, message } => ApiError::validation(field, message),
             A::Unexpected(e) => ApiError::Internal(e),
         }

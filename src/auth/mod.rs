@@ -1,8 +1,10 @@
 //! Auth: users (admins and partners), argon2id passwords, JWT access tokens, rotating refresh
-//! tokens, login throttling, and the extractors that enforce roles. Owns the `users` and
-//! `refresh_tokens` tables; other modules learn who the caller is only through
+//! tokens, client credentials for partners' machines (the OAuth `client_credentials` grant),
+//! login throttling, and the extractors that enforce roles. Owns the `users`, `refresh_tokens`
+//! and `api_credentials` tables; other modules learn who the caller is only through
 //! [`AuthenticatedUser`] and its role-specific wrappers.
 
+pub mod credentials;
 pub mod domain;
 pub mod error;
 pub mod extract;
@@ -21,7 +23,7 @@ use ipnet::IpNet;
 use sqlx::PgPool;
 
 use crate::clock::Clock;
-use crate::redis_client::Redis;
+use crate::redis_client::{OutageLog, Redis};
 use crate::settings::AuthSettings;
 
 pub use domain::{DisplayName, Email, PartnerId, Role, UserId};
@@ -51,6 +53,10 @@ pub struct Auth {
     /// `server.trusted_proxies`: peers whose forwarded client address names the throttle bucket
     /// (see [`routes::client_ip`]).
     pub trusted_proxies: Arc<[IpNet]>,
+    /// The login throttle's counters while Redis does not answer (see [`throttle`]).
+    pub throttle_fallback: Arc<throttle::LocalCounters>,
+    /// Whether the login throttle is on its fallback now, so it is logged once per outage.
+    pub throttle_outage: Arc<OutageLog>,
 }
 
 impl Auth {
@@ -70,6 +76,8 @@ impl Auth {
             settings: Arc::new(settings.clone()),
             memo: Arc::default(),
             trusted_proxies: trusted_proxies.into(),
+            throttle_fallback: Arc::default(),
+            throttle_outage: Arc::default(),
         }
     }
 }

@@ -1,14 +1,21 @@
 //! HTTP routes of `auth`: thin handlers that parse, call `service`, and answer.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::dev::Payload;
+use actix_web::http::{StatusCode, header};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::Auth;
-use super::domain::{DisplayName, Email, LoginEmail, LoginPassword, NewAccount, Role, UserId};
+use super::credentials::{
+    self, ClientAuth, CreatedCredential, CredentialName, CredentialView, GrantError,
+};
+use super::domain::{
+    DisplayName, Email, LoginEmail, LoginPassword, NewAccount, PartnerId, Role, UserId,
+};
 use super::extract::{AdminUser, AuthenticatedUser};
 use super::service::{self, AuthError, TokenResponse, UserView};
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, Problem, StandardErrorBody};
 use crate::extract::{Json, OptionalJson, Query};
 use crate::pagination::{Page, PageParams};
 
@@ -28,7 +35,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(get_partner))
                 .route(web::patch().to(update_partner)),
         )
-        .service(web::resource("/partners/{id}/password").route(web::post().to(reset_password)));
+        .service(web::resource("/partners/{id}/password").route(web::post().to(reset_password)))
+        .service(
+            web::resource("/credentials")
+                .route(web::get().to(list_credentials))
+                .route(web::post().to(create_credential)),
+        )
+        .service(web::resource("/credentials/{id}").route(web::delete().to(revoke_credential)));
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -113,24 +126,323 @@ pub fn client_ip(auth: &Auth, req: &HttpRequest) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Exchange email and password for an access and a refresh token.
+/// The `client_credentials` grant's form (RFC 6749 §4.4.2), with the client's id and secret
+/// when it authenticates in the body rather than with HTTP Basic (§2.3.1).
+#[derive(Deserialize, ToSchema)]
+pub struct ClientCredentialsRequest {
+    /// `client_credentials`.
+    pub grant_type: String,
+    /// The credential's `client_id`, unless sent with HTTP Basic.
+    pub client_id: Option<String>,
+    /// The credential's `client_secret`, unless sent with HTTP Basic.
+    pub client_secret: Option<String>,
+    /// Ignored: a token carries the partner's whole access.
+    pub scope: Option<String>,
+}
+
+/// An OAuth 2.0 error response (RFC 6749 §5.2).
+#[derive(Serialize, ToSchema)]
+pub struct OAuthError {
+    /// `invalid_request`, `invalid_client` or `unsupported_grant_type`.
+    pub error: &'static str,
+    pub error_description: String,
+}
+
+fn oauth_error(status: StatusCode, error: &'static str, description: &str) -> HttpResponse {
+    let mut res = HttpResponse::build(status);
+    res.insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"));
+    if status == StatusCode::UNAUTHORIZED {
+        res.insert_header((
+            header::WWW_AUTHENTICATE,
+            r#"Basic realm="currency-conversion""#,
+        ));
+    }
+    let mut res = res.json(OAuthError {
+        error,
+        error_description: description.to_owned(),
+    });
+    res.extensions_mut().insert(StandardErrorBody);
+    res
+}
+
+fn is_form(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+/// One part of HTTP Basic client authentication, form-urlencoded as RFC 6749 §2.3.1 requires.
+fn form_decode(part: &str) -> Option<String> {
+    if part.contains(['&', '=']) {
+        return None;
+    }
+    form_urlencoded::parse(format!("v={part}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The client's id and secret from `Authorization: Basic`, when that header is sent: `Err` when
+/// it is sent but is not readable Basic credentials.
+fn basic_client(req: &HttpRequest) -> Option<Result<ClientAuth, ()>> {
+    use base64::Engine;
+    let value = req.headers().get(header::AUTHORIZATION)?;
+    let parsed = (|| {
+        let value = value.to_str().ok()?;
+        let (scheme, encoded) = value.split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return None;
+        }
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()?;
+        let decoded = String::from_utf8(decoded).ok()?;
+        let (id, secret) = decoded.split_once(':')?;
+        Some(ClientAuth {
+            client_id: form_decode(id)?,
+            client_secret: form_decode(secret)?,
+        })
+    })();
+    Some(parsed.ok_or(()))
+}
+
+/// The `client_credentials` grant: the form read, the client authenticated, a token issued, or
+/// the RFC 6749 §5.2 error saying why not.
+async fn client_credentials_grant(auth: &Auth, req: &HttpRequest, body: &[u8]) -> HttpResponse {
+    let invalid_request = |d: &str| oauth_error(StatusCode::BAD_REQUEST, "invalid_request", d);
+    // Parameters sent without a value count as omitted (RFC 6749 §3.2); a repeated one is
+    // refused by the deserialiser (duplicate field).
+    let pairs = form_urlencoded::parse(body).filter(|(_, v)| !v.is_empty());
+    let form: ClientCredentialsRequest = match serde_urlencoded::from_str(
+        &form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish(),
+    ) {
+        Ok(form) => form,
+        Err(e) if e.to_string().starts_with("missing field") => {
+            return invalid_request("grant_type is required");
+        }
+        Err(e) => return invalid_request(&format!("the form is not acceptable: {e}")),
+    };
+    if form.grant_type != "client_credentials" {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "only grant_type=client_credentials is accepted as a form; log in with a JSON body",
+        );
+    }
+    let client = match (basic_client(req), form.client_id, form.client_secret) {
+        (Some(_), _, Some(_)) => {
+            return invalid_request(
+                "the client authenticated both with HTTP Basic and in the body; use one",
+            );
+        }
+        (Some(Ok(basic)), Some(id), None) if id != basic.client_id => {
+            return invalid_request("client_id differs from the HTTP Basic user name");
+        }
+        (Some(Ok(basic)), _, None) => basic,
+        (Some(Err(())), _, None) => {
+            return oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "the Authorization header is not HTTP Basic client credentials",
+            );
+        }
+        (None, Some(client_id), Some(client_secret)) => ClientAuth {
+            client_id,
+            client_secret,
+        },
+        (None, _, _) => {
+            return oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "client authentication is required (HTTP Basic, or client_id and client_secret)",
+            );
+        }
+    };
+    match credentials::grant(auth, &client, &client_ip(auth, req)).await {
+        Ok(token) => HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header((header::PRAGMA, "no-cache"))
+            .json(token),
+        Err(GrantError::InvalidRequest(d)) => invalid_request(&d),
+        Err(GrantError::InvalidClient) => oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "unknown client, wrong secret, or a revoked credential",
+        ),
+        Err(GrantError::UnsupportedGrantType) => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "only client_credentials is supported",
+        ),
+        Err(GrantError::Throttled {
+            retry_after_secs,
+            client,
+        }) => actix_web::ResponseError::error_response(&ApiError::TooManyRequests {
+            retry_after_secs,
+            detail: if client {
+                format!(
+                    "too many failed authentications for this client; retry after \
+                     {retry_after_secs} seconds"
+                )
+            } else {
+                format!(
+                    "too many failed logins from this address; retry after {retry_after_secs} \
+                     seconds"
+                )
+            },
+        }),
+        Err(GrantError::Unexpected(e)) => {
+            actix_web::ResponseError::error_response(&ApiError::Internal(e))
+        }
+    }
+}
+
+/// Get an access token: a person logs in with a JSON body of email and password (an access and
+/// a refresh token); a partner's machine sends `grant_type=client_credentials` as a form, its
+/// client authenticated with HTTP Basic or with `client_id` and `client_secret` in the form (an
+/// access token only, RFC 6749 §4.4). Grant errors are RFC 6749 §5.2 JSON.
 #[utoipa::path(post, path = "/api/v1/auth/token", tag = "auth", operation_id = "createToken",
-    request_body = TokenRequest,
+    request_body(content(
+        (TokenRequest = "application/json"),
+        (ClientCredentialsRequest = "application/x-www-form-urlencoded"),
+    )),
     responses(
-        (status = 200, description = "An access token and a refresh token", body = TokenResponse, headers(("Cache-Control" = String, description = "`no-store`: tokens must not be cached"))),
-        (status = 401, description = "Wrong email or password (the same answer for both)", body = Problem),
-        (status = 429, description = "Too many failed logins; retry after `Retry-After` seconds", body = Problem),
+        (status = 200, description = "For a login: an access token and a refresh token. For the client_credentials grant: an access token only (`ClientToken`: no refresh token)", body = TokenResponse, headers(("Cache-Control" = String, description = "`no-store`: tokens must not be cached"))),
+        (status = 400, description = "A form grant: `invalid_request` (a parameter missing or repeated, two client authentications) or `unsupported_grant_type` (RFC 6749 §5.2, `application/json`); a JSON login: the body is not well-formed JSON (problem+json)", body = OAuthError),
+        (status = 401, description = "A login: wrong email or password (the same answer for both; problem+json). A form grant: `invalid_client` (unknown client, wrong secret, revoked credential, disabled partner; RFC 6749 §5.2 with `WWW-Authenticate: Basic`)", body = OAuthError),
+        (status = 429, description = "Too many failed logins or client authentications; retry after `Retry-After` seconds", body = Problem),
     ))]
 pub async fn token(
     auth: web::Data<Auth>,
     req: HttpRequest,
-    body: Json<TokenRequest>,
-) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
-    let pair = service::login(&auth, &body.email, body.password, &client_ip(&auth, &req)).await?;
+    payload: web::Payload,
+) -> Result<HttpResponse, actix_web::Error> {
+    let mut payload: Payload = payload.into_inner();
+    if is_form(&req) {
+        let body = web::Bytes::from_request(&req, &mut payload)
+            .await
+            .map_err(|e| ApiError::PayloadTooLarge(e.to_string()))?;
+        return Ok(client_credentials_grant(&auth, &req, &body).await);
+    }
+    let body = Json::<TokenRequest>::from_request(&req, &mut payload)
+        .await?
+        .into_inner();
+    let pair = service::login(&auth, &body.email, body.password, &client_ip(&auth, &req))
+        .await
+        .map_err(ApiError::from)?;
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(pair))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateCredentialRequest {
+    /// 1 to 100 characters (spaces at the ends trimmed), no control characters: what the
+    /// partner calls this machine or integration.
+    #[schema(value_type = String, min_length = 1, max_length = 100)]
+    pub name: CredentialName,
+    /// For an admin: the partner the credential is for (required). A partner leaves it out or
+    /// names itself.
+    pub partner_id: Option<uuid::Uuid>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CredentialsQuery {
+    /// For an admin: whose credentials (required). A partner sees its own.
+    pub partner_id: Option<uuid::Uuid>,
+}
+
+/// The partner a credential request is about: the caller itself, or for an admin the
+/// `partner_id` given. A partner naming another partner is refused.
+fn credential_owner(
+    user: &AuthenticatedUser,
+    partner_id: Option<uuid::Uuid>,
+) -> Result<PartnerId, ApiError> {
+    match (user.as_partner(), partner_id) {
+        (Some(me), None) => Ok(me),
+        (Some(me), Some(id)) if id == me.as_uuid() => Ok(me),
+        (Some(_), Some(_)) => Err(ApiError::Forbidden(
+            "a partner manages only its own credentials".into(),
+        )),
+        (None, Some(id)) => Ok(PartnerId::from_uuid(id)),
+        (None, None) => Err(ApiError::validation(
+            "partner_id",
+            "is required for an admin: whose credentials",
+        )),
+    }
+}
+
+/// The list of a partner's client credentials.
+#[derive(Serialize, ToSchema)]
+pub struct CredentialList {
+    pub data: Vec<CredentialView>,
+}
+
+/// Create a client credential for the `client_credentials` grant. The secret is in this answer
+/// only; at most `auth.max_credentials_per_partner` live credentials per partner.
+#[utoipa::path(post, path = "/api/v1/credentials", tag = "credentials", operation_id = "createCredential",
+    request_body = CreateCredentialRequest, security(("bearer" = ["partner", "admin"])),
+    responses(
+        (status = 201, description = "The credential, with its `client_secret` (shown once)", body = CreatedCredential, headers(("Cache-Control" = String, description = "`no-store`: the secret must not be cached"))),
+        (status = 403, description = "A partner named another partner", body = Problem),
+        (status = 404, description = "An admin named no partner", body = Problem),
+        (status = 409, description = "`/problems/credential-limit`: the partner has as many live credentials as allowed", body = Problem),
+    ))]
+pub async fn create_credential(
+    auth: web::Data<Auth>,
+    user: AuthenticatedUser,
+    body: Json<CreateCredentialRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let owner = credential_owner(&user, body.partner_id)?;
+    let created = credentials::create(&auth, owner, &body.name).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(created))
+}
+
+/// List a partner's live client credentials (never their secrets), oldest first.
+#[utoipa::path(get, path = "/api/v1/credentials", tag = "credentials", operation_id = "listCredentials",
+    params(CredentialsQuery), security(("bearer" = ["partner", "admin"])),
+    responses(
+        (status = 200, description = "The live credentials, with when each was created and last used", body = CredentialList),
+        (status = 403, description = "A partner named another partner", body = Problem),
+    ))]
+pub async fn list_credentials(
+    auth: web::Data<Auth>,
+    user: AuthenticatedUser,
+    query: Query<CredentialsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let owner = credential_owner(&user, query.partner_id)?;
+    Ok(HttpResponse::Ok().json(CredentialList {
+        data: credentials::list(&auth, owner).await?,
+    }))
+}
+
+/// Revoke a client credential: no new token is issued on it, and the tokens already issued stop
+/// working within a second on every instance. A partner revokes its own; an admin any.
+#[utoipa::path(delete, path = "/api/v1/credentials/{id}", tag = "credentials", operation_id = "revokeCredential",
+    params(("id" = uuid::Uuid, Path, description = "Credential id")), security(("bearer" = ["partner", "admin"])),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No such live credential (or another partner's)", body = Problem),
+    ))]
+pub async fn revoke_credential(
+    auth: web::Data<Auth>,
+    user: AuthenticatedUser,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = uuid::Uuid::parse_str(&id)
+        .map_err(|_| ApiError::NotFound("no such client credential".into()))?;
+    credentials::revoke(&auth, id, user.as_partner()).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// Rotate a refresh token: the old one stops working; reusing it revokes the whole family.

@@ -71,6 +71,8 @@ pub struct Caller {
     pub session: Uuid,
     /// When that session began, in unix seconds (see [`tokens::Claims::session_started`]).
     pub session_started: i64,
+    /// The client credential the token was issued to, for a partner's machine.
+    pub credential: Option<Uuid>,
 }
 
 impl From<&tokens::Claims> for Caller {
@@ -83,6 +85,7 @@ impl From<&tokens::Claims> for Caller {
             epoch: claims.epoch,
             session: claims.session(),
             session_started: claims.session_started(),
+            credential: claims.cid,
         }
     }
 }
@@ -129,7 +132,7 @@ async fn verify_login(
     if password.expose().len() > 1024 {
         return Err(AuthError::InvalidCredentials);
     }
-    let throttle = LoginThrottle::new(&auth.redis, &auth.settings, email, ip);
+    let throttle = LoginThrottle::new(auth, email, ip);
     // The attempt is counted before the (slow) password check, so concurrent guesses cannot
     // all pass a check that none of them has counted yet.
     if let Attempt::Blocked {
@@ -363,41 +366,63 @@ pub async fn authenticate(auth: &Auth, token: &str) -> Result<Caller, AuthError>
     let token_revoked_key = revoked_key(auth, claims.jti);
     // A renewed token is logged out with its session, whichever of its tokens logged out.
     let session_revoked_key = revoked_key(auth, claims.session());
-    let cached: anyhow::Result<(Option<String>, Option<String>, Option<String>)> = auth
-        .redis
-        .run(
-            redis::cmd("MGET")
-                .arg(&status_key)
-                .arg(&token_revoked_key)
-                .arg(&session_revoked_key),
-        )
-        .await;
-    let status = match cached {
-        Ok((_, Some(_), _) | (_, _, Some(_))) => {
+    let mut mget = redis::cmd("MGET");
+    mget.arg(&status_key)
+        .arg(&token_revoked_key)
+        .arg(&session_revoked_key);
+    if let Some(credential) = claims.cid {
+        mget.arg(credential_status_key(auth, credential));
+    }
+    let cached: anyhow::Result<Vec<Option<String>>> = auth.redis.run(&mget).await;
+    let (status, credential_live) = match cached.as_deref() {
+        Ok([_, revoked, session, ..]) if revoked.is_some() || session.is_some() => {
             return Err(AuthError::InvalidToken("token was logged out".into()));
         }
-        Ok((Some(cached), None, None)) => UserStatus::decode(&cached),
-        Ok((None, None, None)) => {
-            let status = UserStatus::from(store::active_token_epoch(&auth.db, user).await?);
-            // NX: a status written by a change since our read must not be overwritten by it.
-            let _ = auth
-                .redis
-                .run::<Option<String>>(
-                    redis::cmd("SET")
-                        .arg(&status_key)
-                        .arg(status.encode())
-                        .arg("NX")
-                        .arg("EX")
-                        .arg(auth.settings.user_status_cache_secs.max(1)),
-                )
-                .await;
-            status
+        Ok([cached_status, _, _, cached_credential @ ..]) => {
+            let status = match cached_status {
+                Some(cached) => UserStatus::decode(cached),
+                None => {
+                    let status = UserStatus::from(store::active_token_epoch(&auth.db, user).await?);
+                    cache_nx(auth, &status_key, &status.encode()).await;
+                    status
+                }
+            };
+            let credential_live = match (claims.cid, cached_credential.first()) {
+                (None, _) => true,
+                (Some(_), Some(Some(cached))) => cached == CREDENTIAL_LIVE,
+                (Some(credential), _) => {
+                    let live =
+                        store::credential_is_live(&auth.db, credential, user.as_uuid()).await?;
+                    let value = if live {
+                        CREDENTIAL_LIVE
+                    } else {
+                        CREDENTIAL_REVOKED
+                    };
+                    cache_nx(auth, &credential_status_key(auth, credential), value).await;
+                    live
+                }
+            };
+            (status, credential_live)
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "user status cache unavailable; asking PostgreSQL");
-            UserStatus::from(store::active_token_epoch(&auth.db, user).await?)
+        Ok(_) | Err(_) => {
+            if let Err(e) = &cached {
+                tracing::warn!(error = %e, "user status cache unavailable; asking PostgreSQL");
+            }
+            let status = UserStatus::from(store::active_token_epoch(&auth.db, user).await?);
+            let credential_live = match claims.cid {
+                Some(credential) => {
+                    store::credential_is_live(&auth.db, credential, user.as_uuid()).await?
+                }
+                None => true,
+            };
+            (status, credential_live)
         }
     };
+    if !credential_live {
+        return Err(AuthError::InvalidToken(
+            "token was revoked: its client credential was revoked".into(),
+        ));
+    }
     match status {
         UserStatus::Active { token_epoch } if token_epoch == claims.epoch => {}
         UserStatus::Active { .. } => {
@@ -447,6 +472,52 @@ impl UserStatus {
             .map_or(UserStatus::Inactive, |token_epoch| UserStatus::Active {
                 token_epoch,
             })
+    }
+}
+
+/// Caches `value` at `key` for `auth.user_status_cache_secs` unless a change wrote it since our
+/// read (NX), so that a concurrent change is never overwritten by what it replaced.
+async fn cache_nx(auth: &Auth, key: &str, value: &str) {
+    let _ = auth
+        .redis
+        .run::<Option<String>>(
+            redis::cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("NX")
+                .arg("EX")
+                .arg(auth.settings.user_status_cache_secs.max(1)),
+        )
+        .await;
+}
+
+/// What the status cache holds for a client credential.
+const CREDENTIAL_LIVE: &str = "live";
+const CREDENTIAL_REVOKED: &str = "revoked";
+
+fn credential_status_key(auth: &Auth, credential: Uuid) -> String {
+    auth.redis
+        .key(&format!("auth:credential_status:{credential}"))
+}
+
+/// Publishes a credential's revocation like [`publish_status`] does a user's: this process
+/// forgets the partner's vouched-for tokens, and the cached status is overwritten with
+/// `revoked`, so every instance refuses the credential's tokens within the status memo's second.
+pub(super) async fn publish_credential_revoked(auth: &Auth, partner: UserId, credential: Uuid) {
+    auth.memo.forget_user(partner.as_uuid());
+    let result = auth
+        .redis
+        .run::<()>(
+            redis::cmd("SET")
+                .arg(credential_status_key(auth, credential))
+                .arg(CREDENTIAL_REVOKED)
+                .arg("EX")
+                .arg(auth.settings.user_status_cache_secs.max(1)),
+        )
+        .await;
+    if let Err(e) = result {
+        // The entry expires within user_status_cache_secs anyway.
+        tracing::warn!(error = %e, "could not publish the credential's revocation");
     }
 }
 
@@ -624,9 +695,10 @@ pub async fn set_password_by_email(
 }
 
 /// Lifts a user's login lock after a new password: best effort, since the password is set
-/// either way and a throttle without Redis lets logins through anyway.
+/// either way. This instance's fallback counter is cleared even without Redis; another
+/// instance's clears with its window.
 async fn lift_login_lock(auth: &Auth, email: &Email) {
-    if let Err(e) = super::throttle::clear_account(&auth.redis, email).await {
+    if let Err(e) = super::throttle::clear_account(auth, email).await {
         tracing::warn!(error = %e, "could not lift the login lock after a new password (Redis)");
     }
 }
@@ -638,7 +710,7 @@ pub async fn unlock_login(auth: &Auth, email: &str) -> Result<bool, AuthError> {
     store::find_by_email(&auth.db, &email)
         .await?
         .ok_or(AuthError::UserNotFound)?;
-    Ok(super::throttle::clear_account(&auth.redis, &email).await?)
+    Ok(super::throttle::clear_account(auth, &email).await?)
 }
 
 /// Sets a new password; every access and refresh token of the partner stops working (the token

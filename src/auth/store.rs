@@ -1,4 +1,4 @@
-//! SQL for users and refresh tokens. Nothing outside `auth` touches these tables.
+//! SQL for users, refresh tokens and client credentials. Nothing outside `auth` touches these tables.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
@@ -288,4 +288,163 @@ pub async fn delete_refresh_tokens_expired_before(
     .execute(db)
     .await?;
     Ok(done.rows_affected())
+}
+
+// Client credentials (`api_credentials`).
+
+#[derive(Debug, Clone)]
+pub struct CredentialRow {
+    pub id: Uuid,
+    pub partner_id: Uuid,
+    pub name: String,
+    pub client_id: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// A credential to store; its secret only as a hash.
+pub struct NewCredential<'a> {
+    pub id: Uuid,
+    pub partner_id: Uuid,
+    pub name: &'a str,
+    pub client_id: &'a str,
+    pub secret_hash: &'a [u8],
+    pub created_at: DateTime<Utc>,
+}
+
+/// What [`insert_credential`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CredentialInsert {
+    Inserted,
+    /// The partner already holds as many live credentials as allowed.
+    CapReached,
+    /// No partner has that id.
+    NoPartner,
+}
+
+/// Stores a new credential unless its partner already holds `max` live ones. Concurrent
+/// creations for one partner queue on the partner's row, so the cap holds under a burst.
+pub async fn insert_credential(
+    db: &PgPool,
+    c: &NewCredential<'_>,
+    max: i64,
+) -> Result<CredentialInsert, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let partner = sqlx::query_scalar!(
+        "SELECT id FROM users WHERE id = $1 AND role = 'partner' FOR UPDATE",
+        c.partner_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    if partner.is_none() {
+        return Ok(CredentialInsert::NoPartner);
+    }
+    let done = sqlx::query!(
+        "INSERT INTO api_credentials (id, partner_id, name, client_id, secret_hash, created_at)
+         SELECT $1, $2, $3, $4, $5, $6
+         WHERE (SELECT count(*) FROM api_credentials
+                WHERE partner_id = $2 AND revoked_at IS NULL) < $7",
+        c.id,
+        c.partner_id,
+        c.name,
+        c.client_id,
+        c.secret_hash,
+        c.created_at,
+        max,
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(if done.rows_affected() == 1 {
+        CredentialInsert::Inserted
+    } else {
+        CredentialInsert::CapReached
+    })
+}
+
+/// A partner's live credentials, oldest first (at most the cap, so no pages).
+pub async fn list_credentials(
+    db: &PgPool,
+    partner: Uuid,
+) -> Result<Vec<CredentialRow>, sqlx::Error> {
+    sqlx::query_as!(
+        CredentialRow,
+        "SELECT id, partner_id, name, client_id, created_at, last_used_at
+         FROM api_credentials WHERE partner_id = $1 AND revoked_at IS NULL
+         ORDER BY created_at, id",
+        partner,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Revokes live credential `id` (of `partner` when given); returns its partner, or `None` when
+/// there is no such live credential.
+pub async fn revoke_credential(
+    db: &PgPool,
+    id: Uuid,
+    partner: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "UPDATE api_credentials SET revoked_at = $3
+         WHERE id = $1 AND ($2::uuid IS NULL OR partner_id = $2) AND revoked_at IS NULL
+         RETURNING partner_id",
+        id,
+        partner,
+        now,
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// What the token endpoint needs to authenticate a client: the live credential with this
+/// client id, its secret's hash, and its partner's token epoch when the partner is enabled.
+#[derive(Debug)]
+pub struct ClientRow {
+    pub id: Uuid,
+    pub partner_id: Uuid,
+    pub secret_hash: Vec<u8>,
+    pub token_epoch: Option<i32>,
+}
+
+pub async fn find_client(db: &PgPool, client_id: &str) -> Result<Option<ClientRow>, sqlx::Error> {
+    sqlx::query_as!(
+        ClientRow,
+        r#"SELECT c.id, c.partner_id, c.secret_hash,
+                  CASE WHEN u.disabled_at IS NULL THEN u.token_epoch END AS "token_epoch?"
+           FROM api_credentials c JOIN users u ON u.id = c.partner_id
+           WHERE c.client_id = $1 AND c.revoked_at IS NULL"#,
+        client_id,
+    )
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn touch_credential(
+    db: &PgPool,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE api_credentials SET last_used_at = $2 WHERE id = $1",
+        id,
+        now
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Whether credential `id` of `partner` is live (the per-request check behind its tokens).
+pub async fn credential_is_live(db: &PgPool, id: Uuid, partner: Uuid) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query_scalar!(
+        "SELECT 1 AS \"one!\" FROM api_credentials
+         WHERE id = $1 AND partner_id = $2 AND revoked_at IS NULL",
+        id,
+        partner,
+    )
+    .fetch_optional(db)
+    .await?
+    .is_some())
 }

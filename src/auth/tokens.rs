@@ -40,6 +40,10 @@ pub struct Claims {
     /// renewed session never outlives it by more than its absolute maximum.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<i64>,
+    /// The client credential the token was issued to (the `client_credentials` grant); absent
+    /// on tokens issued to a person. Revoking the credential ends its tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cid: Option<Uuid>,
 }
 
 impl Claims {
@@ -141,7 +145,18 @@ impl TokenKeys {
         epoch: i32,
         now: DateTime<Utc>,
     ) -> anyhow::Result<(String, Claims)> {
-        self.issue_with(user, role, epoch, now, None)
+        self.issue_with(user, role, epoch, now, None, None)
+    }
+
+    /// An access token for a partner's machine, issued on client credential `credential`.
+    pub fn issue_for_credential(
+        &self,
+        user: UserId,
+        epoch: i32,
+        credential: Uuid,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<(String, Claims)> {
+        self.issue_with(user, Role::Partner, epoch, now, None, Some(credential))
     }
 
     /// An access token that continues a session (a sliding session's renewal): the same
@@ -154,7 +169,7 @@ impl TokenKeys {
         now: DateTime<Utc>,
         continuation: Continuation,
     ) -> anyhow::Result<(String, Claims)> {
-        self.issue_with(user, role, epoch, now, Some(continuation))
+        self.issue_with(user, role, epoch, now, Some(continuation), None)
     }
 
     fn issue_with(
@@ -164,6 +179,7 @@ impl TokenKeys {
         epoch: i32,
         now: DateTime<Utc>,
         continuation: Option<Continuation>,
+        credential: Option<Uuid>,
     ) -> anyhow::Result<(String, Claims)> {
         let iat = now.timestamp();
         let full = iat + self.access_ttl;
@@ -179,6 +195,7 @@ impl TokenKeys {
             epoch,
             sid: continuation.map(|c| c.sid),
             auth_time: continuation.map(|c| c.auth_time),
+            cid: credential,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
         Ok((token, claims))
@@ -234,6 +251,7 @@ mod tests {
             user_status_cache_secs: 5,
             monitor_session_max_secs: 28800,
             session_retention_days: 7,
+            max_credentials_per_partner: 5,
         }
     }
 

@@ -307,6 +307,7 @@ mod tests {
             epoch: 0,
             session: uuid::Uuid::new_v4(),
             session_started: 0,
+            credential: None,
         }
     }
 

@@ -165,9 +165,17 @@ async fn every_operation_has_a_unique_id_a_described_response_and_problem_json_e
                 );
                 if status.starts_with('4') || status.starts_with('5') {
                     let content = response["content"].as_object().unwrap();
+                    // The client_credentials grant answers its errors in OAuth's own JSON
+                    // (RFC 6749 §5.2), beside the login's problems.
+                    let expected: &[&str] =
+                        if id == "createToken" && (status == "400" || status == "401") {
+                            &["application/json", "application/problem+json"]
+                        } else {
+                            &["application/problem+json"]
+                        };
                     assert_eq!(
                         content.keys().collect::<Vec<_>>(),
-                        ["application/problem+json"],
+                        expected,
                         "{method} {path} {status}"
                     );
                 }
@@ -391,4 +399,57 @@ async fn an_idempotency_key_outside_its_rule_is_a_422_naming_the_header() {
             "{problem}"
         );
     }
+}
+
+#[tokio::test]
+async fn partner_operations_document_both_token_schemes_the_ratelimit_fields_and_429() {
+    let doc = currency_conversion::openapi::document();
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    assert_eq!(
+        schemes["clientCredentials"]["flows"]["clientCredentials"]["tokenUrl"],
+        "/api/v1/auth/token"
+    );
+    let partner_ops = [
+        ("/api/v1/conversions", "post"),
+        ("/api/v1/conversions", "get"),
+        ("/api/v1/rates/latest", "get"),
+        ("/api/v1/usage", "get"),
+        ("/api/v1/credentials", "post"),
+    ];
+    for (path, method) in partner_ops {
+        let op = &doc["paths"][path][method];
+        let security = op["security"].as_array().unwrap();
+        assert!(
+            security
+                .iter()
+                .any(|s| s.get("clientCredentials").is_some())
+                && security.iter().any(|s| s.get("bearer").is_some()),
+            "{method} {path}: {security:?}"
+        );
+        let responses = op["responses"].as_object().unwrap();
+        assert!(responses.contains_key("429"), "{method} {path}: no 429");
+        for (status, response) in responses {
+            for header in ["RateLimit", "RateLimit-Policy"] {
+                assert!(
+                    response["headers"].get(header).is_some(),
+                    "{method} {path} {status}: no {header}"
+                );
+            }
+        }
+        assert!(
+            responses["429"]["headers"].get("Retry-After").is_some(),
+            "{method} {path}"
+        );
+    }
+    // Admin-only operations take neither a machine token nor a partner's budget.
+    let admin_only = &doc["paths"]["/api/v1/partners/{id}/limits"]["put"];
+    assert!(
+        !admin_only["security"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s.get("clientCredentials").is_some())
+    );
+    assert!(admin_only["responses"]["200"].get("headers").is_none());
 }

@@ -107,6 +107,41 @@ async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
     assert_eq!(statuses, [429]);
 }
 
+#[tokio::test]
+async fn with_redis_killed_failed_logins_are_still_throttled_in_process() {
+    let mut redis = crate::helpers::PrivateRedis::start().await;
+    let url = redis.url.clone();
+    let app = spawn_app_with(|s| {
+        s.auth.max_failed_logins = 3;
+        s.redis.url = secrecy::SecretString::from(url);
+        s.redis.timeout_ms = 500;
+    })
+    .await;
+    let partner = app.partner().await;
+    redis.kill();
+    let wrong = |i: usize| {
+        (
+            json!({"email": partner.email, "password": format!("wrong guess {i}")}),
+            None,
+        )
+    };
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        statuses.extend(burst(&app, vec![wrong(i)]).await);
+    }
+    assert_eq!(statuses, [401, 401, 401, 429, 429]);
+    // The right password waits too, as it would with Redis up.
+    let right = burst(
+        &app,
+        vec![(
+            json!({"email": partner.email, "password": TEST_PASSWORD}),
+            None,
+        )],
+    )
+    .await;
+    assert_eq!(right, [429]);
+}
+
 /// Fails `email`'s login until the account is locked; returns the 429's problem body.
 async fn lock_out(app: &TestApp, email: &str) -> serde_json::Value {
     let wrong = json!({"email": email, "password": "not the password at all"});

@@ -1,0 +1,171 @@
+//! The request limiter: GCRA (the generic cell rate algorithm) per partner, one atomic Lua
+//! script in Redis so every instance draws on one budget, and the same algorithm in process
+//! while Redis does not answer.
+//!
+//! GCRA keeps one number per partner, the theoretical arrival time (TAT): when the partner's
+//! budget would be whole again if it sent nothing more. Each request moves it on by one
+//! emission interval (a minute divided by the limit); a request is allowed while the TAT stays
+//! within a minute of now. So a partner may spend a full minute's worth in one burst, and then
+//! gets one more request per interval — no window edges where twice the limit gets through.
+//! Times are the injected clock's, in microseconds, passed to the script, so tests move time
+//! instead of sleeping and every instance agrees as far as their clocks do.
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
+use uuid::Uuid;
+
+/// KEYS: the partner's TAT. ARGV: now (µs), emission interval (µs), limit.
+/// Returns {allowed (1/0), µs until a request would be allowed, µs of budget in use after it}.
+static GCRA: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+        local now = tonumber(ARGV[1])
+        local interval = tonumber(ARGV[2])
+        local capacity = interval * tonumber(ARGV[3])
+        local tat = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
+        if tat < now then tat = now end
+        local new_tat = tat + interval
+        if new_tat - now > capacity then
+            return {0, new_tat - capacity - now, tat - now}
+        end
+        redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1)
+        return {1, 0, new_tat - now}
+        ",
+    )
+});
+
+const MINUTE_MICROS: i64 = 60_000_000;
+
+/// What the limiter says about one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the request may go ahead.
+    pub allowed: bool,
+    /// The partner's limit, requests per minute.
+    pub limit: u32,
+    /// Requests the partner could still make at once after this one.
+    pub remaining: u32,
+    /// Seconds until the whole budget is available again.
+    pub reset_secs: u64,
+    /// For a refused request: seconds until one would be allowed (at least 1).
+    pub retry_after_secs: u64,
+}
+
+impl Decision {
+    fn from_micros(limit: u32, allowed: bool, wait: i64, in_use: i64) -> Self {
+        let interval = emission_interval(limit);
+        let capacity = interval * i64::from(limit);
+        let remaining = if allowed {
+            (capacity - in_use).max(0) / interval
+        } else {
+            0
+        };
+        Self {
+            allowed,
+            limit,
+            remaining: u32::try_from(remaining).unwrap_or(0),
+            reset_secs: ceil_secs(in_use),
+            retry_after_secs: if allowed { 0 } else { ceil_secs(wait).max(1) },
+        }
+    }
+}
+
+fn ceil_secs(micros: i64) -> u64 {
+    u64::try_from((micros.max(0) + 999_999) / 1_000_000).unwrap_or(0)
+}
+
+/// Microseconds between requests at `limit` per minute (`limit` is at most a million, so at
+/// least 60).
+fn emission_interval(limit: u32) -> i64 {
+    MINUTE_MICROS / i64::from(limit.max(1))
+}
+
+/// Runs the script for `key`: `Err` when Redis does not answer.
+pub async fn check_redis(
+    redis: &crate::redis_client::Redis,
+    key: &str,
+    limit: u32,
+    now_micros: i64,
+) -> anyhow::Result<Decision> {
+    let mut call = GCRA.prepare_invoke();
+    call.key(key)
+        .arg(now_micros)
+        .arg(emission_interval(limit))
+        .arg(limit);
+    let (allowed, wait, in_use): (i64, i64, i64) = redis.invoke(&call).await?;
+    Ok(Decision::from_micros(limit, allowed == 1, wait, in_use))
+}
+
+/// The same algorithm in this process, for while Redis does not answer: each instance then
+/// allows up to the limit on its own, so N instances allow at most N times it.
+#[derive(Debug, Default)]
+pub struct LocalLimiter {
+    /// partner → TAT in µs.
+    tats: Mutex<HashMap<Uuid, i64>>,
+}
+
+/// Partners kept before those with a TAT in the past (a whole budget) are swept.
+const SWEEP_AT: usize = 10_000;
+
+impl LocalLimiter {
+    pub fn check(&self, partner: Uuid, limit: u32, now: i64) -> Decision {
+        let interval = emission_interval(limit);
+        let capacity = interval * i64::from(limit);
+        let mut tats = self.tats.lock().unwrap_or_else(|p| p.into_inner());
+        if tats.len() >= SWEEP_AT {
+            tats.retain(|_, tat| *tat > now);
+        }
+        let tat = tats.get(&partner).copied().unwrap_or(now).max(now);
+        let new_tat = tat + interval;
+        if new_tat - now > capacity {
+            return Decision::from_micros(limit, false, new_tat - capacity - now, tat - now);
+        }
+        tats.insert(partner, new_tat);
+        Decision::from_micros(limit, true, 0, new_tat - now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minutes_worth_passes_at_once_then_one_per_interval() {
+        let limiter = LocalLimiter::default();
+        let partner = Uuid::new_v4();
+        let t0 = 1_000_000_000_000;
+        let decisions: Vec<_> = (0..25).map(|_| limiter.check(partner, 20, t0)).collect();
+        assert_eq!(decisions.iter().filter(|d| d.allowed).count(), 20);
+        assert_eq!(decisions[0].remaining, 19);
+        assert_eq!(decisions[19].remaining, 0);
+        assert_eq!(decisions[19].reset_secs, 60);
+        let refused = decisions[20];
+        assert!(!refused.allowed);
+        assert_eq!(refused.retry_after_secs, 3);
+        // One interval (3 s) later, exactly one more.
+        let later = t0 + 3_000_000;
+        assert!(limiter.check(partner, 20, later).allowed);
+        assert!(!limiter.check(partner, 20, later).allowed);
+        // Another partner has its own budget.
+        assert!(limiter.check(Uuid::new_v4(), 20, later).allowed);
+        // A minute of silence gives the whole budget back.
+        let idle = later + 60_000_000;
+        let d = limiter.check(partner, 20, idle);
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 19);
+        assert_eq!(d.reset_secs, 3);
+    }
+
+    #[test]
+    fn limits_that_do_not_divide_a_minute_still_allow_exactly_the_limit_in_a_burst() {
+        for limit in [1, 7, 13, 600, 1_000_000] {
+            let limiter = LocalLimiter::default();
+            let partner = Uuid::new_v4();
+            let allowed = (0..limit + 5)
+                .filter(|_| limiter.check(partner, limit, 5_000_000).allowed)
+                .count();
+            assert_eq!(allowed, limit as usize, "limit {limit}");
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Partner access limits: how many requests a partner may make per minute, counted across every
+//! instance in Redis ([`limiter`]), with each instance counting on its own while Redis does not
+//! answer (never unlimited); the IETF `RateLimit-Policy`/`RateLimit` headers on every partner
+//! response and 429 beyond the limit ([`middleware`]); admins' per-partner limits
+//! (`partner_limits`, [`routes`]); each partner's usage per day ([`usage`]). Owns the
+//! `partner_limits` and `partner_usage_daily` tables. Knows a partner only as the
+//! subject of a verified access token (through `auth`'s token keys); what a partner may do is
+//! still `auth`'s extractors' business.
+
+pub mod limiter;
+pub mod middleware;
+pub mod routes;
+pub mod store;
+pub mod usage;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::redis_client::{OutageLog, Redis};
+use crate::settings::{LimitSettings, UsageSettings};
+use limiter::{Decision, LocalLimiter};
+
+/// How long an instance trusts the limit it read for a partner. An admin's change is applied at
+/// once on the instance that made it and within this long on the others.
+pub const LIMIT_MEMO_TTL: Duration = Duration::from_secs(5);
+
+/// partner → (its own limit, if any; when it was read).
+type LimitMemo = Mutex<HashMap<Uuid, (Option<u32>, Instant)>>;
+
+/// What the limits run with: the pool (overrides), Redis (the shared counters), the clock, the
+/// default from `limits.*`, and this process's memo of partners' limits and fallback counters.
+#[derive(Clone)]
+pub struct Access {
+    pub db: PgPool,
+    pub redis: Redis,
+    pub clock: Clock,
+    pub settings: Arc<LimitSettings>,
+    memo: Arc<LimitMemo>,
+    fallback: Arc<LocalLimiter>,
+    outage: Arc<OutageLog>,
+    /// `usage.*`.
+    pub usage_settings: Arc<UsageSettings>,
+    /// Usage counted on this instance, not yet written.
+    pub usage: Arc<usage::UsageBuffer>,
+    /// Whether writing usage is failing now, so it is logged once per outage.
+    usage_outage: Arc<OutageLog>,
+}
+
+impl Access {
+    pub fn new(
+        db: PgPool,
+        redis: Redis,
+        clock: Clock,
+        settings: &LimitSettings,
+        usage_settings: &UsageSettings,
+    ) -> Self {
+        Self {
+            db,
+            redis,
+            clock,
+            settings: Arc::new(settings.clone()),
+            memo: Arc::default(),
+            fallback: Arc::default(),
+            outage: Arc::default(),
+            usage_settings: Arc::new(usage_settings.clone()),
+            usage: Arc::default(),
+            usage_outage: Arc::default(),
+        }
+    }
+
+    /// The partner's own limit, if an admin set one: from the memo while it is fresh, else from
+    /// PostgreSQL. If PostgreSQL does not answer, the last value read (or the default) holds:
+    /// the request is not refused for it, and the request itself will find out soon enough.
+    async fn own_limit(&self, partner: Uuid) -> Option<u32> {
+        let remembered = {
+            let memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
+            memo.get(&partner).copied()
+        };
+        if let Some((limit, at)) = remembered
+            && at.elapsed() < LIMIT_MEMO_TTL
+        {
+            return limit;
+        }
+        match store::own_limit(&self.db, partner).await {
+            Ok(limit) => {
+                self.remember(partner, limit);
+                limit
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "partner limit not readable; using the last known");
+                remembered.and_then(|(limit, _)| limit)
+            }
+        }
+    }
+
+    fn remember(&self, partner: Uuid, limit: Option<u32>) {
+        let mut memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
+        if memo.len() >= 10_000 {
+            memo.retain(|_, (_, at)| at.elapsed() < LIMIT_MEMO_TTL);
+        }
+        memo.insert(partner, (limit, Instant::now()));
+    }
+
+    /// The limit that applies to `partner`, requests per minute.
+    pub async fn limit_of(&self, partner: Uuid) -> u32 {
+        self.own_limit(partner)
+            .await
+            .unwrap_or(self.settings.requests_per_minute)
+    }
+
+    /// Counts one request of `partner` against its limit, or refuses it.
+    pub async fn check(&self, partner: Uuid) -> Decision {
+        let limit = self.limit_of(partner).await;
+        let now = self.clock.now().timestamp_micros();
+        let key = self.redis.key(&format!("limits:gcra:{partner}"));
+        match limiter::check_redis(&self.redis, &key, limit, now).await {
+            Ok(decision) => {
+                if self.outage.succeeded() {
+                    tracing::info!("request limits: Redis answers again; counting there");
+                }
+                decision
+            }
+            Err(e) => {
+                if self.outage.failed() {
+                    tracing::warn!(error = %e,
+                        "request limits: Redis unavailable; each instance counts on its own until it answers");
+                }
+                self.fallback.check(partner, limit, now)
+            }
+        }
+    }
+}

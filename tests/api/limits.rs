@@ -1,0 +1,223 @@
+//! Request limits per partner: one budget across instances (Redis), the RateLimit headers on
+//! every partner response, 429 beyond the limit, admins' per-partner limits, and Redis killed.
+
+use futures_util::future::join_all;
+use serde_json::json;
+
+use crate::helpers::{PrivateRedis, TestApp, assert_problem, spawn_app_with};
+
+/// `RateLimit: "default";r=<remaining>;t=<reset>` read into (remaining, reset).
+fn ratelimit(res: &reqwest::Response) -> (u32, u64) {
+    let value = res.headers()["ratelimit"].to_str().unwrap().to_owned();
+    let rest = value
+        .strip_prefix("\"default\";r=")
+        .unwrap_or_else(|| panic!("RateLimit: {value}"));
+    let (r, t) = rest.split_once(";t=").unwrap();
+    (r.parse().unwrap(), t.parse().unwrap())
+}
+
+fn policy(res: &reqwest::Response) -> String {
+    res.headers()["ratelimit-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// `GET /api/v1/me` with `token` on the instance at `base`.
+async fn me(app: &TestApp, base: &str, token: &str) -> reqwest::Response {
+    app.client
+        .get(format!("{base}/api/v1/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn thirty_requests_at_twenty_a_minute_over_two_instances_get_twenty_answers_and_ten_429s() {
+    let app = spawn_app_with(|s| s.limits.requests_per_minute = 20).await;
+    let other = app.another_instance().await;
+    let partner = app.partner().await;
+    let bases = [app.address.clone(), other];
+    let responses = join_all((0..30).map(|i| me(&app, &bases[i % 2], &partner.token))).await;
+    let mut ok = 0;
+    let mut limited = Vec::new();
+    for res in responses {
+        assert_eq!(policy(&res), "\"default\";q=20;w=60");
+        match res.status().as_u16() {
+            200 => ok += 1,
+            429 => limited.push(res),
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((ok, limited.len()), (20, 10));
+    for res in limited {
+        assert_eq!(ratelimit(&res).0, 0);
+        let retry_after: u64 = res.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(retry_after, 3, "one request is back every 60/20 s");
+        assert_problem(res, 429, "/problems/too-many-requests").await;
+    }
+    // Time moves on by one interval: exactly one more, on either instance.
+    app.clock.advance(chrono::Duration::seconds(3));
+    assert_eq!(me(&app, &bases[1], &partner.token).await.status(), 200);
+    assert_eq!(me(&app, &bases[0], &partner.token).await.status(), 429);
+}
+
+#[tokio::test]
+async fn every_partner_response_says_what_is_left_and_errors_count_too() {
+    let app = spawn_app_with(|s| s.limits.requests_per_minute = 5).await;
+    let partner = app.partner().await;
+    let admin = app.admin().await;
+    let res = me(&app, &app.address, &partner.token).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(policy(&res), "\"default\";q=5;w=60");
+    assert_eq!(ratelimit(&res), (4, 12));
+    // A 404 and a 422 are answers too, with the headers.
+    let res = app
+        .get_with_token(
+            "/api/v1/conversions/01a22281-9219-700e-89df-07d6d362fbe9",
+            &partner.token,
+        )
+        .await;
+    assert_eq!(res.status(), 404);
+    assert_eq!(ratelimit(&res).0, 3);
+    let res = app
+        .post_json(
+            "/api/v1/conversions",
+            &json!({"from": "EUR"}),
+            Some(&partner.token),
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    assert_eq!(ratelimit(&res).0, 2);
+    // Admins and anonymous callers are not limited by a partner's budget.
+    for _ in 0..10 {
+        let res = me(&app, &app.address, &admin.token).await;
+        assert_eq!(res.status(), 200);
+        assert!(res.headers().get("ratelimit").is_none());
+    }
+    assert!(
+        app.get("/health/live")
+            .await
+            .headers()
+            .get("ratelimit")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn an_admin_sets_a_partners_own_limit_and_can_go_back_to_the_default() {
+    let app = spawn_app_with(|s| s.limits.requests_per_minute = 50).await;
+    let admin = app.admin().await;
+    let partner = app.partner().await;
+    let path = format!("/api/v1/partners/{}/limits", partner.id);
+    let res = app.get_with_token(&path, &admin.token).await;
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["requests_per_minute"], 50);
+    assert_eq!(body["is_default"], true);
+
+    let put = |body: serde_json::Value, token: String| {
+        let req = app
+            .client
+            .put(app.url(&path))
+            .bearer_auth(token)
+            .json(&body);
+        async move { req.send().await.unwrap() }
+    };
+    // A partner does not choose its own limit.
+    assert_problem(
+        put(json!({"requests_per_minute": 5}), partner.token.clone()).await,
+        403,
+        "/problems/forbidden",
+    )
+    .await;
+    let res = put(json!({"requests_per_minute": 2}), admin.token.clone()).await;
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"partner_id": partner.id, "requests_per_minute": 2, "is_default": false})
+    );
+    let statuses: Vec<u16> = join_all((0..3).map(|_| me(&app, &app.address, &partner.token)))
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    // The refused PUT above was a request of the partner's too: one of the two is left.
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        2,
+        "{statuses:?}"
+    );
+
+    assert_problem(
+        put(json!({"requests_per_minute": 0}), admin.token.clone()).await,
+        422,
+        "/problems/validation-failed",
+    )
+    .await;
+    let nobody = format!("/api/v1/partners/{}/limits", uuid::Uuid::new_v4());
+    assert_problem(
+        app.get_with_token(&nobody, &admin.token).await,
+        404,
+        "/problems/not-found",
+    )
+    .await;
+    let res = put(json!({"requests_per_minute": null}), admin.token.clone()).await;
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["requests_per_minute"], 50);
+    assert_eq!(body["is_default"], true);
+    let res = me(&app, &app.address, &partner.token).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(policy(&res), "\"default\";q=50;w=60");
+}
+
+#[tokio::test]
+async fn a_machine_token_shares_its_partners_budget() {
+    let app = spawn_app_with(|s| s.limits.requests_per_minute = 3).await;
+    let partner = app.partner().await;
+    let credential = app.create_credential(&partner.token, "machine").await;
+    let machine = app.client_token(&credential).await;
+    // Creating the credential was the first request of the budget.
+    assert_eq!(me(&app, &app.address, &machine).await.status(), 200);
+    assert_eq!(me(&app, &app.address, &partner.token).await.status(), 200);
+    assert_eq!(me(&app, &app.address, &machine).await.status(), 429);
+}
+
+#[tokio::test]
+async fn with_redis_killed_each_instance_still_limits_on_its_own() {
+    let mut redis = PrivateRedis::start().await;
+    let url = redis.url.clone();
+    let app = spawn_app_with(|s| {
+        s.limits.requests_per_minute = 4;
+        s.redis.url = secrecy::SecretString::from(url);
+        s.redis.timeout_ms = 500;
+    })
+    .await;
+    let other = app.another_instance().await;
+    let partner = app.partner().await;
+    // Two of the budget are spent in Redis before it goes.
+    assert_eq!(me(&app, &app.address, &partner.token).await.status(), 200);
+    assert_eq!(me(&app, &other, &partner.token).await.status(), 200);
+    redis.kill();
+    for base in [&app.address, &other] {
+        let mut statuses = Vec::new();
+        for _ in 0..6 {
+            let res = me(&app, base, &partner.token).await;
+            assert_eq!(policy(&res), "\"default\";q=4;w=60");
+            statuses.push(res.status().as_u16());
+        }
+        // Each instance now counts on its own: never unlimited, at most the limit each.
+        assert_eq!(statuses, [200, 200, 200, 200, 429, 429], "{base}");
+    }
+}
