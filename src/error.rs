@@ -179,6 +179,13 @@ pub enum ApiError {
     },
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// A 503 with its own problem type and `Retry-After` (e.g. `/problems/rate-unavailable`).
+    #[error("unavailable ({slug}): {detail}")]
+    UnavailableAs {
+        slug: &'static str,
+        detail: String,
+        retry_after_secs: u64,
+    },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -219,6 +226,7 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => ("too-many-requests", "Too many requests"),
             ApiError::TooManyRequestsAs { slug, .. } => (slug, "Too many requests"),
             ApiError::Unavailable(_) => ("service-unavailable", "Service unavailable"),
+            ApiError::UnavailableAs { slug, .. } => (slug, "Service unavailable"),
             ApiError::Internal(e) if dependency_unavailable(e) => {
                 ("service-unavailable", "Service unavailable")
             }
@@ -240,7 +248,8 @@ impl ApiError {
             | ApiError::UriTooLong(d)
             | ApiError::UnsupportedMediaType(d)
             | ApiError::NotAcceptable(d)
-            | ApiError::Unavailable(d) => d.clone(),
+            | ApiError::Unavailable(d)
+            | ApiError::UnavailableAs { detail: d, .. } => d.clone(),
             ApiError::Unprocessable { detail, .. }
             | ApiError::TooManyRequestsAs { detail, .. }
             | ApiError::NotFoundAs { detail, .. }
@@ -293,7 +302,9 @@ impl ResponseError for ApiError {
             ApiError::TooManyRequests { .. } | ApiError::TooManyRequestsAs { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::UnavailableAs { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(e) if dependency_unavailable(e) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -327,6 +338,9 @@ impl ResponseError for ApiError {
                 retry_after_secs, ..
             }
             | ApiError::TooManyRequestsAs {
+                retry_after_secs, ..
+            }
+            | ApiError::UnavailableAs {
                 retry_after_secs, ..
             } => {
                 builder.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));

@@ -16,7 +16,8 @@ mod layers;
 mod values;
 pub use layers::{Origin, edit_distance, nearest};
 pub use values::{
-    CronExpression, FallbackProvider, HttpUrl, LogFilter, ProviderKind, UnknownProvider,
+    CronExpression, FallbackProvider, HttpUrl, LogFilter, ProviderKind, RateSource, SourceKeys,
+    UnknownProvider,
 };
 
 /// The secret shipped in `settings/local.toml` so that `make run` works out of the box.
@@ -308,6 +309,42 @@ pub struct RatesSettings {
     pub breaker_threshold: u32,
     /// Seconds a tripped breaker stays open before one trial request.
     pub breaker_cooldown_secs: u64,
+    /// Named sources asked concurrently on every fetch, each `name=kind@url` (or `name=kind`
+    /// for the kind's public URL), each with its own timeout, retries and breaker; the rates
+    /// stored are their consensus (`rates.consensus`). Empty: the one source is the
+    /// `rates.provider` chain with its `rates.fallbacks`. In the environment one variable:
+    /// `CCS__RATES__SOURCES="a=frankfurter@https://…,b=ecb"`.
+    #[serde(deserialize_with = "values::sources")]
+    pub sources: Vec<RateSource>,
+    /// API keys of the sources that need one, `name=KEY` each
+    /// (`CCS__RATES__SOURCE_KEYS="oxr=KEY,…"`). Never printed.
+    pub source_keys: SourceKeys,
+    /// How the sources' values become one rate per currency.
+    pub consensus: ConsensusSettings,
+}
+
+/// `rates.consensus.*`: when sources agree.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsensusSettings {
+    /// A source's value further than this many basis points from the median of all the
+    /// sources' values for a currency is excluded (so is one beyond the MAD bound).
+    pub max_deviation_bps: u32,
+    /// Agreeing values a currency needs for a new consensus (1 when only one source is
+    /// configured). Below it the currency keeps its last consensus until that is older than
+    /// `rates.max_age_secs`.
+    pub min_sources: u32,
+}
+
+impl RatesSettings {
+    /// Agreeing values a currency needs: `rates.consensus.min_sources`, or 1 with one source.
+    pub fn quorum(&self) -> usize {
+        if self.sources.len() <= 1 {
+            1
+        } else {
+            self.consensus.min_sources as usize
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -527,6 +564,8 @@ fn read(
                 .try_parsing(true)
                 .list_separator(",")
                 .with_list_parse_key("rates.fallbacks")
+                .with_list_parse_key("rates.sources")
+                .with_list_parse_key("rates.source_keys")
                 .with_list_parse_key("server.trusted_proxies")
                 .with_list_parse_key("webhooks.retry_schedule_secs")
                 .source(Some(
@@ -762,6 +801,39 @@ impl Settings {
         }
         if self.tasks.prune_batch_size == 0 {
             anyhow::bail!("tasks.prune_batch_size: must be at least 1");
+        }
+        for name in self.rates.source_keys.0.keys() {
+            if !self.rates.sources.iter().any(|s| &s.name == name) {
+                anyhow::bail!(
+                    "rates.source_keys: `{name}` is not the name of a rates.sources entry"
+                );
+            }
+        }
+        for (i, source) in self.rates.sources.iter().enumerate() {
+            if source.kind.needs_api_key() && !self.rates.source_keys.0.contains_key(&source.name) {
+                anyhow::bail!(
+                    "rates.sources[{i}]: `{}` ({}) needs an API key; add `{}=KEY` to \
+                     rates.source_keys (CCS__RATES__SOURCE_KEYS)",
+                    source.name,
+                    source.kind,
+                    source.name
+                );
+            }
+        }
+        let consensus = &self.rates.consensus;
+        if consensus.min_sources == 0 {
+            anyhow::bail!("rates.consensus.min_sources: must be at least 1");
+        }
+        if self.rates.sources.len() > 1 && consensus.min_sources as usize > self.rates.sources.len()
+        {
+            anyhow::bail!(
+                "rates.consensus.min_sources: {} agreeing values can never come from {} sources",
+                consensus.min_sources,
+                self.rates.sources.len()
+            );
+        }
+        if consensus.max_deviation_bps == 0 || consensus.max_deviation_bps >= 10_000 {
+            anyhow::bail!("rates.consensus.max_deviation_bps: use 1 to 9999");
         }
         if self.tasks.max_attempts == 0 {
             anyhow::bail!("tasks.max_attempts: must be at least 1");

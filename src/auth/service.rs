@@ -262,38 +262,64 @@ pub async fn refresh(auth: &Auth, refresh_token: &str) -> Result<TokenResponse, 
 }
 
 /// Revokes the refresh-token family of `refresh_token` (when given and owned by the caller)
-/// and deny-lists the caller's access token until it would have expired.
+/// and logs the caller's access token (and its session, when renewed) out until it would have
+/// expired. PostgreSQL records the logout, in the transaction that revokes the family; Redis
+/// gets a copy for the per-request check, and a Redis that is down or loses it changes nothing
+/// (the check asks PostgreSQL when Redis has no answer).
 pub async fn logout(
     auth: &Auth,
     caller: &Caller,
     refresh_token: Option<&str>,
 ) -> Result<(), AuthError> {
     let now = auth.clock.now();
-    if let Some(token) = refresh_token {
-        let mut tx = auth.db.begin().await?;
-        if let Some(row) = store::lock_refresh(&mut tx, &tokens::hash_refresh_token(token)).await?
-            && row.user_id == caller.id.as_uuid()
-        {
-            store::revoke_family(&mut tx, row.family_id, now).await?;
-        }
-        tx.commit().await?;
-    }
     let leeway = crate::settings::secs(auth.settings.leeway_secs);
-    let ttl = (caller.expires_at - now.timestamp()).max(1) + leeway;
-    auth.memo.forget_user(caller.id.as_uuid());
-    let revoke = |jti: Uuid, ttl: i64| {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(revoked_key(auth, jti)).arg(1).arg("EX").arg(ttl);
-        cmd
-    };
-    auth.redis.run::<()>(&revoke(caller.jti, ttl)).await?;
+    let user = caller.id.as_uuid();
+    // (id, seconds from now it must stay logged out)
+    let mut logged_out = vec![(
+        caller.jti,
+        (caller.expires_at - now.timestamp()).max(1) + leeway,
+    )];
     if caller.session != caller.jti {
         // A renewed session: its earlier tokens may still be unexpired (and renewable) too.
         let session_end =
             caller.session_started + crate::settings::secs(auth.settings.monitor_session_max_secs);
-        let ttl = (session_end - now.timestamp()).max(1) + leeway;
-        auth.redis.run::<()>(&revoke(caller.session, ttl)).await?;
+        logged_out.push((
+            caller.session,
+            (session_end - now.timestamp()).max(1) + leeway,
+        ));
     }
+    let mut tx = auth.db.begin().await?;
+    if let Some(token) = refresh_token
+        && let Some(row) = store::lock_refresh(&mut tx, &tokens::hash_refresh_token(token)).await?
+        && row.user_id == user
+    {
+        store::revoke_family(&mut tx, row.family_id, now).await?;
+    }
+    store::forget_expired_logouts(&mut tx, user, now).await?;
+    for (jti, ttl) in &logged_out {
+        store::record_logout(&mut tx, *jti, user, now + chrono::TimeDelta::seconds(*ttl)).await?;
+    }
+    tx.commit().await?;
+    auth.memo.forget_user(user);
+    for (jti, ttl) in &logged_out {
+        let result = auth
+            .redis
+            .run::<()>(
+                redis::cmd("SET")
+                    .arg(revoked_key(auth, *jti))
+                    .arg(1)
+                    .arg("EX")
+                    .arg(*ttl),
+            )
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not copy a logout to Redis; PostgreSQL has it");
+        }
+    }
+    // The cached status lists the logged-out ids too, so that it cannot vouch for this token
+    // should the copy above be lost while it lives.
+    let status = UserStatus::from(store::active_token_status(&auth.db, caller.id, now).await?);
+    publish_status(auth, caller.id, status).await;
     Ok(())
 }
 
@@ -382,7 +408,9 @@ pub async fn authenticate(auth: &Auth, token: &str) -> Result<Caller, AuthError>
             let status = match cached_status {
                 Some(cached) => UserStatus::decode(cached),
                 None => {
-                    let status = UserStatus::from(store::active_token_epoch(&auth.db, user).await?);
+                    let status = UserStatus::from(
+                        store::active_token_status(&auth.db, user, auth.clock.now()).await?,
+                    );
                     cache_nx(auth, &status_key, &status.encode()).await;
                     status
                 }
@@ -408,7 +436,9 @@ pub async fn authenticate(auth: &Auth, token: &str) -> Result<Caller, AuthError>
             if let Err(e) = &cached {
                 tracing::warn!(error = %e, "user status cache unavailable; asking PostgreSQL");
             }
-            let status = UserStatus::from(store::active_token_epoch(&auth.db, user).await?);
+            let status = UserStatus::from(
+                store::active_token_status(&auth.db, user, auth.clock.now()).await?,
+            );
             let credential_live = match claims.cid {
                 Some(credential) => {
                     store::credential_is_live(&auth.db, credential, user.as_uuid()).await?
@@ -424,7 +454,13 @@ pub async fn authenticate(auth: &Auth, token: &str) -> Result<Caller, AuthError>
         ));
     }
     match status {
-        UserStatus::Active { token_epoch } if token_epoch == claims.epoch => {}
+        // Redis lost its copy of a logout (flushed, restarted): PostgreSQL's record stands.
+        UserStatus::Active { logged_out, .. }
+            if logged_out.contains(&claims.jti) || logged_out.contains(&claims.session()) =>
+        {
+            return Err(AuthError::InvalidToken("token was logged out".into()));
+        }
+        UserStatus::Active { token_epoch, .. } if token_epoch == claims.epoch => {}
         UserStatus::Active { .. } => {
             return Err(AuthError::InvalidToken(
                 "token was revoked: the account's sessions ended".into(),
@@ -441,37 +477,63 @@ pub async fn authenticate(auth: &Auth, token: &str) -> Result<Caller, AuthError>
 }
 
 /// What the per-request check needs to know about a user, as cached in Redis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum UserStatus {
-    /// Enabled; tokens of this epoch are valid.
-    Active { token_epoch: i32 },
+    /// Enabled; tokens of this epoch are valid, except those logged out (by token or session
+    /// id; unexpired ones only), as PostgreSQL recorded them.
+    Active {
+        token_epoch: i32,
+        logged_out: Vec<Uuid>,
+    },
     /// Disabled or deleted.
     Inactive,
 }
 
-impl From<Option<i32>> for UserStatus {
-    fn from(token_epoch: Option<i32>) -> Self {
-        token_epoch.map_or(UserStatus::Inactive, |token_epoch| UserStatus::Active {
-            token_epoch,
+impl From<Option<(i32, Vec<Uuid>)>> for UserStatus {
+    fn from(row: Option<(i32, Vec<Uuid>)>) -> Self {
+        row.map_or(UserStatus::Inactive, |(token_epoch, logged_out)| {
+            UserStatus::Active {
+                token_epoch,
+                logged_out,
+            }
         })
     }
 }
 
 impl UserStatus {
-    fn encode(self) -> String {
+    /// `inactive`, or the epoch followed by the logged-out ids: `3` or `3;<uuid>,<uuid>`.
+    fn encode(&self) -> String {
         match self {
-            UserStatus::Active { token_epoch } => token_epoch.to_string(),
+            UserStatus::Active {
+                token_epoch,
+                logged_out,
+            } if logged_out.is_empty() => token_epoch.to_string(),
+            UserStatus::Active {
+                token_epoch,
+                logged_out,
+            } => {
+                let ids: Vec<String> = logged_out.iter().map(Uuid::to_string).collect();
+                format!("{token_epoch};{}", ids.join(","))
+            }
             UserStatus::Inactive => "inactive".to_owned(),
         }
     }
 
     /// Anything unreadable counts as inactive: refusing a token is the safe side.
     fn decode(cached: &str) -> Self {
-        cached
-            .parse()
-            .map_or(UserStatus::Inactive, |token_epoch| UserStatus::Active {
+        let (epoch, ids) = cached.split_once(';').unwrap_or((cached, ""));
+        let logged_out: Result<Vec<Uuid>, _> = ids
+            .split(',')
+            .filter(|id| !id.is_empty())
+            .map(Uuid::parse_str)
+            .collect();
+        match (epoch.parse(), logged_out) {
+            (Ok(token_epoch), Ok(logged_out)) => UserStatus::Active {
                 token_epoch,
-            })
+                logged_out,
+            },
+            _ => UserStatus::Inactive,
+        }
     }
 }
 
@@ -660,9 +722,10 @@ pub async fn update_partner(
     if disabled.is_some() {
         let status = match row.disabled_at {
             Some(_) => UserStatus::Inactive,
-            None => UserStatus::Active {
-                token_epoch: row.token_epoch,
-            },
+            // Enabled again: its logged-out tokens stay logged out.
+            None => {
+                UserStatus::from(store::active_token_status(&auth.db, id, auth.clock.now()).await?)
+            }
         };
         publish_status(auth, id, status).await;
     }
@@ -736,9 +799,51 @@ pub async fn reset_password(auth: &Auth, id: UserId, password: &str) -> Result<(
         lift_login_lock(auth, &email).await;
     }
     let status = match store::find_by_id(&auth.db, id).await? {
-        Some(user) if user.disabled_at.is_none() => UserStatus::Active { token_epoch },
+        // A new epoch: every earlier token is refused by it, logged out or not.
+        Some(user) if user.disabled_at.is_none() => UserStatus::Active {
+            token_epoch,
+            logged_out: Vec::new(),
+        },
         _ => UserStatus::Inactive,
     };
     publish_status(auth, id, status).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cached_status_keeps_its_logged_out_tokens_and_unreadable_is_inactive() {
+        let logged_out = vec![Uuid::new_v4(), Uuid::new_v4()];
+        for status in [
+            UserStatus::Active {
+                token_epoch: 3,
+                logged_out: Vec::new(),
+            },
+            UserStatus::Active {
+                token_epoch: 0,
+                logged_out,
+            },
+            UserStatus::Inactive,
+        ] {
+            assert_eq!(UserStatus::decode(&status.encode()), status);
+        }
+        // What the cache held before logouts were listed still reads.
+        assert_eq!(
+            UserStatus::decode("7"),
+            UserStatus::Active {
+                token_epoch: 7,
+                logged_out: Vec::new()
+            }
+        );
+        for garbage in ["", "x", "3;not-a-uuid", "inactive"] {
+            assert_eq!(
+                UserStatus::decode(garbage),
+                UserStatus::Inactive,
+                "{garbage}"
+            );
+        }
+    }
 }

@@ -163,15 +163,62 @@ pub async fn set_password_of_email(
     .await
 }
 
-/// The token epoch of an existing, enabled user; `None` when the user is disabled or gone (the
-/// per-request check behind every token).
-pub async fn active_token_epoch(db: &PgPool, id: UserId) -> Result<Option<i32>, sqlx::Error> {
-    sqlx::query_scalar!(
-        "SELECT token_epoch FROM users WHERE id = $1 AND disabled_at IS NULL",
+/// An enabled user's token epoch and the ids of its logged-out tokens that are not expired at
+/// `now`; `None` for a disabled or missing user.
+pub async fn active_token_status(
+    db: &PgPool,
+    id: UserId,
+    now: DateTime<Utc>,
+) -> Result<Option<(i32, Vec<Uuid>)>, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"SELECT u.token_epoch,
+                  COALESCE(array_agg(t.jti) FILTER (WHERE t.jti IS NOT NULL), '{}') AS "logged_out!: Vec<Uuid>"
+           FROM users u
+           LEFT JOIN logged_out_tokens t ON t.user_id = u.id AND t.expires_at > $2
+           WHERE u.id = $1 AND u.disabled_at IS NULL
+           GROUP BY u.id"#,
         id.as_uuid(),
+        now,
     )
     .fetch_optional(db)
-    .await
+    .await?;
+    Ok(row.map(|r| (r.token_epoch, r.logged_out)))
+}
+
+/// Deletes `user`'s logout records of tokens expired by `now`: an expired token is refused
+/// anyway. Called at each logout, so a user's records stay as few as its live sessions.
+pub async fn forget_expired_logouts(
+    conn: &mut PgConnection,
+    user: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "DELETE FROM logged_out_tokens WHERE user_id = $1 AND expires_at <= $2",
+        user,
+        now,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records that the token (or session) `jti` of `user` is logged out until `expires_at`.
+pub async fn record_logout(
+    conn: &mut PgConnection,
+    jti: Uuid,
+    user: Uuid,
+    expires_at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO logged_out_tokens (jti, user_id, expires_at) VALUES ($1, $2, $3)
+         ON CONFLICT (jti) DO UPDATE SET expires_at = GREATEST(logged_out_tokens.expires_at, EXCLUDED.expires_at)",
+        jti,
+        user,
+        expires_at,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 #[derive(Debug)]

@@ -86,10 +86,11 @@ impl ItemFault {
 }
 
 /// A pricing error of one item, or of the whole batch when it is not about the item (a
-/// database that does not answer).
+/// database that does not answer) or passes with time (a rate the sources do not agree on:
+/// the batch is retried whole after `Retry-After`, as a single conversion would be).
 fn pricing_fault(from: CurrencyCode, e: RatesError) -> Result<ItemFault, ConversionError> {
     let field = match &e {
-        RatesError::Unexpected(_) => return Err(e.into()),
+        RatesError::Unexpected(_) | RatesError::RateUnavailable { .. } => return Err(e.into()),
         RatesError::NotQuoted(code) if *code == from => "from",
         _ => "to",
     };

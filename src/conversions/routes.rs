@@ -97,6 +97,7 @@ pub struct CreateBatch {
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over the batch limit, 512,000 bytes (1,000 items of up to 512 bytes)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid items (each listed by index and field), no or too many items, reused key; nothing stored", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "With `rates.sources`: the sources do not agree on a rate of a currency of the request now (`/problems/rate-unavailable`); retry after `Retry-After`", body = Problem),
     ))]
 pub async fn create_batch(
     conversions: web::Data<Conversions>,
@@ -138,6 +139,7 @@ fn conversion_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
         (status = 201, description = "The conversion, `temporary` for the holding period", body = ConversionView, headers(("Location" = String, description = "URL of the conversion"))),
         (status = 200, description = "Replay of an `Idempotency-Key`: the original conversion", body = ConversionView, headers(("Location" = String, description = "URL of the conversion"))),
         (status = 404, description = "No rate is stored for the pair", body = Problem),
+        (status = 503, description = "With `rates.sources`: the sources do not agree on a rate of a currency of the request now (`/problems/rate-unavailable`); retry after `Retry-After`", body = Problem),
         (status = 409, description = "The quote expired (`/problems/quote-expired`) or was already used (`/problems/quote-used`)", body = Problem),
         (status = 422, description = "Invalid amount or currency, unsupported/disabled/retired currency, stale rate, reused key, unknown quote or one for another pair or amount", body = Problem),
     ))]

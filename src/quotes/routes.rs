@@ -51,6 +51,7 @@ pub struct CreateQuote {
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No rates for this pair", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "With `rates.sources`: the sources do not agree on a rate of a currency of the request now (`/problems/rate-unavailable`); retry after `Retry-After`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid lock, amount or currency (a lock other than `none` needs an amount); stale reference rate; reused `Idempotency-Key`", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "The partner holds as many open rate locks, or as much notional, as it may (`/problems/too-many-open-locks`)", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds until the first open lock expires"))),

@@ -133,7 +133,7 @@ async fn load(state: &Rates, version: i64) -> anyhow::Result<LatestEntry> {
         .map(|c| (c.code, c))
         .collect();
     let view = match store::snapshot_at(&state.db, None).await? {
-        Some(snapshot) => Some(Arc::new(RatesView::load(&state.db, snapshot).await?)),
+        Some(snapshot) => Some(Arc::new(RatesView::load(&state.db, snapshot, None).await?)),
         None => None,
     };
     Ok(LatestEntry {

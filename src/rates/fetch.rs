@@ -142,6 +142,9 @@ pub async fn fetch_and_store(state: &Rates) -> anyhow::Result<FetchReport> {
         .map(|c| c.code)
         .collect();
     symbols.sort();
+    if !state.settings.sources.is_empty() {
+        return fetch_consensus(state, &currencies, &symbols).await;
+    }
     let client = state.runtime.client(&state.settings, &state.clock).await?;
     let outcome = client
         .fetch(pivot, &symbols, now)
@@ -155,6 +158,149 @@ pub async fn fetch_and_store(state: &Rates) -> anyhow::Result<FetchReport> {
     store_snapshot(state, outcome.snapshot, &currencies, &symbols, failures).await
 }
 
+pub use super::store::CONSENSUS_FEED;
+
+/// One fetch cycle over `rates.sources`: asks every source at once (each with its own
+/// timeout, retries and breaker), makes each currency's consensus on the pivot and stores it
+/// as the `consensus` feed with its provenance. A currency without a quorum keeps its last
+/// consensus while that is younger than `rates.max_age_secs`, and is left out after.
+async fn fetch_consensus(
+    state: &Rates,
+    currencies: &HashMap<CurrencyCode, Currency>,
+    symbols: &[CurrencyCode],
+) -> anyhow::Result<FetchReport> {
+    let now = state.clock.now();
+    let pivot = state.settings.base;
+    let sources = state.runtime.sources(&state.settings, &state.clock).await?;
+    let answers = futures_util::future::join_all(sources.iter().map(|source| async move {
+        let started = std::time::Instant::now();
+        let got = source.client.fetch(pivot, symbols, now).await;
+        (source, got, started.elapsed())
+    }))
+    .await;
+    let mut failures = Vec::new();
+    let mut snapshots = Vec::new();
+    for (source, got, took) in answers {
+        let name = source.name.as_str();
+        match got {
+            Ok(outcome) => match outcome.snapshot.rebased(pivot) {
+                Some(snapshot) => {
+                    tracing::debug!(
+                        source = name,
+                        took_ms = took.as_millis(),
+                        "rates source answered"
+                    );
+                    snapshots.push((source.name.clone(), snapshot));
+                }
+                None => {
+                    failures.push((name.to_owned(), format!("does not quote the pivot {pivot}")))
+                }
+            },
+            Err(e) => {
+                tracing::warn!(source = name, error = %e, "rates source failed");
+                failures.push((name.to_owned(), e.to_string()));
+            }
+        }
+    }
+    let Some(as_of) = snapshots.iter().map(|(_, s)| s.as_of).max() else {
+        let list: Vec<String> = failures.iter().map(|(n, m)| format!("{n}: {m}")).collect();
+        anyhow::bail!("every rates source failed: {}", list.join("; "));
+    };
+    let rules = super::consensus::Rules {
+        max_deviation_bps: state.settings.consensus.max_deviation_bps,
+        quorum: state.settings.quorum(),
+    };
+    let values: Vec<(String, &BTreeMap<CurrencyCode, crate::money::Rate>)> = snapshots
+        .iter()
+        .map(|(name, s)| (name.clone(), &s.quotes))
+        .collect();
+    let agreed = super::consensus::agree_all(&values, rules);
+    warn_of_outliers(&snapshots, &agreed);
+    let last = {
+        let mut conn = state.db.acquire().await?;
+        store::last_agreed(&mut conn, pivot, now).await?
+    };
+    let max_age = chrono::TimeDelta::seconds(crate::settings::secs(state.settings.max_age_secs));
+    let none = super::consensus::Agreement {
+        rate: None,
+        used: Vec::new(),
+        excluded: Vec::new(),
+    };
+    let mut quotes = BTreeMap::new();
+    let mut outcomes = Vec::new();
+    let mut below_quorum = Vec::new();
+    for code in symbols {
+        let agreement = agreed.get(code).unwrap_or(&none);
+        let quoted_by_any = !agreement.used.is_empty() || !agreement.excluded.is_empty();
+        if !quoted_by_any && !last.contains_key(code) {
+            // No source has ever agreed on it, and none quotes it now: not served, and
+            // nothing to explain.
+            continue;
+        }
+        outcomes.push(super::provenance::row(*code, agreement, now));
+        match &agreement.rate {
+            Some(rate) => {
+                quotes.insert(*code, rate.clone());
+            }
+            None => {
+                below_quorum.push(*code);
+                if let Some((rate, agreed_at)) = last.get(code)
+                    && now - *agreed_at <= max_age
+                {
+                    quotes.insert(*code, rate.clone());
+                }
+            }
+        }
+    }
+    if !below_quorum.is_empty() {
+        tracing::warn!(currencies = ?below_quorum, quorum = rules.quorum, "currencies without a quorum of agreeing rates sources");
+    }
+    let dates_only = snapshots
+        .iter()
+        .any(|(_, s)| s.provider.publishes_dates_only());
+    let snapshot = crate::rates::provider::Snapshot {
+        provider: snapshots[0].1.provider,
+        base: pivot,
+        as_of,
+        missing: symbols
+            .iter()
+            .filter(|c| !quotes.contains_key(c))
+            .copied()
+            .collect(),
+        quotes,
+        ignored_codes: 0,
+    };
+    let feed = Feed {
+        name: CONSENSUS_FEED,
+        dates_only,
+        provenance: Some(&outcomes),
+    };
+    store_feed(state, feed, snapshot, currencies, symbols, failures).await
+}
+
+/// One warning per source that was excluded for most of the currencies it quoted: a source
+/// that is wrong across the board (inverted, scaled, stale) is named once, not per currency.
+fn warn_of_outliers(
+    snapshots: &[(String, crate::rates::provider::Snapshot)],
+    agreed: &BTreeMap<CurrencyCode, super::consensus::Agreement>,
+) {
+    for (name, snapshot) in snapshots {
+        let quoted = snapshot.quotes.len();
+        let excluded = agreed
+            .values()
+            .filter(|a| a.excluded.iter().any(|e| &e.source == name))
+            .count();
+        if quoted > 0 && excluded * 2 > quoted {
+            tracing::warn!(
+                source = name.as_str(),
+                excluded,
+                quoted,
+                "rates source disagrees with the others for most currencies: excluded"
+            );
+        }
+    }
+}
+
 /// Stores one validated snapshot (change-only, one transaction) and announces new rates to
 /// every instance. `fetch_and_store` calls it after a fetch; fixtures call it with a snapshot
 /// read from a file.
@@ -165,8 +311,35 @@ pub async fn store_snapshot(
     symbols: &[CurrencyCode],
     failures: Vec<(String, String)>,
 ) -> anyhow::Result<FetchReport> {
+    let feed = Feed {
+        name: snapshot.provider.as_str(),
+        dates_only: snapshot.provider.publishes_dates_only(),
+        provenance: None,
+    };
+    store_feed(state, feed, snapshot, currencies, symbols, failures).await
+}
+
+/// Which feed a snapshot is stored under: a provider's own, or the consensus of the sources
+/// (with each currency's provenance, stored in the same transaction).
+pub(crate) struct Feed<'a> {
+    /// `rate_snapshots.provider`.
+    pub name: &'a str,
+    /// Whether its publications carry a date only (see the same-day rule in `store_feed`).
+    pub dates_only: bool,
+    /// The consensus outcome of every currency, recorded change-only.
+    pub provenance: Option<&'a [store::ConsensusRow]>,
+}
+
+pub(crate) async fn store_feed(
+    state: &Rates,
+    feed: Feed<'_>,
+    snapshot: crate::rates::provider::Snapshot,
+    currencies: &HashMap<CurrencyCode, Currency>,
+    symbols: &[CurrencyCode],
+    failures: Vec<(String, String)>,
+) -> anyhow::Result<FetchReport> {
     let now = state.clock.now();
-    let provider = snapshot.provider.as_str();
+    let provider = feed.name;
     if !currencies.contains_key(&snapshot.base) {
         anyhow::bail!(
             "the provider's base {} is not in the currencies table; add it first",
@@ -216,7 +389,7 @@ pub async fn store_snapshot(
     // the time it was first seen, so the poll only touches `last_seen_at`.
     let mut snapshot = snapshot;
     if let Some(stored) = newest
-        && snapshot.provider.publishes_dates_only()
+        && feed.dates_only
         && stored.date_naive() == snapshot.as_of.date_naive()
         && stored < snapshot.as_of
     {
@@ -263,6 +436,9 @@ pub async fn store_snapshot(
         },
     )
     .await?;
+    if let Some(outcomes) = feed.provenance {
+        super::provenance::record(&mut tx, snapshot.base, now, outcomes).await?;
+    }
     tx.commit().await.context("committing the rate snapshot")?;
     if !new {
         report.outcome = StoreOutcome::SamePublication;

@@ -10,11 +10,13 @@
 
 pub mod cache;
 pub mod client;
+pub mod consensus;
 pub mod ecb_csv;
 pub mod fetch;
 pub mod import;
 pub mod jobs;
 pub mod pricing;
+pub mod provenance;
 pub mod provider;
 pub mod routes;
 pub mod series;
@@ -79,6 +81,19 @@ impl Rates {
         }
     }
 
+    /// Seconds until the next scheduled fetch (at least 1): how long a client should wait
+    /// before asking again for a rate that only a fetch can bring.
+    pub fn secs_to_next_fetch(&self) -> u64 {
+        let now = self.clock.now();
+        self.fetch_schedule
+            .cron()
+            .find_next_occurrence(&now, false)
+            .ok()
+            .and_then(|next| u64::try_from((next - now).num_seconds()).ok())
+            .unwrap_or(60)
+            .max(1)
+    }
+
     /// The rates handle of an application's state.
     pub fn of(state: &AppState) -> Self {
         Self::new(
@@ -99,6 +114,7 @@ pub struct RatesRuntime {
     /// The in-memory latest rates.
     pub cache: cache::LatestRatesCache,
     client: tokio::sync::OnceCell<Arc<client::RatesClient>>,
+    sources: tokio::sync::OnceCell<Arc<Vec<Source>>>,
     /// Set once this process has said whether the provider answered its first fetch.
     first_fetch_reported: std::sync::atomic::AtomicBool,
 }
@@ -120,6 +136,44 @@ impl RatesRuntime {
             .cloned()
     }
 
+    /// One client per `rates.sources` entry (each its own breaker), built on first use.
+    pub async fn sources(
+        &self,
+        settings: &RatesSettings,
+        clock: &crate::clock::Clock,
+    ) -> anyhow::Result<Arc<Vec<Source>>> {
+        self.sources
+            .get_or_try_init(|| async {
+                let config = client::ClientConfig::from_settings(settings);
+                settings
+                    .sources
+                    .iter()
+                    .map(|source| {
+                        let key = settings
+                            .source_keys
+                            .0
+                            .get(&source.name)
+                            .cloned()
+                            .filter(|_| source.kind.needs_api_key());
+                        let endpoint = client::Endpoint::new(
+                            source.kind,
+                            source.url.as_ref().map(crate::settings::HttpUrl::as_str),
+                            key,
+                        );
+                        let client = client::RatesClient::new(vec![endpoint], config.clone())?
+                            .with_clock(clock.clone());
+                        Ok(Source {
+                            name: source.name.clone(),
+                            client,
+                        })
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()
+                    .map(Arc::new)
+            })
+            .await
+            .cloned()
+    }
+
     /// True the first time it is called in this process: the first fetch's outcome is worth a
     /// start-up summary line, later ones are routine.
     pub fn first_fetch(&self) -> bool {
@@ -127,6 +181,15 @@ impl RatesRuntime {
             .first_fetch_reported
             .swap(true, std::sync::atomic::Ordering::Relaxed)
     }
+}
+
+/// One named source of `rates.sources` and its client.
+#[derive(Debug)]
+pub struct Source {
+    /// Its name in `rates.sources`.
+    pub name: String,
+    /// Its client: one endpoint, its own retries and breaker.
+    pub client: client::RatesClient,
 }
 
 /// A currency was disabled, retired or renamed: every instance drops its cached view of the

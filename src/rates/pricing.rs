@@ -206,10 +206,8 @@ impl<'r> Pricer<'r> {
     /// Every step: the pair, the amount, the rate, its freshness, the price.
     pub async fn price(&mut self, req: PriceRequest<'_>) -> Result<Priced, RatesError> {
         let checked = self.check(req).await?;
-        let reference = self.rate(req).await?;
-        if self.purpose.commits() {
-            refuse_stale(self.rates.rules.stale_rates, &reference)?;
-        }
+        let reference = self.rate(req).await;
+        let reference = self.fresh(req, reference)?;
         let spread_bps = self.purpose.lock_bps();
         let rate = reference
             .rate
@@ -361,7 +359,36 @@ async fn from_database(
     usable(found, code, field)
 }
 
-/// Step 4: refuses a stale rate where `policy` (`conversions.stale_rates`) says so.
+impl Pricer<'_> {
+    /// Step 4, freshness. With `rates.sources`, a currency the sources do not agree on now
+    /// (degraded, or no consensus left) is refused for every purpose, with `Retry-After` until
+    /// the next fetch: a price never comes from a minority. Then a stale rate is refused where
+    /// `conversions.stale_rates` says so, for what is recorded or held.
+    fn fresh(
+        &self,
+        req: PriceRequest<'_>,
+        reference: Result<RateQuote, RatesError>,
+    ) -> Result<RateQuote, RatesError> {
+        let consensus = !self.rates.settings.sources.is_empty() && req.at.is_none();
+        let unavailable = |code| RatesError::RateUnavailable {
+            code,
+            retry_after_secs: self.rates.secs_to_next_fetch(),
+        };
+        let reference = match reference {
+            Err(RatesError::NotQuoted(code)) if consensus => return Err(unavailable(code)),
+            other => other?,
+        };
+        if let Some(code) = reference.degraded.filter(|_| consensus) {
+            return Err(unavailable(code));
+        }
+        if self.purpose.commits() {
+            refuse_stale(self.rates.rules.stale_rates, &reference)?;
+        }
+        Ok(reference)
+    }
+}
+
+/// Refuses a stale rate where `policy` (`conversions.stale_rates`) says so.
 fn refuse_stale(policy: StaleRatePolicy, quote: &RateQuote) -> Result<(), RatesError> {
     if quote.stale && policy == StaleRatePolicy::Refuse {
         return Err(RatesError::StaleRate {

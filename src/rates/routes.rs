@@ -28,6 +28,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/convert").route(web::get().to(convert)));
 }
 
+/// `expand=sources` (the only expansion), or nothing.
+fn expand_sources(expand: Option<&str>) -> Result<bool, ApiError> {
+    match expand.map(str::trim) {
+        None | Some("") => Ok(false),
+        Some("sources") => Ok(true),
+        Some(_) => Err(ApiError::validation(
+            "expand",
+            "the only expansion is `sources`",
+        )),
+    }
+}
+
 /// Query of `GET /rates/latest`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -36,6 +48,8 @@ pub struct LatestParams {
     pub base: Option<CurrencyCode>,
     /// Comma-separated currencies (default: every enabled currency that has a rate).
     pub symbols: Option<CurrencyCodes>,
+    /// `sources`: add, per currency, the rates sources used and excluded (consensus feed).
+    pub expand: Option<String>,
 }
 
 /// Query of `GET /rates/at`: exactly one of `timestamp` and `date`.
@@ -46,6 +60,8 @@ pub struct AtParams {
     pub base: Option<CurrencyCode>,
     /// Comma-separated currencies (default: every enabled currency that has a rate).
     pub symbols: Option<CurrencyCodes>,
+    /// `sources`: add, per currency, the rates sources used and excluded (consensus feed).
+    pub expand: Option<String>,
     /// RFC 3339 instant. Give exactly one of `timestamp` and `date`.
     pub timestamp: Option<DateTime<Utc>>,
     /// `YYYY-MM-DD`: the rates in force at the end of that day (UTC). Give exactly one of
@@ -209,7 +225,8 @@ pub async fn latest(
     let params = params.into_inner();
     let base = base_or_default(&state, params.base);
     let symbols = params.symbols.map(CurrencyCodes::into_vec);
-    let table = service::rates_table(&state, base, symbols, None).await?;
+    let expand = expand_sources(params.expand.as_deref())?;
+    let table = service::rates_table(&state, base, symbols, None, expand).await?;
     cached_json(&req, &table, state.settings.cache_ttl_secs)
 }
 
@@ -248,7 +265,8 @@ pub async fn at(
             ));
         }
     };
-    let table = service::rates_table(&state, base, symbols, Some(instant)).await?;
+    let expand = expand_sources(params.expand.as_deref())?;
+    let table = service::rates_table(&state, base, symbols, Some(instant), expand).await?;
     // Past rates do not change once stored.
     cached_json(&req, &table, 3600)
 }
@@ -284,6 +302,7 @@ pub async fn series_handler(
         (status = 200, description = "The price of the amount; nothing is recorded", body = ConversionQuote,
             headers(("Cache-Control" = String, description = "`no-store`: a quote is for now only"))),
         (status = 404, description = "No rate is stored for the pair", body = Problem),
+        (status = 503, description = "With `rates.sources`: the sources do not agree on a rate of a currency of the request now (`/problems/rate-unavailable`); retry after `Retry-After`", body = Problem),
         (status = 422, description = "A parameter is invalid, or a currency is unsupported, disabled or retired", body = Problem),
     ))]
 #[tracing::instrument(name = "rates.convert", skip_all, fields(from = %params.from, to = %params.to))]

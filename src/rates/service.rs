@@ -74,6 +74,19 @@ pub enum RatesError {
         /// The provider's timestamp of the rate.
         as_of: DateTime<Utc>,
     },
+    /// The sources configured in `rates.sources` do not agree on a rate of this currency now
+    /// (below the quorum at the newest fetch, or no consensus younger than
+    /// `rates.max_age_secs`): nothing is priced on it until a fetch brings one.
+    #[error(
+        "no consensus of the rates sources for {code}: nothing is priced on it until the next \
+         fetch brings one"
+    )]
+    RateUnavailable {
+        /// The currency.
+        code: CurrencyCode,
+        /// Seconds until the next fetch.
+        retry_after_secs: u64,
+    },
     /// Anything else (database, Redis): a 500.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
@@ -100,6 +113,12 @@ pub struct RateQuote {
     pub from_quote_id: Option<i64>,
     /// `rate_quotes` row of the pivot → `to` side; `None` when `to` is the pivot.
     pub to_quote_id: Option<i64>,
+    /// The sources whose consensus made the rate (either side), sorted; empty for a single
+    /// provider.
+    pub sources: Vec<String>,
+    /// A side is served from a consensus its sources no longer reach (see
+    /// [`RatesView::degraded`]): the code of that side.
+    pub degraded: Option<CurrencyCode>,
 }
 
 /// Which currencies a read accepts: new business needs usable ones, history any known one.
@@ -157,7 +176,9 @@ async fn view_at(
                         t.to_rfc3339()
                     ))
                 })?;
-            Ok(Arc::new(RatesView::load(&state.db, snapshot).await?))
+            Ok(Arc::new(
+                RatesView::load(&state.db, snapshot, Some(t)).await?,
+            ))
         }
     }
 }
@@ -193,6 +214,18 @@ pub async fn quote(
         stale: is_stale(state, s.as_of, at.unwrap_or_else(|| state.clock.now())),
         from_quote_id: a.quote_id,
         to_quote_id: b.quote_id,
+        sources: {
+            let mut names: Vec<String> = view
+                .sources_of(from)
+                .iter()
+                .chain(view.sources_of(to))
+                .cloned()
+                .collect();
+            names.sort();
+            names.dedup();
+            names
+        },
+        degraded: [from, to].into_iter().find(|c| view.degraded(*c)),
     })
 }
 
@@ -212,9 +245,29 @@ pub struct RatesTable {
     /// Units of each currency per one `base`, as decimal strings.
     #[schema(value_type = BTreeMap<String, String>)]
     pub rates: BTreeMap<CurrencyCode, Rate>,
+    /// Currencies (among `rates` and `base`) whose sources no longer agree: the rate shown is
+    /// their last consensus, and nothing is priced on them until a fetch brings a new one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<String>)]
+    pub degraded: Vec<CurrencyCode>,
+    /// With `expand=sources`: per currency (on the pivot), the sources used and the ones
+    /// excluded with their values and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<BTreeMap<String, SourcesOf>>)]
+    pub sources: Option<BTreeMap<CurrencyCode, SourcesOf>>,
     /// Identifies the stored snapshot (for ETags).
     #[serde(skip)]
     pub snapshot_id: i64,
+}
+
+/// Where one currency's consensus came from.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SourcesOf {
+    /// The sources whose values agreed.
+    pub used: Vec<String>,
+    /// The sources left out.
+    #[schema(value_type = Vec<Object>)]
+    pub excluded: serde_json::Value,
 }
 
 /// Rates of `symbols` (default: every enabled currency that is quoted) against `base`, now or at
@@ -224,6 +277,7 @@ pub async fn rates_table(
     base: CurrencyCode,
     symbols: Option<Vec<CurrencyCode>>,
     at: Option<DateTime<Utc>>,
+    expand_sources: bool,
 ) -> Result<RatesTable, RatesError> {
     let entry = state.runtime.cache.get(state).await?;
     let usage = if at.is_some() {
@@ -262,8 +316,30 @@ pub async fn rates_table(
         };
         rates.insert(code, rate);
     }
+    let degraded: Vec<CurrencyCode> = std::iter::once(base)
+        .chain(rates.keys().copied())
+        .filter(|c| view.degraded(*c))
+        .collect();
+    let sources = expand_sources.then(|| {
+        std::iter::once(base)
+            .chain(rates.keys().copied())
+            .filter_map(|c| {
+                view.provenance.get(&c).map(|p| {
+                    (
+                        c,
+                        SourcesOf {
+                            used: p.used.clone(),
+                            excluded: p.excluded.clone(),
+                        },
+                    )
+                })
+            })
+            .collect()
+    });
     let s = &view.snapshot;
     Ok(RatesTable {
+        degraded,
+        sources,
         base,
         as_of: s.as_of,
         fetched_at: s.last_seen_at,
@@ -389,6 +465,13 @@ impl From<RatesError> for ApiError {
             e @ R::StaleRate { .. } => ApiError::Unprocessable {
                 slug: "stale-rate",
                 detail: e.to_string(),
+            },
+            e @ R::RateUnavailable {
+                retry_after_secs, ..
+            } => ApiError::UnavailableAs {
+                slug: "rate-unavailable",
+                detail: e.to_string(),
+                retry_after_secs,
             },
             R::Unexpected(e) => ApiError::Internal(e),
         }

@@ -13,6 +13,9 @@ use sqlx::{PgConnection, PgPool};
 use crate::currencies::CurrencyCode;
 use crate::money::Rate;
 
+/// The name the consensus of `rates.sources` is stored under (`rate_snapshots.provider`).
+pub const CONSENSUS_FEED: &str = "consensus";
+
 /// One stored publication of a provider.
 #[derive(Debug, Clone)]
 pub struct SnapshotRow {
@@ -337,4 +340,139 @@ pub async fn changes_between(
 /// Parses a `NUMERIC` read as text (used by tests and tools).
 pub fn numeric(text: &str) -> anyhow::Result<BigDecimal> {
     BigDecimal::from_str(text).with_context(|| format!("`{text}` is not a decimal"))
+}
+
+/// One currency's consensus outcome as stored in `rate_consensus_observations`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsensusRow {
+    /// The quoted currency.
+    pub quote: CurrencyCode,
+    /// The consensus, or `None` below the quorum.
+    pub rate: Option<Rate>,
+    /// Agreeing sources.
+    pub used: Vec<String>,
+    /// `[{"source", "rate", "reason"}]`.
+    pub excluded: serde_json::Value,
+    /// First fetch that saw this outcome.
+    pub observed_at: DateTime<Utc>,
+    /// Last fetch that saw it.
+    pub last_seen_at: DateTime<Utc>,
+}
+
+/// For each currency against `base`, the newest outcome at or before `at`.
+pub async fn consensus_at(
+    conn: &mut PgConnection,
+    base: CurrencyCode,
+    at: DateTime<Utc>,
+) -> anyhow::Result<BTreeMap<CurrencyCode, ConsensusRow>> {
+    let rows = sqlx::query!(
+        r#"SELECT DISTINCT ON (quote) quote AS "quote: CurrencyCode", rate::text AS rate,
+                  used, excluded::text AS "excluded!", observed_at, last_seen_at
+           FROM rate_consensus_observations
+           WHERE base = $1 AND observed_at <= $2
+           ORDER BY quote, observed_at DESC, id DESC"#,
+        base.as_str(),
+        at,
+    )
+    .fetch_all(conn)
+    .await
+    .context("reading consensus observations")?;
+    rows.into_iter()
+        .map(|r| {
+            let rate = r.rate.as_deref().map(Rate::parse).transpose()?;
+            let excluded = serde_json::from_str(&r.excluded).context("reading `excluded`")?;
+            Ok((
+                r.quote,
+                ConsensusRow {
+                    quote: r.quote,
+                    rate,
+                    used: r.used,
+                    excluded,
+                    observed_at: r.observed_at,
+                    last_seen_at: r.last_seen_at,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// For each currency against `base`, the last fetch at which its sources agreed (at most `at`).
+pub async fn last_agreed(
+    conn: &mut PgConnection,
+    base: CurrencyCode,
+    at: DateTime<Utc>,
+) -> anyhow::Result<BTreeMap<CurrencyCode, (Rate, DateTime<Utc>)>> {
+    let rows = sqlx::query!(
+        r#"SELECT DISTINCT ON (quote) quote AS "quote: CurrencyCode", rate::text AS "rate!",
+                  last_seen_at
+           FROM rate_consensus_observations
+           WHERE base = $1 AND observed_at <= $2 AND rate IS NOT NULL
+           ORDER BY quote, observed_at DESC, id DESC"#,
+        base.as_str(),
+        at,
+    )
+    .fetch_all(conn)
+    .await
+    .context("reading the last agreed consensus")?;
+    rows.into_iter()
+        .map(|r| Ok((r.quote, (Rate::parse(&r.rate)?, r.last_seen_at))))
+        .collect()
+}
+
+/// Moves `last_seen_at` of each currency's newest row (its outcome seen again).
+pub async fn touch_consensus(
+    conn: &mut PgConnection,
+    seen_again: &[CurrencyCode],
+    base: CurrencyCode,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let codes: Vec<String> = seen_again.iter().map(|c| c.to_string()).collect();
+    sqlx::query!(
+        r#"UPDATE rate_consensus_observations o SET last_seen_at = $3
+           FROM (SELECT DISTINCT ON (quote) id FROM rate_consensus_observations
+                 WHERE base = $1 AND quote = ANY($2::text[])
+                 ORDER BY quote, observed_at DESC, id DESC) newest
+           WHERE o.id = newest.id AND o.last_seen_at < $3"#,
+        base.as_str(),
+        &codes,
+        now,
+    )
+    .execute(conn)
+    .await
+    .context("confirming consensus observations")?;
+    Ok(())
+}
+
+/// Records new outcomes (one row each).
+pub async fn insert_consensus(
+    conn: &mut PgConnection,
+    base: CurrencyCode,
+    now: DateTime<Utc>,
+    rows: &[ConsensusRow],
+) -> anyhow::Result<()> {
+    let quotes: Vec<String> = rows.iter().map(|r| r.quote.to_string()).collect();
+    let rates: Vec<Option<String>> = rows
+        .iter()
+        .map(|r| r.rate.as_ref().map(|x| x.to_string()))
+        .collect();
+    let used: Vec<String> = rows.iter().map(|r| r.used.join(",")).collect();
+    // jsonb travels as text, so that the pool needs no JSON codec.
+    let excluded: Vec<String> = rows.iter().map(|r| r.excluded.to_string()).collect();
+    sqlx::query!(
+        r#"INSERT INTO rate_consensus_observations
+               (base, quote, observed_at, last_seen_at, rate, used, excluded)
+           SELECT $1, q, $2, $2, r::numeric,
+                  CASE WHEN u = '' THEN '{}'::text[] ELSE string_to_array(u, ',') END, e::jsonb
+           FROM unnest($3::text[], $4::text[], $5::text[], $6::text[]) AS t(q, r, u, e)"#,
+        base.as_str(),
+        now,
+        &quotes,
+        &rates as &[Option<String>],
+        &used,
+        &excluded,
+    )
+    .execute(conn)
+    .await
+    .context("storing consensus observations")?;
+    Ok(())
 }

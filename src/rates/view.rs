@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use super::store::{self, SnapshotRow, StoredQuote};
@@ -17,6 +18,9 @@ pub struct RatesView {
     pub snapshot: SnapshotRow,
     /// Units of each currency per one `snapshot.base`.
     pub quotes: BTreeMap<CurrencyCode, StoredQuote>,
+    /// For the consensus feed: each currency's outcome of the newest fetch at the instant read
+    /// (sources used and excluded). Empty for a single provider's feed.
+    pub provenance: BTreeMap<CurrencyCode, store::ConsensusRow>,
 }
 
 /// One side of a cross rate: the pivot's rate to a currency and the row it comes from.
@@ -29,9 +33,20 @@ pub struct PivotRate {
 }
 
 impl RatesView {
-    /// Reads the quotes in force at the snapshot's `as_of` for the currencies it lists.
-    pub async fn load(db: &PgPool, snapshot: SnapshotRow) -> anyhow::Result<RatesView> {
+    /// Reads the quotes in force at the snapshot's `as_of` for the currencies it lists, and
+    /// for the consensus feed each currency's provenance as last seen (at the latest, `at`).
+    pub async fn load(
+        db: &PgPool,
+        snapshot: SnapshotRow,
+        at: Option<DateTime<Utc>>,
+    ) -> anyhow::Result<RatesView> {
         let mut conn = db.acquire().await?;
+        let provenance = if snapshot.provider == store::CONSENSUS_FEED {
+            let seen = at.map_or(snapshot.last_seen_at, |t| t.min(snapshot.last_seen_at));
+            store::consensus_at(&mut conn, snapshot.base, seen).await?
+        } else {
+            BTreeMap::new()
+        };
         let quotes = store::quotes_at(
             &mut conn,
             &snapshot.provider,
@@ -40,7 +55,11 @@ impl RatesView {
             snapshot.as_of,
         )
         .await?;
-        Ok(RatesView { snapshot, quotes })
+        Ok(RatesView {
+            snapshot,
+            quotes,
+            provenance,
+        })
     }
 
     /// The pivot's rate to `code`, if quoted (the pivot itself is 1).
@@ -55,6 +74,21 @@ impl RatesView {
             rate: q.rate.clone(),
             quote_id: Some(q.id),
         })
+    }
+
+    /// Whether `code` is served from a consensus its sources no longer reach (below the
+    /// quorum at the newest fetch, kept until `rates.max_age_secs` after the last agreement).
+    pub fn degraded(&self, code: CurrencyCode) -> bool {
+        self.provenance.get(&code).is_some_and(|p| p.rate.is_none())
+    }
+
+    /// The sources whose values made the rate of `code` (empty for the pivot or a single
+    /// provider's feed). For a degraded currency, those of its last agreement are not known
+    /// here: none are named.
+    pub fn sources_of(&self, code: CurrencyCode) -> &[String] {
+        self.provenance
+            .get(&code)
+            .map_or(&[][..], |p| p.used.as_slice())
     }
 
     /// Whether `code` has a rate in this view.

@@ -38,7 +38,12 @@ fn is_known(base: &BTreeMap<String, Value>, key: &str) -> bool {
 }
 
 /// Keys whose values are never printed.
-const SECRETS: [&str; 3] = ["auth.jwt_secret", "rates.api_key", "metrics.bearer_token"];
+const SECRETS: [&str; 4] = [
+    "auth.jwt_secret",
+    "rates.api_key",
+    "rates.source_keys",
+    "metrics.bearer_token",
+];
 /// Keys holding URLs whose password (if any) is never printed.
 const URLS_WITH_CREDENTIALS: [&str; 2] = ["database.url", "redis.url"];
 

@@ -487,3 +487,67 @@ fn idempotency_keys_are_kept_at_least_a_day_past_their_ttl() {
         "{err:#}"
     );
 }
+
+#[test]
+fn sources_and_their_keys_are_read_from_one_variable_each() {
+    let s = load_from(
+        dir(),
+        Environment::Local,
+        env(&[
+            (
+                "CCS__RATES__SOURCES",
+                "a=frankfurter@http://127.0.0.1:9001,b=ecb,oxr=openexchangerates",
+            ),
+            ("CCS__RATES__SOURCE_KEYS", "oxr=APPID"),
+            ("CCS__RATES__CONSENSUS__MIN_SOURCES", "3"),
+        ]),
+    )
+    .unwrap();
+    let names: Vec<&str> = s.rates.sources.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["a", "b", "oxr"]);
+    assert_eq!(s.rates.sources[0].kind, ProviderKind::Frankfurter);
+    assert_eq!(
+        s.rates.sources[0].url.as_ref().map(|u| u.as_str()),
+        Some("http://127.0.0.1:9001")
+    );
+    assert_eq!(s.rates.sources[1].url, None);
+    assert_eq!(s.rates.source_keys.0["oxr"].expose_secret(), "APPID");
+    assert_eq!(s.rates.quorum(), 3);
+    assert_eq!(s.rates.consensus.max_deviation_bps, 100);
+    // The one-source case: the provider chain, a quorum of one.
+    let one = load_from(dir(), Environment::Local, env(&[])).unwrap();
+    assert!(one.rates.sources.is_empty());
+    assert_eq!(one.rates.quorum(), 1);
+}
+
+#[test]
+fn bad_sources_are_refused_naming_the_key() {
+    let err = |pairs: &[(&str, &str)]| {
+        format!(
+            "{:#}",
+            load_from(dir(), Environment::Local, env(pairs)).unwrap_err()
+        )
+    };
+    let e = err(&[("CCS__RATES__SOURCES", "a=frankfurter,a=ecb")]);
+    assert!(e.contains("rates.sources[1]") && e.contains("twice"), "{e}");
+    let e = err(&[("CCS__RATES__SOURCES", "a=fixer")]);
+    assert!(e.contains("rates.sources[0]") && e.contains("fixer"), "{e}");
+    let e = err(&[("CCS__RATES__SOURCES", "a=frankfurter,oxr=openexchangerates")]);
+    assert!(
+        e.contains("rates.sources[1]") && e.contains("API key"),
+        "{e}"
+    );
+    let e = err(&[
+        ("CCS__RATES__SOURCES", "a=frankfurter"),
+        ("CCS__RATES__SOURCE_KEYS", "b=SECRETKEY"),
+    ]);
+    assert!(
+        e.contains("rates.source_keys") && !e.contains("SECRETKEY"),
+        "{e}"
+    );
+    let e = err(&[
+        ("CCS__RATES__SOURCES", "a=frankfurter,b=ecb"),
+        ("CCS__RATES__CONSENSUS__MIN_SOURCES", "3"),
+    ]);
+    assert!(e.contains("rates.consensus.min_sources"), "{e}");
+}

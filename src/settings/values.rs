@@ -238,6 +238,103 @@ where
         .collect()
 }
 
+/// One named source of `rates.sources`, written `name=kind@url` or `name=kind` (the kind's
+/// public URL). The name is what provenance and the monitor show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateSource {
+    /// Lowercase letters, digits, `_` and `-`; unique among the sources.
+    pub name: String,
+    /// Which payload format it speaks.
+    pub kind: ProviderKind,
+    /// Its base URL, or `None` for the kind's public one.
+    pub url: Option<HttpUrl>,
+}
+
+impl FromStr for RateSource {
+    type Err = String;
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let (name, rest) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("`{spec}` is not `name=kind@url` or `name=kind`"))?;
+        let name = name.trim();
+        if name.is_empty()
+            || name.len() > 40
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        {
+            return Err(format!(
+                "source name `{name}`: use 1 to 40 lowercase letters, digits, `_` or `-`"
+            ));
+        }
+        let (kind, url) = match rest.split_once('@') {
+            Some((kind, url)) => (kind, Some(url.trim().parse::<HttpUrl>()?)),
+            None => (rest, None),
+        };
+        let kind: ProviderKind = kind.parse().map_err(|e: UnknownProvider| e.to_string())?;
+        Ok(RateSource {
+            name: name.to_owned(),
+            kind,
+            url,
+        })
+    }
+}
+
+/// `rates.sources`: a list of `name=kind@url`; empty entries are skipped, so that
+/// `CCS__RATES__SOURCES=` (empty) means none (the `rates.provider` chain is the one source).
+pub(super) fn sources<'de, D>(deserializer: D) -> Result<Vec<RateSource>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let specs = Vec::<String>::deserialize(deserializer)?;
+    let mut out: Vec<RateSource> = Vec::new();
+    for (i, spec) in specs.iter().filter(|s| !s.trim().is_empty()).enumerate() {
+        let source: RateSource = spec
+            .trim()
+            .parse()
+            .map_err(|e| serde::de::Error::custom(format!("rates.sources[{i}]: {e}")))?;
+        if out.iter().any(|s| s.name == source.name) {
+            return Err(serde::de::Error::custom(format!(
+                "rates.sources[{i}]: the name `{}` is used twice",
+                source.name
+            )));
+        }
+        out.push(source);
+    }
+    Ok(out)
+}
+
+/// `rates.source_keys`: API keys by source name, written `name=KEY`. Never printed.
+#[derive(Clone, Default)]
+pub struct SourceKeys(pub std::collections::BTreeMap<String, secrecy::SecretString>);
+
+impl fmt::Debug for SourceKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
+impl<'de> Deserialize<'de> for SourceKeys {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let specs = Vec::<String>::deserialize(deserializer)?;
+        let mut keys = std::collections::BTreeMap::new();
+        for (i, spec) in specs.iter().filter(|s| !s.trim().is_empty()).enumerate() {
+            // The message never repeats the entry: it holds a key.
+            let (name, key) = spec
+                .split_once('=')
+                .filter(|(n, k)| !n.trim().is_empty() && !k.trim().is_empty())
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!("rates.source_keys[{i}]: expected `name=KEY`"))
+                })?;
+            keys.insert(
+                name.trim().to_owned(),
+                secrecy::SecretString::from(key.trim().to_owned()),
+            );
+        }
+        Ok(SourceKeys(keys))
+    }
+}
+
 /// A cron expression with seconds (6 or 7 fields), in the dialect tokio-cron-scheduler uses,
 /// parsed when the settings load.
 #[derive(Clone)]

@@ -5,6 +5,7 @@
 
 mod auth;
 mod batches;
+mod consensus;
 mod contract;
 mod conversions;
 mod credentials;
@@ -19,6 +20,7 @@ mod monitor;
 mod outages;
 mod password_policy;
 mod pricing;
+mod private_redis;
 mod proxy;
 mod quotes;
 mod rates;

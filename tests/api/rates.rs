@@ -16,14 +16,14 @@ use crate::helpers::{TestApp, assert_problem, spawn_app_with};
 
 /// A stand-in provider: answers queued responses first, then the current one.
 #[derive(Clone)]
-struct FakeProvider {
-    url: String,
+pub(crate) struct FakeProvider {
+    pub(crate) url: String,
     queue: Arc<Mutex<VecDeque<(u16, String)>>>,
     current: Arc<Mutex<(u16, String)>>,
 }
 
 impl FakeProvider {
-    fn start() -> FakeProvider {
+    pub(crate) fn start() -> FakeProvider {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let fake = FakeProvider {
@@ -54,7 +54,7 @@ impl FakeProvider {
         fake
     }
 
-    fn answer(&self, status: u16, body: String) {
+    pub(crate) fn answer(&self, status: u16, body: String) {
         *self.current.lock().unwrap() = (status, body);
     }
 
@@ -63,7 +63,7 @@ impl FakeProvider {
     }
 }
 
-fn frankfurter(date: NaiveDate, rates: &[(&str, &str)]) -> String {
+pub(crate) fn frankfurter(date: NaiveDate, rates: &[(&str, &str)]) -> String {
     let rates: Vec<String> = rates.iter().map(|(c, r)| format!("\"{c}\":{r}")).collect();
     format!(
         "{{\"amount\":1.0,\"base\":\"EUR\",\"date\":\"{date}\",\"rates\":{{{}}}}}",

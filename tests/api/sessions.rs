@@ -3,7 +3,10 @@
 
 use serde_json::json;
 
-use crate::helpers::{TestApp, TestUser, spawn_app};
+use secrecy::SecretString;
+
+use crate::helpers::{TestApp, TestUser, spawn_app, spawn_app_with};
+use crate::private_redis::PrivateRedis;
 
 async fn me_status(app: &TestApp, token: &str) -> u16 {
     app.get_with_token("/api/v1/me", token)
@@ -100,4 +103,65 @@ async fn a_role_change_ends_the_users_sessions() {
         .await
         .unwrap();
     assert_eq!(refresh_status(&app, &renamed.refresh_token).await, 200);
+}
+
+async fn logout_status(app: &TestApp, partner: &TestUser) -> reqwest::Response {
+    app.post_json(
+        "/api/v1/auth/logout",
+        &json!({"refresh_token": partner.refresh_token}),
+        Some(&partner.token),
+    )
+    .await
+}
+
+async fn app_on(redis: &PrivateRedis) -> TestApp {
+    let url = redis.url();
+    spawn_app_with(|s| s.redis.url = SecretString::from(url)).await
+}
+
+#[tokio::test]
+async fn a_logout_outlives_a_flushed_redis() {
+    let redis = PrivateRedis::start().await;
+    let app = app_on(&redis).await;
+    let partner = app.partner().await;
+    in_use(&app, &partner).await;
+    assert_eq!(logout_status(&app, &partner).await.status(), 204);
+    assert_eq!(me_status(&app, &partner.token).await, 401);
+
+    redis.flush_all().await;
+
+    assert_eq!(me_status(&app, &partner.token).await, 401);
+    let res = app
+        .post_json(
+            "/api/v1/conversions",
+            &json!({"from": "EUR", "to": "USD", "amount": "1.00"}),
+            Some(&partner.token),
+        )
+        .await;
+    assert_eq!(res.status(), 401);
+    // A check after the flush cached the user's status again: it still knows the logout.
+    assert_eq!(me_status(&app, &partner.token).await, 401);
+    assert_eq!(refresh_status(&app, &partner.refresh_token).await, 401);
+}
+
+#[tokio::test]
+async fn a_logout_while_redis_is_down_succeeds_and_holds_after_redis_returns_empty() {
+    let mut redis = PrivateRedis::start().await;
+    let app = app_on(&redis).await;
+    let partner = app.partner().await;
+    let other = app.partner().await;
+    in_use(&app, &partner).await;
+
+    redis.stop();
+    let res = logout_status(&app, &partner).await;
+    assert_eq!(res.status(), 204, "{}", res.text().await.unwrap());
+    assert_eq!(me_status(&app, &partner.token).await, 401);
+    // Another session is not affected.
+    assert_eq!(me_status(&app, &other.token).await, 200);
+
+    redis.restart().await;
+    // Redis came back empty: the logout is PostgreSQL's to remember.
+    assert_eq!(me_status(&app, &partner.token).await, 401);
+    assert_eq!(me_status(&app, &other.token).await, 200);
+    assert_eq!(me_status(&app, &partner.token).await, 401);
 }

@@ -600,6 +600,12 @@ fn settings(provider: &str, url: &str, key: Option<&str>, fallbacks: &[&str]) ->
         backoff_base_ms: 500,
         breaker_threshold: 5,
         breaker_cooldown_secs: 300,
+        sources: Vec::new(),
+        source_keys: Default::default(),
+        consensus: crate::settings::ConsensusSettings {
+            max_deviation_bps: 100,
+            min_sources: 2,
+        },
     }
 }
 
