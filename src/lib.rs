@@ -15,6 +15,7 @@ pub mod health;
 pub mod history;
 pub mod idempotency;
 pub mod jobs;
+pub mod markups;
 pub mod metrics;
 pub mod middleware;
 pub mod money;

@@ -165,6 +165,28 @@ pub fn convert(
     Ok(result)
 }
 
+/// What a price kept below the reference price: `amount × reference` rounded toward zero to the
+/// target's minor units, less the partner's `result` (at a rate at or below the reference, so
+/// never negative). What the service earned on the price, in the target currency.
+pub fn markup_amount(
+    amount: &BigDecimal,
+    reference: &Rate,
+    result: &BigDecimal,
+    target_minor_units: i16,
+) -> BigDecimal {
+    let at_reference = (amount * reference.value())
+        .with_scale_round(i64::from(target_minor_units), RoundingMode::Down);
+    // Both terms are whole minor units (a stored result may carry trailing zeros): shown at
+    // the currency's scale.
+    let kept =
+        (at_reference - result).with_scale_round(i64::from(target_minor_units), RoundingMode::Down);
+    if kept < BigDecimal::zero() {
+        BigDecimal::zero().with_scale(i64::from(target_minor_units))
+    } else {
+        kept
+    }
+}
+
 /// A positive decimal as a partner writes an amount (a JSON string, a query parameter), read
 /// where the request is read: plain notation, no exponent, `NaN` or spaces, greater than zero.
 /// Which currency it is in is not known yet: [`Amount::of`] checks it against the currency's
@@ -671,6 +693,22 @@ mod tests {
             checked += 1;
         }
         assert!(checked > 5_000, "only {checked} round trips were priced");
+    }
+
+    #[test]
+    fn the_markup_amount_is_what_the_reference_price_gives_more() {
+        let reference = Rate::parse("1.1").unwrap();
+        let rate = reference.with_spread(25).unwrap(); // 1.097250
+        let result = convert(&d("100.00"), &rate, code("USD"), 2).unwrap();
+        assert_eq!(result, d("109.72"));
+        // 110.00 at the reference rate: 0.28 kept.
+        assert_eq!(
+            markup_amount(&d("100.00"), &reference, &result, 2),
+            d("0.28")
+        );
+        // No markup, nothing kept.
+        let flat = convert(&d("100.00"), &reference, code("USD"), 2).unwrap();
+        assert_eq!(markup_amount(&d("100.00"), &reference, &flat, 2), d("0.00"));
     }
 
     #[test]

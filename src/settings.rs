@@ -72,6 +72,8 @@ pub struct Settings {
     pub conversions: ConversionSettings,
     /// Rate locks: the spread each lock duration costs.
     pub quotes: QuoteSettings,
+    /// Partner pricing: the markup of a partner without its own.
+    pub pricing: PricingSettings,
     pub tasks: TaskSettings,
     pub metrics: MetricsSettings,
     /// Webhook delivery: retry schedule, timeout, which targets may be called.
@@ -395,6 +397,16 @@ impl ConversionSettings {
     }
 }
 
+/// Partner pricing (`pricing`). Admins set each partner's markup
+/// (`PUT /api/v1/partners/{id}/pricing`); this is what a partner without one pays.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricingSettings {
+    /// Basis points below the reference rate for a partner without a markup of its own (0 in
+    /// every shipped environment: a price is the reference rate unless the operator says so).
+    pub default_markup_bps: u32,
+}
+
 /// Rate locks (`quotes`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -505,6 +517,7 @@ impl fmt::Debug for Settings {
             .field("tasks", &self.tasks)
             .field("conversions", &self.conversions)
             .field("quotes", &self.quotes)
+            .field("pricing", &self.pricing)
             .field("metrics", &self.metrics)
             .field("webhooks", &self.webhooks)
             .finish_non_exhaustive()
@@ -837,6 +850,22 @@ impl Settings {
         }
         if self.tasks.max_attempts == 0 {
             anyhow::bail!("tasks.max_attempts: must be at least 1");
+        }
+        let dearest_lock = [
+            spreads.none,
+            spreads.five_minutes,
+            spreads.hour,
+            spreads.day,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+        if self.pricing.default_markup_bps + dearest_lock >= 10_000 {
+            anyhow::bail!(
+                "pricing.default_markup_bps: {} basis points with the dearest lock's {dearest_lock} would leave no rate; use at most {}",
+                self.pricing.default_markup_bps,
+                9_999 - dearest_lock
+            );
         }
         if self.quotes.max_open_notional <= bigdecimal::BigDecimal::default() {
             anyhow::bail!("quotes.max_open_notional: must be positive");

@@ -55,7 +55,7 @@ impl Parts {
             state.redis.clone(),
             state.clock.clone(),
             state.settings.rates.clone(),
-            PricingRules::from_settings(&state.settings.conversions),
+            PricingRules::from_settings(&state.settings.conversions, &state.settings.pricing),
             state.settings.tasks.schedule.fetch_rates.clone(),
         );
         let tasks = Tasks::new(
@@ -361,6 +361,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             )
             .configure(crate::conversions::routes::configure)
             .configure(crate::quotes::routes::configure)
+            .configure(crate::markups::routes::configure)
+            .configure(crate::history::routes::configure_reports)
             .configure(crate::webhooks::routes::configure)
             .configure(crate::tasks::routes::configure),
     );
@@ -420,6 +422,12 @@ fn http_server(
     let rates = web::Data::new(parts.rates);
     let conversions = web::Data::new(parts.conversions);
     let quotes = web::Data::new(parts.quotes);
+    let markups = web::Data::new(crate::markups::Markups {
+        db: parts.state.db.clone(),
+        clock: parts.state.clock.clone(),
+        default_bps: parts.state.settings.pricing.default_markup_bps,
+        max_bps: crate::markups::max_markup_bps(&parts.state.settings.quotes.spread_bps),
+    });
     let sessions = web::Data::new(crate::monitor::session::Sessions::new(
         parts.auth.clone(),
         settings.environment,
@@ -453,6 +461,7 @@ fn http_server(
             .app_data(rates.clone())
             .app_data(conversions.clone())
             .app_data(quotes.clone())
+            .app_data(markups.clone())
             .app_data(auth.clone())
             .app_data(access.clone())
             .app_data(sessions.clone())

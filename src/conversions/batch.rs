@@ -204,7 +204,7 @@ pub async fn create(
         ));
     }
     let parsed: Vec<Result<ParsedItem, ItemFault>> = items.iter().map(parse_item).collect();
-    let mut pricer = Pricer::new(&conversions.rates, Purpose::BatchItem);
+    let mut pricer = Pricer::new(&conversions.rates, Purpose::BatchItem).for_partner(Some(partner));
     let mut errors = Vec::new();
     let mut checked = Vec::with_capacity(items.len());
     for (index, item) in parsed.iter().enumerate() {
@@ -277,7 +277,7 @@ pub async fn create(
                     .take(quote_id, checked.from.code, checked.to.code, amount.value())
                     .map_err(|e| ItemFault::of(quote_use_error(quote_id, e).into(), "quote_id"))
                     .and_then(|locked| {
-                        PricedAmount::on_lock(&checked, &locked.rate)
+                        PricedAmount::on_lock(&checked, &locked)
                             .map(|priced| (priced, RateSource::from(locked)))
                             .map_err(|e| ItemFault::of(e.into(), "amount"))
                     });

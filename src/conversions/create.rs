@@ -41,9 +41,9 @@ pub(super) fn hash_conversion(
         .optional(quote_id, RequestHash::uuid)
 }
 
-/// Where a conversion's rate comes from: the rate in force, or a quote's locked rate.
+/// Where a conversion's reference rate comes from: the rates in force, or a quote's lock (the
+/// rate itself and its breakdown are in [`PricedAmount`]).
 pub(super) struct RateSource {
-    rate: Rate,
     as_of: DateTime<Utc>,
     provider: String,
     from_quote_id: Option<i64>,
@@ -55,7 +55,6 @@ pub(super) struct RateSource {
 impl From<crate::rates::RateQuote> for RateSource {
     fn from(q: crate::rates::RateQuote) -> Self {
         Self {
-            rate: q.rate,
             as_of: q.as_of,
             provider: q.provider,
             from_quote_id: q.from_quote_id,
@@ -69,7 +68,6 @@ impl From<crate::rates::RateQuote> for RateSource {
 impl From<LockedRate> for RateSource {
     fn from(q: LockedRate) -> Self {
         Self {
-            rate: q.rate,
             as_of: q.reference_as_of,
             provider: q.provider,
             from_quote_id: q.from_quote_id,
@@ -102,6 +100,14 @@ pub(super) struct PricedAmount {
     pub minor_units: (i16, i16),
     pub amount: Amount,
     pub result: bigdecimal::BigDecimal,
+    /// The rate the partner got.
+    pub rate: Rate,
+    /// The breakdown of the price: the reference rate, the markup and lock spread in basis
+    /// points, and what they came to.
+    pub reference_rate: Rate,
+    pub markup_bps: u32,
+    pub lock_bps: u32,
+    pub markup_amount: bigdecimal::BigDecimal,
 }
 
 impl PricedAmount {
@@ -114,21 +120,37 @@ impl PricedAmount {
             minor_units: (priced.from_minor_units, priced.to_minor_units),
             amount: amount.clone(),
             result: result.clone(),
+            rate: priced.rate.clone(),
+            reference_rate: priced.reference.rate.clone(),
+            markup_bps: priced.markup_bps,
+            lock_bps: priced.lock_bps,
+            markup_amount: priced.markup_amount.clone().unwrap_or_default(),
         })
     }
 
-    /// On a locked rate.
-    pub(super) fn on_lock(checked: &Checked, rate: &Rate) -> Result<Self, ConversionError> {
-        let result = checked.at_locked_rate(rate)?;
+    /// On a locked rate, with the breakdown the lock was made with.
+    pub(super) fn on_lock(checked: &Checked, locked: &LockedRate) -> Result<Self, ConversionError> {
+        let result = checked.at_locked_rate(&locked.rate)?;
         let (Some(amount), Some(result)) = (checked.amount.clone(), result) else {
             return Err(anyhow::anyhow!("a conversion without an amount").into());
         };
+        let markup_amount = crate::money::markup_amount(
+            amount.value(),
+            &locked.reference_rate,
+            &result,
+            checked.to.minor_units,
+        );
         Ok(Self {
             from: checked.from.code,
             to: checked.to.code,
             minor_units: (checked.from.minor_units, checked.to.minor_units),
             amount,
             result,
+            rate: locked.rate.clone(),
+            reference_rate: locked.reference_rate.clone(),
+            markup_bps: locked.markup_bps,
+            lock_bps: locked.lock_bps,
+            markup_amount,
         })
     }
 }
@@ -152,7 +174,11 @@ pub(super) fn new_row(
         from_minor_units: priced.minor_units.0,
         to_minor_units: priced.minor_units.1,
         result: priced.result,
-        rate: source.rate.into_inner(),
+        reference_rate: priced.reference_rate.into_inner(),
+        markup_bps: i32::try_from(priced.markup_bps).unwrap_or(i32::MAX),
+        lock_bps: i32::try_from(priced.lock_bps).unwrap_or(i32::MAX),
+        markup_amount: priced.markup_amount,
+        rate: priced.rate.into_inner(),
         rate_as_of: source.as_of,
         rate_provider: source.provider,
         from_quote_id: source.from_quote_id,
@@ -190,11 +216,13 @@ pub async fn create(
     };
     if let Some(quote_id) = req.quote_id {
         let checked = Pricer::new(&conversions.rates, Purpose::LockedConversion)
+            .for_partner(Some(partner))
             .check(price_request)
             .await?;
         return create_on_quote(conversions, partner, quote_id, checked, idempotency_key).await;
     }
-    let mut pricer = Pricer::new(&conversions.rates, Purpose::Conversion);
+    let mut pricer =
+        Pricer::new(&conversions.rates, Purpose::Conversion).for_partner(Some(partner));
     // A second round only when PostgreSQL disagreed with the cache and then agreed with
     // itself (an admin changed a currency between the two reads).
     for _ in 0..2 {
@@ -305,7 +333,7 @@ async fn create_on_quote(
         .take(quote_id, checked.from.code, checked.to.code, amount.value())
         .map_err(|e| quote_use_error(quote_id, e))?;
     claimed.record_use(&mut tx).await?;
-    let priced = PricedAmount::on_lock(&checked, &locked.rate)?;
+    let priced = PricedAmount::on_lock(&checked, &locked)?;
     let row = new_row(conversions, id, partner, priced, locked.into(), now);
     store::insert(&mut tx, &row).await?;
     tracing::info!(conversion_id = %row.id, from = %row.from_currency, to = %row.to_currency, "conversion created");

@@ -109,6 +109,9 @@ pub struct ConversionView {
     pub cancelled_at: Option<DateTime<Utc>>,
     /// The quote (rate lock) whose rate was used, if any.
     pub quote_id: Option<Uuid>,
+    /// How the rate was made: the reference rate, the partner's markup, the lock's spread, and
+    /// what they came to. Stored with the conversion, never recomputed.
+    pub rate_details: crate::rates::pricing::RateBreakdown,
 }
 
 /// What is wrong with one item of a batch: the problem the same conversion sent alone would get.

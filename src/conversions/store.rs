@@ -38,14 +38,23 @@ pub struct ConversionRow {
     pub cancelled_at: Option<DateTime<Utc>>,
     /// The rate lock converted on, if any.
     pub quote_id: Option<Uuid>,
+    /// The reference rate `rate` was made from.
+    pub reference_rate: BigDecimal,
+    /// The partner's markup and the lock's spread taken off it, in basis points.
+    pub markup_bps: i32,
+    pub lock_bps: i32,
+    /// What they came to in the target currency.
+    pub markup_amount: BigDecimal,
 }
 
 pub async fn insert(conn: &mut PgConnection, c: &ConversionRow) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "INSERT INTO conversions (id, partner_id, from_currency, to_currency, amount, rate, result,
              rate_as_of, rate_provider, from_quote_id, to_quote_id, stale_rate, status, created_at, finalizes_at,
-             from_minor_units, to_minor_units, quote_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'temporary', $13, $14, $15, $16, $17)",
+             from_minor_units, to_minor_units, quote_id, reference_rate, markup_bps, lock_bps,
+             markup_amount)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'temporary', $13, $14, $15, $16, $17,
+                 $18, $19, $20, $21)",
         c.id,
         c.partner_id,
         c.from_currency.as_str(),
@@ -63,6 +72,10 @@ pub async fn insert(conn: &mut PgConnection, c: &ConversionRow) -> Result<(), sq
         c.from_minor_units,
         c.to_minor_units,
         c.quote_id,
+        &c.reference_rate,
+        c.markup_bps,
+        c.lock_bps,
+        &c.markup_amount,
     )
     .execute(conn)
     .await?;
@@ -144,8 +157,10 @@ pub async fn create(
            inserted AS (
                INSERT INTO conversions (id, partner_id, from_currency, to_currency, amount, rate, result,
                    rate_as_of, rate_provider, from_quote_id, to_quote_id, stale_rate, status, created_at,
-                   finalizes_at, from_minor_units, to_minor_units, quote_id)
-               SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'temporary', $13, $14, $15, $16, $17
+                   finalizes_at, from_minor_units, to_minor_units, quote_id, reference_rate, markup_bps,
+                   lock_bps, markup_amount)
+               SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'temporary', $13, $14, $15, $16, $17,
+                      $25, $26, $27, $28
                FROM usable WHERE ok AND ($18::text IS NULL OR EXISTS (SELECT FROM claim))
                RETURNING id
            ),
@@ -193,6 +208,10 @@ pub async fn create(
         event.event_type,
         event.payload,
         Scope::Conversion.as_str(),
+        &c.reference_rate,
+        c.markup_bps,
+        c.lock_bps,
+        &c.markup_amount,
     )
     .fetch_one(db)
     .await?;
@@ -243,19 +262,27 @@ pub async fn insert_batch(
     let from_minor_units: Vec<i16> = rows.iter().map(|r| r.from_minor_units).collect();
     let to_minor_units: Vec<i16> = rows.iter().map(|r| r.to_minor_units).collect();
     let quote_ids: Vec<Option<Uuid>> = rows.iter().map(|r| r.quote_id).collect();
+    let reference_rates: Vec<BigDecimal> = rows.iter().map(|r| r.reference_rate.clone()).collect();
+    let markups: Vec<i32> = rows.iter().map(|r| r.markup_bps).collect();
+    let locks: Vec<i32> = rows.iter().map(|r| r.lock_bps).collect();
+    let markup_amounts: Vec<BigDecimal> = rows.iter().map(|r| r.markup_amount.clone()).collect();
     sqlx::query!(
         "INSERT INTO conversions (id, partner_id, from_currency, to_currency, amount, rate, result,
              rate_as_of, rate_provider, from_quote_id, to_quote_id, stale_rate, status, created_at,
-             finalizes_at, from_minor_units, to_minor_units, quote_id, batch_id, batch_position)
+             finalizes_at, from_minor_units, to_minor_units, quote_id, batch_id, batch_position,
+             reference_rate, markup_bps, lock_bps, markup_amount)
          SELECT t.id, $2, t.from_currency, t.to_currency, t.amount, t.rate, t.result, t.rate_as_of,
                 t.rate_provider, t.from_quote_id, t.to_quote_id, t.stale_rate, 'temporary', $3, $4,
-                t.from_minor_units, t.to_minor_units, t.quote_id, $5, (t.position - 1)::integer
+                t.from_minor_units, t.to_minor_units, t.quote_id, $5, (t.position - 1)::integer,
+                t.reference_rate, t.markup_bps, t.lock_bps, t.markup_amount
          FROM UNNEST($1::uuid[], $6::text[], $7::text[], $8::numeric[], $9::numeric[], $10::numeric[],
                      $11::timestamptz[], $12::text[], $13::int8[], $14::int8[], $15::bool[],
-                     $16::int2[], $17::int2[], $18::uuid[])
+                     $16::int2[], $17::int2[], $18::uuid[], $19::numeric[], $20::int4[], $21::int4[],
+                     $22::numeric[])
               WITH ORDINALITY AS t(id, from_currency, to_currency, amount, rate, result, rate_as_of,
                                    rate_provider, from_quote_id, to_quote_id, stale_rate,
-                                   from_minor_units, to_minor_units, quote_id, position)",
+                                   from_minor_units, to_minor_units, quote_id, reference_rate,
+                                   markup_bps, lock_bps, markup_amount, position)",
         &ids,
         partner.as_uuid(),
         created_at,
@@ -274,6 +301,10 @@ pub async fn insert_batch(
         &from_minor_units,
         &to_minor_units,
         &quote_ids as &[Option<Uuid>],
+        &reference_rates,
+        &markups,
+        &locks,
+        &markup_amounts,
     )
     .execute(&mut *conn)
     .await?;
@@ -288,7 +319,9 @@ pub async fn find_batch(db: &PgPool, batch_id: Uuid) -> Result<Vec<ConversionRow
                   to_currency AS "to_currency: CurrencyCode", amount, from_minor_units,
                   to_minor_units, rate, result, rate_as_of, rate_provider, from_quote_id,
                   to_quote_id, stale_rate, status AS "status: Status", created_at, finalizes_at,
-                  finalized_at, cancelled_at, quote_id
+                  finalized_at, cancelled_at, quote_id,
+                  coalesce(reference_rate, rate) AS "reference_rate!", markup_bps, lock_bps,
+                  markup_amount
            FROM conversions WHERE batch_id = $1 ORDER BY batch_position"#,
         batch_id,
     )
@@ -303,7 +336,9 @@ pub async fn find(db: &PgPool, id: Uuid) -> Result<Option<ConversionRow>, sqlx::
                   to_currency AS "to_currency: CurrencyCode", amount, from_minor_units,
                   to_minor_units, rate, result, rate_as_of, rate_provider, from_quote_id,
                   to_quote_id, stale_rate, status AS "status: Status", created_at, finalizes_at,
-                  finalized_at, cancelled_at, quote_id
+                  finalized_at, cancelled_at, quote_id,
+                  coalesce(reference_rate, rate) AS "reference_rate!", markup_bps, lock_bps,
+                  markup_amount
            FROM conversions WHERE id = $1"#,
         id,
     )
@@ -330,7 +365,9 @@ pub async fn cancel(
                   to_currency AS "to_currency: CurrencyCode", amount, from_minor_units,
                   to_minor_units, rate, result, rate_as_of, rate_provider, from_quote_id,
                   to_quote_id, stale_rate, status AS "status: Status", created_at, finalizes_at,
-                  finalized_at, cancelled_at, quote_id"#,
+                  finalized_at, cancelled_at, quote_id,
+                  coalesce(reference_rate, rate) AS "reference_rate!", markup_bps, lock_bps,
+                  markup_amount"#,
         id,
         partner.as_uuid(),
         now,
@@ -360,7 +397,9 @@ pub async fn finalize_due(
                   to_currency AS "to_currency: CurrencyCode", amount, from_minor_units,
                   to_minor_units, rate, result, rate_as_of, rate_provider, from_quote_id,
                   to_quote_id, stale_rate, status AS "status: Status", created_at, finalizes_at,
-                  finalized_at, cancelled_at, quote_id"#,
+                  finalized_at, cancelled_at, quote_id,
+                  coalesce(reference_rate, rate) AS "reference_rate!", markup_bps, lock_bps,
+                  markup_amount"#,
         now,
         batch,
     )
@@ -381,7 +420,7 @@ impl From<ConversionRow> for ConversionView {
             rate: r.rate.normalized(),
             result: money::round_to_minor_units(&r.result, r.to_minor_units),
             rate_as_of: r.rate_as_of,
-            rate_provider: r.rate_provider,
+            rate_provider: r.rate_provider.clone(),
             stale_rate: r.stale_rate,
             status: r.status,
             created_at: r.created_at,
@@ -389,6 +428,18 @@ impl From<ConversionRow> for ConversionView {
             finalized_at: r.finalized_at,
             cancelled_at: r.cancelled_at,
             quote_id: r.quote_id,
+            rate_details: crate::rates::pricing::RateBreakdown {
+                reference_rate: r.reference_rate.normalized(),
+                markup_bps: u32::try_from(r.markup_bps).unwrap_or_default(),
+                lock_bps: u32::try_from(r.lock_bps).unwrap_or_default(),
+                rate: r.rate.normalized(),
+                markup_amount: Some(money::round_to_minor_units(
+                    &r.markup_amount,
+                    r.to_minor_units,
+                )),
+                provider: r.rate_provider,
+                reference_as_of: r.rate_as_of,
+            },
         }
     }
 }

@@ -297,6 +297,11 @@ pub struct SummaryItem {
     #[schema(value_type = Option<String>)]
     #[serde(serialize_with = "money::serialize_opt_decimal")]
     pub total_result: Option<BigDecimal>,
+    /// What the partner's markups (and rate locks' spreads) came to, in the target currency:
+    /// the sum of the conversions' `rate_details.markup_amount` (currency-pair grouping only).
+    #[schema(value_type = Option<String>)]
+    #[serde(serialize_with = "money::serialize_opt_decimal")]
+    pub markup_amount: Option<BigDecimal>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -347,9 +352,151 @@ pub async fn summary(
             total_result: r
                 .total_result
                 .map(|t| money::round_to_minor_units(&t, r.to_minor_units.unwrap_or(0))),
+            markup_amount: r
+                .total_markup
+                .map(|t| money::round_to_minor_units(&t, r.to_minor_units.unwrap_or(0))),
         })
         .collect();
     Ok(HttpResponse::Ok().json(Summary { group_by, data }))
+}
+
+/// The admin reports (`/reports/...`).
+pub fn configure_reports(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/reports/markup").route(web::get().to(markup_report)));
+}
+
+/// How the markup report groups (always per target currency).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MarkupGroupBy {
+    /// Per partner and currency.
+    #[default]
+    Partner,
+    /// Per currency, all partners.
+    Currency,
+    /// Per UTC day and currency, all partners.
+    Day,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MarkupReportParams {
+    /// First UTC day, included (`YYYY-MM-DD`).
+    pub from: NaiveDate,
+    /// Last UTC day, excluded (`YYYY-MM-DD`).
+    pub to: NaiveDate,
+    /// `partner` (default), `currency` or `day`.
+    pub group_by: Option<MarkupGroupBy>,
+    /// `csv` for CSV (same as `Accept: text/csv`).
+    pub format: Option<String>,
+}
+
+/// One line of the markup report.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MarkupLine {
+    /// Set when grouped by partner.
+    pub partner_id: Option<Uuid>,
+    /// Set when grouped by day.
+    pub day: Option<NaiveDate>,
+    /// The target currency the markup was earned in.
+    pub currency: CurrencyCode,
+    /// Conversions counted (cancelled ones are not).
+    pub conversions: i64,
+    /// The sum of their `rate_details.markup_amount`, in `currency`.
+    #[schema(value_type = String)]
+    #[serde(serialize_with = "money::serialize_decimal")]
+    pub markup_amount: BigDecimal,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MarkupReport {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub group_by: MarkupGroupBy,
+    pub data: Vec<MarkupLine>,
+}
+
+/// What the service earned on its prices (admin): per target currency, grouped by partner, by
+/// currency or by UTC day, over whole days `[from, to)`. Each total is the sum of the
+/// conversions' own stored `markup_amount` to the minor unit; cancelled conversions are not
+/// counted. JSON, or CSV with `format=csv` or `Accept: text/csv`.
+#[utoipa::path(get, path = "/api/v1/reports/markup", tag = "history", operation_id = "getMarkupReport",
+    params(MarkupReportParams), security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "The markup earned per group (JSON, or CSV with `format=csv`)",
+            content(
+                (MarkupReport = "application/json"),
+                (String = "text/csv"),
+            )),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`from` after `to`, or a bad parameter", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn markup_report(
+    req: HttpRequest,
+    conversions: web::Data<Conversions>,
+    _admin: crate::auth::AdminUser,
+    params: Query<MarkupReportParams>,
+) -> Result<HttpResponse, ApiError> {
+    let params = params.into_inner();
+    if params.from > params.to {
+        return Err(ApiError::validation("from", "must not be after `to`"));
+    }
+    let group_by = params.group_by.unwrap_or_default();
+    let rows = store::markup_report(
+        &conversions.db,
+        params.from,
+        params.to,
+        group_by == MarkupGroupBy::Partner,
+        group_by == MarkupGroupBy::Day,
+    )
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))?;
+    let data: Vec<MarkupLine> = rows
+        .into_iter()
+        .map(|r| MarkupLine {
+            partner_id: r.partner_id,
+            day: r.day,
+            currency: r.currency,
+            conversions: r.conversions,
+            markup_amount: money::round_to_minor_units(&r.markup_amount, r.minor_units),
+        })
+        .collect();
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if params.format.as_deref() == Some("csv") || accept.contains("text/csv") {
+        let header_row = [
+            "partner_id",
+            "day",
+            "currency",
+            "conversions",
+            "markup_amount",
+        ]
+        .map(str::to_owned);
+        let lines = data.iter().map(|l| {
+            [
+                l.partner_id.map(|p| p.to_string()).unwrap_or_default(),
+                l.day.map(|d| d.to_string()).unwrap_or_default(),
+                l.currency.to_string(),
+                l.conversions.to_string(),
+                l.markup_amount.to_plain_string(),
+            ]
+        });
+        let body = csv_chunk(std::iter::once(header_row).chain(lines))
+            .map_err(|e| ApiError::Internal(e.into()))?;
+        return Ok(HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .body(body));
+    }
+    Ok(HttpResponse::Ok().json(MarkupReport {
+        from: params.from,
+        to: params.to,
+        group_by,
+        data,
+    }))
 }
 
 #[cfg(test)]

@@ -72,16 +72,31 @@ impl From<QuoteError> for ApiError {
     }
 }
 
-/// How the quoted rate was made: the reference rate and the spread taken off it.
+/// How the quoted rate was made: the reference rate and the spread taken off it (the partner's
+/// markup and the lock's own spread).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RateDetails {
     /// The provider's rate (units of `to` per one `from`), before the spread.
     #[schema(value_type = String, example = "1.1")]
     #[serde(serialize_with = "money::serialize_decimal")]
     pub reference_rate: BigDecimal,
-    /// Basis points taken off the reference rate for this lock: `rate = reference_rate ×
-    /// (1 − spread_bps / 10000)`, so the partner gets fewer units of `to`.
+    /// Basis points taken off the reference rate: `rate = reference_rate ×
+    /// (1 − spread_bps / 10000)`, so the partner gets fewer units of `to`. Always
+    /// `markup_bps + lock_bps`.
     pub spread_bps: u32,
+    /// The partner's markup, in basis points, when the quote was made.
+    pub markup_bps: u32,
+    /// The lock's own spread (`quotes.spread_bps.<lock>`), in basis points.
+    pub lock_bps: u32,
+    /// The rate the partner gets.
+    #[schema(value_type = String, example = "1.09945")]
+    #[serde(serialize_with = "money::serialize_decimal")]
+    pub rate: BigDecimal,
+    /// `amount × reference_rate` rounded toward zero to the target's minor units, less the
+    /// result: what the spread comes to (`null` without an amount).
+    #[schema(value_type = Option<String>, example = "0.06")]
+    #[serde(serialize_with = "money::serialize_opt_decimal")]
+    pub markup_amount: Option<BigDecimal>,
     /// Provider of the reference rate.
     pub provider: String,
     /// The provider's timestamp of the reference rate.
@@ -129,14 +144,28 @@ impl QuoteView {
             to: r.to_currency,
             amount: r
                 .amount
-                .map(|a| money::round_to_minor_units(&a, r.from_minor_units)),
+                .as_ref()
+                .map(|a| money::round_to_minor_units(a, r.from_minor_units)),
             rate: r.rate.normalized(),
             result: r
                 .result
-                .map(|a| money::round_to_minor_units(&a, r.to_minor_units)),
+                .as_ref()
+                .map(|a| money::round_to_minor_units(a, r.to_minor_units)),
             rate_details: RateDetails {
                 reference_rate: r.reference_rate.normalized(),
                 spread_bps: u32::try_from(r.spread_bps).unwrap_or_default(),
+                markup_bps: u32::try_from(r.markup_bps).unwrap_or_default(),
+                lock_bps: u32::try_from(r.spread_bps - r.markup_bps).unwrap_or_default(),
+                rate: r.rate.normalized(),
+                markup_amount: r
+                    .amount
+                    .as_ref()
+                    .zip(r.result.as_ref())
+                    .and_then(|(a, res)| {
+                        Rate::new(r.reference_rate.clone()).ok().map(|reference| {
+                            money::markup_amount(a, &reference, res, r.to_minor_units)
+                        })
+                    }),
                 provider: r.rate_provider,
                 reference_as_of: r.reference_as_of,
                 stale_rate: r.stale_rate,
@@ -180,6 +209,7 @@ pub async fn create(
         redeemable,
     };
     let priced = Pricer::new(&quotes.rates, purpose)
+        .for_partner(Some(partner))
         .price(PriceRequest {
             from: req.from,
             to: req.to,
@@ -204,6 +234,7 @@ pub async fn create(
         to_minor_units: priced.to_minor_units,
         reference_rate: priced.reference.rate.value().clone(),
         spread_bps: i32::try_from(priced.spread_bps).unwrap_or(i32::MAX),
+        markup_bps: i32::try_from(priced.markup_bps).unwrap_or(i32::MAX),
         rate: priced.rate.value().clone(),
         rate_provider: priced.reference.provider.clone(),
         reference_as_of: priced.reference.as_of,
@@ -366,6 +397,11 @@ pub enum QuoteUseError {
 pub struct LockedRate {
     pub quote_id: Uuid,
     pub rate: Rate,
+    /// The reference rate the lock's rate was made from.
+    pub reference_rate: Rate,
+    /// The partner's markup and the lock's spread in it, in basis points.
+    pub markup_bps: u32,
+    pub lock_bps: u32,
     pub provider: String,
     pub reference_as_of: DateTime<Utc>,
     pub from_quote_id: Option<i64>,
@@ -445,9 +481,14 @@ impl ClaimedQuotes {
         self.taken.insert(id);
         // The schema keeps a stored rate positive.
         let rate = Rate::new(q.rate.clone()).map_err(|_| QuoteUseError::NotFound)?;
+        let reference_rate =
+            Rate::new(q.reference_rate.clone()).map_err(|_| QuoteUseError::NotFound)?;
         Ok(LockedRate {
             quote_id: id,
             rate,
+            reference_rate,
+            markup_bps: u32::try_from(q.markup_bps).unwrap_or_default(),
+            lock_bps: u32::try_from(q.spread_bps - q.markup_bps).unwrap_or_default(),
             provider: q.rate_provider.clone(),
             reference_as_of: q.reference_as_of,
             from_quote_id: q.from_quote_id,

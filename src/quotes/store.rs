@@ -21,6 +21,8 @@ pub struct QuoteRow {
     pub to_minor_units: i16,
     pub reference_rate: BigDecimal,
     pub spread_bps: i32,
+    /// The partner's markup within `spread_bps`.
+    pub markup_bps: i32,
     pub rate: BigDecimal,
     pub rate_provider: String,
     pub reference_as_of: DateTime<Utc>,
@@ -42,8 +44,8 @@ pub async fn insert(
         "INSERT INTO quotes (id, partner_id, from_currency, to_currency, amount, result,
              from_minor_units, to_minor_units, reference_rate, spread_bps, rate, rate_provider,
              reference_as_of, from_quote_id, to_quote_id, stale_rate, lock, created_at, expires_at,
-             notional)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+             notional, markup_bps)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
         q.id,
         q.partner_id,
         q.from_currency.as_str(),
@@ -64,6 +66,7 @@ pub async fn insert(
         q.created_at,
         q.expires_at,
         notional,
+        q.markup_bps,
     )
     .execute(conn)
     .await?;
@@ -128,7 +131,7 @@ pub async fn find(
         QuoteRow,
         r#"SELECT id, partner_id, from_currency AS "from_currency: CurrencyCode",
                   to_currency AS "to_currency: CurrencyCode", amount, result, from_minor_units,
-                  to_minor_units, reference_rate, spread_bps, rate, rate_provider, reference_as_of,
+                  to_minor_units, reference_rate, spread_bps, markup_bps, rate, rate_provider, reference_as_of,
                   from_quote_id, to_quote_id, stale_rate, lock AS "lock: Lock", created_at,
                   expires_at, used_at
            FROM quotes WHERE id = $1 AND partner_id = $2"#,
@@ -150,7 +153,7 @@ pub async fn lock_for_use(
         QuoteRow,
         r#"SELECT id, partner_id, from_currency AS "from_currency: CurrencyCode",
                   to_currency AS "to_currency: CurrencyCode", amount, result, from_minor_units,
-                  to_minor_units, reference_rate, spread_bps, rate, rate_provider, reference_as_of,
+                  to_minor_units, reference_rate, spread_bps, markup_bps, rate, rate_provider, reference_as_of,
                   from_quote_id, to_quote_id, stale_rate, lock AS "lock: Lock", created_at,
                   expires_at, used_at
            FROM quotes WHERE id = ANY($1) AND partner_id = $2 ORDER BY id FOR UPDATE"#,
@@ -207,7 +210,7 @@ pub async fn record_expired(
                FOR UPDATE SKIP LOCKED)
            RETURNING id, partner_id, from_currency AS "from_currency: CurrencyCode",
                   to_currency AS "to_currency: CurrencyCode", amount, result, from_minor_units,
-                  to_minor_units, reference_rate, spread_bps, rate, rate_provider, reference_as_of,
+                  to_minor_units, reference_rate, spread_bps, markup_bps, rate, rate_provider, reference_as_of,
                   from_quote_id, to_quote_id, stale_rate, lock AS "lock: Lock", created_at,
                   expires_at, used_at"#,
         now,

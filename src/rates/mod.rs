@@ -101,7 +101,10 @@ impl Rates {
             state.redis.clone(),
             state.clock.clone(),
             state.settings.rates.clone(),
-            pricing::PricingRules::from_settings(&state.settings.conversions),
+            pricing::PricingRules::from_settings(
+                &state.settings.conversions,
+                &state.settings.pricing,
+            ),
             state.settings.tasks.schedule.fetch_rates.clone(),
         )
     }

@@ -11,8 +11,11 @@
 //! 3. **rate**: a rate is stored for the pair;
 //! 4. **freshness**: a stale rate is refused where `conversions.stale_rates` says so, for what
 //!    is recorded or held; an indicative price only flags it;
-//! 5. **price**: the reference rate less the lock's spread, then the result, rounded toward zero
-//!    by [`crate::money::convert`], which refuses a result of zero.
+//! 5. **price**: `rate = reference × (1 − (markup_bps + lock_bps) / 10000)`, where `markup_bps`
+//!    is the partner's ([`crate::markups`]: its pair override, its default, or
+//!    `pricing.default_markup_bps`) and `lock_bps` the rate lock's spread (0 for a conversion at
+//!    the rate in force); then the result, rounded toward zero by [`crate::money::convert`],
+//!    which refuses a result of zero, and the markup it came to.
 //!
 //! Where a purpose reads currencies (the in-memory cache, PostgreSQL, one read per batch) is the
 //! only thing that differs, and it changes no answer: only how quickly an admin's change on
@@ -27,9 +30,11 @@ use utoipa::ToSchema;
 
 use super::Rates;
 use super::service::{self, RateQuote, RatesError, Use, check_currency};
+use crate::auth::PartnerId;
 use crate::currencies::{Currency, CurrencyCode, CurrencyError};
+use crate::markups::MarkupSchedule;
 use crate::money::{self, Amount, Bounds, Rate, RequestedAmount};
-use crate::settings::{ConversionSettings, StaleRatePolicy};
+use crate::settings::{ConversionSettings, PricingSettings, StaleRatePolicy};
 
 /// The rules every price follows, from `conversions.*`: the bounds of an amount and what a
 /// stale rate means for what is recorded.
@@ -39,14 +44,17 @@ pub struct PricingRules {
     pub bounds: Bounds,
     /// `conversions.stale_rates`.
     pub stale_rates: StaleRatePolicy,
+    /// `pricing.default_markup_bps`: the markup of a partner without its own.
+    pub default_markup_bps: u32,
 }
 
 impl PricingRules {
-    /// The rules of `conversions.*`.
-    pub fn from_settings(settings: &ConversionSettings) -> Self {
+    /// The rules of `conversions.*` and `pricing.*`.
+    pub fn from_settings(settings: &ConversionSettings, pricing: &PricingSettings) -> Self {
         Self {
             bounds: settings.amount_bounds(),
             stale_rates: settings.stale_rates,
+            default_markup_bps: pricing.default_markup_bps,
         }
     }
 }
@@ -143,7 +151,11 @@ pub struct Priced {
     pub to_minor_units: i16,
     /// The reference rate and its provenance.
     pub reference: RateQuote,
-    /// Basis points taken off the reference rate (the lock's spread; 0 for a conversion).
+    /// The partner's markup on this pair, in basis points below the reference rate.
+    pub markup_bps: u32,
+    /// The rate lock's spread (0 for a conversion at the rate in force).
+    pub lock_bps: u32,
+    /// `markup_bps + lock_bps`: everything taken off the reference rate.
     pub spread_bps: u32,
     /// The rate the partner gets: `reference × (1 − spread_bps / 10000)`.
     pub rate: Rate,
@@ -151,6 +163,50 @@ pub struct Priced {
     pub amount: Option<Amount>,
     /// `amount × rate` rounded toward zero to the target's minor units, never zero.
     pub result: Option<BigDecimal>,
+    /// What the spread came to in the target currency ([`money::markup_amount`]).
+    pub markup_amount: Option<BigDecimal>,
+}
+
+impl Priced {
+    /// The breakdown a client sees and a record stores.
+    pub fn details(&self) -> RateBreakdown {
+        RateBreakdown {
+            reference_rate: self.reference.rate.value().normalized(),
+            markup_bps: self.markup_bps,
+            lock_bps: self.lock_bps,
+            rate: self.rate.value().normalized(),
+            markup_amount: self.markup_amount.clone(),
+            provider: self.reference.provider.clone(),
+            reference_as_of: self.reference.as_of,
+        }
+    }
+}
+
+/// How a price was made, stored with it and shown on every price: `rate = reference_rate × (1 −
+/// (markup_bps + lock_bps) / 10000)`, and what that kept of the reference price.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct RateBreakdown {
+    /// The reference rate (units of `to` per one `from`) before anything is taken off.
+    #[schema(value_type = String, example = "1.1")]
+    #[serde(serialize_with = "money::serialize_decimal")]
+    pub reference_rate: BigDecimal,
+    /// The partner's markup, in basis points below the reference rate.
+    pub markup_bps: u32,
+    /// The rate lock's spread, in basis points (0 without a lock).
+    pub lock_bps: u32,
+    /// The rate the partner got.
+    #[schema(value_type = String, example = "1.09725")]
+    #[serde(serialize_with = "money::serialize_decimal")]
+    pub rate: BigDecimal,
+    /// `amount × reference_rate` rounded toward zero to the target's minor units, less the
+    /// result: what the markup and the lock's spread came to (`null` without an amount).
+    #[schema(value_type = Option<String>, example = "0.28")]
+    #[serde(serialize_with = "money::serialize_opt_decimal")]
+    pub markup_amount: Option<BigDecimal>,
+    /// Where the reference rate comes from.
+    pub provider: String,
+    /// The provider's timestamp of the reference rate.
+    pub reference_as_of: DateTime<Utc>,
 }
 
 impl Priced {
@@ -169,6 +225,10 @@ impl Priced {
 pub struct Pricer<'r> {
     rates: &'r Rates,
     purpose: Purpose,
+    /// Whose price it is: its markup applies (`None`: an admin's reference price).
+    partner: Option<PartnerId>,
+    /// The partner's markups, read once per pricer.
+    markups: Option<MarkupSchedule>,
     /// PostgreSQL decides the currencies (after it disagreed with the cache).
     from_database: bool,
     /// A batch's one read of the currencies.
@@ -183,10 +243,18 @@ impl<'r> Pricer<'r> {
         Self {
             rates,
             purpose,
+            partner: None,
+            markups: None,
             from_database: false,
             currencies: None,
             rates_seen: HashMap::new(),
         }
+    }
+
+    /// Prices for `partner`, with its markup (admins price at the reference rate).
+    pub fn for_partner(mut self, partner: Option<PartnerId>) -> Self {
+        self.partner = partner;
+        self
     }
 
     /// From now on currencies are read from PostgreSQL, whatever the purpose: for a second
@@ -208,23 +276,53 @@ impl<'r> Pricer<'r> {
         let checked = self.check(req).await?;
         let reference = self.rate(req).await;
         let reference = self.fresh(req, reference)?;
-        let spread_bps = self.purpose.lock_bps();
+        let markup_bps = self.markup_bps(req.from, req.to).await?;
+        let lock_bps = self.purpose.lock_bps();
+        let spread_bps = markup_bps + lock_bps;
         let rate = reference
             .rate
             .with_spread(spread_bps)
             .map_err(|e| anyhow::anyhow!("a spread of {spread_bps} bps: {e}"))?;
         let result = checked.at_locked_rate(&rate)?;
+        let markup_amount = checked.amount.as_ref().zip(result.as_ref()).map(|(a, r)| {
+            money::markup_amount(a.value(), &reference.rate, r, checked.to.minor_units)
+        });
         Ok(Priced {
             from: checked.from.code,
             to: checked.to.code,
             from_minor_units: checked.from.minor_units,
             to_minor_units: checked.to.minor_units,
             reference,
+            markup_bps,
+            lock_bps,
             spread_bps,
             rate,
             amount: checked.amount,
             result,
+            markup_amount,
         })
+    }
+
+    /// The partner's markup on `from` → `to` (0 for an admin).
+    async fn markup_bps(
+        &mut self,
+        from: CurrencyCode,
+        to: CurrencyCode,
+    ) -> Result<u32, RatesError> {
+        let Some(partner) = self.partner else {
+            return Ok(0);
+        };
+        if self.markups.is_none() {
+            let schedule = crate::markups::schedule_of(
+                &self.rates.db,
+                self.rates.rules.default_markup_bps,
+                partner,
+            )
+            .await
+            .map_err(|e| RatesError::Unexpected(e.into()))?;
+            self.markups = Some(schedule);
+        }
+        Ok(self.markups.as_ref().map_or(0, |m| m.for_pair(from, to)))
     }
 
     /// Step 1.
@@ -327,6 +425,27 @@ impl<'r> Pricer<'r> {
     }
 }
 
+/// `table`'s rates as `partner` gets them: each the reference rate less the partner's markup for
+/// the table's base → that currency (no lock), so a partner can show its own customers prices
+/// without a quote per pair.
+pub async fn all_in(
+    rates: &Rates,
+    table: &mut super::service::RatesTable,
+    partner: PartnerId,
+) -> Result<(), RatesError> {
+    let schedule = crate::markups::schedule_of(&rates.db, rates.rules.default_markup_bps, partner)
+        .await
+        .map_err(|e| RatesError::Unexpected(e.into()))?;
+    let base = table.base;
+    for (code, rate) in table.rates.iter_mut() {
+        let markup = schedule.for_pair(base, *code);
+        *rate = rate
+            .with_spread(markup)
+            .map_err(|e| anyhow::anyhow!("a markup of {markup} bps: {e}"))?;
+    }
+    Ok(())
+}
+
 fn usable(
     currency: Option<Currency>,
     code: CurrencyCode,
@@ -426,6 +545,8 @@ pub struct ConversionQuote {
     pub rate_provider: String,
     /// Whether the rate is older than `rates.max_age_secs`.
     pub stale_rate: bool,
+    /// How the rate was made: the reference rate, the partner's markup, what it came to.
+    pub rate_details: RateBreakdown,
 }
 
 impl TryFrom<Priced> for ConversionQuote {
@@ -434,6 +555,7 @@ impl TryFrom<Priced> for ConversionQuote {
     fn try_from(p: Priced) -> Result<Self, RatesError> {
         let (amount, result) = p.amount_and_result()?;
         let (amount, result) = (amount.value().clone(), result.clone());
+        let rate_details = p.details();
         Ok(Self {
             from: p.from,
             to: p.to,
@@ -443,6 +565,7 @@ impl TryFrom<Priced> for ConversionQuote {
             rate_as_of: p.reference.as_of,
             rate_provider: p.reference.provider,
             stale_rate: p.reference.stale,
+            rate_details,
         })
     }
 }

@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
 use super::Rates;
 use super::pricing::{ConversionQuote, PriceRequest, Pricer, Purpose};
@@ -50,6 +50,20 @@ pub struct LatestParams {
     pub symbols: Option<CurrencyCodes>,
     /// `sources`: add, per currency, the rates sources used and excluded (consensus feed).
     pub expand: Option<String>,
+    /// `mine`: the caller's all-in rates, each the reference rate less the partner's markup for
+    /// `base` → that currency (what a conversion would get now); `reference` (default): the
+    /// reference rates.
+    pub pricing: Option<RatesPricing>,
+}
+
+/// Which rates `GET /rates/latest` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RatesPricing {
+    /// The reference rates.
+    Reference,
+    /// The caller's all-in rates (for an admin, the reference rates).
+    Mine,
 }
 
 /// Query of `GET /rates/at`: exactly one of `timestamp` and `date`.
@@ -219,14 +233,18 @@ fn cached_json<T: Serialize>(
 pub async fn latest(
     req: HttpRequest,
     state: web::Data<Rates>,
-    _user: AuthenticatedUser,
+    user: AuthenticatedUser,
     params: Query<LatestParams>,
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
     let base = base_or_default(&state, params.base);
     let symbols = params.symbols.map(CurrencyCodes::into_vec);
     let expand = expand_sources(params.expand.as_deref())?;
-    let table = service::rates_table(&state, base, symbols, None, expand).await?;
+    let mut table = service::rates_table(&state, base, symbols, None, expand).await?;
+    if params.pricing == Some(RatesPricing::Mine) && user.role() == crate::auth::Role::Partner {
+        let partner = crate::auth::PartnerId::from_uuid(user.id().as_uuid());
+        crate::rates::pricing::all_in(&state, &mut table, partner).await?;
+    }
     cached_json(&req, &table, state.settings.cache_ttl_secs)
 }
 
@@ -308,7 +326,7 @@ pub async fn series_handler(
 #[tracing::instrument(name = "rates.convert", skip_all, fields(from = %params.from, to = %params.to))]
 pub async fn convert(
     state: web::Data<Rates>,
-    _user: AuthenticatedUser,
+    user: AuthenticatedUser,
     params: Query<ConvertParams>,
 ) -> Result<HttpResponse, ApiError> {
     let request = PriceRequest {
@@ -317,7 +335,10 @@ pub async fn convert(
         amount: Some(&params.amount),
         at: params.at,
     };
+    let partner = (user.role() == crate::auth::Role::Partner)
+        .then(|| crate::auth::PartnerId::from_uuid(user.id().as_uuid()));
     let priced = Pricer::new(&state, Purpose::Indicative)
+        .for_partner(partner)
         .price(request)
         .await?;
     let quote = ConversionQuote::try_from(priced)?;

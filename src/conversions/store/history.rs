@@ -5,6 +5,7 @@
 use bigdecimal::BigDecimal;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
+use uuid::Uuid;
 
 use super::ConversionRow;
 use crate::auth::PartnerId;
@@ -48,7 +49,9 @@ pub async fn list(
                   to_currency AS "to_currency: CurrencyCode", amount, from_minor_units,
                   to_minor_units, rate, result, rate_as_of, rate_provider, from_quote_id,
                   to_quote_id, stale_rate, status AS "status: Status", created_at, finalizes_at,
-                  finalized_at, cancelled_at, quote_id
+                  finalized_at, cancelled_at, quote_id,
+                  coalesce(reference_rate, rate) AS "reference_rate!", markup_bps, lock_bps,
+                  markup_amount
                    FROM conversions
                    WHERE partner_id = $1
                      AND status = $2
@@ -78,7 +81,9 @@ pub async fn list(
                   to_currency AS "to_currency: CurrencyCode", amount, from_minor_units,
                   to_minor_units, rate, result, rate_as_of, rate_provider, from_quote_id,
                   to_quote_id, stale_rate, status AS "status: Status", created_at, finalizes_at,
-                  finalized_at, cancelled_at, quote_id
+                  finalized_at, cancelled_at, quote_id,
+                  coalesce(reference_rate, rate) AS "reference_rate!", markup_bps, lock_bps,
+                  markup_amount
                    FROM conversions
                    WHERE partner_id = $1
                      AND ($2::text IS NULL OR from_currency = $2 OR to_currency = $2)
@@ -106,7 +111,9 @@ pub async fn list(
                   to_currency AS "to_currency: CurrencyCode", amount, from_minor_units,
                   to_minor_units, rate, result, rate_as_of, rate_provider, from_quote_id,
                   to_quote_id, stale_rate, status AS "status: Status", created_at, finalizes_at,
-                  finalized_at, cancelled_at, quote_id
+                  finalized_at, cancelled_at, quote_id,
+                  coalesce(reference_rate, rate) AS "reference_rate!", markup_bps, lock_bps,
+                  markup_amount
                    FROM conversions
                    WHERE ($1::text IS NULL OR status = $1)
                      AND ($2::text IS NULL OR from_currency = $2 OR to_currency = $2)
@@ -138,6 +145,8 @@ pub struct SummaryRow {
     pub count: i64,
     pub total_amount: BigDecimal,
     pub total_result: Option<BigDecimal>,
+    /// What the markups came to, in `to_currency` (by pair only).
+    pub total_markup: Option<BigDecimal>,
     pub from_minor_units: i16,
     pub to_minor_units: Option<i16>,
 }
@@ -181,18 +190,18 @@ pub async fn summary(
                    ),
                    parts AS (
                        SELECT r.day, r.from_currency, r.to_currency, r.count, r.total_amount,
-                              r.total_result, r.from_minor_units, r.to_minor_units
+                              r.total_result, r.total_markup, r.from_minor_units, r.to_minor_units
                        FROM b JOIN conversion_daily_totals r
                          ON r.partner_id = $1 AND r.day >= b.fs AND r.day < b.fe
                        UNION ALL
                        SELECT (c.created_at AT TIME ZONE 'UTC')::date, c.from_currency, c.to_currency,
-                              1, c.amount, c.result, c.from_minor_units, c.to_minor_units
+                              1, c.amount, c.result, c.markup_amount, c.from_minor_units, c.to_minor_units
                        FROM b JOIN conversions c
                          ON c.partner_id = $1 AND c.created_at >= b.f AND c.created_at < b.e1
                        WHERE c.status <> 'cancelled'
                        UNION ALL
                        SELECT (c.created_at AT TIME ZONE 'UTC')::date, c.from_currency, c.to_currency,
-                              1, c.amount, c.result, c.from_minor_units, c.to_minor_units
+                              1, c.amount, c.result, c.markup_amount, c.from_minor_units, c.to_minor_units
                        FROM b JOIN conversions c
                          ON c.partner_id = $1 AND c.created_at >= b.s2 AND c.created_at < b.t
                        WHERE c.status <> 'cancelled'
@@ -202,6 +211,7 @@ pub async fn summary(
                           CASE WHEN $4 THEN to_currency END AS "to_currency?: CurrencyCode",
                           sum(count)::int8 AS "count!", sum(total_amount) AS "total_amount!",
                           CASE WHEN $4 THEN sum(total_result) END AS "total_result?",
+                          CASE WHEN $4 THEN sum(total_markup) END AS "total_markup?",
                           max(from_minor_units) AS "from_minor_units!",
                           CASE WHEN $4 THEN max(to_minor_units) END AS "to_minor_units?"
                    FROM parts
@@ -234,16 +244,16 @@ pub async fn summary(
                    ),
                    parts AS (
                        SELECT r.day, r.from_currency, r.to_currency, r.count, r.total_amount,
-                              r.total_result, r.from_minor_units, r.to_minor_units
+                              r.total_result, r.total_markup, r.from_minor_units, r.to_minor_units
                        FROM b JOIN conversion_daily_totals r ON r.day >= b.fs AND r.day < b.fe
                        UNION ALL
                        SELECT (c.created_at AT TIME ZONE 'UTC')::date, c.from_currency, c.to_currency,
-                              1, c.amount, c.result, c.from_minor_units, c.to_minor_units
+                              1, c.amount, c.result, c.markup_amount, c.from_minor_units, c.to_minor_units
                        FROM b JOIN conversions c ON c.created_at >= b.f AND c.created_at < b.e1
                        WHERE c.status <> 'cancelled'
                        UNION ALL
                        SELECT (c.created_at AT TIME ZONE 'UTC')::date, c.from_currency, c.to_currency,
-                              1, c.amount, c.result, c.from_minor_units, c.to_minor_units
+                              1, c.amount, c.result, c.markup_amount, c.from_minor_units, c.to_minor_units
                        FROM b JOIN conversions c ON c.created_at >= b.s2 AND c.created_at < b.t
                        WHERE c.status <> 'cancelled'
                    )
@@ -252,6 +262,7 @@ pub async fn summary(
                           CASE WHEN $3 THEN to_currency END AS "to_currency?: CurrencyCode",
                           sum(count)::int8 AS "count!", sum(total_amount) AS "total_amount!",
                           CASE WHEN $3 THEN sum(total_result) END AS "total_result?",
+                          CASE WHEN $3 THEN sum(total_markup) END AS "total_markup?",
                           max(from_minor_units) AS "from_minor_units!",
                           CASE WHEN $3 THEN max(to_minor_units) END AS "to_minor_units?"
                    FROM parts
@@ -266,4 +277,48 @@ pub async fn summary(
             .await
         }
     }
+}
+
+/// One line of the markup report: conversions and what their markups came to, in one target
+/// currency, for one partner, one day or all (as grouped).
+#[derive(Debug, Clone)]
+pub struct MarkupRow {
+    pub partner_id: Option<Uuid>,
+    pub day: Option<chrono::NaiveDate>,
+    pub currency: CurrencyCode,
+    pub conversions: i64,
+    pub markup_amount: BigDecimal,
+    pub minor_units: i16,
+}
+
+/// The markup earned on whole UTC days `[from, to)`, per target currency, grouped by partner
+/// (`by_partner`), by day (`by_day`) or neither. Read from the `conversion_daily_totals` rollup
+/// alone: its triggers keep it exact in every writer's transaction (cancelled conversions
+/// leave it), so the report is the sum of the conversions' own `markup_amount`.
+pub async fn markup_report(
+    db: &PgPool,
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+    by_partner: bool,
+    by_day: bool,
+) -> Result<Vec<MarkupRow>, sqlx::Error> {
+    sqlx::query_as!(
+        MarkupRow,
+        r#"SELECT CASE WHEN $3 THEN partner_id END AS "partner_id?",
+                  CASE WHEN $4 THEN day END AS "day?",
+                  to_currency AS "currency!: CurrencyCode",
+                  sum(count)::int8 AS "conversions!", sum(total_markup) AS "markup_amount!",
+                  max(to_minor_units) AS "minor_units!"
+           FROM conversion_daily_totals
+           WHERE day >= $1 AND day < $2
+           GROUP BY 1, 2, 3
+           HAVING sum(count) <> 0 OR sum(total_markup) <> 0
+           ORDER BY 2 NULLS FIRST, 1 NULLS FIRST, 3"#,
+        from,
+        to,
+        by_partner,
+        by_day,
+    )
+    .fetch_all(db)
+    .await
 }
