@@ -8,9 +8,9 @@
 //! Shared core: imports no capability. Each capability hashes its own parsed request with
 //! [`RequestHash`], claims the key with [`Keys::claim`] inside the transaction that creates the
 //! resource (so the key and the resource commit together or not at all) and reads the original
-//! back itself on a replay. Keys expire after `conversions.idempotency_ttl_secs`; the `prune`
-//! job deletes expired ones. The table holds no foreign key to what a key created, so that the
-//! tables of those resources stay free to be partitioned.
+//! back itself on a replay. Keys expire after `conversions.idempotency_ttl_secs`;
+//! `prune_expired_data` deletes them a day or more later. The table holds no foreign key to what
+//! a key created, so that the tables of those resources stay free to be partitioned.
 
 use std::fmt;
 
@@ -346,11 +346,21 @@ where
     .await
 }
 
-/// Forgets the keys of every scope that expired by `now`; returns how many.
-pub async fn delete_expired(db: &PgPool, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
-    let deleted = sqlx::query!("DELETE FROM idempotency_keys WHERE expires_at <= $1", now)
-        .execute(db)
-        .await?;
+/// Deletes at most `limit` keys, of every scope, that expired before `before`; returns how
+/// many. An expired key is already free to be claimed again, so this only keeps the table small.
+pub async fn delete_expired_batch(
+    db: &PgPool,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> Result<u64, sqlx::Error> {
+    let deleted = sqlx::query!(
+        "DELETE FROM idempotency_keys WHERE (partner_id, scope, key) IN (
+             SELECT partner_id, scope, key FROM idempotency_keys WHERE expires_at < $1 LIMIT $2)",
+        before,
+        limit,
+    )
+    .execute(db)
+    .await?;
     Ok(deleted.rows_affected())
 }
 

@@ -1,6 +1,5 @@
-//! The service's task registry: the queue machinery's own job (`prune`) plus each capability's
-//! jobs, each registered with the context it runs with, and their schedules from
-//! `tasks.schedule.*`.
+//! The service's task registry: retention (`prune_expired_data`) plus each capability's jobs,
+//! each registered with the context it runs with, and their schedules from `tasks.schedule.*`.
 
 use crate::conversions::Conversions;
 use crate::conversions::jobs::FinalizeConversions;
@@ -8,6 +7,7 @@ use crate::quotes::Quotes;
 use crate::quotes::jobs::ExpireQuotes;
 use crate::rates::Rates;
 use crate::rates::jobs::FetchRates;
+use crate::retention::{PruneExpiredData, Retention};
 use crate::tasks::{Job, TaskRegistry, Tasks};
 use crate::webhooks::{DeliverWebhooks, Webhooks};
 
@@ -19,9 +19,12 @@ pub fn registry(
     conversions: &Conversions,
     quotes: &Quotes,
     webhooks: &Webhooks,
+    retention: Retention,
 ) -> anyhow::Result<TaskRegistry> {
     let schedule = &tasks.settings.schedule;
-    let mut registry = crate::tasks::registry(tasks)?;
+    let mut registry = TaskRegistry::new();
+    registry.register::<PruneExpiredData>(retention);
+    registry.schedule(PruneExpiredData::NAME, &schedule.prune_expired_data)?;
     registry.register::<FetchRates>(rates.clone());
     registry.schedule(FetchRates::NAME, &schedule.fetch_rates)?;
     registry.register::<FinalizeConversions>(conversions.clone());

@@ -253,6 +253,9 @@ pub struct AuthSettings {
     /// is. Within it, each page renews the session's token, so it ends only after
     /// `access_token_ttl_secs` without a request (the self-refreshing pages count).
     pub monitor_session_max_secs: u64,
+    /// Days a refresh token (an API or monitor session's renewal) is kept after it expired,
+    /// then `prune_expired_data` deletes it; an expired token is refused either way.
+    pub session_retention_days: u32,
     /// Live client credentials (`POST /api/v1/credentials`) a partner may hold at once; revoked
     /// ones do not count.
     pub max_credentials_per_partner: u32,
@@ -370,6 +373,10 @@ pub struct ConversionSettings {
     /// POST (conversions, batches, quotes, webhook endpoints), kept under this name since it
     /// came with conversions.
     pub idempotency_ttl_secs: u64,
+    /// Seconds an idempotency key is kept past its TTL before `prune_expired_data` deletes it
+    /// (at least a day: an expired key is already free to reuse; the row only helps support
+    /// answer "what did this key do yesterday").
+    pub idempotency_retention_secs: u64,
     /// Smallest amount accepted per source currency, as decimal strings
     /// (`[conversions.min_amounts] JPY = "100"`, or `CCS__CONVERSIONS__MIN_AMOUNTS__JPY=100`). A
     /// currency not listed goes down to one minor unit; a result that rounds to zero is refused
@@ -416,6 +423,9 @@ pub struct QuoteSettings {
     pub max_open_notional: bigdecimal::BigDecimal,
     /// Currency in which open locks' notional is summed and capped.
     pub notional_currency: CurrencyCode,
+    /// Days a quote is kept after it expired (`prune_expired_data`). A quote a conversion was
+    /// made on is kept with the conversion, whatever its age.
+    pub retention_days: u32,
 }
 
 /// Spread in basis points per lock duration (`quotes.spread_bps.<lock>`): the longer the
@@ -455,6 +465,9 @@ pub struct WebhookSettings {
     pub concurrency: usize,
     /// Live endpoints one partner may have.
     pub max_endpoints_per_partner: u32,
+    /// Days an event and its deliveries are kept after the event, once none of its
+    /// deliveries is still pending (`prune_expired_data`).
+    pub retention_days: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -464,8 +477,8 @@ pub struct ScheduleSettings {
     pub fetch_rates: CronExpression,
     /// Cron expression with seconds for finalizing conversions.
     pub finalize_conversions: CronExpression,
-    /// Cron expression with seconds for the retention job.
-    pub prune: CronExpression,
+    /// Cron expression with seconds for the retention job (`prune_expired_data`).
+    pub prune_expired_data: CronExpression,
     /// Cron expression with seconds for the webhook dispatcher (sends due deliveries).
     pub deliver_webhooks: CronExpression,
     /// Cron expression with seconds for recording ended rate locks (`quote.expired`).
@@ -484,8 +497,12 @@ pub struct TaskSettings {
     pub max_attempts: u32,
     /// First retry delay in seconds; doubles per attempt with full jitter.
     pub retry_base_secs: u64,
-    /// Days of finished run records kept by `prune`.
+    /// Days a finished run record is kept by `prune_expired_data`. The newest failed and dead
+    /// runs the monitor lists under "Recent failures" are kept however old they are.
     pub retention_days: u32,
+    /// Rows one retention statement deletes: each batch is its own short transaction, so a
+    /// prune never holds locks long enough to slow the writes beside it.
+    pub prune_batch_size: u32,
 }
 
 impl fmt::Debug for Settings {
@@ -727,6 +744,10 @@ impl Settings {
                 self.tasks.visibility_timeout_secs,
             ),
             ("tasks.retry_base_secs", self.tasks.retry_base_secs),
+            (
+                "conversions.idempotency_retention_secs",
+                self.conversions.idempotency_retention_secs,
+            ),
         ]
         .into_iter()
         .chain(
@@ -785,6 +806,14 @@ impl Settings {
                     fallback.kind
                 );
             }
+        }
+        if self.conversions.idempotency_retention_secs < 86_400 {
+            anyhow::bail!(
+                "conversions.idempotency_retention_secs: must be at least 86400 (a day past the TTL)"
+            );
+        }
+        if self.tasks.prune_batch_size == 0 {
+            anyhow::bail!("tasks.prune_batch_size: must be at least 1");
         }
         for name in self.rates.source_keys.0.keys() {
             if !self.rates.sources.iter().any(|s| &s.name == name) {

@@ -79,6 +79,11 @@ impl Parts {
             &conversions,
             &quotes,
             &webhooks,
+            crate::retention::Retention::new(
+                state.db.clone(),
+                state.clock.clone(),
+                &state.settings,
+            ),
         )?);
         let mut events = CurrencyEvents::new();
         events.subscribe(Arc::new(CurrencyWatcher {

@@ -319,6 +319,24 @@ pub async fn revoke_all_for_user(
     Ok(())
 }
 
+/// Deletes at most `limit` refresh tokens that expired before `before` (an expired token is
+/// refused whatever its row says); returns how many.
+pub async fn delete_refresh_tokens_expired_before(
+    db: &PgPool,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query!(
+        "DELETE FROM refresh_tokens WHERE id IN (
+             SELECT id FROM refresh_tokens WHERE expires_at < $1 LIMIT $2)",
+        before,
+        limit,
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 // Client credentials (`api_credentials`).
 
 #[derive(Debug, Clone)]

@@ -250,6 +250,7 @@ mod tests {
             login_window_secs: 60,
             user_status_cache_secs: 5,
             monitor_session_max_secs: 28800,
+            session_retention_days: 7,
             max_credentials_per_partner: 5,
         }
     }

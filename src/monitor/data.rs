@@ -16,8 +16,8 @@ use crate::tasks::{TaskRegistry, TaskRun, TaskState, TaskStats};
 
 /// Runs per page of the runs list.
 pub const RUNS_PER_PAGE: i64 = 25;
-/// Failures listed on the overview.
-const RECENT_FAILURES: usize = 10;
+/// Failures listed on the overview (retention keeps at least this many of each state).
+const RECENT_FAILURES: usize = runs::RECENT_FAILURES as usize;
 /// Finished runs in the duration chart.
 const DURATION_BARS: usize = 40;
 

@@ -219,3 +219,27 @@ pub async fn record_expired(
     .fetch_all(conn)
     .await
 }
+
+/// Deletes at most `limit` quotes that expired before `before`, whose expiry (for a lock) is
+/// recorded and that no conversion was made on; returns how many. A conversion keeps its quote
+/// for as long as the conversion exists: the price it was made at is part of its record (and
+/// the foreign key would refuse the delete anyway).
+pub async fn delete_expired_before(
+    db: &PgPool,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query!(
+        "DELETE FROM quotes WHERE id IN (
+             SELECT q.id FROM quotes q
+             WHERE q.expires_at < $1
+               AND (q.lock = 'none' OR q.expiry_recorded_at IS NOT NULL)
+               AND NOT EXISTS (SELECT 1 FROM conversions c WHERE c.quote_id = q.id)
+             LIMIT $2)",
+        before,
+        limit,
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}

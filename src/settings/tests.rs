@@ -25,8 +25,8 @@ fn a_bad_typed_value_stops_the_load_naming_its_key() {
     assert!(e.contains("rates.base"), "{e}");
     let e = err(&[("CCS__RATES__FALLBACKS", "ecb,ecb=ftp://x")]);
     assert!(e.contains("rates.fallbacks[1]"), "{e}");
-    let e = err(&[("CCS__TASKS__SCHEDULE__PRUNE", "0 61 * * * *")]);
-    assert!(e.contains("tasks.schedule.prune"), "{e}");
+    let e = err(&[("CCS__TASKS__SCHEDULE__PRUNE_EXPIRED_DATA", "0 61 * * * *")]);
+    assert!(e.contains("tasks.schedule.prune_expired_data"), "{e}");
     let e = err(&[("CCS__RATES__PROVIDER_URL", "not a url")]);
     assert!(
         e.contains("rates.provider_url") && e.contains("not a URL"),
@@ -114,11 +114,11 @@ fn invalid_values_name_their_key() {
     let err = load_from(
         dir(),
         Environment::Local,
-        env(&[("CCS__TASKS__SCHEDULE__PRUNE", "daily")]),
+        env(&[("CCS__TASKS__SCHEDULE__PRUNE_EXPIRED_DATA", "daily")]),
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("tasks.schedule.prune"), "{err}");
+    assert!(err.contains("tasks.schedule.prune_expired_data"), "{err}");
 }
 
 #[test]
@@ -453,6 +453,39 @@ fn describe_prints_each_setting_with_its_origin_and_hides_secrets() {
     assert!(!text.contains("very-secret-key") && !text.contains("pa55word"));
     assert!(!text.contains("local-development-secret"));
     assert!(line("tasks.schedule.expire_quotes").contains("*/15 * * * * *"));
+}
+
+#[test]
+fn idempotency_keys_are_kept_at_least_a_day_past_their_ttl() {
+    let load = |value: &str| {
+        load_from(
+            dir(),
+            Environment::Local,
+            env(&[("CCS__CONVERSIONS__IDEMPOTENCY_RETENTION_SECS", value)]),
+        )
+    };
+    let err = load("86399").unwrap_err();
+    assert!(
+        format!("{err:#}").contains("conversions.idempotency_retention_secs"),
+        "{err:#}"
+    );
+    assert_eq!(
+        load("86400")
+            .unwrap()
+            .conversions
+            .idempotency_retention_secs,
+        86_400
+    );
+    let err = load_from(
+        dir(),
+        Environment::Local,
+        env(&[("CCS__TASKS__PRUNE_BATCH_SIZE", "0")]),
+    )
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("tasks.prune_batch_size"),
+        "{err:#}"
+    );
 }
 
 #[test]

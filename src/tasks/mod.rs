@@ -11,7 +11,6 @@
 //! This module owns `task_runs` and the `tasks:*` Redis keys, and knows nothing about rates or
 //! conversions.
 
-pub mod prune;
 pub mod queue;
 pub mod registry;
 pub mod routes;
@@ -26,7 +25,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-pub use prune::Prune;
 pub use queue::Queue;
 pub use registry::{Job, JobContext, RunInfo, Schedule, TaskRegistry};
 pub use store::{TaskRun, TaskState};
@@ -117,19 +115,6 @@ impl From<TaskError> for crate::error::ApiError {
             TaskError::Unexpected(e) => ApiError::Internal(e),
         }
     }
-}
-
-/// The registry of the jobs this module owns (`prune`), with their schedules from `tasks.*`.
-/// Other capabilities add theirs to it at start-up.
-pub fn registry(tasks: &Tasks) -> anyhow::Result<TaskRegistry> {
-    let mut registry = TaskRegistry::new();
-    registry.register::<Prune>(prune::PruneContext {
-        db: tasks.db.clone(),
-        clock: tasks.clock.clone(),
-        retention_days: tasks.settings.retention_days,
-    });
-    registry.schedule(Prune::NAME, &tasks.settings.schedule.prune)?;
-    Ok(registry)
 }
 
 /// Records a run of task `name` due now and enqueues it. The run is recorded even when Redis is

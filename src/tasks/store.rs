@@ -503,12 +503,29 @@ pub async fn count_by_state(db: &PgPool) -> sqlx::Result<Vec<(TaskState, i64)>> 
     Ok(rows.into_iter().map(|row| (row.state, row.count)).collect())
 }
 
-/// Deletes finished runs (succeeded, failed, dead) that finished before `before`.
-pub async fn delete_finished_before(db: &PgPool, before: DateTime<Utc>) -> sqlx::Result<u64> {
+/// Failed and dead runs the monitor lists under "Recent failures": the newest this many of
+/// each state, which retention keeps whatever their age.
+pub const RECENT_FAILURES: i64 = 10;
+
+/// Deletes at most `limit` finished runs (succeeded, failed, dead) that finished before
+/// `before`, except the newest [`RECENT_FAILURES`] failed and dead runs; returns how many.
+pub async fn delete_finished_batch(
+    db: &PgPool,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> sqlx::Result<u64> {
     let done = sqlx::query!(
-        "DELETE FROM task_runs
-         WHERE state IN ('succeeded', 'failed', 'dead') AND finished_at < $1",
+        "DELETE FROM task_runs WHERE id IN (
+             SELECT id FROM task_runs
+             WHERE state IN ('succeeded', 'failed', 'dead') AND finished_at < $1
+               AND id NOT IN (SELECT id FROM task_runs WHERE state = 'failed'
+                              ORDER BY id DESC LIMIT $3)
+               AND id NOT IN (SELECT id FROM task_runs WHERE state = 'dead'
+                              ORDER BY id DESC LIMIT $3)
+             LIMIT $2)",
         before,
+        limit,
+        RECENT_FAILURES,
     )
     .execute(db)
     .await?;

@@ -395,3 +395,25 @@ pub async fn delivery_counts(db: &PgPool) -> Result<DeliveryCounts, sqlx::Error>
         dead: row.dead,
     })
 }
+
+/// Deletes at most `limit` events created before `before` none of whose deliveries is still
+/// pending, with their deliveries (the foreign key cascades); returns how many events.
+pub async fn delete_events_before(
+    db: &PgPool,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query!(
+        "DELETE FROM webhook_events WHERE id IN (
+             SELECT e.id FROM webhook_events e
+             WHERE e.created_at < $1
+               AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d
+                               WHERE d.event_id = e.id AND d.state = 'pending')
+             LIMIT $2)",
+        before,
+        limit,
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -28,6 +28,7 @@ mod quotes;
 mod rates;
 mod registration;
 mod request_heads;
+mod retention;
 mod security_headers;
 mod sessions;
 mod settings_cli;

@@ -165,7 +165,7 @@ async fn monitor_pages_redirect_anonymous_visitors_to_the_login_page() {
     let app = spawn_app().await;
     for path in [
         "/monitor",
-        "/monitor/runs?task=prune",
+        "/monitor/runs?task=prune_expired_data",
         "/monitor/rates",
         "/monitor/runs/00000000-0000-0000-0000-000000000000",
     ] {
@@ -175,7 +175,7 @@ async fn monitor_pages_redirect_anonymous_visitors_to_the_login_page() {
     }
     let res = app
         .client
-        .post(app.url("/monitor/tasks/prune/run"))
+        .post(app.url("/monitor/tasks/prune_expired_data/run"))
         .send()
         .await
         .unwrap();
@@ -228,7 +228,7 @@ async fn an_admin_logs_in_with_a_strict_http_only_cookie_and_sees_the_overview()
         "Dead",
         "fetch_rates",
         "finalize_conversions",
-        "prune",
+        "prune_expired_data",
         "0 30 3 * * *",
         "Run now",
         r#"http-equiv="refresh" content="10""#,
@@ -319,7 +319,9 @@ async fn posts_without_a_valid_csrf_token_are_forbidden() {
     let monitor = sign_in(&app).await;
     let csrf = monitor.csrf().await;
 
-    let missing = monitor.post("/monitor/tasks/prune/run", &[]).await;
+    let missing = monitor
+        .post("/monitor/tasks/prune_expired_data/run", &[])
+        .await;
     assert_eq!(missing.status(), 403);
     assert!(
         missing.headers()["content-type"]
@@ -328,13 +330,19 @@ async fn posts_without_a_valid_csrf_token_are_forbidden() {
             .starts_with("text/html")
     );
     let wrong = monitor
-        .post("/monitor/tasks/prune/run", &[("csrf", &"0".repeat(64))])
+        .post(
+            "/monitor/tasks/prune_expired_data/run",
+            &[("csrf", &"0".repeat(64))],
+        )
         .await;
     assert_eq!(wrong.status(), 403);
     // Another session's token does not work either.
     let other = sign_in(&app).await;
     let foreign = monitor
-        .post("/monitor/tasks/prune/run", &[("csrf", &other.csrf().await)])
+        .post(
+            "/monitor/tasks/prune_expired_data/run",
+            &[("csrf", &other.csrf().await)],
+        )
         .await;
     assert_eq!(foreign.status(), 403);
     let logout = monitor.post("/monitor/logout", &[("csrf", "nope")]).await;
@@ -347,7 +355,7 @@ async fn posts_without_a_valid_csrf_token_are_forbidden() {
     assert_eq!(none, 0, "a refused form must not enqueue anything");
 
     let ok = monitor
-        .post("/monitor/tasks/prune/run", &[("csrf", &csrf)])
+        .post("/monitor/tasks/prune_expired_data/run", &[("csrf", &csrf)])
         .await;
     assert_eq!(ok.status(), 303);
 }
@@ -359,16 +367,16 @@ async fn run_now_enqueues_a_run_and_shows_its_page() {
     let csrf = monitor.csrf().await;
 
     let res = monitor
-        .post("/monitor/tasks/prune/run", &[("csrf", &csrf)])
+        .post("/monitor/tasks/prune_expired_data/run", &[("csrf", &csrf)])
         .await;
     assert_eq!(res.status(), 303);
     let id = run_id_from(&res);
     let run = tasks::store::get(&app.db, id).await.unwrap().unwrap();
-    assert_eq!(run.task_name, "prune");
+    assert_eq!(run.task_name, "prune_expired_data");
     assert_eq!(run.state, TaskState::Queued);
 
     let page = monitor.page(&format!("/monitor/runs/{id}")).await;
-    assert!(page.contains("Run of prune") && page.contains("queued"));
+    assert!(page.contains("Run of prune_expired_data") && page.contains("queued"));
     assert!(page.contains(&id.to_string()));
 
     // A worker picks it up: the page shows how it ended.
@@ -392,9 +400,14 @@ async fn a_dead_run_is_retried_from_the_monitor() {
     let monitor = sign_in(&app).await;
     let csrf = monitor.csrf().await;
     let registry = app.tasks.clone();
-    let run = tasks::enqueue(&app.task_queue, &registry, "prune", serde_json::json!({}))
-        .await
-        .unwrap();
+    let run = tasks::enqueue(
+        &app.task_queue,
+        &registry,
+        "prune_expired_data",
+        serde_json::json!({}),
+    )
+    .await
+    .unwrap();
     sqlx::query(
         "UPDATE task_runs SET state = 'dead', attempts = max_attempts, finished_at = now(),
              last_error = 'provider <timeout> after 3 attempts' WHERE id = $1",
@@ -438,9 +451,14 @@ async fn the_runs_list_filters_and_pages() {
     let monitor = sign_in(&app).await;
     let registry = app.tasks.clone();
     for _ in 0..27 {
-        tasks::enqueue(&app.task_queue, &registry, "prune", serde_json::json!({}))
-            .await
-            .unwrap();
+        tasks::enqueue(
+            &app.task_queue,
+            &registry,
+            "prune_expired_data",
+            serde_json::json!({}),
+        )
+        .await
+        .unwrap();
     }
     tasks::enqueue(
         &app.task_queue,
@@ -451,19 +469,21 @@ async fn the_runs_list_filters_and_pages() {
     .await
     .unwrap();
 
-    let page = monitor.page("/monitor/runs?task=prune&state=queued").await;
-    assert_eq!(page.matches(">prune</a>").count(), 25);
+    let page = monitor
+        .page("/monitor/runs?task=prune_expired_data&state=queued")
+        .await;
+    assert_eq!(page.matches(">prune_expired_data</a>").count(), 25);
     assert!(!page.contains(">fetch_rates</a></td>"));
-    assert!(page.contains(r#"<option value="prune" selected>"#));
+    assert!(page.contains(r#"<option value="prune_expired_data" selected>"#));
     let older = page
         .split("href=\"")
         .find(|s| s.contains("before="))
         .and_then(|s| s.split('"').next())
         .expect("a link to older runs")
         .replace("&amp;", "&");
-    assert!(older.contains("task=prune") && older.contains("state=queued"));
+    assert!(older.contains("task=prune_expired_data") && older.contains("state=queued"));
     let second = monitor.page(&older).await;
-    assert_eq!(second.matches(">prune</a>").count(), 2);
+    assert_eq!(second.matches(">prune_expired_data</a>").count(), 2);
 
     let any = monitor.page("/monitor/runs?task=&state=").await;
     assert!(any.contains(">fetch_rates</a>"));

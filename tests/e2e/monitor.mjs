@@ -3,7 +3,7 @@
 //
 // It starts `currency-conversion serve --role all` against a fresh database and its own Redis key
 // prefix, creates an admin with the CLI, logs in through the form, checks the overview, presses
-// "Run now" for `prune`, reloads until the run has succeeded (with a deadline), and saves a
+// "Run now" for `prune_expired_data`, reloads until the run has succeeded (with a deadline), and saves a
 // screenshot of the overview to target/e2e-monitor.png.
 
 import { spawn, execFileSync } from 'node:child_process';
@@ -144,23 +144,23 @@ async function main() {
   await page.click('button[type=submit]');
   await page.waitForURL(`${base}/monitor`);
   await page.getByRole('heading', { name: 'Overview' }).waitFor();
-  for (const text of ['Queue depth', 'Jobs', 'Rate fetches', 'Recent failures', 'prune', 'fetch_rates']) {
+  for (const text of ['Queue depth', 'Jobs', 'Rate fetches', 'Recent failures', 'prune_expired_data', 'fetch_rates']) {
     await page.getByText(text, { exact: true }).first().waitFor();
   }
 
-  log('pressing Run now for prune');
-  await page.click('tr[data-task="prune"] button:has-text("Run now")');
+  log('pressing Run now for prune_expired_data');
+  await page.click('tr[data-task="prune_expired_data"] button:has-text("Run now")');
   await page.waitForURL(/\/monitor\/runs\/[0-9a-f-]{36}$/);
   const runUrl = page.url();
   log(`run page ${runUrl}`);
-  await waitFor('the prune run to succeed', 30_000, async () => {
+  await waitFor('the prune_expired_data run to succeed', 30_000, async () => {
     await page.goto(runUrl);
     return (await page.locator('h1 .badge').innerText()).trim() === 'succeeded';
   });
-  log('prune succeeded');
+  log('prune_expired_data succeeded');
 
   await page.goto(`${base}/monitor`);
-  await page.locator('tr[data-task="prune"] .badge.ok').waitFor();
+  await page.locator('tr[data-task="prune_expired_data"] .badge.ok').waitFor();
   mkdirSync(join(root, 'target'), { recursive: true });
   await page.screenshot({ path: screenshot, fullPage: true });
   log(`screenshot saved to ${screenshot}`);

@@ -432,12 +432,16 @@ async fn admin_api_runs_lists_retries_and_reports() {
     .await;
 
     let res = app
-        .post_json("/api/v1/tasks/prune/run", &json!({}), Some(&admin.token))
+        .post_json(
+            "/api/v1/tasks/prune_expired_data/run",
+            &json!({}),
+            Some(&admin.token),
+        )
         .await;
     assert_eq!(res.status(), 202);
     let run: serde_json::Value = res.json().await.unwrap();
     assert_eq!(run["state"], "queued");
-    assert_eq!(run["task_name"], "prune");
+    assert_eq!(run["task_name"], "prune_expired_data");
     let id = run["id"].as_str().unwrap().to_owned();
 
     let res = app
@@ -481,13 +485,17 @@ async fn admin_api_runs_lists_retries_and_reports() {
     // Pagination: three runs, pages of two.
     for _ in 0..2 {
         let res = app
-            .post_json("/api/v1/tasks/prune/run", &json!({}), Some(&admin.token))
+            .post_json(
+                "/api/v1/tasks/prune_expired_data/run",
+                &json!({}),
+                Some(&admin.token),
+            )
             .await;
         assert_eq!(res.status(), 202);
     }
     let page: serde_json::Value = app
         .get_with_token(
-            "/api/v1/tasks/runs?task=prune&state=queued&limit=2",
+            "/api/v1/tasks/runs?task=prune_expired_data&state=queued&limit=2",
             &admin.token,
         )
         .await
@@ -498,7 +506,7 @@ async fn admin_api_runs_lists_retries_and_reports() {
     let cursor = page["next_cursor"].as_str().unwrap();
     let page: serde_json::Value = app
         .get_with_token(
-            &format!("/api/v1/tasks/runs?task=prune&limit=2&cursor={cursor}"),
+            &format!("/api/v1/tasks/runs?task=prune_expired_data&limit=2&cursor={cursor}"),
             &admin.token,
         )
         .await
@@ -574,8 +582,11 @@ async fn admin_api_runs_lists_retries_and_reports() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|s| s["task_name"] == "prune")
-        .expect("prune is scheduled");
-    assert_eq!(prune["cron"], app.settings.tasks.schedule.prune.as_str());
+        .find(|s| s["task_name"] == "prune_expired_data")
+        .expect("prune_expired_data is scheduled");
+    assert_eq!(
+        prune["cron"],
+        app.settings.tasks.schedule.prune_expired_data.as_str()
+    );
     assert!(prune["next_fire_at"].is_string());
 }

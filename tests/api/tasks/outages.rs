@@ -39,6 +39,11 @@ async fn fetching_from(provider_url: &str) -> Harness {
             &conversions,
             &quotes,
             &webhooks,
+            currency_conversion::retention::Retention::new(
+                instance.db.clone(),
+                instance.clock.clone(),
+                &instance.settings,
+            ),
         )
         .unwrap(),
     );
