@@ -443,6 +443,22 @@ pub struct SpreadSettings {
     pub day: u32,
 }
 
+impl SpreadSettings {
+    /// The dearest lock's spread: what a markup must leave room for, so that markup + lock
+    /// stays under 10,000 bp and a rate stays positive.
+    pub fn dearest(&self) -> u32 {
+        [self.none, self.five_minutes, self.hour, self.day]
+            .into_iter()
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The largest markup that leaves a positive rate with every lock.
+    pub fn max_markup_bps(&self) -> u32 {
+        9_999u32.saturating_sub(self.dearest())
+    }
+}
+
 /// Webhooks (Standard Webhooks) and their delivery.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -851,15 +867,7 @@ impl Settings {
         if self.tasks.max_attempts == 0 {
             anyhow::bail!("tasks.max_attempts: must be at least 1");
         }
-        let dearest_lock = [
-            spreads.none,
-            spreads.five_minutes,
-            spreads.hour,
-            spreads.day,
-        ]
-        .into_iter()
-        .max()
-        .unwrap_or(0);
+        let dearest_lock = spreads.dearest();
         if self.pricing.default_markup_bps + dearest_lock >= 10_000 {
             anyhow::bail!(
                 "pricing.default_markup_bps: {} basis points with the dearest lock's {dearest_lock} would leave no rate; use at most {}",

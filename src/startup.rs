@@ -426,7 +426,7 @@ fn http_server(
         db: parts.state.db.clone(),
         clock: parts.state.clock.clone(),
         default_bps: parts.state.settings.pricing.default_markup_bps,
-        max_bps: crate::markups::max_markup_bps(&parts.state.settings.quotes.spread_bps),
+        max_bps: parts.state.settings.quotes.spread_bps.max_markup_bps(),
     });
     let sessions = web::Data::new(crate::monitor::session::Sessions::new(
         parts.auth.clone(),

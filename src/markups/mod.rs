@@ -29,20 +29,6 @@ pub struct Markups {
     pub max_bps: u32,
 }
 
-/// The largest markup an admin may set: with the dearest lock's spread, a rate stays positive.
-pub fn max_markup_bps(spreads: &crate::settings::SpreadSettings) -> u32 {
-    let dearest = [
-        spreads.none,
-        spreads.five_minutes,
-        spreads.hour,
-        spreads.day,
-    ]
-    .into_iter()
-    .max()
-    .unwrap_or(0);
-    9_999u32.saturating_sub(dearest)
-}
-
 /// The schedule a partner is priced with: its own, or the default from settings.
 pub async fn schedule_of(
     db: &PgPool,
