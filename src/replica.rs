@@ -174,7 +174,10 @@ impl Replica {
             return last.0;
         }
         let (state, why) = match tokio::time::timeout(CHECK_TIMEOUT, self.check()).await {
-            Err(_) => (ReplicaState::Down, Some("the lag check timed out".to_owned())),
+            Err(_) => (
+                ReplicaState::Down,
+                Some("the lag check timed out".to_owned()),
+            ),
             Ok(Err(e)) => (ReplicaState::Down, Some(format!("{e}"))),
             Ok(Ok(Lag::NotStandby)) => (
                 ReplicaState::Down,

@@ -465,7 +465,7 @@ pub async fn markup_report(
             .await
         })
         .await
-    .map_err(|e| ApiError::Internal(e.into()))?;
+        .map_err(|e| ApiError::Internal(e.into()))?;
     let data: Vec<MarkupLine> = rows
         .into_iter()
         .map(|r| MarkupLine {

@@ -143,14 +143,12 @@ pub async fn series(
     }
     // A series may be a moment behind: it reads the replica while that is current enough.
     let db = state.reads.pool().await;
-    let snapshot = store::snapshot_at(db, Some(to))
-        .await?
-        .ok_or_else(|| {
-            RatesError::NoRates(format!(
-                "no rates are stored at or before {}",
-                to.to_rfc3339()
-            ))
-        })?;
+    let snapshot = store::snapshot_at(db, Some(to)).await?.ok_or_else(|| {
+        RatesError::NoRates(format!(
+            "no rates are stored at or before {}",
+            to.to_rfc3339()
+        ))
+    })?;
     let pivot = snapshot.base;
     let provider = snapshot.provider;
     let mut needed: Vec<CurrencyCode> = symbols

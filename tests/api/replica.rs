@@ -9,7 +9,9 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde_json::Value;
 
-use crate::helpers::{ReplicaLock, TestApp, poll, spawn_app, spawn_app_with_rates, spawn_app_with_replica};
+use crate::helpers::{
+    ReplicaLock, TestApp, poll, spawn_app, spawn_app_with_rates, spawn_app_with_replica,
+};
 
 async fn convert(app: &TestApp, token: &str) -> String {
     let res = app.convert(token, "EUR", "USD", "10.00").await;
@@ -33,7 +35,11 @@ async fn history_ids(app: &TestApp, token: &str) -> Vec<String> {
 
 async fn readiness(app: &TestApp) -> Value {
     let res = app.get("/health/ready").await;
-    assert_eq!(res.status(), 200, "the replica's state never fails readiness");
+    assert_eq!(
+        res.status(),
+        200,
+        "the replica's state never fails readiness"
+    );
     res.json().await.unwrap()
 }
 
@@ -66,7 +72,9 @@ async fn history_reads_the_replica_while_a_conversion_reads_its_own_write_on_the
     lock.pause().await;
     let after = convert(&app, &partner.token).await;
     // Read-your-writes: the conversion just made is found at once (the primary answers).
-    let res = app.get_conversion(&partner.token, &Value::from(after.clone())).await;
+    let res = app
+        .get_conversion(&partner.token, &Value::from(after.clone()))
+        .await;
     assert_eq!(res.status(), 200);
     // The history, its export and the summary read the replica, whose replay is paused (within
     // the hour's lag bound): the new conversion is not there yet.
@@ -79,7 +87,10 @@ async fn history_reads_the_replica_while_a_conversion_reads_its_own_write_on_the
         .unwrap();
     assert!(csv.contains(&before) && !csv.contains(&after), "{csv}");
     let summary: Value = app
-        .get_with_token("/api/v1/conversions/summary?group_by=currency_pair", &partner.token)
+        .get_with_token(
+            "/api/v1/conversions/summary?group_by=currency_pair",
+            &partner.token,
+        )
         .await
         .json()
         .await
@@ -119,7 +130,12 @@ async fn a_lagging_replica_sends_history_to_the_primary_until_it_catches_up() {
     assert_eq!(ready["checks"]["replica"], "lagging", "{ready}");
     assert_eq!(ready["status"], "ok", "{ready}");
     assert_eq!(metric(&app, "db_replica_up").await, Some(0.0));
-    assert!(metric(&app, "db_replica_fallbacks_total").await.unwrap_or(0.0) >= 1.0);
+    assert!(
+        metric(&app, "db_replica_fallbacks_total")
+            .await
+            .unwrap_or(0.0)
+            >= 1.0
+    );
     assert!(
         !crate::helpers::logged_lines_with("read replica unusable").is_empty(),
         "the episode is logged"
@@ -152,7 +168,12 @@ async fn history_and_readiness_carry_on_when_the_replica_is_down() {
     assert_eq!(ready["checks"]["replica"], "down", "{ready}");
     assert_eq!(ready["checks"]["postgres"], "up", "{ready}");
     assert_eq!(ready["status"], "ok", "{ready}");
-    assert!(metric(&app, "db_replica_fallbacks_total").await.unwrap_or(0.0) >= 1.0);
+    assert!(
+        metric(&app, "db_replica_fallbacks_total")
+            .await
+            .unwrap_or(0.0)
+            >= 1.0
+    );
 }
 
 #[tokio::test]

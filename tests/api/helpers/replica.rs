@@ -108,13 +108,17 @@ impl ReplicaLock {
             .fetch_one(&app.db)
             .await
             .unwrap();
-        poll(Duration::from_secs(60), "the replica to catch up", || async {
-            sqlx::query_scalar::<_, bool>("SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn")
-                .bind(&target)
-                .fetch_one(&mut self.replica().await)
-                .await
-                .unwrap()
-        })
+        poll(
+            Duration::from_secs(60),
+            "the replica to catch up",
+            || async {
+                sqlx::query_scalar::<_, bool>("SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn")
+                    .bind(&target)
+                    .fetch_one(&mut self.replica().await)
+                    .await
+                    .unwrap()
+            },
+        )
         .await;
     }
 }
