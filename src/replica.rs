@@ -87,16 +87,15 @@ impl ReadPool {
     /// The read pools of `settings`: the primary, and the replica when `database.replica_url`
     /// is set (a lazy pool of the same size and acquire timeout as the primary's).
     pub fn new(primary: PgPool, settings: &DatabaseSettings) -> anyhow::Result<Self> {
-        let replica = match crate::db::replica_pool(settings)? {
-            None => None,
-            Some(pool) => Some(Arc::new(Replica {
+        let replica = crate::db::replica_pool(settings)?.map(|pool| {
+            Arc::new(Replica {
                 pool,
                 max_lag: Duration::from_secs(settings.replica_max_lag_secs),
                 observed: Mutex::new((ReplicaState::Down, None)),
                 checking: tokio::sync::Mutex::new(()),
                 fallbacks: AtomicU64::new(0),
-            })),
-        };
+            })
+        });
         Ok(Self { primary, replica })
     }
 

@@ -67,7 +67,10 @@ async fn history_reads_the_replica_while_a_conversion_reads_its_own_write_on_the
     let before = convert(&app, &partner.token).await;
     lock.caught_up(&app).await;
     replica_up(&app).await;
-    assert_eq!(history_ids(&app, &partner.token).await, [before.clone()]);
+    assert_eq!(
+        history_ids(&app, &partner.token).await,
+        std::slice::from_ref(&before)
+    );
 
     lock.pause().await;
     let after = convert(&app, &partner.token).await;
@@ -78,7 +81,10 @@ async fn history_reads_the_replica_while_a_conversion_reads_its_own_write_on_the
     assert_eq!(res.status(), 200);
     // The history, its export and the summary read the replica, whose replay is paused (within
     // the hour's lag bound): the new conversion is not there yet.
-    assert_eq!(history_ids(&app, &partner.token).await, [before.clone()]);
+    assert_eq!(
+        history_ids(&app, &partner.token).await,
+        std::slice::from_ref(&before)
+    );
     let csv = app
         .get_with_token("/api/v1/conversions?format=csv", &partner.token)
         .await
