@@ -57,7 +57,9 @@ pub struct ReplicaLock {
 impl ReplicaLock {
     pub async fn take(app: &TestApp) -> Self {
         let replica_server = replica_server().await;
-        let mut primary = PgConnection::connect(&app.admin_url).await.unwrap();
+        // The maintenance database: advisory locks are per database, and this one is shared.
+        let options = super::database::maintenance_options(&app.settings);
+        let mut primary = PgConnection::connect_with(&options).await.unwrap();
         sqlx::query("SELECT pg_advisory_lock($1)")
             .bind(REPLAY_LOCK)
             .execute(&mut primary)
