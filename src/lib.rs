@@ -32,4 +32,6 @@ pub mod startup;
 pub mod state;
 pub mod tasks;
 pub mod telemetry;
+#[cfg(test)]
+mod test_cases;
 pub mod webhooks;
