@@ -12,7 +12,8 @@ use crate::rates::frankfurter;
 async fn rates_events(app: &TestApp) -> Vec<(String, String)> {
     sqlx::query_as(
         "SELECT event_type, payload::jsonb #>> '{data,currency}' FROM webhook_events
-         WHERE event_type LIKE 'rates.%' ORDER BY created_at, payload::jsonb #>> '{data,currency}'",
+         WHERE event_type LIKE 'rates.%'
+         ORDER BY created_at, event_type, payload::jsonb #>> '{data,currency}'",
     )
     .fetch_all(&app.db)
     .await
@@ -33,10 +34,7 @@ async fn a_currency_falling_below_the_quorum_and_back_is_announced_once_to_subsc
             json!(["rates.degraded", "rates.recovered"]),
         )
         .await;
-    assert_eq!(
-        hook["events"],
-        json!(["rates.degraded", "rates.recovered"])
-    );
+    assert_eq!(hook["events"], json!(["rates.degraded", "rates.recovered"]));
     app.register_webhook(&other.token, &receiver.url(), json!(["conversion.created"]))
         .await;
     // A second instance: its own sources' clients and breakers, the same database.
