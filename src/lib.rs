@@ -33,4 +33,6 @@ pub mod startup;
 pub mod state;
 pub mod tasks;
 pub mod telemetry;
+#[cfg(test)]
+mod test_cases;
 pub mod webhooks;
