@@ -10,6 +10,7 @@ pub mod currency_code;
 pub mod db;
 pub mod error;
 pub mod extract;
+pub mod gcra;
 pub mod head_guard;
 pub mod health;
 pub mod history;
