@@ -16,10 +16,10 @@ use actix_web::{ResponseError, web};
 use uuid::Uuid;
 
 use super::Access;
-use super::limiter::Decision;
 use super::usage::RequestClass;
 use crate::auth::{Auth, Role};
 use crate::error::ApiError;
+use crate::gcra::Decision;
 
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");

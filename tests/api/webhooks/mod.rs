@@ -3,6 +3,8 @@
 //! along on the injected clock.
 
 mod events;
+mod pings;
+mod rates_events;
 
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
