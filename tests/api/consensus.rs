@@ -11,15 +11,15 @@ use currency_conversion::settings::RateSource;
 use crate::helpers::{TestApp, assert_problem, spawn_app_with};
 use crate::rates::{FakeProvider, frankfurter};
 
-struct Sources {
-    honest: [FakeProvider; 3],
-    scaled: FakeProvider,
-    inverted: FakeProvider,
+pub(crate) struct Sources {
+    pub honest: [FakeProvider; 3],
+    pub scaled: FakeProvider,
+    pub inverted: FakeProvider,
 }
 
 /// EUR-pivot rates as each source publishes them on `date`. `honest[2]` omits CHF, `scaled`
 /// omits GBP.
-fn publish(s: &Sources, date: NaiveDate, usd: [&str; 3]) {
+pub(crate) fn publish(s: &Sources, date: NaiveDate, usd: [&str; 3]) {
     let gbp = ["0.84", "0.8401", "0.8399"];
     for (i, source) in s.honest.iter().enumerate() {
         let mut rates = vec![("USD", usd[i]), ("GBP", gbp[i])];
@@ -38,7 +38,7 @@ fn publish(s: &Sources, date: NaiveDate, usd: [&str; 3]) {
     );
 }
 
-async fn five_sources() -> (TestApp, Sources, NaiveDate) {
+pub(crate) async fn five_sources() -> (TestApp, Sources, NaiveDate) {
     let s = Sources {
         honest: [
             FakeProvider::start(),

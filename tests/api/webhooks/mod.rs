@@ -5,6 +5,7 @@
 mod events;
 mod outages;
 mod pings;
+mod rates_events;
 
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
