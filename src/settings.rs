@@ -321,6 +321,9 @@ pub struct RatesSettings {
     /// API keys of the sources that need one, `name=KEY` each
     /// (`CCS__RATES__SOURCE_KEYS="oxr=KEY,…"`). Never printed.
     pub source_keys: SourceKeys,
+    /// Days a source's fetch record (`rate_source_fetches`: outcome, latency, breaker, shown
+    /// on the monitor) is kept before `prune_expired_data` deletes it.
+    pub source_fetch_retention_days: u32,
     /// How the sources' values become one rate per currency.
     pub consensus: ConsensusSettings,
 }
@@ -805,6 +808,9 @@ impl Settings {
             anyhow::bail!(
                 "limits.requests_per_minute: must be between 1 and {MAX_REQUESTS_PER_MINUTE}"
             );
+        }
+        if !(1..=36_600).contains(&self.rates.source_fetch_retention_days) {
+            anyhow::bail!("rates.source_fetch_retention_days: must be between 1 and 36600");
         }
         if !(1..=36_600).contains(&self.usage.retention_days) {
             anyhow::bail!("usage.retention_days: must be between 1 and 36600");
