@@ -11,6 +11,7 @@ mod conversion_history;
 mod conversions;
 mod credentials;
 mod currencies;
+mod ecb_oracle;
 mod first_start;
 mod foundation;
 mod helpers;
