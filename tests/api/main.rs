@@ -6,6 +6,7 @@
 mod auth;
 mod batches;
 mod consensus;
+mod consensus_cost;
 mod contract;
 mod conversion_history;
 mod conversions;
