@@ -3,6 +3,7 @@
 //! along on the injected clock.
 
 mod events;
+mod outages;
 mod pings;
 mod rates_events;
 
