@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use bigdecimal::{BigDecimal, RoundingMode};
+use bigdecimal::{BigDecimal, RoundingMode, Zero};
 use currency_conversion::currencies::service as currencies;
 use currency_conversion::rates;
 use currency_conversion::settings::RateSource;
@@ -124,7 +124,7 @@ async fn conversions_on_a_single_ecb_source_match_the_ecb_file_within_one_minor_
                 let exact = &amount * BigDecimal::parse_bytes(to_rate.as_bytes(), 10).unwrap()
                     / BigDecimal::parse_bytes(from_rate.as_bytes(), 10).unwrap();
                 let expected = exact.with_scale_round(minor[to], RoundingMode::Down);
-                if expected == BigDecimal::from(0) {
+                if expected.is_zero() {
                     continue;
                 }
                 all.push(Case {
@@ -196,7 +196,7 @@ async fn conversions_on_a_single_ecb_source_match_the_ecb_file_within_one_minor_
                 "{} {} → {}: {result}, the ECB file gives {}",
                 case.amount, case.from, case.to, case.expected
             ));
-        } else if difference > BigDecimal::from(0) {
+        } else if !difference.is_zero() {
             one_unit += 1;
         }
     }
