@@ -3,6 +3,7 @@
 
 use crate::conversions::Conversions;
 use crate::conversions::jobs::FinalizeConversions;
+use crate::conversions::partitions::MaintainPartitions;
 use crate::quotes::Quotes;
 use crate::quotes::jobs::ExpireQuotes;
 use crate::rates::Rates;
@@ -29,6 +30,8 @@ pub fn registry(
     registry.schedule(FetchRates::NAME, &schedule.fetch_rates)?;
     registry.register::<FinalizeConversions>(conversions.clone());
     registry.schedule(FinalizeConversions::NAME, &schedule.finalize_conversions)?;
+    registry.register::<MaintainPartitions>(conversions.clone());
+    registry.schedule(MaintainPartitions::NAME, &schedule.maintain_partitions)?;
     registry.register::<ExpireQuotes>(quotes.clone());
     registry.schedule(ExpireQuotes::NAME, &schedule.expire_quotes)?;
     registry.register::<DeliverWebhooks>(webhooks.clone());

@@ -395,6 +395,10 @@ pub struct ConversionSettings {
     // is given entries, and `base.toml`'s empty table is dropped when the layers are merged.
     #[serde(default, deserialize_with = "min_amounts_from_text")]
     pub min_amounts: std::collections::HashMap<CurrencyCode, bigdecimal::BigDecimal>,
+    /// Monthly partitions of `conversions` that ended more than this many whole months ago are
+    /// detached by `maintain_partitions` (never dropped: each stays a table of its own, for
+    /// archiving). 0, the default: never; conversions are money history.
+    pub detach_partitions_after_months: u32,
 }
 
 impl ConversionSettings {
@@ -513,6 +517,10 @@ pub struct ScheduleSettings {
     pub deliver_webhooks: CronExpression,
     /// Cron expression with seconds for recording ended rate locks (`quote.expired`).
     pub expire_quotes: CronExpression,
+    /// Cron expression with seconds for `maintain_partitions`: the monthly partitions of
+    /// `conversions` created ahead, old ones detached when
+    /// `conversions.detach_partitions_after_months` says so.
+    pub maintain_partitions: CronExpression,
 }
 
 #[derive(Debug, Clone, Deserialize)]

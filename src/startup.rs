@@ -140,6 +140,7 @@ impl Application {
     pub async fn build(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
         crate::db::create_and_migrate(&settings.database).await?;
         let (parts, tasks) = Parts::build(AppState::new(settings, clock)?)?;
+        ensure_partitions(&parts).await;
         let state = &parts.state;
         let address = format!(
             "{}:{}",
@@ -302,12 +303,30 @@ pub async fn run_background_only(
 ) -> anyhow::Result<()> {
     crate::db::create_and_migrate(&settings.database).await?;
     let (parts, tasks) = Parts::build(AppState::new(settings, clock)?)?;
+    ensure_partitions(&parts).await;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let background =
         crate::tasks::start_background(parts.tasks.clone(), tasks, role, shutdown.clone());
     wait_for_signal().await;
     stop_background(&parts.state, shutdown, background).await;
     Ok(())
+}
+
+/// Creates the monthly partitions of `conversions` this process will write into, if missing,
+/// without waiting for `maintain_partitions`'s next run. A failure does not stop the start:
+/// rows of a month without a partition go to the default partition meanwhile.
+async fn ensure_partitions(parts: &Parts) {
+    let now = parts.state.clock.now();
+    match crate::conversions::partitions::ensure_ahead(&parts.state.db, now).await {
+        Ok(created) if !created.is_empty() => {
+            tracing::info!(?created, "conversions partitions created");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(
+            error = %e,
+            "could not create the conversions partitions ahead; maintain_partitions will retry"
+        ),
+    }
 }
 
 async fn stop_background(

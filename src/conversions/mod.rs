@@ -8,12 +8,14 @@
 //!
 //! - [`pricing`]: the checks and pricing a conversion or a quote starts with;
 //! - [`create`]: converting one amount (at the rate in force or on a quote);
-//! - [`service`]: the conversion as the API shows it, reading, cancelling, finalizing.
+//! - [`service`]: the conversion as the API shows it, reading, cancelling, finalizing;
+//! - [`partitions`]: the table's monthly partitions, created ahead and detached when old.
 
 pub mod batch;
 pub mod create;
 pub mod domain;
 pub mod jobs;
+pub mod partitions;
 pub mod routes;
 pub mod service;
 pub mod store;

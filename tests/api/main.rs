@@ -22,6 +22,7 @@ mod login_throttle;
 mod markups;
 mod monitor;
 mod outages;
+mod partitions;
 mod password_policy;
 mod pricing;
 mod proxy;

@@ -164,3 +164,30 @@ pub async fn fresh_database(settings: &Settings) -> (String, String) {
     );
     (url, name)
 }
+
+/// Creates an empty database (no migrations), for tests of a migration on an older schema, and
+/// returns its URL and name.
+pub async fn fresh_empty_database() -> (String, String) {
+    let settings = super::base_settings();
+    let name = format!("ccs_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect_with(&maintenance_options(&settings))
+        .await
+        .unwrap();
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .await
+        .unwrap();
+    admin.close().await.ok();
+    let url = format!(
+        "{}/{}",
+        settings
+            .database
+            .url
+            .expose_secret()
+            .rsplit_once('/')
+            .unwrap()
+            .0,
+        name
+    );
+    (url, name)
+}

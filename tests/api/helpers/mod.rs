@@ -18,9 +18,9 @@ mod tasks;
 mod webhooks;
 
 pub use auth::{TEST_PASSWORD, TestUser};
-pub use database::fresh_database;
+pub use database::{fresh_database, fresh_empty_database};
 pub use private_redis::PrivateRedis;
-pub use rates::spawn_app_with_rates;
+pub use rates::{EUR_RATES, spawn_app_with_rates};
 pub use replica::{ReplicaLock, poll, spawn_app_with_replica};
 pub use tasks::task_queue;
 
