@@ -306,7 +306,7 @@ pub async fn logout(
             .redis
             .run::<()>(
                 redis::cmd("SET")
-                    .arg(revoked_key(auth, *jti))
+                    .arg(revoked_key(auth, user, *jti))
                     .arg(1)
                     .arg("EX")
                     .arg(*ttl),
@@ -323,8 +323,12 @@ pub async fn logout(
     Ok(())
 }
 
-fn revoked_key(auth: &Auth, jti: Uuid) -> String {
-    auth.redis.key(&format!("auth:revoked_jti:{jti}"))
+/// The logout mark of a token or session id of `user`. The user's keys share the hash tag
+/// `{<user>}`, so that the per-request MGET of a user's status and marks stays in one Redis
+/// Cluster slot (docs/scaling.md, "Redis Cluster").
+fn revoked_key(auth: &Auth, user: Uuid, jti: Uuid) -> String {
+    auth.redis
+        .key(&format!("auth:{{{user}}}:revoked_jti:{jti}"))
 }
 
 /// A fresh access token continuing `caller`'s session, for a sliding session (the monitor's):
@@ -389,15 +393,15 @@ pub async fn authenticate(auth: &Auth, token: &str) -> Result<Caller, AuthError>
         return Ok(caller);
     }
     let status_key = status_key(auth, user);
-    let token_revoked_key = revoked_key(auth, claims.jti);
+    let token_revoked_key = revoked_key(auth, user.as_uuid(), claims.jti);
     // A renewed token is logged out with its session, whichever of its tokens logged out.
-    let session_revoked_key = revoked_key(auth, claims.session());
+    let session_revoked_key = revoked_key(auth, user.as_uuid(), claims.session());
     let mut mget = redis::cmd("MGET");
     mget.arg(&status_key)
         .arg(&token_revoked_key)
         .arg(&session_revoked_key);
     if let Some(credential) = claims.cid {
-        mget.arg(credential_status_key(auth, credential));
+        mget.arg(credential_status_key(auth, user, credential));
     }
     let cached: anyhow::Result<Vec<Option<String>>> = auth.redis.run(&mget).await;
     let (status, credential_live) = match cached.as_deref() {
@@ -426,7 +430,7 @@ pub async fn authenticate(auth: &Auth, token: &str) -> Result<Caller, AuthError>
                     } else {
                         CREDENTIAL_REVOKED
                     };
-                    cache_nx(auth, &credential_status_key(auth, credential), value).await;
+                    cache_nx(auth, &credential_status_key(auth, user, credential), value).await;
                     live
                 }
             };
@@ -557,9 +561,13 @@ async fn cache_nx(auth: &Auth, key: &str, value: &str) {
 const CREDENTIAL_LIVE: &str = "live";
 const CREDENTIAL_REVOKED: &str = "revoked";
 
-fn credential_status_key(auth: &Auth, credential: Uuid) -> String {
-    auth.redis
-        .key(&format!("auth:credential_status:{credential}"))
+/// The cached status of a client credential of `partner` (hash tag `{<partner>}`, as
+/// [`revoked_key`]).
+fn credential_status_key(auth: &Auth, partner: UserId, credential: Uuid) -> String {
+    auth.redis.key(&format!(
+        "auth:{{{}}}:credential_status:{credential}",
+        partner.as_uuid()
+    ))
 }
 
 /// Publishes a credential's revocation like [`publish_status`] does a user's: this process
@@ -571,7 +579,7 @@ pub(super) async fn publish_credential_revoked(auth: &Auth, partner: UserId, cre
         .redis
         .run::<()>(
             redis::cmd("SET")
-                .arg(credential_status_key(auth, credential))
+                .arg(credential_status_key(auth, partner, credential))
                 .arg(CREDENTIAL_REVOKED)
                 .arg("EX")
                 .arg(auth.settings.user_status_cache_secs.max(1)),
@@ -583,9 +591,10 @@ pub(super) async fn publish_credential_revoked(auth: &Auth, partner: UserId, cre
     }
 }
 
+/// The cached status of `user` (hash tag `{<user>}`, as [`revoked_key`]).
 fn status_key(auth: &Auth, user: UserId) -> String {
     auth.redis
-        .key(&format!("auth:user_status:{}", user.as_uuid()))
+        .key(&format!("auth:{{{}}}:user_status", user.as_uuid()))
 }
 
 /// Publishes a user's new status after a change (disable, enable, new password): this process

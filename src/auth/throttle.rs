@@ -169,7 +169,7 @@ impl<'a> LoginThrottle<'a> {
             outage: &auth.throttle_outage,
             clock: &auth.clock,
             account_key: subject_key(&auth.redis, kind, subject),
-            ip_key: auth.redis.key(&format!("login:ip:{ip}")),
+            ip_key: auth.redis.key(&format!("{{login}}:ip:{ip}")),
             max_account: settings.max_failed_logins,
             max_ip: settings.max_failed_logins.saturating_mul(4),
             window_secs: settings.login_window_secs,
@@ -229,10 +229,12 @@ impl<'a> LoginThrottle<'a> {
 }
 
 /// The counter key of an account (`kind` `account`, by normalised email) or a client
-/// (`client`, by client id): a hash of the subject, never the value itself.
+/// (`client`, by client id): a hash of the subject, never the value itself. Every login counter
+/// carries the hash tag `{login}`: the scripts count an attempt against its subject and its
+/// address at once, which Redis Cluster allows only within one slot.
 fn subject_key(redis: &Redis, kind: &str, subject: &str) -> String {
     let hash = hex::encode(Sha256::digest(subject.as_bytes()));
-    redis.key(&format!("login:{kind}:{hash}"))
+    redis.key(&format!("{{login}}:{kind}:{hash}"))
 }
 
 /// Lifts the account's login lock (its failed-login counter), as a new password or an

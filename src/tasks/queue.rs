@@ -123,9 +123,11 @@ impl Queue {
     /// The queue under `redis`'s key prefix.
     pub fn new(redis: Redis) -> Self {
         Self {
-            stream: redis.key("tasks:stream"),
-            delayed: redis.key("tasks:delayed"),
-            index: redis.key("tasks:enqueued"),
+            // One hash tag: the scripts move runs between the three in one step, which Redis
+            // Cluster allows only within a slot (docs/scaling.md, "Redis Cluster").
+            stream: redis.key("{tasks}:stream"),
+            delayed: redis.key("{tasks}:delayed"),
+            index: redis.key("{tasks}:enqueued"),
             redis,
         }
     }

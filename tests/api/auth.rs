@@ -448,7 +448,7 @@ async fn a_deleted_users_token_stops_working() {
     let key = app
         .state
         .redis
-        .key(&format!("auth:user_status:{}", partner.id));
+        .key(&format!("auth:{{{}}}:user_status", partner.id));
     app.state
         .redis
         .run::<()>(redis::cmd("DEL").arg(&key))
