@@ -98,9 +98,17 @@ pub async fn overview(
     let (sources, exclusions) = if names.is_empty() {
         (Vec::new(), Vec::new())
     } else {
+        let base = monitor.rates.settings.base;
+        let quotes: Vec<CurrencyCode> = crate::rates::service::known_currencies(&monitor.rates)
+            .await?
+            .into_keys()
+            .filter(|c| *c != base)
+            .collect();
+        let db = &monitor.db;
         (
-            crate::rates::health::sources(&monitor.db, &names, now).await?,
-            crate::rates::health::recent_exclusions(&monitor.db, now, RECENT_EXCLUSIONS).await?,
+            crate::rates::health::sources(db, &names, base, &quotes, now).await?,
+            crate::rates::health::recent_exclusions(db, base, &quotes, now, RECENT_EXCLUSIONS)
+                .await?,
         )
     };
     Ok(Overview {

@@ -102,10 +102,28 @@ pub struct Exclusion {
     pub reason: String,
 }
 
-/// Each of `sources` (the configured names, in order), as of `now`.
+/// The consensus outcomes in force at some time during the day before `now`, of the currencies
+/// `quotes` against `base`: the ones first seen in that day, and those in force when it began.
+/// Returns the ids of the latter (the former are found by `observed_at`) and the day's start.
+async fn in_force_at_start_of_day(
+    db: &PgPool,
+    base: CurrencyCode,
+    quotes: &[CurrencyCode],
+    now: DateTime<Utc>,
+) -> anyhow::Result<(Vec<i64>, DateTime<Utc>)> {
+    let since = now - TimeDelta::days(1);
+    let mut conn = db.acquire().await?;
+    let at_start = super::store::consensus_at(&mut conn, base, quotes, since).await?;
+    Ok((at_start.values().map(|r| r.id).collect(), since))
+}
+
+/// Each of `sources` (the configured names, in order), as of `now`; exclusions are counted
+/// over the consensus outcomes of `quotes` against `base` in force during the last day.
 pub async fn sources(
     db: &PgPool,
     sources: &[String],
+    base: CurrencyCode,
+    quotes: &[CurrencyCode],
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<SourceHealth>> {
     let rows = sqlx::query!(
@@ -127,14 +145,15 @@ pub async fn sources(
     .fetch_all(db)
     .await
     .context("reading the rates sources' fetches")?;
-    let since = now - TimeDelta::days(1);
+    let (at_start, since) = in_force_at_start_of_day(db, base, quotes, now).await?;
     let counts = sqlx::query!(
         r#"SELECT e->>'source' AS "source!", o.quote AS "quote!: CurrencyCode",
                   count(*) AS "count!"
            FROM rate_consensus_observations o, jsonb_array_elements(o.excluded) AS e
-           WHERE o.last_seen_at >= $1
+           WHERE o.observed_at > $1 OR o.id = ANY($2)
            GROUP BY 1, 2"#,
         since,
+        &at_start,
     )
     .fetch_all(db)
     .await
@@ -161,22 +180,27 @@ pub async fn sources(
         .collect())
 }
 
-/// The exclusions in force during the last day before `now`, newest first, at most `limit`.
+/// The exclusions in force during the last day before `now` (of `quotes` against `base`),
+/// newest first, at most `limit`.
 pub async fn recent_exclusions(
     db: &PgPool,
+    base: CurrencyCode,
+    quotes: &[CurrencyCode],
     now: DateTime<Utc>,
     limit: i64,
 ) -> anyhow::Result<Vec<Exclusion>> {
+    let (at_start, since) = in_force_at_start_of_day(db, base, quotes, now).await?;
     let rows = sqlx::query!(
         r#"SELECT o.observed_at, o.last_seen_at, o.quote AS "quote!: CurrencyCode",
                   e->>'source' AS "source!", e->>'rate' AS "rate!", e->>'median' AS median,
                   e->>'reason' AS "reason!"
            FROM rate_consensus_observations o, jsonb_array_elements(o.excluded) AS e
-           WHERE o.last_seen_at >= $1
+           WHERE o.observed_at > $1 OR o.id = ANY($3)
            ORDER BY o.observed_at DESC, o.quote, e->>'source'
            LIMIT $2"#,
-        now - TimeDelta::days(1),
+        since,
         limit,
+        &at_start,
     )
     .fetch_all(db)
     .await
