@@ -210,6 +210,13 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// How long a request waits for a pooled connection before failing, in milliseconds.
     pub acquire_timeout_ms: u64,
+    /// A streaming read replica of `url` (same database name), for the reads that may be a
+    /// moment behind: history lists, CSV exports, summaries, reports, rate series and the
+    /// monitor's charts. Empty: none, everything reads the primary.
+    pub replica_url: SecretString,
+    /// How far behind (seconds of unreplayed WAL) the replica may be before those reads go to
+    /// the primary instead. An idle primary is no lag (docs/scaling.md, "Read replica").
+    pub replica_max_lag_secs: u64,
 }
 
 #[derive(Clone, Deserialize)]
@@ -726,6 +733,9 @@ impl Settings {
         }
         if self.server.body_limit_bytes < 1024 {
             anyhow::bail!("server.body_limit_bytes: must be at least 1024");
+        }
+        if !self.database.replica_url.expose_secret().is_empty() {
+            crate::db::replica_pool(&self.database)?;
         }
         if self.database.max_connections == 0 {
             anyhow::bail!("database.max_connections: must be at least 1");

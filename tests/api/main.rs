@@ -28,6 +28,7 @@ mod proxy;
 mod quotes;
 mod rates;
 mod registration;
+mod replica;
 mod request_heads;
 mod retention;
 mod security_headers;
