@@ -489,10 +489,22 @@ pub struct WebhookSettings {
     pub retry_schedule_secs: Vec<u64>,
     /// Seconds the previous secret keeps signing after a rotation.
     pub secret_overlap_secs: u64,
-    /// Deliveries one dispatcher claims at a time.
+    /// Most deliveries one claim takes (never more than the dispatcher's free slots).
     pub dispatch_batch: u32,
-    /// Deliveries one dispatcher sends concurrently.
+    /// Deliveries one dispatcher sends concurrently (its slots).
     pub concurrency: usize,
+    /// Attempts in flight to one endpoint at most, across instances: a slow receiver holds
+    /// this many slots, not all of them.
+    pub max_in_flight_per_endpoint: u32,
+    /// Attempts in flight for one partner at most, across instances and its endpoints; below
+    /// `concurrency`, so one partner's slow receivers always leave slots for the others.
+    pub max_in_flight_per_partner: u32,
+    /// Failed attempts in a row (non-2xx, timeout, refused) after which an endpoint's breaker
+    /// opens: its deliveries wait `breaker_cooldown_secs` (postponed, not failed), then one
+    /// trial attempt closes it (2xx) or opens it again.
+    pub breaker_failures: u32,
+    /// Seconds an endpoint whose breaker opened is paused.
+    pub breaker_cooldown_secs: u64,
     /// Live endpoints one partner may have.
     pub max_endpoints_per_partner: u32,
     /// Test pings (`POST /webhooks/{id}/test`) one endpoint may get per minute, counted across
@@ -783,6 +795,10 @@ impl Settings {
             ),
             ("webhooks.timeout_secs", self.webhooks.timeout_secs),
             (
+                "webhooks.breaker_cooldown_secs",
+                self.webhooks.breaker_cooldown_secs,
+            ),
+            (
                 "webhooks.secret_overlap_secs",
                 self.webhooks.secret_overlap_secs,
             ),
@@ -837,6 +853,21 @@ impl Settings {
             anyhow::bail!(
                 "usage.flush_interval_ms: must be between 100 and 4000 (counts are visible within 5 s)"
             );
+        }
+        for (key, value) in [
+            (
+                "webhooks.max_in_flight_per_endpoint",
+                self.webhooks.max_in_flight_per_endpoint,
+            ),
+            (
+                "webhooks.max_in_flight_per_partner",
+                self.webhooks.max_in_flight_per_partner,
+            ),
+            ("webhooks.breaker_failures", self.webhooks.breaker_failures),
+        ] {
+            if !(1..=1_000_000).contains(&value) {
+                anyhow::bail!("{key}: must be between 1 and 1000000");
+            }
         }
         if !(1..=MAX_REQUESTS_PER_MINUTE).contains(&self.webhooks.test_pings_per_minute) {
             anyhow::bail!(
