@@ -676,11 +676,23 @@ pub async fn register(auth: &Auth, account: NewAccount) -> Result<(), AuthError>
     }
 }
 
+/// The caller's own profile, from this process's memo (see [`Auth::profiles`]); PostgreSQL is
+/// asked when the memo does not have it.
 pub async fn me(auth: &Auth, caller: &Caller) -> Result<UserView, AuthError> {
-    store::find_by_id(&auth.db, caller.id)
-        .await?
-        .map(UserView::from)
-        .ok_or_else(|| AuthError::InvalidToken("account no longer exists".into()))
+    auth.profiles
+        .get_or_load(&auth.redis, caller.id, || async {
+            store::find_by_id(&auth.db, caller.id)
+                .await?
+                .map(UserView::from)
+                .ok_or_else(|| AuthError::InvalidToken("account no longer exists".into()))
+        })
+        .await
+}
+
+/// A user's row changed (name, status, password): every instance forgets the profiles it
+/// memoised (this one at once, the others within a second).
+async fn profile_changed(auth: &Auth) {
+    auth.profiles.changed(&auth.redis).await;
 }
 
 pub async fn list_partners(
@@ -719,6 +731,7 @@ pub async fn update_partner(
     )
     .await?
     .ok_or(AuthError::PartnerNotFound)?;
+    profile_changed(auth).await;
     if disabled.is_some() {
         let status = match row.disabled_at {
             Some(_) => UserStatus::Inactive,
@@ -753,6 +766,7 @@ pub async fn set_password_by_email(
     let user: UserView = row.into();
     store::revoke_all_for_user(&mut tx, UserId::from_uuid(user.id), now).await?;
     tx.commit().await?;
+    profile_changed(auth).await;
     lift_login_lock(auth, &email).await;
     Ok(user)
 }
@@ -795,6 +809,7 @@ pub async fn reset_password(auth: &Auth, id: UserId, password: &str) -> Result<(
     };
     store::revoke_all_for_user(&mut tx, id, now).await?;
     tx.commit().await?;
+    profile_changed(auth).await;
     if let Ok(email) = Email::parse(&user.email) {
         lift_login_lock(auth, &email).await;
     }

@@ -58,6 +58,9 @@ pub struct Rates {
     pub runtime: Arc<RatesRuntime>,
     /// `tasks.schedule.fetch_rates`: when the next fetch comes, as an outage's log line says.
     pub fetch_schedule: crate::settings::CronExpression,
+    /// Partners' markup schedules, memoised in this process (shared with the markup routes,
+    /// which say when one changed).
+    pub schedules: crate::markups::Schedules,
 }
 
 impl Rates {
@@ -70,7 +73,10 @@ impl Rates {
         rules: pricing::PricingRules,
         fetch_schedule: crate::settings::CronExpression,
     ) -> Self {
+        let schedules =
+            crate::markups::Schedules::new(db.clone(), redis.clone(), rules.default_markup_bps);
         Self {
+            schedules,
             db,
             redis,
             settings: Arc::new(settings),

@@ -26,6 +26,7 @@ mod private_redis;
 mod proxy;
 mod quotes;
 mod rates;
+mod read_memos;
 mod registration;
 mod request_heads;
 mod retention;
