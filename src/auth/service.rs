@@ -372,17 +372,29 @@ pub fn renew_session(
 /// entry with the new status, so it takes effect at once on every instance (within the memo's
 /// second on the others).
 pub async fn authenticate(auth: &Auth, token: &str) -> Result<Caller, AuthError> {
-    let claims = auth
-        .keys
-        .verify(token, auth.clock.now())
-        .map_err(|e| match e {
-            TokenError::Expired => AuthError::InvalidToken("token has expired".into()),
-            TokenError::NotYetValid => AuthError::InvalidToken("token is not valid yet".into()),
-            TokenError::TooLarge => AuthError::InvalidToken("token is too large".into()),
-            TokenError::Invalid(_) => {
-                AuthError::InvalidToken("token is malformed or its signature is invalid".into())
-            }
-        })?;
+    authenticate_verified(auth, token, None).await
+}
+
+/// [`authenticate`], given what a middleware of the same request already found the token's
+/// claims to be (signature and expiry verified, see [`super::extract::VerifiedToken`]), so the
+/// signature is not verified twice; `None` verifies it here.
+pub async fn authenticate_verified(
+    auth: &Auth,
+    token: &str,
+    verified: Option<tokens::Claims>,
+) -> Result<Caller, AuthError> {
+    let verified = match verified {
+        Some(claims) => Ok(claims),
+        None => auth.keys.verify(token, auth.clock.now()),
+    };
+    let claims = verified.map_err(|e| match e {
+        TokenError::Expired => AuthError::InvalidToken("token has expired".into()),
+        TokenError::NotYetValid => AuthError::InvalidToken("token is not valid yet".into()),
+        TokenError::TooLarge => AuthError::InvalidToken("token is too large".into()),
+        TokenError::Invalid(_) => {
+            AuthError::InvalidToken("token is malformed or its signature is invalid".into())
+        }
+    })?;
     let user = UserId::from_uuid(claims.sub);
     let caller = Caller::from(&claims);
     if auth.memo.is_fresh(user.as_uuid(), claims.jti) {
