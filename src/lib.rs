@@ -10,6 +10,7 @@ pub mod currency_code;
 pub mod db;
 pub mod error;
 pub mod extract;
+pub mod gcra;
 pub mod head_guard;
 pub mod health;
 pub mod history;
@@ -33,4 +34,6 @@ pub mod startup;
 pub mod state;
 pub mod tasks;
 pub mod telemetry;
+#[cfg(test)]
+mod test_cases;
 pub mod webhooks;

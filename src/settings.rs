@@ -481,6 +481,10 @@ pub struct WebhookSettings {
     pub concurrency: usize,
     /// Live endpoints one partner may have.
     pub max_endpoints_per_partner: u32,
+    /// Test pings (`POST /webhooks/{id}/test`) one endpoint may get per minute, counted across
+    /// instances (GCRA: the whole minute's worth at once, then one per `60 / n` seconds); 429
+    /// `/problems/webhook-test-limit` beyond.
+    pub test_pings_per_minute: u32,
     /// Days an event and its deliveries are kept after the event, once none of its
     /// deliveries is still pending (`prune_expired_data`).
     pub retention_days: u32,
@@ -801,6 +805,11 @@ impl Settings {
         if !(100..=4000).contains(&self.usage.flush_interval_ms) {
             anyhow::bail!(
                 "usage.flush_interval_ms: must be between 100 and 4000 (counts are visible within 5 s)"
+            );
+        }
+        if !(1..=MAX_REQUESTS_PER_MINUTE).contains(&self.webhooks.test_pings_per_minute) {
+            anyhow::bail!(
+                "webhooks.test_pings_per_minute: must be between 1 and {MAX_REQUESTS_PER_MINUTE}"
             );
         }
         if self.auth.max_credentials_per_partner == 0 {

@@ -67,6 +67,7 @@ impl Parts {
         let keys = Keys::new(state.settings.conversions.idempotency_ttl_secs);
         let webhooks = Webhooks::new(
             state.db.clone(),
+            state.redis.clone(),
             state.clock.clone(),
             &state.settings.webhooks,
             keys,

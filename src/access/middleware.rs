@@ -16,11 +16,11 @@ use actix_web::{HttpMessage, ResponseError, web};
 use uuid::Uuid;
 
 use super::Access;
-use super::limiter::Decision;
 use super::usage::RequestClass;
 use crate::auth::extract::VerifiedToken;
 use crate::auth::{Auth, Role};
 use crate::error::ApiError;
+use crate::gcra::Decision;
 
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");

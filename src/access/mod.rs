@@ -1,5 +1,5 @@
 //! Partner access limits: how many requests a partner may make per minute, counted across every
-//! instance in Redis ([`limiter`]), with each instance counting on its own while Redis does not
+//! instance in Redis ([`crate::gcra`]), with each instance counting on its own while Redis does not
 //! answer (never unlimited); the IETF `RateLimit-Policy`/`RateLimit` headers on every partner
 //! response and 429 beyond the limit ([`middleware`]); admins' per-partner limits
 //! (`partner_limits`, [`routes`]); each partner's usage per day ([`usage`]). Owns the
@@ -7,7 +7,6 @@
 //! subject of a verified access token (through `auth`'s token keys); what a partner may do is
 //! still `auth`'s extractors' business.
 
-pub mod limiter;
 pub mod middleware;
 pub mod routes;
 pub mod store;
@@ -21,9 +20,9 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::clock::Clock;
+use crate::gcra::{self, Decision, LocalLimiter};
 use crate::redis_client::{OutageLog, Redis};
 use crate::settings::{LimitSettings, UsageSettings};
-use limiter::{Decision, LocalLimiter};
 
 /// How long an instance trusts the limit it read for a partner. An admin's change is applied at
 /// once on the instance that made it and within this long on the others.
@@ -118,7 +117,7 @@ impl Access {
         let limit = self.limit_of(partner).await;
         let now = self.clock.now().timestamp_micros();
         let key = self.redis.key(&format!("limits:gcra:{partner}"));
-        match limiter::check_redis(&self.redis, &key, limit, now).await {
+        match gcra::check_redis(&self.redis, &key, limit, now).await {
             Ok(decision) => {
                 if self.outage.succeeded() {
                     tracing::info!("request limits: Redis answers again; counting there");

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::usage::{self, MAX_REPORT_DAYS, UsageReport};
 use super::{Access, store};
-use crate::auth::{AdminUser, Auth, AuthenticatedUser, PartnerId, UserId};
+use crate::auth::{AdminUser, Auth, AuthenticatedUser, PartnerId};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Query};
 use crate::settings::MAX_REQUESTS_PER_MINUTE;
@@ -122,12 +122,6 @@ fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D
 }
 
 /// The partner named in the path, as the auth module knows it (404 for no such partner).
-async fn partner(auth: &Auth, raw: &str) -> Result<Uuid, ApiError> {
-    let id = Uuid::parse_str(raw).map_err(|_| ApiError::NotFound("no such partner".into()))?;
-    let partner = crate::auth::service::get_partner(auth, UserId::from_uuid(id)).await?;
-    Ok(partner.id)
-}
-
 async fn view(access: &Access, partner: Uuid) -> LimitsView {
     let own = access.own_limit(partner).await;
     LimitsView {
@@ -150,7 +144,9 @@ pub async fn get_limits(
     _admin: AdminUser,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let partner = partner(&auth, &id).await?;
+    let partner = crate::auth::service::partner_named(&auth, &id)
+        .await?
+        .as_uuid();
     Ok(HttpResponse::Ok().json(view(&access, partner).await))
 }
 
@@ -177,7 +173,9 @@ pub async fn put_limits(
             format!("must be between 1 and {MAX_REQUESTS_PER_MINUTE}, or null for the default"),
         ));
     }
-    let partner = partner(&auth, &id).await?;
+    let partner = crate::auth::service::partner_named(&auth, &id)
+        .await?
+        .as_uuid();
     store::set_own_limit(&access.db, partner, limit, access.clock.now())
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;

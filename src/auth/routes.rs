@@ -10,9 +10,7 @@ use super::Auth;
 use super::credentials::{
     self, ClientAuth, CreatedCredential, CredentialName, CredentialView, GrantError,
 };
-use super::domain::{
-    DisplayName, Email, LoginEmail, LoginPassword, NewAccount, PartnerId, Role, UserId,
-};
+use super::domain::{DisplayName, Email, LoginEmail, LoginPassword, NewAccount, PartnerId, Role};
 use super::extract::{AdminUser, AuthenticatedUser};
 use super::service::{self, AuthError, TokenResponse, UserView};
 use crate::error::{ApiError, Problem, StandardErrorBody};
@@ -546,12 +544,6 @@ pub async fn create_partner(
     Ok(HttpResponse::Created().json(user))
 }
 
-fn partner_id(raw: &str) -> Result<UserId, ApiError> {
-    uuid::Uuid::parse_str(raw)
-        .map(UserId::from_uuid)
-        .map_err(|_| ApiError::NotFound("no such partner".into()))
-}
-
 /// One partner (admin).
 #[utoipa::path(get, path = "/api/v1/partners/{id}", tag = "partners", operation_id = "getPartner",
     params(("id" = uuid::Uuid, Path, description = "Partner id")), security(("bearer" = ["admin"])),
@@ -564,7 +556,7 @@ pub async fn get_partner(
     _admin: AdminUser,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(service::get_partner(&auth, partner_id(&id)?).await?))
+    Ok(HttpResponse::Ok().json(service::get_partner(&auth, service::user_named(&id)?).await?))
 }
 
 /// Rename, disable or enable a partner (admin). Disabling takes effect at once.
@@ -583,7 +575,7 @@ pub async fn update_partner(
 ) -> Result<HttpResponse, ApiError> {
     let user = service::update_partner(
         &auth,
-        partner_id(&id)?,
+        service::user_named(&id)?,
         body.display_name.as_ref(),
         body.disabled,
     )
@@ -606,7 +598,7 @@ pub async fn reset_password(
     id: web::Path<String>,
     body: Json<PasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    service::reset_password(&auth, partner_id(&id)?, &body.password).await?;
+    service::reset_password(&auth, service::user_named(&id)?, &body.password).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::Auth;
 use super::domain::{
-    DisplayName, Email, LoginEmail, LoginPassword, NewAccount, NewPassword, Role, UserId,
+    DisplayName, Email, LoginEmail, LoginPassword, NewAccount, NewPassword, PartnerId, Role, UserId,
 };
 pub use super::error::AuthError;
 use super::store::{self, UserRow};
@@ -718,6 +718,21 @@ pub async fn list_partners(
         at: u.created_at,
         id: u.id,
     }))
+}
+
+/// The partner a path names (`/partners/{id}/…`), checked to exist. A path id that is not a
+/// UUID names no partner either, so both answer the same 404 and reveal nothing more.
+pub async fn partner_named(auth: &Auth, raw_id: &str) -> Result<PartnerId, AuthError> {
+    let id = user_named(raw_id)?;
+    get_partner(auth, id).await?;
+    Ok(PartnerId::from_uuid(id.as_uuid()))
+}
+
+/// The user a path names, parsed only: the query that uses it finds out whether it exists.
+pub fn user_named(raw_id: &str) -> Result<UserId, AuthError> {
+    Uuid::parse_str(raw_id)
+        .map(UserId::from_uuid)
+        .map_err(|_| AuthError::PartnerNotFound)
 }
 
 pub async fn get_partner(auth: &Auth, id: UserId) -> Result<UserView, AuthError> {

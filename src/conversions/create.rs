@@ -46,6 +46,8 @@ pub(super) fn hash_conversion(
 pub(super) struct RateSource {
     as_of: DateTime<Utc>,
     provider: String,
+    /// The sources whose values made the reference rate (a quote's: those it was locked on).
+    sources: Vec<String>,
     from_quote_id: Option<i64>,
     to_quote_id: Option<i64>,
     stale: bool,
@@ -55,6 +57,7 @@ pub(super) struct RateSource {
 impl From<crate::rates::RateQuote> for RateSource {
     fn from(q: crate::rates::RateQuote) -> Self {
         Self {
+            sources: q.rate_sources(),
             as_of: q.as_of,
             provider: q.provider,
             from_quote_id: q.from_quote_id,
@@ -70,6 +73,7 @@ impl From<LockedRate> for RateSource {
         Self {
             as_of: q.reference_as_of,
             provider: q.provider,
+            sources: q.sources,
             from_quote_id: q.from_quote_id,
             to_quote_id: q.to_quote_id,
             stale: q.stale_rate,
@@ -181,6 +185,7 @@ pub(super) fn new_row(
         rate: priced.rate.into_inner(),
         rate_as_of: source.as_of,
         rate_provider: source.provider,
+        rate_sources: source.sources,
         from_quote_id: source.from_quote_id,
         to_quote_id: source.to_quote_id,
         stale_rate: source.stale,

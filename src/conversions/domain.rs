@@ -100,6 +100,11 @@ pub struct ConversionView {
     /// The provider's timestamp of the rate used.
     pub rate_as_of: DateTime<Utc>,
     pub rate_provider: String,
+    /// The sources whose values made the reference rate: with `rates.sources`, those whose
+    /// consensus it was (both sides of a cross rate); otherwise the one provider (`seed` for
+    /// the embedded history). Empty for a conversion made before this was recorded.
+    #[schema(example = json!(["ecb", "frankfurter", "oxr"]))]
+    pub rate_sources: Vec<String>,
     /// Whether the rate was older than `rates.max_age` (only when stale rates are allowed).
     pub stale_rate: bool,
     pub status: Status,

@@ -45,6 +45,9 @@ pub struct ConversionRow {
     pub lock_bps: i32,
     /// What they came to in the target currency.
     pub markup_amount: BigDecimal,
+    /// The sources whose values made the reference rate (the provider's name for a single
+    /// provider; empty for a conversion made before this was recorded).
+    pub rate_sources: Vec<String>,
 }
 
 pub async fn insert(conn: &mut PgConnection, c: &ConversionRow) -> Result<(), sqlx::Error> {
@@ -52,9 +55,9 @@ pub async fn insert(conn: &mut PgConnection, c: &ConversionRow) -> Result<(), sq
         "INSERT INTO conversions (id, partner_id, from_currency, to_currency, amount, rate, result,
              rate_as_of, rate_provider, from_quote_id, to_quote_id, stale_rate, status, created_at, finalizes_at,
              from_minor_units, to_minor_units, quote_id, reference_rate, markup_bps, lock_bps,
-             markup_amount)
+             markup_amount, rate_sources)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'temporary', $13, $14, $15, $16, $17,
-                 $18, $19, $20, $21)",
+                 $18, $19, $20, $21, $22)",
         c.id,
         c.partner_id,
         c.from_currency.as_str(),
@@ -76,6 +79,7 @@ pub async fn insert(conn: &mut PgConnection, c: &ConversionRow) -> Result<(), sq
         c.markup_bps,
         c.lock_bps,
         &c.markup_amount,
+        &c.rate_sources,
     )
     .execute(conn)
     .await?;
@@ -158,9 +162,9 @@ pub async fn create(
                INSERT INTO conversions (id, partner_id, from_currency, to_currency, amount, rate, result,
                    rate_as_of, rate_provider, from_quote_id, to_quote_id, stale_rate, status, created_at,
                    finalizes_at, from_minor_units, to_minor_units, quote_id, reference_rate, markup_bps,
-                   lock_bps, markup_amount)
+                   lock_bps, markup_amount, rate_sources)
                SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'temporary', $13, $14, $15, $16, $17,
-                      $25, $26, $27, $28
+                      $25, $26, $27, $28, $29
                FROM usable WHERE ok AND ($18::text IS NULL OR EXISTS (SELECT FROM claim))
                RETURNING id
            ),
@@ -212,6 +216,7 @@ pub async fn create(
         c.markup_bps,
         c.lock_bps,
         &c.markup_amount,
+        &c.rate_sources,
     )
     .fetch_one(db)
     .await?;
@@ -266,23 +271,28 @@ pub async fn insert_batch(
     let markups: Vec<i32> = rows.iter().map(|r| r.markup_bps).collect();
     let locks: Vec<i32> = rows.iter().map(|r| r.lock_bps).collect();
     let markup_amounts: Vec<BigDecimal> = rows.iter().map(|r| r.markup_amount.clone()).collect();
+    // A list per row cannot travel as a ragged `text[][]`: each goes joined (source names
+    // have no comma, `settings::RateSource`) and is split again by PostgreSQL.
+    let rate_sources: Vec<String> = rows.iter().map(|r| r.rate_sources.join(",")).collect();
     sqlx::query!(
         "INSERT INTO conversions (id, partner_id, from_currency, to_currency, amount, rate, result,
              rate_as_of, rate_provider, from_quote_id, to_quote_id, stale_rate, status, created_at,
              finalizes_at, from_minor_units, to_minor_units, quote_id, batch_id, batch_position,
-             reference_rate, markup_bps, lock_bps, markup_amount)
+             reference_rate, markup_bps, lock_bps, markup_amount, rate_sources)
          SELECT t.id, $2, t.from_currency, t.to_currency, t.amount, t.rate, t.result, t.rate_as_of,
                 t.rate_provider, t.from_quote_id, t.to_quote_id, t.stale_rate, 'temporary', $3, $4,
                 t.from_minor_units, t.to_minor_units, t.quote_id, $5, (t.position - 1)::integer,
-                t.reference_rate, t.markup_bps, t.lock_bps, t.markup_amount
+                t.reference_rate, t.markup_bps, t.lock_bps, t.markup_amount,
+                CASE WHEN t.rate_sources = '' THEN '{}'::text[]
+                     ELSE string_to_array(t.rate_sources, ',') END
          FROM UNNEST($1::uuid[], $6::text[], $7::text[], $8::numeric[], $9::numeric[], $10::numeric[],
                      $11::timestamptz[], $12::text[], $13::int8[], $14::int8[], $15::bool[],
                      $16::int2[], $17::int2[], $18::uuid[], $19::numeric[], $20::int4[], $21::int4[],
-                     $22::numeric[])
+                     $22::numeric[], $23::text[])
               WITH ORDINALITY AS t(id, from_currency, to_currency, amount, rate, result, rate_as_of,
                                    rate_provider, from_quote_id, to_quote_id, stale_rate,
                                    from_minor_units, to_minor_units, quote_id, reference_rate,
-                                   markup_bps, lock_bps, markup_amount, position)",
+                                   markup_bps, lock_bps, markup_amount, rate_sources, position)",
         &ids,
         partner.as_uuid(),
         created_at,
@@ -305,6 +315,7 @@ pub async fn insert_batch(
         &markups,
         &locks,
         &markup_amounts,
+        &rate_sources,
     )
     .execute(&mut *conn)
     .await?;
@@ -321,7 +332,7 @@ pub async fn find_batch(db: &PgPool, batch_id: Uuid) -> Result<Vec<ConversionRow
                   to_quote_id, stale_rate, status AS "status: Status", created_at, finalizes_at,
                   finalized_at, cancelled_at, quote_id,
                   coalesce(reference_rate, rate) AS "reference_rate!", markup_bps, lock_bps,
-                  markup_amount
+                  markup_amount, rate_sources
            FROM conversions WHERE batch_id = $1 ORDER BY batch_position"#,
         batch_id,
     )
@@ -338,7 +349,7 @@ pub async fn find(db: &PgPool, id: Uuid) -> Result<Option<ConversionRow>, sqlx::
                   to_quote_id, stale_rate, status AS "status: Status", created_at, finalizes_at,
                   finalized_at, cancelled_at, quote_id,
                   coalesce(reference_rate, rate) AS "reference_rate!", markup_bps, lock_bps,
-                  markup_amount
+                  markup_amount, rate_sources
            FROM conversions WHERE id = $1"#,
         id,
     )
@@ -367,7 +378,7 @@ pub async fn cancel(
                   to_quote_id, stale_rate, status AS "status: Status", created_at, finalizes_at,
                   finalized_at, cancelled_at, quote_id,
                   coalesce(reference_rate, rate) AS "reference_rate!", markup_bps, lock_bps,
-                  markup_amount"#,
+                  markup_amount, rate_sources"#,
         id,
         partner.as_uuid(),
         now,
@@ -399,7 +410,7 @@ pub async fn finalize_due(
                   to_quote_id, stale_rate, status AS "status: Status", created_at, finalizes_at,
                   finalized_at, cancelled_at, quote_id,
                   coalesce(reference_rate, rate) AS "reference_rate!", markup_bps, lock_bps,
-                  markup_amount"#,
+                  markup_amount, rate_sources"#,
         now,
         batch,
     )
@@ -421,6 +432,7 @@ impl From<ConversionRow> for ConversionView {
             result: money::round_to_minor_units(&r.result, r.to_minor_units),
             rate_as_of: r.rate_as_of,
             rate_provider: r.rate_provider.clone(),
+            rate_sources: r.rate_sources.clone(),
             stale_rate: r.stale_rate,
             status: r.status,
             created_at: r.created_at,
@@ -438,6 +450,7 @@ impl From<ConversionRow> for ConversionView {
                     r.to_minor_units,
                 )),
                 provider: r.rate_provider,
+                sources: r.rate_sources,
                 reference_as_of: r.rate_as_of,
             },
         }

@@ -146,7 +146,7 @@ pub async fn list(
     )
 }
 
-const CSV_HEADER: [&str; 15] = [
+const CSV_HEADER: [&str; 16] = [
     "id",
     "partner_id",
     "status",
@@ -157,6 +157,8 @@ const CSV_HEADER: [&str; 15] = [
     "result",
     "rate_as_of",
     "rate_provider",
+    // The names separated by spaces (a source name has none).
+    "rate_sources",
     "stale_rate",
     "created_at",
     "finalizes_at",
@@ -169,7 +171,7 @@ fn rfc3339(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
-fn csv_record(c: &ConversionView) -> [String; 15] {
+fn csv_record(c: &ConversionView) -> [String; 16] {
     let ts = |t: &Option<DateTime<Utc>>| t.map(|t| rfc3339(&t)).unwrap_or_default();
     [
         c.id.to_string(),
@@ -182,6 +184,7 @@ fn csv_record(c: &ConversionView) -> [String; 15] {
         c.result.to_plain_string(),
         rfc3339(&c.rate_as_of),
         c.rate_provider.clone(),
+        c.rate_sources.join(" "),
         c.stale_rate.to_string(),
         rfc3339(&c.created_at),
         rfc3339(&c.finalizes_at),

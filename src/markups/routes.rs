@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 use super::domain::{MarkupsError, PricingChanges, PricingRequest, PricingView};
 use super::{Markups, store};
 use crate::auth::service as accounts;
-use crate::auth::{AdminUser, Auth, AuthenticatedUser, PartnerId, Role, UserId};
+use crate::auth::{AdminUser, Auth, AuthenticatedUser, PartnerId, Role};
 use crate::error::{ApiError, Problem};
 use crate::extract::Json;
 
@@ -20,12 +20,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// The partner named by the path, which must exist (another id, or an admin's, is not found).
-async fn partner(auth: &Auth, raw: &str) -> Result<PartnerId, ApiError> {
-    let id = uuid::Uuid::parse_str(raw).map_err(|_| MarkupsError::PartnerNotFound)?;
-    accounts::get_partner(auth, UserId::from_uuid(id)).await?;
-    Ok(PartnerId::from_uuid(id))
-}
-
 async fn view(markups: &Markups, partner: PartnerId) -> Result<PricingView, ApiError> {
     let stored = store::find(&markups.db, partner)
         .await
@@ -60,7 +54,7 @@ pub async fn get(
     user: AuthenticatedUser,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let partner = partner(&auth, &id).await?;
+    let partner = accounts::partner_named(&auth, &id).await?;
     if user.role() != Role::Admin && user.id().as_uuid() != partner.as_uuid() {
         return Err(MarkupsError::PartnerNotFound.into());
     }
@@ -87,7 +81,7 @@ pub async fn put(
     id: web::Path<String>,
     body: Json<PricingRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let partner = partner(&auth, &id).await?;
+    let partner = accounts::partner_named(&auth, &id).await?;
     let schedule = body.into_inner().parse(markups.max_bps)?;
     store::replace(
         &markups.db,
@@ -122,7 +116,7 @@ pub async fn changes(
     _admin: AdminUser,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let partner = partner(&auth, &id).await?;
+    let partner = accounts::partner_named(&auth, &id).await?;
     let changes = store::changes(&markups.db, partner, 100)
         .await
         .map_err(MarkupsError::from)?;

@@ -99,6 +99,11 @@ pub struct RateDetails {
     pub markup_amount: Option<BigDecimal>,
     /// Provider of the reference rate.
     pub provider: String,
+    /// The sources whose values made the reference rate: with `rates.sources`, those whose
+    /// consensus it was (both sides of a cross rate); otherwise `[provider]`. A conversion on
+    /// the quote records these.
+    #[schema(example = json!(["ecb", "frankfurter", "oxr"]))]
+    pub sources: Vec<String>,
     /// The provider's timestamp of the reference rate.
     pub reference_as_of: DateTime<Utc>,
     /// Whether the reference rate was older than `rates.max_age_secs` when locked (only where
@@ -125,6 +130,10 @@ pub struct QuoteView {
     #[schema(value_type = Option<String>, example = "109.95")]
     #[serde(serialize_with = "money::serialize_opt_decimal")]
     pub result: Option<BigDecimal>,
+    /// The sources whose values made the reference rate (as `rate_details.sources`): the
+    /// conversion on this quote records the same.
+    #[schema(example = json!(["ecb", "frankfurter", "oxr"]))]
+    pub rate_sources: Vec<String>,
     pub rate_details: RateDetails,
     pub lock: Lock,
     /// Now: `active`, `expired` or `used`.
@@ -167,9 +176,11 @@ impl QuoteView {
                         })
                     }),
                 provider: r.rate_provider,
+                sources: r.rate_sources.clone(),
                 reference_as_of: r.reference_as_of,
                 stale_rate: r.stale_rate,
             },
+            rate_sources: r.rate_sources,
             lock: r.lock,
             status: QuoteStatus::at(now, r.expires_at, r.used_at),
             created_at: r.created_at,
@@ -245,6 +256,7 @@ pub async fn create(
         created_at: now,
         expires_at: lock.expires_at(now),
         used_at: None,
+        rate_sources: priced.reference.rate_sources(),
     };
     let mut tx = quotes.db.begin().await?;
     if let Some(key) = idempotency_key {
@@ -403,6 +415,8 @@ pub struct LockedRate {
     pub markup_bps: u32,
     pub lock_bps: u32,
     pub provider: String,
+    /// The sources the quote's reference rate came from.
+    pub sources: Vec<String>,
     pub reference_as_of: DateTime<Utc>,
     pub from_quote_id: Option<i64>,
     pub to_quote_id: Option<i64>,
@@ -490,6 +504,7 @@ impl ClaimedQuotes {
             markup_bps: u32::try_from(q.markup_bps).unwrap_or_default(),
             lock_bps: u32::try_from(q.spread_bps - q.markup_bps).unwrap_or_default(),
             provider: q.rate_provider.clone(),
+            sources: q.rate_sources.clone(),
             reference_as_of: q.reference_as_of,
             from_quote_id: q.from_quote_id,
             to_quote_id: q.to_quote_id,

@@ -33,6 +33,9 @@ pub struct QuoteRow {
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub used_at: Option<DateTime<Utc>>,
+    /// The sources whose values made the reference rate (empty for a quote made before this
+    /// was recorded).
+    pub rate_sources: Vec<String>,
 }
 
 pub async fn insert(
@@ -44,8 +47,9 @@ pub async fn insert(
         "INSERT INTO quotes (id, partner_id, from_currency, to_currency, amount, result,
              from_minor_units, to_minor_units, reference_rate, spread_bps, rate, rate_provider,
              reference_as_of, from_quote_id, to_quote_id, stale_rate, lock, created_at, expires_at,
-             notional, markup_bps)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
+             notional, markup_bps, rate_sources)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
+                 $22)",
         q.id,
         q.partner_id,
         q.from_currency.as_str(),
@@ -67,6 +71,7 @@ pub async fn insert(
         q.expires_at,
         notional,
         q.markup_bps,
+        &q.rate_sources,
     )
     .execute(conn)
     .await?;
@@ -133,7 +138,7 @@ pub async fn find(
                   to_currency AS "to_currency: CurrencyCode", amount, result, from_minor_units,
                   to_minor_units, reference_rate, spread_bps, markup_bps, rate, rate_provider, reference_as_of,
                   from_quote_id, to_quote_id, stale_rate, lock AS "lock: Lock", created_at,
-                  expires_at, used_at
+                  expires_at, used_at, rate_sources
            FROM quotes WHERE id = $1 AND partner_id = $2"#,
         id,
         partner.as_uuid(),
@@ -155,7 +160,7 @@ pub async fn lock_for_use(
                   to_currency AS "to_currency: CurrencyCode", amount, result, from_minor_units,
                   to_minor_units, reference_rate, spread_bps, markup_bps, rate, rate_provider, reference_as_of,
                   from_quote_id, to_quote_id, stale_rate, lock AS "lock: Lock", created_at,
-                  expires_at, used_at
+                  expires_at, used_at, rate_sources
            FROM quotes WHERE id = ANY($1) AND partner_id = $2 ORDER BY id FOR UPDATE"#,
         ids,
         partner.as_uuid(),
@@ -212,7 +217,7 @@ pub async fn record_expired(
                   to_currency AS "to_currency: CurrencyCode", amount, result, from_minor_units,
                   to_minor_units, reference_rate, spread_bps, markup_bps, rate, rate_provider, reference_as_of,
                   from_quote_id, to_quote_id, stale_rate, lock AS "lock: Lock", created_at,
-                  expires_at, used_at"#,
+                  expires_at, used_at, rate_sources"#,
         now,
         batch,
     )

@@ -294,18 +294,7 @@ mod tests {
         assert_eq!(all[&jpy].used, ["a", "b"]);
     }
 
-    /// A deterministic stream of pseudo-random numbers (64-bit LCG), as in `money`'s tests.
-    struct Cases(u64);
-
-    impl Cases {
-        fn next(&mut self) -> u64 {
-            self.0 = self
-                .0
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            self.0 >> 11
-        }
-    }
+    use crate::test_cases::Cases;
 
     #[test]
     fn consensus_cross_rates_are_inverse_and_a_round_trip_never_returns_more() {

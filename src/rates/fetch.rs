@@ -216,9 +216,13 @@ async fn fetch_consensus(
         .collect();
     let agreed = super::consensus::agree_all(&values, rules);
     warn_of_outliers(&snapshots, &agreed);
-    let last = {
+    let last: BTreeMap<CurrencyCode, store::Agreed> = {
         let mut conn = state.db.acquire().await?;
-        store::last_agreed(&mut conn, pivot, now).await?
+        store::consensus_at(&mut conn, pivot, symbols, now)
+            .await?
+            .into_iter()
+            .filter_map(|(code, row)| row.last_agreed.map(|a| (code, a)))
+            .collect()
     };
     let max_age = chrono::TimeDelta::seconds(crate::settings::secs(state.settings.max_age_secs));
     let none = super::consensus::Agreement {
@@ -244,10 +248,10 @@ async fn fetch_consensus(
             }
             None => {
                 below_quorum.push(*code);
-                if let Some((rate, agreed_at)) = last.get(code)
-                    && now - *agreed_at <= max_age
+                if let Some(agreed) = last.get(code)
+                    && now - agreed.last_seen_at <= max_age
                 {
-                    quotes.insert(*code, rate.clone());
+                    quotes.insert(*code, agreed.rate.clone());
                 }
             }
         }

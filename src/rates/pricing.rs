@@ -177,6 +177,7 @@ impl Priced {
             rate: self.rate.value().normalized(),
             markup_amount: self.markup_amount.clone(),
             provider: self.reference.provider.clone(),
+            sources: self.reference.rate_sources(),
             reference_as_of: self.reference.as_of,
         }
     }
@@ -205,6 +206,10 @@ pub struct RateBreakdown {
     pub markup_amount: Option<BigDecimal>,
     /// Where the reference rate comes from.
     pub provider: String,
+    /// The sources whose values made the reference rate: with `rates.sources`, those whose
+    /// consensus it was (both sides of a cross rate); otherwise `[provider]`.
+    #[schema(example = json!(["ecb", "frankfurter", "oxr"]))]
+    pub sources: Vec<String>,
     /// The provider's timestamp of the reference rate.
     pub reference_as_of: DateTime<Utc>,
 }
@@ -544,6 +549,9 @@ pub struct ConversionQuote {
     /// The same field names as a conversion's (`rate_*`): a quote is a conversion not yet
     /// recorded.
     pub rate_provider: String,
+    /// The sources whose values made the reference rate (see `rate_details.sources`).
+    #[schema(example = json!(["ecb", "frankfurter", "oxr"]))]
+    pub rate_sources: Vec<String>,
     /// Whether the rate is older than `rates.max_age_secs`.
     pub stale_rate: bool,
     /// How the rate was made: the reference rate, the partner's markup, what it came to.
@@ -564,6 +572,7 @@ impl TryFrom<Priced> for ConversionQuote {
             rate: p.rate,
             result,
             rate_as_of: p.reference.as_of,
+            rate_sources: rate_details.sources.clone(),
             rate_provider: p.reference.provider,
             stale_rate: p.reference.stale,
             rate_details,

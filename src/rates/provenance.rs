@@ -12,6 +12,7 @@ use crate::currencies::CurrencyCode;
 /// The row recording `agreement` for `quote`, at `now`.
 pub fn row(quote: CurrencyCode, agreement: &Agreement, now: DateTime<Utc>) -> ConsensusRow {
     ConsensusRow {
+        id: 0,
         quote,
         rate: agreement.rate.clone(),
         used: agreement.used.clone(),
@@ -19,6 +20,7 @@ pub fn row(quote: CurrencyCode, agreement: &Agreement, now: DateTime<Utc>) -> Co
             .unwrap_or_else(|_| serde_json::Value::Array(Vec::new())),
         observed_at: now,
         last_seen_at: now,
+        last_agreed: None,
     }
 }
 
@@ -30,15 +32,19 @@ pub async fn record(
     now: DateTime<Utc>,
     outcomes: &[ConsensusRow],
 ) -> anyhow::Result<()> {
-    let previous = store::consensus_at(conn, base, now).await?;
-    let (same, changed): (Vec<&ConsensusRow>, Vec<&ConsensusRow>) =
-        outcomes.iter().partition(|o| {
-            previous
-                .get(&o.quote)
-                .is_some_and(|p| p.rate == o.rate && p.used == o.used && p.excluded == o.excluded)
-        });
-    let same: Vec<CurrencyCode> = same.iter().map(|o| o.quote).collect();
-    store::touch_consensus(conn, &same, base, now).await?;
+    let quotes: Vec<CurrencyCode> = outcomes.iter().map(|o| o.quote).collect();
+    let previous = store::consensus_at(conn, base, &quotes, now).await?;
+    let mut same = Vec::new();
+    let mut changed = Vec::new();
+    for o in outcomes {
+        match previous.get(&o.quote) {
+            Some(p) if p.rate == o.rate && p.used == o.used && p.excluded == o.excluded => {
+                same.push(p.id)
+            }
+            _ => changed.push(o),
+        }
+    }
+    store::touch_consensus(conn, &same, now).await?;
     let changed: Vec<ConsensusRow> = changed.into_iter().cloned().collect();
     store::insert_consensus(conn, base, now, &changed).await
 }

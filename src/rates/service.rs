@@ -121,6 +121,19 @@ pub struct RateQuote {
     pub degraded: Option<CurrencyCode>,
 }
 
+impl RateQuote {
+    /// The names a price made on this rate records as its `rate_sources`: the consensus's
+    /// sources, or the one provider of a single-provider feed (`seed` for the embedded
+    /// history).
+    pub fn rate_sources(&self) -> Vec<String> {
+        if self.sources.is_empty() {
+            vec![self.provider.clone()]
+        } else {
+            self.sources.clone()
+        }
+    }
+}
+
 /// Which currencies a read accepts: new business needs usable ones, history any known one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Use {

@@ -345,6 +345,8 @@ pub fn numeric(text: &str) -> anyhow::Result<BigDecimal> {
 /// One currency's consensus outcome as stored in `rate_consensus_observations`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConsensusRow {
+    /// `rate_consensus_observations.id` (0 for an outcome not stored yet).
+    pub id: i64,
     /// The quoted currency.
     pub quote: CurrencyCode,
     /// The consensus, or `None` below the quorum.
@@ -357,84 +359,143 @@ pub struct ConsensusRow {
     pub observed_at: DateTime<Utc>,
     /// Last fetch that saw it.
     pub last_seen_at: DateTime<Utc>,
+    /// The currency's newest outcome with a rate, at or before the instant read (this one when
+    /// it agreed): the consensus a currency below its quorum is still served from, and the
+    /// sources that made it. Read only; never written.
+    pub last_agreed: Option<Agreed>,
 }
 
-/// For each currency against `base`, the newest outcome at or before `at`.
+/// A consensus that was reached: its rate, the sources that made it, and the last fetch that
+/// confirmed it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agreed {
+    /// The consensus rate.
+    pub rate: Rate,
+    /// The sources whose values made it.
+    pub used: Vec<String>,
+    /// The last fetch at which the sources still agreed on it.
+    pub last_seen_at: DateTime<Utc>,
+}
+
+/// For each of `quotes` against `base`, the newest outcome at or before `at`, with the newest
+/// agreement at or before `at`. Two backward probes of `rate_consensus_observations_as_of_idx`
+/// per currency, however long the history is (a `DISTINCT ON` over the base would read every
+/// row ever stored for it).
 pub async fn consensus_at(
     conn: &mut PgConnection,
     base: CurrencyCode,
+    quotes: &[CurrencyCode],
     at: DateTime<Utc>,
 ) -> anyhow::Result<BTreeMap<CurrencyCode, ConsensusRow>> {
-    let rows = sqlx::query!(
-        r#"SELECT DISTINCT ON (quote) quote AS "quote: CurrencyCode", rate::text AS rate,
-                  used, excluded::text AS "excluded!", observed_at, last_seen_at
-           FROM rate_consensus_observations
-           WHERE base = $1 AND observed_at <= $2
-           ORDER BY quote, observed_at DESC, id DESC"#,
-        base.as_str(),
-        at,
-    )
-    .fetch_all(conn)
-    .await
-    .context("reading consensus observations")?;
+    let codes: Vec<String> = quotes.iter().map(|c| c.to_string()).collect();
+    let rows = consensus_at_query(base, &codes, at)
+        .fetch_all(conn)
+        .await
+        .context("reading consensus observations")?;
     rows.into_iter()
         .map(|r| {
             let rate = r.rate.as_deref().map(Rate::parse).transpose()?;
             let excluded = serde_json::from_str(&r.excluded).context("reading `excluded`")?;
+            let last_agreed = match (r.agreed_rate, r.agreed_used, r.agreed_seen_at) {
+                (Some(rate), Some(used), Some(last_seen_at)) => Some(Agreed {
+                    rate: Rate::parse(&rate)?,
+                    used,
+                    last_seen_at,
+                }),
+                _ => None,
+            };
             Ok((
                 r.quote,
                 ConsensusRow {
+                    id: r.id,
                     quote: r.quote,
                     rate,
                     used: r.used,
                     excluded,
                     observed_at: r.observed_at,
                     last_seen_at: r.last_seen_at,
+                    last_agreed,
                 },
             ))
         })
         .collect()
 }
 
-/// For each currency against `base`, the last fetch at which its sources agreed (at most `at`).
-pub async fn last_agreed(
-    conn: &mut PgConnection,
+/// The statement of [`consensus_at`], apart so that its plan can be checked
+/// ([`consensus_at_sql`]).
+fn consensus_at_query<'q>(
     base: CurrencyCode,
+    codes: &'q [String],
     at: DateTime<Utc>,
-) -> anyhow::Result<BTreeMap<CurrencyCode, (Rate, DateTime<Utc>)>> {
-    let rows = sqlx::query!(
-        r#"SELECT DISTINCT ON (quote) quote AS "quote: CurrencyCode", rate::text AS "rate!",
-                  last_seen_at
-           FROM rate_consensus_observations
-           WHERE base = $1 AND observed_at <= $2 AND rate IS NOT NULL
-           ORDER BY quote, observed_at DESC, id DESC"#,
+) -> sqlx::query::Map<
+    'q,
+    sqlx::Postgres,
+    impl FnMut(sqlx::postgres::PgRow) -> Result<ConsensusRecord, sqlx::Error> + Send,
+    sqlx::postgres::PgArguments,
+> {
+    sqlx::query_as!(
+        ConsensusRecord,
+        r#"SELECT o.id AS "id!", c.code AS "quote!: CurrencyCode", o.rate::text AS "rate?",
+                  o.used AS "used!", o.excluded::text AS "excluded!",
+                  o.observed_at AS "observed_at!", o.last_seen_at AS "last_seen_at!",
+                  a.rate::text AS "agreed_rate?", a.used AS "agreed_used?",
+                  a.last_seen_at AS "agreed_seen_at?"
+           FROM unnest($2::text[]) AS c(code)
+           CROSS JOIN LATERAL (
+               SELECT id, rate, used, excluded, observed_at, last_seen_at
+               FROM rate_consensus_observations
+               WHERE base = $1 AND quote = c.code AND observed_at <= $3
+               ORDER BY observed_at DESC, id DESC LIMIT 1
+           ) o
+           LEFT JOIN LATERAL (
+               SELECT rate, used, last_seen_at FROM rate_consensus_observations
+               WHERE base = $1 AND quote = c.code AND observed_at <= $3 AND rate IS NOT NULL
+               ORDER BY observed_at DESC, id DESC LIMIT 1
+           ) a ON true"#,
         base.as_str(),
+        codes,
         at,
     )
-    .fetch_all(conn)
-    .await
-    .context("reading the last agreed consensus")?;
-    rows.into_iter()
-        .map(|r| Ok((r.quote, (Rate::parse(&r.rate)?, r.last_seen_at))))
-        .collect()
 }
 
-/// Moves `last_seen_at` of each currency's newest row (its outcome seen again).
+/// The text of [`consensus_at`]'s statement (`$1` base, `$2` codes, `$3` instant), for
+/// checking its plan with `EXPLAIN` on a populated table.
+pub fn consensus_at_sql() -> String {
+    use sqlx::Execute;
+    let base = CurrencyCode::parse("EUR").unwrap_or_else(|_| unreachable!("EUR is a code"));
+    consensus_at_query(base, &[], DateTime::<Utc>::MIN_UTC)
+        .sql()
+        .as_str()
+        .to_owned()
+}
+
+/// A row of [`consensus_at`]'s statement.
+struct ConsensusRecord {
+    id: i64,
+    quote: CurrencyCode,
+    rate: Option<String>,
+    used: Vec<String>,
+    excluded: String,
+    observed_at: DateTime<Utc>,
+    last_seen_at: DateTime<Utc>,
+    agreed_rate: Option<String>,
+    agreed_used: Option<Vec<String>>,
+    agreed_seen_at: Option<DateTime<Utc>>,
+}
+
+/// Moves `last_seen_at` of the rows `ids` (each currency's newest outcome, seen again).
 pub async fn touch_consensus(
     conn: &mut PgConnection,
-    seen_again: &[CurrencyCode],
-    base: CurrencyCode,
+    ids: &[i64],
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
-    let codes: Vec<String> = seen_again.iter().map(|c| c.to_string()).collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
     sqlx::query!(
-        r#"UPDATE rate_consensus_observations o SET last_seen_at = $3
-           FROM (SELECT DISTINCT ON (quote) id FROM rate_consensus_observations
-                 WHERE base = $1 AND quote = ANY($2::text[])
-                 ORDER BY quote, observed_at DESC, id DESC) newest
-           WHERE o.id = newest.id AND o.last_seen_at < $3"#,
-        base.as_str(),
-        &codes,
+        "UPDATE rate_consensus_observations SET last_seen_at = $2
+         WHERE id = ANY($1) AND last_seen_at < $2",
+        ids,
         now,
     )
     .execute(conn)

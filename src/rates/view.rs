@@ -43,7 +43,7 @@ impl RatesView {
         let mut conn = db.acquire().await?;
         let provenance = if snapshot.provider == store::CONSENSUS_FEED {
             let seen = at.map_or(snapshot.last_seen_at, |t| t.min(snapshot.last_seen_at));
-            store::consensus_at(&mut conn, snapshot.base, seen).await?
+            store::consensus_at(&mut conn, snapshot.base, &snapshot.currencies, seen).await?
         } else {
             BTreeMap::new()
         };
@@ -83,12 +83,13 @@ impl RatesView {
     }
 
     /// The sources whose values made the rate of `code` (empty for the pivot or a single
-    /// provider's feed). For a degraded currency, those of its last agreement are not known
-    /// here: none are named.
+    /// provider's feed). A degraded currency is served from its last agreement: the sources
+    /// of that one, not the minority that agrees now.
     pub fn sources_of(&self, code: CurrencyCode) -> &[String] {
         self.provenance
             .get(&code)
-            .map_or(&[][..], |p| p.used.as_slice())
+            .and_then(|p| p.last_agreed.as_ref())
+            .map_or(&[][..], |a| a.used.as_slice())
     }
 
     /// Whether `code` has a rate in this view.

@@ -27,12 +27,14 @@ use sqlx::PgPool;
 
 use crate::clock::Clock;
 use crate::error::ApiError;
+use crate::gcra::LocalLimiter;
 use crate::idempotency::Keys;
+use crate::redis_client::{OutageLog, Redis};
 use crate::settings::WebhookSettings;
 
-/// What the webhook use cases and the `deliver_webhooks` job run with: the pool, the clock,
-/// `webhooks.*` and one HTTP client whose resolver is the SSRF guard. Cheap to clone; routes get
-/// it as `web::Data<Webhooks>`, the job as its context.
+/// What the webhook use cases and the `deliver_webhooks` job run with: the pool, Redis (the
+/// test-ping limit), the clock, `webhooks.*` and one HTTP client whose resolver is the SSRF
+/// guard. Cheap to clone; routes get it as `web::Data<Webhooks>`, the job as its context.
 #[derive(Clone)]
 pub struct Webhooks {
     /// PostgreSQL, where endpoints, events and deliveries are.
@@ -43,6 +45,13 @@ pub struct Webhooks {
     pub settings: Arc<WebhookSettings>,
     /// How long an `Idempotency-Key` is remembered.
     pub keys: Keys,
+    /// Redis, where every instance counts the test pings of an endpoint
+    /// (`webhooks.test_pings_per_minute`).
+    redis: Redis,
+    /// This process's count of test pings while Redis does not answer (never unlimited).
+    ping_fallback: Arc<LocalLimiter>,
+    /// Whether the ping limit is counting in process now, so the outage is logged once.
+    ping_outage: Arc<OutageLog>,
     /// The delivering client ([`delivery::http_client`]).
     http: reqwest::Client,
 }
@@ -52,6 +61,7 @@ impl Webhooks {
     /// remembering idempotency keys as long as `keys` says.
     pub fn new(
         db: PgPool,
+        redis: Redis,
         clock: Clock,
         settings: &WebhookSettings,
         keys: Keys,
@@ -60,6 +70,9 @@ impl Webhooks {
             db,
             clock,
             keys,
+            redis,
+            ping_fallback: Arc::default(),
+            ping_outage: Arc::default(),
             http: delivery::http_client(settings)?,
             settings: Arc::new(settings.clone()),
         })
@@ -82,6 +95,11 @@ pub enum WebhookError {
     EndpointNotFound,
     #[error("no such delivery")]
     DeliveryNotFound,
+    /// The endpoint's test pings per minute are used up.
+    #[error(
+        "an endpoint may be pinged {limit} times a minute; retry after {retry_after_secs} seconds"
+    )]
+    TooManyPings { limit: u32, retry_after_secs: u64 },
     #[error(transparent)]
     IdempotencyKeyReused(#[from] crate::idempotency::KeyReused),
     #[error(transparent)]
@@ -109,6 +127,13 @@ impl From<WebhookError> for ApiError {
             e @ (WebhookError::EndpointNotFound | WebhookError::DeliveryNotFound) => {
                 ApiError::NotFound(e.to_string())
             }
+            e @ WebhookError::TooManyPings {
+                retry_after_secs, ..
+            } => ApiError::TooManyRequestsAs {
+                slug: "webhook-test-limit",
+                detail: e.to_string(),
+                retry_after_secs,
+            },
             WebhookError::IdempotencyKeyReused(e) => e.into(),
             WebhookError::Unexpected(e) => ApiError::Internal(e),
         }

@@ -161,7 +161,10 @@ pub async fn rotate_secret(
     Ok(HttpResponse::Ok().json(rotated))
 }
 
-/// Send a `ping` event to an endpoint, to check it receives and verifies deliveries.
+/// Send a `ping` event to an endpoint, to check it receives and verifies deliveries. An endpoint
+/// may be pinged `webhooks.test_pings_per_minute` times a minute (5: all at once, then one every
+/// 12 seconds), counted across instances; beyond, 429 `/problems/webhook-test-limit` with
+/// `Retry-After`.
 #[utoipa::path(post, path = "/api/v1/webhooks/{id}/test", tag = "webhooks", operation_id = "testWebhookEndpoint",
     params(("id" = Uuid, Path, description = "Endpoint id")), security(("bearer" = ["partner"])),
     responses(
@@ -169,6 +172,8 @@ pub async fn rotate_secret(
         (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a partner", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such endpoint of this partner", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`/problems/webhook-test-limit`: the endpoint's test pings per minute are used up (or `/problems/too-many-requests`: the partner's request limit)", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds until a ping would be accepted"))),
     ))]
 pub async fn test(
     webhooks: web::Data<Webhooks>,

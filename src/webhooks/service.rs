@@ -274,16 +274,19 @@ struct Ping {
     endpoint_id: Uuid,
 }
 
-/// Queues a `ping` event to one endpoint; returns its delivery.
+/// Queues a `ping` event to one endpoint, within its `webhooks.test_pings_per_minute`;
+/// returns its delivery.
 #[tracing::instrument(skip(webhooks), fields(partner_id = %partner))]
 pub async fn ping(
     webhooks: &Webhooks,
     partner: PartnerId,
     id: Uuid,
 ) -> Result<DeliveryView, WebhookError> {
+    // The endpoint first: another partner's endpoint is a 404 whatever its pings.
     let endpoint = store::find_endpoint(&webhooks.db, id, partner)
         .await?
         .ok_or(WebhookError::EndpointNotFound)?;
+    count_ping(webhooks, id).await?;
     // PostgreSQL keeps microseconds: answer with what a later read returns.
     let now = webhooks.clock.now().trunc_subsecs(6);
     let event_id = Uuid::now_v7();
@@ -303,6 +306,39 @@ pub async fn ping(
         last_error: None,
         delivered_at: None,
         created_at: now,
+    })
+}
+
+/// Counts one test ping of endpoint `id` against `webhooks.test_pings_per_minute`, or refuses
+/// it. A ping makes a request to a URL the partner chose, so it is limited per endpoint (beside
+/// the partner's request limit): GCRA in Redis, shared by every instance and atomic, so parallel
+/// pings cannot slip past; while Redis does not answer, each instance counts on its own.
+async fn count_ping(webhooks: &Webhooks, id: Uuid) -> Result<(), WebhookError> {
+    let limit = webhooks.settings.test_pings_per_minute;
+    let now = webhooks.clock.now().timestamp_micros();
+    let key = webhooks.redis.key(&format!("webhooks:pings:{id}"));
+    let decision = match crate::gcra::check_redis(&webhooks.redis, &key, limit, now).await {
+        Ok(decision) => {
+            if webhooks.ping_outage.succeeded() {
+                tracing::info!("webhook test pings: Redis answers again; counting there");
+            }
+            decision
+        }
+        Err(e) => {
+            if webhooks.ping_outage.failed() {
+                tracing::warn!(error = %e,
+                    "webhook test pings: Redis unavailable; each instance counts on its own until it answers");
+            }
+            webhooks.ping_fallback.check(id, limit, now)
+        }
+    };
+    if decision.allowed {
+        return Ok(());
+    }
+    tracing::info!(endpoint_id = %id, limit, "webhook test ping limit reached");
+    Err(WebhookError::TooManyPings {
+        limit,
+        retry_after_secs: decision.retry_after_secs,
     })
 }
 

@@ -3,6 +3,7 @@
 //! asks each through `fetch_and_store`, and what is stored and served is checked.
 
 use chrono::{Days, NaiveDate, TimeDelta};
+use currency_conversion::currencies::CurrencyCode;
 use currency_conversion::currencies::service as currencies;
 use currency_conversion::rates;
 use currency_conversion::settings::RateSource;
@@ -247,4 +248,226 @@ async fn below_quorum_a_currency_keeps_its_last_consensus_until_it_is_too_old() 
         .get_with_token("/api/v1/rates/latest?symbols=USD", &token)
         .await;
     assert_ne!(res.status(), 200);
+}
+
+/// The three honest sources' names: what every price made while the other two lie records.
+fn honest_names() -> serde_json::Value {
+    serde_json::json!(["honest1", "honest2", "honest3"])
+}
+
+#[tokio::test]
+async fn prices_made_while_two_sources_lie_name_only_the_honest_sources() {
+    let (app, s, day) = five_sources().await;
+    publish(&s, day, ["1.1", "1.1002", "1.0998"]);
+    let token = app.partner().await.token;
+    rates::fetch_and_store(&app.rates).await.unwrap();
+
+    // GET /convert, on a pivot pair and on a cross pair (both sides agreed by the same three).
+    for path in [
+        "/api/v1/convert?from=EUR&to=USD&amount=10",
+        "/api/v1/convert?from=USD&to=GBP&amount=10",
+    ] {
+        let body: serde_json::Value = app.get_with_token(path, &token).await.json().await.unwrap();
+        assert_eq!(body["rate_sources"], honest_names(), "{path}: {body}");
+        assert_eq!(body["rate_details"]["sources"], honest_names(), "{body}");
+    }
+
+    // A conversion: in its answer, read back alone, in the history list and in the CSV export.
+    let res = app.convert(&token, "EUR", "USD", "10").await;
+    assert_eq!(res.status(), 201);
+    let created: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(created["rate_provider"], "consensus");
+    assert_eq!(created["rate_sources"], honest_names(), "{created}");
+    assert_eq!(created["rate_details"]["sources"], honest_names());
+    let read: serde_json::Value = app
+        .get_conversion(&token, &created["id"])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["rate_sources"], honest_names(), "{read}");
+    let stored: Vec<String> =
+        sqlx::query_scalar("SELECT rate_sources FROM conversions WHERE id = $1::text::uuid")
+            .bind(created["id"].as_str().unwrap())
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(stored, ["honest1", "honest2", "honest3"]);
+    let list: serde_json::Value = app.history(&token, "").await.json().await.unwrap();
+    assert_eq!(list["data"][0]["rate_sources"], honest_names(), "{list}");
+    let csv = app
+        .history(&token, "format=csv")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let column = header.iter().position(|h| *h == "rate_sources").unwrap();
+    let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(row[column], "honest1 honest2 honest3", "{csv}");
+
+    // Each item of a batch.
+    let res = app
+        .convert_batch(
+            &token,
+            serde_json::json!([
+                {"from": "EUR", "to": "USD", "amount": "10"},
+                {"from": "GBP", "to": "USD", "amount": "20"}
+            ]),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let batch: serde_json::Value = res.json().await.unwrap();
+    for item in batch["conversions"].as_array().unwrap() {
+        assert_eq!(item["rate_sources"], honest_names(), "{item}");
+    }
+
+    // A quote.
+    let quote = app.quoted(&token, "EUR", "GBP", Some("10"), "hour").await;
+    assert_eq!(quote["rate_sources"], honest_names(), "{quote}");
+    assert_eq!(quote["rate_details"]["sources"], honest_names());
+}
+
+#[tokio::test]
+async fn a_conversion_on_a_quote_keeps_the_sources_the_quote_was_priced_on() {
+    let (app, s, day) = five_sources().await;
+    publish(&s, day, ["1.1", "1.1002", "1.0998"]);
+    let token = app.partner().await.token;
+    rates::fetch_and_store(&app.rates).await.unwrap();
+    let quote = app.quoted(&token, "EUR", "USD", Some("10"), "hour").await;
+    assert_eq!(quote["rate_sources"], honest_names());
+
+    // The third honest source goes down: the consensus is now the first two's.
+    s.honest[2].answer(500, "{}".into());
+    s.honest[0].answer(
+        200,
+        frankfurter(day, &[("USD", "1.1001"), ("GBP", "0.84"), ("CHF", "0.93")]),
+    );
+    rates::fetch_and_store(&app.rates).await.unwrap();
+    let now_priced = app.convert(&token, "EUR", "USD", "10").await;
+    assert_eq!(now_priced.status(), 201);
+    let now_priced: serde_json::Value = now_priced.json().await.unwrap();
+    assert_eq!(
+        now_priced["rate_sources"],
+        serde_json::json!(["honest1", "honest2"]),
+        "{now_priced}"
+    );
+
+    let res = app
+        .convert_on_quote(&token, "EUR", "USD", "10", &quote["id"])
+        .await;
+    assert_eq!(res.status(), 201);
+    let on_quote: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(on_quote["quote_id"], quote["id"]);
+    assert_eq!(on_quote["rate"], quote["rate"]);
+    assert_eq!(on_quote["rate_sources"], honest_names(), "{on_quote}");
+    let read: serde_json::Value = app
+        .get_conversion(&token, &on_quote["id"])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["rate_details"]["sources"], honest_names(), "{read}");
+}
+
+/// Every node of an `EXPLAIN (FORMAT JSON)` plan, depth first.
+fn plan_nodes(plan: &serde_json::Value, out: &mut Vec<serde_json::Value>) {
+    out.push(plan.clone());
+    if let Some(children) = plan["Plans"].as_array() {
+        for child in children {
+            plan_nodes(child, out);
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_consensus_in_force_is_read_by_index_probes_per_currency_not_by_scanning_history() {
+    let app = crate::helpers::spawn_app().await;
+    app.seed_currencies().await;
+    // A year of hourly changes for every currency against EUR (~40 × 8760 rows); every tenth
+    // change below the quorum.
+    sqlx::query(
+        "INSERT INTO rate_consensus_observations
+             (base, quote, observed_at, last_seen_at, rate, used, excluded)
+         SELECT 'EUR', c.code, t, t + interval '59 minutes',
+                CASE WHEN n % 10 = 0 THEN NULL ELSE 1 + n / 100000.0 END,
+                CASE WHEN n % 10 = 0 THEN '{a}'::text[] ELSE '{a,b,c}'::text[] END, '[]'
+         FROM currencies c,
+              generate_series(1, 8760) AS n,
+              LATERAL (SELECT timestamptz '2026-01-01' + n * interval '1 hour') AS at(t)
+         WHERE c.code <> 'EUR'",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE rate_consensus_observations")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let codes: Vec<String> = sqlx::query_scalar("SELECT code FROM currencies WHERE code <> 'EUR'")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    let at = instant("2026-12-01T00:30:00Z");
+
+    // The service's own statement text, so this checks what runs.
+    let plan: serde_json::Value = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN (FORMAT JSON) {}",
+        currency_conversion::rates::store::consensus_at_sql()
+    )))
+    .bind("EUR")
+    .bind(&codes)
+    .bind(at)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let mut nodes = Vec::new();
+    plan_nodes(&plan[0]["Plan"], &mut nodes);
+    let on_table: Vec<&serde_json::Value> = nodes
+        .iter()
+        .filter(|n| n["Relation Name"] == "rate_consensus_observations")
+        .collect();
+    assert_eq!(on_table.len(), 2, "{plan:#}");
+    for node in on_table {
+        assert_eq!(node["Node Type"], "Index Scan", "{plan:#}");
+        assert_eq!(
+            node["Index Name"], "rate_consensus_observations_as_of_idx",
+            "{plan:#}"
+        );
+    }
+    assert!(
+        nodes.iter().all(|n| n["Node Type"] != "Sort"),
+        "nothing is sorted: {plan:#}"
+    );
+
+    // And it reads the right rows: the newest at the instant and its last agreement. Hour
+    // 8016 (2026-12-01T00:00) agreed; hour 8010 (2026-11-30T18:00) was below the quorum.
+    let eur: CurrencyCode = "EUR".parse().unwrap();
+    let usd: CurrencyCode = "USD".parse().unwrap();
+    let decimal = |s: &str| s.parse::<bigdecimal::BigDecimal>().unwrap();
+    let mut conn = app.db.acquire().await.unwrap();
+    let read = rates::store::consensus_at(&mut conn, eur, &[usd], at)
+        .await
+        .unwrap();
+    let row = &read[&usd];
+    assert_eq!(row.observed_at, instant("2026-12-01T00:00:00Z"));
+    assert_eq!(row.rate.as_ref().unwrap().value(), &decimal("1.08016"));
+    assert_eq!(row.used, ["a", "b", "c"]);
+    let read = rates::store::consensus_at(&mut conn, eur, &[usd], instant("2026-11-30T18:30:00Z"))
+        .await
+        .unwrap();
+    let row = &read[&usd];
+    assert_eq!(row.observed_at, instant("2026-11-30T18:00:00Z"));
+    assert_eq!(row.rate, None);
+    assert_eq!(row.used, ["a"]);
+    let agreed = row.last_agreed.as_ref().unwrap();
+    assert_eq!(agreed.rate.value(), &decimal("1.08009"));
+    assert_eq!(agreed.used, ["a", "b", "c"]);
+    assert_eq!(agreed.last_seen_at, instant("2026-11-30T17:59:00Z"));
+}
+
+fn instant(s: &str) -> chrono::DateTime<chrono::Utc> {
+    s.parse().unwrap()
 }

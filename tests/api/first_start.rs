@@ -20,6 +20,15 @@ async fn seeded_rates_say_they_come_from_the_seed_not_from_a_provider() {
     assert_eq!(body["as_of"], "2026-10-30T15:00:00Z", "{body}");
     assert_eq!(body["stale"], true, "{body}");
     assert_eq!(body["rates"]["USD"], "1.1172", "{body}");
+    // A price on them says so too.
+    let body: serde_json::Value = app
+        .get_with_token("/api/v1/convert?from=EUR&to=USD&amount=10", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["rate_sources"], serde_json::json!(["seed"]), "{body}");
+    assert_eq!(body["rate_details"]["sources"], serde_json::json!(["seed"]));
 }
 
 #[tokio::test]

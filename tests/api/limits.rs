@@ -197,7 +197,7 @@ async fn a_machine_token_shares_its_partners_budget() {
 #[tokio::test]
 async fn with_redis_killed_each_instance_still_limits_on_its_own() {
     let mut redis = PrivateRedis::start().await;
-    let url = redis.url.clone();
+    let url = redis.url();
     let app = spawn_app_with(|s| {
         s.limits.requests_per_minute = 4;
         s.redis.url = secrecy::SecretString::from(url);
@@ -209,7 +209,7 @@ async fn with_redis_killed_each_instance_still_limits_on_its_own() {
     // Two of the budget are spent in Redis before it goes.
     assert_eq!(me(&app, &app.address, &partner.token).await.status(), 200);
     assert_eq!(me(&app, &other, &partner.token).await.status(), 200);
-    redis.kill();
+    redis.stop();
     for base in [&app.address, &other] {
         let mut statuses = Vec::new();
         for _ in 0..6 {

@@ -110,7 +110,7 @@ async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
 #[tokio::test]
 async fn with_redis_killed_failed_logins_are_still_throttled_in_process() {
     let mut redis = crate::helpers::PrivateRedis::start().await;
-    let url = redis.url.clone();
+    let url = redis.url();
     let app = spawn_app_with(|s| {
         s.auth.max_failed_logins = 3;
         s.redis.url = secrecy::SecretString::from(url);
@@ -118,7 +118,7 @@ async fn with_redis_killed_failed_logins_are_still_throttled_in_process() {
     })
     .await;
     let partner = app.partner().await;
-    redis.kill();
+    redis.stop();
     let wrong = |i: usize| {
         (
             json!({"email": partner.email, "password": format!("wrong guess {i}")}),

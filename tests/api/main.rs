@@ -22,7 +22,6 @@ mod monitor;
 mod outages;
 mod password_policy;
 mod pricing;
-mod private_redis;
 mod proxy;
 mod quotes;
 mod rates;

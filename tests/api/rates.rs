@@ -315,6 +315,8 @@ async fn fetch_stores_each_change_once_and_serves_cross_rates() {
     // The quote names its rate's facts as a conversion does.
     assert_eq!(body["stale_rate"], false);
     assert_eq!(body["rate_provider"], "frankfurter");
+    // One provider: the price's sources are that provider.
+    assert_eq!(body["rate_sources"], serde_json::json!(["frankfurter"]));
     assert!(body.get("stale").is_none() && body.get("provider").is_none());
     assert!(body.get("id").is_none());
 

@@ -5,8 +5,8 @@ use serde_json::json;
 
 use secrecy::SecretString;
 
+use crate::helpers::PrivateRedis;
 use crate::helpers::{TestApp, TestUser, spawn_app, spawn_app_with};
-use crate::private_redis::PrivateRedis;
 
 async fn me_status(app: &TestApp, token: &str) -> u16 {
     app.get_with_token("/api/v1/me", token)

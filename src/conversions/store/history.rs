@@ -51,7 +51,7 @@ pub async fn list(
                   to_quote_id, stale_rate, status AS "status: Status", created_at, finalizes_at,
                   finalized_at, cancelled_at, quote_id,
                   coalesce(reference_rate, rate) AS "reference_rate!", markup_bps, lock_bps,
-                  markup_amount
+                  markup_amount, rate_sources
                    FROM conversions
                    WHERE partner_id = $1
                      AND status = $2
@@ -83,7 +83,7 @@ pub async fn list(
                   to_quote_id, stale_rate, status AS "status: Status", created_at, finalizes_at,
                   finalized_at, cancelled_at, quote_id,
                   coalesce(reference_rate, rate) AS "reference_rate!", markup_bps, lock_bps,
-                  markup_amount
+                  markup_amount, rate_sources
                    FROM conversions
                    WHERE partner_id = $1
                      AND ($2::text IS NULL OR from_currency = $2 OR to_currency = $2)
@@ -113,7 +113,7 @@ pub async fn list(
                   to_quote_id, stale_rate, status AS "status: Status", created_at, finalizes_at,
                   finalized_at, cancelled_at, quote_id,
                   coalesce(reference_rate, rate) AS "reference_rate!", markup_bps, lock_bps,
-                  markup_amount
+                  markup_amount, rate_sources
                    FROM conversions
                    WHERE ($1::text IS NULL OR status = $1)
                      AND ($2::text IS NULL OR from_currency = $2 OR to_currency = $2)

@@ -1,61 +1,80 @@
-//! A Redis of the test's own, for outage tests.
+//! A redis-server of the test's own on a free port, for outage tests: to kill, flush, stop and
+//! start again without touching the machine's shared one (nobody else's keys are affected).
 
-/// A redis-server of the test's own on a free port, for outage tests: killing it touches
-/// nobody else's Redis. Killed when dropped.
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
 pub struct PrivateRedis {
-    child: Option<std::process::Child>,
-    pub url: String,
+    pub port: u16,
+    child: Option<Child>,
 }
 
 impl PrivateRedis {
-    /// Starts one and waits (with a deadline) until it answers PING.
+    /// A fresh, empty server on a free port, answering when this returns.
     pub async fn start() -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (the outage tests start their own)");
-        let url = format!("redis://127.0.0.1:{port}");
-        let client = redis::Client::open(url.as_str()).unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            if let Ok(mut conn) = client.get_multiplexed_async_connection().await
-                && redis::cmd("PING")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .is_ok()
-            {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "private redis-server did not start"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        Self {
-            child: Some(child),
-            url,
-        }
+        let mut redis = Self { port, child: None };
+        redis.restart().await;
+        redis
     }
 
-    /// Kills the server (SIGKILL) and waits until it is gone.
-    pub fn kill(&mut self) {
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (it loses everything: no persistence).
+    pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
+
+    /// Starts it again on the same port, empty, as after a restart without persistence.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.ping().await.is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn connection(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+        redis::Client::open(self.url())?
+            .get_multiplexed_async_connection()
+            .await
+    }
+
+    async fn ping(&self) -> redis::RedisResult<String> {
+        redis::cmd("PING")
+            .query_async(&mut self.connection().await?)
+            .await
+    }
+
+    /// `FLUSHALL`: every key gone, the server still up.
+    pub async fn flush_all(&self) {
+        let () = redis::cmd("FLUSHALL")
+            .query_async(&mut self.connection().await.unwrap())
+            .await
+            .unwrap();
+    }
 }
 
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
-        self.kill();
+        self.stop();
     }
 }

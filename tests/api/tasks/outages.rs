@@ -18,6 +18,7 @@ async fn fetching_from(provider_url: &str) -> Harness {
     let rates = currency_conversion::rates::Rates::of(&instance);
     let webhooks = currency_conversion::webhooks::Webhooks::new(
         instance.db.clone(),
+        instance.redis.clone(),
         instance.clock.clone(),
         &instance.settings.webhooks,
         h.app.idempotency_keys(),

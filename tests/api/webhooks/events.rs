@@ -326,6 +326,7 @@ async fn dispatchers_racing_each_other_send_every_delivery_once() {
     let (one, two) = (
         Webhooks::new(
             app.db.clone(),
+            app.state.redis.clone(),
             app.clock.clone(),
             &app.settings.webhooks,
             app.idempotency_keys(),
@@ -333,6 +334,7 @@ async fn dispatchers_racing_each_other_send_every_delivery_once() {
         .unwrap(),
         Webhooks::new(
             app.db.clone(),
+            app.state.redis.clone(),
             app.clock.clone(),
             &app.settings.webhooks,
             app.idempotency_keys(),

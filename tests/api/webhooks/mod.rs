@@ -3,6 +3,7 @@
 //! along on the injected clock.
 
 mod events;
+mod pings;
 
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};

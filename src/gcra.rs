@@ -1,12 +1,13 @@
-//! The request limiter: GCRA (the generic cell rate algorithm) per partner, one atomic Lua
-//! script in Redis so every instance draws on one budget, and the same algorithm in process
-//! while Redis does not answer.
+//! A rate limiter: GCRA (the generic cell rate algorithm) per subject (a partner's requests in
+//! `access`, an endpoint's test pings in `webhooks`), one atomic Lua script in Redis so every
+//! instance draws on one budget, and the same algorithm in process while Redis does not answer.
+//! Shared core: it knows nothing of what it limits, only a key and a limit per minute.
 //!
-//! GCRA keeps one number per partner, the theoretical arrival time (TAT): when the partner's
+//! GCRA keeps one number per subject, the theoretical arrival time (TAT): when the subject's
 //! budget would be whole again if it sent nothing more. Each request moves it on by one
 //! emission interval (a minute divided by the limit); a request is allowed while the TAT stays
 //! within a minute of now. So a partner may spend a full minute's worth in one burst, and then
-//! gets one more request per interval — no window edges where twice the limit gets through.
+//! gets one more per interval — no window edges where twice the limit gets through.
 //! Times are the injected clock's, in microseconds, passed to the script, so tests move time
 //! instead of sleeping and every instance agrees as far as their clocks do.
 
@@ -15,7 +16,7 @@ use std::sync::{LazyLock, Mutex};
 
 use uuid::Uuid;
 
-/// KEYS: the partner's TAT. ARGV: now (µs), emission interval (µs), limit.
+/// KEYS: the subject's TAT. ARGV: now (µs), emission interval (µs), limit.
 /// Returns {allowed (1/0), µs until a request would be allowed, µs of budget in use after it}.
 static GCRA: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
@@ -42,9 +43,9 @@ const MINUTE_MICROS: i64 = 60_000_000;
 pub struct Decision {
     /// Whether the request may go ahead.
     pub allowed: bool,
-    /// The partner's limit, requests per minute.
+    /// The subject's limit, per minute.
     pub limit: u32,
-    /// Requests the partner could still make at once after this one.
+    /// Requests the subject could still make at once after this one.
     pub remaining: u32,
     /// Seconds until the whole budget is available again.
     pub reset_secs: u64,
@@ -101,27 +102,27 @@ pub async fn check_redis(
 /// allows up to the limit on its own, so N instances allow at most N times it.
 #[derive(Debug, Default)]
 pub struct LocalLimiter {
-    /// partner → TAT in µs.
+    /// subject → TAT in µs.
     tats: Mutex<HashMap<Uuid, i64>>,
 }
 
-/// Partners kept before those with a TAT in the past (a whole budget) are swept.
+/// Subjects kept before those with a TAT in the past (a whole budget) are swept.
 const SWEEP_AT: usize = 10_000;
 
 impl LocalLimiter {
-    pub fn check(&self, partner: Uuid, limit: u32, now: i64) -> Decision {
+    pub fn check(&self, subject: Uuid, limit: u32, now: i64) -> Decision {
         let interval = emission_interval(limit);
         let capacity = interval * i64::from(limit);
         let mut tats = self.tats.lock().unwrap_or_else(|p| p.into_inner());
         if tats.len() >= SWEEP_AT {
             tats.retain(|_, tat| *tat > now);
         }
-        let tat = tats.get(&partner).copied().unwrap_or(now).max(now);
+        let tat = tats.get(&subject).copied().unwrap_or(now).max(now);
         let new_tat = tat + interval;
         if new_tat - now > capacity {
             return Decision::from_micros(limit, false, new_tat - capacity - now, tat - now);
         }
-        tats.insert(partner, new_tat);
+        tats.insert(subject, new_tat);
         Decision::from_micros(limit, true, 0, new_tat - now)
     }
 }
