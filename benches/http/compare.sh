@@ -24,7 +24,7 @@ for run in $(seq 1 "$RUNS"); do
   if [[ -n ${BEFORE_BIN:-} ]]; then
     echo "== run $run of $RUNS: before ($BEFORE_BIN)" >&2
     f=$OUT/results-before-$run.tsv
-    env ${BEFORE_SETTINGS_DIR:+CCS_SETTINGS_DIR=$BEFORE_SETTINGS_DIR} RESULTS="$f" REPORT=0 \
+    env ${BEFORE_SETTINGS_DIR:+CCS_SETTINGS_DIR=$BEFORE_SETTINGS_DIR} CEILING_SETTINGS_DIR="$PWD/settings" RESULTS="$f" REPORT=0 \
       BIN="$BEFORE_BIN" benches/http/run.sh
     files+=("before:$f")
   fi

@@ -78,7 +78,9 @@ cleanup() {
 trap cleanup EXIT
 CCS__SERVER__PORT=$PORT "$BIN" serve --role api &
 server=$!
-JWT_CEILING_PORT=$CEILING_PORT "$CEILING" &
+# The ceiling is this revision's build: its settings, even when the service is another
+# revision's (compare.sh sets CEILING_SETTINGS_DIR then); the token secret is the same.
+env ${CEILING_SETTINGS_DIR:+CCS_SETTINGS_DIR=$CEILING_SETTINGS_DIR} JWT_CEILING_PORT=$CEILING_PORT "$CEILING" &
 ceiling=$!
 for _ in $(seq 1 100); do curl -sf "localhost:$PORT/health/live" >/dev/null && break; sleep 0.1; done
 token=$(curl -sf "localhost:$PORT/api/v1/auth/token" -H 'content-type: application/json' \
