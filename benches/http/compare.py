@@ -102,7 +102,7 @@ out.append(ms_line("filtered (`status=permanent&currency=JPY`)", "hist_filtered"
 out.append(ms_line("deep in the cursor chain (row 450 k)", "hist_deep", 10))
 out.append("")
 after = runs["after"]
-for label, name in [("Summary by day", "summary_day"), ("summary by currency pair", "summary_pair")]:
+for label, name in [("Summary by day", "summary_day"), ("Summary by currency pair", "summary_pair")]:
     out.append(f"{label} (after; 10 requests one at a time, max per run): "
                + spread([float(r[name][2]) for r in after], "{:.1f} ms") + " (goal < 100 ms).")
 rates = [int(r["csv_export"][0]) / float(r["csv_export"][1]) for r in after]
