@@ -88,6 +88,10 @@ use crate::error::PROBLEM_CONTENT_TYPE;
         crate::history::routes::Format,
         crate::history::routes::GroupBy,
         crate::auth::credentials::ClientToken,
+        // The `data` of `rates.degraded` and `rates.recovered` webhook deliveries (no route
+        // answers with it).
+        crate::rates::provenance::RatesAlert,
+        crate::webhooks::EventType,
     )),
     // A server-relative URL, so that generated clients and schemathesis call the host the
     // document was fetched from.

@@ -1,8 +1,9 @@
 //! Retention: one scheduled job, `prune_expired_data`, deletes what outlived its setting —
 //! finished task runs (`tasks.retention_days`), webhook events with their deliveries
 //! (`webhooks.retention_days`), expired quotes (`quotes.retention_days`), idempotency keys
-//! (`conversions.idempotency_retention_secs` past their TTL) and expired refresh tokens
-//! (`auth.session_retention_days`). Each capability owns the statement for its own table; this
+//! (`conversions.idempotency_retention_secs` past their TTL), expired refresh tokens
+//! (`auth.session_retention_days`) and the rates sources' fetch records
+//! (`rates.source_fetch_retention_days`). Each capability owns the statement for its own table; this
 //! module only decides the cut-offs and drives the batches.
 //!
 //! Every statement deletes at most `tasks.prune_batch_size` rows and commits on its own, so a
@@ -39,6 +40,8 @@ pub struct Retention {
     pub idempotency_keys: TimeDelta,
     /// `auth.session_retention_days`.
     pub sessions: TimeDelta,
+    /// `rates.source_fetch_retention_days`.
+    pub source_fetches: TimeDelta,
 }
 
 impl Retention {
@@ -56,6 +59,7 @@ impl Retention {
                 settings.conversions.idempotency_retention_secs,
             )),
             sessions: days(settings.auth.session_retention_days),
+            source_fetches: days(settings.rates.source_fetch_retention_days),
         }
     }
 }
@@ -68,6 +72,7 @@ pub struct Pruned {
     pub quotes: u64,
     pub idempotency_keys: u64,
     pub sessions: u64,
+    pub source_fetches: u64,
 }
 
 /// Deletes everything past its retention at `now`, batch by batch.
@@ -97,6 +102,10 @@ pub async fn prune(retention: &Retention) -> anyhow::Result<Pruned> {
                 cut(now, retention.sessions),
                 n,
             )
+        })
+        .await?,
+        source_fetches: drain("rates source fetches", n, || {
+            crate::rates::health::delete_fetches_before(db, cut(now, retention.source_fetches), n)
         })
         .await?,
     })
@@ -144,6 +153,7 @@ impl Job for PruneExpiredData {
             quotes = pruned.quotes,
             idempotency_keys = pruned.idempotency_keys,
             sessions = pruned.sessions,
+            source_fetches = pruned.source_fetches,
             "pruned expired data"
         );
         Ok(())

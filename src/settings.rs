@@ -321,6 +321,9 @@ pub struct RatesSettings {
     /// API keys of the sources that need one, `name=KEY` each
     /// (`CCS__RATES__SOURCE_KEYS="oxr=KEY,…"`). Never printed.
     pub source_keys: SourceKeys,
+    /// Days a source's fetch record (`rate_source_fetches`: outcome, latency, breaker, shown
+    /// on the monitor) is kept before `prune_expired_data` deletes it.
+    pub source_fetch_retention_days: u32,
     /// How the sources' values become one rate per currency.
     pub consensus: ConsensusSettings,
 }
@@ -511,8 +514,14 @@ pub struct TaskSettings {
     pub schedule: ScheduleSettings,
     /// Worker tasks per process.
     pub workers: usize,
-    /// Seconds after which an unacknowledged message is handed to another worker.
+    /// Seconds after which an unacknowledged message is handed to another worker (Redis).
     pub visibility_timeout_secs: u64,
+    /// Seconds a running run's lease lasts in PostgreSQL; its worker renews it every third of
+    /// that while the job runs, and stops the job if it cannot before it ends. A run whose
+    /// lease lapsed (its worker lost PostgreSQL, stalled or died) is taken over by the
+    /// reconciler and tried again, so a lost connection holds its task up for about this long,
+    /// not for the visibility timeout.
+    pub lease_secs: u64,
     /// Attempts before a run is declared dead.
     pub max_attempts: u32,
     /// First retry delay in seconds; doubles per attempt with full jitter.
@@ -764,6 +773,7 @@ impl Settings {
                 self.tasks.visibility_timeout_secs,
             ),
             ("tasks.retry_base_secs", self.tasks.retry_base_secs),
+            ("tasks.lease_secs", self.tasks.lease_secs),
             (
                 "conversions.idempotency_retention_secs",
                 self.conversions.idempotency_retention_secs,
@@ -798,6 +808,9 @@ impl Settings {
             anyhow::bail!(
                 "limits.requests_per_minute: must be between 1 and {MAX_REQUESTS_PER_MINUTE}"
             );
+        }
+        if !(1..=36_600).contains(&self.rates.source_fetch_retention_days) {
+            anyhow::bail!("rates.source_fetch_retention_days: must be between 1 and 36600");
         }
         if !(1..=36_600).contains(&self.usage.retention_days) {
             anyhow::bail!("usage.retention_days: must be between 1 and 36600");
@@ -872,6 +885,9 @@ impl Settings {
         }
         if consensus.max_deviation_bps == 0 || consensus.max_deviation_bps >= 10_000 {
             anyhow::bail!("rates.consensus.max_deviation_bps: use 1 to 9999");
+        }
+        if self.tasks.lease_secs == 0 {
+            anyhow::bail!("tasks.lease_secs: must be at least 1");
         }
         if self.tasks.max_attempts == 0 {
             anyhow::bail!("tasks.max_attempts: must be at least 1");

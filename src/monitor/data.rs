@@ -47,7 +47,14 @@ pub struct Overview {
     pub webhooks_failing: i64,
     /// Webhook deliveries that used up every attempt.
     pub webhooks_dead: i64,
+    /// With `rates.sources`: each source's health, in the configured order.
+    pub sources: Vec<crate::rates::health::SourceHealth>,
+    /// With `rates.sources`: the sources' values left out of a consensus in the last day.
+    pub exclusions: Vec<crate::rates::health::Exclusion>,
 }
+
+/// Exclusions listed on the overview.
+const RECENT_EXCLUSIONS: i64 = 30;
 
 pub async fn overview(
     monitor: &Monitor,
@@ -81,7 +88,32 @@ pub async fn overview(
     failures.sort_by_key(|r| std::cmp::Reverse(r.id));
     failures.truncate(RECENT_FAILURES);
     let deliveries = crate::webhooks::service::delivery_counts(&monitor.db).await?;
+    let names: Vec<String> = monitor
+        .rates
+        .settings
+        .sources
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    let (sources, exclusions) = if names.is_empty() {
+        (Vec::new(), Vec::new())
+    } else {
+        let base = monitor.rates.settings.base;
+        let quotes: Vec<CurrencyCode> = crate::rates::service::known_currencies(&monitor.rates)
+            .await?
+            .into_keys()
+            .filter(|c| *c != base)
+            .collect();
+        let db = &monitor.db;
+        (
+            crate::rates::health::sources(db, &names, base, &quotes, now).await?,
+            crate::rates::health::recent_exclusions(db, base, &quotes, now, RECENT_EXCLUSIONS)
+                .await?,
+        )
+    };
     Ok(Overview {
+        sources,
+        exclusions,
         now,
         jobs,
         stats: crate::tasks::stats(&monitor.tasks).await?,

@@ -345,6 +345,9 @@ pub fn overview_page(session: &MonitorSession, o: &Overview) -> Markup {
                     }
                 }
             }
+            @if !o.sources.is_empty() {
+                (sources_card(o))
+            }
             section.card {
                 h2 { "Recent failures" }
                 @if o.failures.is_empty() {
@@ -367,6 +370,79 @@ pub fn overview_page(session: &MonitorSession, o: &Overview) -> Markup {
             }
         },
     )
+}
+
+/// Each of `rates.sources`: its last fetch (when, how long, its breaker, its error), its last
+/// success and the currencies it was excluded for in the last day; then each exclusion.
+fn sources_card(o: &Overview) -> Markup {
+    html! {
+        section.card data-card="rates-sources" {
+            h2 { "Rates sources" }
+            div.scroll {
+                table.stack {
+                    thead { tr { th { "Source" } th { "Last fetch" } th { "Latency" } th { "Breaker" } th { "Last success" } th { "Excluded (last 24 h)" } } }
+                    tbody {
+                        @for src in &o.sources {
+                            tr data-source=(src.source) {
+                                td data-label="Source" { (src.source) }
+                                td data-label="Last fetch" {
+                                    @match src.last_fetch_at {
+                                        Some(t) => {
+                                            @if src.last_ok { span.badge.ok { "answered" } } @else { span.badge.bad { "failed" } }
+                                            " " (when(o.now, Some(t)))
+                                            @if let Some(e) = &src.last_error { br; span.muted.small { (e) } }
+                                        },
+                                        None => span.muted { "never" },
+                                    }
+                                }
+                                td data-label="Latency" { @if let Some(ms) = src.last_latency_ms { (format_ms(i64::from(ms))) } }
+                                td data-label="Breaker" {
+                                    @match src.breaker.as_deref() {
+                                        Some("closed") => span.badge.ok { "closed" },
+                                        Some(other) => span.badge.bad { (other) },
+                                        None => span.muted { "—" },
+                                    }
+                                }
+                                td data-label="Last success" { (when(o.now, src.last_success_at)) }
+                                td data-label="Excluded (last 24 h)" {
+                                    @if src.exclusions.is_empty() {
+                                        span.muted { "none" }
+                                    } @else {
+                                        @for (i, (code, n)) in src.exclusions.iter().enumerate() {
+                                            @if i > 0 { ", " }
+                                            (code) " ×" (n)
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            h3 { "Exclusions (last 24 h)" }
+            @if o.exclusions.is_empty() {
+                p.muted { "No source was excluded." }
+            } @else {
+                div.scroll {
+                    table.stack {
+                        thead { tr { th { "Seen" } th { "Source" } th { "Currency" } th { "Value" } th { "Median" } th { "Reason" } } }
+                        tbody {
+                            @for e in &o.exclusions {
+                                tr data-exclusion=(format!("{}/{}", e.source, e.currency)) {
+                                    td data-label="Seen" { (when(o.now, Some(e.observed_at))) @if e.last_seen_at > e.observed_at { " to " (when(o.now, Some(e.last_seen_at))) } }
+                                    td data-label="Source" { (e.source) }
+                                    td data-label="Currency" { (e.currency) }
+                                    td data-label="Value" { code { (e.rate) } }
+                                    td data-label="Median" { @if let Some(m) = &e.median { code { (m) } } }
+                                    td data-label="Reason" { (e.reason) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn filter_form(page: &RunsPage) -> Markup {

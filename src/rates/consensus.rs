@@ -39,6 +39,8 @@ pub struct Excluded {
     pub source: String,
     /// Its value (units per one pivot).
     pub rate: Rate,
+    /// The median of every source's value it was measured against.
+    pub median: Option<Rate>,
     /// Why, in words (the deviation and the bound it broke).
     pub reason: String,
 }
@@ -98,6 +100,7 @@ pub fn agree(values: &[(String, Rate)], rules: Rules) -> Agreement {
     let floor = &center * BigDecimal::from(MAD_FLOOR_BPS) / BigDecimal::from(10_000);
     let scaled: BigDecimal = MAD_BOUND.parse().unwrap_or_else(|_| BigDecimal::from(5));
     let mad_bound = (&mad * scaled).max(floor);
+    let median_rate = Rate::new(significant(center.clone())).ok();
     let mut used = Vec::new();
     let mut kept = Vec::new();
     let mut excluded = Vec::new();
@@ -123,6 +126,7 @@ pub fn agree(values: &[(String, Rate)], rules: Rules) -> Agreement {
             Some(reason) => excluded.push(Excluded {
                 source: source.clone(),
                 rate: rate.clone(),
+                median: median_rate.clone(),
                 reason,
             }),
             None => {

@@ -180,9 +180,10 @@ async fn fetch_consensus(
     .await;
     let mut failures = Vec::new();
     let mut snapshots = Vec::new();
+    let mut fetches = Vec::new();
     for (source, got, took) in answers {
         let name = source.name.as_str();
-        match got {
+        let error = match got {
             Ok(outcome) => match outcome.snapshot.rebased(pivot) {
                 Some(snapshot) => {
                     tracing::debug!(
@@ -191,16 +192,31 @@ async fn fetch_consensus(
                         "rates source answered"
                     );
                     snapshots.push((source.name.clone(), snapshot));
+                    None
                 }
-                None => {
-                    failures.push((name.to_owned(), format!("does not quote the pivot {pivot}")))
-                }
+                None => Some(format!("does not quote the pivot {pivot}")),
             },
             Err(e) => {
                 tracing::warn!(source = name, error = %e, "rates source failed");
-                failures.push((name.to_owned(), e.to_string()));
+                Some(e.to_string())
             }
+        };
+        if let Some(message) = &error {
+            failures.push((name.to_owned(), message.clone()));
         }
+        fetches.push(super::health::SourceFetch {
+            source: name.to_owned(),
+            error,
+            latency_ms: i32::try_from(took.as_millis()).unwrap_or(i32::MAX),
+            breaker: super::health::breaker_name(
+                source.client.breaker_states().first().map(|(_, b)| *b),
+            ),
+        });
+    }
+    // Recorded whatever follows (every source may have failed), for the monitor.
+    {
+        let mut conn = state.db.acquire().await?;
+        super::health::record(&mut conn, now, &fetches).await?;
     }
     let Some(as_of) = snapshots.iter().map(|(_, s)| s.as_of).max() else {
         let list: Vec<String> = failures.iter().map(|(n, m)| format!("{n}: {m}")).collect();

@@ -13,6 +13,7 @@ pub mod client;
 pub mod consensus;
 pub mod ecb_csv;
 pub mod fetch;
+pub mod health;
 pub mod import;
 pub mod jobs;
 pub mod pricing;

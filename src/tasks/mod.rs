@@ -39,8 +39,9 @@ use crate::state::ProcessRole;
 /// How often delayed messages (retries, runs due later) are moved onto the stream: the lateness
 /// a retry can have beyond its backoff.
 const PROMOTE_INTERVAL: Duration = Duration::from_millis(250);
-/// The reconciler looks for runs Redis lost every half visibility timeout, within these bounds:
-/// no busier than twice a second, no lazier than every 30 s.
+/// The reconciler looks for lapsed leases and runs Redis lost every half lease or half
+/// visibility timeout, whichever is shorter, within these bounds: no busier than twice a second,
+/// no lazier than every 30 s.
 const RECONCILE_EVERY_MIN: Duration = Duration::from_millis(500);
 const RECONCILE_EVERY_MAX: Duration = Duration::from_secs(30);
 
@@ -208,7 +209,8 @@ pub fn start_background(
                 tracing::error!(error = format!("{e:#}"), "the cron scheduler stopped");
             }
         }));
-        let every = (visibility / 2).clamp(RECONCILE_EVERY_MIN, RECONCILE_EVERY_MAX);
+        let lease = Duration::from_secs(tasks.settings.lease_secs.max(1));
+        let every = (visibility.min(lease) / 2).clamp(RECONCILE_EVERY_MIN, RECONCILE_EVERY_MAX);
         handles.push(tokio::spawn(scheduler::reconcile_loop(
             tasks.clone(),
             every,

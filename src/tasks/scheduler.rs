@@ -1,6 +1,6 @@
 //! The scheduler records a run for every cron tick of every scheduled task, exactly once however
-//! many scheduler instances run, and the reconciler re-enqueues runs that PostgreSQL says are
-//! pending but Redis has lost.
+//! many scheduler instances run, and the reconciler takes over runs whose lease lapsed and
+//! re-enqueues runs that PostgreSQL says are pending but Redis has lost.
 //!
 //! Exactly once: each tick is an `INSERT ... ON CONFLICT DO NOTHING` against the unique
 //! `(task_name, scheduled_for)` constraint. The decision lives in PostgreSQL rather than in a
@@ -32,6 +32,9 @@ const RECONCILE_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
 
 /// Most overdue runs one reconciler pass looks at.
 const RECONCILE_BATCH: i64 = 500;
+/// How long past its end a lease must be before its run is taken over: slack for clocks that
+/// differ between instances (the worker itself stops its job when the lease ends).
+const TAKEOVER_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
 /// Pause before a failed catch-up (PostgreSQL or Redis away at start-up) is tried again.
 const CATCH_UP_RETRY_PAUSE: Duration = Duration::from_secs(1);
 
@@ -172,9 +175,32 @@ pub(super) async fn run_scheduler(
 /// before Redis forgets the message, so only a run that is *still* overdue after Redis said it
 /// has no message for it is lost; the others are left alone (and not reported).
 pub async fn reconcile_once(tasks: &Tasks, queue: &Queue) -> anyhow::Result<usize> {
+    take_over_lapsed(tasks, queue).await?;
     let before = tasks.clock.now() - RECONCILE_GRACE;
     let overdue = store::overdue(&tasks.db, before, None, RECONCILE_BATCH).await?;
     reconcile(tasks, queue, &overdue).await
+}
+
+/// Takes over the runs whose lease lapsed ([`store::take_over_lapsed`]) and enqueues those due
+/// again, so that a worker that lost PostgreSQL holds its task up for one lease, not for the
+/// visibility timeout after which Redis would redeliver its message. The old message may still
+/// come back later: it finds the run finished, or claims it like any due run (claims are one
+/// conditional UPDATE, so never twice at once). Returns how many were taken over.
+pub async fn take_over_lapsed(tasks: &Tasks, queue: &Queue) -> anyhow::Result<usize> {
+    let now = tasks.clock.now();
+    let due_again = store::take_over_lapsed(&tasks.db, now - TAKEOVER_MARGIN, now, RECONCILE_BATCH)
+        .await
+        .context("taking over runs whose lease lapsed")?;
+    for run_id in &due_again {
+        if let Err(e) = queue.push(*run_id).await {
+            // `retrying` and due in PostgreSQL: the overdue check below finds it once Redis is back.
+            tracing::warn!(%run_id, error = format!("{e:#}"), "enqueueing a run taken over failed");
+        }
+    }
+    if !due_again.is_empty() {
+        tracing::warn!(runs = due_again.len(), "took over runs whose lease lapsed");
+    }
+    Ok(due_again.len())
 }
 
 /// The second half of [`reconcile_once`]: of `overdue` (runs that were overdue a moment ago),

@@ -457,6 +457,47 @@ pub async fn requeue_finished(
     })
 }
 
+/// Takes over at most `limit` runs whose lease ended before `lapsed_before` (their worker lost
+/// PostgreSQL, stalled or died, and stopped its job when it could not renew): each becomes
+/// `retrying`, due `now`, its attempt counted as failed, or `dead` when that was its last
+/// attempt. This frees the task's one running slot at once instead of when Redis redelivers the
+/// message. Returns the runs that are due again, for the caller to enqueue.
+pub async fn take_over_lapsed(
+    db: &PgPool,
+    lapsed_before: DateTime<Utc>,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> sqlx::Result<Vec<Uuid>> {
+    let rows = sqlx::query!(
+        r#"UPDATE task_runs
+           SET state = CASE WHEN attempts < max_attempts THEN 'retrying' ELSE 'dead' END,
+               next_attempt_at = CASE WHEN attempts < max_attempts THEN $2::timestamptz END,
+               finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE $2::timestamptz END,
+               lease_expires_at = NULL,
+               last_error = CASE WHEN attempts < max_attempts
+                   THEN 'the lease lapsed (the worker lost PostgreSQL, stalled or died); taken over'
+                   ELSE coalesce(last_error || '; ', '') || 'worker lost during the last attempt'
+               END
+           WHERE id IN (SELECT id FROM task_runs
+                        WHERE state = 'running' AND lease_expires_at < $1
+                        ORDER BY lease_expires_at
+                        LIMIT $3
+                        FOR UPDATE SKIP LOCKED)
+             AND state = 'running' AND lease_expires_at < $1
+           RETURNING id, state AS "state: TaskState""#,
+        lapsed_before,
+        now,
+        limit,
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|r| r.state == TaskState::Retrying)
+        .map(|r| r.id)
+        .collect())
+}
+
 /// Runs that should be in Redis by `before` and may not be: queued or retrying and due by then,
 /// or running under a lease that ended by then. With `among`, only those runs.
 pub async fn overdue(

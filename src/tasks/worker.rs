@@ -1,8 +1,10 @@
 //! Workers: read a run id from the stream, claim the run in PostgreSQL, execute it with a lease
-//! kept alive by a heartbeat, record the outcome, acknowledge. A worker that loses its lease
-//! (taken over, or not extended before it expired) stops the job, since another worker may be
-//! running it; one shutting down hands its run back to the queue at once. Also the promoter that
-//! moves due retries from the delayed set to the stream.
+//! (`tasks.lease_secs`) kept alive by a heartbeat every third of it, record the outcome,
+//! acknowledge. A worker that loses its lease (taken over, or not renewed before it ended, as
+//! when PostgreSQL is unreachable) stops the job at once, since the reconciler may hand the run
+//! to another worker as soon as the lease has lapsed; one shutting down hands its run back to
+//! the queue at once. Also the promoter that moves due retries from the delayed set to the
+//! stream.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -26,8 +28,12 @@ const LEASE_EXPIRY_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 
 /// How long a run waits when another run of its task is running.
 const OVERLAP_DEFER: Duration = Duration::from_secs(1);
+/// How long a run waits when claiming it failed (PostgreSQL away) before it is read again.
+const CLAIM_RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// Pause before reading the queue again after Redis failed (away, or its data gone).
 const QUEUE_RETRY_PAUSE: Duration = Duration::from_millis(500);
+/// Pause between tries to record an outcome while PostgreSQL does not answer (within the lease).
+const RECORD_RETRY_PAUSE: Duration = Duration::from_millis(500);
 
 /// The delay before retrying after failed attempt number `attempt` (1-based): exponential with
 /// full jitter, uniformly drawn from `[0, min(cap, base * 2^(attempt-1))]`, so that many runs
@@ -50,15 +56,17 @@ pub(super) struct Worker {
 }
 
 impl Worker {
+    /// How long a claim or a renewal holds the run (`tasks.lease_secs`).
     fn lease(&self) -> Duration {
-        Duration::from_secs(self.tasks.settings.visibility_timeout_secs.max(1))
+        Duration::from_secs(self.tasks.settings.lease_secs.max(1))
     }
 
     /// Reads and executes runs until `shutdown`; a run in progress then gets the shutdown grace
     /// period to finish, after which it is stopped and queued again for another worker.
     pub async fn run(self, shutdown: CancellationToken) {
         tracing::debug!(worker = %self.id, "task worker started");
-        let visibility_ms = u64::try_from(self.lease().as_millis()).unwrap_or(u64::MAX);
+        let visibility = Duration::from_secs(self.tasks.settings.visibility_timeout_secs.max(1));
+        let visibility_ms = u64::try_from(visibility.as_millis()).unwrap_or(u64::MAX);
         let mut group_ready = false;
         while !shutdown.is_cancelled() {
             if !group_ready {
@@ -92,6 +100,9 @@ impl Worker {
             return;
         };
         let lease_secs = self.lease().as_secs_f64();
+        // The lease is counted from before the claim was asked for, so this worker's idea of
+        // when it ends is never later than PostgreSQL's.
+        let asked = Instant::now();
         match store::claim(
             &self.tasks.db,
             run_id,
@@ -101,7 +112,7 @@ impl Worker {
         )
         .await
         {
-            Ok(Claim::Claimed(run)) => self.execute(*run, &message, shutdown).await,
+            Ok(Claim::Claimed(run)) => self.execute(*run, &message, shutdown, asked).await,
             // Someone holds a live lease. Leaving the message pending would wait a whole
             // visibility timeout from now (this delivery resets its idle time), on top of the
             // lease: park the run until the lease ends instead. If its holder finishes first,
@@ -115,8 +126,9 @@ impl Worker {
             Ok(Claim::Overlap) => {
                 let due = self.tasks.clock.now() + OVERLAP_DEFER;
                 if let Err(e) = store::defer(&self.tasks.db, run_id, due).await {
+                    // Redis brings it back all the same; at worst the reconciler enqueues it
+                    // once more meanwhile, and claims are exclusive.
                     tracing::warn!(%run_id, error = %e, "deferring an overlapping run failed");
-                    return;
                 }
                 if self.queue.delay(run_id, due).await.is_ok() {
                     self.ack(&message).await;
@@ -127,18 +139,39 @@ impl Worker {
                 self.ack(&message).await;
             }
             Ok(Claim::Stale) => self.ack(&message).await,
-            // Left unacknowledged: redelivered after the visibility timeout.
-            Err(e) => tracing::warn!(%run_id, error = %e, "claiming a run failed"),
+            // PostgreSQL away: the run comes back in a moment, not after the visibility timeout
+            // (left unacknowledged only if Redis refuses that too).
+            Err(e) => {
+                tracing::warn!(%run_id, error = %e, "claiming a run failed; trying again shortly");
+                let due = self.tasks.clock.now() + CLAIM_RETRY_PAUSE;
+                if self.queue.delay(run_id, due).await.is_ok() {
+                    self.ack(&message).await;
+                }
+            }
         }
     }
 
     #[tracing::instrument(name = "task_run", skip_all, fields(run_id = %run.id, task = %run.task_name, attempt = run.attempts))]
-    async fn execute(&self, run: store::TaskRun, message: &Message, shutdown: &CancellationToken) {
+    async fn execute(
+        &self,
+        run: store::TaskRun,
+        message: &Message,
+        shutdown: &CancellationToken,
+        claimed: Instant,
+    ) {
         let started = Instant::now();
         let Some(handler) = self.registry.handler(&run.task_name) else {
             let error = format!("no job is registered under the name `{}`", run.task_name);
-            self.record(&run, started, TaskState::Failed, Some(&error), message)
-                .await;
+            let lease_holds_until = claimed + self.lease();
+            self.record(
+                &run,
+                started,
+                TaskState::Failed,
+                Some(&error),
+                message,
+                lease_holds_until,
+            )
+            .await;
             return;
         };
         let ctx = RunInfo {
@@ -154,7 +187,7 @@ impl Worker {
         heartbeat.tick().await;
         // Until when our lease surely holds: the last extension asked for `lease` from before it
         // was sent. Past it, with the heartbeat failing, another worker may own the run.
-        let mut lease_holds_until = Instant::now() + lease;
+        let mut lease_holds_until = claimed + lease;
         let grace = self.tasks.shutdown_timeout;
         let give_up = async {
             shutdown.cancelled().await;
@@ -166,18 +199,32 @@ impl Worker {
                 outcome = &mut job => break Some(outcome),
                 _ = heartbeat.tick() => {
                     let asked = Instant::now();
-                    match store::extend_lease(&self.tasks.db, run.id, &self.id, run.attempts, lease.as_secs_f64(), self.tasks.clock.now()).await {
-                        Ok(true) => lease_holds_until = asked + lease,
-                        Ok(false) => {
+                    // Never waits past the lease: a renewal that PostgreSQL has not answered by
+                    // then is as good as refused.
+                    let renewal = tokio::time::timeout_at(
+                        lease_holds_until.into(),
+                        store::extend_lease(&self.tasks.db, run.id, &self.id, run.attempts, lease.as_secs_f64(), self.tasks.clock.now()),
+                    );
+                    match renewal.await {
+                        Ok(Ok(true)) => lease_holds_until = asked + lease,
+                        Ok(Ok(false)) => {
                             tracing::warn!("the run was taken over; stopping the job");
                             return;
                         }
-                        Err(e) if Instant::now() >= lease_holds_until => {
-                            tracing::warn!(error = %e, "the lease could not be extended before it expired; stopping the job");
+                        Ok(Err(e)) if Instant::now() < lease_holds_until => {
+                            tracing::warn!(error = %e, "could not extend the lease of a running job");
+                        }
+                        Ok(Err(_)) | Err(_) => {
+                            tracing::warn!("the lease could not be renewed before it ended; stopping the job");
                             return;
                         }
-                        Err(e) => tracing::warn!(error = %e, "could not extend the lease of a running job"),
                     }
+                }
+                // The lease ends unrenewed (PostgreSQL unreachable): the run may be taken over
+                // from now on, so the job stops here rather than at the next heartbeat.
+                _ = tokio::time::sleep_until(lease_holds_until.into()) => {
+                    tracing::warn!("the lease ended unrenewed; stopping the job");
+                    return;
                 }
                 _ = &mut give_up => break None,
             }
@@ -189,25 +236,47 @@ impl Worker {
                 self.release(&run, message).await;
             }
             Some(Ok(Ok(()))) => {
-                self.record(&run, started, TaskState::Succeeded, None, message)
-                    .await;
+                self.record(
+                    &run,
+                    started,
+                    TaskState::Succeeded,
+                    None,
+                    message,
+                    lease_holds_until,
+                )
+                .await;
             }
             Some(Ok(Err(e))) => {
                 let error = format!("{e:#}");
                 if run.attempts >= run.max_attempts {
                     tracing::error!(error, "job failed on its last attempt");
-                    self.record(&run, started, TaskState::Dead, Some(&error), message)
-                        .await;
+                    self.record(
+                        &run,
+                        started,
+                        TaskState::Dead,
+                        Some(&error),
+                        message,
+                        lease_holds_until,
+                    )
+                    .await;
                 } else {
                     tracing::warn!(error, "job failed; will retry");
-                    self.retry(&run, started, &error, message).await;
+                    self.retry(&run, started, &error, message, lease_holds_until)
+                        .await;
                 }
             }
             Some(Err(panic)) => {
                 let error = format!("job panicked: {}", panic_message(panic.as_ref()));
                 tracing::error!(error, "job panicked");
-                self.record(&run, started, TaskState::Failed, Some(&error), message)
-                    .await;
+                self.record(
+                    &run,
+                    started,
+                    TaskState::Failed,
+                    Some(&error),
+                    message,
+                    lease_holds_until,
+                )
+                .await;
             }
         }
     }
@@ -221,6 +290,37 @@ impl Worker {
         }
     }
 
+    /// Records an attempt's outcome, trying again while PostgreSQL does not answer and the
+    /// lease still holds (`until`): an outcome recorded within the lease is final, so a short
+    /// outage does not make the run's work be done again. Past the lease the run is the
+    /// reconciler's to take over, and the outcome is given up.
+    async fn finish_within_lease(
+        &self,
+        attempt: &Attempt<'_>,
+        state: TaskState,
+        error: Option<&str>,
+        next_attempt_at: Option<chrono::DateTime<chrono::Utc>>,
+        until: Instant,
+    ) -> sqlx::Result<bool> {
+        loop {
+            let now = self.tasks.clock.now();
+            let tried = tokio::time::timeout_at(
+                until.into(),
+                store::finish(&self.tasks.db, attempt, state, error, next_attempt_at, now),
+            )
+            .await;
+            match tried {
+                Ok(Ok(recorded)) => return Ok(recorded),
+                Ok(Err(e)) if Instant::now() + RECORD_RETRY_PAUSE < until => {
+                    tracing::warn!(error = %e, "recording the outcome of a run failed; trying again within the lease");
+                    tokio::time::sleep(RECORD_RETRY_PAUSE).await;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(sqlx::Error::PoolTimedOut),
+            }
+        }
+    }
+
     async fn record(
         &self,
         run: &store::TaskRun,
@@ -228,17 +328,12 @@ impl Worker {
         state: TaskState,
         error: Option<&str>,
         message: &Message,
+        lease_holds_until: Instant,
     ) {
         let attempt = self.attempt(run, started);
-        match store::finish(
-            &self.tasks.db,
-            &attempt,
-            state,
-            error,
-            None,
-            self.tasks.clock.now(),
-        )
-        .await
+        match self
+            .finish_within_lease(&attempt, state, error, None, lease_holds_until)
+            .await
         {
             Ok(recorded) => {
                 if !recorded {
@@ -246,25 +341,33 @@ impl Worker {
                 }
                 self.ack(message).await;
             }
-            // Not acknowledged: the run is redelivered once the lease expires and tried again.
+            // Not acknowledged: once the lease has lapsed the reconciler takes the run over and
+            // it is tried again.
             Err(e) => tracing::error!(error = %e, "recording the outcome of a run failed"),
         }
     }
 
-    async fn retry(&self, run: &store::TaskRun, started: Instant, error: &str, message: &Message) {
+    async fn retry(
+        &self,
+        run: &store::TaskRun,
+        started: Instant,
+        error: &str,
+        message: &Message,
+        lease_holds_until: Instant,
+    ) {
         let base = Duration::from_secs(self.tasks.settings.retry_base_secs);
         let delay = retry_delay(base, run.attempts);
         let due = self.tasks.clock.now() + delay;
         let attempt = self.attempt(run, started);
-        match store::finish(
-            &self.tasks.db,
-            &attempt,
-            TaskState::Retrying,
-            Some(error),
-            Some(due),
-            self.tasks.clock.now(),
-        )
-        .await
+        match self
+            .finish_within_lease(
+                &attempt,
+                TaskState::Retrying,
+                Some(error),
+                Some(due),
+                lease_holds_until,
+            )
+            .await
         {
             Ok(true) => {
                 // If Redis fails here, the run is `retrying` in PostgreSQL and the reconciler

@@ -26,6 +26,15 @@ pub enum EventType {
     #[serde(rename = "quote.expired")]
     #[sqlx(rename = "quote.expired")]
     QuoteExpired,
+    /// A currency's rates sources fell below the quorum (`rates.sources`): nothing is priced
+    /// on it until they agree again. Sent to every partner subscribed, once per change.
+    #[serde(rename = "rates.degraded")]
+    #[sqlx(rename = "rates.degraded")]
+    RatesDegraded,
+    /// A degraded currency's sources agree again: it is priced on its new consensus.
+    #[serde(rename = "rates.recovered")]
+    #[sqlx(rename = "rates.recovered")]
+    RatesRecovered,
     /// Sent by `POST /webhooks/{id}/test`; cannot be subscribed to.
     #[serde(rename = "ping")]
     #[sqlx(rename = "ping")]
@@ -34,11 +43,13 @@ pub enum EventType {
 
 impl EventType {
     /// The types an endpoint may subscribe to.
-    pub const SUBSCRIBABLE: [EventType; 4] = [
+    pub const SUBSCRIBABLE: [EventType; 6] = [
         EventType::ConversionCreated,
         EventType::ConversionFinalized,
         EventType::ConversionCancelled,
         EventType::QuoteExpired,
+        EventType::RatesDegraded,
+        EventType::RatesRecovered,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +58,8 @@ impl EventType {
             EventType::ConversionFinalized => "conversion.finalized",
             EventType::ConversionCancelled => "conversion.cancelled",
             EventType::QuoteExpired => "quote.expired",
+            EventType::RatesDegraded => "rates.degraded",
+            EventType::RatesRecovered => "rates.recovered",
             EventType::Ping => "ping",
         }
     }

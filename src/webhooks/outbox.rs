@@ -2,7 +2,9 @@
 //! so the event exists exactly when the change does (a rolled-back conversion leaves no event).
 //! One statement writes the events and their deliveries, and only for partners with a live
 //! endpoint subscribed to the type: for everyone else it is an index probe that writes nothing.
-//! Delivery happens later, outside that transaction ([`super::delivery`]).
+//! Delivery happens later, outside that transaction ([`super::delivery`]). An event about the
+//! service rather than one partner's resource (a currency's rates degraded) goes to every
+//! partner subscribed to its type ([`broadcast`]).
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
@@ -74,6 +76,47 @@ pub async fn record<'a, T: Serialize + 'a>(
          FROM events JOIN subscribed ON subscribed.partner_id = events.partner_id",
         &partners,
         &ids,
+        &bodies,
+        event_type.as_str(),
+        at,
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Records one `event_type` event at `at` per item of `data`, for every partner with a live
+/// endpoint subscribed to the type, in the caller's transaction, with a delivery to each of
+/// those endpoints. One statement, whatever the number of partners. Returns the number of
+/// deliveries created.
+pub async fn broadcast<'a, T: Serialize + 'a>(
+    conn: &mut PgConnection,
+    event_type: EventType,
+    at: DateTime<Utc>,
+    data: impl IntoIterator<Item = &'a T>,
+) -> anyhow::Result<u64> {
+    let at = at.trunc_subsecs(6);
+    let bodies = data
+        .into_iter()
+        .map(|d| body(event_type, at, d))
+        .collect::<serde_json::Result<Vec<String>>>()?;
+    if bodies.is_empty() {
+        return Ok(0);
+    }
+    let done = sqlx::query!(
+        "WITH subscribed AS (
+             SELECT id, partner_id FROM webhook_endpoints
+             WHERE deleted_at IS NULL AND $2 = ANY(events)
+         ), events AS (
+             INSERT INTO webhook_events (id, partner_id, event_type, payload, created_at)
+             SELECT gen_random_uuid(), p.partner_id, $2, b.payload, $3
+             FROM (SELECT DISTINCT partner_id FROM subscribed) p
+             CROSS JOIN UNNEST($1::text[]) AS b(payload)
+             RETURNING id, partner_id
+         )
+         INSERT INTO webhook_deliveries (id, event_id, endpoint_id, next_attempt_at, created_at)
+         SELECT gen_random_uuid(), events.id, subscribed.id, $3, $3
+         FROM events JOIN subscribed ON subscribed.partner_id = events.partner_id",
         &bodies,
         event_type.as_str(),
         at,

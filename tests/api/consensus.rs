@@ -11,15 +11,15 @@ use currency_conversion::settings::RateSource;
 use crate::helpers::{TestApp, assert_problem, spawn_app_with};
 use crate::rates::{FakeProvider, frankfurter};
 
-struct Sources {
-    honest: [FakeProvider; 3],
-    scaled: FakeProvider,
-    inverted: FakeProvider,
+pub(crate) struct Sources {
+    pub honest: [FakeProvider; 3],
+    pub scaled: FakeProvider,
+    pub inverted: FakeProvider,
 }
 
 /// EUR-pivot rates as each source publishes them on `date`. `honest[2]` omits CHF, `scaled`
 /// omits GBP.
-fn publish(s: &Sources, date: NaiveDate, usd: [&str; 3]) {
+pub(crate) fn publish(s: &Sources, date: NaiveDate, usd: [&str; 3]) {
     let gbp = ["0.84", "0.8401", "0.8399"];
     for (i, source) in s.honest.iter().enumerate() {
         let mut rates = vec![("USD", usd[i]), ("GBP", gbp[i])];
@@ -38,7 +38,16 @@ fn publish(s: &Sources, date: NaiveDate, usd: [&str; 3]) {
     );
 }
 
-async fn five_sources() -> (TestApp, Sources, NaiveDate) {
+pub(crate) async fn five_sources() -> (TestApp, Sources, NaiveDate) {
+    five_sources_with("", |_| {}).await
+}
+
+/// Five sources named `honest1{suffix}`…, `scaled{suffix}`, `inverted{suffix}` (a suffix keeps
+/// a test's log lines its own), settings adjusted by `customise` after the defaults here.
+pub(crate) async fn five_sources_with(
+    suffix: &str,
+    customise: impl FnOnce(&mut currency_conversion::settings::Settings),
+) -> (TestApp, Sources, NaiveDate) {
     let s = Sources {
         honest: [
             FakeProvider::start(),
@@ -50,10 +59,10 @@ async fn five_sources() -> (TestApp, Sources, NaiveDate) {
     };
     let mut list = Vec::new();
     for (i, p) in s.honest.iter().enumerate() {
-        list.push(format!("honest{}=frankfurter@{}", i + 1, p.url));
+        list.push(format!("honest{}{suffix}=frankfurter@{}", i + 1, p.url));
     }
-    list.push(format!("scaled=frankfurter@{}", s.scaled.url));
-    list.push(format!("inverted=frankfurter@{}", s.inverted.url));
+    list.push(format!("scaled{suffix}=frankfurter@{}", s.scaled.url));
+    list.push(format!("inverted{suffix}=frankfurter@{}", s.inverted.url));
     let sources: Vec<RateSource> = list.iter().map(|x| x.parse().unwrap()).collect();
     let app = spawn_app_with(move |st| {
         st.rates.sources = sources;
@@ -63,6 +72,7 @@ async fn five_sources() -> (TestApp, Sources, NaiveDate) {
         st.rates.request_timeout_ms = 2000;
         st.rates.max_age_secs = 2 * 86400;
         st.rates.breaker_threshold = 0;
+        customise(st);
     })
     .await;
     let now = app.clock.now();

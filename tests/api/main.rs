@@ -6,11 +6,13 @@
 mod auth;
 mod batches;
 mod consensus;
+mod consensus_cost;
 mod contract;
 mod conversion_history;
 mod conversions;
 mod credentials;
 mod currencies;
+mod ecb_oracle;
 mod first_start;
 mod foundation;
 mod helpers;

@@ -711,3 +711,76 @@ async fn logging_out_ends_the_tokens_a_session_was_renewed_from() {
     };
     assert_eq!(old.get("/monitor").await.status(), 303);
 }
+
+/// The `<tr>` of the overview whose `attribute` is `value`.
+fn table_row<'h>(html: &'h str, attribute: &str, value: &str) -> &'h str {
+    let start = html
+        .find(&format!("{attribute}=\"{value}\""))
+        .unwrap_or_else(|| panic!("no row {attribute}={value}"));
+    let end = start + html[start..].find("</tr>").unwrap();
+    &html[start..end]
+}
+
+#[tokio::test]
+async fn the_overview_shows_each_rates_sources_health_and_every_exclusion() {
+    use currency_conversion::rates;
+    let (app, s, day) = crate::consensus::five_sources_with("-mon", |st| {
+        st.rates.breaker_threshold = 1;
+    })
+    .await;
+    crate::consensus::publish(&s, day, ["1.1", "1.1002", "1.0998"]);
+    rates::fetch_and_store(&app.rates).await.unwrap();
+    // A source excluded for most of its currencies is named once per cycle in the log.
+    let warned = |name: &str| {
+        crate::helpers::logged_lines_with("disagrees with the others")
+            .into_iter()
+            .filter(|l| l.contains(&format!("\"{name}\"")))
+            .count()
+    };
+    assert_eq!(warned("scaled-mon"), 1);
+    assert_eq!(warned("inverted-mon"), 1);
+    assert_eq!(warned("honest1-mon"), 0);
+
+    // A minute on, the inverted source goes down: its breaker opens after one failure.
+    app.clock.advance(chrono::TimeDelta::minutes(1));
+    s.inverted.answer(500, "{}".into());
+    rates::fetch_and_store(&app.rates).await.unwrap();
+
+    let monitor = sign_in(&app).await;
+    let html = monitor.page("/monitor").await;
+    assert!(html.contains("Rates sources"), "{html}");
+    let honest = table_row(&html, "data-source", "honest1-mon");
+    assert!(honest.contains("answered"), "{honest}");
+    assert!(honest.contains("closed"), "{honest}");
+    // In the first cycle no two CHF values agreed: every one was excluded, honest ones too.
+    assert!(honest.contains("CHF ×1</td>"), "{honest}");
+    let inverted = table_row(&html, "data-source", "inverted-mon");
+    assert!(inverted.contains("failed"), "{inverted}");
+    assert!(inverted.contains("500"), "the error: {inverted}");
+    assert!(inverted.contains(">open<"), "its breaker: {inverted}");
+    // Excluded by the first cycle's outcomes (still in force within the last day).
+    assert!(inverted.contains("CHF ×1, GBP ×1, USD ×1"), "{inverted}");
+    let scaled = table_row(&html, "data-source", "scaled-mon");
+    assert!(scaled.contains("answered"), "{scaled}");
+    // Both cycles' outcomes excluded it for CHF and USD.
+    assert!(scaled.contains("CHF ×2, USD ×2"), "{scaled}");
+
+    // The newest exclusion first: the second cycle's median is that of four values.
+    let exclusion = table_row(&html, "data-exclusion", "scaled-mon/USD");
+    assert!(
+        exclusion.contains("<code>1.21</code>"),
+        "the value: {exclusion}"
+    );
+    assert!(
+        exclusion.contains("<code>1.1001</code>"),
+        "the median: {exclusion}"
+    );
+    assert!(
+        exclusion.contains("bps from the median 1.1001, beyond max_deviation_bps 100"),
+        "{exclusion}"
+    );
+    assert!(
+        html.contains("data-exclusion=\"inverted-mon/GBP\""),
+        "{html}"
+    );
+}

@@ -199,3 +199,26 @@ async fn prune_expired_data_is_the_scheduled_retention_job() {
     );
     assert!(!app.tasks.contains("prune"));
 }
+
+#[tokio::test]
+async fn rates_sources_fetch_records_are_pruned_after_their_retention() {
+    let app = spawn_app().await;
+    let retention = Retention::new(app.db.clone(), app.clock.clone(), &app.settings);
+    let now = app.clock.now();
+    for days_ago in [0, 6, 8, 30] {
+        sqlx::query(
+            "INSERT INTO rate_source_fetches (source, fetched_at, ok, latency_ms, breaker)
+             VALUES ('a', $1, true, 12, 'closed')",
+        )
+        .bind(now - Duration::days(days_ago))
+        .execute(&app.db)
+        .await
+        .unwrap();
+    }
+    let pruned = retention::prune(&retention).await.unwrap();
+    assert_eq!(pruned.source_fetches, 2, "older than 7 days");
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM rate_source_fetches").await,
+        2
+    );
+}

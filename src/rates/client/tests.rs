@@ -602,6 +602,7 @@ fn settings(provider: &str, url: &str, key: Option<&str>, fallbacks: &[&str]) ->
         breaker_cooldown_secs: 300,
         sources: Vec::new(),
         source_keys: Default::default(),
+        source_fetch_retention_days: 7,
         consensus: crate::settings::ConsensusSettings {
             max_deviation_bps: 100,
             min_sources: 2,

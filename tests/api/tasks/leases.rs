@@ -305,3 +305,74 @@ async fn a_clean_first_start_finds_no_runs_that_redis_lost() {
         0
     );
 }
+
+#[tokio::test]
+async fn a_lapsed_lease_is_taken_over_by_the_reconciler_and_its_late_outcome_refused() {
+    use currency_conversion::tasks::store::{self, Claim};
+    let h = Harness::new(None, |s| s.tasks.max_attempts = 2).await;
+    let clock = Clock::manual(Utc::now());
+    let state = on_clock(&h, &clock);
+    let queue = Queue::new(state.redis.clone());
+    let run = tasks::enqueue(&state, &h.registry, TEST_JOB, json!({}))
+        .await
+        .unwrap();
+    let claim = |worker: &'static str| {
+        let (db, now) = (h.db.clone(), clock.now());
+        async move { store::claim(&db, run.id, worker, 15.0, now).await.unwrap() }
+    };
+    assert!(matches!(claim("worker-a").await, Claim::Claimed(_)));
+    // Worker A lost PostgreSQL: its lease is not renewed. Within it (and its margin), nothing.
+    clock.advance(TimeDelta::seconds(16));
+    assert_eq!(
+        tasks::scheduler::take_over_lapsed(&state, &queue)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(h.run(run.id).await.state, TaskState::Running);
+    clock.advance(TimeDelta::seconds(2));
+    assert_eq!(
+        tasks::scheduler::take_over_lapsed(&state, &queue)
+            .await
+            .unwrap(),
+        1
+    );
+    let taken = h.run(run.id).await;
+    assert_eq!(taken.state, TaskState::Retrying);
+    assert!(
+        taken.next_attempt_at.is_some_and(|due| due <= clock.now()),
+        "due at once"
+    );
+    // Enqueued again: it does not wait for Redis to redeliver worker A's message.
+    assert_eq!(queue.present(&[run.id]).await.unwrap(), vec![true]);
+    // Worker A's outcome, arriving late, is refused: the run is no longer its.
+    let late = store::Attempt {
+        id: run.id,
+        worker_id: "worker-a",
+        attempt: 1,
+        duration_ms: 1,
+    };
+    let recorded = store::finish(&h.db, &late, TaskState::Succeeded, None, None, clock.now())
+        .await
+        .unwrap();
+    assert!(!recorded);
+    // Worker B takes attempt 2, the last, and loses PostgreSQL too: the run is dead, not retried.
+    let Claim::Claimed(second) = claim("worker-b").await else {
+        panic!("the run taken over was not claimable");
+    };
+    assert_eq!(second.attempts, 2);
+    clock.advance(TimeDelta::seconds(18));
+    assert_eq!(
+        tasks::scheduler::take_over_lapsed(&state, &queue)
+            .await
+            .unwrap(),
+        0
+    );
+    let dead = h.run(run.id).await;
+    assert_eq!(dead.state, TaskState::Dead);
+    assert!(
+        dead.last_error
+            .unwrap_or_default()
+            .contains("worker lost during the last attempt")
+    );
+}

@@ -27,6 +27,7 @@ const TEST_JOB: &str = "test_job";
 /// Short intervals so that redelivery and retries happen within seconds.
 fn fast(s: &mut Settings) {
     s.tasks.visibility_timeout_secs = 1;
+    s.tasks.lease_secs = 2;
     s.tasks.retry_base_secs = 1;
     s.tasks.max_attempts = 3;
     s.tasks.workers = 1;

@@ -159,3 +159,43 @@ async fn workers_recover_when_postgres_comes_back() {
     assert_eq!(h.logged(during.id).await, vec![1]);
     h.stop().await;
 }
+
+/// A worker that loses PostgreSQL mid-job cannot renew its lease, so it stops the job when the
+/// lease ends; once PostgreSQL is back the reconciler takes the run over and it is tried again,
+/// and the run of the same task queued behind it runs too. This takes a few leases (2 s here),
+/// not the visibility timeout (300 s here) that an unrenewed run used to wait out. The bound is
+/// for liveness only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_worker_lost_postgres_is_taken_over_once_its_lease_lapses() {
+    let mut h = Harness::new(None, |s| s.tasks.visibility_timeout_secs = 300).await;
+    let pg = TcpProxy::start("127.0.0.1:5432".into()).await;
+    let mut settings = h.app.settings.clone();
+    settings.database.url = SecretString::from(format!(
+        "postgres://postgres@127.0.0.1:{}/{}",
+        pg.port, h.app.db_name
+    ));
+    settings.database.acquire_timeout_ms = 500;
+    let through_proxy = task_queue(&AppState::new(settings, Clock::system()).unwrap());
+    let handles = tasks::start_background(
+        through_proxy,
+        h.registry.clone(),
+        ProcessRole::All,
+        h.shutdown.child_token(),
+    );
+    h.handles.extend(handles);
+    // Attempt 1 hangs (until its worker stops it); later attempts finish.
+    let stuck = h.enqueue("hang_first").await;
+    h.wait_for_state(stuck.id, TaskState::Running, 20).await;
+
+    pg.cut();
+    let behind = h.enqueue("ok").await;
+    tokio::time::sleep(Duration::from_secs(5)).await; // the outage itself, not a wait for an outcome
+    pg.restore();
+
+    let taken_over = h.wait_for_state(stuck.id, TaskState::Succeeded, 60).await;
+    assert_eq!(taken_over.attempts, 2);
+    assert_eq!(h.logged(stuck.id).await, vec![2], "attempt 1 was stopped");
+    h.wait_for_state(behind.id, TaskState::Succeeded, 60).await;
+    assert_eq!(h.logged(behind.id).await, vec![1]);
+    h.stop().await;
+}

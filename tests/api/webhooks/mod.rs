@@ -3,7 +3,9 @@
 //! along on the injected clock.
 
 mod events;
+mod outages;
 mod pings;
+mod rates_events;
 
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
