@@ -17,9 +17,11 @@ run: build check-services
 	$(BIN) seed
 	$(BIN) serve --role all
 
-## Unit and integration tests against the real PostgreSQL and Redis
+## Unit and integration tests against the real PostgreSQL and Redis, and a streaming replica of
+## that PostgreSQL for the read-replica tests (scripts/replica starts it unless it runs).
 test:
 	@scripts/check-services test
+	@url=$$(scripts/replica start) && echo "Read replica: streaming at $$url (scripts/replica)"
 	$(CARGO) test --locked --all-targets --no-fail-fast
 
 ## The README's walkthrough, run as written (the ```sh runnable blocks, in order, in one shell)

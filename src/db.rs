@@ -38,6 +38,28 @@ pub fn pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
         .connect_lazy_with(connect_options(settings)?))
 }
 
+/// The read replica's pool when `database.replica_url` is set: lazy like the primary's, of the
+/// same size and acquire timeout. Errors name the key.
+pub fn replica_pool(settings: &DatabaseSettings) -> anyhow::Result<Option<PgPool>> {
+    let url = settings.replica_url.expose_secret();
+    if url.is_empty() {
+        return Ok(None);
+    }
+    let options: PgConnectOptions = url
+        .parse()
+        .context("database.replica_url: not a valid PostgreSQL URL")?;
+    let options = options
+        .log_statements(tracing::log::LevelFilter::Debug)
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
+    Ok(Some(
+        PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .test_before_acquire(false)
+            .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
+            .connect_lazy_with(options),
+    ))
+}
+
 /// Creates the configured database when it does not exist (connecting to the `postgres`
 /// maintenance database), then applies pending migrations. Errors say how to start PostgreSQL.
 pub async fn create_and_migrate(settings: &DatabaseSettings) -> anyhow::Result<()> {

@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 use crate::error::ApiError;
 use crate::metrics::{Metrics, PoolGauges};
 use crate::redis_client::Redis;
+use crate::replica::{ReadPool, ReplicaState};
 use crate::settings::Settings;
 
 const CHECK_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -23,6 +24,8 @@ const CHECK_TIMEOUT: Duration = Duration::from_millis(1500);
 pub struct Health {
     /// PostgreSQL, checked by readiness and measured by the pool gauges.
     pub db: PgPool,
+    /// The read replica, reported by readiness (never failing it) and counted in `/metrics`.
+    pub reads: ReadPool,
     /// Redis, likewise.
     pub redis: Redis,
     /// `metrics.bearer_token`: when set, `/metrics` answers only requests carrying it.
@@ -34,9 +37,10 @@ pub struct Health {
 impl Health {
     /// The health checks of a process over its pools, with `metrics.bearer_token` and
     /// `database.max_connections` from `settings`.
-    pub fn new(db: PgPool, redis: Redis, settings: &Settings) -> Self {
+    pub fn new(reads: ReadPool, redis: Redis, settings: &Settings) -> Self {
         Self {
-            db,
+            db: reads.primary().clone(),
+            reads,
             redis,
             metrics_token: settings.metrics.bearer_token.clone(),
             pg_max_connections: settings.database.max_connections,
@@ -68,14 +72,23 @@ pub struct HealthStatus {
     /// `ok` when every dependency answered; `degraded` when the instance serves requests without
     /// one it can do without (Redis: rate cache, login throttle and task queue).
     pub status: &'static str,
-    /// `up` or `down` per dependency.
+    /// The state of each dependency.
     pub checks: Checks,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct Checks {
+    /// `up` (a `503` instead when it is down).
+    #[schema(example = "up")]
     pub postgres: &'static str,
+    /// `up` or `down`.
+    #[schema(example = "up")]
     pub redis: &'static str,
+    /// The read replica (`database.replica_url`): `none` when there is none, `up`, `lagging`
+    /// (further behind than `database.replica_max_lag_secs`) or `down`. Never fails readiness:
+    /// while it is lagging or down, its reads go to the primary.
+    #[schema(example = "none")]
+    pub replica: &'static str,
 }
 
 /// The process is up and serving HTTP.
@@ -111,7 +124,7 @@ pub async fn ready(health: web::Data<Health>) -> Result<HttpResponse, ApiError> 
             .map_err(|_| "timed out".to_owned())?
             .map_err(|e| format!("{e:#}"))
     };
-    let (pg, redis) = tokio::join!(pg, redis);
+    let (pg, redis, replica) = tokio::join!(pg, redis, health.reads.state());
     if let Err(e) = &redis {
         tracing::warn!(error = %e, "readiness: Redis is down; serving degraded");
     }
@@ -128,6 +141,7 @@ pub async fn ready(health: web::Data<Health>) -> Result<HttpResponse, ApiError> 
         checks: Checks {
             postgres: "up",
             redis: if redis.is_ok() { "up" } else { "down" },
+            replica: replica.as_str(),
         },
     }))
 }
@@ -165,6 +179,11 @@ pub async fn metrics(
         redis_size: redis.size,
         redis_available: redis.available,
         redis_max: redis.max_size,
+        replica_up: match health.reads.state().await {
+            ReplicaState::None => None,
+            state => Some(state == ReplicaState::Up),
+        },
+        replica_fallbacks: health.reads.fallbacks(),
     };
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

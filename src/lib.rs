@@ -27,6 +27,7 @@ pub mod pagination;
 pub mod quotes;
 pub mod rates;
 pub mod redis_client;
+pub mod replica;
 pub mod retention;
 pub mod seed;
 pub mod settings;

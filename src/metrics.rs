@@ -18,6 +18,10 @@ use metrics_exporter_prometheus::{
 
 const REQUESTS: &str = "http_requests_total";
 const DURATION: &str = "http_request_duration_seconds";
+/// 1 while lag-tolerant reads go to the read replica, 0 while they go to the primary.
+const REPLICA_UP: &str = "db_replica_up";
+/// Lag-tolerant reads sent to the primary because the replica was lagging or down.
+const REPLICA_FALLBACKS: &str = "db_replica_fallbacks_total";
 
 /// Latency bucket upper bounds in seconds.
 const BUCKETS: [f64; 12] = [
@@ -40,6 +44,10 @@ pub struct PoolGauges {
     pub redis_size: usize,
     pub redis_available: usize,
     pub redis_max: usize,
+    /// Whether lag-tolerant reads go to the read replica now; `None` without one.
+    pub replica_up: Option<bool>,
+    /// Reads sent to the primary because the replica was lagging or down, since start.
+    pub replica_fallbacks: u64,
 }
 
 impl Default for Metrics {
@@ -62,6 +70,14 @@ impl Metrics {
                 "HTTP requests served, by method, route and status."
             );
             describe_histogram!(DURATION, Unit::Seconds, "Time to serve HTTP requests.");
+            describe_gauge!(
+                REPLICA_UP,
+                "1 while lag-tolerant reads go to the read replica, 0 while they go to the primary (lagging or down)."
+            );
+            describe_counter!(
+                REPLICA_FALLBACKS,
+                "Lag-tolerant reads sent to the primary because the read replica was lagging or down."
+            );
             for (name, help) in GAUGES {
                 describe_gauge!(name, help);
             }
@@ -102,6 +118,10 @@ impl Metrics {
         with_local_recorder(&self.recorder, || {
             for ((name, _), value) in GAUGES.iter().zip(values) {
                 metrics::gauge!(*name).set(value);
+            }
+            if let Some(up) = pools.replica_up {
+                metrics::gauge!(REPLICA_UP).set(if up { 1.0 } else { 0.0 });
+                metrics::counter!(REPLICA_FALLBACKS).absolute(pools.replica_fallbacks);
             }
         });
         self.handle.render()
@@ -153,6 +173,8 @@ mod tests {
             redis_size: 0,
             redis_available: 0,
             redis_max: 8,
+            replica_up: None,
+            replica_fallbacks: 0,
         }
     }
 

@@ -210,6 +210,13 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// How long a request waits for a pooled connection before failing, in milliseconds.
     pub acquire_timeout_ms: u64,
+    /// A streaming read replica of `url` (same database name), for the reads that may be a
+    /// moment behind: history lists, CSV exports, summaries, reports, rate series and the
+    /// monitor's charts. Empty: none, everything reads the primary.
+    pub replica_url: SecretString,
+    /// How far behind (seconds of unreplayed WAL) the replica may be before those reads go to
+    /// the primary instead. An idle primary is no lag (docs/scaling.md, "Read replica").
+    pub replica_max_lag_secs: u64,
 }
 
 #[derive(Clone, Deserialize)]
@@ -478,10 +485,22 @@ pub struct WebhookSettings {
     pub retry_schedule_secs: Vec<u64>,
     /// Seconds the previous secret keeps signing after a rotation.
     pub secret_overlap_secs: u64,
-    /// Deliveries one dispatcher claims at a time.
+    /// Most deliveries one claim takes (never more than the dispatcher's free slots).
     pub dispatch_batch: u32,
-    /// Deliveries one dispatcher sends concurrently.
+    /// Deliveries one dispatcher sends concurrently (its slots).
     pub concurrency: usize,
+    /// Attempts in flight to one endpoint at most, across instances: a slow receiver holds
+    /// this many slots, not all of them.
+    pub max_in_flight_per_endpoint: u32,
+    /// Attempts in flight for one partner at most, across instances and its endpoints; below
+    /// `concurrency`, so one partner's slow receivers always leave slots for the others.
+    pub max_in_flight_per_partner: u32,
+    /// Failed attempts in a row (non-2xx, timeout, refused) after which an endpoint's breaker
+    /// opens: its deliveries wait `breaker_cooldown_secs` (postponed, not failed), then one
+    /// trial attempt closes it (2xx) or opens it again.
+    pub breaker_failures: u32,
+    /// Seconds an endpoint whose breaker opened is paused.
+    pub breaker_cooldown_secs: u64,
     /// Live endpoints one partner may have.
     pub max_endpoints_per_partner: u32,
     /// Test pings (`POST /webhooks/{id}/test`) one endpoint may get per minute, counted across
@@ -715,6 +734,9 @@ impl Settings {
         if self.server.body_limit_bytes < 1024 {
             anyhow::bail!("server.body_limit_bytes: must be at least 1024");
         }
+        if !self.database.replica_url.expose_secret().is_empty() {
+            crate::db::replica_pool(&self.database)?;
+        }
         if self.database.max_connections == 0 {
             anyhow::bail!("database.max_connections: must be at least 1");
         }
@@ -764,6 +786,10 @@ impl Settings {
                 self.server.shutdown_timeout_secs,
             ),
             ("webhooks.timeout_secs", self.webhooks.timeout_secs),
+            (
+                "webhooks.breaker_cooldown_secs",
+                self.webhooks.breaker_cooldown_secs,
+            ),
             (
                 "webhooks.secret_overlap_secs",
                 self.webhooks.secret_overlap_secs,
@@ -819,6 +845,21 @@ impl Settings {
             anyhow::bail!(
                 "usage.flush_interval_ms: must be between 100 and 4000 (counts are visible within 5 s)"
             );
+        }
+        for (key, value) in [
+            (
+                "webhooks.max_in_flight_per_endpoint",
+                self.webhooks.max_in_flight_per_endpoint,
+            ),
+            (
+                "webhooks.max_in_flight_per_partner",
+                self.webhooks.max_in_flight_per_partner,
+            ),
+            ("webhooks.breaker_failures", self.webhooks.breaker_failures),
+        ] {
+            if !(1..=1_000_000).contains(&value) {
+                anyhow::bail!("{key}: must be between 1 and 1000000");
+            }
         }
         if !(1..=MAX_REQUESTS_PER_MINUTE).contains(&self.webhooks.test_pings_per_minute) {
             anyhow::bail!(

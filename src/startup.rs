@@ -51,7 +51,7 @@ impl Parts {
     /// Builds the capabilities' contexts from the core state, and the task registry with them.
     fn build(state: AppState) -> anyhow::Result<(Self, Arc<TaskRegistry>)> {
         let rates = Rates::new(
-            state.db.clone(),
+            state.reads.clone(),
             state.redis.clone(),
             state.clock.clone(),
             state.settings.rates.clone(),
@@ -407,7 +407,7 @@ fn http_server(
     let settings = parts.state.settings.clone();
     let metrics_on_api = settings.metrics.expose == MetricsExposure::Api;
     let health = web::Data::new(Health::new(
-        parts.state.db.clone(),
+        parts.state.reads.clone(),
         parts.state.redis.clone(),
         &settings,
     ));
@@ -562,7 +562,7 @@ fn metrics_server(
 ) -> anyhow::Result<Server> {
     let shutdown = state.settings.shutdown_timeout().as_secs();
     let health = web::Data::new(Health::new(
-        state.db.clone(),
+        state.reads.clone(),
         state.redis.clone(),
         &state.settings,
     ));

@@ -10,6 +10,7 @@ use sqlx::PgPool;
 
 use crate::clock::Clock;
 use crate::redis_client::Redis;
+use crate::replica::ReadPool;
 use crate::settings::Settings;
 
 /// Which pieces a process runs, so one binary can scale out as separate processes.
@@ -47,6 +48,9 @@ impl ProcessRole {
 pub struct AppState {
     /// PostgreSQL, the record of everything.
     pub db: PgPool,
+    /// Where reads that may be a moment behind go: the read replica while it is current
+    /// enough, else `db`.
+    pub reads: ReadPool,
     /// Redis, for caches, throttles and the task transport.
     pub redis: Redis,
     /// The settings the process started with.
@@ -58,8 +62,10 @@ pub struct AppState {
 impl AppState {
     /// Opens the pools (lazily: nothing connects until first use).
     pub fn new(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
+        let db = crate::db::pool(&settings.database)?;
         Ok(Self {
-            db: crate::db::pool(&settings.database)?,
+            reads: ReadPool::new(db.clone(), &settings.database)?,
+            db,
             redis: Redis::new(&settings.redis)?,
             settings: Arc::new(settings),
             clock,

@@ -25,6 +25,7 @@ use sqlx::PgPool;
 use crate::clock::Clock;
 use crate::idempotency::Keys;
 use crate::rates::Rates;
+use crate::replica::ReadPool;
 use crate::settings::ConversionSettings;
 
 pub use domain::{ConversionError, ConversionView, Status};
@@ -37,6 +38,10 @@ pub use domain::{ConversionError, ConversionView, Status};
 pub struct Conversions {
     /// PostgreSQL, the record of conversions and their idempotency keys.
     pub db: PgPool,
+    /// Where history lists, exports, summaries and reports read: the replica when current.
+    /// Never for a conversion's own reads (`GET /conversions/{id}` must find what the `POST`
+    /// just wrote).
+    pub reads: ReadPool,
     /// Now, for creation, holding periods and key expiry.
     pub clock: Clock,
     /// `conversions.*`: holding period, maximum amount, stale-rate policy, key TTL.
@@ -52,6 +57,7 @@ impl Conversions {
     pub fn new(rates: &Rates, settings: ConversionSettings) -> Self {
         Self {
             db: rates.db.clone(),
+            reads: rates.reads.clone(),
             clock: rates.clock.clone(),
             keys: Keys::new(settings.idempotency_ttl_secs),
             settings: Arc::new(settings),

@@ -134,7 +134,10 @@ pub async fn list(
         cursor: params.cursor,
     }
     .limit_and_cursor();
-    let rows = store::list(&conversions.db, &f, limit, cursor)
+    let f = &f;
+    let rows = conversions
+        .reads
+        .read(|db| async move { store::list(&db, f, limit, cursor).await })
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     let views: Vec<ConversionView> = rows.into_iter().map(ConversionView::from).collect();
@@ -233,7 +236,11 @@ fn csv_export(conversions: std::sync::Arc<Conversions>, f: HistoryFilter) -> Htt
                 )),
                 Next::Done => None,
                 Next::After(cursor) => {
-                    let rows = match store::list(&conversions.db, &f, EXPORT_CHUNK, cursor).await {
+                    let f = &f;
+                    let read = conversions
+                        .reads
+                        .read(|db| async move { store::list(&db, f, EXPORT_CHUNK, cursor).await });
+                    let rows = match read.await {
                         Ok(rows) => rows,
                         Err(e) => {
                             tracing::error!(error = %e, "CSV export failed mid-stream");
@@ -341,7 +348,9 @@ pub async fn summary(
             cursor: None,
         },
     )?;
-    let rows = store::summary(&conversions.db, f.partner, by_pair, f.from, f.to)
+    let rows = conversions
+        .reads
+        .read(|db| async move { store::summary(&db, f.partner, by_pair, f.from, f.to).await })
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     let data = rows
@@ -446,15 +455,20 @@ pub async fn markup_report(
         return Err(ApiError::validation("from", "must not be after `to`"));
     }
     let group_by = params.group_by.unwrap_or_default();
-    let rows = store::markup_report(
-        &conversions.db,
-        params.from,
-        params.to,
-        group_by == MarkupGroupBy::Partner,
-        group_by == MarkupGroupBy::Day,
-    )
-    .await
-    .map_err(|e| ApiError::Internal(e.into()))?;
+    let rows = conversions
+        .reads
+        .read(|db| async move {
+            store::markup_report(
+                &db,
+                params.from,
+                params.to,
+                group_by == MarkupGroupBy::Partner,
+                group_by == MarkupGroupBy::Day,
+            )
+            .await
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
     let data: Vec<MarkupLine> = rows
         .into_iter()
         .map(|r| MarkupLine {

@@ -23,6 +23,7 @@ use sqlx::PgPool;
 
 use crate::clock::Clock;
 use crate::rates::Rates;
+use crate::replica::ReadPool;
 use crate::tasks::Tasks;
 
 pub use routes::configure;
@@ -40,6 +41,8 @@ pub use session::MonitorSession;
 pub struct Monitor {
     /// PostgreSQL, read through the tasks, quotes and webhooks modules' functions.
     pub db: PgPool,
+    /// Where the charts read (the replica when current): they may be a moment behind.
+    pub reads: ReadPool,
     /// Now, for relative times and the charts' ranges.
     pub clock: Clock,
     /// The latest rates, the providers' snapshots and series.
@@ -62,6 +65,7 @@ impl Monitor {
     ) -> Self {
         Self {
             db,
+            reads: rates.reads.clone(),
             clock,
             rates,
             tasks,

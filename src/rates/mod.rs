@@ -33,6 +33,7 @@ use sqlx::PgPool;
 use crate::clock::Clock;
 use crate::currencies::events::{CurrencyChange, CurrencyListener};
 use crate::redis_client::Redis;
+use crate::replica::ReadPool;
 use crate::settings::RatesSettings;
 use crate::state::AppState;
 use crate::tasks::{TaskRegistry, Tasks};
@@ -46,6 +47,8 @@ pub use service::{FetchReport, RateQuote, RatesError, fetch_and_store, quote};
 pub struct Rates {
     /// PostgreSQL, where snapshots are stored.
     pub db: PgPool,
+    /// Where series (`GET /rates/series`, the monitor's chart) read: the replica when current.
+    pub reads: ReadPool,
     /// Redis, for the `rates:version` counter.
     pub redis: Redis,
     /// `rates.*`.
@@ -67,18 +70,24 @@ pub struct Rates {
 impl Rates {
     /// The rates handle of a process, with a fresh (empty) cache.
     pub fn new(
-        db: PgPool,
+        reads: ReadPool,
         redis: Redis,
         clock: Clock,
         settings: RatesSettings,
         rules: pricing::PricingRules,
         fetch_schedule: crate::settings::CronExpression,
     ) -> Self {
-        let schedules =
-            crate::markups::Schedules::new(db.clone(), redis.clone(), rules.default_markup_bps);
+        // From the primary: a schedule read from a replica that lags could be memoised after
+        // the change that replaced it was announced.
+        let schedules = crate::markups::Schedules::new(
+            reads.primary().clone(),
+            redis.clone(),
+            rules.default_markup_bps,
+        );
         Self {
             schedules,
-            db,
+            db: reads.primary().clone(),
+            reads,
             redis,
             settings: Arc::new(settings),
             rules: Arc::new(rules),
@@ -104,7 +113,7 @@ impl Rates {
     /// The rates handle of an application's state.
     pub fn of(state: &AppState) -> Self {
         Self::new(
-            state.db.clone(),
+            state.reads.clone(),
             state.redis.clone(),
             state.clock.clone(),
             state.settings.rates.clone(),

@@ -141,14 +141,14 @@ pub async fn series(
             return Err(RatesError::CurrencyNotSupported { code, field });
         }
     }
-    let snapshot = store::snapshot_at(&state.db, Some(to))
-        .await?
-        .ok_or_else(|| {
-            RatesError::NoRates(format!(
-                "no rates are stored at or before {}",
-                to.to_rfc3339()
-            ))
-        })?;
+    // A series may be a moment behind: it reads the replica while that is current enough.
+    let db = state.reads.pool().await;
+    let snapshot = store::snapshot_at(db, Some(to)).await?.ok_or_else(|| {
+        RatesError::NoRates(format!(
+            "no rates are stored at or before {}",
+            to.to_rfc3339()
+        ))
+    })?;
     let pivot = snapshot.base;
     let provider = snapshot.provider;
     let mut needed: Vec<CurrencyCode> = symbols
@@ -160,7 +160,7 @@ pub async fn series(
     needed.sort();
     needed.dedup();
     let mut current: BTreeMap<CurrencyCode, Rate> = {
-        let mut conn = state.db.acquire().await.map_err(anyhow::Error::from)?;
+        let mut conn = db.acquire().await.map_err(anyhow::Error::from)?;
         store::quotes_at(&mut conn, &provider, pivot, &needed, from)
             .await?
             .into_iter()
@@ -170,7 +170,7 @@ pub async fn series(
     let one = Rate::new(1.into())?;
     current.insert(pivot, one);
     let mut changes = store::changes_between(
-        &state.db,
+        db,
         &provider,
         pivot,
         &needed,

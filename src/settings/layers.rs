@@ -45,7 +45,7 @@ const SECRETS: [&str; 4] = [
     "metrics.bearer_token",
 ];
 /// Keys holding URLs whose password (if any) is never printed.
-const URLS_WITH_CREDENTIALS: [&str; 2] = ["database.url", "redis.url"];
+const URLS_WITH_CREDENTIALS: [&str; 3] = ["database.url", "database.replica_url", "redis.url"];
 
 /// Where a value came from, most general first.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,9 @@
-//! Delivery: the `deliver_webhooks` job claims due deliveries from PostgreSQL (`FOR UPDATE SKIP
-//! LOCKED`, so dispatchers on several instances share the work and never send one attempt
-//! twice), signs and POSTs each, and records the outcome. PostgreSQL holds every delivery and
-//! its due time, so a flushed Redis loses nothing: the next scheduled run finds them.
+//! Delivery: the `deliver_webhooks` job claims due deliveries from PostgreSQL fairly (claims
+//! take turns under an advisory lock, so dispatchers on several instances share the work and
+//! never send one attempt twice; caps on attempts in flight per endpoint and per partner, and
+//! partners by turns, so one slow receiver holds only its own slots), signs and POSTs each, and
+//! records the outcome, which also moves the endpoint's circuit breaker. PostgreSQL holds every
+//! delivery, its due time and every breaker, so a flushed Redis loses nothing and instances agree.
 //!
 //! At least once: a receiver may see an event again (a lost answer, a dispatcher that died after
 //! sending); the `webhook-id` is the same every time, for it to deduplicate. A 2xx answer
@@ -13,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::Webhooks;
@@ -28,6 +29,11 @@ const LEASE_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
 
 /// How long one dispatcher run keeps claiming before it lets the next run continue.
 const RUN_BUDGET: Duration = Duration::from_secs(120);
+
+/// While attempts are in flight and nothing more could be claimed, how often the dispatcher looks
+/// again for deliveries that fell due (another partner's new event must not wait for the slow
+/// receivers to answer).
+const CLAIM_POLL: Duration = Duration::from_millis(500);
 
 /// Longest response body kept in `last_error`, in characters.
 const ERROR_BODY_CHARS: usize = 200;
@@ -67,31 +73,81 @@ pub(super) fn http_client(settings: &WebhookSettings) -> anyhow::Result<reqwest:
 
 /// Delivering: what the `deliver_webhooks` job does with its [`Webhooks`] context.
 impl Webhooks {
-    /// Sends every due delivery (in claims of `webhooks.dispatch_batch`, each claim's deliveries
-    /// concurrently) until none is due or the run's time budget is spent. Returns how many
-    /// attempts were made.
+    /// Sends due deliveries on `webhooks.concurrency` slots until none is due and none is in
+    /// flight, or the run's time budget is spent. A slot that frees is filled at once, and
+    /// while every due delivery waits behind a cap the dispatcher looks again every
+    /// [`CLAIM_POLL`], so one slow receiver holds only its own slots: what becomes due
+    /// meanwhile for anyone else is sent beside it ([`store::claim_due`] decides who is next).
+    /// Returns how many attempts were made. A claim that fails (PostgreSQL away) ends the run
+    /// with its error once the attempts in flight are done.
     pub async fn dispatch_due(&self) -> anyhow::Result<u64> {
         let started = Instant::now();
-        let batch = i64::from(self.settings.dispatch_batch.max(1));
+        let slots = self.settings.concurrency.max(1);
         let timeout = chrono::TimeDelta::seconds(
             i64::try_from(self.settings.timeout_secs.max(1)).unwrap_or(60),
         );
+        // Each attempt is a task of its own, so attempts keep running (and give their pool
+        // connections back) while this loop waits for a claim; dropping the set (the job
+        // stopped) stops them, as dropping the run would.
+        let mut in_flight = tokio::task::JoinSet::new();
         let mut attempts = 0;
+        let mut failed = None;
         loop {
-            let now = self.clock.now();
-            let claimed = store::claim_due(&self.db, now, batch, now + timeout + LEASE_MARGIN)
-                .await
-                .context("claiming due webhook deliveries")?;
-            let n = claimed.len();
-            attempts += u64::try_from(n).unwrap_or(0);
-            futures_util::stream::iter(claimed)
-                .for_each_concurrent(self.settings.concurrency.max(1), |d| self.attempt(d))
-                .await;
-            if i64::try_from(n).unwrap_or(0) < batch || started.elapsed() > RUN_BUDGET {
-                break;
+            let claiming = failed.is_none() && started.elapsed() < RUN_BUDGET;
+            let mut took_none = true;
+            if claiming && in_flight.len() < slots {
+                let now = self.clock.now();
+                let free = i64::try_from(slots - in_flight.len()).unwrap_or(i64::MAX);
+                let limits = self.claim_limits(free);
+                match store::claim_due(&self.db, now, limits, now + timeout + LEASE_MARGIN).await {
+                    Ok(claimed) => {
+                        took_none = claimed.is_empty();
+                        attempts += u64::try_from(claimed.len()).unwrap_or(0);
+                        for d in claimed {
+                            let webhooks = self.clone();
+                            in_flight.spawn(async move { webhooks.attempt(d).await });
+                        }
+                    }
+                    Err(e) => {
+                        failed =
+                            Some(anyhow::Error::from(e).context("claiming due webhook deliveries"));
+                    }
+                }
+            }
+            if in_flight.is_empty() {
+                if took_none || !claiming {
+                    break;
+                }
+                continue;
+            }
+            if claiming && took_none {
+                // Nothing could be taken now; look again when an attempt ends or a moment passed.
+                tokio::select! {
+                    ended = in_flight.join_next() => settle(ended),
+                    _ = tokio::time::sleep(CLAIM_POLL) => {}
+                }
+            } else if !claiming || in_flight.len() >= slots {
+                settle(in_flight.join_next().await);
             }
         }
-        Ok(attempts)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(attempts),
+        }
+    }
+
+    /// The caps of one claim of at most `free` deliveries, from `webhooks.*`.
+    fn claim_limits(&self, free: i64) -> store::ClaimLimits {
+        store::ClaimLimits {
+            max: free.min(i64::from(self.settings.dispatch_batch.max(1))),
+            per_endpoint: i64::from(self.settings.max_in_flight_per_endpoint.max(1)),
+            per_partner: i64::from(self.settings.max_in_flight_per_partner.max(1)),
+            breaker_failures: self.breaker_failures(),
+        }
+    }
+
+    fn breaker_failures(&self) -> i32 {
+        i32::try_from(self.settings.breaker_failures.max(1)).unwrap_or(i32::MAX)
     }
 
     /// One attempt of one delivery; the outcome is recorded, never returned: one failing
@@ -130,12 +186,32 @@ impl Webhooks {
             error: error.as_deref(),
             next_attempt_at,
         };
-        if let Err(e) =
-            store::record_outcome(&self.db, d.id, d.attempts, self.clock.now(), &outcome).await
-        {
+        let now = self.clock.now();
+        let cooldown =
+            chrono::TimeDelta::seconds(crate::settings::secs(self.settings.breaker_cooldown_secs));
+        let recorded = store::record_outcome(
+            &self.db,
+            d.id,
+            d.attempts,
+            now,
+            &outcome,
+            self.breaker_failures(),
+            now + cooldown,
+        )
+        .await;
+        match recorded {
+            Ok(Some(breaker)) if error.is_some() && breaker.paused_until.is_some() => {
+                tracing::warn!(
+                    endpoint_id = %d.endpoint_id,
+                    consecutive_failures = breaker.consecutive_failures,
+                    paused_until = ?breaker.paused_until,
+                    "webhook endpoint keeps failing: its deliveries wait until the pause ends"
+                );
+            }
+            Ok(_) => {}
             // The claim's lease makes the delivery due again: it is sent once more, as at least
             // once allows.
-            tracing::warn!(error = %e, "recording a webhook attempt failed");
+            Err(e) => tracing::warn!(error = %e, "recording a webhook attempt failed"),
         }
     }
 
@@ -194,6 +270,14 @@ impl Webhooks {
             status: status.as_u16(),
             body: excerpt(response).await,
         })
+    }
+}
+
+/// Logs an attempt's task that ended otherwise than by returning (it panicked): its delivery's
+/// lease makes it due again.
+fn settle(ended: Option<Result<(), tokio::task::JoinError>>) {
+    if let Some(Err(e)) = ended {
+        tracing::error!(error = %e, "a webhook attempt ended without recording its outcome");
     }
 }
 

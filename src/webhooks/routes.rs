@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::domain::{EventSubscription, SubscribableEvent, WebhookUrl};
-use super::service::{self, CreatedEndpoint, DeliveryView, EndpointView, RotatedSecret};
+use super::service::{self, CreatedEndpoint, DeliveryView, ListedEndpoint, RotatedSecret};
 use super::{DeliverWebhooks, WebhookError, Webhooks};
 use crate::auth::PartnerUser;
 use crate::error::{ApiError, Problem};
@@ -50,7 +50,7 @@ pub struct CreateEndpoint {
 /// The partner's live endpoints.
 #[derive(Serialize, ToSchema)]
 pub struct EndpointList {
-    pub data: Vec<EndpointView>,
+    pub data: Vec<ListedEndpoint>,
 }
 
 fn endpoint_id(raw: &str) -> Result<Uuid, ApiError> {
@@ -107,11 +107,14 @@ pub async fn create(
         .json(created))
 }
 
-/// The partner's webhook endpoints (without secrets).
+/// The partner's webhook endpoints (without secrets), each with its circuit breaker: `closed`
+/// (delivering), `open` (after `webhooks.breaker_failures` failed attempts in a row, deliveries
+/// wait until `paused_until`, postponed and not failed) or `half_open` (the pause is over: one
+/// delivery at a time is tried, and a 2xx closes it).
 #[utoipa::path(get, path = "/api/v1/webhooks", tag = "webhooks", operation_id = "listWebhookEndpoints",
     security(("bearer" = ["partner"])),
     responses(
-        (status = 200, description = "The partner's live endpoints, oldest first", body = EndpointList),
+        (status = 200, description = "The partner's live endpoints, oldest first, with their breakers", body = EndpointList),
         (status = 401, description = "No or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a partner", body = Problem, content_type = "application/problem+json"),
     ))]

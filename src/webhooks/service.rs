@@ -43,6 +43,63 @@ impl From<EndpointRow> for EndpointView {
     }
 }
 
+/// Where an endpoint's circuit breaker stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    /// Deliveries go out (at most `webhooks.max_in_flight_per_endpoint` at once).
+    Closed,
+    /// `webhooks.breaker_failures` attempts in a row failed: deliveries wait until
+    /// `paused_until` (postponed, not failed: no attempt is counted meanwhile).
+    Open,
+    /// The pause is over and the last attempts failed: one delivery at a time is tried; a 2xx
+    /// closes the breaker, a failure opens it again.
+    HalfOpen,
+}
+
+/// An endpoint's circuit breaker. It is kept on the endpoint in PostgreSQL, so every instance
+/// sees the same.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Breaker {
+    pub state: BreakerState,
+    /// Attempts that failed in a row (a 2xx resets it).
+    pub consecutive_failures: i32,
+    /// While open: until when the endpoint's deliveries wait.
+    pub paused_until: Option<DateTime<Utc>>,
+}
+
+impl Breaker {
+    /// The breaker of an endpoint with `consecutive_failures` and `paused_until`, at `now`, for a
+    /// breaker that opens at `threshold` failures.
+    pub fn at(
+        consecutive_failures: i32,
+        paused_until: Option<DateTime<Utc>>,
+        threshold: u32,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let tripped = i64::from(consecutive_failures) >= i64::from(threshold.max(1));
+        let state = match paused_until {
+            Some(until) if until > now => BreakerState::Open,
+            _ if tripped => BreakerState::HalfOpen,
+            _ => BreakerState::Closed,
+        };
+        Self {
+            state,
+            consecutive_failures,
+            paused_until: paused_until.filter(|until| *until > now),
+        }
+    }
+}
+
+/// An endpoint as listed: with its circuit breaker.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ListedEndpoint {
+    #[serde(flatten)]
+    pub endpoint: EndpointView,
+    /// Whether deliveries to it go out now or wait for it to recover.
+    pub breaker: Breaker,
+}
+
 /// A new endpoint with its signing secret, shown this once.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CreatedEndpoint {
@@ -224,14 +281,26 @@ pub async fn create_endpoint(
     Ok((CreatedEndpoint { endpoint, secret }, true))
 }
 
+/// The partner's live endpoints with their breakers, oldest first.
 pub async fn list_endpoints(
     webhooks: &Webhooks,
     partner: PartnerId,
-) -> Result<Vec<EndpointView>, WebhookError> {
+) -> Result<Vec<ListedEndpoint>, WebhookError> {
+    let now = webhooks.clock.now();
+    let threshold = webhooks.settings.breaker_failures;
     Ok(store::list_endpoints(&webhooks.db, partner)
         .await?
         .into_iter()
-        .map(Into::into)
+        .map(|r| ListedEndpoint {
+            breaker: Breaker::at(r.consecutive_failures, r.paused_until, threshold, now),
+            endpoint: EndpointView {
+                id: r.id,
+                url: r.url,
+                events: r.events,
+                created_at: r.created_at,
+                previous_secret_expires_at: r.previous_secret_expires_at,
+            },
+        })
         .collect())
 }
 

@@ -18,6 +18,19 @@ pub struct EndpointRow {
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
 }
 
+/// An endpoint with its breaker, as listed.
+#[derive(Debug, Clone)]
+pub struct ListedEndpointRow {
+    pub id: Uuid,
+    pub partner_id: Uuid,
+    pub url: String,
+    pub events: Vec<EventType>,
+    pub created_at: DateTime<Utc>,
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    pub consecutive_failures: i32,
+    pub paused_until: Option<DateTime<Utc>>,
+}
+
 pub struct NewEndpoint<'a> {
     pub id: Uuid,
     pub partner_id: Uuid,
@@ -89,15 +102,15 @@ pub async fn find_endpoint_with_secret(
     }))
 }
 
-/// A partner's live endpoints, oldest first.
+/// A partner's live endpoints with their breakers, oldest first.
 pub async fn list_endpoints(
     db: &PgPool,
     partner: PartnerId,
-) -> Result<Vec<EndpointRow>, sqlx::Error> {
+) -> Result<Vec<ListedEndpointRow>, sqlx::Error> {
     sqlx::query_as!(
-        EndpointRow,
+        ListedEndpointRow,
         r#"SELECT id, partner_id, url, events AS "events: Vec<EventType>", created_at,
-                previous_secret_expires_at
+                previous_secret_expires_at, consecutive_failures, paused_until
          FROM webhook_endpoints WHERE partner_id = $1 AND deleted_at IS NULL
          ORDER BY created_at, id"#,
         partner.as_uuid(),
@@ -147,7 +160,8 @@ pub async fn delete_endpoint(
     }
     sqlx::query!(
         "UPDATE webhook_deliveries
-         SET state = 'dead', next_attempt_at = NULL, last_error = 'the endpoint was deleted'
+         SET state = 'dead', next_attempt_at = NULL, leased_until = NULL,
+             last_error = 'the endpoint was deleted'
          WHERE endpoint_id = $1 AND state = 'pending'",
         id,
     )
@@ -295,6 +309,7 @@ pub struct Claimed {
     /// The attempt number this claim is for (1-based).
     pub attempts: i32,
     pub event_id: Uuid,
+    pub endpoint_id: Uuid,
     pub payload: String,
     pub url: String,
     pub secret: String,
@@ -302,36 +317,111 @@ pub struct Claimed {
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
 }
 
-/// Claims up to `limit` due deliveries for one attempt each: counts the attempt and pushes
-/// `next_attempt_at` to `lease_until`, so that another dispatcher (here or on another instance)
-/// skips them, and a dispatcher that dies mid-attempt leaves them due again afterwards.
+/// How many attempts the dispatcher may have in flight, counted across every instance: what
+/// [`claim_due`] keeps within.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimLimits {
+    /// Most deliveries this claim takes (the dispatcher's free slots).
+    pub max: i64,
+    /// `webhooks.max_in_flight_per_endpoint`.
+    pub per_endpoint: i64,
+    /// `webhooks.max_in_flight_per_partner`.
+    pub per_partner: i64,
+    /// `webhooks.breaker_failures`: an endpoint with this many failures in a row gets one
+    /// attempt at a time (the trial after a pause).
+    pub breaker_failures: i32,
+}
+
+/// Arbitrary key of the transaction-level advisory lock that makes claims take turns, so two
+/// dispatchers never both fill the same endpoint's last free place.
+const CLAIM_LOCK: i64 = 0x7765_6268_6f6f_6b73; // "webhooks"
+
+/// Claims due deliveries for one attempt each, fairly: at most `per_endpoint` in flight per
+/// endpoint (one while it is on trial after its breaker opened) and `per_partner` per partner,
+/// nothing for an endpoint whose breaker holds it paused, and across partners by turns: each
+/// partner's k-th attempt in flight (counting those already in flight) goes before anyone's
+/// (k+1)-th, so a partner with many slow deliveries waits behind its own, not others'.
+/// A claim counts the attempt and pushes `next_attempt_at` and `leased_until` to `lease_until`:
+/// another dispatcher (here or on another instance) skips the delivery, and one that dies
+/// mid-attempt leaves it due again afterwards.
 pub async fn claim_due(
     db: &PgPool,
     now: DateTime<Utc>,
-    limit: i64,
+    limits: ClaimLimits,
     lease_until: DateTime<Utc>,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
-    sqlx::query_as!(
+    let mut tx = db.begin().await?;
+    // Claims take turns (one short statement each): the places counted below stay free until
+    // this transaction has taken them.
+    sqlx::query!(
+        r#"SELECT 1 AS "locked!" FROM pg_advisory_xact_lock($1)"#,
+        CLAIM_LOCK
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let claimed = sqlx::query_as!(
         Claimed,
-        "WITH due AS (
-             SELECT id FROM webhook_deliveries
-             WHERE state = 'pending' AND next_attempt_at <= $1
-             ORDER BY next_attempt_at
-             LIMIT $2
-             FOR UPDATE SKIP LOCKED
-         )
-         UPDATE webhook_deliveries d
-         SET attempts = d.attempts + 1, next_attempt_at = $3, last_attempt_at = $1
-         FROM due, webhook_events e, webhook_endpoints ep
-         WHERE d.id = due.id AND e.id = d.event_id AND ep.id = d.endpoint_id
-         RETURNING d.id, d.attempts, d.event_id, e.payload, ep.url, ep.secret,
-                   ep.previous_secret, ep.previous_secret_expires_at",
+        r#"WITH in_flight AS (
+               SELECT endpoint_id, count(*) AS n FROM webhook_deliveries
+               WHERE leased_until > $1::timestamptz
+               GROUP BY endpoint_id
+           ),
+           partner_in_flight AS (
+               SELECT ep.partner_id, sum(f.n) AS n
+               FROM in_flight f JOIN webhook_endpoints ep ON ep.id = f.endpoint_id
+               GROUP BY ep.partner_id
+           ),
+           room AS (
+               SELECT ep.id, ep.partner_id,
+                      CASE WHEN ep.consecutive_failures >= $5::int THEN 1 ELSE $3::bigint END
+                          - coalesce(f.n, 0) AS places
+               FROM webhook_endpoints ep LEFT JOIN in_flight f ON f.endpoint_id = ep.id
+               WHERE ep.deleted_at IS NULL
+                 AND (ep.paused_until IS NULL OR ep.paused_until <= $1)
+           ),
+           candidates AS (
+               SELECT d.id, r.partner_id, d.next_attempt_at
+               FROM room r
+               CROSS JOIN LATERAL (
+                   SELECT id, next_attempt_at FROM webhook_deliveries
+                   WHERE endpoint_id = r.id AND state = 'pending' AND next_attempt_at <= $1
+                   ORDER BY next_attempt_at, id
+                   LIMIT r.places
+               ) d
+               WHERE r.places > 0
+           ),
+           turns AS (
+               SELECT c.id, c.next_attempt_at,
+                      coalesce(p.n, 0)
+                          + row_number() OVER (PARTITION BY c.partner_id
+                                               ORDER BY c.next_attempt_at, c.id) AS turn
+               FROM candidates c LEFT JOIN partner_in_flight p ON p.partner_id = c.partner_id
+           ),
+           chosen AS (
+               SELECT id FROM turns
+               WHERE turn <= $4::bigint
+               ORDER BY turn, next_attempt_at, id
+               LIMIT $2::bigint
+           )
+           UPDATE webhook_deliveries d
+           SET attempts = d.attempts + 1, next_attempt_at = $6::timestamptz, leased_until = $6,
+               last_attempt_at = $1
+           FROM chosen, webhook_events e, webhook_endpoints ep
+           WHERE d.id = chosen.id AND e.id = d.event_id AND ep.id = d.endpoint_id
+             AND d.state = 'pending' AND d.next_attempt_at <= $1
+           RETURNING d.id, d.attempts, d.event_id, d.endpoint_id, e.payload, ep.url, ep.secret,
+                     ep.previous_secret, ep.previous_secret_expires_at"#,
         now,
-        limit,
+        limits.max,
+        limits.per_endpoint,
+        limits.per_partner,
+        limits.breaker_failures,
         lease_until,
     )
-    .fetch_all(db)
-    .await
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(claimed)
 }
 
 /// What one attempt found.
@@ -344,24 +434,50 @@ pub struct Outcome<'a> {
     pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
+/// The breaker of an endpoint after an outcome was recorded.
+#[derive(Debug, Clone, Copy)]
+pub struct BreakerAfter {
+    pub consecutive_failures: i32,
+    pub paused_until: Option<DateTime<Utc>>,
+}
+
 /// Records the outcome of attempt `attempt`, unless the delivery moved on meanwhile (retried by
-/// hand, or its endpoint deleted).
+/// hand, or its endpoint deleted), and moves the endpoint's breaker in the same statement: a
+/// 2xx closes it, a failure counts, and the `breaker_failures`-th failure in a row (or any
+/// failure after that: the trial after a pause) pauses the endpoint until `pause_until`.
+/// Returns the breaker as it is now, `None` when the outcome came too late to count.
 pub async fn record_outcome(
     db: &PgPool,
     id: Uuid,
     attempt: i32,
     now: DateTime<Utc>,
     o: &Outcome<'_>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "UPDATE webhook_deliveries
-         SET state = CASE WHEN $5::text IS NULL THEN 'delivered'
-                          WHEN $6::timestamptz IS NULL THEN 'dead'
-                          ELSE 'pending' END,
-             next_attempt_at = CASE WHEN $5::text IS NULL THEN NULL ELSE $6 END,
-             delivered_at = CASE WHEN $5::text IS NULL THEN $7 ELSE delivered_at END,
-             last_status_code = $3, last_latency_ms = $4, last_error = $5
-         WHERE id = $1 AND attempts = $2 AND state = 'pending'",
+    breaker_failures: i32,
+    pause_until: DateTime<Utc>,
+) -> Result<Option<BreakerAfter>, sqlx::Error> {
+    let breaker = sqlx::query_as!(
+        BreakerAfter,
+        "WITH recorded AS (
+             UPDATE webhook_deliveries
+             SET state = CASE WHEN $5::text IS NULL THEN 'delivered'
+                              WHEN $6::timestamptz IS NULL THEN 'dead'
+                              ELSE 'pending' END,
+                 next_attempt_at = CASE WHEN $5::text IS NULL THEN NULL ELSE $6 END,
+                 delivered_at = CASE WHEN $5::text IS NULL THEN $7 ELSE delivered_at END,
+                 last_status_code = $3, last_latency_ms = $4, last_error = $5,
+                 leased_until = NULL
+             WHERE id = $1 AND attempts = $2 AND state = 'pending'
+             RETURNING endpoint_id
+         )
+         UPDATE webhook_endpoints ep
+         SET consecutive_failures = CASE WHEN $5::text IS NULL THEN 0
+                                         ELSE ep.consecutive_failures + 1 END,
+             paused_until = CASE WHEN $5::text IS NULL THEN NULL
+                                 WHEN ep.consecutive_failures + 1 >= $8 THEN $9
+                                 ELSE ep.paused_until END
+         FROM recorded
+         WHERE ep.id = recorded.endpoint_id
+         RETURNING ep.consecutive_failures, ep.paused_until",
         id,
         attempt,
         o.status_code,
@@ -369,10 +485,12 @@ pub async fn record_outcome(
         o.error,
         o.next_attempt_at,
         now,
+        breaker_failures,
+        pause_until,
     )
-    .execute(db)
+    .fetch_optional(db)
     .await?;
-    Ok(())
+    Ok(breaker)
 }
 
 /// Deliveries per state, for the monitor: pending that failed at least once, and dead.

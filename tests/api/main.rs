@@ -29,6 +29,7 @@ mod quotes;
 mod rates;
 mod read_memos;
 mod registration;
+mod replica;
 mod request_heads;
 mod retention;
 mod security_headers;

@@ -13,6 +13,7 @@ mod database;
 mod private_redis;
 mod quotes;
 mod rates;
+mod replica;
 mod tasks;
 mod webhooks;
 
@@ -20,6 +21,7 @@ pub use auth::{TEST_PASSWORD, TestUser};
 pub use database::fresh_database;
 pub use private_redis::PrivateRedis;
 pub use rates::spawn_app_with_rates;
+pub use replica::{ReplicaLock, poll, spawn_app_with_replica};
 pub use tasks::task_queue;
 
 use std::path::Path;

@@ -3,6 +3,7 @@
 //! along on the injected clock.
 
 mod events;
+mod fairness;
 mod outages;
 mod pings;
 mod rates_events;
@@ -121,6 +122,120 @@ impl Receiver {
     fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }
+}
+
+/// A receiver that holds every request until its gate opens, then answers 204: a slow receiver
+/// whose slowness the test controls instead of sleeping. Records the `webhook-id` of every
+/// request, and how many requests each path held at once at most.
+#[derive(Clone)]
+struct GatedReceiver {
+    port: u16,
+    ids: Arc<Mutex<Vec<String>>>,
+    /// Requests held now, per path.
+    held: Arc<Mutex<std::collections::HashMap<String, usize>>>,
+    /// The most requests held at once, per path and in all.
+    most: Arc<Mutex<(std::collections::HashMap<String, usize>, usize)>>,
+    gate: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl GatedReceiver {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let receiver = GatedReceiver {
+            port: listener.local_addr().unwrap().port(),
+            ids: Arc::default(),
+            held: Arc::default(),
+            most: Arc::default(),
+            gate: Arc::new(tokio::sync::watch::channel(false).0),
+        };
+        let shared = receiver.clone();
+        let server = HttpServer::new(move || {
+            let shared = shared.clone();
+            App::new().default_service(web::to(move |req: HttpRequest| {
+                let shared = shared.clone();
+                async move {
+                    let id = req.headers().get("webhook-id").unwrap().to_str().unwrap();
+                    shared.ids.lock().unwrap().push(id.to_owned());
+                    let path = req.path().to_owned();
+                    shared.enter(&path);
+                    let mut gate = shared.gate.subscribe();
+                    let _ = gate.wait_for(|open| *open).await;
+                    shared.leave(&path);
+                    HttpResponse::NoContent().finish()
+                }
+            }))
+        })
+        .workers(1)
+        .listen(listener)
+        .unwrap()
+        .run();
+        tokio::spawn(server);
+        receiver
+    }
+
+    fn enter(&self, path: &str) {
+        let mut held = self.held.lock().unwrap();
+        let now = {
+            let n = held.entry(path.to_owned()).or_default();
+            *n += 1;
+            *n
+        };
+        let total: usize = held.values().sum();
+        let mut most = self.most.lock().unwrap();
+        let at_path = most.0.entry(path.to_owned()).or_default();
+        *at_path = (*at_path).max(now);
+        most.1 = most.1.max(total);
+    }
+
+    fn leave(&self, path: &str) {
+        if let Some(n) = self.held.lock().unwrap().get_mut(path) {
+            *n -= 1;
+        }
+    }
+
+    /// The URL of path `/hook/{name}`.
+    fn url_of(&self, name: &str) -> String {
+        format!("http://127.0.0.1:{}/hook/{name}", self.port)
+    }
+
+    fn url(&self) -> String {
+        self.url_of("one")
+    }
+
+    fn open(&self) {
+        self.gate.send_replace(true);
+    }
+
+    /// Requests held now, in all.
+    fn waiting(&self) -> usize {
+        self.held.lock().unwrap().values().sum()
+    }
+
+    /// The most requests held at once by any one path, and in all.
+    fn most_at_once(&self) -> (usize, usize) {
+        let most = self.most.lock().unwrap();
+        (most.0.values().copied().max().unwrap_or(0), most.1)
+    }
+
+    fn ids(&self) -> Vec<String> {
+        self.ids.lock().unwrap().clone()
+    }
+}
+
+/// Waits until `check` holds, at most `secs`; whether it did.
+async fn eventually<F, Fut>(secs: u64, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
 }
 
 /// The id of an endpoint as the API shows it.

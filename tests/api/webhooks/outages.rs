@@ -3,7 +3,6 @@
 //! that the test cuts while a delivery is in flight.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use currency_conversion::clock::Clock;
@@ -11,94 +10,11 @@ use currency_conversion::state::{AppState, ProcessRole};
 use currency_conversion::tasks::{self, Job, TaskRegistry};
 use currency_conversion::webhooks::DeliverWebhooks;
 use secrecy::SecretString;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::helpers::task_queue;
 use crate::proxy::TcpProxy;
-
-/// A receiver that holds every request until its gate opens, then answers 204. Records the
-/// `webhook-id` of every request it gets.
-#[derive(Clone)]
-struct GatedReceiver {
-    port: u16,
-    ids: Arc<Mutex<Vec<String>>>,
-    waiting: Arc<AtomicUsize>,
-    gate: Arc<watch::Sender<bool>>,
-}
-
-impl GatedReceiver {
-    fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let receiver = GatedReceiver {
-            port: listener.local_addr().unwrap().port(),
-            ids: Arc::default(),
-            waiting: Arc::default(),
-            gate: Arc::new(watch::channel(false).0),
-        };
-        let shared = receiver.clone();
-        let server = HttpServer::new(move || {
-            let shared = shared.clone();
-            App::new().default_service(web::to(move |req: HttpRequest| {
-                let shared = shared.clone();
-                async move {
-                    let id = req
-                        .headers()
-                        .get("webhook-id")
-                        .unwrap()
-                        .to_str()
-                        .unwrap()
-                        .to_owned();
-                    shared.ids.lock().unwrap().push(id);
-                    shared.waiting.fetch_add(1, Ordering::SeqCst);
-                    let mut gate = shared.gate.subscribe();
-                    let _ = gate.wait_for(|open| *open).await;
-                    shared.waiting.fetch_sub(1, Ordering::SeqCst);
-                    HttpResponse::NoContent().finish()
-                }
-            }))
-        })
-        .workers(1)
-        .listen(listener)
-        .unwrap()
-        .run();
-        tokio::spawn(server);
-        receiver
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/hook", self.port)
-    }
-
-    fn open(&self) {
-        self.gate.send_replace(true);
-    }
-
-    fn waiting(&self) -> usize {
-        self.waiting.load(Ordering::SeqCst)
-    }
-
-    fn ids(&self) -> Vec<String> {
-        self.ids.lock().unwrap().clone()
-    }
-}
-
-/// Waits until `check` holds, at most `secs`; whether it did.
-async fn eventually<F, Fut>(secs: u64, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
-}
 
 /// A delivery's event id and state, as the partner sees them.
 async fn deliveries(app: &TestApp, token: &str, endpoint: &str) -> Vec<(String, String)> {
