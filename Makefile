@@ -43,14 +43,16 @@ up:
 down:
 	$(COMPOSE) down
 
-## The service against the ceilings it stands on, side by side in one run (docs/benchmarks.md,
+## The service against the ceilings it stands on, side by side in each run (docs/benchmarks.md,
 ## "make bench"): release server on a scratch database; pgbench with each endpoint's own SQL;
 ## benches/jwt_ceiling.rs for the authenticated reads; wrk (lua scripts in benches/http/);
 ## 1 M generated history rows; the full ECB import. Installs wrk/pgbench with apt-get if missing.
-## Writes the table into docs/benchmarks.md. Knobs: SECS=10 CONNS=32 HIST_CONNS=16 KEEP_DB=1.
+## RUNS runs (default 3); with BEFORE_BIN (another revision's release binary) and
+## BEFORE_SETTINGS_DIR, before and after alternate. Writes the table into docs/benchmarks.md.
+## Knobs: RUNS=3 SECS=10 CONNS=32 HIST_CONNS=16 WARM_SECS=2 KEEP_DB=1 (benches/http/compare.sh).
 bench: check-services
 	$(CARGO) build --release --locked --bin currency-conversion --example jwt_ceiling
-	benches/http/run.sh
+	benches/http/compare.sh
 
 fmt:
 	$(CARGO) fmt --all

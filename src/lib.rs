@@ -17,6 +17,7 @@ pub mod history;
 pub mod idempotency;
 pub mod jobs;
 pub mod markups;
+pub mod memo;
 pub mod metrics;
 pub mod middleware;
 pub mod money;

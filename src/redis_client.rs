@@ -3,10 +3,12 @@
 //! cope. Every key the service writes goes through [`Redis::key`], so a deployment (or a test)
 //! owns exactly the keys under its prefix.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use deadpool_redis::{Config, Connection, Pool, Runtime};
+use redis::aio::MultiplexedConnection;
 use secrecy::ExposeSecret;
 
 use crate::settings::RedisSettings;
@@ -16,6 +18,14 @@ pub struct Redis {
     pool: Pool,
     prefix: String,
     timeout: Duration,
+    /// The connection every single command and script of this process shares ([`Redis::run`],
+    /// [`Redis::invoke`]). A multiplexed connection pipelines concurrent commands on one
+    /// socket, so a command pays one round trip, not two: a pooled connection is checked by
+    /// deadpool before every use (an `UNWATCH` + `PING` round trip), which doubled the cost of
+    /// the per-request limiter. Dropped after any failure, so the next command connects
+    /// afresh. Blocking reads (the task queue's) keep using the pool ([`Redis::conn`]), so
+    /// they never hold up these.
+    shared: Arc<Mutex<Option<MultiplexedConnection>>>,
 }
 
 impl Redis {
@@ -38,6 +48,7 @@ impl Redis {
             pool,
             prefix: settings.key_prefix.clone(),
             timeout,
+            shared: Arc::default(),
         })
     }
 
@@ -58,13 +69,52 @@ impl Redis {
             .context("getting a Redis connection")
     }
 
-    /// Runs one command with the configured timeout.
-    pub async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> anyhow::Result<T> {
+    /// The shared connection, connecting it (through the pool's settings) when there is none.
+    async fn shared(&self) -> anyhow::Result<MultiplexedConnection> {
+        if let Some(conn) = self.lock_shared().clone() {
+            return Ok(conn);
+        }
+        // Taken out of the pool for good: the pool may open another in its place.
+        let conn = Connection::take(self.conn().await?);
+        Ok(self.lock_shared().get_or_insert(conn).clone())
+    }
+
+    fn lock_shared(&self) -> std::sync::MutexGuard<'_, Option<MultiplexedConnection>> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drops the shared connection after a failure: whatever went wrong, the next command
+    /// starts on a new one.
+    fn forget_shared<T>(&self, result: anyhow::Result<T>) -> anyhow::Result<T> {
+        if result.is_err() {
+            *self.lock_shared() = None;
+        }
+        result
+    }
+
+    /// Runs a command that may block the connection it is sent on (`XREADGROUP … BLOCK`) on
+    /// a pooled connection of its own, with the configured timeout added to what it may block.
+    pub async fn run_blocking<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+        blocks_for: Duration,
+    ) -> anyhow::Result<T> {
         let mut conn = self.conn().await?;
-        tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn))
+        tokio::time::timeout(self.timeout + blocks_for, cmd.query_async::<T>(&mut conn))
             .await
             .map_err(|_| anyhow::anyhow!("Redis command timed out"))?
             .context("Redis command failed")
+    }
+
+    /// Runs one command with the configured timeout, on the shared connection: never one that
+    /// blocks (see [`Redis::run_blocking`]).
+    pub async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> anyhow::Result<T> {
+        let mut conn = self.shared().await?;
+        let result = tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn))
+            .await
+            .map_err(|_| anyhow::anyhow!("Redis command timed out"))
+            .and_then(|r| r.context("Redis command failed"));
+        self.forget_shared(result)
     }
 
     pub async fn ping(&self) -> anyhow::Result<()> {
@@ -104,11 +154,12 @@ impl Redis {
         &self,
         call: &redis::ScriptInvocation<'_>,
     ) -> anyhow::Result<T> {
-        let mut conn = self.conn().await?;
-        tokio::time::timeout(self.timeout, call.invoke_async::<T>(&mut conn))
+        let mut conn = self.shared().await?;
+        let result = tokio::time::timeout(self.timeout, call.invoke_async::<T>(&mut conn))
             .await
-            .map_err(|_| anyhow::anyhow!("Redis script timed out"))?
-            .context("Redis script failed")
+            .map_err(|_| anyhow::anyhow!("Redis script timed out"))
+            .and_then(|r| r.context("Redis script failed"));
+        self.forget_shared(result)
     }
 }
 

@@ -447,6 +447,7 @@ fn http_server(
         clock: parts.state.clock.clone(),
         default_bps: parts.state.settings.pricing.default_markup_bps,
         max_bps: parts.state.settings.quotes.spread_bps.max_markup_bps(),
+        schedules: rates.schedules.clone(),
     });
     let sessions = web::Data::new(crate::monitor::session::Sessions::new(
         parts.auth.clone(),
@@ -454,11 +455,12 @@ fn http_server(
     ));
     let auth = web::Data::new(parts.auth);
     let access = web::Data::new(parts.access);
-    let currencies = web::Data::new(crate::currencies::Currencies {
-        db: parts.state.db.clone(),
-        clock: parts.state.clock.clone(),
-        events: parts.events,
-    });
+    let currencies = web::Data::new(crate::currencies::Currencies::new(
+        parts.state.db.clone(),
+        parts.state.redis.clone(),
+        parts.state.clock.clone(),
+        parts.events,
+    ));
     let openapi = crate::openapi::document();
     let server_settings = settings.server.clone();
     let body_limit = settings.server.body_limit_bytes;

@@ -14,7 +14,10 @@
 # Needs wrk, pgbench, psql, curl and python3 (installed with apt-get when missing), PostgreSQL
 # and Redis as for `make run`, and the release builds of the service and the ceiling (the
 # Makefile target builds both). Scratch databases ccs_bench and ccs_bench_import are dropped at
-# the end (KEEP_DB=1 keeps them). Knobs: SECS=10 CONNS=32 HIST_CONNS=16 HIST_ROWS=1000000.
+# the end (KEEP_DB=1 keeps them). Knobs: SECS=10 CONNS=32 HIST_CONNS=16 HIST_ROWS=1000000
+# WARM_SECS=2 (each history page is loaded that long, unmeasured, before it is measured).
+# benches/http/compare.sh runs this several times, for two builds, with RESULTS=<file> and
+# REPORT=0 (no table written here; it writes the comparison).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 TARGET=${CARGO_TARGET_DIR:-target}
@@ -34,7 +37,8 @@ OUT=$TARGET/bench-http
 export BENCH_DIR=$PWD/benches/http
 NONCE=$(date +%s)
 mkdir -p "$OUT"
-RESULTS=$OUT/results.tsv
+RESULTS=${RESULTS:-$OUT/results.tsv}
+WARM_SECS=${WARM_SECS:-2}
 : >"$RESULTS"
 
 need() { # command, Debian package
@@ -74,7 +78,9 @@ cleanup() {
 trap cleanup EXIT
 CCS__SERVER__PORT=$PORT "$BIN" serve --role api &
 server=$!
-JWT_CEILING_PORT=$CEILING_PORT "$CEILING" &
+# The ceiling is this revision's build: its settings, even when the service is another
+# revision's (compare.sh sets CEILING_SETTINGS_DIR then); the token secret is the same.
+env ${CEILING_SETTINGS_DIR:+CCS_SETTINGS_DIR=$CEILING_SETTINGS_DIR} JWT_CEILING_PORT=$CEILING_PORT "$CEILING" &
 ceiling=$!
 for _ in $(seq 1 100); do curl -sf "localhost:$PORT/health/live" >/dev/null && break; sleep 0.1; done
 token=$(curl -sf "localhost:$PORT/api/v1/auth/token" -H 'content-type: application/json' \
@@ -146,8 +152,15 @@ echo "history: $all_rows conversions, $partner_rows of the bench partner (genera
 deep=$(psql -Atq "$DATABASE_URL" -c "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"') || '|' || id
   FROM conversions WHERE partner_id = '$partner' ORDER BY created_at DESC, id DESC OFFSET $((partner_rows / 2)) LIMIT 1" |
   python3 -c 'import sys; print(sys.stdin.read().strip().encode().hex())')
+# Warm: each page is loaded for WARM_SECS with the same load, unmeasured, right before it is
+# measured (the generated rows and their index pages are then in PostgreSQL's buffers or the
+# OS page cache, and the server's statements are prepared on its connections).
+warm() { wrk -t2 -c"$HIST_CONNS" -d"${WARM_SECS}s" -s "$BENCH_DIR/get.lua" "$1" >/dev/null; }
+warm "$A/conversions?limit=20"
 web hist_first "$A/conversions?limit=20" get.lua "$HIST_CONNS"
+warm "$A/conversions?limit=20&status=permanent&currency=JPY"
 web hist_filtered "$A/conversions?limit=20&status=permanent&currency=JPY" get.lua "$HIST_CONNS"
+warm "$A/conversions?limit=20&cursor=$deep"
 web hist_deep "$A/conversions?limit=20&cursor=$deep" get.lua "$HIST_CONNS"
 timed() { # name, url, runs: median and max of curl's time_total in ms
   local name=$1 url=$2 runs=$3 times=()
@@ -180,6 +193,7 @@ import_rows=$(psql -Atq "$PG/$IMPORT_DB" -c "SELECT (SELECT count(*) FROM rate_s
 printf 'ecb_import\t%s\t%s\t%s\n' "$import_secs" "$import_rows" "$(cat "$OUT/import.rss")" | tee -a "$RESULTS"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
+[[ ${REPORT:-1} == 0 ]] && exit 0
 MACHINE="$(nproc) cores ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)), $(free -g | awk '/Mem:/ {print $2}') GB RAM, $(uname -sr), $(psql -Atq "$DATABASE_URL" -c 'SHOW server_version' | cut -d' ' -f1)" \
 STARTED=$started LOAD_BEFORE=$load_before LOAD_AFTER=$load_after SECS=$SECS CONNS=$CONNS \
 HIST_CONNS=$HIST_CONNS GEN_SECS=$gen_secs PARTNER_ROWS=$partner_rows ALL_ROWS=$all_rows \

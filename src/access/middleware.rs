@@ -12,11 +12,12 @@ use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{ResponseError, web};
+use actix_web::{HttpMessage, ResponseError, web};
 use uuid::Uuid;
 
 use super::Access;
 use super::usage::RequestClass;
+use crate::auth::extract::VerifiedToken;
 use crate::auth::{Auth, Role};
 use crate::error::ApiError;
 use crate::gcra::Decision;
@@ -25,6 +26,8 @@ pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-poli
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 /// The partner whose bearer token this request carries, if it is a partner's and verifies.
+/// A token that verifies is kept in the request (see [`VerifiedToken`]) for the route's
+/// extractor.
 fn partner_of(req: &ServiceRequest, auth: &Auth) -> Option<Uuid> {
     let value = req
         .headers()
@@ -35,8 +38,14 @@ fn partner_of(req: &ServiceRequest, auth: &Auth) -> Option<Uuid> {
     if !scheme.eq_ignore_ascii_case("bearer") {
         return None;
     }
-    let claims = auth.keys.verify(token.trim(), auth.clock.now()).ok()?;
-    (claims.role == Role::Partner).then_some(claims.sub)
+    let token = token.trim();
+    let claims = auth.keys.verify(token, auth.clock.now()).ok()?;
+    let partner = (claims.role == Role::Partner).then_some(claims.sub);
+    req.extensions_mut().insert(VerifiedToken {
+        token: token.to_owned(),
+        claims,
+    });
+    partner
 }
 
 fn set_headers(headers: &mut actix_web::http::header::HeaderMap, d: &Decision) {

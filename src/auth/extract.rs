@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use actix_web_httpauth::extractors::bearer::BearerAuth;
 
 use super::Auth;
@@ -57,7 +57,25 @@ async fn caller(req: HttpRequest) -> Result<Caller, ApiError> {
     let bearer = BearerAuth::extract(&req)
         .await
         .map_err(|_| AuthError::InvalidToken("a bearer token is required".into()))?;
-    Ok(service::authenticate(&auth, bearer.token()).await?)
+    let verified = req
+        .extensions()
+        .get::<VerifiedToken>()
+        .filter(|v| v.token == bearer.token())
+        .map(|v| v.claims.clone());
+    Ok(service::authenticate_verified(&auth, bearer.token(), verified).await?)
+}
+
+/// A bearer token whose signature and expiry a middleware already verified for this request
+/// (the request limiter, which needs the partner before any route runs), kept in the
+/// request's extensions so that the extractor does not verify it again. Only what was
+/// verified: whether the token is still good (user enabled, not logged out) is for the
+/// extractor to decide, as always.
+#[derive(Debug, Clone)]
+pub struct VerifiedToken {
+    /// The token as the `Authorization` header carried it.
+    pub token: String,
+    /// Its claims.
+    pub claims: super::tokens::Claims,
 }
 
 type Fut<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;

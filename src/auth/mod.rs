@@ -23,6 +23,7 @@ use ipnet::IpNet;
 use sqlx::PgPool;
 
 use crate::clock::Clock;
+use crate::memo::Memo;
 use crate::redis_client::{OutageLog, Redis};
 use crate::settings::AuthSettings;
 
@@ -53,6 +54,10 @@ pub struct Auth {
     /// `server.trusted_proxies`: peers whose forwarded client address names the throttle bucket
     /// (see [`routes::client_ip`]).
     pub trusted_proxies: Arc<[IpNet]>,
+    /// This process's memo of users' profiles as `/me` shows them (see [`crate::memo`]):
+    /// every change to a user's row announces itself, so no instance serves a profile more
+    /// than a second behind.
+    pub profiles: Arc<Memo<UserId, service::UserView>>,
     /// The login throttle's counters while Redis does not answer (see [`throttle`]).
     pub throttle_fallback: Arc<throttle::LocalCounters>,
     /// Whether the login throttle is on its fallback now, so it is logged once per outage.
@@ -75,6 +80,7 @@ impl Auth {
             keys: Arc::new(TokenKeys::new(settings)),
             settings: Arc::new(settings.clone()),
             memo: Arc::default(),
+            profiles: Arc::new(Memo::new("users")),
             trusted_proxies: trusted_proxies.into(),
             throttle_fallback: Arc::default(),
             throttle_outage: Arc::default(),

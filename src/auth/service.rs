@@ -376,17 +376,29 @@ pub fn renew_session(
 /// entry with the new status, so it takes effect at once on every instance (within the memo's
 /// second on the others).
 pub async fn authenticate(auth: &Auth, token: &str) -> Result<Caller, AuthError> {
-    let claims = auth
-        .keys
-        .verify(token, auth.clock.now())
-        .map_err(|e| match e {
-            TokenError::Expired => AuthError::InvalidToken("token has expired".into()),
-            TokenError::NotYetValid => AuthError::InvalidToken("token is not valid yet".into()),
-            TokenError::TooLarge => AuthError::InvalidToken("token is too large".into()),
-            TokenError::Invalid(_) => {
-                AuthError::InvalidToken("token is malformed or its signature is invalid".into())
-            }
-        })?;
+    authenticate_verified(auth, token, None).await
+}
+
+/// [`authenticate`], given what a middleware of the same request already found the token's
+/// claims to be (signature and expiry verified, see [`super::extract::VerifiedToken`]), so the
+/// signature is not verified twice; `None` verifies it here.
+pub async fn authenticate_verified(
+    auth: &Auth,
+    token: &str,
+    verified: Option<tokens::Claims>,
+) -> Result<Caller, AuthError> {
+    let verified = match verified {
+        Some(claims) => Ok(claims),
+        None => auth.keys.verify(token, auth.clock.now()),
+    };
+    let claims = verified.map_err(|e| match e {
+        TokenError::Expired => AuthError::InvalidToken("token has expired".into()),
+        TokenError::NotYetValid => AuthError::InvalidToken("token is not valid yet".into()),
+        TokenError::TooLarge => AuthError::InvalidToken("token is too large".into()),
+        TokenError::Invalid(_) => {
+            AuthError::InvalidToken("token is malformed or its signature is invalid".into())
+        }
+    })?;
     let user = UserId::from_uuid(claims.sub);
     let caller = Caller::from(&claims);
     if auth.memo.is_fresh(user.as_uuid(), claims.jti) {
@@ -685,11 +697,23 @@ pub async fn register(auth: &Auth, account: NewAccount) -> Result<(), AuthError>
     }
 }
 
+/// The caller's own profile, from this process's memo (see [`Auth::profiles`]); PostgreSQL is
+/// asked when the memo does not have it.
 pub async fn me(auth: &Auth, caller: &Caller) -> Result<UserView, AuthError> {
-    store::find_by_id(&auth.db, caller.id)
-        .await?
-        .map(UserView::from)
-        .ok_or_else(|| AuthError::InvalidToken("account no longer exists".into()))
+    auth.profiles
+        .get_or_load(&auth.redis, caller.id, || async {
+            store::find_by_id(&auth.db, caller.id)
+                .await?
+                .map(UserView::from)
+                .ok_or_else(|| AuthError::InvalidToken("account no longer exists".into()))
+        })
+        .await
+}
+
+/// A user's row changed (name, status, password): every instance forgets the profiles it
+/// memoised (this one at once, the others within a second).
+async fn profile_changed(auth: &Auth) {
+    auth.profiles.changed(&auth.redis).await;
 }
 
 pub async fn list_partners(
@@ -743,6 +767,7 @@ pub async fn update_partner(
     )
     .await?
     .ok_or(AuthError::PartnerNotFound)?;
+    profile_changed(auth).await;
     if disabled.is_some() {
         let status = match row.disabled_at {
             Some(_) => UserStatus::Inactive,
@@ -777,6 +802,7 @@ pub async fn set_password_by_email(
     let user: UserView = row.into();
     store::revoke_all_for_user(&mut tx, UserId::from_uuid(user.id), now).await?;
     tx.commit().await?;
+    profile_changed(auth).await;
     lift_login_lock(auth, &email).await;
     Ok(user)
 }
@@ -819,6 +845,7 @@ pub async fn reset_password(auth: &Auth, id: UserId, password: &str) -> Result<(
     };
     store::revoke_all_for_user(&mut tx, id, now).await?;
     tx.commit().await?;
+    profile_changed(auth).await;
     if let Ok(email) = Email::parse(&user.email) {
         lift_login_lock(auth, &email).await;
     }

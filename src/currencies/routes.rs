@@ -1,5 +1,6 @@
 //! HTTP routes of `currencies`.
 
+use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -101,11 +102,22 @@ pub async fn list(
             "only admins may list inactive currencies".into(),
         ));
     }
-    let data = service::list(&currencies.db, params.include_inactive).await?;
-    Ok(HttpResponse::Ok().json(CurrencyList {
-        data,
-        next_cursor: None,
-    }))
+    let include_inactive = params.include_inactive;
+    let body = currencies
+        .lists
+        .get_or_load(&currencies.redis, include_inactive, || async {
+            let data = service::list(&currencies.db, include_inactive).await?;
+            let body = serde_json::to_vec(&CurrencyList {
+                data,
+                next_cursor: None,
+            })
+            .map_err(anyhow::Error::from)?;
+            Ok::<_, ApiError>(Bytes::from(body))
+        })
+        .await?;
+    Ok(HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(body))
 }
 
 /// One currency. Partners see only supported ones; admins see any.
@@ -150,12 +162,13 @@ pub async fn create(
         currencies.clock.now(),
     )
     .await?;
-    if currency.usable() {
-        currencies
-            .events
-            .announce(CurrencyChange::Added(currency.code))
-            .await;
-    }
+    currencies
+        .changed(
+            currency
+                .usable()
+                .then_some(CurrencyChange::Added(currency.code)),
+        )
+        .await;
     Ok(HttpResponse::Created().json(currency))
 }
 
@@ -182,12 +195,11 @@ pub async fn update(
     )
     .await?;
     currencies
-        .events
-        .announce(if body.enabled == Some(true) {
+        .changed(Some(if body.enabled == Some(true) {
             CurrencyChange::Enabled(currency.code)
         } else {
             CurrencyChange::Changed(currency.code)
-        })
+        }))
         .await;
     Ok(HttpResponse::Ok().json(currency))
 }
@@ -210,8 +222,7 @@ pub async fn delete(
     let code = code(&path)?;
     let outcome = service::delete(&currencies.db, code, currencies.clock.now()).await?;
     currencies
-        .events
-        .announce(CurrencyChange::Removed(code))
+        .changed(Some(CurrencyChange::Removed(code)))
         .await;
     Ok(HttpResponse::Ok().json(DeleteResult { code, outcome }))
 }

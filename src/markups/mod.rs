@@ -10,10 +10,14 @@ pub mod store;
 
 pub use domain::{MarkupSchedule, MarkupsError};
 
+use std::sync::Arc;
+
 use sqlx::PgPool;
 
 use crate::auth::PartnerId;
 use crate::clock::Clock;
+use crate::memo::Memo;
+use crate::redis_client::Redis;
 
 /// What the markup use cases run with. Cheap to clone; routes get it as `web::Data<Markups>`.
 #[derive(Clone)]
@@ -27,16 +31,57 @@ pub struct Markups {
     /// The largest markup an admin may set: a markup plus the dearest lock's spread must
     /// leave a positive rate.
     pub max_bps: u32,
+    /// The schedules prices are made with; told of every change made here.
+    pub schedules: Schedules,
 }
 
-/// The schedule a partner is priced with: its own, or the default from settings.
-pub async fn schedule_of(
-    db: &PgPool,
+/// The schedules partners are priced with, memoised in this process (see [`crate::memo`]):
+/// a price needs no database round trip for its markup. A change ([`Schedules::changed`],
+/// after `PUT /partners/{id}/pricing` commits) is priced with at once on this instance and
+/// within a second on every other.
+#[derive(Clone)]
+pub struct Schedules {
+    db: PgPool,
+    redis: Redis,
     default_bps: u32,
-    partner: PartnerId,
-) -> Result<MarkupSchedule, sqlx::Error> {
-    Ok(store::find(db, partner)
-        .await?
-        .map(|stored| stored.schedule)
-        .unwrap_or_else(|| MarkupSchedule::default_of(default_bps)))
+    memo: Arc<Memo<PartnerId, Arc<MarkupSchedule>>>,
+}
+
+impl std::fmt::Debug for Schedules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Schedules")
+            .field("default_bps", &self.default_bps)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Schedules {
+    /// An empty memo; `default_bps` is `pricing.default_markup_bps`.
+    pub fn new(db: PgPool, redis: Redis, default_bps: u32) -> Self {
+        Self {
+            db,
+            redis,
+            default_bps,
+            memo: Arc::new(Memo::new("markups")),
+        }
+    }
+
+    /// The schedule a partner is priced with: its own, or the default from settings.
+    pub async fn of(&self, partner: PartnerId) -> Result<Arc<MarkupSchedule>, sqlx::Error> {
+        self.memo
+            .get_or_load(&self.redis, partner, || async {
+                Ok(Arc::new(
+                    store::find(&self.db, partner)
+                        .await?
+                        .map(|stored| stored.schedule)
+                        .unwrap_or_else(|| MarkupSchedule::default_of(self.default_bps)),
+                ))
+            })
+            .await
+    }
+
+    /// A partner's schedule changed (call it after the commit).
+    pub async fn changed(&self) {
+        self.memo.changed(&self.redis).await;
+    }
 }

@@ -92,6 +92,7 @@ pub async fn put(
     )
     .await
     .map_err(MarkupsError::from)?;
+    markups.schedules.changed().await;
     tracing::info!(
         markup_bps = schedule.markup_bps,
         pairs = schedule.pairs.len(),

@@ -62,6 +62,9 @@ pub struct Rates {
     pub runtime: Arc<RatesRuntime>,
     /// `tasks.schedule.fetch_rates`: when the next fetch comes, as an outage's log line says.
     pub fetch_schedule: crate::settings::CronExpression,
+    /// Partners' markup schedules, memoised in this process (shared with the markup routes,
+    /// which say when one changed).
+    pub schedules: crate::markups::Schedules,
 }
 
 impl Rates {
@@ -74,7 +77,15 @@ impl Rates {
         rules: pricing::PricingRules,
         fetch_schedule: crate::settings::CronExpression,
     ) -> Self {
+        // From the primary: a schedule read from a replica that lags could be memoised after
+        // the change that replaced it was announced.
+        let schedules = crate::markups::Schedules::new(
+            reads.primary().clone(),
+            redis.clone(),
+            rules.default_markup_bps,
+        );
         Self {
+            schedules,
             db: reads.primary().clone(),
             reads,
             redis,

@@ -233,7 +233,7 @@ pub struct Pricer<'r> {
     /// Whose price it is: its markup applies (`None`: an admin's reference price).
     partner: Option<PartnerId>,
     /// The partner's markups, read once per pricer.
-    markups: Option<MarkupSchedule>,
+    markups: Option<std::sync::Arc<MarkupSchedule>>,
     /// PostgreSQL decides the currencies (after it disagreed with the cache).
     from_database: bool,
     /// A batch's one read of the currencies.
@@ -318,13 +318,12 @@ impl<'r> Pricer<'r> {
             return Ok(0);
         };
         if self.markups.is_none() {
-            let schedule = crate::markups::schedule_of(
-                &self.rates.db,
-                self.rates.rules.default_markup_bps,
-                partner,
-            )
-            .await
-            .map_err(|e| RatesError::Unexpected(e.into()))?;
+            let schedule = self
+                .rates
+                .schedules
+                .of(partner)
+                .await
+                .map_err(|e| RatesError::Unexpected(e.into()))?;
             self.markups = Some(schedule);
         }
         Ok(self.markups.as_ref().map_or(0, |m| m.for_pair(from, to)))
@@ -438,7 +437,9 @@ pub async fn all_in(
     table: &mut super::service::RatesTable,
     partner: PartnerId,
 ) -> Result<(), RatesError> {
-    let schedule = crate::markups::schedule_of(&rates.db, rates.rules.default_markup_bps, partner)
+    let schedule = rates
+        .schedules
+        .of(partner)
         .await
         .map_err(|e| RatesError::Unexpected(e.into()))?;
     let base = table.base;

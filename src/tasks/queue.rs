@@ -244,9 +244,10 @@ impl Queue {
         if let Some(entry) = reclaimed.claimed.into_iter().next() {
             return Ok(Some(to_message(entry)));
         }
+        // A blocking read: on a pooled connection of its own, never the shared one.
         let read: Option<StreamReadReply> = self
             .redis
-            .run(
+            .run_blocking(
                 redis::cmd("XREADGROUP")
                     .arg("GROUP")
                     .arg(GROUP)
@@ -258,6 +259,7 @@ impl Queue {
                     .arg("STREAMS")
                     .arg(&self.stream)
                     .arg(">"),
+                std::time::Duration::from_millis(READ_BLOCK_MS),
             )
             .await?;
         Ok(read

@@ -28,6 +28,7 @@ mod pricing;
 mod proxy;
 mod quotes;
 mod rates;
+mod read_memos;
 mod registration;
 mod replica;
 mod request_heads;
