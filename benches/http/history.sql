@@ -1,7 +1,8 @@
 -- 1 M conversions for the history benchmarks of benches/http/run.sh: the bench partner
--- (:'partner') holds 9 in 10 of them, 20 other partners the rest. One a minute going back from
--- now (about 1.9 years), six currency pairs, amounts 1.00-1000.99; the newest 1,000 are
--- temporary, one in 25 is cancelled, the rest permanent.
+-- (:'partner') holds 9 in 10 of them, 20 other partners the rest. One every :'step' going back
+-- from now (run.sh: HIST_STEP, 1 minute by default: about 1.9 years for 1 M rows), six currency
+-- pairs, amounts 1.00-1000.99; the newest 1,000 are temporary, one in 25 is cancelled, the rest
+-- permanent.
 -- Inserted as the service would be: foreign keys checked and the summary's rollup kept by its
 -- triggers (which `session_replication_role = replica` would switch off).
 INSERT INTO users (id, email, password_hash, role, display_name)
@@ -9,6 +10,12 @@ SELECT gen_random_uuid(), 'history-' || g || '@example.com', '!', 'partner', 'Hi
 FROM generate_series(0, 19) g;
 CREATE TEMP TABLE others AS
   SELECT (regexp_match(email, '\d+'))[1]::int AS n, id FROM users WHERE email LIKE 'history-%';
+-- Every month the rows fall in gets its monthly partition first, as the migration gives an
+-- existing table's months: the service itself creates only this month and the next two, so
+-- older generated rows would otherwise all land in the default partition.
+SELECT conversions_ensure_month_partition(m::date)
+FROM generate_series(date_trunc('month', now() - :rows * :'step'::interval), now(),
+                     interval '1 month') m;
 CREATE TEMP TABLE pairs (n int, f text, t text, fmu int2, tmu int2, rate numeric);
 INSERT INTO pairs VALUES (0, 'EUR', 'USD', 2, 2, 1.0541), (1, 'USD', 'JPY', 2, 0, 156.21),
   (2, 'GBP', 'EUR', 2, 2, 1.1987), (3, 'EUR', 'CHF', 2, 2, 0.9312),
@@ -27,4 +34,4 @@ FROM generate_series(1, :rows) g
 JOIN pairs p ON p.n = g % 6
 JOIN others o ON o.n = (g / 10) % 20
 CROSS JOIN LATERAL (SELECT round(1 + (g::bigint * 7919 % 100000) / 100.0, 2) AS amount,
-                           now() - g * interval '1 minute' AS created) a;
+                           now() - g * :'step'::interval AS created) a;

@@ -15,6 +15,8 @@
 # and Redis as for `make run`, and the release builds of the service and the ceiling (the
 # Makefile target builds both). Scratch databases ccs_bench and ccs_bench_import are dropped at
 # the end (KEEP_DB=1 keeps them). Knobs: SECS=10 CONNS=32 HIST_CONNS=16 HIST_ROWS=1000000
+# HIST_STEP='1 minute' (the time between two generated conversions; '3.1536 seconds' spreads 10 M
+# over 12 monthly partitions)
 # WARM_SECS=2 (each history page is loaded that long, unmeasured, before it is measured).
 # benches/http/compare.sh runs this several times, for two builds, with RESULTS=<file> and
 # REPORT=0 (no table written here; it writes the comparison).
@@ -27,6 +29,7 @@ SECS=${SECS:-10}
 CONNS=${CONNS:-32}
 HIST_CONNS=${HIST_CONNS:-16}
 HIST_ROWS=${HIST_ROWS:-1000000}
+HIST_STEP=${HIST_STEP:-1 minute}
 PORT=${BENCH_PORT:-18080}
 CEILING_PORT=${CEILING_PORT:-18090}
 PG=${PG_BASE_URL:-postgres://postgres@127.0.0.1:5432}
@@ -143,7 +146,7 @@ web history "$A/conversions?limit=20" get.lua
 
 # History at 1 M rows.
 t0=$(date +%s.%N)
-psql -q -v ON_ERROR_STOP=1 -v partner="$partner" -v rows="$HIST_ROWS" -f "$BENCH_DIR/history.sql" "$DATABASE_URL"
+psql -q -v ON_ERROR_STOP=1 -v partner="$partner" -v rows="$HIST_ROWS" -v step="$HIST_STEP" -f "$BENCH_DIR/history.sql" "$DATABASE_URL"
 psql -q -c "VACUUM ANALYZE conversions" "$DATABASE_URL"
 gen_secs=$(python3 -c "import time; print(f'{time.time() - $t0:.1f}')")
 partner_rows=$(psql -Atq "$DATABASE_URL" -c "SELECT count(*) FROM conversions WHERE partner_id = '$partner'")
