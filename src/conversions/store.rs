@@ -259,8 +259,13 @@ pub async fn create(db: &PgPool, group: &[NewConversion<'_>]) -> Result<Vec<Crea
                   i.id IN (SELECT id FROM inserted) AS "stored!",
                   k.request_hash AS "existing_hash?", k.resource_id AS "existing_id?"
            FROM input i
-           LEFT JOIN idempotency_keys k
-               ON k.partner_id = i.partner_id AND k.scope = $24 AND k.key = i.idem_key
+           -- One primary-key probe per row (LIMIT keeps the planner from making this a join
+           -- that reads the whole table).
+           LEFT JOIN LATERAL (
+               SELECT request_hash, resource_id FROM idempotency_keys
+               WHERE partner_id = i.partner_id AND scope = $24 AND key = i.idem_key
+               LIMIT 1
+           ) AS k ON true
            ORDER BY i.position"#,
         &ids,
         &partners,
