@@ -7,16 +7,19 @@
 //! group of one as for a group of 64.
 //!
 //! How a group forms (the classic trick: wait only while the database is busy anyway):
-//! - one task, the gatherer, takes conversions off a channel in arrival order;
-//! - a group needs one of `conversions.group_commit_max_in_flight` slots. While every slot is
-//!   taken, conversions queue in the channel and leave together as soon as a slot frees;
-//! - with a free slot, a conversion that finds no other group in flight leaves at once, with
-//!   whatever else is queued (no timer at low load). While another group is in flight, a group
-//!   waits for more conversions, at most `group_commit_max_wait_micros` after its first one
-//!   arrived, or until it has `group_commit_max_rows`;
+//! - a conversion joins the queue; if one of `conversions.group_commit_max_in_flight` slots is
+//!   free, its caller starts a writer task for that slot, on its own thread, which writes the
+//!   queue's oldest conversions (up to `group_commit_max_rows`) as one statement;
+//! - when its statement has committed, a writer writes what queued meanwhile as its next
+//!   group, and frees its slot when nothing waits. While every slot is taken, conversions queue
+//!   and leave together with the next writer that comes free; alone, a conversion leaves at
+//!   once (no timer at low load);
+//! - while another group is in flight, a writer may wait for company, at most
+//!   `group_commit_max_wait_micros` after the first waiting conversion arrived (0 by default:
+//!   measured, waiting was slower than leaving when a slot frees);
 //! - two conversions with the same (partner, key) never share a statement (`ON CONFLICT DO
-//!   UPDATE` cannot touch one row twice): the later one is held for a later group, so it sees
-//!   the first one's key as any retry would.
+//!   UPDATE` cannot touch one row twice): the later one stays queued for a later group, so it
+//!   sees the first one's key as any retry would.
 //!
 //! What a failure does: a statement that PostgreSQL refuses as a whole (a constraint one row
 //! violates, a deadlock) committed nothing, so its conversions are written again one by one and
@@ -26,13 +29,12 @@
 //! dropped; a retry with the same `Idempotency-Key` finds it.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -141,45 +143,69 @@ struct Queued {
     reply: oneshot::Sender<Answer>,
 }
 
-/// The group committer of one process. Cheap to clone; the gatherer stops when the last clone
-/// is dropped (after writing what was handed over).
+/// What waits, and how many group statements are in flight.
+struct Queue {
+    rows: VecDeque<Queued>,
+    in_flight: usize,
+}
+
+/// The group committer of one process. Cheap to clone: every clone feeds the same groups.
 #[derive(Clone)]
 pub struct GroupCommit {
-    queue: mpsc::UnboundedSender<Queued>,
-    /// Conversions handed over and not yet in a group's statement.
-    waiting: Arc<AtomicUsize>,
+    queue: Arc<Mutex<Queue>>,
+    db: PgPool,
+    limits: Limits,
 }
 
 impl GroupCommit {
-    /// Starts the gatherer on the current tokio runtime.
-    pub fn start(db: PgPool, limits: Limits) -> Self {
-        // Unbounded: each waiting HTTP request holds at most one entry, so the server's own
-        // connection limits bound it.
-        let (queue, rx) = mpsc::unbounded_channel();
-        let waiting = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(gather(rx, db, limits, waiting.clone()));
-        Self { queue, waiting }
+    pub fn new(db: PgPool, limits: Limits) -> Self {
+        Self {
+            queue: Arc::new(Mutex::new(Queue {
+                rows: VecDeque::new(),
+                in_flight: 0,
+            })),
+            db,
+            limits,
+        }
     }
 
     /// How many conversions wait for a group (handed over, their statement not yet sent): what
     /// a test watches to know that requests will share the next group.
     pub fn waiting(&self) -> usize {
-        self.waiting.load(Ordering::Relaxed)
+        self.lock().rows.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        // Nothing panics while holding the lock; a poisoned one still holds consistent rows.
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Writes `pending` with the next group; returns once its statement has committed (or
     /// failed).
+    ///
+    /// When a slot is free, the caller starts a writer task on its own thread (no hop to
+    /// another thread at low load) that writes what is queued, then keeps writing whatever
+    /// queued meanwhile until nothing is left. The writer is a task of its own, not part of
+    /// this future, so a caller that goes away does not take its group's statement with it.
     pub async fn write(&self, pending: Pending) -> Result<Created, ConversionError> {
         let (reply, answer) = oneshot::channel();
-        let queued = Queued {
-            pending,
-            arrived: Instant::now(),
-            reply,
+        let start_writer = {
+            let mut queue = self.lock();
+            queue.rows.push_back(Queued {
+                pending,
+                arrived: Instant::now(),
+                reply,
+            });
+            let free = queue.in_flight < self.limits.max_in_flight;
+            if free {
+                queue.in_flight += 1;
+            }
+            free
         };
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        if self.queue.send(queued).is_err() {
-            self.waiting.fetch_sub(1, Ordering::Relaxed);
-            return Err(anyhow::anyhow!("the conversions' group committer has stopped").into());
+        if start_writer {
+            tokio::spawn(self.clone().writer());
         }
         match answer.await {
             Ok(Ok(created)) => Ok(created),
@@ -188,94 +214,71 @@ impl GroupCommit {
             Err(_) => Err(anyhow::anyhow!("a conversion's group ended without an answer").into()),
         }
     }
-}
 
-/// The conversions of the next statement.
-struct Group {
-    rows: Vec<Queued>,
-    keys: HashSet<(Uuid, String)>,
-    max_rows: usize,
-}
-
-impl Group {
-    fn new(max_rows: usize) -> Self {
-        Self {
-            rows: Vec::with_capacity(max_rows.min(64)),
-            keys: HashSet::new(),
-            max_rows,
-        }
-    }
-
-    fn full(&self) -> bool {
-        self.rows.len() >= self.max_rows
-    }
-
-    /// Takes `q` into the group, or holds it for a later one when the group is full or already
-    /// claims its key.
-    fn offer(&mut self, q: Queued, held: &mut VecDeque<Queued>) {
-        if self.full() {
-            held.push_back(q);
-            return;
-        }
-        if let Some((partner, key)) = q.pending.claims()
-            && !self.keys.insert((partner, key.to_owned()))
-        {
-            held.push_back(q);
-            return;
-        }
-        self.rows.push(q);
-    }
-}
-
-async fn gather(
-    mut rx: mpsc::UnboundedReceiver<Queued>,
-    db: PgPool,
-    limits: Limits,
-    waiting: Arc<AtomicUsize>,
-) {
-    let slots = Arc::new(Semaphore::new(limits.max_in_flight));
-    // Conversions that arrived but could not join the last group (full, or a key it claimed),
-    // oldest first: each next group starts with them.
-    let mut held: VecDeque<Queued> = VecDeque::new();
-    loop {
-        if held.is_empty() {
-            match rx.recv().await {
-                Some(q) => held.push_back(q),
-                None => return,
-            }
-        }
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let others_in_flight = (limits.max_in_flight - 1).saturating_sub(slots.available_permits());
-        let mut group = Group::new(limits.max_rows);
-        for q in std::mem::take(&mut held) {
-            group.offer(q, &mut held);
-        }
-        while !group.full() {
-            match rx.try_recv() {
-                Ok(q) => group.offer(q, &mut held),
-                Err(_) => break,
-            }
-        }
-        if others_in_flight > 0 && !limits.max_wait.is_zero() {
-            let first = group.rows.first().map_or_else(Instant::now, |q| q.arrived);
-            let deadline = first + limits.max_wait;
-            while !group.full() {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(q)) => group.offer(q, &mut held),
-                    Ok(None) | Err(_) => break,
+    /// Holds one slot: writes groups while conversions wait, then frees the slot.
+    async fn writer(self) {
+        loop {
+            let deadline = {
+                let queue = self.lock();
+                let others_in_flight = queue.in_flight > 1;
+                match queue.rows.front() {
+                    Some(first)
+                        if others_in_flight
+                            && !self.limits.max_wait.is_zero()
+                            && queue.rows.len() < self.limits.max_rows =>
+                    {
+                        Some(first.arrived + self.limits.max_wait)
+                    }
+                    _ => None,
                 }
+            };
+            if let Some(deadline) = deadline {
+                // Another group is being written: wait a little for company.
+                tokio::time::sleep_until(deadline).await;
             }
+            let group = {
+                let mut queue = self.lock();
+                let group = take_group(&mut queue.rows, self.limits.max_rows);
+                if group.is_empty() {
+                    queue.in_flight -= 1;
+                    return;
+                }
+                group
+            };
+            flush(&self.db, group).await;
         }
-        waiting.fetch_sub(group.rows.len(), Ordering::Relaxed);
-        tokio::spawn(flush(db.clone(), group.rows, slot));
     }
 }
 
-/// Writes one group and answers each of its callers; the slot is freed when this returns.
-async fn flush(db: PgPool, group: Vec<Queued>, _slot: OwnedSemaphorePermit) {
-    match write(&db, &group).await {
+/// The oldest waiting conversions, up to `max_rows`, no two with one (partner, key): a later
+/// one with a key already in the group stays queued, in its place, for a later group.
+fn take_group(rows: &mut VecDeque<Queued>, max_rows: usize) -> Vec<Queued> {
+    let mut group = Vec::new();
+    let mut keys: HashSet<(Uuid, String)> = HashSet::new();
+    let mut kept = VecDeque::new();
+    while let Some(q) = rows.pop_front() {
+        if group.len() >= max_rows {
+            kept.push_back(q);
+            kept.append(rows);
+            break;
+        }
+        let fresh = match q.pending.claims() {
+            Some((partner, key)) => keys.insert((partner, key.to_owned())),
+            None => true,
+        };
+        if fresh {
+            group.push(q);
+        } else {
+            kept.push_back(q);
+        }
+    }
+    *rows = kept;
+    group
+}
+
+/// Writes one group and answers each of its callers.
+async fn flush(db: &PgPool, group: Vec<Queued>) {
+    match write(db, &group).await {
         Ok(answers) => {
             for (q, answer) in group.into_iter().zip(answers) {
                 // A caller that went away does not want its answer; its row is stored.
@@ -286,7 +289,7 @@ async fn flush(db: PgPool, group: Vec<Queued>, _slot: OwnedSemaphorePermit) {
             tracing::warn!(error = %e, conversions = group.len(),
                 "a group of conversions was refused; writing them one by one");
             for q in group {
-                let answer = write(&db, std::slice::from_ref(&q))
+                let answer = write(db, std::slice::from_ref(&q))
                     .await
                     .and_then(|mut answers| {
                         answers.pop().ok_or_else(|| {

@@ -61,11 +61,10 @@ pub struct Conversions {
 }
 
 impl Conversions {
-    /// The conversions handle over `rates` (whose pool and clock it shares). Starts the group
-    /// committer on the current tokio runtime.
+    /// The conversions handle over `rates` (whose pool and clock it shares).
     pub fn new(rates: &Rates, settings: ConversionSettings) -> Self {
         Self {
-            commits: GroupCommit::start(rates.db.clone(), Limits::from_settings(&settings)),
+            commits: GroupCommit::new(rates.db.clone(), Limits::from_settings(&settings)),
             db: rates.db.clone(),
             reads: rates.reads.clone(),
             clock: rates.clock.clone(),
