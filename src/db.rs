@@ -81,7 +81,11 @@ pub fn primary_read_pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> 
     ))
 }
 
-fn read_pool_of(options: PgConnectOptions, max_connections: u32, acquire_timeout_ms: u64) -> PgPool {
+fn read_pool_of(
+    options: PgConnectOptions,
+    max_connections: u32,
+    acquire_timeout_ms: u64,
+) -> PgPool {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .test_before_acquire(false)

@@ -63,8 +63,7 @@ async fn metric(app: &TestApp, name: &str) -> Option<f64> {
 /// of their own: read-only sessions that plan generically (on the partitioned `conversions` a
 /// custom plan re-plans every partition for every page, docs/scaling.md).
 #[tokio::test]
-async fn without_a_replica_history_reads_the_primary_on_read_only_sessions_that_plan_generically()
-{
+async fn without_a_replica_history_reads_the_primary_on_read_only_sessions_that_plan_generically() {
     let app = spawn_app_with_rates(|_| {}).await;
     let partner = app.partner().await;
     let id = convert(&app, &partner.token).await;
@@ -93,7 +92,10 @@ async fn without_a_replica_history_reads_the_primary_on_read_only_sessions_that_
         .await
         .unwrap_err();
     assert_eq!(
-        refused.as_database_error().and_then(|e| e.code()).as_deref(),
+        refused
+            .as_database_error()
+            .and_then(|e| e.code())
+            .as_deref(),
         Some("25006"),
         "a read session refuses writes: {refused}"
     );
