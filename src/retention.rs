@@ -183,7 +183,9 @@ mod tests {
         let calls = Mutex::new(Vec::new());
         let total = drain("rows", 1_000, pause, || {
             let mut calls = calls.lock().unwrap();
-            let take = 2_500_u64.saturating_sub(1_000 * calls.len() as u64).min(1_000);
+            let take = 2_500_u64
+                .saturating_sub(1_000 * calls.len() as u64)
+                .min(1_000);
             calls.push(std::time::Instant::now());
             async move { Ok(take) }
         })
@@ -193,7 +195,11 @@ mod tests {
         let calls = calls.into_inner().unwrap();
         assert_eq!(calls.len(), 3);
         for pair in calls.windows(2) {
-            assert!(pair[1] - pair[0] >= pause, "{:?} between two batches", pair[1] - pair[0]);
+            assert!(
+                pair[1] - pair[0] >= pause,
+                "{:?} between two batches",
+                pair[1] - pair[0]
+            );
         }
     }
 }
