@@ -7,6 +7,7 @@
 //! subject of a verified access token (through `auth`'s token keys); what a partner may do is
 //! still `auth`'s extractors' business.
 
+pub mod lease;
 pub mod middleware;
 pub mod routes;
 pub mod store;
@@ -42,6 +43,8 @@ pub struct Access {
     memo: Arc<LimitMemo>,
     fallback: Arc<LocalLimiter>,
     outage: Arc<OutageLog>,
+    /// This instance's leases of high limits' budgets (see [`lease`]).
+    leases: Arc<lease::Leases>,
     /// `usage.*`.
     pub usage_settings: Arc<UsageSettings>,
     /// Usage counted on this instance, not yet written.
@@ -66,6 +69,7 @@ impl Access {
             memo: Arc::default(),
             fallback: Arc::default(),
             outage: Arc::default(),
+            leases: Arc::default(),
             usage_settings: Arc::new(usage_settings.clone()),
             usage: Arc::default(),
             usage_outage: Arc::default(),
@@ -112,12 +116,48 @@ impl Access {
             .unwrap_or(self.settings.requests_per_minute)
     }
 
-    /// Counts one request of `partner` against its limit, or refuses it.
+    /// Counts one request of `partner` against its limit, or refuses it: one Redis round trip
+    /// per request, or, for a limit of at least `limits.lease_from_requests_per_minute`, one per
+    /// lease (see [`lease`]).
     pub async fn check(&self, partner: Uuid) -> Decision {
         let limit = self.limit_of(partner).await;
         let now = self.clock.now().timestamp_micros();
         let key = self.redis.key(&format!("limits:gcra:{partner}"));
-        match gcra::check_redis(&self.redis, &key, limit, now).await {
+        let hold = i64::try_from(self.settings.lease_hold_ms).unwrap_or(0) * 1000;
+        if hold == 0 || limit < self.settings.lease_from_requests_per_minute {
+            let checked = gcra::check_redis(&self.redis, &key, limit, now).await;
+            return self.or_fallback(checked, partner, limit, now);
+        }
+        let lease = self.leases.of(partner);
+        let mut lease = lease.lock().await;
+        if let Some(decision) = lease.spend(limit, now, hold) {
+            return decision;
+        }
+        if lease.failing() {
+            return self.fallback.check(partner, limit, now);
+        }
+        let wanted = lease.wanted(limit, now, hold);
+        match gcra::take_redis(&self.redis, &key, limit, now, wanted, hold).await {
+            Ok(grant) => {
+                let decision = lease.taken(limit, now, hold, wanted, grant);
+                self.or_fallback(Ok(decision), partner, limit, now)
+            }
+            Err(e) => {
+                lease.failed();
+                self.or_fallback(Err(e), partner, limit, now)
+            }
+        }
+    }
+
+    /// What Redis decided, or, when it did not answer, what this instance's own count says.
+    fn or_fallback(
+        &self,
+        checked: anyhow::Result<Decision>,
+        partner: Uuid,
+        limit: u32,
+        now: i64,
+    ) -> Decision {
+        match checked {
             Ok(decision) => {
                 if self.outage.succeeded() {
                     tracing::info!("request limits: Redis answers again; counting there");
