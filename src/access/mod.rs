@@ -14,7 +14,7 @@ pub mod store;
 pub mod usage;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
@@ -30,7 +30,7 @@ use crate::settings::{LimitSettings, UsageSettings};
 pub const LIMIT_MEMO_TTL: Duration = Duration::from_secs(5);
 
 /// partner → (its own limit, if any; when it was read).
-type LimitMemo = Mutex<HashMap<Uuid, (Option<u32>, Instant)>>;
+type LimitMemo = RwLock<HashMap<Uuid, (Option<u32>, Instant)>>;
 
 /// What the limits run with: the pool (overrides), Redis (the shared counters), the clock, the
 /// default from `limits.*`, and this process's memo of partners' limits and fallback counters.
@@ -81,7 +81,7 @@ impl Access {
     /// the request is not refused for it, and the request itself will find out soon enough.
     async fn own_limit(&self, partner: Uuid) -> Option<u32> {
         let remembered = {
-            let memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
+            let memo = self.memo.read().unwrap_or_else(|p| p.into_inner());
             memo.get(&partner).copied()
         };
         if let Some((limit, at)) = remembered
@@ -102,7 +102,7 @@ impl Access {
     }
 
     fn remember(&self, partner: Uuid, limit: Option<u32>) {
-        let mut memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
+        let mut memo = self.memo.write().unwrap_or_else(|p| p.into_inner());
         if memo.len() >= 10_000 {
             memo.retain(|_, (_, at)| at.elapsed() < LIMIT_MEMO_TTL);
         }
@@ -122,10 +122,10 @@ impl Access {
     pub async fn check(&self, partner: Uuid) -> Decision {
         let limit = self.limit_of(partner).await;
         let now = self.clock.now().timestamp_micros();
-        let key = self.redis.key(&format!("limits:gcra:{partner}"));
+        let key = || self.redis.key(&format!("limits:gcra:{partner}"));
         let hold = i64::try_from(self.settings.lease_hold_ms).unwrap_or(0) * 1000;
         if hold == 0 || limit < self.settings.lease_from_requests_per_minute {
-            let checked = gcra::check_redis(&self.redis, &key, limit, now).await;
+            let checked = gcra::check_redis(&self.redis, &key(), limit, now).await;
             return self.or_fallback(checked, partner, limit, now);
         }
         let lease = self.leases.of(partner);
@@ -137,7 +137,7 @@ impl Access {
             return self.fallback.check(partner, limit, now);
         }
         let wanted = lease.wanted(limit, now, hold);
-        match gcra::take_redis(&self.redis, &key, limit, now, wanted, hold).await {
+        match gcra::take_redis(&self.redis, &key(), limit, now, wanted, hold).await {
             Ok(grant) => {
                 let decision = lease.taken(limit, now, hold, wanted, grant);
                 self.or_fallback(Ok(decision), partner, limit, now)

@@ -36,6 +36,10 @@ pub struct LatestEntry {
     /// significant digits dominates a `latest` request otherwise; the memo lives and dies with
     /// the entry, so new rates never meet old cross rates.
     pub cross: std::sync::Mutex<HashMap<(CurrencyCode, CurrencyCode), crate::money::Rate>>,
+    /// `GET /rates/latest` answers already serialised from this entry, by query and staleness
+    /// (see [`super::service::latest_rendered`]); they live and die with the entry, like
+    /// `cross`.
+    pub rendered: std::sync::Mutex<HashMap<super::service::LatestQuery, Arc<super::service::RenderedTable>>>,
 }
 
 impl LatestEntry {
@@ -141,6 +145,7 @@ async fn load(state: &Rates, version: i64) -> anyhow::Result<LatestEntry> {
         currencies,
         version,
         cross: Default::default(),
+        rendered: Default::default(),
     })
 }
 

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use sha2::Digest;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -293,6 +294,70 @@ pub async fn rates_table(
     expand_sources: bool,
 ) -> Result<RatesTable, RatesError> {
     let entry = state.runtime.cache.get(state).await?;
+    table_of(state, &entry, base, symbols, at, expand_sources).await
+}
+
+/// What makes two `GET /rates/latest` answers of one cache entry the same: the base, the
+/// symbols as asked, whether sources are expanded, and whether the rates are stale now.
+pub type LatestQuery = (CurrencyCode, Option<Vec<CurrencyCode>>, bool, bool);
+
+/// A latest-rates answer serialised once: its JSON and its strong ETag (a SHA-256 prefix of it).
+#[derive(Debug)]
+pub struct RenderedTable {
+    /// The [`RatesTable`] as JSON.
+    pub body: actix_web::web::Bytes,
+    /// Its strong ETag, quoted.
+    pub etag: String,
+}
+
+/// Queries rendered per cache entry at most; past it, answers are rendered and not kept.
+const MAX_RENDERED: usize = 1_000;
+
+/// [`rates_table`] of the latest rates as JSON with its ETag, rendered once per cache entry,
+/// query and staleness (the serialising and hashing were most of a warm `latest` request's
+/// own work). A new entry (new rates, a currency change, the TTL) starts with none.
+pub async fn latest_rendered(
+    state: &Rates,
+    base: CurrencyCode,
+    symbols: Option<Vec<CurrencyCode>>,
+    expand_sources: bool,
+) -> Result<Arc<RenderedTable>, RatesError> {
+    let entry = state.runtime.cache.get(state).await?;
+    let stale = entry
+        .view
+        .as_ref()
+        .is_some_and(|v| is_stale(state, v.snapshot.as_of, state.clock.now()));
+    let query: LatestQuery = (base, symbols.clone(), expand_sources, stale);
+    if let Some(hit) = entry
+        .rendered
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&query)
+    {
+        return Ok(hit.clone());
+    }
+    let table = table_of(state, &entry, base, symbols, None, expand_sources).await?;
+    let body = serde_json::to_vec(&table).map_err(anyhow::Error::from)?;
+    let etag = format!("\"{}\"", &hex::encode(sha2::Sha256::digest(&body))[..32]);
+    let rendered = Arc::new(RenderedTable {
+        body: body.into(),
+        etag,
+    });
+    let mut memo = entry.rendered.lock().unwrap_or_else(|p| p.into_inner());
+    if memo.len() < MAX_RENDERED {
+        memo.insert(query, rendered.clone());
+    }
+    Ok(rendered)
+}
+
+async fn table_of(
+    state: &Rates,
+    entry: &LatestEntry,
+    base: CurrencyCode,
+    symbols: Option<Vec<CurrencyCode>>,
+    at: Option<DateTime<Utc>>,
+    expand_sources: bool,
+) -> Result<RatesTable, RatesError> {
     let usage = if at.is_some() {
         Use::History
     } else {
@@ -304,7 +369,7 @@ pub async fn rates_table(
             check_currency(&entry, *code, usage, "symbols")?;
         }
     }
-    let view = view_at(state, &entry, at).await?;
+    let view = view_at(state, entry, at).await?;
     let base_rate = view.pivot_rate(base).ok_or(RatesError::NotQuoted(base))?;
     let wanted: Vec<CurrencyCode> = match symbols {
         Some(list) => list,
