@@ -74,7 +74,8 @@ impl Lease {
 
     /// Whether Redis failed to answer a take less than [`AFTER_FAILURE`] ago.
     pub fn failing(&self) -> bool {
-        self.failed_at.is_some_and(|at| at.elapsed() < AFTER_FAILURE)
+        self.failed_at
+            .is_some_and(|at| at.elapsed() < AFTER_FAILURE)
     }
 
     /// How many requests the next take asks for: twice the last when it was spent within its
@@ -94,7 +95,14 @@ impl Lease {
 
     /// Records what Redis answered a take of `wanted` requests at `now`, the first of them
     /// (if any) admitted by the caller: its decision.
-    pub fn taken(&mut self, limit: u32, now: i64, hold: i64, wanted: u32, grant: Grant) -> Decision {
+    pub fn taken(
+        &mut self,
+        limit: u32,
+        now: i64,
+        hold: i64,
+        wanted: u32,
+        grant: Grant,
+    ) -> Decision {
         self.limit = limit;
         self.taken_at = now;
         self.in_use = grant.in_use;

@@ -1,6 +1,7 @@
 //! Partner access limits: how many requests a partner may make per minute, counted across every
-//! instance in Redis ([`crate::gcra`]), with each instance counting on its own while Redis does not
-//! answer (never unlimited); the IETF `RateLimit-Policy`/`RateLimit` headers on every partner
+//! instance in Redis ([`crate::gcra`]; for high limits in leases of several requests per round
+//! trip, [`lease`]), with each instance counting on its own while Redis does not answer (never
+//! unlimited); the IETF `RateLimit-Policy`/`RateLimit` headers on every partner
 //! response and 429 beyond the limit ([`middleware`]); admins' per-partner limits
 //! (`partner_limits`, [`routes`]); each partner's usage per day ([`usage`]). Owns the
 //! `partner_limits` and `partner_usage_daily` tables. Knows a partner only as the

@@ -39,7 +39,8 @@ pub struct LatestEntry {
     /// `GET /rates/latest` answers already serialised from this entry, by query and staleness
     /// (see [`super::service::latest_rendered`]); they live and die with the entry, like
     /// `cross`.
-    pub rendered: std::sync::Mutex<HashMap<super::service::LatestQuery, Arc<super::service::RenderedTable>>>,
+    pub rendered:
+        std::sync::Mutex<HashMap<super::service::LatestQuery, Arc<super::service::RenderedTable>>>,
 }
 
 impl LatestEntry {

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sha2::Digest;
 use serde::Serialize;
+use sha2::Digest;
 use utoipa::ToSchema;
 
 use super::Rates;
