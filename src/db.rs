@@ -44,8 +44,58 @@ pub fn pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
         .connect_lazy_with(connect_options(settings)?))
 }
 
+/// Session settings of the pools that serve reads which may be a moment behind
+/// ([`crate::replica::ReadPool`]: history lists, CSV exports, summaries, reports, rate series,
+/// the monitor's charts), on the replica or on the primary alike:
+/// - `plan_cache_mode = force_generic_plan`: those statements are written to keep their index
+///   plans without the parameters' values (static statements per filter, infinities rather than
+///   NULLs), and on the partitioned `conversions` a custom plan is planned afresh for every page
+///   over every monthly partition and its indexes: 1.5 ms of planning for a 0.2 ms page at 10 M
+///   rows over 16 partitions, which cut the history's throughput by 4 (docs/scaling.md). A
+///   generic plan is made once per connection and statement, and prunes partitions when it runs.
+/// - `default_transaction_read_only = on`: these pools never write; a write that strays onto
+///   them fails at once on the primary as it would on a replica.
+/// - `jit = off`, as for every session of the service ([`connect_options`]).
+fn read_session(options: PgConnectOptions) -> PgConnectOptions {
+    options
+        .options([
+            ("jit", "off"),
+            ("plan_cache_mode", "force_generic_plan"),
+            ("default_transaction_read_only", "on"),
+        ])
+        // Told apart from the money path's sessions in `pg_stat_activity`.
+        .application_name("currency-conversion reads")
+        .log_statements(tracing::log::LevelFilter::Debug)
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500))
+}
+
+/// The pool of the reads that may be a moment behind when they run on the primary (no replica
+/// configured, or it lags or is down): connections of their own ([`read_session`]), at most
+/// `database.read_max_connections`, so that a burst of history pages or exports neither waits
+/// behind the money path's pool nor takes its connections. Lazy, like [`pool`].
+pub fn primary_read_pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
+    Ok(read_pool_of(
+        read_session(connect_options(settings)?),
+        settings.read_max_connections,
+        settings.acquire_timeout_ms,
+    ))
+}
+
+fn read_pool_of(
+    options: PgConnectOptions,
+    max_connections: u32,
+    acquire_timeout_ms: u64,
+) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .test_before_acquire(false)
+        .acquire_timeout(Duration::from_millis(acquire_timeout_ms))
+        .connect_lazy_with(options)
+}
+
 /// The read replica's pool when `database.replica_url` is set: lazy like the primary's, of the
-/// same size and acquire timeout. Errors name the key.
+/// same size and acquire timeout, with the read sessions' settings ([`read_session`]). Errors
+/// name the key.
 pub fn replica_pool(settings: &DatabaseSettings) -> anyhow::Result<Option<PgPool>> {
     let url = settings.replica_url.expose_secret();
     if url.is_empty() {
@@ -54,16 +104,11 @@ pub fn replica_pool(settings: &DatabaseSettings) -> anyhow::Result<Option<PgPool
     let options: PgConnectOptions = url
         .parse()
         .context("database.replica_url: not a valid PostgreSQL URL")?;
-    let options = options
-        .log_statements(tracing::log::LevelFilter::Debug)
-        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
-    Ok(Some(
-        PgPoolOptions::new()
-            .max_connections(settings.max_connections)
-            .test_before_acquire(false)
-            .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
-            .connect_lazy_with(options),
-    ))
+    Ok(Some(read_pool_of(
+        read_session(options),
+        settings.max_connections,
+        settings.acquire_timeout_ms,
+    )))
 }
 
 /// Creates the configured database when it does not exist (connecting to the `postgres`

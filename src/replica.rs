@@ -60,7 +60,12 @@ impl ReplicaState {
 /// The pools reads choose between. Cheap to clone (one `Arc`).
 #[derive(Clone)]
 pub struct ReadPool {
+    /// The money path's pool, for what must see its own writes.
     primary: PgPool,
+    /// Connections of their own to the primary for the reads that come here, with the read
+    /// sessions' settings ([`crate::db::primary_read_pool`]): used when there is no replica or
+    /// it cannot be used.
+    primary_reads: PgPool,
     replica: Option<Arc<Replica>>,
 }
 
@@ -76,16 +81,9 @@ struct Replica {
 }
 
 impl ReadPool {
-    /// Reads from `primary` only.
-    pub fn primary_only(primary: PgPool) -> Self {
-        Self {
-            primary,
-            replica: None,
-        }
-    }
-
-    /// The read pools of `settings`: the primary, and the replica when `database.replica_url`
-    /// is set (a lazy pool of the same size and acquire timeout as the primary's).
+    /// The read pools of `settings`: the primary's read pool
+    /// (`database.read_max_connections`), and the replica when `database.replica_url` is set (a
+    /// lazy pool of the same size and acquire timeout as the primary's).
     pub fn new(primary: PgPool, settings: &DatabaseSettings) -> anyhow::Result<Self> {
         let replica = crate::db::replica_pool(settings)?.map(|pool| {
             Arc::new(Replica {
@@ -96,7 +94,11 @@ impl ReadPool {
                 fallbacks: AtomicU64::new(0),
             })
         });
-        Ok(Self { primary, replica })
+        Ok(Self {
+            primary,
+            primary_reads: crate::db::primary_read_pool(settings)?,
+            replica,
+        })
     }
 
     /// The primary, for what must see its own writes.
@@ -105,7 +107,7 @@ impl ReadPool {
     }
 
     /// The pool a read that may be a moment behind should use now: the replica when it is up
-    /// and within the lag bound, else the primary (counted as a fallback).
+    /// and within the lag bound, else the primary's read pool (counted as a fallback).
     pub async fn pool(&self) -> &PgPool {
         self.choose().await.0
     }
@@ -113,13 +115,13 @@ impl ReadPool {
     /// [`Self::pool`], and the replica when that is the one chosen.
     async fn choose(&self) -> (&PgPool, Option<&Replica>) {
         let Some(replica) = &self.replica else {
-            return (&self.primary, None);
+            return (&self.primary_reads, None);
         };
         if replica.state().await == ReplicaState::Up {
             (&replica.pool, Some(replica))
         } else {
             replica.fallbacks.fetch_add(1, Ordering::Relaxed);
-            (&self.primary, None)
+            (&self.primary_reads, None)
         }
     }
 
@@ -135,7 +137,7 @@ impl ReadPool {
             (Err(e), Some(replica)) if crate::db::is_unavailable(&e) => {
                 replica.record(ReplicaState::Down, Some(&e.to_string()));
                 replica.fallbacks.fetch_add(1, Ordering::Relaxed);
-                read(self.primary.clone()).await
+                read(self.primary_reads.clone()).await
             }
             (result, _) => result,
         }

@@ -218,6 +218,12 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// How long a request waits for a pooled connection before failing, in milliseconds.
     pub acquire_timeout_ms: u64,
+    /// Upper bound of a second pool of connections to `url`, per process, for the reads that
+    /// may be a moment behind (below) while they run on the primary: no replica, or it lags or
+    /// is down. Their sessions plan generically and are read-only (docs/scaling.md), and they
+    /// never take the money path's connections. A process may so hold up to
+    /// `max_connections + read_max_connections` connections to the primary.
+    pub read_max_connections: u32,
     /// A streaming read replica of `url` (same database name), for the reads that may be a
     /// moment behind: history lists, CSV exports, summaries, reports, rate series and the
     /// monitor's charts. Empty: none, everything reads the primary.
@@ -755,6 +761,9 @@ impl Settings {
         }
         if self.database.max_connections == 0 {
             anyhow::bail!("database.max_connections: must be at least 1");
+        }
+        if self.database.read_max_connections == 0 {
+            anyhow::bail!("database.read_max_connections: must be at least 1");
         }
         if self.redis.pool_size == 0 {
             anyhow::bail!("redis.pool_size: must be at least 1");

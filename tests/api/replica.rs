@@ -59,6 +59,48 @@ async fn metric(app: &TestApp, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
+/// Without a replica, the reads that may be a moment behind go to the primary on connections
+/// of their own: read-only sessions that plan generically (on the partitioned `conversions` a
+/// custom plan re-plans every partition for every page, docs/scaling.md).
+#[tokio::test]
+async fn without_a_replica_history_reads_the_primary_on_read_only_sessions_that_plan_generically() {
+    let app = spawn_app_with_rates(|_| {}).await;
+    let partner = app.partner().await;
+    let id = convert(&app, &partner.token).await;
+    assert_eq!(history_ids(&app, &partner.token).await, vec![id]);
+    let read_sessions: Vec<String> = sqlx::query_scalar(
+        "SELECT query FROM pg_stat_activity
+         WHERE datname = $1 AND application_name = 'currency-conversion reads'",
+    )
+    .bind(&app.db_name)
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert!(
+        read_sessions.iter().any(|q| q.contains("FROM conversions")),
+        "the history page was not read on a read session: {read_sessions:?}"
+    );
+
+    let reads = currency_conversion::db::primary_read_pool(&app.settings.database).unwrap();
+    let mode: String = sqlx::query_scalar("SHOW plan_cache_mode")
+        .fetch_one(&reads)
+        .await
+        .unwrap();
+    assert_eq!(mode, "force_generic_plan");
+    let refused = sqlx::query("DELETE FROM conversions")
+        .execute(&reads)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused
+            .as_database_error()
+            .and_then(|e| e.code())
+            .as_deref(),
+        Some("25006"),
+        "a read session refuses writes: {refused}"
+    );
+}
+
 #[tokio::test]
 async fn history_reads_the_replica_while_a_conversion_reads_its_own_write_on_the_primary() {
     let app = spawn_app_with_replica(3600).await;
