@@ -36,13 +36,16 @@ pub const UNMATCHED_ROUTE: &str = "unmatched";
 /// The request counter and latency histogram of one label set.
 type RequestSeries = (metrics::Counter, metrics::Histogram);
 
+/// route → (method, status) → its series.
+type SeriesByRoute = HashMap<String, HashMap<(&'static str, u16), RequestSeries>>;
+
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
     /// route → (method, status) → its series: registered once, then found without building the
     /// labels (three strings) and hashing them in the recorder on every request. Bounded like
     /// the labels themselves.
-    series: RwLock<HashMap<String, HashMap<(&'static str, u16), RequestSeries>>>,
+    series: RwLock<SeriesByRoute>,
 }
 
 /// Gauges read at scrape time.

@@ -39,8 +39,7 @@ pub struct LatestEntry {
     /// `GET /rates/latest` answers already serialised from this entry, by query and staleness
     /// (see [`super::service::latest_rendered`]); they live and die with the entry, like
     /// `cross`.
-    pub rendered:
-        std::sync::Mutex<HashMap<super::service::LatestQuery, Arc<super::service::RenderedTable>>>,
+    pub rendered: std::sync::Mutex<HashMap<LatestQuery, Arc<RenderedTable>>>,
 }
 
 impl LatestEntry {
@@ -54,6 +53,19 @@ impl LatestEntry {
         let mut memo = self.cross.lock().unwrap_or_else(|p| p.into_inner());
         memo.entry((from, to)).or_insert_with(derive).clone()
     }
+}
+
+/// What makes two `GET /rates/latest` answers of one cache entry the same: the base, the
+/// symbols as asked, whether sources are expanded, and whether the rates are stale now.
+pub type LatestQuery = (CurrencyCode, Option<Vec<CurrencyCode>>, bool, bool);
+
+/// A latest-rates answer serialised once: its JSON and its strong ETag (a SHA-256 prefix of it).
+#[derive(Debug)]
+pub struct RenderedTable {
+    /// The `RatesTable` as JSON.
+    pub body: actix_web::web::Bytes,
+    /// Its strong ETag, quoted.
+    pub etag: String,
 }
 
 struct Slot {

@@ -13,7 +13,7 @@ use sha2::Digest;
 use utoipa::ToSchema;
 
 use super::Rates;
-use super::cache::LatestEntry;
+use super::cache::{LatestEntry, LatestQuery, RenderedTable};
 use super::store::{self};
 use super::view::RatesView;
 use crate::currencies::{Currency, CurrencyCode};
@@ -297,19 +297,6 @@ pub async fn rates_table(
     table_of(state, &entry, base, symbols, at, expand_sources).await
 }
 
-/// What makes two `GET /rates/latest` answers of one cache entry the same: the base, the
-/// symbols as asked, whether sources are expanded, and whether the rates are stale now.
-pub type LatestQuery = (CurrencyCode, Option<Vec<CurrencyCode>>, bool, bool);
-
-/// A latest-rates answer serialised once: its JSON and its strong ETag (a SHA-256 prefix of it).
-#[derive(Debug)]
-pub struct RenderedTable {
-    /// The [`RatesTable`] as JSON.
-    pub body: actix_web::web::Bytes,
-    /// Its strong ETag, quoted.
-    pub etag: String,
-}
-
 /// Queries rendered per cache entry at most; past it, answers are rendered and not kept.
 const MAX_RENDERED: usize = 1_000;
 
@@ -363,10 +350,10 @@ async fn table_of(
     } else {
         Use::Latest
     };
-    check_currency(&entry, base, usage, "base")?;
+    check_currency(entry, base, usage, "base")?;
     if let Some(symbols) = &symbols {
         for code in symbols {
-            check_currency(&entry, *code, usage, "symbols")?;
+            check_currency(entry, *code, usage, "symbols")?;
         }
     }
     let view = view_at(state, entry, at).await?;
