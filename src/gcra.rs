@@ -16,22 +16,25 @@ use std::sync::{LazyLock, Mutex};
 
 use uuid::Uuid;
 
-/// KEYS: the subject's TAT. ARGV: now (µs), emission interval (µs), limit.
-/// Returns {allowed (1/0), µs until a request would be allowed, µs of budget in use after it}.
+/// KEYS: the subject's TAT. ARGV: now (µs), emission interval (µs), limit, requests wanted,
+/// budget held back (µs). Takes as many of the wanted requests as fit (at least one, or none)
+/// in the budget less what is held back.
+/// Returns {requests granted, µs until one would be (when none was), µs of budget in use after}.
 static GCRA: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
         local now = tonumber(ARGV[1])
         local interval = tonumber(ARGV[2])
-        local capacity = interval * tonumber(ARGV[3])
+        local capacity = interval * tonumber(ARGV[3]) - tonumber(ARGV[5])
         local tat = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
         if tat < now then tat = now end
-        local new_tat = tat + interval
-        if new_tat - now > capacity then
-            return {0, new_tat - capacity - now, tat - now}
+        local granted = math.min(tonumber(ARGV[4]), math.floor((capacity - (tat - now)) / interval))
+        if granted < 1 then
+            return {0, tat + interval - capacity - now, tat - now}
         end
+        local new_tat = tat + granted * interval
         redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1)
-        return {1, 0, new_tat - now}
+        return {granted, 0, new_tat - now}
         ",
     )
 });
@@ -72,30 +75,91 @@ impl Decision {
     }
 }
 
+impl Decision {
+    /// A request refused because none of the budget is left: `wait` µs until one would be,
+    /// `in_use` µs of it taken.
+    pub fn refused(limit: u32, wait: i64, in_use: i64) -> Self {
+        Self::from_micros(limit, false, wait, in_use)
+    }
+
+    /// A request allowed out of requests taken ahead from the shared budget: `in_use` µs of
+    /// the budget are taken as of now (the requests taken ahead included), `held_back` µs of it
+    /// are never handed out, and `left` requests taken ahead are still unspent.
+    pub fn from_taken(limit: u32, in_use: i64, held_back: i64, left: u32) -> Self {
+        let interval = emission_interval(limit);
+        let capacity = interval * i64::from(limit) - held_back;
+        let remaining = (capacity - in_use).max(0) / interval + i64::from(left);
+        Self {
+            allowed: true,
+            limit,
+            remaining: u32::try_from(remaining).unwrap_or(0).min(limit),
+            reset_secs: ceil_secs(in_use),
+            retry_after_secs: 0,
+        }
+    }
+}
+
 fn ceil_secs(micros: i64) -> u64 {
     u64::try_from((micros.max(0) + 999_999) / 1_000_000).unwrap_or(0)
 }
 
 /// Microseconds between requests at `limit` per minute (`limit` is at most a million, so at
 /// least 60).
-fn emission_interval(limit: u32) -> i64 {
+pub fn emission_interval(limit: u32) -> i64 {
     MINUTE_MICROS / i64::from(limit.max(1))
 }
 
-/// Runs the script for `key`: `Err` when Redis does not answer.
+/// Runs the script for one request of `key`: `Err` when Redis does not answer.
 pub async fn check_redis(
     redis: &crate::redis_client::Redis,
     key: &str,
     limit: u32,
     now_micros: i64,
 ) -> anyhow::Result<Decision> {
+    let grant = take_redis(redis, key, limit, now_micros, 1, 0).await?;
+    Ok(Decision::from_micros(
+        limit,
+        grant.granted > 0,
+        grant.wait,
+        grant.in_use,
+    ))
+}
+
+/// What Redis granted of a [`take_redis`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    /// Requests granted (0 when none fits).
+    pub granted: u32,
+    /// When none was granted: µs until one would be.
+    pub wait: i64,
+    /// µs of budget in use after the grant (the granted requests included).
+    pub in_use: i64,
+}
+
+/// Takes up to `wanted` requests of `key`'s budget in one round trip, leaving `held_back` µs of
+/// the budget untaken (see `access`'s leases, which need that margin to stay within the limit):
+/// `Err` when Redis does not answer.
+pub async fn take_redis(
+    redis: &crate::redis_client::Redis,
+    key: &str,
+    limit: u32,
+    now_micros: i64,
+    wanted: u32,
+    held_back: i64,
+) -> anyhow::Result<Grant> {
     let mut call = GCRA.prepare_invoke();
     call.key(key)
         .arg(now_micros)
         .arg(emission_interval(limit))
-        .arg(limit);
-    let (allowed, wait, in_use): (i64, i64, i64) = redis.invoke(&call).await?;
-    Ok(Decision::from_micros(limit, allowed == 1, wait, in_use))
+        .arg(limit)
+        .arg(wanted.max(1))
+        .arg(held_back.max(0));
+    let (granted, wait, in_use): (i64, i64, i64) = redis.invoke(&call).await?;
+    Ok(Grant {
+        granted: u32::try_from(granted).unwrap_or(0),
+        wait,
+        in_use,
+    })
 }
 
 /// The same algorithm in this process, for while Redis does not answer: each instance then

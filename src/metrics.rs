@@ -8,6 +8,8 @@
 //! one), so that apps in one test process never mix their counts. Pool gauges are read at scrape
 //! time. Who may read `/metrics`, and on which listener, is `settings.metrics` (see `health.rs`).
 
+use std::collections::HashMap;
+use std::sync::RwLock;
 use std::time::Duration;
 
 use actix_web::http::Method;
@@ -31,9 +33,19 @@ const BUCKETS: [f64; 12] = [
 /// The route label of a request that matched no route (404s, probes, scanners).
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
+/// The request counter and latency histogram of one label set.
+type RequestSeries = (metrics::Counter, metrics::Histogram);
+
+/// route → (method, status) → its series.
+type SeriesByRoute = HashMap<String, HashMap<(&'static str, u16), RequestSeries>>;
+
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+    /// route → (method, status) → its series: registered once, then found without building the
+    /// labels (three strings) and hashing them in the recorder on every request. Bounded like
+    /// the labels themselves.
+    series: RwLock<SeriesByRoute>,
 }
 
 /// Gauges read at scrape time.
@@ -82,7 +94,11 @@ impl Metrics {
                 describe_gauge!(name, help);
             }
         });
-        Self { recorder, handle }
+        Self {
+            recorder,
+            handle,
+            series: RwLock::default(),
+        }
     }
 
     /// Counts one served request. `route` is the matched route pattern, `None` when no route
@@ -94,15 +110,38 @@ impl Metrics {
         status: u16,
         elapsed: Duration,
     ) {
+        let method = method_label(method);
+        let route = route.as_deref().unwrap_or(UNMATCHED_ROUTE);
+        let seconds = elapsed.as_secs_f64();
+        {
+            let series = self.series.read().unwrap_or_else(|p| p.into_inner());
+            if let Some((counter, histogram)) =
+                series.get(route).and_then(|r| r.get(&(method, status)))
+            {
+                counter.increment(1);
+                histogram.record(seconds);
+                return;
+            }
+        }
         let labels = [
-            ("method", method_label(method).to_owned()),
-            ("route", route.unwrap_or_else(|| UNMATCHED_ROUTE.to_owned())),
+            ("method", method.to_owned()),
+            ("route", route.to_owned()),
             ("status", status.to_string()),
         ];
-        with_local_recorder(&self.recorder, || {
-            metrics::counter!(REQUESTS, &labels).increment(1);
-            metrics::histogram!(DURATION, &labels).record(elapsed.as_secs_f64());
+        let (counter, histogram) = with_local_recorder(&self.recorder, || {
+            (
+                metrics::counter!(REQUESTS, &labels),
+                metrics::histogram!(DURATION, &labels),
+            )
         });
+        counter.increment(1);
+        histogram.record(seconds);
+        self.series
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(route.to_owned())
+            .or_default()
+            .insert((method, status), (counter, histogram));
     }
 
     /// The Prometheus text exposition, with the pool gauges as of now.

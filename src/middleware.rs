@@ -34,6 +34,18 @@ fn acceptable(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
+/// A UUIDv7 (time-ordered, so ids sort by arrival in logs) whose random bits come from the
+/// thread's generator: `Uuid::now_v7` asks the kernel (`getrandom`) on every call, a system
+/// call per request.
+fn new_request_id() -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    uuid::Builder::from_unix_timestamp_millis(millis, &rand::random::<[u8; 10]>())
+        .into_uuid()
+        .to_string()
+}
+
 pub async fn request_context(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -44,7 +56,7 @@ pub async fn request_context(
         .and_then(|v| v.to_str().ok())
         .filter(|v| acceptable(v))
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        .unwrap_or_else(new_request_id);
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     let method = req.method().clone();
@@ -203,7 +215,15 @@ pub async fn json_objects_only(
 
 #[cfg(test)]
 mod tests {
-    use super::acceptable;
+    use super::{acceptable, new_request_id};
+
+    #[test]
+    fn generated_request_ids_are_distinct_uuid_v7() {
+        let a = uuid::Uuid::parse_str(&new_request_id()).unwrap();
+        let b = uuid::Uuid::parse_str(&new_request_id()).unwrap();
+        assert_eq!(a.get_version_num(), 7);
+        assert_ne!(a, b);
+    }
 
     #[test]
     fn request_ids_with_unsafe_characters_are_replaced() {

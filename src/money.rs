@@ -116,7 +116,12 @@ impl Rate {
     /// target currency per unit of the source, `rate × (1 − bps / 10 000)`. Exact (a product
     /// of finite decimals), so nothing is rounded until the converted amount is.
     pub fn with_spread(&self, spread_bps: u32) -> Result<Rate, MoneyError> {
-        let keep = BigDecimal::from(10_000_i64 - i64::from(spread_bps)) / BigDecimal::from(10_000);
+        // (10 000 − bps) × 10⁻⁴, built exactly: a BigDecimal division works to 100 digits and
+        // was the largest single cost of pricing a `GET /convert`.
+        let keep = BigDecimal::new(
+            bigdecimal::num_bigint::BigInt::from(10_000_i64 - i64::from(spread_bps)),
+            4,
+        );
         Rate::new(&self.0 * keep)
     }
 }
@@ -407,6 +412,31 @@ pub fn amount_as_text<'de, D: serde::Deserializer<'de>>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_spread_is_the_same_product_as_dividing_the_basis_points() {
+        use super::*;
+        for rate in [
+            "1",
+            "0.727272727272727273",
+            "145.909090909090909",
+            "1.1625",
+            "3",
+        ] {
+            let rate = Rate::parse(rate).unwrap();
+            for bps in (0..10_000).step_by(7).chain([9_999]) {
+                let keep = BigDecimal::from(10_000_i64 - i64::from(bps)) / BigDecimal::from(10_000);
+                let divided = Rate::new(rate.value() * keep).unwrap();
+                let spread = rate.with_spread(bps).unwrap();
+                assert_eq!(
+                    spread.to_string(),
+                    divided.to_string(),
+                    "{rate} at {bps} bps"
+                );
+            }
+        }
+        assert!(Rate::parse("1").unwrap().with_spread(10_000).is_err());
+    }
+
     use super::*;
 
     fn d(s: &str) -> BigDecimal {

@@ -100,6 +100,14 @@ pub struct LimitSettings {
     /// Requests a partner may make per minute, unless an admin set its own limit
     /// (`PUT /api/v1/partners/{id}/limits`). A full minute's worth may come in one burst.
     pub requests_per_minute: u32,
+    /// Partners whose limit is at least this many requests per minute have their budget taken
+    /// from Redis in leases: an instance takes several requests in one round trip and admits
+    /// them from memory for at most `lease_hold_ms`. Below it, every request asks Redis.
+    pub lease_from_requests_per_minute: u32,
+    /// The longest an instance holds requests it took ahead, in milliseconds (at most 1000);
+    /// 0 takes none ahead. To stay within the limit whatever the timing, a leasing partner's
+    /// burst is smaller by what this long refills (a 600th of it at 100 ms).
+    pub lease_hold_ms: u64,
 }
 
 /// Where the Prometheus `/metrics` endpoint is served.
@@ -576,6 +584,10 @@ pub struct TaskSettings {
     /// Rows one retention statement deletes: each batch is its own short transaction, so a
     /// prune never holds locks long enough to slow the writes beside it.
     pub prune_batch_size: u32,
+    /// Milliseconds the retention job rests between two full batches: each batch's WAL is
+    /// flushed ahead of the commits beside it, so a prune that never rests slows every
+    /// conversion committed meanwhile (docs/scaling.md, "Retention").
+    pub prune_batch_pause_ms: u64,
 }
 
 impl fmt::Debug for Settings {
@@ -875,6 +887,14 @@ impl Settings {
         if !(1..=MAX_REQUESTS_PER_MINUTE).contains(&self.limits.requests_per_minute) {
             anyhow::bail!(
                 "limits.requests_per_minute: must be between 1 and {MAX_REQUESTS_PER_MINUTE}"
+            );
+        }
+        if self.limits.lease_hold_ms > 1000 {
+            anyhow::bail!("limits.lease_hold_ms: must be between 0 and 1000");
+        }
+        if self.limits.lease_from_requests_per_minute == 0 {
+            anyhow::bail!(
+                "limits.lease_from_requests_per_minute: must be at least 1 (use limits.lease_hold_ms = 0 to take nothing ahead)"
             );
         }
         if !(1..=36_600).contains(&self.rates.source_fetch_retention_days) {

@@ -370,10 +370,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     crate::health::configure(cfg);
     cfg.service(
         web::scope("/api/v1")
+            // Rates first: their paths are all static, so the busiest reads (`/rates/latest`,
+            // `/convert`) are routed without first trying the other modules' patterns with
+            // parameters (a regular expression each); no other route can match them.
+            .configure(crate::rates::routes::configure)
             .configure(crate::auth::routes::configure)
             .configure(crate::access::routes::configure)
             .configure(crate::currencies::routes::configure)
-            .configure(crate::rates::routes::configure)
             // One resource per path: POST is a conversion, GET the history.
             .service(
                 web::resource("/conversions")

@@ -62,7 +62,8 @@ for f in "$BIN" "$CEILING"; do [[ -x $f ]] || { echo "bench: $f missing (make be
 export DATABASE_URL=$PG/$DB
 export CCS__REDIS__KEY_PREFIX="bench$NONCE:"
 # The benchmark measures the service, not a partner's request limit: the highest one allowed
-# (the limiter still runs, one Redis script per partner request).
+# (the limiter still runs: at this limit in leases, one Redis script per lease of up to 256
+# requests, see README "Request limits").
 export CCS__LIMITS__REQUESTS_PER_MINUTE=1000000
 export RUST_LOG=warn
 psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"

@@ -54,15 +54,29 @@ async fn caller(req: HttpRequest) -> Result<Caller, ApiError> {
         .app_data::<web::Data<Auth>>()
         .cloned()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("Auth is not registered")))?;
+    // The limiter middleware verified this request's token already (partners' requests): its
+    // claims are taken as they are, and the header is not parsed a second time.
+    let verified = req.extensions_mut().remove::<VerifiedToken>();
+    if let Some(verified) = verified {
+        let header = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .map(|(_, token)| token.trim());
+        if header == Some(verified.token.as_str()) {
+            return Ok(service::authenticate_verified(
+                &auth,
+                &verified.token,
+                Some(verified.claims),
+            )
+            .await?);
+        }
+    }
     let bearer = BearerAuth::extract(&req)
         .await
         .map_err(|_| AuthError::InvalidToken("a bearer token is required".into()))?;
-    let verified = req
-        .extensions()
-        .get::<VerifiedToken>()
-        .filter(|v| v.token == bearer.token())
-        .map(|v| v.claims.clone());
-    Ok(service::authenticate_verified(&auth, bearer.token(), verified).await?)
+    Ok(service::authenticate_verified(&auth, bearer.token(), None).await?)
 }
 
 /// A bearer token whose signature and expiry a middleware already verified for this request

@@ -57,7 +57,7 @@ pub struct Auth {
     /// This process's memo of users' profiles as `/me` shows them (see [`crate::memo`]):
     /// every change to a user's row announces itself, so no instance serves a profile more
     /// than a second behind.
-    pub profiles: Arc<Memo<UserId, service::UserView>>,
+    pub profiles: Arc<Memo<UserId, service::ProfileJson>>,
     /// The login throttle's counters while Redis does not answer (see [`throttle`]).
     pub throttle_fallback: Arc<throttle::LocalCounters>,
     /// Whether the login throttle is on its fallback now, so it is logged once per outage.

@@ -512,7 +512,10 @@ pub async fn register(
     security(("bearer" = [])),
     responses((status = 200, description = "The caller's account", body = UserView)))]
 pub async fn me(auth: web::Data<Auth>, user: AuthenticatedUser) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(service::me(&auth, &user.0).await?))
+    let profile = service::me(&auth, &user.0).await?;
+    Ok(HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(profile.0))
 }
 
 /// List partners, newest first (admin).

@@ -699,16 +699,23 @@ pub async fn register(auth: &Auth, account: NewAccount) -> Result<(), AuthError>
 
 /// The caller's own profile, from this process's memo (see [`Auth::profiles`]); PostgreSQL is
 /// asked when the memo does not have it.
-pub async fn me(auth: &Auth, caller: &Caller) -> Result<UserView, AuthError> {
+pub async fn me(auth: &Auth, caller: &Caller) -> Result<ProfileJson, AuthError> {
     auth.profiles
         .get_or_load(&auth.redis, caller.id, || async {
-            store::find_by_id(&auth.db, caller.id)
+            let view = store::find_by_id(&auth.db, caller.id)
                 .await?
                 .map(UserView::from)
-                .ok_or_else(|| AuthError::InvalidToken("account no longer exists".into()))
+                .ok_or_else(|| AuthError::InvalidToken("account no longer exists".into()))?;
+            let json = serde_json::to_vec(&view).map_err(anyhow::Error::from)?;
+            Ok(ProfileJson(json.into()))
         })
         .await
 }
+
+/// A [`UserView`] as `GET /me` answers it, serialised once per change of the user's row
+/// (memoised with it) rather than on every request.
+#[derive(Debug, Clone)]
+pub struct ProfileJson(pub actix_web::web::Bytes);
 
 /// A user's row changed (name, status, password): every instance forgets the profiles it
 /// memoised (this one at once, the others within a second).

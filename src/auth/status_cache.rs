@@ -6,7 +6,7 @@
 //! the Redis-backed check behind it (which itself is invalidated at once on every change).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
@@ -20,7 +20,7 @@ const SWEEP_AT: usize = 10_000;
 #[derive(Default)]
 pub struct StatusMemo {
     /// (user, token id) → when the token was last found valid.
-    checked: Mutex<HashMap<(Uuid, Uuid), Instant>>,
+    checked: RwLock<HashMap<(Uuid, Uuid), Instant>>,
 }
 
 impl std::fmt::Debug for StatusMemo {
@@ -31,13 +31,13 @@ impl std::fmt::Debug for StatusMemo {
 
 impl StatusMemo {
     pub fn is_fresh(&self, user: Uuid, jti: Uuid) -> bool {
-        let map = self.checked.lock().unwrap_or_else(|p| p.into_inner());
+        let map = self.checked.read().unwrap_or_else(|p| p.into_inner());
         map.get(&(user, jti))
             .is_some_and(|at| at.elapsed() < STATUS_MEMO_TTL)
     }
 
     pub fn remember(&self, user: Uuid, jti: Uuid) {
-        let mut map = self.checked.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.checked.write().unwrap_or_else(|p| p.into_inner());
         if map.len() >= SWEEP_AT {
             map.retain(|_, at| at.elapsed() < STATUS_MEMO_TTL);
         }
@@ -46,7 +46,7 @@ impl StatusMemo {
 
     /// Forgets every token of `user` (it was disabled, enabled or logged out here).
     pub fn forget_user(&self, user: Uuid) {
-        let mut map = self.checked.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.checked.write().unwrap_or_else(|p| p.into_inner());
         map.retain(|(u, _), _| *u != user);
     }
 }

@@ -36,6 +36,10 @@ pub struct LatestEntry {
     /// significant digits dominates a `latest` request otherwise; the memo lives and dies with
     /// the entry, so new rates never meet old cross rates.
     pub cross: std::sync::Mutex<HashMap<(CurrencyCode, CurrencyCode), crate::money::Rate>>,
+    /// `GET /rates/latest` answers already serialised from this entry, by query and staleness
+    /// (see [`super::service::latest_rendered`]); they live and die with the entry, like
+    /// `cross`.
+    pub rendered: std::sync::Mutex<HashMap<LatestQuery, Arc<RenderedTable>>>,
 }
 
 impl LatestEntry {
@@ -49,6 +53,19 @@ impl LatestEntry {
         let mut memo = self.cross.lock().unwrap_or_else(|p| p.into_inner());
         memo.entry((from, to)).or_insert_with(derive).clone()
     }
+}
+
+/// What makes two `GET /rates/latest` answers of one cache entry the same: the base, the
+/// symbols as asked, whether sources are expanded, and whether the rates are stale now.
+pub type LatestQuery = (CurrencyCode, Option<Vec<CurrencyCode>>, bool, bool);
+
+/// A latest-rates answer serialised once: its JSON and its strong ETag (a SHA-256 prefix of it).
+#[derive(Debug)]
+pub struct RenderedTable {
+    /// The `RatesTable` as JSON.
+    pub body: actix_web::web::Bytes,
+    /// Its strong ETag, quoted.
+    pub etag: String,
 }
 
 struct Slot {
@@ -141,6 +158,7 @@ async fn load(state: &Rates, version: i64) -> anyhow::Result<LatestEntry> {
         currencies,
         version,
         cross: Default::default(),
+        rendered: Default::default(),
     })
 }
 

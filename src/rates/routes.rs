@@ -191,7 +191,17 @@ fn cached_json<T: Serialize>(
 ) -> Result<HttpResponse, ApiError> {
     let bytes = serde_json::to_vec(body).map_err(anyhow::Error::from)?;
     let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&bytes))[..32]);
-    let cache_control = format!("private, max-age={max_age}");
+    Ok(json_with_etag(req, bytes.into(), &etag, max_age))
+}
+
+/// Answers with a JSON `body` already serialised and its `etag`, and a 304 when the client has
+/// it.
+fn json_with_etag(
+    req: &HttpRequest,
+    body: actix_web::web::Bytes,
+    etag: &str,
+    max_age: u64,
+) -> HttpResponse {
     let matches = req
         .headers()
         .get(header::IF_NONE_MATCH)
@@ -207,11 +217,11 @@ fn cached_json<T: Serialize>(
         HttpResponse::Ok()
     };
     res.insert_header((header::ETAG, etag))
-        .insert_header((header::CACHE_CONTROL, cache_control));
+        .insert_header((header::CACHE_CONTROL, format!("private, max-age={max_age}")));
     if matches {
-        return Ok(res.finish());
+        return res.finish();
     }
-    Ok(res.content_type("application/json").body(bytes))
+    res.content_type("application/json").body(body)
 }
 
 /// The latest rates against any supported base; served from memory.
@@ -240,12 +250,19 @@ pub async fn latest(
     let base = base_or_default(&state, params.base);
     let symbols = params.symbols.map(CurrencyCodes::into_vec);
     let expand = expand_sources(params.expand.as_deref())?;
-    let mut table = service::rates_table(&state, base, symbols, None, expand).await?;
     if params.pricing == Some(RatesPricing::Mine) && user.role() == crate::auth::Role::Partner {
+        let mut table = service::rates_table(&state, base, symbols, None, expand).await?;
         let partner = crate::auth::PartnerId::from_uuid(user.id().as_uuid());
         crate::rates::pricing::all_in(&state, &mut table, partner).await?;
+        return cached_json(&req, &table, state.settings.cache_ttl_secs);
     }
-    cached_json(&req, &table, state.settings.cache_ttl_secs)
+    let rendered = service::latest_rendered(&state, base, symbols, expand).await?;
+    Ok(json_with_etag(
+        &req,
+        rendered.body.clone(),
+        &rendered.etag,
+        state.settings.cache_ttl_secs,
+    ))
 }
 
 /// The rates in force at an instant (last observation at or before it).

@@ -9,10 +9,11 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
+use sha2::Digest;
 use utoipa::ToSchema;
 
 use super::Rates;
-use super::cache::LatestEntry;
+use super::cache::{LatestEntry, LatestQuery, RenderedTable};
 use super::store::{self};
 use super::view::RatesView;
 use crate::currencies::{Currency, CurrencyCode};
@@ -293,18 +294,69 @@ pub async fn rates_table(
     expand_sources: bool,
 ) -> Result<RatesTable, RatesError> {
     let entry = state.runtime.cache.get(state).await?;
+    table_of(state, &entry, base, symbols, at, expand_sources).await
+}
+
+/// Queries rendered per cache entry at most; past it, answers are rendered and not kept.
+const MAX_RENDERED: usize = 1_000;
+
+/// [`rates_table`] of the latest rates as JSON with its ETag, rendered once per cache entry,
+/// query and staleness (the serialising and hashing were most of a warm `latest` request's
+/// own work). A new entry (new rates, a currency change, the TTL) starts with none.
+pub async fn latest_rendered(
+    state: &Rates,
+    base: CurrencyCode,
+    symbols: Option<Vec<CurrencyCode>>,
+    expand_sources: bool,
+) -> Result<Arc<RenderedTable>, RatesError> {
+    let entry = state.runtime.cache.get(state).await?;
+    let stale = entry
+        .view
+        .as_ref()
+        .is_some_and(|v| is_stale(state, v.snapshot.as_of, state.clock.now()));
+    let query: LatestQuery = (base, symbols.clone(), expand_sources, stale);
+    if let Some(hit) = entry
+        .rendered
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&query)
+    {
+        return Ok(hit.clone());
+    }
+    let table = table_of(state, &entry, base, symbols, None, expand_sources).await?;
+    let body = serde_json::to_vec(&table).map_err(anyhow::Error::from)?;
+    let etag = format!("\"{}\"", &hex::encode(sha2::Sha256::digest(&body))[..32]);
+    let rendered = Arc::new(RenderedTable {
+        body: body.into(),
+        etag,
+    });
+    let mut memo = entry.rendered.lock().unwrap_or_else(|p| p.into_inner());
+    if memo.len() < MAX_RENDERED {
+        memo.insert(query, rendered.clone());
+    }
+    Ok(rendered)
+}
+
+async fn table_of(
+    state: &Rates,
+    entry: &LatestEntry,
+    base: CurrencyCode,
+    symbols: Option<Vec<CurrencyCode>>,
+    at: Option<DateTime<Utc>>,
+    expand_sources: bool,
+) -> Result<RatesTable, RatesError> {
     let usage = if at.is_some() {
         Use::History
     } else {
         Use::Latest
     };
-    check_currency(&entry, base, usage, "base")?;
+    check_currency(entry, base, usage, "base")?;
     if let Some(symbols) = &symbols {
         for code in symbols {
-            check_currency(&entry, *code, usage, "symbols")?;
+            check_currency(entry, *code, usage, "symbols")?;
         }
     }
-    let view = view_at(state, &entry, at).await?;
+    let view = view_at(state, entry, at).await?;
     let base_rate = view.pivot_rate(base).ok_or(RatesError::NotQuoted(base))?;
     let wanted: Vec<CurrencyCode> = match symbols {
         Some(list) => list,

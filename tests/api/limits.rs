@@ -221,3 +221,92 @@ async fn with_redis_killed_each_instance_still_limits_on_its_own() {
         assert_eq!(statuses, [200, 200, 200, 200, 429, 429], "{base}");
     }
 }
+
+#[tokio::test]
+async fn a_leasing_partner_never_gets_more_than_its_limit_over_two_instances_in_parallel() {
+    // Every partner leases here (100 ms holds): its burst is the limit less what 100 ms refills,
+    // 59.9 of 60, so 59 whatever how the two instances split the budget between them.
+    let app = spawn_app_with(|s| {
+        s.limits.requests_per_minute = 60;
+        s.limits.lease_from_requests_per_minute = 1;
+        s.limits.lease_hold_ms = 100;
+    })
+    .await;
+    let other = app.another_instance().await;
+    let partner = app.partner().await;
+    let bases = [app.address.clone(), other];
+    let responses = join_all((0..120).map(|i| me(&app, &bases[i % 2], &partner.token))).await;
+    let mut statuses = std::collections::BTreeMap::new();
+    for res in responses {
+        *statuses.entry(res.status().as_u16()).or_insert(0) += 1;
+    }
+    assert_eq!(statuses, [(200, 59), (429, 61)].into(), "{statuses:?}");
+    // A second later one more fits, on either instance, and no more.
+    app.clock.advance(chrono::Duration::seconds(1));
+    let statuses = join_all((0..6).map(|i| me(&app, &bases[i % 2], &partner.token))).await;
+    let ok = statuses.iter().filter(|r| r.status() == 200).count();
+    assert_eq!(ok, 1);
+}
+
+#[tokio::test]
+async fn a_leasing_partner_costs_one_redis_call_per_lease_and_sees_the_same_headers() {
+    let redis = PrivateRedis::start().await;
+    let url = redis.url();
+    let app = spawn_app_with(|s| {
+        // 600 a minute: Redis keeps the budget's key for as long as what was taken takes to
+        // refill, in its own real time (100 ms a request here) while the test's clock stands
+        // still; at 6000 a minute (10 ms a request) a slow machine outran it mid-test.
+        s.limits.requests_per_minute = 600;
+        s.limits.lease_from_requests_per_minute = 600;
+        s.limits.lease_hold_ms = 100;
+        s.redis.url = secrecy::SecretString::from(url);
+    })
+    .await;
+    let partner = app.partner().await;
+    // The first request takes a lease of one (and loads the script into this fresh Redis).
+    let first = me(&app, &app.address, &partner.token).await;
+    assert_eq!(ratelimit(&first).0, 598);
+    let scripts_before = script_calls(&redis).await;
+    let mut remaining = Vec::new();
+    for _ in 1..100 {
+        let res = me(&app, &app.address, &partner.token).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(policy(&res), "\"default\";q=600;w=60");
+        remaining.push(ratelimit(&res).0);
+    }
+    // Then leases of 2, 4, ... 64 requests: 6 round trips for the next 99 requests (the clock
+    // stands still, so no lease runs out of time).
+    let calls = script_calls(&redis).await - scripts_before;
+    assert_eq!(calls, 6, "Redis scripts run for 99 requests");
+    // What is left goes down by one a request, as if each had asked Redis (the burst being
+    // 600 less what 100 ms refills: 599). Where it starts depends on whether the first
+    // request's Redis key outlived it: the key expires in Redis's real time, 101 ms after a
+    // single request, while the test's clock stands still.
+    assert!(remaining[0] <= 598, "{remaining:?}");
+    assert!(
+        remaining.windows(2).all(|w| w[1] + 1 == w[0]),
+        "{remaining:?}"
+    );
+}
+
+/// Lua scripts Redis has run (`EVALSHA`, and `EVAL` the first time a script is not cached).
+async fn script_calls(redis: &PrivateRedis) -> u64 {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
