@@ -93,6 +93,90 @@ fn read_pool_of(
         .connect_lazy_with(options)
 }
 
+/// The pool of the conversions' group writers ([`crate::conversions::group_commit`]): at most
+/// `max_connections` connections to the same server and database as `primary`, with the same
+/// acquire timeout, lazy, whose sessions plan generically (`plan_cache_mode =
+/// force_generic_plan`). The group statement inserts into the partitioned `conversions` and
+/// four other tables with a trigger; under the default setting PostgreSQL planned it afresh for
+/// every group (the generic plan's estimate of an unnested array always looks dearer), and that
+/// planning, not the writing, set the pace: `POST /conversions` went from 0.82-0.98 of
+/// pgbench's one-row INSERT to 1.25-1.34 with generic plans (docs/benchmarks.md). The group
+/// statement reads each row's held key by primary key (`LATERAL … LIMIT 1`), a plan that needs
+/// no values.
+pub fn group_writer_pool(primary: &PgPool, max_connections: u32) -> PgPool {
+    let options = (*primary.connect_options())
+        .clone()
+        .options([("plan_cache_mode", "force_generic_plan")])
+        .application_name("currency-conversion group writer");
+    let port = options.get_port();
+    let over_tcp = options.get_socket().is_none() && !options.get_host().starts_with('/');
+    PgPoolOptions::new()
+        .max_connections(max_connections.max(1))
+        .test_before_acquire(false)
+        .acquire_timeout(primary.options().get_acquire_timeout())
+        .after_connect(move |_, _| {
+            Box::pin(async move {
+                if over_tcp {
+                    no_delay_on_sockets_to(port);
+                }
+                Ok(())
+            })
+        })
+        .connect_lazy_with(options)
+}
+
+/// Turns Nagle's algorithm off (`TCP_NODELAY`) on this process's TCP sockets whose peer port
+/// is `port`; returns how many it set. sqlx offers no such option and no access to its socket,
+/// so this runs when a group writer has just connected, over the process's open descriptors.
+///
+/// Why: a group statement is larger than the socket's first send buffer, so sqlx writes it in
+/// two `write`s; with Nagle on, the second waits for the ACK of the first, and PostgreSQL,
+/// which has no answer to carry it yet, delays that ACK by 40 ms. Every group of more than a
+/// few rows paid that: `POST /conversions` p99 50-53 ms over TCP against 11 ms over a Unix
+/// socket, at the same throughput (docs/benchmarks.md). PostgreSQL sets `TCP_NODELAY` on its
+/// side for the same reason. A descriptor closed or reused meanwhile costs nothing: the calls
+/// fail, or set the option on another socket, where it is harmless.
+#[cfg(target_os = "linux")]
+pub fn no_delay_on_sockets_to(port: u16) -> usize {
+    use std::os::fd::BorrowedFd;
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+        return 0;
+    };
+    let mut set = 0;
+    for entry in fds.flatten() {
+        let is_socket = std::fs::read_link(entry.path())
+            .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if !is_socket {
+            continue;
+        }
+        // SAFETY: the descriptor is only borrowed for two system calls; if it was closed since
+        // it was listed they fail with EBADF, and nothing is read or written through it.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let socket = socket2::SockRef::from(&fd);
+        let to_port = socket
+            .peer_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .is_some_and(|a| a.port() == port);
+        if to_port && socket.r#type().is_ok_and(|t| t == socket2::Type::STREAM) {
+            set += usize::from(socket.set_tcp_nodelay(true).is_ok());
+        }
+    }
+    set
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn no_delay_on_sockets_to(_port: u16) -> usize {
+    0
+}
+
 /// The read replica's pool when `database.replica_url` is set: lazy like the primary's, of the
 /// same size and acquire timeout, with the read sessions' settings ([`read_session`]). Errors
 /// name the key.
@@ -203,5 +287,23 @@ mod tests {
     fn query_faults_are_not_unavailability() {
         assert!(!is_unavailable(&sqlx::Error::RowNotFound));
         assert!(!is_unavailable(&sqlx::Error::ColumnNotFound("x".into())));
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod no_delay_tests {
+    use super::*;
+
+    #[test]
+    fn no_delay_is_set_on_the_sockets_to_that_port_only() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let to_port = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let elsewhere = std::net::TcpStream::connect(other.local_addr().unwrap()).unwrap();
+        assert!(!to_port.nodelay().unwrap());
+        assert!(no_delay_on_sockets_to(port) >= 1);
+        assert!(to_port.nodelay().unwrap());
+        assert!(!elsewhere.nodelay().unwrap());
     }
 }

@@ -423,6 +423,8 @@ pub struct ConversionSettings {
     pub group_commit_max_wait_micros: u64,
     /// Group statements of one process in flight at once (1 to `database.max_connections`):
     /// conversions arriving while every one is busy queue and leave together as the next group.
+    /// Each writes on a connection of its own to the primary (generic plans, `TCP_NODELAY`:
+    /// `db::group_writer_pool`), beside the `database.max_connections` of the pool.
     pub group_commit_max_in_flight: u32,
 }
 

@@ -55,8 +55,10 @@ pub struct Conversions {
     pub rates: Rates,
     /// How long an `Idempotency-Key` is remembered (`conversions.idempotency_ttl_secs`).
     pub keys: Keys,
-    /// Writes conversions at the rate in force, grouped (`conversions.group_commit_*`). One per
-    /// process: every clone of this handle feeds the same groups.
+    /// Writes conversions at the rate in force, grouped (`conversions.group_commit_*`), on
+    /// connections of its own (one per group in flight, generic plans:
+    /// [`crate::db::group_writer_pool`]). One per process: every clone of this handle feeds the
+    /// same groups.
     pub commits: GroupCommit,
 }
 
@@ -64,7 +66,11 @@ impl Conversions {
     /// The conversions handle over `rates` (whose pool and clock it shares).
     pub fn new(rates: &Rates, settings: ConversionSettings) -> Self {
         Self {
-            commits: GroupCommit::new(rates.db.clone(), Limits::from_settings(&settings)),
+            commits: {
+                let limits = Limits::from_settings(&settings);
+                let writers = u32::try_from(limits.max_in_flight).unwrap_or(u32::MAX);
+                GroupCommit::new(crate::db::group_writer_pool(&rates.db, writers), limits)
+            },
             db: rates.db.clone(),
             reads: rates.reads.clone(),
             clock: rates.clock.clone(),
