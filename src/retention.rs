@@ -7,10 +7,15 @@
 //! module only decides the cut-offs and drives the batches.
 //!
 //! Every statement deletes at most `tasks.prune_batch_size` rows and commits on its own, so a
-//! prune holds row locks briefly and never blocks the writes beside it for long. Conversions
-//! are never deleted: they are the money history.
+//! prune holds row locks briefly and never blocks the writes beside it for long; between two
+//! full batches it rests `tasks.prune_batch_pause_ms`. Locks are not what slows the writes
+//! beside a prune: its WAL is. Every commit waits for the WAL to be flushed up to its own
+//! record, which includes whatever the prune wrote before it, so a prune deleting without a
+//! rest put its WAL in front of every conversion's commit (`benches/retention`,
+//! docs/scaling.md). Conversions are never deleted: they are the money history.
 
 use std::future::Future;
+use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -30,6 +35,8 @@ pub struct Retention {
     pub clock: Clock,
     /// `tasks.prune_batch_size`.
     pub batch: i64,
+    /// `tasks.prune_batch_pause_ms`: the rest between two full batches.
+    pub pause: Duration,
     /// `tasks.retention_days`.
     pub task_runs: TimeDelta,
     /// `webhooks.retention_days`.
@@ -52,6 +59,7 @@ impl Retention {
             db,
             clock,
             batch: i64::from(settings.tasks.prune_batch_size.max(1)),
+            pause: Duration::from_millis(settings.tasks.prune_batch_pause_ms),
             task_runs: days(settings.tasks.retention_days),
             webhook_events: days(settings.webhooks.retention_days),
             quotes: days(settings.quotes.retention_days),
@@ -78,25 +86,25 @@ pub struct Pruned {
 /// Deletes everything past its retention at `now`, batch by batch.
 pub async fn prune(retention: &Retention) -> anyhow::Result<Pruned> {
     let now = retention.clock.now();
-    let (db, n) = (&retention.db, retention.batch);
+    let (db, n, pause) = (&retention.db, retention.batch, retention.pause);
     Ok(Pruned {
-        task_runs: drain("task runs", n, || {
+        task_runs: drain("task runs", n, pause, || {
             crate::tasks::store::delete_finished_batch(db, cut(now, retention.task_runs), n)
         })
         .await?,
-        webhook_events: drain("webhook events", n, || {
+        webhook_events: drain("webhook events", n, pause, || {
             crate::webhooks::store::delete_events_before(db, cut(now, retention.webhook_events), n)
         })
         .await?,
-        quotes: drain("quotes", n, || {
+        quotes: drain("quotes", n, pause, || {
             crate::quotes::store::delete_expired_before(db, cut(now, retention.quotes), n)
         })
         .await?,
-        idempotency_keys: drain("idempotency keys", n, || {
+        idempotency_keys: drain("idempotency keys", n, pause, || {
             crate::idempotency::delete_expired_batch(db, cut(now, retention.idempotency_keys), n)
         })
         .await?,
-        sessions: drain("refresh tokens", n, || {
+        sessions: drain("refresh tokens", n, pause, || {
             crate::auth::store::delete_refresh_tokens_expired_before(
                 db,
                 cut(now, retention.sessions),
@@ -104,7 +112,7 @@ pub async fn prune(retention: &Retention) -> anyhow::Result<Pruned> {
             )
         })
         .await?,
-        source_fetches: drain("rates source fetches", n, || {
+        source_fetches: drain("rates source fetches", n, pause, || {
             crate::rates::health::delete_fetches_before(db, cut(now, retention.source_fetches), n)
         })
         .await?,
@@ -116,8 +124,9 @@ fn cut(now: DateTime<Utc>, keep: TimeDelta) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
-/// Runs `batch` until it deletes fewer than `limit` rows; returns the total.
-async fn drain<F, Fut>(kind: &str, limit: i64, mut batch: F) -> anyhow::Result<u64>
+/// Runs `batch` until it deletes fewer than `limit` rows, resting `pause` after each full one;
+/// returns the total.
+async fn drain<F, Fut>(kind: &str, limit: i64, pause: Duration, mut batch: F) -> anyhow::Result<u64>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<u64, sqlx::Error>>,
@@ -130,8 +139,8 @@ where
         if deleted < limit {
             return Ok(total);
         }
-        // Let the writes queued behind this batch's locks go first.
-        tokio::task::yield_now().await;
+        // Let the commits queued behind this batch's WAL go first (module docs).
+        tokio::time::sleep(pause).await;
     }
 }
 
@@ -157,5 +166,40 @@ impl Job for PruneExpiredData {
             "pruned expired data"
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// 2,500 rows in batches of 1,000: two full batches, each followed by the rest, then a
+    /// short one that ends the drain.
+    #[tokio::test]
+    async fn a_drain_rests_after_each_full_batch() {
+        let pause = Duration::from_millis(50);
+        let calls = Mutex::new(Vec::new());
+        let total = drain("rows", 1_000, pause, || {
+            let mut calls = calls.lock().unwrap();
+            let take = 2_500_u64
+                .saturating_sub(1_000 * calls.len() as u64)
+                .min(1_000);
+            calls.push(std::time::Instant::now());
+            async move { Ok(take) }
+        })
+        .await
+        .unwrap();
+        assert_eq!(total, 2_500);
+        let calls = calls.into_inner().unwrap();
+        assert_eq!(calls.len(), 3);
+        for pair in calls.windows(2) {
+            assert!(
+                pair[1] - pair[0] >= pause,
+                "{:?} between two batches",
+                pair[1] - pair[0]
+            );
+        }
     }
 }

@@ -573,6 +573,10 @@ pub struct TaskSettings {
     /// Rows one retention statement deletes: each batch is its own short transaction, so a
     /// prune never holds locks long enough to slow the writes beside it.
     pub prune_batch_size: u32,
+    /// Milliseconds the retention job rests between two full batches: each batch's WAL is
+    /// flushed ahead of the commits beside it, so a prune that never rests slows every
+    /// conversion committed meanwhile (docs/scaling.md, "Retention").
+    pub prune_batch_pause_ms: u64,
 }
 
 impl fmt::Debug for Settings {

@@ -240,7 +240,9 @@ async fn warm_reads_answer_while_postgres_is_cut() {
         let url = s.database.url.expose_secret().to_owned();
         let db = url.rsplit_once('/').unwrap().1.to_owned();
         s.database.url = SecretString::from(format!("postgres://postgres@127.0.0.1:{port}/{db}"));
-        s.database.acquire_timeout_ms = 500;
+        // Short enough that the write after the cut fails fast, long enough for a loaded
+        // machine to connect through the proxy while setting up (500 ms was not).
+        s.database.acquire_timeout_ms = 2000;
     })
     .await;
     let partner = app.partner().await;
