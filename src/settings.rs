@@ -413,6 +413,17 @@ pub struct ConversionSettings {
     /// detached by `maintain_partitions` (never dropped: each stays a table of its own, for
     /// archiving). 0, the default: never; conversions are money history.
     pub detach_partitions_after_months: u32,
+    /// Group commit of `POST /conversions` at the rate in force: the most conversions written
+    /// by one statement and one commit (1 to 1000; 1 turns grouping off: every conversion is a
+    /// statement of its own, as before group commit).
+    pub group_commit_max_rows: u32,
+    /// Microseconds a group may wait for more conversions after its first one arrived, and only
+    /// while another group's statement is in flight (alone, a conversion is written at once);
+    /// at most 100000 (0: never wait, a group is whatever queued while the others were busy).
+    pub group_commit_max_wait_micros: u64,
+    /// Group statements of one process in flight at once (1 to `database.max_connections`):
+    /// conversions arriving while every one is busy queue and leave together as the next group.
+    pub group_commit_max_in_flight: u32,
 }
 
 impl ConversionSettings {
@@ -765,6 +776,20 @@ impl Settings {
         }
         if self.database.max_connections == 0 {
             anyhow::bail!("database.max_connections: must be at least 1");
+        }
+        if !(1..=1000).contains(&self.conversions.group_commit_max_rows) {
+            anyhow::bail!("conversions.group_commit_max_rows: must be 1 to 1000");
+        }
+        if self.conversions.group_commit_max_wait_micros > 100_000 {
+            anyhow::bail!("conversions.group_commit_max_wait_micros: at most 100000 (0.1 s)");
+        }
+        if self.conversions.group_commit_max_in_flight == 0
+            || self.conversions.group_commit_max_in_flight > self.database.max_connections
+        {
+            anyhow::bail!(
+                "conversions.group_commit_max_in_flight: must be 1 to database.max_connections ({})",
+                self.database.max_connections
+            );
         }
         if self.database.read_max_connections == 0 {
             anyhow::bail!("database.read_max_connections: must be at least 1");

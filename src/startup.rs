@@ -226,6 +226,11 @@ impl Application {
         &self.parts.webhooks
     }
 
+    /// The conversions handle the app serves with (its group committer among them).
+    pub fn conversions(&self) -> &Conversions {
+        &self.parts.conversions
+    }
+
     /// Serves HTTP only (no workers, no scheduler) until SIGTERM/SIGINT (actix handles both):
     /// stops accepting, lets in-flight requests finish within `server.shutdown_timeout_secs`.
     /// Tests use this for a quiet app.

@@ -1,4 +1,5 @@
-//! Converting one amount (`POST /conversions`): at the rate in force in one statement, or at a
+//! Converting one amount (`POST /conversions`): at the rate in force in one statement (shared
+//! with concurrent conversions, [`super::group_commit`]), or at a
 //! quote's locked rate in a transaction; idempotent with an `Idempotency-Key`. The row built
 //! here ([`new_row`]) is also what a batch stores for each item.
 
@@ -8,6 +9,7 @@ use uuid::Uuid;
 
 use super::Conversions;
 use super::domain::{ConversionError, ConversionView, Status, invalid};
+use super::group_commit::{Pending, PendingKey};
 use super::store::{self, ConversionRow};
 use crate::auth::PartnerId;
 use crate::currencies::CurrencyCode;
@@ -201,9 +203,11 @@ pub(super) fn new_row(
 /// Converts and stores. With an `Idempotency-Key`, the same key and body return the original
 /// conversion (`created = false`); the same key with another body fails.
 ///
-/// At the rate in force this is one statement ([`store::create`]): the currencies are checked
-/// against the in-memory rates cache first and again by the statement itself in PostgreSQL, so
-/// a currency an admin just disabled on another instance is still refused at once. With a
+/// At the rate in force the conversion is written by one statement ([`store::create`]), shared
+/// with the conversions that arrive at the same time ([`super::group_commit`]); the answer comes
+/// once that statement has committed. The currencies are checked against the in-memory rates
+/// cache first and again by the statement itself in PostgreSQL, per row, so a currency an admin
+/// just disabled on another instance is still refused at once. With a
 /// `quote_id`, the quote's locked rate is used; the quote is read under a row lock in a
 /// transaction, so a single-use quote converts once however many requests race.
 #[tracing::instrument(skip(conversions, req), fields(partner_id = %partner, quote_id = ?req.quote_id))]
@@ -242,23 +246,24 @@ pub async fn create(
         let hash = idempotency_key
             .map(|_| hash_conversion(RequestHash::new(), from, to, amount.value(), None).finish());
         let key = idempotency_key
-            .zip(hash.as_deref())
-            .map(|(key, request_hash)| store::NewKey {
-                key: key.as_str(),
-                request_hash,
+            .zip(hash.as_ref())
+            .map(|(key, request_hash)| PendingKey {
+                key: key.as_str().to_owned(),
+                request_hash: request_hash.clone(),
                 expires_at: conversions.keys.expires_at(now),
             });
         let view = ConversionView::from(row.clone());
         let payload = crate::webhooks::outbox::body(EventType::ConversionCreated, now, &view)
             .map_err(anyhow::Error::from)?;
-        let event = store::CreatedEvent {
-            id: Uuid::now_v7(),
-            event_type: EventType::ConversionCreated.as_str(),
-            payload: &payload,
+        let pending = Pending {
+            row,
+            key,
+            event_id: Uuid::now_v7(),
+            payload,
         };
-        let held = match store::create(&conversions.db, &row, key, event).await? {
+        let held = match conversions.commits.write(pending).await? {
             store::Created::Stored => {
-                tracing::info!(conversion_id = %row.id, from = %row.from_currency, to = %row.to_currency, "conversion created");
+                tracing::info!(conversion_id = %view.id, from = %view.from, to = %view.to, "conversion created");
                 return Ok((view, true));
             }
             store::Created::CurrencyChanged => {

@@ -8,12 +8,14 @@
 //!
 //! - [`pricing`]: the checks and pricing a conversion or a quote starts with;
 //! - [`create`]: converting one amount (at the rate in force or on a quote);
+//! - [`group_commit`]: concurrent conversions at the rate in force written by one statement;
 //! - [`service`]: the conversion as the API shows it, reading, cancelling, finalizing;
 //! - [`partitions`]: the table's monthly partitions, created ahead and detached when old.
 
 pub mod batch;
 pub mod create;
 pub mod domain;
+pub mod group_commit;
 pub mod jobs;
 pub mod partitions;
 pub mod routes;
@@ -29,6 +31,7 @@ use crate::idempotency::Keys;
 use crate::rates::Rates;
 use crate::replica::ReadPool;
 use crate::settings::ConversionSettings;
+use group_commit::{GroupCommit, Limits};
 
 pub use domain::{ConversionError, ConversionView, Status};
 
@@ -52,12 +55,16 @@ pub struct Conversions {
     pub rates: Rates,
     /// How long an `Idempotency-Key` is remembered (`conversions.idempotency_ttl_secs`).
     pub keys: Keys,
+    /// Writes conversions at the rate in force, grouped (`conversions.group_commit_*`). One per
+    /// process: every clone of this handle feeds the same groups.
+    pub commits: GroupCommit,
 }
 
 impl Conversions {
     /// The conversions handle over `rates` (whose pool and clock it shares).
     pub fn new(rates: &Rates, settings: ConversionSettings) -> Self {
         Self {
+            commits: GroupCommit::new(rates.db.clone(), Limits::from_settings(&settings)),
             db: rates.db.clone(),
             reads: rates.reads.clone(),
             clock: rates.clock.clone(),

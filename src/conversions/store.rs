@@ -14,6 +14,7 @@ use crate::auth::PartnerId;
 use crate::currencies::CurrencyCode;
 use crate::idempotency::{HeldKey, Scope};
 use crate::money;
+use crate::webhooks::EventType;
 
 #[derive(Debug, Clone)]
 pub struct ConversionRow {
@@ -90,8 +91,6 @@ pub async fn insert(conn: &mut PgConnection, c: &ConversionRow) -> Result<(), sq
 #[derive(Debug, Clone, Copy)]
 pub struct CreatedEvent<'a> {
     pub id: Uuid,
-    /// `EventType::ConversionCreated` as stored.
-    pub event_type: &'a str,
     /// The exact body to deliver ([`crate::webhooks::outbox::body`]).
     pub payload: &'a str,
 }
@@ -104,7 +103,15 @@ pub struct NewKey<'a> {
     pub expires_at: DateTime<Utc>,
 }
 
-/// What [`create`] did.
+/// One conversion for [`create`]: the row, the key it claims (if any) and its event.
+#[derive(Debug, Clone, Copy)]
+pub struct NewConversion<'a> {
+    pub row: &'a ConversionRow,
+    pub key: Option<NewKey<'a>>,
+    pub event: CreatedEvent<'a>,
+}
+
+/// What [`create`] did with one conversion.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Created {
     /// The conversion is stored and committed (with its key, if any).
@@ -119,39 +126,97 @@ pub enum Created {
     KeyTakenUnseen,
 }
 
-/// Stores a conversion priced at the rate in force in ONE statement, committed on its own (no
-/// `BEGIN … COMMIT`): the currency check, the `Idempotency-Key` claim and the insert travel
-/// together, so a conversion is one round trip to PostgreSQL and durable when this returns.
+/// Stores conversions priced at the rate in force (one, or a group gathered by
+/// [`super::group_commit`]) in ONE statement, committed on its own (no `BEGIN … COMMIT`): the
+/// currency checks, the `Idempotency-Key` claims and the inserts travel together, so a group is
+/// one round trip to PostgreSQL and one commit, and durable when this returns. Each conversion
+/// gets its own answer, in the order given; one conversion's answer never depends on another's:
 ///
-/// - Both currencies must still be enabled, not retired and at the minor units `c` was priced
-///   at (the caller may have checked them against the in-memory rates cache).
+/// - Both currencies of each row must still be enabled, not retired and at the minor units the
+///   row was priced at (the caller may have checked them against the in-memory rates cache).
+///   A row that fails this is [`Created::CurrencyChanged`]; its neighbours are stored.
 /// - A key is claimed in `idempotency_keys` as [`crate::idempotency::Keys::claim`] claims one
 ///   (the same `INSERT … ON CONFLICT DO UPDATE … WHERE expired`, inlined here for the one round
-///   trip): a free or expired key is taken for `c.id`, a live one is left alone and reported. A
-///   concurrent request with the same key waits on the primary key until the first commits,
-///   then sees its key.
-/// - `event` goes to webhooks' outbox in the same statement, and only when the conversion was
-///   stored and the partner has a live endpoint subscribed to it: the same rows as
+///   trip): a free or expired key is taken for the row's id, a live one is left alone and
+///   reported. A concurrent statement with the same key waits on the primary key until the
+///   first commits, then sees its key. Keys are claimed in (partner, key) order, so two
+///   statements claiming the same keys wait on each other in one order and cannot deadlock.
+///   The caller must not put the same (partner, key) twice in one call: `ON CONFLICT DO UPDATE`
+///   cannot touch one row twice in a statement, which fails the whole statement.
+/// - Each event goes to webhooks' outbox in the same statement, and only when its conversion
+///   was stored and the partner has a live endpoint subscribed to it: the same rows as
 ///   [`crate::webhooks::outbox::record`] writes (kept here, against the module rule, so that a
 ///   conversion stays one round trip: checked SQL needs literal text, so the outbox cannot lend
 ///   its statement). The API test `a_conversion_writes_the_same_webhook_rows_as_the_outbox`
 ///   fails when the two drift apart.
-pub async fn create(
-    db: &PgPool,
-    c: &ConversionRow,
-    key: Option<NewKey<'_>>,
-    event: CreatedEvent<'_>,
-) -> Result<Created, sqlx::Error> {
-    let row = sqlx::query!(
-        r#"WITH usable AS (
-               SELECT count(*) = 2 AS ok FROM currencies
-               WHERE ((code = $3 AND minor_units = $15) OR (code = $4 AND minor_units = $16))
-                 AND enabled AND retired_at IS NULL
+///
+/// An error fails every row of the call (one statement: nothing of it was committed, unless the
+/// connection broke after the commit, as with any statement).
+pub async fn create(db: &PgPool, group: &[NewConversion<'_>]) -> Result<Vec<Created>, sqlx::Error> {
+    let rows = || group.iter().map(|c| c.row);
+    let ids: Vec<Uuid> = rows().map(|r| r.id).collect();
+    let partners: Vec<Uuid> = rows().map(|r| r.partner_id).collect();
+    let from_currencies: Vec<String> = rows().map(|r| r.from_currency.to_string()).collect();
+    let to_currencies: Vec<String> = rows().map(|r| r.to_currency.to_string()).collect();
+    let amounts: Vec<BigDecimal> = rows().map(|r| r.amount.clone()).collect();
+    let rates: Vec<BigDecimal> = rows().map(|r| r.rate.clone()).collect();
+    let results: Vec<BigDecimal> = rows().map(|r| r.result.clone()).collect();
+    let rates_as_of: Vec<DateTime<Utc>> = rows().map(|r| r.rate_as_of).collect();
+    let providers: Vec<String> = rows().map(|r| r.rate_provider.clone()).collect();
+    let from_quote_ids: Vec<Option<i64>> = rows().map(|r| r.from_quote_id).collect();
+    let to_quote_ids: Vec<Option<i64>> = rows().map(|r| r.to_quote_id).collect();
+    let stale: Vec<bool> = rows().map(|r| r.stale_rate).collect();
+    let created_at: Vec<DateTime<Utc>> = rows().map(|r| r.created_at).collect();
+    let finalizes_at: Vec<DateTime<Utc>> = rows().map(|r| r.finalizes_at).collect();
+    let from_minor_units: Vec<i16> = rows().map(|r| r.from_minor_units).collect();
+    let to_minor_units: Vec<i16> = rows().map(|r| r.to_minor_units).collect();
+    let quote_ids: Vec<Option<Uuid>> = rows().map(|r| r.quote_id).collect();
+    let reference_rates: Vec<BigDecimal> = rows().map(|r| r.reference_rate.clone()).collect();
+    let markups: Vec<i32> = rows().map(|r| r.markup_bps).collect();
+    let locks: Vec<i32> = rows().map(|r| r.lock_bps).collect();
+    let markup_amounts: Vec<BigDecimal> = rows().map(|r| r.markup_amount.clone()).collect();
+    // As in `insert_batch`: a list per row cannot travel as a ragged `text[][]`.
+    let rate_sources: Vec<String> = rows().map(|r| r.rate_sources.join(",")).collect();
+    let keys: Vec<Option<String>> = group
+        .iter()
+        .map(|c| c.key.map(|k| k.key.to_owned()))
+        .collect();
+    let hashes: Vec<Option<Vec<u8>>> = group
+        .iter()
+        .map(|c| c.key.map(|k| k.request_hash.to_vec()))
+        .collect();
+    let keys_expire: Vec<Option<DateTime<Utc>>> =
+        group.iter().map(|c| c.key.map(|k| k.expires_at)).collect();
+    let event_ids: Vec<Uuid> = group.iter().map(|c| c.event.id).collect();
+    let payloads: Vec<String> = group.iter().map(|c| c.event.payload.to_owned()).collect();
+    let answers = sqlx::query!(
+        r#"WITH input AS (
+               SELECT t.*,
+                      (SELECT count(*) = 2 FROM currencies c
+                       WHERE ((c.code = t.from_currency AND c.minor_units = t.from_minor_units)
+                              OR (c.code = t.to_currency AND c.minor_units = t.to_minor_units))
+                         AND c.enabled AND c.retired_at IS NULL) AS usable
+               FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::numeric[],
+                           $6::numeric[], $7::numeric[], $8::timestamptz[], $9::text[],
+                           $10::int8[], $11::int8[], $12::bool[], $13::timestamptz[],
+                           $14::timestamptz[], $15::int2[], $16::int2[], $17::uuid[],
+                           $18::text[], $19::bytea[], $20::timestamptz[], $21::uuid[],
+                           $23::text[], $25::numeric[], $26::int4[], $27::int4[],
+                           $28::numeric[], $29::text[])
+                    WITH ORDINALITY AS t(id, partner_id, from_currency, to_currency, amount, rate,
+                                         result, rate_as_of, rate_provider, from_quote_id,
+                                         to_quote_id, stale_rate, created_at, finalizes_at,
+                                         from_minor_units, to_minor_units, quote_id, idem_key,
+                                         request_hash, key_expires_at, event_id, payload,
+                                         reference_rate, markup_bps, lock_bps, markup_amount,
+                                         rate_sources, position)
            ),
            claim AS (
                INSERT INTO idempotency_keys AS k
                    (partner_id, scope, key, request_hash, resource_id, created_at, expires_at)
-               SELECT $2, $24, $18, $19, $1, $13, $20 FROM usable WHERE ok AND $18::text IS NOT NULL
+               SELECT partner_id, $24, idem_key, request_hash, id, created_at, key_expires_at
+               FROM input WHERE usable AND idem_key IS NOT NULL
+               ORDER BY partner_id, idem_key
                ON CONFLICT (partner_id, scope, key) DO UPDATE
                    SET request_hash = EXCLUDED.request_hash, resource_id = EXCLUDED.resource_id,
                        created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
@@ -163,74 +228,98 @@ pub async fn create(
                    rate_as_of, rate_provider, from_quote_id, to_quote_id, stale_rate, status, created_at,
                    finalizes_at, from_minor_units, to_minor_units, quote_id, reference_rate, markup_bps,
                    lock_bps, markup_amount, rate_sources)
-               SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'temporary', $13, $14, $15, $16, $17,
-                      $25, $26, $27, $28, $29
-               FROM usable WHERE ok AND ($18::text IS NULL OR EXISTS (SELECT FROM claim))
+               SELECT id, partner_id, from_currency, to_currency, amount, rate, result, rate_as_of,
+                      rate_provider, from_quote_id, to_quote_id, stale_rate, 'temporary', created_at,
+                      finalizes_at, from_minor_units, to_minor_units, quote_id, reference_rate,
+                      markup_bps, lock_bps, markup_amount,
+                      CASE WHEN rate_sources = '' THEN '{}'::text[]
+                           ELSE string_to_array(rate_sources, ',') END
+               FROM input
+               WHERE usable AND (idem_key IS NULL OR id IN (SELECT resource_id FROM claim))
                RETURNING id
            ),
            subscribed AS (
-               SELECT id FROM webhook_endpoints
-               WHERE partner_id = $2 AND deleted_at IS NULL AND $22 = ANY(events)
+               SELECT id, partner_id FROM webhook_endpoints
+               WHERE partner_id IN (SELECT partner_id FROM input) AND deleted_at IS NULL
+                 AND $22 = ANY(events)
            ),
            event AS (
                INSERT INTO webhook_events (id, partner_id, event_type, payload, created_at)
-               SELECT $21, $2, $22, $23, $13 FROM inserted
-               WHERE EXISTS (SELECT FROM subscribed)
-               RETURNING id
+               SELECT event_id, partner_id, $22, payload, created_at FROM input
+               WHERE id IN (SELECT id FROM inserted)
+                 AND partner_id IN (SELECT partner_id FROM subscribed)
+               RETURNING id, partner_id, created_at
            ),
            deliveries AS (
                INSERT INTO webhook_deliveries (id, event_id, endpoint_id, next_attempt_at, created_at)
-               SELECT gen_random_uuid(), event.id, subscribed.id, $13, $13
-               FROM event CROSS JOIN subscribed
+               SELECT gen_random_uuid(), event.id, subscribed.id, event.created_at, event.created_at
+               FROM event JOIN subscribed ON subscribed.partner_id = event.partner_id
            )
-           SELECT (SELECT ok FROM usable) AS "usable!",
-                  EXISTS (SELECT FROM inserted) AS "stored!",
+           SELECT i.usable AS "usable!",
+                  i.id IN (SELECT id FROM inserted) AS "stored!",
                   k.request_hash AS "existing_hash?", k.resource_id AS "existing_id?"
-           FROM (SELECT) AS one
-           LEFT JOIN idempotency_keys k ON k.partner_id = $2 AND k.scope = $24 AND k.key = $18"#,
-        c.id,
-        c.partner_id,
-        c.from_currency.as_str(),
-        c.to_currency.as_str(),
-        &c.amount,
-        &c.rate,
-        &c.result,
-        c.rate_as_of,
-        &c.rate_provider,
-        c.from_quote_id,
-        c.to_quote_id,
-        c.stale_rate,
-        c.created_at,
-        c.finalizes_at,
-        c.from_minor_units,
-        c.to_minor_units,
-        c.quote_id,
-        key.map(|k| k.key),
-        key.map(|k| k.request_hash),
-        key.map(|k| k.expires_at),
-        event.id,
-        event.event_type,
-        event.payload,
+           FROM input i
+           -- One primary-key probe per row (LIMIT keeps the planner from making this a join
+           -- that reads the whole table).
+           LEFT JOIN LATERAL (
+               SELECT request_hash, resource_id FROM idempotency_keys
+               WHERE partner_id = i.partner_id AND scope = $24 AND key = i.idem_key
+               LIMIT 1
+           ) AS k ON true
+           ORDER BY i.position"#,
+        &ids,
+        &partners,
+        &from_currencies,
+        &to_currencies,
+        &amounts,
+        &rates,
+        &results,
+        &rates_as_of,
+        &providers,
+        &from_quote_ids as &[Option<i64>],
+        &to_quote_ids as &[Option<i64>],
+        &stale,
+        &created_at,
+        &finalizes_at,
+        &from_minor_units,
+        &to_minor_units,
+        &quote_ids as &[Option<Uuid>],
+        &keys as &[Option<String>],
+        &hashes as &[Option<Vec<u8>>],
+        &keys_expire as &[Option<DateTime<Utc>>],
+        &event_ids,
+        EventType::ConversionCreated.as_str(),
+        &payloads,
         Scope::Conversion.as_str(),
-        &c.reference_rate,
-        c.markup_bps,
-        c.lock_bps,
-        &c.markup_amount,
-        &c.rate_sources,
+        &reference_rates,
+        &markups,
+        &locks,
+        &markup_amounts,
+        &rate_sources,
     )
-    .fetch_one(db)
+    .fetch_all(db)
     .await?;
-    Ok(match row {
-        r if r.stored => Created::Stored,
-        r if !r.usable => Created::CurrencyChanged,
-        r => match (r.existing_hash, r.existing_id) {
-            (Some(request_hash), Some(resource_id)) => Created::KeyTaken(HeldKey {
-                request_hash,
-                resource_id,
-            }),
-            _ => Created::KeyTakenUnseen,
-        },
-    })
+    if answers.len() != group.len() {
+        return Err(sqlx::Error::Protocol(format!(
+            "{} answers for {} conversions",
+            answers.len(),
+            group.len()
+        )));
+    }
+    Ok(answers
+        .into_iter()
+        .map(|r| match r {
+            r if r.stored => Created::Stored,
+            r if !r.usable => Created::CurrencyChanged,
+            r => match (r.existing_hash, r.existing_id) {
+                (Some(request_hash), Some(resource_id)) => Created::KeyTaken(HeldKey {
+                    request_hash,
+                    resource_id,
+                }),
+                _ => Created::KeyTakenUnseen,
+            },
+        })
+        .collect())
 }
 
 /// Stores a batch and its conversions (all of one partner, created at one instant, in request

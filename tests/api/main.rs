@@ -15,6 +15,7 @@ mod currencies;
 mod ecb_oracle;
 mod first_start;
 mod foundation;
+mod group_commit;
 mod helpers;
 mod idempotency;
 mod limits;

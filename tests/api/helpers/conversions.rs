@@ -130,13 +130,10 @@ impl TestApp {
             .unwrap()
     }
 
-    /// The app's conversions handle (its pool, clock, `conversions.*` and rates), e.g. for
-    /// `finalize_due` without going through the queue.
+    /// The app's conversions handle (its pool, clock, `conversions.*`, rates and group
+    /// committer), e.g. for `finalize_due` without going through the queue.
     pub fn conversions(&self) -> currency_conversion::conversions::Conversions {
-        currency_conversion::conversions::Conversions::new(
-            &self.rates,
-            self.settings.conversions.clone(),
-        )
+        self.conversions.clone()
     }
 
     /// How long the app remembers an `Idempotency-Key` (`conversions.idempotency_ttl_secs`).

@@ -62,6 +62,8 @@ pub struct TestApp {
     pub task_queue: Tasks,
     /// The app's webhooks context (the `deliver_webhooks` job's too).
     pub webhooks: Webhooks,
+    /// The app's conversions handle (the same group committer the routes write with).
+    pub conversions: currency_conversion::conversions::Conversions,
     admin_url: String,
 }
 
@@ -145,6 +147,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
     let tasks = app.tasks().clone();
     let task_queue = app.task_queue().clone();
     let webhooks = app.webhooks().clone();
+    let conversions = app.conversions().clone();
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -166,6 +169,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         tasks,
         task_queue,
         webhooks,
+        conversions,
         admin_url: base.database.url.expose_secret().to_owned(),
     }
 }
