@@ -10,12 +10,6 @@ use currency_conversion::settings;
 use currency_conversion::startup::Application;
 use currency_conversion::state::{AppState, ProcessRole};
 
-/// mimalloc rather than glibc's malloc: a request allocates and frees dozens of small blocks
-/// (headers, JSON, futures), and under `perf` glibc's `malloc`/`free`/`malloc_consolidate`
-/// were about a sixth of the server's time on `GET /me` (docs/benchmarks.md, issue 26).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Shown under every `--help`: where settings come from.
 const SETTINGS_HELP: &str = "\
 Settings:
