@@ -17,15 +17,20 @@ pub fn connect_options(settings: &DatabaseSettings) -> anyhow::Result<PgConnectO
         .expose_secret()
         .parse()
         .context("database.url: not a valid PostgreSQL URL")?;
-    // JIT off for the service's sessions: its statements are short index probes, but on the
-    // partitioned `conversions` a custom plan's cost estimate (every partition counted) crosses
-    // `jit_above_cost`, and compiling then costs far more than running: the summary's statement
-    // took 150-230 ms with JIT and 3.4 ms without on 1 M rows over 12 monthly partitions
-    // (`EXPLAIN ANALYZE`, docs/scaling.md).
-    Ok(options
+    Ok(service_session(options))
+}
+
+/// What every session of the service sets, whatever its pool: statements logged at debug, slow
+/// ones (500 ms) at warn, and JIT off. Its statements are short index probes, but on the
+/// partitioned `conversions` a custom plan's cost estimate (every partition counted) crosses
+/// `jit_above_cost`, and compiling then costs far more than running: the summary's statement
+/// took 150-230 ms with JIT and 3.4 ms without on 1 M rows over 12 monthly partitions
+/// (`EXPLAIN ANALYZE`, docs/scaling.md).
+fn service_session(options: PgConnectOptions) -> PgConnectOptions {
+    options
         .options([("jit", "off")])
         .log_statements(tracing::log::LevelFilter::Debug)
-        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500)))
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500))
 }
 
 /// A pool that connects on first use, so that the API can start (and answer `/health`) while
@@ -37,11 +42,19 @@ pub fn connect_options(settings: &DatabaseSettings) -> anyhow::Result<PgConnectO
 /// unavailability ([`is_unavailable`], a 503 with `Retry-After`) and sqlx drops the connection,
 /// so the retry gets a fresh one.
 pub fn pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
-    Ok(PgPoolOptions::new()
-        .max_connections(settings.max_connections)
+    Ok(lazy_pool(
+        settings.max_connections,
+        Duration::from_millis(settings.acquire_timeout_ms),
+    )
+    .connect_lazy_with(connect_options(settings)?))
+}
+
+/// The options every pool of the service shares ([`pool`] says why no `test_before_acquire`).
+fn lazy_pool(max_connections: u32, acquire_timeout: Duration) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
         .test_before_acquire(false)
-        .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
-        .connect_lazy_with(connect_options(settings)?))
+        .acquire_timeout(acquire_timeout)
 }
 
 /// Session settings of the pools that serve reads which may be a moment behind
@@ -55,18 +68,16 @@ pub fn pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
 ///   generic plan is made once per connection and statement, and prunes partitions when it runs.
 /// - `default_transaction_read_only = on`: these pools never write; a write that strays onto
 ///   them fails at once on the primary as it would on a replica.
-/// - `jit = off`, as for every session of the service ([`connect_options`]).
+///
+/// `options` already carry what every session of the service sets ([`service_session`]).
 fn read_session(options: PgConnectOptions) -> PgConnectOptions {
     options
         .options([
-            ("jit", "off"),
             ("plan_cache_mode", "force_generic_plan"),
             ("default_transaction_read_only", "on"),
         ])
         // Told apart from the money path's sessions in `pg_stat_activity`.
         .application_name("currency-conversion reads")
-        .log_statements(tracing::log::LevelFilter::Debug)
-        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500))
 }
 
 /// The pool of the reads that may be a moment behind when they run on the primary (no replica
@@ -74,23 +85,11 @@ fn read_session(options: PgConnectOptions) -> PgConnectOptions {
 /// `database.read_max_connections`, so that a burst of history pages or exports neither waits
 /// behind the money path's pool nor takes its connections. Lazy, like [`pool`].
 pub fn primary_read_pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
-    Ok(read_pool_of(
-        read_session(connect_options(settings)?),
+    Ok(lazy_pool(
         settings.read_max_connections,
-        settings.acquire_timeout_ms,
-    ))
-}
-
-fn read_pool_of(
-    options: PgConnectOptions,
-    max_connections: u32,
-    acquire_timeout_ms: u64,
-) -> PgPool {
-    PgPoolOptions::new()
-        .max_connections(max_connections)
-        .test_before_acquire(false)
-        .acquire_timeout(Duration::from_millis(acquire_timeout_ms))
-        .connect_lazy_with(options)
+        Duration::from_millis(settings.acquire_timeout_ms),
+    )
+    .connect_lazy_with(read_session(connect_options(settings)?)))
 }
 
 /// The pool of the conversions' group writers ([`crate::conversions::group_commit`]): at most
@@ -100,7 +99,7 @@ fn read_pool_of(
 /// four other tables with a trigger; under the default setting PostgreSQL planned it afresh for
 /// every group (the generic plan's estimate of an unnested array always looks dearer), and that
 /// planning, not the writing, set the pace: `POST /conversions` went from 0.82-0.98 of
-/// pgbench's one-row INSERT to 1.25-1.34 with generic plans (docs/benchmarks.md). The group
+/// pgbench's one-row INSERT to 1.32-1.49 with generic plans (docs/benchmarks.md). The group
 /// statement reads each row's held key by primary key (`LATERAL … LIMIT 1`), a plan that needs
 /// no values.
 pub fn group_writer_pool(primary: &PgPool, max_connections: u32) -> PgPool {
@@ -110,19 +109,19 @@ pub fn group_writer_pool(primary: &PgPool, max_connections: u32) -> PgPool {
         .application_name("currency-conversion group writer");
     let port = options.get_port();
     let over_tcp = options.get_socket().is_none() && !options.get_host().starts_with('/');
-    PgPoolOptions::new()
-        .max_connections(max_connections.max(1))
-        .test_before_acquire(false)
-        .acquire_timeout(primary.options().get_acquire_timeout())
-        .after_connect(move |_, _| {
-            Box::pin(async move {
-                if over_tcp {
-                    no_delay_on_sockets_to(port);
-                }
-                Ok(())
-            })
+    lazy_pool(
+        max_connections.max(1),
+        primary.options().get_acquire_timeout(),
+    )
+    .after_connect(move |_, _| {
+        Box::pin(async move {
+            if over_tcp {
+                no_delay_on_sockets_to(port);
+            }
+            Ok(())
         })
-        .connect_lazy_with(options)
+    })
+    .connect_lazy_with(options)
 }
 
 /// Turns Nagle's algorithm off (`TCP_NODELAY`) on this process's TCP sockets whose peer port
@@ -188,11 +187,13 @@ pub fn replica_pool(settings: &DatabaseSettings) -> anyhow::Result<Option<PgPool
     let options: PgConnectOptions = url
         .parse()
         .context("database.replica_url: not a valid PostgreSQL URL")?;
-    Ok(Some(read_pool_of(
-        read_session(options),
-        settings.max_connections,
-        settings.acquire_timeout_ms,
-    )))
+    Ok(Some(
+        lazy_pool(
+            settings.max_connections,
+            Duration::from_millis(settings.acquire_timeout_ms),
+        )
+        .connect_lazy_with(read_session(service_session(options))),
+    ))
 }
 
 /// Creates the configured database when it does not exist (connecting to the `postgres`
