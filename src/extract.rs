@@ -84,7 +84,7 @@ fn query_problem(field: &str, message: &str, value: Option<&str>) -> ApiError {
     ApiError::validation(field, message)
 }
 
-/// A typed JSON body (an object: see [`crate::middleware::json_objects_only`]); a field that does
+/// A typed JSON body (an object: see [`crate::middleware::Pipeline`]); a field that does
 /// not parse is a 422 naming it by its path.
 #[derive(Debug)]
 pub struct Json<T>(pub T);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use actix_service::{IntoServiceFactory, ServiceFactoryExt};
 use actix_web::dev::Server;
 use actix_web::http::StatusCode;
-use actix_web::middleware::{ErrorHandlers, from_fn};
+use actix_web::middleware::ErrorHandlers;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use utoipa_swagger_ui::SwaggerUi;
@@ -22,6 +22,7 @@ use crate::head_guard::{self, HeadGuard};
 use crate::health::Health;
 use crate::idempotency::Keys;
 use crate::metrics::Metrics;
+use crate::middleware::Pipeline;
 use crate::monitor::Monitor;
 use crate::quotes::Quotes;
 use crate::rates::pricing::PricingRules;
@@ -484,10 +485,12 @@ fn http_server(
                     .default_handler_server(error::ensure_problem_json)
                     .handler(StatusCode::NOT_FOUND, error::ensure_problem_json),
             )
-            .wrap(from_fn(crate::middleware::json_objects_only))
-            .wrap(from_fn(crate::access::middleware::limit))
-            .wrap(from_fn(crate::middleware::request_context))
-            .wrap(from_fn(crate::middleware::security_headers))
+            .wrap(Pipeline::new(
+                access.get_ref().clone(),
+                auth.get_ref().clone(),
+                metrics.clone(),
+                body_limits.clone(),
+            ))
             .app_data(rates.clone())
             .app_data(conversions.clone())
             .app_data(quotes.clone())
@@ -508,7 +511,6 @@ fn http_server(
                     .error_handler(error::json_error),
             )
             .app_data(web::PayloadConfig::new(body_limit))
-            .app_data(body_limits.clone())
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
             .app_data(web::PathConfig::default().error_handler(error::path_error))
             .configure(routes)

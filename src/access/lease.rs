@@ -126,20 +126,43 @@ impl Lease {
     }
 }
 
+/// One partner's lease on this instance, and the turn to renew it.
+#[derive(Debug, Default)]
+pub struct Slot {
+    /// The lease, spent under a plain lock held for a few instructions: admitting a request
+    /// from a live lease never waits on another request, nor wakes another worker thread (a
+    /// `tokio::sync::Mutex` here did both, once per request, under load).
+    lease: Mutex<Lease>,
+    /// Held across a take from Redis, so that requests arriving meanwhile wait for that lease
+    /// rather than each taking one of their own.
+    taking: tokio::sync::Mutex<()>,
+}
+
+impl Slot {
+    /// The lease, locked (a panic elsewhere leaves it usable: every update is whole).
+    pub fn lease(&self) -> std::sync::MutexGuard<'_, Lease> {
+        self.lease.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The turn to take a lease from Redis: one request of this instance at a time.
+    pub async fn take_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.taking.lock().await
+    }
+}
+
 /// This instance's leases, by partner.
 #[derive(Debug, Default)]
 pub struct Leases {
-    by_partner: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<Lease>>>>,
+    by_partner: Mutex<HashMap<Uuid, Arc<Slot>>>,
 }
 
 impl Leases {
-    /// The partner's lease. Its lock is held across the take from Redis, so that requests
-    /// arriving meanwhile wait for that lease rather than each taking one of their own.
-    pub fn of(&self, partner: Uuid) -> Arc<tokio::sync::Mutex<Lease>> {
+    /// The partner's lease slot.
+    pub fn of(&self, partner: Uuid) -> Arc<Slot> {
         let mut map = self.by_partner.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= SWEEP_AT && !map.contains_key(&partner) {
             // Whatever nobody is using now: at worst a partner's next request takes a new one.
-            map.retain(|_, lease| Arc::strong_count(lease) > 1);
+            map.retain(|_, slot| Arc::strong_count(slot) > 1);
         }
         map.entry(partner).or_default().clone()
     }

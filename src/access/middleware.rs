@@ -1,4 +1,6 @@
-//! The request limit on every partner request: the caller is identified from its bearer token
+//! The request limit on every partner request, a step of the request pipeline
+//! (`crate::middleware::Pipeline`): [`admit`] before the route, [`Admitted::answered`] after it.
+//! The caller is identified from its bearer token
 //! (signature and expiry only: whether the token is still good is for the route's extractor,
 //! and a refused token's request is counted all the same), counted by [`Access::check`], and
 //! answered with the IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers,
@@ -8,11 +10,9 @@
 //! included, is counted in the partner's usage. Admins and anonymous requests are not limited
 //! here.
 
-use actix_web::body::{BoxBody, EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::ServiceRequest;
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::middleware::Next;
-use actix_web::{HttpMessage, ResponseError, web};
+use actix_web::{HttpMessage, ResponseError};
 use uuid::Uuid;
 
 use super::Access;
@@ -59,52 +59,68 @@ fn set_headers(headers: &mut actix_web::http::header::HeaderMap, d: &Decision) {
     }
 }
 
-pub async fn limit(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody, BoxBody>>, actix_web::Error> {
-    let access = req.app_data::<web::Data<Access>>().cloned();
-    let auth = req.app_data::<web::Data<Auth>>().cloned();
-    let partner = match (&access, &auth) {
-        (Some(_), Some(auth)) => partner_of(&req, auth),
-        _ => None,
-    };
-    let (Some(access), Some(partner)) = (access, partner) else {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_left_body);
+/// What the limiter decided about a request before its route runs.
+pub enum Admission {
+    /// Not a partner's request (anonymous, an admin, a token that does not verify): not limited
+    /// and not counted here.
+    Unlimited,
+    /// A partner's request within its limit: counted in its usage once answered
+    /// ([`Admitted::answered`]), with the RateLimit fields on the answer.
+    Admitted(Admitted),
+    /// Over the limit: the 429 to answer instead of calling the route (counted already).
+    Refused(actix_web::HttpResponse),
+}
+
+/// A partner's request the limiter let through.
+pub struct Admitted {
+    partner: Uuid,
+    class: RequestClass,
+    decision: Decision,
+}
+
+impl Admitted {
+    /// Counts the answer in the partner's usage and adds the RateLimit fields to it (when the
+    /// request was answered by an error the caller renders itself, `headers` is that answer's).
+    pub fn answered(
+        &self,
+        access: &Access,
+        status: u16,
+        headers: &mut actix_web::http::header::HeaderMap,
+    ) {
+        access
+            .usage
+            .record(self.partner, access.clock.now(), self.class, status);
+        set_headers(headers, &self.decision);
+    }
+}
+
+/// Identifies the partner of `req` from its bearer token and counts the request against the
+/// partner's limit.
+pub async fn admit(req: &ServiceRequest, access: &Access, auth: &Auth) -> Admission {
+    let Some(partner) = partner_of(req, auth) else {
+        return Admission::Unlimited;
     };
     let decision = access.check(partner).await;
     let class = RequestClass::of(req.method());
-    if !decision.allowed {
-        tracing::info!(partner_id = %partner, limit = decision.limit, "request limit reached");
-        let (http, _) = req.into_parts();
-        let mut res = ApiError::TooManyRequests {
-            retry_after_secs: decision.retry_after_secs,
-            detail: format!(
-                "the limit of {} requests per minute is used up; retry after {} seconds",
-                decision.limit, decision.retry_after_secs
-            ),
-        }
-        .error_response();
-        set_headers(res.headers_mut(), &decision);
-        access
-            .usage
-            .record(partner, access.clock.now(), class, res.status().as_u16());
-        return Ok(ServiceResponse::new(http, res).map_into_right_body());
+    if decision.allowed {
+        return Admission::Admitted(Admitted {
+            partner,
+            class,
+            decision,
+        });
     }
-    // An error a middleware inside returns (a body that is not a JSON object) is rendered
-    // further out, without these headers; the request was counted all the same.
-    let res = next.call(req).await;
-    let status = match &res {
-        Ok(res) => res.status(),
-        Err(e) => e.as_response_error().status_code(),
-    };
+    tracing::info!(partner_id = %partner, limit = decision.limit, "request limit reached");
+    let mut res = ApiError::TooManyRequests {
+        retry_after_secs: decision.retry_after_secs,
+        detail: format!(
+            "the limit of {} requests per minute is used up; retry after {} seconds",
+            decision.limit, decision.retry_after_secs
+        ),
+    }
+    .error_response();
+    set_headers(res.headers_mut(), &decision);
     access
         .usage
-        .record(partner, access.clock.now(), class, status.as_u16());
-    let mut res = res?.map_into_left_body();
-    set_headers(res.headers_mut(), &decision);
-    Ok(res)
+        .record(partner, access.clock.now(), class, res.status().as_u16());
+    Admission::Refused(res)
 }

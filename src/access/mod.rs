@@ -129,22 +129,36 @@ impl Access {
             let checked = gcra::check_redis(&self.redis, &key(), limit, now).await;
             return self.or_fallback(checked, partner, limit, now);
         }
-        let lease = self.leases.of(partner);
-        let mut lease = lease.lock().await;
-        if let Some(decision) = lease.spend(limit, now, hold) {
-            return decision;
+        let slot = self.leases.of(partner);
+        // From the lease while it lasts: no await, no other request waited for.
+        {
+            let mut lease = slot.lease();
+            if let Some(decision) = lease.spend(limit, now, hold) {
+                return decision;
+            }
+            if lease.failing() {
+                return self.fallback.check(partner, limit, now);
+            }
         }
-        if lease.failing() {
-            return self.fallback.check(partner, limit, now);
-        }
-        let wanted = lease.wanted(limit, now, hold);
+        let _turn = slot.take_turn().await;
+        // Whoever had the turn before may have taken a lease this request can spend.
+        let wanted = {
+            let mut lease = slot.lease();
+            if let Some(decision) = lease.spend(limit, now, hold) {
+                return decision;
+            }
+            if lease.failing() {
+                return self.fallback.check(partner, limit, now);
+            }
+            lease.wanted(limit, now, hold)
+        };
         match gcra::take_redis(&self.redis, &key(), limit, now, wanted, hold).await {
             Ok(grant) => {
-                let decision = lease.taken(limit, now, hold, wanted, grant);
+                let decision = slot.lease().taken(limit, now, hold, wanted, grant);
                 self.or_fallback(Ok(decision), partner, limit, now)
             }
             Err(e) => {
-                lease.failed();
+                slot.lease().failed();
                 self.or_fallback(Err(e), partner, limit, now)
             }
         }

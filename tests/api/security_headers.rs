@@ -52,3 +52,82 @@ async fn docs_and_the_openapi_document_follow_their_settings() {
     let doc: serde_json::Value = res.json().await.unwrap();
     assert!(doc["paths"]["/api/v1/auth/token"].is_object());
 }
+
+/// The headers every answer carries, whatever answered: `X-Request-Id`, `nosniff`, and
+/// `no-store` for a problem.
+fn assert_common_headers(res: &reqwest::Response, what: &str) {
+    assert!(
+        header(res, "x-request-id").is_some(),
+        "{what}: no request id"
+    );
+    assert_eq!(
+        header(res, "x-content-type-options"),
+        Some("nosniff"),
+        "{what}"
+    );
+    assert_eq!(header(res, "cache-control"), Some("no-store"), "{what}");
+}
+
+#[tokio::test]
+async fn a_json_array_body_is_refused_on_every_route_that_takes_a_body_with_every_header() {
+    let app = spawn_app().await;
+    let partner = app.partner().await;
+    let doc = currency_conversion::openapi::document();
+    let mut checked = 0;
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        // Any id will do: the body is refused before a route looks at it.
+        let path = path
+            .split('/')
+            .map(|s| {
+                if s.starts_with('{') {
+                    "01a22281-9219-700e-89df-07d6d362fbe9"
+                } else {
+                    s
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        for (method, operation) in operations.as_object().unwrap() {
+            if operation.get("requestBody").is_none() {
+                continue;
+            }
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let res = app
+                .client
+                .request(method.clone(), app.url(&path))
+                .bearer_auth(&partner.token)
+                .json(&serde_json::json!(["USD", "JPY", "1.00"]))
+                .send()
+                .await
+                .unwrap();
+            let what = format!("{method} {path}");
+            assert_common_headers(&res, &what);
+            // A partner's refused request is counted and says what is left.
+            assert!(header(&res, "ratelimit").is_some(), "{what}: no RateLimit");
+            let body =
+                crate::helpers::assert_problem(res, 422, "/problems/validation-failed").await;
+            assert_eq!(body["errors"][0]["field"], "body", "{what}: {body}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} operations take a body");
+}
+
+#[tokio::test]
+async fn a_429_carries_the_request_id_and_the_security_headers() {
+    let app = spawn_app_with(|s| s.limits.requests_per_minute = 1).await;
+    let partner = app.partner().await;
+    assert_eq!(
+        app.get_with_token("/api/v1/me", &partner.token)
+            .await
+            .status(),
+        200
+    );
+    let res = app.get_with_token("/api/v1/me", &partner.token).await;
+    assert_common_headers(&res, "429");
+    assert_eq!(
+        header(&res, "ratelimit-policy"),
+        Some("\"default\";q=1;w=60")
+    );
+    crate::helpers::assert_problem(res, 429, "/problems/too-many-requests").await;
+}
