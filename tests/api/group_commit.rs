@@ -584,3 +584,46 @@ async fn every_201_survives_a_kill_9_and_retries_return_the_same_ids() {
     );
     assert!(all.iter().all(|id| named.contains(id)));
 }
+
+/// At start the writers are opened ahead of the first conversions, each having run the group
+/// statement once with no rows: as many connections as groups may be in flight, and nothing
+/// written by it.
+#[tokio::test]
+async fn writers_open_ahead_of_the_first_conversions_and_write_nothing() {
+    let app = app_with_rates(|s| s.conversions.group_commit_max_in_flight = 3).await;
+    let writers = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = $1 AND application_name = 'currency-conversion group writer'",
+        )
+        .bind(&app.db_name)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+    };
+    assert_eq!(writers().await, 0, "lazy until asked");
+    app.conversions().commits.open_writers().await;
+    assert_eq!(writers().await, 3);
+    for table in [
+        "conversions",
+        "idempotency_keys",
+        "webhook_events",
+        "conversion_daily_totals",
+    ] {
+        let rows: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .fetch_one(&app.db)
+                .await
+                .unwrap();
+        assert_eq!(rows, 0, "{table}");
+    }
+    // And the writers write: a conversion goes through one of them.
+    let partner = app.partner().await;
+    assert_eq!(
+        app.convert(&partner.token, "EUR", "USD", "5.00")
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(writers().await, 3);
+}
