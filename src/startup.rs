@@ -248,6 +248,8 @@ impl Application {
     /// background tasks, giving a running job `server.shutdown_timeout_secs` to finish.
     pub async fn run(self, role: ProcessRole) -> anyhow::Result<()> {
         let shutdown = tokio_util::sync::CancellationToken::new();
+        let commits = self.parts.conversions.commits.clone();
+        tokio::spawn(async move { commits.open_writers().await });
         let background = crate::tasks::start_background(
             self.parts.tasks.clone(),
             self.tasks,

@@ -169,6 +169,29 @@ impl GroupCommit {
         }
     }
 
+    /// Opens every writer connection ahead of the first conversions, and has each plan the
+    /// group statement, by running it with no rows (it writes nothing: zero rows in, zero
+    /// out). A new connection's first group otherwise pays the connection, PostgreSQL's catalog
+    /// caches for the tables the statement touches, and its generic plan (the first 4 s of
+    /// `POST /conversions` after a start had a p99 of 55-90 ms against 15 ms after, all of it in
+    /// the first second). The writers are opened by running one statement per writer at once:
+    /// the pool finds none idle and opens one for each. A failure (PostgreSQL not up yet) is
+    /// only logged; the writers then open with the first groups, as before.
+    pub async fn open_writers(&self) {
+        let runs = (0..self.limits.max_in_flight).map(|_| store::create(&self.db, &[]));
+        let failed = futures_util::future::join_all(runs)
+            .await
+            .into_iter()
+            .filter_map(Result::err)
+            .last();
+        match failed {
+            None => tracing::debug!(writers = self.db.size(), "group writers open"),
+            Some(e) => {
+                tracing::info!(error = %e, "group writers not opened ahead; they open with the first conversions")
+            }
+        }
+    }
+
     /// How many conversions wait for a group (handed over, their statement not yet sent): what
     /// a test watches to know that requests will share the next group.
     pub fn waiting(&self) -> usize {

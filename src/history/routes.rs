@@ -135,9 +135,10 @@ pub async fn list(
     }
     .limit_and_cursor();
     let f = &f;
+    let now = conversions.clock.now();
     let rows = conversions
         .reads
-        .read(|db| async move { store::list(&db, f, limit, cursor).await })
+        .read(|db| async move { store::list(&db, f, limit, cursor, now).await })
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     let views: Vec<ConversionView> = rows.into_iter().map(ConversionView::from).collect();
@@ -236,10 +237,10 @@ fn csv_export(conversions: std::sync::Arc<Conversions>, f: HistoryFilter) -> Htt
                 )),
                 Next::Done => None,
                 Next::After(cursor) => {
-                    let f = &f;
-                    let read = conversions
-                        .reads
-                        .read(|db| async move { store::list(&db, f, EXPORT_CHUNK, cursor).await });
+                    let (f, now) = (&f, conversions.clock.now());
+                    let read = conversions.reads.read(|db| async move {
+                        store::list(&db, f, EXPORT_CHUNK, cursor, now).await
+                    });
                     let rows = match read.await {
                         Ok(rows) => rows,
                         Err(e) => {

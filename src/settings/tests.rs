@@ -551,3 +551,28 @@ fn bad_sources_are_refused_naming_the_key() {
     ]);
     assert!(e.contains("rates.consensus.min_sources"), "{e}");
 }
+
+#[test]
+fn group_writers_are_bounded_on_their_own_not_by_the_pool() {
+    // The writers have connections of their own: more of them than the pool's size is fine.
+    let settings = load_from(
+        dir(),
+        Environment::Local,
+        env(&[
+            ("CCS__DATABASE__MAX_CONNECTIONS", "4"),
+            ("CCS__CONVERSIONS__GROUP_COMMIT_MAX_IN_FLIGHT", "8"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(settings.conversions.group_commit_max_in_flight, 8);
+    for refused in ["0", "65"] {
+        let err = load_err(
+            Environment::Local,
+            &[("CCS__CONVERSIONS__GROUP_COMMIT_MAX_IN_FLIGHT", refused)],
+        );
+        assert!(
+            err.contains("conversions.group_commit_max_in_flight"),
+            "{err}"
+        );
+    }
+}

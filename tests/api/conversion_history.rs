@@ -359,3 +359,139 @@ async fn summary_counts_exactly_the_conversions_in_any_range_across_days() {
     check(true, token).await;
     assert_eq!(made.len(), 5);
 }
+
+/// A page is read from the month it starts in first and from the months before only for what
+/// that month lacks (`conversions::store::history::list`): walked with any page size, with
+/// filters and time bounds, and whatever `now` is, the pages hold every matching conversion
+/// once, newest first, across months with gaps between them.
+#[tokio::test]
+async fn pages_across_months_hold_every_matching_conversion_once_newest_first() {
+    let app = app_with_rates(|s| {
+        s.conversions.stale_rates = currency_conversion::settings::StaleRatePolicy::Allow;
+    })
+    .await;
+    let partner = app.partner().await;
+    let other = app.partner().await;
+    let start = app.clock.now();
+    // (days after the start, target currency, cancelled): three months with conversions,
+    // months without any between them, and two on one day.
+    let plan = [
+        (0, "USD", false),
+        (0, "JPY", true),
+        (1, "USD", false),
+        (45, "JPY", false),
+        (130, "USD", true),
+        (130, "JPY", false),
+        (131, "USD", false),
+        (132, "JPY", false),
+    ];
+    // (created_at, id, to, cancelled) of the partner's conversions.
+    let mut made: Vec<(chrono::DateTime<chrono::Utc>, String, &str, bool)> = Vec::new();
+    for (n, (days, to, cancel)) in plan.into_iter().enumerate() {
+        let at = start + chrono::Duration::days(days) + chrono::Duration::minutes(n as i64);
+        app.clock.advance(at - app.clock.now());
+        let token = fresh_token(&app, &partner.email).await;
+        let c: Value = app
+            .convert(&token, "EUR", to, "10.00")
+            .await
+            .json()
+            .await
+            .unwrap();
+        let id = c["id"].as_str().unwrap().to_owned();
+        if cancel {
+            let res = app
+                .post_json(
+                    &format!("/api/v1/conversions/{id}/cancel"),
+                    &json!({}),
+                    Some(&token),
+                )
+                .await;
+            assert_eq!(res.status(), 200);
+        }
+        let created = chrono::DateTime::parse_from_rfc3339(c["created_at"].as_str().unwrap())
+            .unwrap()
+            .to_utc();
+        made.push((created, id, to, cancel));
+        // Someone else's conversion in the same month: never on this partner's pages.
+        let other_token = fresh_token(&app, &other.email).await;
+        assert_eq!(
+            app.convert(&other_token, "EUR", "USD", "1.00")
+                .await
+                .status(),
+            201
+        );
+    }
+    made.sort_by(|a, b| (b.0, &b.1).cmp(&(a.0, &a.1)));
+    let ts = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    let mid = made[3].0; // a bound inside the newest month but one
+    let cases: Vec<(String, Vec<String>)> = vec![
+        (String::new(), made.iter().map(|m| m.1.clone()).collect()),
+        (
+            "status=cancelled".into(),
+            made.iter().filter(|m| m.3).map(|m| m.1.clone()).collect(),
+        ),
+        (
+            "currency=JPY&status=temporary".into(),
+            made.iter()
+                .filter(|m| m.2 == "JPY" && !m.3)
+                .map(|m| m.1.clone())
+                .collect(),
+        ),
+        (
+            format!("to={}", ts(mid)),
+            made.iter()
+                .filter(|m| m.0 < mid)
+                .map(|m| m.1.clone())
+                .collect(),
+        ),
+        (
+            format!("from={}&to={}", ts(made[6].0), ts(mid)),
+            made.iter()
+                .filter(|m| m.0 >= made[6].0 && m.0 < mid)
+                .map(|m| m.1.clone())
+                .collect(),
+        ),
+        (
+            format!("from={}", ts(mid)),
+            made.iter()
+                .filter(|m| m.0 >= mid)
+                .map(|m| m.1.clone())
+                .collect(),
+        ),
+    ];
+    // `now` in the newest month, then months after it (the first step then finds nothing).
+    for later in [0, 200] {
+        app.clock.advance(chrono::Duration::days(later));
+        let token = fresh_token(&app, &partner.email).await;
+        for (filter, expected) in &cases {
+            for limit in [1, 2, 3, 7, 50] {
+                let mut seen = Vec::new();
+                let mut cursor: Option<String> = None;
+                loop {
+                    let mut query = format!("limit={limit}");
+                    if !filter.is_empty() {
+                        query.push_str(&format!("&{filter}"));
+                    }
+                    if let Some(c) = &cursor {
+                        query.push_str(&format!("&cursor={c}"));
+                    }
+                    let page: Value = app.history(&token, &query).await.json().await.unwrap();
+                    let data = page["data"]
+                        .as_array()
+                        .unwrap_or_else(|| panic!("{query}: {page}"));
+                    assert!(data.len() <= limit, "{query}: {page}");
+                    seen.extend(data.iter().map(|c| c["id"].as_str().unwrap().to_owned()));
+                    match page["next_cursor"].as_str() {
+                        Some(c) => cursor = Some(c.to_owned()),
+                        None => break,
+                    }
+                    assert!(seen.len() <= made.len(), "{query}: pages without end");
+                }
+                assert_eq!(
+                    &seen, expected,
+                    "filter `{filter}`, limit {limit}, now +{later} days"
+                );
+            }
+        }
+    }
+}

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 
 use crate::conversions::app_with_rates;
-use crate::helpers::{TestApp, TestUser, assert_problem, poll};
+use crate::helpers::{Server, TestApp, TestUser, assert_problem, free_port, poll};
 
 /// One group statement at a time, so that requests queue behind a held one.
 async fn app_with_one_group_in_flight() -> TestApp {
@@ -397,57 +397,6 @@ async fn a_group_writes_the_same_webhook_rows_as_the_outbox() {
     assert_eq!(rows().await, by_group);
 }
 
-/// The real binary serving this test's database (`serve --role api`, test settings) on `port`.
-struct Server(std::process::Child);
-
-impl Server {
-    async fn start(app: &TestApp, port: u16) -> Self {
-        use secrecy::ExposeSecret;
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_currency-conversion"))
-            .args(["serve", "--role", "api"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env_clear()
-            .env("APP_ENV", "test")
-            .env("DATABASE_URL", app.settings.database.url.expose_secret())
-            .env("REDIS_URL", app.settings.redis.url.expose_secret())
-            .env("CCS__REDIS__KEY_PREFIX", &app.settings.redis.key_prefix)
-            .env("CCS__SERVER__PORT", port.to_string())
-            .env("CCS__LIMITS__REQUESTS_PER_MINUTE", "1000000")
-            .env("RUST_LOG", "error")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("the binary starts");
-        let client = reqwest::Client::new();
-        poll(Duration::from_secs(30), "the server to answer", || {
-            let req = client.get(format!("http://127.0.0.1:{port}/health/live"));
-            async move { req.send().await.is_ok_and(|r| r.status() == 200) }
-        })
-        .await;
-        Self(child)
-    }
-
-    /// SIGKILL: no shutdown, no flush, whatever was in flight is cut.
-    fn kill_9(&mut self) {
-        self.0.kill().unwrap();
-        self.0.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// What a conversion request got: a conversion (201 or 200) or nothing known (no answer).
 #[derive(Debug, Clone, PartialEq)]
 enum Outcome {
@@ -583,4 +532,47 @@ async fn every_201_survives_a_kill_9_and_retries_return_the_same_ids() {
         "one conversion per key, none twice"
     );
     assert!(all.iter().all(|id| named.contains(id)));
+}
+
+/// At start the writers are opened ahead of the first conversions, each having run the group
+/// statement once with no rows: as many connections as groups may be in flight, and nothing
+/// written by it.
+#[tokio::test]
+async fn writers_open_ahead_of_the_first_conversions_and_write_nothing() {
+    let app = app_with_rates(|s| s.conversions.group_commit_max_in_flight = 3).await;
+    let writers = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = $1 AND application_name = 'currency-conversion group writer'",
+        )
+        .bind(&app.db_name)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+    };
+    assert_eq!(writers().await, 0, "lazy until asked");
+    app.conversions().commits.open_writers().await;
+    assert_eq!(writers().await, 3);
+    for table in [
+        "conversions",
+        "idempotency_keys",
+        "webhook_events",
+        "conversion_daily_totals",
+    ] {
+        let rows: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .fetch_one(&app.db)
+                .await
+                .unwrap();
+        assert_eq!(rows, 0, "{table}");
+    }
+    // And the writers write: a conversion goes through one of them.
+    let partner = app.partner().await;
+    assert_eq!(
+        app.convert(&partner.token, "EUR", "USD", "5.00")
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(writers().await, 3);
 }

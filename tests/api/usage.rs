@@ -155,3 +155,57 @@ async fn usage_older_than_the_retention_is_deleted() {
             .unwrap();
     assert_eq!(kept, [today - chrono::Days::new(10), today]);
 }
+
+/// An instance stopped the way a service manager stops it (SIGTERM) writes the counts it still
+/// buffers before it exits: the real binary, stopped right after 2.5 s of requests from 16
+/// clients. Its HTTP workers, and the runtimes the pool's connections were opened on,
+/// are gone by then, so the last write must not depend on them.
+#[tokio::test]
+async fn a_stopping_instance_writes_its_last_counts_before_it_exits() {
+    let app = spawn_app().await;
+    let partner = app.partner().await;
+    let port = crate::helpers::free_port();
+    let mut server = crate::helpers::Server::start_with(
+        &app,
+        port,
+        &[("CCS__USAGE__FLUSH_INTERVAL_MS", "1000")],
+    )
+    .await;
+    // 16 clients at once, each request read from PostgreSQL (a conversion looked up by id,
+    // not found), so that the pool opens connections on the HTTP workers' runtimes.
+    let clients = (0..16).map(|_| {
+        let (client, token) = (app.client.clone(), partner.token.clone());
+        tokio::spawn(async move {
+            let mut sent = 0_i64;
+            let until = std::time::Instant::now() + std::time::Duration::from_millis(2500);
+            while std::time::Instant::now() < until {
+                sent += 1;
+                let res = client
+                    .get(format!(
+                        "http://127.0.0.1:{port}/api/v1/me?{}",
+                        uuid::Uuid::now_v7()
+                    ))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 200);
+            }
+            sent
+        })
+    });
+    let mut sent = 0;
+    for client in futures_util::future::join_all(clients).await {
+        sent += client.unwrap();
+    }
+    let status = server.stop().await;
+    assert!(status.success(), "{status}");
+    let counted: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(requests), 0)::int8 FROM partner_usage_daily WHERE partner_id = $1",
+    )
+    .bind(partner.id)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(counted, sent);
+}

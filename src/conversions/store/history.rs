@@ -23,7 +23,67 @@ pub struct HistoryFilter {
     pub to: Option<DateTime<Utc>>,
 }
 
-/// One page of history, newest first, keyset-paginated (`limit + 1` rows).
+/// One page of history, newest first, keyset-paginated (`limit + 1` rows), read month first.
+///
+/// `conversions` is partitioned by UTC month, and a statement over every partition costs what
+/// its partitions cost, not what it returns: under the generic plans of the read sessions
+/// (`db::read_session`) PostgreSQL locks every monthly partition and the Merge Append starts an
+/// index scan in each one (27 for two years of history) to return 21 rows. So a page is read in
+/// at most two steps:
+/// 1. the UTC month the page starts in (that of the cursor, of `to`, or of `now`), with
+///    everything after it: a lower time bound that prunes every older partition when the plan
+///    runs. On 1 M rows over 27 partitions this statement runs 3.5x as many pages per second as
+///    the one over all of them (docs/benchmarks.md, "History pages month first").
+/// 2. only when that month does not fill the page, the months before it, for the rows missing.
+///
+/// The split is a bound on `created_at` like the others, so which rows a page holds, and their
+/// order, do not depend on where it falls (nor on the partitions: `now` only chooses it): every
+/// row of step 1 is newer than every row of step 2.
+pub async fn list(
+    db: &PgPool,
+    f: &HistoryFilter,
+    limit: i64,
+    after: Option<Cursor>,
+    now: DateTime<Utc>,
+) -> Result<Vec<ConversionRow>, sqlx::Error> {
+    let starts = [after.map(|c| c.at), f.to]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(now);
+    // The month of the newest instant the page may hold: `starts` is an exclusive bound.
+    let split = utc_month_start(starts - chrono::Duration::microseconds(1));
+    if f.from.is_some_and(|from| from >= split) {
+        return list_range(db, f, limit, after).await;
+    }
+    let this_month = HistoryFilter {
+        from: Some(split),
+        ..f.clone()
+    };
+    let mut rows = list_range(db, &this_month, limit, after).await?;
+    let wanted = limit + 1 - rows.len() as i64;
+    if wanted > 0 {
+        let before = HistoryFilter {
+            to: Some(f.to.map_or(split, |to| to.min(split))),
+            ..f.clone()
+        };
+        // `limit + 1` rows are asked for in all; `list_range` adds the one.
+        rows.extend(list_range(db, &before, wanted - 1, after).await?);
+    }
+    Ok(rows)
+}
+
+/// Midnight UTC of the first day of `at`'s month.
+fn utc_month_start(at: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::Datelike;
+    let day = at.date_naive();
+    day.with_day(1)
+        .unwrap_or(day)
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc()
+}
+
+/// `limit + 1` rows of history within the filter's bounds, newest first, in one statement.
 ///
 /// Static statements per scope (one partner with a status, one partner, all partners), so each
 /// keeps a plan on its index (`conversions_partner_status_created_idx`,
@@ -31,7 +91,7 @@ pub struct HistoryFilter {
 /// switches the prepared statement to a generic plan: an `$1 IS NULL OR partner_id = $1` filter
 /// would lose the partner index there. The time bounds and the cursor default to infinities, not
 /// to NULL, for the same reason: they stay index conditions on every page.
-pub async fn list(
+async fn list_range(
     db: &PgPool,
     f: &HistoryFilter,
     limit: i64,

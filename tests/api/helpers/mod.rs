@@ -8,6 +8,7 @@
 
 mod access;
 mod auth;
+mod binary;
 mod conversions;
 mod database;
 mod private_redis;
@@ -18,6 +19,7 @@ mod tasks;
 mod webhooks;
 
 pub use auth::{TEST_PASSWORD, TestUser};
+pub use binary::{Server, free_port};
 pub use database::{fresh_database, fresh_empty_database};
 pub use private_redis::PrivateRedis;
 pub use rates::{EUR_RATES, spawn_app_with_rates};
