@@ -140,6 +140,20 @@ impl<K: Eq + Hash, V: Clone> Memo<K, V> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V, E>>,
     {
+        // The common case in one read lock and one clock read: checked within the last second
+        // and the entry is there.
+        {
+            let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            if state
+                .checked_at
+                .is_some_and(|at| now.saturating_duration_since(at) < CHECK_INTERVAL)
+                && let Some((value, at)) = state.entries.get(&key)
+                && now.saturating_duration_since(*at) < MAX_AGE
+            {
+                return Ok(value.clone());
+            }
+        }
         self.revalidate(redis).await;
         let generation = {
             let state = self.state.read().unwrap_or_else(|p| p.into_inner());

@@ -2,7 +2,8 @@
 //! the stored row in force. Cross rates between any two of its currencies are derived here
 //! through the snapshot's base with [`Rate::cross`]; nothing is rounded beyond what `money` does.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::RwLock;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -21,6 +22,45 @@ pub struct RatesView {
     /// For the consensus feed: each currency's outcome of the newest fetch at the instant read
     /// (sources used and excluded). Empty for a single provider's feed.
     pub provenance: BTreeMap<CurrencyCode, store::ConsensusRow>,
+    /// Cross rates derived so far (see [`CrossRates`]).
+    crosses: CrossRates,
+}
+
+/// The cross rates of a view computed so far, by (from, to). A view never changes once
+/// loaded (the latest one is replaced whole when rates change), so a cross rate is computed
+/// once per view and pair rather than per request: its division to 20 significant digits was
+/// the largest single cost of a `GET /convert`. The same function of the same two rates, so
+/// the same rate. Bounded: past [`CrossRates::MAX`] pairs, a rate is computed and not kept.
+#[derive(Debug, Default)]
+struct CrossRates(RwLock<HashMap<(CurrencyCode, CurrencyCode), Rate>>);
+
+impl CrossRates {
+    /// More than a busy deployment's pairs in use, far fewer than every pair of 170 currencies.
+    const MAX: usize = 4096;
+
+    fn get_or_compute(&self, from: CurrencyCode, to: CurrencyCode, a: &Rate, b: &Rate) -> Rate {
+        if let Some(rate) = self
+            .0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(from, to))
+        {
+            return rate.clone();
+        }
+        let rate = Rate::cross(a, b);
+        let mut crosses = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if crosses.len() < Self::MAX {
+            crosses.insert((from, to), rate.clone());
+        }
+        rate
+    }
+}
+
+/// A copy starts without the copied view's cross rates (the copy's quotes may be changed).
+impl Clone for CrossRates {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
 }
 
 /// One side of a cross rate: the pivot's rate to a currency and the row it comes from.
@@ -59,6 +99,7 @@ impl RatesView {
             snapshot,
             quotes,
             provenance,
+            crosses: CrossRates::default(),
         })
     }
 
@@ -105,6 +146,31 @@ impl RatesView {
     ) -> Option<(Rate, PivotRate, PivotRate)> {
         let a = self.pivot_rate(from)?;
         let b = self.pivot_rate(to)?;
-        Some((Rate::cross(&a.rate, &b.rate), a, b))
+        let rate = self.crosses.get_or_compute(from, to, &a.rate, &b.rate);
+        Some((rate, a, b))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_cross_rate_is_the_computed_one_for_that_direction() {
+        let crosses = CrossRates::default();
+        let usd = CurrencyCode::parse("USD").unwrap();
+        let jpy = CurrencyCode::parse("JPY").unwrap();
+        let per_usd = Rate::parse("1.1").unwrap();
+        let per_jpy = Rate::parse("161.37").unwrap();
+        for _ in 0..2 {
+            assert_eq!(
+                crosses.get_or_compute(usd, jpy, &per_usd, &per_jpy),
+                Rate::cross(&per_usd, &per_jpy)
+            );
+            assert_eq!(
+                crosses.get_or_compute(jpy, usd, &per_jpy, &per_usd),
+                Rate::cross(&per_jpy, &per_usd)
+            );
+        }
     }
 }
