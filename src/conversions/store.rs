@@ -154,29 +154,10 @@ pub enum Created {
 /// connection broke after the commit, as with any statement).
 pub async fn create(db: &PgPool, group: &[NewConversion<'_>]) -> Result<Vec<Created>, sqlx::Error> {
     let rows = || group.iter().map(|c| c.row);
-    let ids: Vec<Uuid> = rows().map(|r| r.id).collect();
+    let c = Columns::of(rows());
     let partners: Vec<Uuid> = rows().map(|r| r.partner_id).collect();
-    let from_currencies: Vec<String> = rows().map(|r| r.from_currency.to_string()).collect();
-    let to_currencies: Vec<String> = rows().map(|r| r.to_currency.to_string()).collect();
-    let amounts: Vec<BigDecimal> = rows().map(|r| r.amount.clone()).collect();
-    let rates: Vec<BigDecimal> = rows().map(|r| r.rate.clone()).collect();
-    let results: Vec<BigDecimal> = rows().map(|r| r.result.clone()).collect();
-    let rates_as_of: Vec<DateTime<Utc>> = rows().map(|r| r.rate_as_of).collect();
-    let providers: Vec<String> = rows().map(|r| r.rate_provider.clone()).collect();
-    let from_quote_ids: Vec<Option<i64>> = rows().map(|r| r.from_quote_id).collect();
-    let to_quote_ids: Vec<Option<i64>> = rows().map(|r| r.to_quote_id).collect();
-    let stale: Vec<bool> = rows().map(|r| r.stale_rate).collect();
     let created_at: Vec<DateTime<Utc>> = rows().map(|r| r.created_at).collect();
     let finalizes_at: Vec<DateTime<Utc>> = rows().map(|r| r.finalizes_at).collect();
-    let from_minor_units: Vec<i16> = rows().map(|r| r.from_minor_units).collect();
-    let to_minor_units: Vec<i16> = rows().map(|r| r.to_minor_units).collect();
-    let quote_ids: Vec<Option<Uuid>> = rows().map(|r| r.quote_id).collect();
-    let reference_rates: Vec<BigDecimal> = rows().map(|r| r.reference_rate.clone()).collect();
-    let markups: Vec<i32> = rows().map(|r| r.markup_bps).collect();
-    let locks: Vec<i32> = rows().map(|r| r.lock_bps).collect();
-    let markup_amounts: Vec<BigDecimal> = rows().map(|r| r.markup_amount.clone()).collect();
-    // As in `insert_batch`: a list per row cannot travel as a ragged `text[][]`.
-    let rate_sources: Vec<String> = rows().map(|r| r.rate_sources.join(",")).collect();
     let keys: Vec<Option<String>> = group
         .iter()
         .map(|c| c.key.map(|k| k.key.to_owned()))
@@ -267,23 +248,23 @@ pub async fn create(db: &PgPool, group: &[NewConversion<'_>]) -> Result<Vec<Crea
                LIMIT 1
            ) AS k ON true
            ORDER BY i.position"#,
-        &ids,
+        &c.ids,
         &partners,
-        &from_currencies,
-        &to_currencies,
-        &amounts,
-        &rates,
-        &results,
-        &rates_as_of,
-        &providers,
-        &from_quote_ids as &[Option<i64>],
-        &to_quote_ids as &[Option<i64>],
-        &stale,
+        &c.from_currencies,
+        &c.to_currencies,
+        &c.amounts,
+        &c.rates,
+        &c.results,
+        &c.rates_as_of,
+        &c.providers,
+        &c.from_quote_ids as &[Option<i64>],
+        &c.to_quote_ids as &[Option<i64>],
+        &c.stale,
         &created_at,
         &finalizes_at,
-        &from_minor_units,
-        &to_minor_units,
-        &quote_ids as &[Option<Uuid>],
+        &c.from_minor_units,
+        &c.to_minor_units,
+        &c.quote_ids as &[Option<Uuid>],
         &keys as &[Option<String>],
         &hashes as &[Option<Vec<u8>>],
         &keys_expire as &[Option<DateTime<Utc>>],
@@ -291,11 +272,11 @@ pub async fn create(db: &PgPool, group: &[NewConversion<'_>]) -> Result<Vec<Crea
         EventType::ConversionCreated.as_str(),
         &payloads,
         Scope::Conversion.as_str(),
-        &reference_rates,
-        &markups,
-        &locks,
-        &markup_amounts,
-        &rate_sources,
+        &c.reference_rates,
+        &c.markups,
+        &c.locks,
+        &c.markup_amounts,
+        &c.rate_sources,
     )
     .fetch_all(db)
     .await?;
@@ -322,6 +303,65 @@ pub async fn create(db: &PgPool, group: &[NewConversion<'_>]) -> Result<Vec<Crea
         .collect())
 }
 
+/// The columns a multi-row insert of conversions sends, one array each, for PostgreSQL to
+/// unnest: what the group statement ([`create`]) and a batch ([`insert_batch`]) both bind
+/// (checked SQL needs each statement's literal text, so the arrays are shared, not the SQL).
+struct Columns {
+    ids: Vec<Uuid>,
+    from_currencies: Vec<String>,
+    to_currencies: Vec<String>,
+    amounts: Vec<BigDecimal>,
+    rates: Vec<BigDecimal>,
+    results: Vec<BigDecimal>,
+    rates_as_of: Vec<DateTime<Utc>>,
+    providers: Vec<String>,
+    from_quote_ids: Vec<Option<i64>>,
+    to_quote_ids: Vec<Option<i64>>,
+    stale: Vec<bool>,
+    from_minor_units: Vec<i16>,
+    to_minor_units: Vec<i16>,
+    quote_ids: Vec<Option<Uuid>>,
+    reference_rates: Vec<BigDecimal>,
+    markups: Vec<i32>,
+    locks: Vec<i32>,
+    markup_amounts: Vec<BigDecimal>,
+    /// A list per row cannot travel as a ragged `text[][]`: each goes joined (source names have
+    /// no comma, `settings::RateSource`) and is split again by PostgreSQL.
+    rate_sources: Vec<String>,
+}
+
+impl Columns {
+    fn of<'a>(rows: impl Iterator<Item = &'a ConversionRow> + Clone) -> Self {
+        fn col<'a, T>(
+            rows: &(impl Iterator<Item = &'a ConversionRow> + Clone),
+            f: impl Fn(&'a ConversionRow) -> T,
+        ) -> Vec<T> {
+            rows.clone().map(f).collect()
+        }
+        Self {
+            ids: col(&rows, |r| r.id),
+            from_currencies: col(&rows, |r| r.from_currency.to_string()),
+            to_currencies: col(&rows, |r| r.to_currency.to_string()),
+            amounts: col(&rows, |r| r.amount.clone()),
+            rates: col(&rows, |r| r.rate.clone()),
+            results: col(&rows, |r| r.result.clone()),
+            rates_as_of: col(&rows, |r| r.rate_as_of),
+            providers: col(&rows, |r| r.rate_provider.clone()),
+            from_quote_ids: col(&rows, |r| r.from_quote_id),
+            to_quote_ids: col(&rows, |r| r.to_quote_id),
+            stale: col(&rows, |r| r.stale_rate),
+            from_minor_units: col(&rows, |r| r.from_minor_units),
+            to_minor_units: col(&rows, |r| r.to_minor_units),
+            quote_ids: col(&rows, |r| r.quote_id),
+            reference_rates: col(&rows, |r| r.reference_rate.clone()),
+            markups: col(&rows, |r| r.markup_bps),
+            locks: col(&rows, |r| r.lock_bps),
+            markup_amounts: col(&rows, |r| r.markup_amount.clone()),
+            rate_sources: col(&rows, |r| r.rate_sources.join(",")),
+        }
+    }
+}
+
 /// Stores a batch and its conversions (all of one partner, created at one instant, in request
 /// order) with two statements, however many conversions there are: the conversions travel as
 /// one array per column and are unnested by PostgreSQL.
@@ -342,27 +382,7 @@ pub async fn insert_batch(
     )
     .execute(&mut *conn)
     .await?;
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let from_currencies: Vec<String> = rows.iter().map(|r| r.from_currency.to_string()).collect();
-    let to_currencies: Vec<String> = rows.iter().map(|r| r.to_currency.to_string()).collect();
-    let amounts: Vec<BigDecimal> = rows.iter().map(|r| r.amount.clone()).collect();
-    let rates: Vec<BigDecimal> = rows.iter().map(|r| r.rate.clone()).collect();
-    let results: Vec<BigDecimal> = rows.iter().map(|r| r.result.clone()).collect();
-    let rates_as_of: Vec<DateTime<Utc>> = rows.iter().map(|r| r.rate_as_of).collect();
-    let providers: Vec<String> = rows.iter().map(|r| r.rate_provider.clone()).collect();
-    let from_quote_ids: Vec<Option<i64>> = rows.iter().map(|r| r.from_quote_id).collect();
-    let to_quote_ids: Vec<Option<i64>> = rows.iter().map(|r| r.to_quote_id).collect();
-    let stale: Vec<bool> = rows.iter().map(|r| r.stale_rate).collect();
-    let from_minor_units: Vec<i16> = rows.iter().map(|r| r.from_minor_units).collect();
-    let to_minor_units: Vec<i16> = rows.iter().map(|r| r.to_minor_units).collect();
-    let quote_ids: Vec<Option<Uuid>> = rows.iter().map(|r| r.quote_id).collect();
-    let reference_rates: Vec<BigDecimal> = rows.iter().map(|r| r.reference_rate.clone()).collect();
-    let markups: Vec<i32> = rows.iter().map(|r| r.markup_bps).collect();
-    let locks: Vec<i32> = rows.iter().map(|r| r.lock_bps).collect();
-    let markup_amounts: Vec<BigDecimal> = rows.iter().map(|r| r.markup_amount.clone()).collect();
-    // A list per row cannot travel as a ragged `text[][]`: each goes joined (source names
-    // have no comma, `settings::RateSource`) and is split again by PostgreSQL.
-    let rate_sources: Vec<String> = rows.iter().map(|r| r.rate_sources.join(",")).collect();
+    let c = Columns::of(rows.iter());
     sqlx::query!(
         "INSERT INTO conversions (id, partner_id, from_currency, to_currency, amount, rate, result,
              rate_as_of, rate_provider, from_quote_id, to_quote_id, stale_rate, status, created_at,
@@ -382,29 +402,29 @@ pub async fn insert_batch(
                                    rate_provider, from_quote_id, to_quote_id, stale_rate,
                                    from_minor_units, to_minor_units, quote_id, reference_rate,
                                    markup_bps, lock_bps, markup_amount, rate_sources, position)",
-        &ids,
+        &c.ids,
         partner.as_uuid(),
         created_at,
         finalizes_at,
         batch_id,
-        &from_currencies,
-        &to_currencies,
-        &amounts,
-        &rates,
-        &results,
-        &rates_as_of,
-        &providers,
-        &from_quote_ids as &[Option<i64>],
-        &to_quote_ids as &[Option<i64>],
-        &stale,
-        &from_minor_units,
-        &to_minor_units,
-        &quote_ids as &[Option<Uuid>],
-        &reference_rates,
-        &markups,
-        &locks,
-        &markup_amounts,
-        &rate_sources,
+        &c.from_currencies,
+        &c.to_currencies,
+        &c.amounts,
+        &c.rates,
+        &c.results,
+        &c.rates_as_of,
+        &c.providers,
+        &c.from_quote_ids as &[Option<i64>],
+        &c.to_quote_ids as &[Option<i64>],
+        &c.stale,
+        &c.from_minor_units,
+        &c.to_minor_units,
+        &c.quote_ids as &[Option<Uuid>],
+        &c.reference_rates,
+        &c.markups,
+        &c.locks,
+        &c.markup_amounts,
+        &c.rate_sources,
     )
     .execute(&mut *conn)
     .await?;
