@@ -15,8 +15,9 @@ use crate::tasks::{Job, JobContext};
 /// Months created ahead of the current one.
 pub const MONTHS_AHEAD: u32 = 2;
 
-/// The first day of the UTC month of `at`.
-fn month_of(at: DateTime<Utc>) -> NaiveDate {
+/// The first day of the UTC month of `at`: the month whose partition holds a row created at
+/// `at` (history pages are split by it too, `store::history::list`).
+pub(crate) fn month_of(at: DateTime<Utc>) -> NaiveDate {
     // Day 1 of a month that exists: always valid.
     NaiveDate::from_ymd_opt(at.year(), at.month(), 1).unwrap_or(at.date_naive())
 }

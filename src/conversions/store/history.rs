@@ -52,7 +52,10 @@ pub async fn list(
         .min()
         .unwrap_or(now);
     // The month of the newest instant the page may hold: `starts` is an exclusive bound.
-    let split = utc_month_start(starts - chrono::Duration::microseconds(1));
+    let split =
+        crate::conversions::partitions::month_of(starts - chrono::Duration::microseconds(1))
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc();
     if f.from.is_some_and(|from| from >= split) {
         return list_range(db, f, limit, after).await;
     }
@@ -71,16 +74,6 @@ pub async fn list(
         rows.extend(list_range(db, &before, wanted - 1, after).await?);
     }
     Ok(rows)
-}
-
-/// Midnight UTC of the first day of `at`'s month.
-fn utc_month_start(at: DateTime<Utc>) -> DateTime<Utc> {
-    use chrono::Datelike;
-    let day = at.date_naive();
-    day.with_day(1)
-        .unwrap_or(day)
-        .and_time(chrono::NaiveTime::MIN)
-        .and_utc()
 }
 
 /// `limit + 1` rows of history within the filter's bounds, newest first, in one statement.
