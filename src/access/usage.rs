@@ -179,17 +179,13 @@ pub async fn run_flusher(access: Access, shutdown: tokio_util::sync::Cancellatio
             _ = tick.tick() => false,
             () = shutdown.cancelled() => true,
         };
-        let flushed = if stopping {
-            final_flush(&access).await
-        } else {
-            flush(&access).await
-        };
-        match flushed {
-            Ok(_) if stopping => return,
-            Err(e) if stopping => {
+        if stopping {
+            if let Err(e) = final_flush(&access).await {
                 tracing::error!(error = %e, "usage: the last counts of this instance could not be written");
-                return;
             }
+            return;
+        }
+        match flush(&access).await {
             Ok(_) => {
                 if access.usage_outage.succeeded() {
                     tracing::info!("usage: PostgreSQL answers again; buffered counts written");
@@ -214,9 +210,6 @@ pub async fn run_flusher(access: Access, shutdown: tokio_util::sync::Cancellatio
                 Ok(n) => tracing::info!(rows = n, "usage: expired days deleted"),
                 Err(e) => tracing::debug!(error = %e, "usage: pruning failed; retried later"),
             }
-        }
-        if stopping {
-            return;
         }
     }
 }
