@@ -182,6 +182,39 @@ async fn history_filters_paginates_newest_first_and_exports_csv() {
 /// The summary adds whole days from the rollup and reads the partial days at the edges of the
 /// range from the conversions themselves: every range must count exactly the conversions
 /// created inside it, cancelled ones never, and finalizing must not change a figure.
+/// With the test clock moved to `at` (logging in again, since moving it outdates tokens), the
+/// partner of `email` converts `amount` EUR into `to`, and cancels it when `cancel`; returns the
+/// conversion as the API answered its creation.
+async fn convert_at(
+    app: &crate::helpers::TestApp,
+    email: &str,
+    at: chrono::DateTime<chrono::Utc>,
+    to: &str,
+    amount: &str,
+    cancel: bool,
+) -> Value {
+    app.clock.advance(at - app.clock.now());
+    let token = fresh_token(app, email).await;
+    let c: Value = app
+        .convert(&token, "EUR", to, amount)
+        .await
+        .json()
+        .await
+        .unwrap();
+    if cancel {
+        let id = c["id"].as_str().unwrap();
+        let res = app
+            .post_json(
+                &format!("/api/v1/conversions/{id}/cancel"),
+                &json!({}),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+    }
+    c
+}
+
 #[tokio::test]
 async fn summary_counts_exactly_the_conversions_in_any_range_across_days() {
     let app = app_with_rates(|s| {
@@ -207,25 +240,8 @@ async fn summary_counts_exactly_the_conversions_in_any_range_across_days() {
         (27, "8.00", true),   // D, day 2 03:00, cancelled
         (51, "16.00", false), // E, day 3 03:00
     ] {
-        app.clock.advance(at(hour) - app.clock.now());
-        let token = fresh_token(&app, &partner.email).await;
-        let c: Value = app
-            .convert(&token, "EUR", "USD", amount)
-            .await
-            .json()
-            .await
-            .unwrap();
+        let c = convert_at(&app, &partner.email, at(hour), "USD", amount, cancel).await;
         let id = c["id"].as_str().unwrap().to_owned();
-        if cancel {
-            let res = app
-                .post_json(
-                    &format!("/api/v1/conversions/{id}/cancel"),
-                    &json!({}),
-                    Some(&token),
-                )
-                .await;
-            assert_eq!(res.status(), 200);
-        }
         // Another partner's conversion at the same instant never counts for this one.
         let other_token = fresh_token(&app, &other.email).await;
         assert_eq!(
@@ -389,25 +405,8 @@ async fn pages_across_months_hold_every_matching_conversion_once_newest_first() 
     let mut made: Vec<(chrono::DateTime<chrono::Utc>, String, &str, bool)> = Vec::new();
     for (n, (days, to, cancel)) in plan.into_iter().enumerate() {
         let at = start + chrono::Duration::days(days) + chrono::Duration::minutes(n as i64);
-        app.clock.advance(at - app.clock.now());
-        let token = fresh_token(&app, &partner.email).await;
-        let c: Value = app
-            .convert(&token, "EUR", to, "10.00")
-            .await
-            .json()
-            .await
-            .unwrap();
+        let c = convert_at(&app, &partner.email, at, to, "10.00", cancel).await;
         let id = c["id"].as_str().unwrap().to_owned();
-        if cancel {
-            let res = app
-                .post_json(
-                    &format!("/api/v1/conversions/{id}/cancel"),
-                    &json!({}),
-                    Some(&token),
-                )
-                .await;
-            assert_eq!(res.status(), 200);
-        }
         let created = chrono::DateTime::parse_from_rfc3339(c["created_at"].as_str().unwrap())
             .unwrap()
             .to_utc();
