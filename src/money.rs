@@ -128,7 +128,7 @@ impl Rate {
 
 impl fmt::Display for Rate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.to_plain_string())
+        f.write_str(&plain(&self.0))
     }
 }
 
@@ -140,7 +140,7 @@ impl fmt::Debug for Rate {
 
 impl Serialize for Rate {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
+        s.serialize_str(&plain(&self.0))
     }
 }
 
@@ -215,7 +215,7 @@ impl RequestedAmount {
 
 impl fmt::Display for RequestedAmount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.to_plain_string())
+        f.write_str(&plain(&self.0))
     }
 }
 
@@ -340,7 +340,7 @@ impl Amount {
 
 impl fmt::Display for Amount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.to_plain_string())
+        f.write_str(&plain(&self.0))
     }
 }
 
@@ -350,9 +350,45 @@ impl fmt::Debug for Amount {
     }
 }
 
+/// `value` in plain notation (never `1E+3`), exactly as [`BigDecimal::to_plain_string`] writes
+/// it. Every amount and rate the service stores has at most 38 digits, so its digits are
+/// written from an `i128` rather than through `num_bigint`'s general radix conversion, which was
+/// the largest cost of serialising a price (a `GET /convert` writes five decimals). Larger
+/// values take the general path.
+pub fn plain(value: &BigDecimal) -> String {
+    use bigdecimal::num_traits::ToPrimitive;
+    let (int, scale) = value.as_bigint_and_scale();
+    let Some(n) = int.to_i128() else {
+        return value.to_plain_string();
+    };
+    let magnitude = n.unsigned_abs();
+    let mut digits = match u64::try_from(magnitude) {
+        Ok(small) => small.to_string(),
+        Err(_) => magnitude.to_string(),
+    };
+    // The placement of the point follows `FullScaleFormatter` (bigdecimal's `impl_fmt`).
+    let len = digits.len() as i64;
+    if scale <= 0 {
+        digits.extend(std::iter::repeat_n('0', scale.unsigned_abs() as usize));
+    } else if scale < len {
+        digits.insert((len - scale) as usize, '.');
+    } else {
+        let zeros = (scale - len) as usize;
+        let mut padded = String::with_capacity(scale as usize + 3);
+        padded.push_str("0.");
+        padded.extend(std::iter::repeat_n('0', zeros));
+        padded.push_str(&digits);
+        digits = padded;
+    }
+    if n < 0 {
+        digits.insert(0, '-');
+    }
+    digits
+}
+
 /// Serialises a decimal as a JSON string in plain notation (never `1E+3`).
 pub fn serialize_decimal<S: Serializer>(value: &BigDecimal, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&value.to_plain_string())
+    s.serialize_str(&plain(value))
 }
 
 pub fn serialize_opt_decimal<S: Serializer>(
@@ -360,7 +396,7 @@ pub fn serialize_opt_decimal<S: Serializer>(
     s: S,
 ) -> Result<S::Ok, S::Error> {
     match value {
-        Some(v) => s.serialize_str(&v.to_plain_string()),
+        Some(v) => s.serialize_str(&plain(v)),
         None => s.serialize_none(),
     }
 }
@@ -412,6 +448,65 @@ pub fn amount_as_text<'de, D: serde::Deserializer<'de>>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn plain_writes_every_decimal_as_bigdecimal_does() {
+        use super::*;
+        use bigdecimal::num_bigint::BigInt;
+        // Mantissas of every length up to i128's and past it, both signs, and scales that put
+        // the point before, inside and after the digits.
+        let mut state: u128 = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834;
+        let mut mantissas: Vec<BigInt> = vec![
+            BigInt::from(0),
+            BigInt::from(1),
+            BigInt::from(-1),
+            BigInt::from(i128::MAX),
+            BigInt::from(i128::MIN),
+            BigInt::from(u64::MAX),
+            BigInt::from(i128::MAX) * BigInt::from(10) + BigInt::from(7),
+            -(BigInt::from(i128::MAX) * BigInt::from(1000)),
+        ];
+        for digits in 1..=38 {
+            for _ in 0..6 {
+                state = state
+                    .wrapping_mul(0x2360_ed05_1fc6_5da4_4385_df64_9fcc_f645)
+                    .wrapping_add(0x5851_f42d_4c95_7f2d_1405_7b7e_f767_814f);
+                let m = (state >> 1) % 10u128.pow(digits);
+                let v = i128::try_from(m).unwrap();
+                mantissas.push(BigInt::from(if state & 1 == 0 { v } else { -v }));
+            }
+        }
+        for m in &mantissas {
+            for scale in -6..=42 {
+                let value = BigDecimal::new(m.clone(), scale);
+                assert_eq!(
+                    plain(&value),
+                    value.to_plain_string(),
+                    "{m} at scale {scale}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_rate_is_kept_normalized_however_it_is_made() {
+        use super::*;
+        let shown = |r: &Rate| (r.value().clone(), r.value().normalized());
+        for r in [
+            Rate::parse("1.10000").unwrap(),
+            Rate::new(BigDecimal::new(1_500.into(), 3)).unwrap(),
+            Rate::cross(&Rate::parse("1.25").unwrap(), &Rate::parse("2.5").unwrap()),
+            Rate::parse("1.1000").unwrap().inverse(),
+            Rate::parse("1.2").unwrap().with_spread(5_000).unwrap(),
+        ] {
+            let (kept, normalized) = shown(&r);
+            assert_eq!(
+                kept.as_bigint_and_exponent(),
+                normalized.as_bigint_and_exponent(),
+                "{r}"
+            );
+        }
+    }
+
     #[test]
     fn a_spread_is_the_same_product_as_dividing_the_basis_points() {
         use super::*;

@@ -32,27 +32,10 @@ pub struct LatestEntry {
     pub currencies: HashMap<CurrencyCode, Currency>,
     /// Value of the Redis counter the entry was loaded at (0 when Redis was unavailable).
     pub version: i64,
-    /// Cross rates already derived from `view`, by (from, to). Decimal division at 18
-    /// significant digits dominates a `latest` request otherwise; the memo lives and dies with
-    /// the entry, so new rates never meet old cross rates.
-    pub cross: std::sync::Mutex<HashMap<(CurrencyCode, CurrencyCode), crate::money::Rate>>,
     /// `GET /rates/latest` answers already serialised from this entry, by query and staleness
-    /// (see [`super::service::latest_rendered`]); they live and die with the entry, like
-    /// `cross`.
+    /// (see [`super::service::latest_rendered`]); they live and die with the entry, as the
+    /// view's cross rates do, so new rates never meet old answers.
     pub rendered: std::sync::Mutex<HashMap<LatestQuery, Arc<RenderedTable>>>,
-}
-
-impl LatestEntry {
-    /// The memoised cross rate `from → to`, computing it with `derive` the first time.
-    pub fn cross_rate(
-        &self,
-        from: CurrencyCode,
-        to: CurrencyCode,
-        derive: impl FnOnce() -> crate::money::Rate,
-    ) -> crate::money::Rate {
-        let mut memo = self.cross.lock().unwrap_or_else(|p| p.into_inner());
-        memo.entry((from, to)).or_insert_with(derive).clone()
-    }
 }
 
 /// What makes two `GET /rates/latest` answers of one cache entry the same: the base, the
@@ -157,7 +140,6 @@ async fn load(state: &Rates, version: i64) -> anyhow::Result<LatestEntry> {
         view,
         currencies,
         version,
-        cross: Default::default(),
         rendered: Default::default(),
     })
 }

@@ -168,13 +168,14 @@ pub struct Priced {
 }
 
 impl Priced {
-    /// The breakdown a client sees and a record stores.
+    /// The breakdown a client sees and a record stores. A [`Rate`] is normalized when made,
+    /// so its value is shown as it is.
     pub fn details(&self) -> RateBreakdown {
         RateBreakdown {
-            reference_rate: self.reference.rate.value().normalized(),
+            reference_rate: self.reference.rate.value().clone(),
             markup_bps: self.markup_bps,
             lock_bps: self.lock_bps,
-            rate: self.rate.value().normalized(),
+            rate: self.rate.value().clone(),
             markup_amount: self.markup_amount.clone(),
             provider: self.reference.provider.clone(),
             sources: self.reference.rate_sources(),
@@ -240,6 +241,10 @@ pub struct Pricer<'r> {
     currencies: Option<HashMap<CurrencyCode, Currency>>,
     /// Rates already looked up for this request.
     rates_seen: HashMap<(CurrencyCode, CurrencyCode), RateQuote>,
+    /// The latest-rates entry, read once per pricer: one request's currencies and rate come
+    /// from the same entry (and a batch's items from one), and the cache is asked once, not
+    /// once per currency and again for the rate.
+    latest: Option<std::sync::Arc<super::cache::LatestEntry>>,
 }
 
 impl<'r> Pricer<'r> {
@@ -253,7 +258,18 @@ impl<'r> Pricer<'r> {
             from_database: false,
             currencies: None,
             rates_seen: HashMap::new(),
+            latest: None,
         }
+    }
+
+    /// The latest-rates entry, read from the cache on first use and kept for this pricer.
+    async fn latest(&mut self) -> Result<std::sync::Arc<super::cache::LatestEntry>, RatesError> {
+        if let Some(entry) = &self.latest {
+            return Ok(entry.clone());
+        }
+        let entry = self.rates.runtime.cache.get(self.rates).await?;
+        self.latest = Some(entry.clone());
+        Ok(entry)
     }
 
     /// Prices for `partner`, with its markup (admins price at the reference rate).
@@ -353,7 +369,7 @@ impl<'r> Pricer<'r> {
         }
         match self.purpose {
             Purpose::Indicative => {
-                let entry = self.rates.runtime.cache.get(self.rates).await?;
+                let entry = self.latest().await?;
                 let usage = if at.is_some() {
                     Use::History
                 } else {
@@ -362,7 +378,7 @@ impl<'r> Pricer<'r> {
                 Ok(check_currency(&entry, code, usage, field)?.clone())
             }
             Purpose::Conversion => {
-                if let Ok(entry) = self.rates.runtime.cache.get(self.rates).await {
+                if let Ok(entry) = self.latest().await {
                     if let Ok(c) = check_currency(&entry, code, Use::Latest, field) {
                         return Ok(c.clone());
                     }
@@ -421,7 +437,8 @@ impl<'r> Pricer<'r> {
                 return Ok(seen.clone());
             }
         }
-        let quote = service::quote(self.rates, req.from, req.to, req.at).await?;
+        let latest = self.latest().await?;
+        let quote = service::quote_in(self.rates, &latest, req.from, req.to, req.at).await?;
         if req.at.is_none() {
             self.rates_seen.insert((req.from, req.to), quote.clone());
         }

@@ -206,14 +206,26 @@ pub async fn quote(
     at: Option<DateTime<Utc>>,
 ) -> Result<RateQuote, RatesError> {
     let entry = state.runtime.cache.get(state).await?;
+    quote_in(state, &entry, from, to, at).await
+}
+
+/// [`quote`] on a latest-rates entry the caller holds already (the pricer reads it once per
+/// request).
+pub async fn quote_in(
+    state: &Rates,
+    entry: &LatestEntry,
+    from: CurrencyCode,
+    to: CurrencyCode,
+    at: Option<DateTime<Utc>>,
+) -> Result<RateQuote, RatesError> {
     let usage = if at.is_some() {
         Use::History
     } else {
         Use::Latest
     };
-    check_currency(&entry, from, usage, "from")?;
-    check_currency(&entry, to, usage, "to")?;
-    let view = view_at(state, &entry, at).await?;
+    check_currency(entry, from, usage, "from")?;
+    check_currency(entry, to, usage, "to")?;
+    let view = view_at(state, entry, at).await?;
     let (rate, a, b) = view
         .cross(from, to)
         .ok_or_else(|| RatesError::NotQuoted(if view.quotes_currency(from) { to } else { from }))?;
@@ -357,7 +369,9 @@ async fn table_of(
         }
     }
     let view = view_at(state, entry, at).await?;
-    let base_rate = view.pivot_rate(base).ok_or(RatesError::NotQuoted(base))?;
+    if !view.quotes_currency(base) {
+        return Err(RatesError::NotQuoted(base));
+    }
     let wanted: Vec<CurrencyCode> = match symbols {
         Some(list) => list,
         None => {
@@ -373,12 +387,8 @@ async fn table_of(
     };
     let mut rates = BTreeMap::new();
     for code in wanted {
-        let side = view.pivot_rate(code).ok_or(RatesError::NotQuoted(code))?;
-        let rate = if at.is_none() {
-            entry.cross_rate(base, code, || Rate::cross(&base_rate.rate, &side.rate))
-        } else {
-            Rate::cross(&base_rate.rate, &side.rate)
-        };
+        // Kept per view and pair (see `RatesView::cross`), as `GET /convert`'s are.
+        let (rate, _, _) = view.cross(base, code).ok_or(RatesError::NotQuoted(code))?;
         rates.insert(code, rate);
     }
     let degraded: Vec<CurrencyCode> = std::iter::once(base)
