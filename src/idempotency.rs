@@ -189,7 +189,7 @@ impl RequestHash {
 /// A decimal as its value, whatever its scale: `100.00` → `100`, `0.50` → `0.5`. The same text
 /// as PostgreSQL's `trim_scale(x)::text`.
 fn canonical_decimal(value: &BigDecimal) -> String {
-    value.normalized().to_plain_string()
+    crate::money::plain(&crate::money::normalized(value))
 }
 
 /// The same key with another request: refused, whatever the scope.

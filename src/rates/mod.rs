@@ -19,6 +19,7 @@ pub mod jobs;
 pub mod pricing;
 pub mod provenance;
 pub mod provider;
+pub mod quote_json;
 pub mod routes;
 pub mod series;
 pub mod service;

@@ -358,8 +358,10 @@ pub async fn convert(
         .for_partner(partner)
         .price(request)
         .await?;
-    let quote = ConversionQuote::try_from(priced)?;
+    // The `ConversionQuote` of the price, as serde writes it (see `quote_json`).
+    let body = super::quote_json::conversion_quote(&priced)?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(quote))
+        .content_type(header::ContentType::json())
+        .body(body))
 }
