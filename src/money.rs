@@ -156,8 +156,7 @@ pub fn convert(
     target: CurrencyCode,
     target_minor_units: i16,
 ) -> Result<BigDecimal, MoneyError> {
-    let exact = amount * rate.value();
-    let result = exact.with_scale_round(i64::from(target_minor_units), RoundingMode::Down);
+    let result = product_toward_zero(amount, rate.value(), i64::from(target_minor_units));
     if result <= BigDecimal::zero() {
         return Err(MoneyError::ResultRoundsToZero {
             currency: target.to_string(),
@@ -165,6 +164,45 @@ pub fn convert(
         });
     }
     Ok(result)
+}
+
+/// `a × b` rounded toward zero to `scale` decimal places: exactly
+/// `(a * b).with_scale_round(scale, RoundingMode::Down)`. An amount (at most 30 digits) times a
+/// rate (20 significant digits) fits in an `i128` for any amount a partner sends, and then the
+/// product and its truncation are two integer operations instead of a big-integer product and
+/// a rounding through bigdecimal's general path. Anything larger takes bigdecimal's path.
+fn product_toward_zero(a: &BigDecimal, b: &BigDecimal, scale: i64) -> BigDecimal {
+    use bigdecimal::num_traits::ToPrimitive;
+    let exact = || (a * b).with_scale_round(scale, RoundingMode::Down);
+    let ((ma, sa), (mb, sb)) = (a.as_bigint_and_scale(), b.as_bigint_and_scale());
+    let (Some(ma), Some(mb)) = (ma.to_i128(), mb.to_i128()) else {
+        return exact();
+    };
+    let Some(product) = ma.checked_mul(mb) else {
+        return exact();
+    };
+    let Some(product_scale) = sa.checked_add(sb) else {
+        return exact();
+    };
+    let shift = product_scale - scale;
+    let mantissa = if shift >= 0 {
+        // Integer division truncates toward zero, as `RoundingMode::Down` does; past 10³⁸ the
+        // divisor exceeds every i128, so the quotient is 0.
+        u32::try_from(shift)
+            .ok()
+            .and_then(|s| 10i128.checked_pow(s))
+            .map_or(0, |divisor| product / divisor)
+    } else {
+        let Some(m) = u32::try_from(-shift)
+            .ok()
+            .and_then(|s| 10i128.checked_pow(s))
+            .and_then(|factor| product.checked_mul(factor))
+        else {
+            return exact();
+        };
+        m
+    };
+    BigDecimal::new(bigdecimal::num_bigint::BigInt::from(mantissa), scale)
 }
 
 /// What a price kept below the reference price: `amount × reference` rounded toward zero to the
@@ -176,8 +214,8 @@ pub fn markup_amount(
     result: &BigDecimal,
     target_minor_units: i16,
 ) -> BigDecimal {
-    let at_reference = (amount * reference.value())
-        .with_scale_round(i64::from(target_minor_units), RoundingMode::Down);
+    let at_reference =
+        product_toward_zero(amount, reference.value(), i64::from(target_minor_units));
     // Both terms are whole minor units (a stored result may carry trailing zeros): shown at
     // the currency's scale.
     let kept =
@@ -527,6 +565,34 @@ mod tests {
                     value.normalized().as_bigint_and_exponent(),
                     "{m} at scale {scale}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn a_product_is_truncated_as_bigdecimal_truncates_it() {
+        use super::*;
+        let all = mantissas();
+        // Amounts and rates as they come (short mantissas at small scales) and the extremes.
+        let amounts: Vec<_> = all.iter().step_by(3).collect();
+        let rates: Vec<_> = all.iter().skip(1).step_by(5).collect();
+        for a in &amounts {
+            for (i, b) in rates.iter().enumerate() {
+                for (sa, sb) in [(0, 0), (2, 18), (3, 9), (-2, 4), (8, 30), (0, -3)] {
+                    let (x, y) = (
+                        BigDecimal::new((*a).clone(), sa),
+                        BigDecimal::new((*b).clone(), sb + (i % 3) as i64),
+                    );
+                    for scale in [0, 2, 3, 4, 8, -1] {
+                        let ours = product_toward_zero(&x, &y, scale);
+                        let theirs = (&x * &y).with_scale_round(scale, RoundingMode::Down);
+                        assert_eq!(
+                            ours.as_bigint_and_exponent(),
+                            theirs.as_bigint_and_exponent(),
+                            "{x} × {y} at scale {scale}"
+                        );
+                    }
+                }
             }
         }
     }
