@@ -185,17 +185,17 @@ mod tests {
         CurrencyCode::parse(c).unwrap()
     }
 
+    /// A price of `amount` on `pair` at `reference` less `markup_bps`, from `feed` (the
+    /// provider and its sources).
     fn priced(
-        from: &str,
-        to: &str,
+        pair: (&str, &str),
         reference: &str,
         markup_bps: u32,
         amount: &str,
         stale: bool,
-        provider: &str,
-        sources: &[&str],
+        feed: (&str, &[&str]),
     ) -> Priced {
-        let (from, to) = (code(from), code(to));
+        let ((from, to), (provider, sources)) = ((code(pair.0), code(pair.1)), feed);
         let reference = Rate::parse(reference).unwrap();
         let rate = reference.with_spread(markup_bps).unwrap();
         let amount = Amount::of(
@@ -248,27 +248,26 @@ mod tests {
             for markup in [0, 1, 35, 2_500] {
                 for (reference, stale) in [("210.698009114895658", true), ("1.0061", false)] {
                     cases.push(priced(
-                        "GBP",
-                        "JPY",
+                        ("GBP", "JPY"),
                         reference,
                         markup,
                         amount,
                         stale,
-                        "seed",
-                        &[],
+                        ("seed", &[]),
                     ));
                 }
             }
         }
         cases.push(priced(
-            "EUR",
-            "USD",
+            ("EUR", "USD"),
             "1.1",
             20,
             "5",
             false,
-            "consensus \"feed\"\n",
-            &["ecb", "frankfurter", "o\u{e9}x\\r"],
+            (
+                "consensus \"feed\"\n",
+                &["ecb", "frankfurter", "o\u{e9}x\\r"],
+            ),
         ));
         // Twice over: the first pass renders, the second uses what was kept, and each answer
         // must be its own price's.
@@ -282,7 +281,7 @@ mod tests {
 
     #[test]
     fn kept_text_is_never_used_for_a_price_that_differs_in_any_value_it_shows() {
-        let base = priced("GBP", "JPY", "210.5", 10, "100", false, "seed", &[]);
+        let base = priced(("GBP", "JPY"), "210.5", 10, "100", false, ("seed", &[]));
         let mut variants = vec![base.clone()];
         let mut v = base.clone();
         v.to = code("CHF");
