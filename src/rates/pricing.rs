@@ -542,7 +542,9 @@ fn refuse_stale(policy: StaleRatePolicy, quote: &RateQuote) -> Result<(), RatesE
     Ok(())
 }
 
-/// A conversion priced but not recorded.
+/// A conversion priced but not recorded: the schema of `GET /convert`'s answer. The route
+/// writes that answer with [`super::quote_json`], whose tests hold it byte for byte to what
+/// serde writes for this type.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ConversionQuote {
     /// Source currency.
