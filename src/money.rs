@@ -172,10 +172,8 @@ pub fn convert(
 /// product and its truncation are two integer operations instead of a big-integer product and
 /// a rounding through bigdecimal's general path. Anything larger takes bigdecimal's path.
 fn product_toward_zero(a: &BigDecimal, b: &BigDecimal, scale: i64) -> BigDecimal {
-    use bigdecimal::num_traits::ToPrimitive;
     let exact = || (a * b).with_scale_round(scale, RoundingMode::Down);
-    let ((ma, sa), (mb, sb)) = (a.as_bigint_and_scale(), b.as_bigint_and_scale());
-    let (Some(ma), Some(mb)) = (ma.to_i128(), mb.to_i128()) else {
+    let (Some((ma, sa)), Some((mb, sb))) = (small_parts(a), small_parts(b)) else {
         return exact();
     };
     let Some(product) = ma.checked_mul(mb) else {
@@ -385,15 +383,22 @@ impl fmt::Debug for Amount {
     }
 }
 
+/// `value` as an `i128` mantissa and its scale, when its digits fit: every amount and rate the
+/// service stores does, and the fast paths of [`plain`], [`normalized`] and
+/// [`product_toward_zero`] work on these instead of on `num_bigint`'s digits.
+fn small_parts(value: &BigDecimal) -> Option<(i128, i64)> {
+    use bigdecimal::num_traits::ToPrimitive;
+    let (mantissa, scale) = value.as_bigint_and_scale();
+    Some((mantissa.to_i128()?, scale))
+}
+
 /// `value` in plain notation (never `1E+3`), exactly as [`BigDecimal::to_plain_string`] writes
 /// it. Every amount and rate the service stores has at most 38 digits, so its digits are
 /// written from an `i128` rather than through `num_bigint`'s general radix conversion, which was
 /// the largest cost of serialising a price (a `GET /convert` writes five decimals). Larger
 /// values take the general path.
 pub fn plain(value: &BigDecimal) -> String {
-    use bigdecimal::num_traits::ToPrimitive;
-    let (int, scale) = value.as_bigint_and_scale();
-    let Some(n) = int.to_i128() else {
+    let Some((n, scale)) = small_parts(value) else {
         return value.to_plain_string();
     };
     let magnitude = n.unsigned_abs();
@@ -426,15 +431,12 @@ pub fn plain(value: &BigDecimal) -> String {
 /// (a few hundred nanoseconds per rate, on every price); a value whose digits fit in an
 /// `i128` loses its zeros by integer division here instead.
 pub fn normalized(value: &BigDecimal) -> BigDecimal {
-    use bigdecimal::num_traits::ToPrimitive;
-    let (int, scale) = value.as_bigint_and_scale();
-    let Some(mut n) = int.to_i128() else {
+    let Some((mut n, mut scale)) = small_parts(value) else {
         return value.normalized();
     };
     if n == 0 {
         return BigDecimal::zero();
     }
-    let mut scale = scale;
     while n % 10 == 0 {
         n /= 10;
         scale -= 1;
@@ -538,34 +540,31 @@ mod tests {
         all
     }
 
+    /// Every mantissa of [`mantissas`] at scales that put the point before, inside and after
+    /// its digits.
+    fn decimals() -> impl Iterator<Item = bigdecimal::BigDecimal> {
+        mantissas()
+            .into_iter()
+            .flat_map(|m| (-6..=42).map(move |scale| bigdecimal::BigDecimal::new(m.clone(), scale)))
+    }
+
     #[test]
     fn plain_writes_every_decimal_as_bigdecimal_does() {
         use super::*;
-        // Scales that put the point before, inside and after the digits.
-        for m in mantissas() {
-            for scale in -6..=42 {
-                let value = BigDecimal::new(m.clone(), scale);
-                assert_eq!(
-                    plain(&value),
-                    value.to_plain_string(),
-                    "{m} at scale {scale}"
-                );
-            }
+        for value in decimals() {
+            assert_eq!(plain(&value), value.to_plain_string(), "{value:?}");
         }
     }
 
     #[test]
     fn normalized_drops_the_same_zeros_as_bigdecimal() {
         use super::*;
-        for m in mantissas() {
-            for scale in -6..=42 {
-                let value = BigDecimal::new(m.clone(), scale);
-                assert_eq!(
-                    normalized(&value).as_bigint_and_exponent(),
-                    value.normalized().as_bigint_and_exponent(),
-                    "{m} at scale {scale}"
-                );
-            }
+        for value in decimals() {
+            assert_eq!(
+                normalized(&value).as_bigint_and_exponent(),
+                value.normalized().as_bigint_and_exponent(),
+                "{value:?}"
+            );
         }
     }
 
