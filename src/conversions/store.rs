@@ -537,7 +537,7 @@ impl From<ConversionRow> for ConversionView {
             // PostgreSQL may hand NUMERIC back without trailing zeros; show money at the
             // currency's scale ("5.00", not "5").
             amount: money::round_to_minor_units(&r.amount, r.from_minor_units),
-            rate: crate::money::normalized(&r.rate),
+            rate: money::normalized(&r.rate),
             result: money::round_to_minor_units(&r.result, r.to_minor_units),
             rate_as_of: r.rate_as_of,
             rate_provider: r.rate_provider.clone(),
@@ -550,10 +550,10 @@ impl From<ConversionRow> for ConversionView {
             cancelled_at: r.cancelled_at,
             quote_id: r.quote_id,
             rate_details: crate::rates::pricing::RateBreakdown {
-                reference_rate: crate::money::normalized(&r.reference_rate),
+                reference_rate: money::normalized(&r.reference_rate),
                 markup_bps: u32::try_from(r.markup_bps).unwrap_or_default(),
                 lock_bps: u32::try_from(r.lock_bps).unwrap_or_default(),
-                rate: crate::money::normalized(&r.rate),
+                rate: money::normalized(&r.rate),
                 markup_amount: Some(money::round_to_minor_units(
                     &r.markup_amount,
                     r.to_minor_units,

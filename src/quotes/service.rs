@@ -155,17 +155,17 @@ impl QuoteView {
                 .amount
                 .as_ref()
                 .map(|a| money::round_to_minor_units(a, r.from_minor_units)),
-            rate: crate::money::normalized(&r.rate),
+            rate: money::normalized(&r.rate),
             result: r
                 .result
                 .as_ref()
                 .map(|a| money::round_to_minor_units(a, r.to_minor_units)),
             rate_details: RateDetails {
-                reference_rate: crate::money::normalized(&r.reference_rate),
+                reference_rate: money::normalized(&r.reference_rate),
                 spread_bps: u32::try_from(r.spread_bps).unwrap_or_default(),
                 markup_bps: u32::try_from(r.markup_bps).unwrap_or_default(),
                 lock_bps: u32::try_from(r.spread_bps - r.markup_bps).unwrap_or_default(),
-                rate: crate::money::normalized(&r.rate),
+                rate: money::normalized(&r.rate),
                 markup_amount: r
                     .amount
                     .as_ref()

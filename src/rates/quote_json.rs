@@ -44,34 +44,22 @@ pub fn conversion_quote(priced: &Priced) -> Result<Vec<u8>, RatesError> {
         Ok(fresh)
     })?;
     // Plain decimals are digits, a point and a sign: nothing in them needs escaping.
-    let amount = money::plain(amount.value());
-    let result = money::plain(result);
-    let markup = priced.markup_amount.as_ref().map(money::plain);
+    let markup = match &priced.markup_amount {
+        Some(m) => format!("\"{}\"", money::plain(m)),
+        None => "null".to_owned(),
+    };
     let t = &rendered.text;
-    let mut body = Vec::with_capacity(
-        t.head.len()
-            + t.after_amount.len()
-            + t.after_result.len()
-            + t.tail.len()
-            + amount.len()
-            + result.len()
-            + markup.as_ref().map_or(4, |m| m.len() + 2),
-    );
-    body.extend_from_slice(t.head.as_bytes());
-    body.extend_from_slice(amount.as_bytes());
-    body.extend_from_slice(t.after_amount.as_bytes());
-    body.extend_from_slice(result.as_bytes());
-    body.extend_from_slice(t.after_result.as_bytes());
-    match &markup {
-        Some(m) => {
-            body.push(b'"');
-            body.extend_from_slice(m.as_bytes());
-            body.push(b'"');
-        }
-        None => body.extend_from_slice(b"null"),
-    }
-    body.extend_from_slice(t.tail.as_bytes());
-    Ok(body)
+    Ok([
+        t.head.as_str(),
+        &money::plain(amount.value()),
+        &t.after_amount,
+        &money::plain(result),
+        &t.after_result,
+        &markup,
+        &t.tail,
+    ]
+    .concat()
+    .into_bytes())
 }
 
 /// The text of an answer around its three holes, and the values it was rendered from.
